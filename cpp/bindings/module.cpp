@@ -1,0 +1,16 @@
+// parajob._core: the compiled core. This file only assembles the module; each
+// concept binds itself in its own bind_<concept>.cpp (the boost-histogram layout).
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void bind_listing(py::module_& m);
+void bind_split(py::module_& m);
+void bind_dispatch(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
+    bind_listing(m);
+    bind_split(m);
+    bind_dispatch(m);
+}
