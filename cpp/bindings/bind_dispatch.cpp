@@ -1,4 +1,163 @@
-// placeholder: replaced by the listing implementation
+// Python view of the dispatch region (dispatch.hpp) and the watchdog scan (watchdog.hpp).
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "parajob/dispatch.hpp"
+#include "parajob/watchdog.hpp"
+
 namespace py = pybind11;
-void bind_dispatch(py::module_&) {}
+using parajob::BatchState;
+using parajob::DispatchRegion;
+using parajob::WorkerState;
+
+namespace {
+
+py::tuple state_tuple(std::uint64_t word) {
+    const auto w = parajob::StateWord::unpack(word);
+    return py::make_tuple(static_cast<int>(w.state), w.attempt, w.process);
+}
+
+}  // namespace
+
+void bind_dispatch(py::module_& m) {
+    py::enum_<BatchState>(m, "BatchState", "State of a mini-batch in the shared region.")
+        .value("PENDING", BatchState::kPending)
+        .value("QUEUED", BatchState::kQueued)
+        .value("RUNNING", BatchState::kRunning)
+        .value("DONE", BatchState::kDone)
+        .value("ERRORED", BatchState::kErrored)
+        .value("TIMED_OUT", BatchState::kTimedOut)
+        .value("CRASHED", BatchState::kCrashed)
+        .value("FAILED", BatchState::kFailed)
+        .value("FINISHING", BatchState::kFinishing);
+    py::enum_<WorkerState>(m, "WorkerState", "What a worker process is doing.")
+        .value("STARTING", WorkerState::kStarting)
+        .value("INIT", WorkerState::kInit)
+        .value("IDLE", WorkerState::kIdle)
+        .value("RUNNING", WorkerState::kRunning)
+        .value("SHUTDOWN", WorkerState::kShutdown)
+        .value("EXITED", WorkerState::kExited)
+        .value("INIT_FAILED", WorkerState::kInitFailed);
+
+    py::class_<DispatchRegion>(m, "DispatchRegion",
+                               "Shared-memory dispatch region. Create in the driver before forking workers.")
+        .def(py::init<std::uint32_t, std::uint32_t, int>(), py::arg("n_batches"), py::arg("n_workers"),
+             py::arg("notify_fd") = -1)
+        .def_property_readonly("n_batches", &DispatchRegion::n_batches)
+        .def_property_readonly("n_workers", &DispatchRegion::n_workers)
+        .def_property_readonly("size", [](const DispatchRegion& r) { return r.header().total_size; })
+        .def_property_readonly("attempts_ended",
+                               [](const DispatchRegion& r) {
+                                   return r.header().attempts_ended.load(std::memory_order_relaxed);
+                               })
+        .def("queued_approx", &DispatchRegion::queued_approx)
+        // driver side
+        .def("enqueue", &DispatchRegion::enqueue, py::arg("batch"), py::arg("attempt") = 0)
+        .def(
+            "enqueue_range",
+            [](DispatchRegion& r, std::uint32_t start, std::uint32_t stop) {
+                for (std::uint32_t b = start; b < stop; ++b) r.enqueue(b, 0);
+            },
+            py::arg("start"), py::arg("stop"), "Queue first attempts of batches [start, stop).")
+        .def("close", &DispatchRegion::close)
+        .def("drain_ended", &DispatchRegion::drain_ended, py::arg("max") = 1u << 20)
+        .def(
+            "take_back",
+            [](DispatchRegion& r, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
+               BatchState why) { return r.take_back(batch, attempt, process, why); },
+            py::arg("batch"), py::arg("attempt"), py::arg("process"), py::arg("why"))
+        .def("mark_failed", &DispatchRegion::mark_failed)
+        .def("arm_driver_sleep", &DispatchRegion::arm_driver_sleep)
+        .def("disarm_driver_sleep", &DispatchRegion::disarm_driver_sleep)
+        .def("reset_worker", &DispatchRegion::reset_worker, py::arg("worker"), py::arg("process"))
+        .def("set_worker_pid", &DispatchRegion::set_worker_pid, py::arg("worker"), py::arg("pid"))
+        // worker side
+        .def(
+            "next_batch",
+            [](DispatchRegion& r, std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms) {
+                parajob::Claim claim;
+                {
+                    // Safe without the GIL: touches only the shared region, no Python objects.
+                    py::gil_scoped_release release;
+                    claim = r.next_batch(worker, process, timeout_ms);
+                }
+                return py::make_tuple(claim.batch, claim.attempt);
+            },
+            py::arg("worker"), py::arg("process"), py::arg("timeout_ms") = -1,
+            "Block until a batch is claimed: (batch, attempt); batch -1 when closed and empty, "
+            "-2 on timeout.")
+        .def("finish", &DispatchRegion::finish, py::arg("worker"), py::arg("batch"), py::arg("attempt"),
+             py::arg("process"), py::arg("ok"), py::arg("items_in"), py::arg("items_out"), py::arg("spool_offset"),
+             py::arg("spool_length"), py::arg("error_code"))
+        .def("set_worker_state", &DispatchRegion::set_worker_state, py::arg("worker"), py::arg("state"))
+        // readers
+        .def(
+            "batch_state", [](const DispatchRegion& r, std::uint32_t b) {
+                if (b >= r.n_batches()) throw py::index_error("batch id out of range");
+                return state_tuple(r.batch(b).word.load(std::memory_order_acquire));
+            },
+            "(state, attempt, process) of a batch.")
+        .def(
+            "batch_result",
+            [](const DispatchRegion& r, std::uint32_t b) {
+                if (b >= r.n_batches()) throw py::index_error("batch id out of range");
+                const auto& s = r.batch(b);
+                // acquire first: pairs with finish()'s release store of DONE/ERRORED.
+                const std::uint64_t word = s.word.load(std::memory_order_acquire);
+                const auto w = parajob::StateWord::unpack(word);
+                return py::make_tuple(static_cast<int>(w.state), w.attempt, w.process,
+                                      s.items_in.load(std::memory_order_relaxed),
+                                      s.items_out.load(std::memory_order_relaxed),
+                                      s.spool_offset.load(std::memory_order_relaxed),
+                                      s.spool_length.load(std::memory_order_relaxed),
+                                      s.error_code.load(std::memory_order_relaxed),
+                                      s.start_ns.load(std::memory_order_relaxed),
+                                      s.end_ns.load(std::memory_order_relaxed));
+            },
+            "(state, attempt, process, items_in, items_out, spool_offset, spool_length, error_code, "
+            "start_ns, end_ns) of a batch.")
+        .def(
+            "worker_info",
+            [](const DispatchRegion& r, std::uint32_t w) {
+                if (w >= r.n_workers()) throw py::index_error("worker index out of range");
+                const auto& s = r.worker(w);
+                return py::make_tuple(s.pid.load(std::memory_order_acquire), s.process.load(std::memory_order_relaxed),
+                                      s.state.load(std::memory_order_acquire),
+                                      s.current_batch.load(std::memory_order_acquire),
+                                      s.heartbeat_ns.load(std::memory_order_relaxed),
+                                      s.phase_start_ns.load(std::memory_order_relaxed),
+                                      s.batches_done.load(std::memory_order_relaxed));
+            },
+            "(pid, process, state, current_batch, heartbeat_ns, phase_start_ns, batches_done) of a worker slot.")
+        .def(
+            "buffer",
+            [](const DispatchRegion& r) {
+                return py::memoryview::from_memory(r.base(), static_cast<py::ssize_t>(r.header().total_size),
+                                                   /*readonly=*/true);
+            },
+            py::keep_alive<0, 1>(), "Read-only view of the whole region (for numpy views of the slots).")
+        .def_property_readonly("batches_offset", [](const DispatchRegion& r) { return r.header().batches_offset; })
+        .def_property_readonly("workers_offset", [](const DispatchRegion& r) { return r.header().workers_offset; });
+
+    m.def("region_layout", [] {
+        py::dict out;
+        for (const auto& e : DispatchRegion::layout_description()) out[py::str(e.name)] = e.value;
+        return out;
+    }, "Sizes and offsets of the shared structs as C++ lays them out.");
+
+    m.def(
+        "scan_expired",
+        [](const DispatchRegion& r, std::int64_t now_ns, std::int64_t run_timeout_ns, std::int64_t init_timeout_ns) {
+            py::list out;
+            for (const auto& e : parajob::scan_expired(r, now_ns, run_timeout_ns, init_timeout_ns)) {
+                out.append(py::make_tuple(e.worker, e.pid, e.process, e.batch, e.attempt,
+                                          e.why == parajob::Overrun::kRunTimeout ? "run" : "init", e.elapsed_ns));
+            }
+            return out;
+        },
+        py::arg("region"), py::arg("now_ns"), py::arg("run_timeout_ns"), py::arg("init_timeout_ns"),
+        "Workers past a deadline: (worker, pid, process, batch, attempt, 'run'|'init', elapsed_ns).");
+    m.def("monotonic_ns", &parajob::monotonic_ns, "CLOCK_MONOTONIC in ns (the clock of the shared region).");
+}

@@ -1,0 +1,101 @@
+// DispatchRegion: the driver <-> worker protocol over the shared-memory region.
+//
+// Who calls what:
+//   driver (one thread, before and after fork): DispatchRegion(...), enqueue(), close(),
+//       drain_ended(), take_back(), arm_driver_sleep()/disarm_driver_sleep(), the slot readers.
+//   worker (after fork, one thread each): next_batch() (blocks), finish(), set_worker_state().
+// Claiming and accepting (DESIGN.md): a worker turns QUEUED(k) into RUNNING(k, p) by CAS and
+// records the batch in its worker slot; it writes its result to its own spool, then CASes
+// RUNNING(k, p) -> DONE(k, p). The driver's watchdog CASes RUNNING(k, p) -> TIMED_OUT or
+// CRASHED. Exactly one of the two CASes wins, which is what makes output exactly-once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "parajob/dispatch_queue.hpp"
+#include "parajob/shm_layout.hpp"
+
+namespace parajob {
+
+struct Claim {
+    std::int64_t batch = -1;  // -1: the queue is closed and empty, the worker should exit
+    std::uint32_t attempt = 0;
+};
+
+struct LayoutEntry {
+    const char* name;
+    std::uint64_t value;
+};
+
+class DispatchRegion {
+public:
+    // Maps a zeroed anonymous shared region for n_batches mini-batches and n_workers worker
+    // slots. notify_fd is an eventfd the driver sleeps on (or -1 for none).
+    DispatchRegion(std::uint32_t n_batches, std::uint32_t n_workers, int notify_fd);
+    ~DispatchRegion();
+    DispatchRegion(const DispatchRegion&) = delete;
+    DispatchRegion& operator=(const DispatchRegion&) = delete;
+
+    // ---- driver side ----------------------------------------------------------------
+    // Marks `batch` QUEUED(attempt) and pushes it; wakes one sleeping worker. Never blocks.
+    void enqueue(std::uint32_t batch, std::uint32_t attempt);
+    // No more batches will be queued: workers exit once the queue is empty. Wakes all.
+    void close();
+    // Pops up to `max` batch ids whose attempt ended (DONE or ERRORED). Never blocks.
+    std::vector<std::uint32_t> drain_ended(std::size_t max);
+    // Takes a RUNNING(attempt, process) batch back as TIMED_OUT or CRASHED; false when the
+    // worker's own finish() won the race (the batch is DONE or ERRORED instead).
+    bool take_back(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, BatchState why);
+    // Marks a batch FAILED for good (retries spent). Only from a state the driver owns.
+    void mark_failed(std::uint32_t batch);
+    // Call before sleeping on notify_fd, then check drain_ended() once more before sleeping:
+    // a worker that ends an attempt after the flag is visible writes the eventfd.
+    void arm_driver_sleep();
+    void disarm_driver_sleep();
+
+    // ---- worker side ----------------------------------------------------------------
+    // Pops the next batch and claims it for `process` in worker slot `worker`. Blocks (futex,
+    // no spinning) until a batch is available or the region is closed and empty, or until
+    // timeout_ms passes (then returns batch -2). Safe to call without the GIL.
+    Claim next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms);
+    // Ends the attempt: DONE when ok (with the spool record's location), else ERRORED with
+    // error_code. Returns false when the driver took the batch back first: the spool record
+    // is then an orphan and must never be merged. Never blocks.
+    bool finish(std::uint32_t worker, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
+                bool ok, std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
+                std::uint64_t spool_length, std::int64_t error_code);
+    void set_worker_state(std::uint32_t worker, WorkerState state);
+    // Called by the driver before forking the process for `worker`.
+    void reset_worker(std::uint32_t worker, std::uint32_t process);
+    void set_worker_pid(std::uint32_t worker, std::int32_t pid);
+
+    // ---- readers (any process) ------------------------------------------------------
+    const RegionHeader& header() const { return *header_; }
+    BatchSlot& batch(std::uint32_t i) const { return batches_[i]; }
+    WorkerSlot& worker(std::uint32_t i) const { return workers_[i]; }
+    std::uint32_t n_batches() const { return header_->n_batches; }
+    std::uint32_t n_workers() const { return header_->n_workers; }
+    std::uint64_t queued_approx() const { return dispatch_.size_approx(); }
+    void* base() const { return base_; }
+
+    // Sizes and offsets of every shared struct, for the layout test against Python's view.
+    static std::vector<LayoutEntry> layout_description();
+
+private:
+    void wake_workers(int count);
+    void notify_driver();
+
+    void* base_ = nullptr;
+    std::size_t size_ = 0;
+    RegionHeader* header_ = nullptr;
+    RingView dispatch_;
+    RingView done_;
+    BatchSlot* batches_ = nullptr;
+    WorkerSlot* workers_ = nullptr;
+};
+
+std::int64_t monotonic_ns();
+
+}  // namespace parajob
