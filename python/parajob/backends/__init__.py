@@ -1,0 +1,1 @@
+"""Where worker processes run: this machine (local) or a cluster (distributed, later)."""

@@ -1,0 +1,104 @@
+"""Worker processes on this machine: fork, watch through pidfds, kill, reap.
+
+The driver calls these from its single thread. Each worker is a forked child in its own
+process group, so a kill takes its grandchildren too; a pidfd per child lets the driver
+wait on every exit in the same select() as its eventfd (no SIGCHLD handler, no polling
+loop that could miss an exit).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from parajob.runtime.layout import node_name, process_name
+from parajob.runtime.worker import WorkerSetup, worker_main
+
+
+@dataclass
+class WorkerProcess:
+    slot: int          # index of its worker slot in the shared region
+    process: int       # unique id in this run (its spool file, the batch state word)
+    node: int
+    local_rank: int
+    pid: int
+    pidfd: int
+    killed_because: str | None = None  # set when the driver killed it on purpose
+
+    @property
+    def node_name(self) -> str:
+        return node_name(self.node)
+
+    @property
+    def name(self) -> str:
+        return process_name(self.local_rank)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int | None    # exit code, or None when killed by a signal
+    signal: int | None
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            name = signal.Signals(self.signal).name if self.signal in signal.valid_signals() else str(self.signal)
+            hint = {
+                signal.SIGKILL: " (killed: out of memory, a timeout, or by hand)",
+                signal.SIGSEGV: " (segmentation fault in native code)",
+                signal.SIGABRT: " (aborted)",
+                signal.SIGBUS: " (bus error)",
+            }.get(signal.Signals(self.signal), "")
+            return f"killed by {name}{hint}"
+        return f"exited with code {self.code}"
+
+
+class LocalBackend:
+    """Forks workers for the driver. Not thread-safe: the driver has one thread."""
+
+    def __init__(self, setup: WorkerSetup) -> None:
+        self._setup = setup
+        self._next_process = 1
+
+    def spawn(self, slot: int, node: int, local_rank: int) -> WorkerProcess:
+        process = self._next_process
+        self._next_process += 1
+        region = self._setup.region
+        region.reset_worker(slot, process)
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            worker_main(self._setup, slot, process, node, local_rank)
+        # Also set from the parent: it closes the race where the driver kills the group
+        # before the child's own setpgid() ran.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:  # the child already did it, or already exited
+            pass
+        region.set_worker_pid(slot, pid)
+        return WorkerProcess(slot, process, node, local_rank, pid, os.pidfd_open(pid))
+
+    @staticmethod
+    def kill(worker: WorkerProcess, because: str) -> None:
+        """SIGKILL the worker's whole process group. Never blocks; reap() follows."""
+        if worker.killed_because is None:
+            worker.killed_because = because
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # the group is gone and its id reused: kill the child alone
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    @staticmethod
+    def reap(worker: WorkerProcess) -> ExitStatus | None:
+        """The exit status if the worker has exited (closes its pidfd), else None."""
+        pid, status = os.waitpid(worker.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        os.close(worker.pidfd)
+        if os.WIFSIGNALED(status):
+            return ExitStatus(None, os.WTERMSIG(status))
+        return ExitStatus(os.waitstatus_to_exitcode(status), None)

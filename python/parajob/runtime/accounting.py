@@ -1,0 +1,85 @@
+"""Counting outcomes and checking the job's limits as results arrive (SPEC §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of SPEC §4, resolved from the step and its program arguments."""
+
+    max_retries: int = 2
+    run_timeout_s: float = 60.0
+    init_timeout_s: float = 600.0
+    error_threshold: int = -1
+    mini_batch_error_threshold: int = -1
+    allowed_failed_percent: float = 100.0
+    max_init_failures_per_node: int = 3  # times workers per node, see Tally.init_failed
+    append_row: bool = False
+
+
+@dataclass
+class Tally:
+    """Running counts of one step. Mutated only by the driver."""
+
+    total_batches: int
+    done_batches: int = 0      # accepted (DONE), short returns included
+    failed_batches: int = 0    # failed for good, plus short returns when error_threshold != -1
+    settled_batches: int = 0   # DONE or failed for good: nothing more will happen to them
+    failed_attempts: int = 0   # every errored / timed-out / crashed attempt
+    items_in: int = 0          # items of settled batches
+    items_out: int = 0         # items returned by accepted attempts
+    failed_items: int = 0
+    init_failures: int = 0
+    first_failed_batch: int | None = None
+
+    def accept(self, batch: int, items_in: int, items_out: int, limits: Limits) -> None:
+        """A DONE attempt: keep its results; a short return counts its missing items."""
+        self.done_batches += 1
+        self.settled_batches += 1
+        self.items_in += items_in
+        self.items_out += items_out
+        missing = max(items_in - items_out, 0)
+        if missing:
+            self.failed_items += missing
+            # SPEC §4: a short return also fails the mini-batch, unless errors are ignored.
+            if limits.error_threshold != -1:
+                self._fail_batch(batch)
+
+    def fail_for_good(self, batch: int, items_in: int) -> None:
+        self.settled_batches += 1
+        self.items_in += items_in
+        self.failed_items += items_in
+        self._fail_batch(batch)
+
+    def _fail_batch(self, batch: int) -> None:
+        self.failed_batches += 1
+        if self.first_failed_batch is None:
+            self.first_failed_batch = batch
+
+    @property
+    def finished(self) -> bool:
+        return self.settled_batches >= self.total_batches
+
+    def exceeded(self, limits: Limits, all_scheduled: bool, workers_per_node: int) -> str | None:
+        """The reason the job must stop now, or None while it may go on."""
+        if limits.error_threshold != -1 and self.failed_items > limits.error_threshold:
+            return (f"{self.failed_items} failed items exceed error_threshold "
+                    f"{limits.error_threshold}")
+        if (limits.mini_batch_error_threshold != -1
+                and self.failed_batches > limits.mini_batch_error_threshold):
+            return (f"{self.failed_batches} failed mini-batches exceed "
+                    f"mini_batch_error_threshold {limits.mini_batch_error_threshold}")
+        if all_scheduled and self.total_batches and limits.allowed_failed_percent < 100:
+            percent = 100.0 * self.failed_batches / self.total_batches
+            if percent > limits.allowed_failed_percent:
+                return (f"{percent:.1f}% of mini-batches failed, more than "
+                        f"allowed_failed_percent {limits.allowed_failed_percent:g}")
+        if self.init_failures >= limits.max_init_failures_per_node * workers_per_node:
+            return (f"init() failed {self.init_failures} times (the limit is "
+                    f"{limits.max_init_failures_per_node} x {workers_per_node} workers per node); "
+                    "see logs/user/error/")
+        if self.finished and limits.append_row and self.items_out == 0 and self.total_batches:
+            return "append_row is on but run() returned no item for any mini-batch"
+        return None

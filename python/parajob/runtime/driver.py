@@ -1,0 +1,245 @@
+"""The driver loop: dispatch, watch, retry, count — never blocking on any one worker.
+
+One thread. Each turn of the loop:
+  1. drain the done ring: accept DONE attempts, requeue or fail ERRORED ones;
+  2. reap workers whose pidfd became readable: a crash costs the attempt it held
+     (known from its worker slot), and the slot gets a fresh process;
+  3. run the watchdog scan: take back overrunning batches (CAS), kill those workers;
+  4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
+  5. sleep in select() on the eventfd and every pidfd, after arming the region so that
+     the next worker to end an attempt wakes us.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from parajob import _core
+from parajob.backends.local import ExitStatus, LocalBackend, WorkerProcess
+from parajob.runtime.accounting import Limits, Tally
+from parajob.runtime.report import AttemptLog, Progress
+from parajob.runtime.spool import SpoolReader
+from parajob.runtime.worker import EXIT_INIT_FAILED, ERROR_WRONG_TYPE, WorkerSetup
+
+BatchState = _core.BatchState
+WorkerState = _core.WorkerState
+
+TICK_S = 0.25            # longest sleep: bounds the watchdog's lateness
+SHUTDOWN_GRACE_S = 60.0  # how long workers get for shutdown() once the queue is closed
+
+
+@dataclass
+class DriverResult:
+    tally: Tally
+    stop_reason: str | None          # a limit that stopped the job, else None
+    first_failure: str | None        # description + traceback of the first failed batch
+    processes: dict[int, WorkerProcess] = field(default_factory=dict)
+
+
+class Driver:
+    def __init__(self, setup: WorkerSetup, n_batches: int, instance_count: int,
+                 workers_per_node: int, limits: Limits, attempt_log: AttemptLog,
+                 progress: Progress, describe_batch: callable, notify_fd: int) -> None:  # type: ignore[valid-type]
+        self.setup = setup
+        self.region = setup.region
+        self.limits = limits
+        self.instance_count = instance_count
+        self.workers_per_node = workers_per_node
+        self.tally = Tally(total_batches=n_batches)
+        self.attempt_log = attempt_log
+        self.progress = progress
+        self.describe_batch = describe_batch
+        self.notify_fd = notify_fd
+        self.backend = LocalBackend(setup)
+        self.spools = SpoolReader(setup.layout.spool_dir)
+        # The highest attempt already handled per batch: a batch's end can be seen twice
+        # (done ring and reaping a worker that died right after finish()).
+        self.handled_attempt = np.full(n_batches, -1, dtype=np.int64)
+        self.workers: dict[int, WorkerProcess] = {}       # slot -> live process
+        self.by_process: dict[int, WorkerProcess] = {}    # process id -> process, all ever
+        self.init_failures_by_node: dict[int, int] = {}
+        self.first_failure: str | None = None
+        self.stop_reason: str | None = None
+        self.selector = selectors.DefaultSelector()
+
+    # ---- the loop -------------------------------------------------------------------
+
+    def run(self) -> DriverResult:
+        self.selector.register(self.notify_fd, selectors.EVENT_READ, None)
+        self.region.enqueue_range(0, self.tally.total_batches)
+        for node in range(self.instance_count):
+            for rank in range(self.workers_per_node):
+                self._spawn(node * self.workers_per_node + rank, node, rank)
+        try:
+            while not self.tally.finished and self.stop_reason is None:
+                self._drain()
+                self._watchdog()
+                self.stop_reason = self.tally.exceeded(
+                    self.limits, all_scheduled=True, workers_per_node=self.workers_per_node)
+                if self.tally.finished or self.stop_reason is not None:
+                    break
+                self.progress.update(self.tally, self._running())
+                self._sleep()
+        finally:
+            self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
+            self.progress.update(self.tally, 0, force=True)
+            self.selector.close()
+            os.close(self.notify_fd)
+        return DriverResult(self.tally, self.stop_reason, self.first_failure, self.by_process)
+
+    def _sleep(self) -> None:
+        self.region.arm_driver_sleep()
+        if self._drain():  # an attempt ended between the last drain and arming
+            self.region.disarm_driver_sleep()
+            return
+        for key, _ in self.selector.select(TICK_S):
+            if key.data is None:
+                os.eventfd_read(self.notify_fd)
+            else:
+                self._on_exit(key.data)
+        self.region.disarm_driver_sleep()
+
+    def _running(self) -> int:
+        return sum(1 for w in self.workers.values()
+                   if self.region.worker_info(w.slot)[2] == int(WorkerState.RUNNING))
+
+    # ---- attempts -------------------------------------------------------------------
+
+    def _drain(self) -> int:
+        ended = self.region.drain_ended()
+        for batch in ended:
+            self._on_attempt_end(batch)
+        return len(ended)
+
+    def _on_attempt_end(self, batch: int) -> None:
+        (state, attempt, process, items_in, items_out, offset, length, error_code,
+         start_ns, end_ns) = self.region.batch_result(batch)
+        if attempt <= self.handled_attempt[batch]:
+            return
+        if state not in (int(BatchState.DONE), int(BatchState.ERRORED)):
+            return  # only DONE/ERRORED reach the done ring; anything else was handled
+        self.handled_attempt[batch] = attempt
+        worker = self.by_process[process]
+        seconds = (end_ns - start_ns) / 1e9
+        if state == int(BatchState.DONE):
+            self.tally.accept(batch, items_in, items_out, self.limits)
+            status = "succeeded" if items_out >= items_in else "short_return"
+            self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, items_in,
+                                     items_out, seconds, status)
+            if items_out < items_in and self.first_failure is None and self.limits.error_threshold != -1:
+                self.first_failure = (f"{self.describe_batch(batch)}\nrun() returned {items_out} "
+                                      f"items for {items_in} inputs\n")
+            return
+        error = self.spools.payload(process, offset, length, batch).decode("utf-8", "replace")
+        status = "wrong_return_type" if error_code == ERROR_WRONG_TYPE else "raised"
+        self._attempt_failed(batch, attempt, worker, status, error, seconds, items_in)
+
+    def _attempt_failed(self, batch: int, attempt: int, worker: WorkerProcess, status: str,
+                        error: str, seconds: float, items_in: int | None = None) -> None:
+        """An attempt ended badly: retry it while tries remain, else fail it for good."""
+        self.handled_attempt[batch] = attempt
+        self.tally.failed_attempts += 1
+        n_items = items_in if items_in else self.setup.plan.items_in(batch)
+        self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
+                                 seconds, status, error)
+        if attempt < self.limits.max_retries:
+            self.region.enqueue(batch, attempt + 1)
+            return
+        self.region.mark_failed(batch)
+        self.tally.fail_for_good(batch, n_items)
+        if self.first_failure is None:
+            self.first_failure = (f"{self.describe_batch(batch)}\nfailed {attempt + 1} times; "
+                                  f"last attempt {status}:\n{error}")
+
+    # ---- processes ------------------------------------------------------------------
+
+    def _spawn(self, slot: int, node: int, rank: int) -> None:
+        worker = self.backend.spawn(slot, node, rank)
+        self.workers[slot] = worker
+        self.by_process[worker.process] = worker
+        self.selector.register(worker.pidfd, selectors.EVENT_READ, worker)
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        status = self.backend.reap(worker)
+        if status is None:
+            return
+        self.selector.unregister(worker.pidfd)
+        del self.workers[worker.slot]
+        self._settle_held_batch(worker, status)
+        if status.code == 0 and self.region.worker_info(worker.slot)[2] == int(WorkerState.EXITED):
+            return  # a normal exit after the queue closed
+        if status.code == EXIT_INIT_FAILED or self._died_before_serving(worker):
+            self.tally.init_failures += 1
+        if not self.tally.finished and self.stop_reason is None:
+            self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
+            if self.stop_reason is None:
+                self._spawn(worker.slot, worker.node, worker.local_rank)
+
+    def _died_before_serving(self, worker: WorkerProcess) -> bool:
+        state = self.region.worker_info(worker.slot)[2]
+        return state in (int(WorkerState.STARTING), int(WorkerState.INIT), int(WorkerState.INIT_FAILED))
+
+    def _settle_held_batch(self, worker: WorkerProcess, status: ExitStatus) -> None:
+        """A dead worker costs the attempt it held, known from its worker slot."""
+        held = self.region.worker_info(worker.slot)[3]
+        if held < 0:
+            return
+        state, attempt, process = self.region.batch_state(held)
+        if state == int(BatchState.QUEUED):
+            # Popped from the ring but never claimed: no attempt was spent; queue it again.
+            self.region.enqueue(held, attempt)
+        elif process == worker.process and state in (int(BatchState.RUNNING), int(BatchState.FINISHING)):
+            if self.region.take_back(held, attempt, process, BatchState.CRASHED):
+                why = worker.killed_because or f"worker {status.describe()}"
+                start = self.region.batch_result(held)[8]
+                seconds = (_core.monotonic_ns() - start) / 1e9
+                self._attempt_failed(held, attempt, worker, "crashed", why + "\n", seconds)
+        elif process == worker.process and state in (int(BatchState.DONE), int(BatchState.ERRORED)):
+            self._on_attempt_end(held)  # died between finish() and the done ring
+
+    def _watchdog(self) -> None:
+        expired = _core.scan_expired(self.region, _core.monotonic_ns(),
+                                     int(self.limits.run_timeout_s * 1e9),
+                                     int(self.limits.init_timeout_s * 1e9))
+        for slot, _pid, process, batch, attempt, kind, elapsed_ns in expired:
+            worker = self.workers.get(slot)
+            if worker is None or worker.process != process or worker.killed_because:
+                continue
+            if kind == "run":
+                if not self.region.take_back(batch, attempt, process, BatchState.TIMED_OUT):
+                    continue  # it finished just in time
+                why = (f"run() exceeded retry_settings.timeout of {self.limits.run_timeout_s:g} s; "
+                       "the worker was killed and replaced")
+                self.backend.kill(worker, why)
+                self._attempt_failed(batch, attempt, worker, "timed_out", why + "\n", elapsed_ns / 1e9)
+            else:
+                self.backend.kill(worker, f"init() exceeded {self.limits.init_timeout_s:g} s")
+
+    def _stop_workers(self, abort: bool) -> None:
+        """Close the queue and wait for every worker; kill those that outstay the grace."""
+        self.region.close()
+        if abort:
+            for worker in list(self.workers.values()):
+                self.backend.kill(worker, "the job stopped")
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while self.workers:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for worker in list(self.workers.values()):
+                    self.backend.kill(worker, "did not exit after shutdown()")
+                remaining = 5.0
+                deadline = time.monotonic() + remaining
+            for key, _ in self.selector.select(min(remaining, TICK_S)):
+                if key.data is None:
+                    os.eventfd_read(self.notify_fd)
+                    continue
+                worker = key.data
+                if self.backend.reap(worker) is not None:
+                    self.selector.unregister(worker.pidfd)
+                    del self.workers[worker.slot]
+            self._drain()

@@ -1,0 +1,181 @@
+"""Running one parallel step: plan, region, workers, merge, report.
+
+This module wires the pieces; each has its own module:
+
+    spec.ParallelStep --plan_file_batches--> FileBatchPlan (C++ listing + split)
+            |
+            v
+    DispatchRegion (C++, shared memory, made before fork)
+            |                 ^ claim / finish (CAS)
+            v                 |
+    Driver (runtime.driver) --fork--> workers (runtime.worker) --> spools (runtime.spool)
+            |
+            v
+    merge of DONE records in mini-batch order --> append_row output; job_result.txt
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+from pathlib import Path
+
+from parajob.data.files import FileBatchPlan, InputDataError, plan_file_batches
+from parajob.errors import Diagnostic, SpecError
+from parajob.runtime import shm_view
+from parajob.runtime.accounting import Limits, Tally
+from parajob.runtime.driver import Driver
+from parajob.runtime.layout import StepLayout
+from parajob.runtime.output import load_csv_options
+from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
+from parajob.runtime.spool import SpoolReader, write_merged
+from parajob.runtime.worker import WorkerSetup
+from parajob.spec.model import ParallelStep
+
+from parajob import _core
+
+
+def default_concurrency() -> int:
+    """Worker processes per node when the step does not say: the usable CPU cores."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def run_parallel_step(step: ParallelStep, run_dir: Path) -> Outcome:
+    """Run one step to the end. Raises SpecError for bad input before any worker starts."""
+    started = time.monotonic()
+    layout = StepLayout(run_dir / step.name)
+    check_entry_script(step)
+    plan = _plan(step)
+    csv_options = _csv_options(step)
+    output_file = append_row_target(step, layout)
+    args = step.runtime_args
+    layout.create()
+
+    workers_per_node = (step.max_concurrency_per_instance or args.process_count_per_node
+                        or default_concurrency())
+    limits = Limits(
+        max_retries=step.retry_settings.max_retries,
+        run_timeout_s=float(args.run_invocation_timeout or step.retry_settings.timeout),
+        init_timeout_s=float(args.first_task_creation_timeout),
+        error_threshold=(step.error_threshold if step.error_threshold != -1 or args.error_threshold is None
+                         else args.error_threshold),
+        mini_batch_error_threshold=step.mini_batch_error_threshold,
+        allowed_failed_percent=float(args.allowed_failed_percent),
+        append_row=output_file is not None,
+    )
+    if plan.n_batches == 0:
+        return _finish_empty(step, layout, output_file, started)
+
+    notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    n_workers = step.instance_count * workers_per_node
+    region = _core.DispatchRegion(plan.n_batches, n_workers, notify_fd)
+    setup = WorkerSetup(
+        region=region, plan=plan, layout=layout, code_dir=step.task.code,
+        entry_script=step.task.entry_script, argv=step.task.argv,
+        environment=dict(step.environment_variables), append_row=output_file is not None,
+        csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
+        output_dir=(output_file.parent if output_file else layout.outputs_dir),
+        driver_pid=os.getpid(),
+    )
+    attempt_log = AttemptLog(layout)
+    progress = Progress(layout, step.name, plan.n_batches)
+    try:
+        driver = Driver(setup, plan.n_batches, step.instance_count, workers_per_node, limits,
+                        attempt_log, progress, plan.describe, notify_fd)
+        result = driver.run()
+    finally:
+        attempt_log.close()
+        progress.close()
+    if output_file is not None:
+        merge_output(region, layout, output_file)
+
+    tally = result.tally
+    succeeded = result.stop_reason is None and tally.finished
+    reason = result.stop_reason or ("all mini-batches processed" if succeeded else "stopped")
+    outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
+                      result.first_failure, time.monotonic() - started)
+    write_job_result(layout, outcome)
+    return outcome
+
+
+def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> int:
+    """Write every DONE mini-batch's rows once, in mini-batch order; atomically."""
+    slots = shm_view.batch_slots(region)
+    state, _attempt, process = shm_view.unpack_states(slots["word"])
+    done = (state == int(_core.BatchState.DONE)).nonzero()[0]
+    reader = SpoolReader(layout.spool_dir)
+    offsets, lengths = slots["spool_offset"], slots["spool_length"]
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for batch in done.tolist():
+            yield reader.payload(int(process[batch]), int(offsets[batch]), int(lengths[batch]), batch)
+
+    try:
+        return write_merged(target, chunks())
+    finally:
+        reader.close()
+
+
+def append_row_target(step: ParallelStep, layout: StepLayout) -> Path | None:
+    """The append_row file: the uri_file output itself, or <folder>/<append_row_file_name>."""
+    name = step.task.append_row_to
+    if name is None:
+        return None
+    out = step.outputs[name]
+    path = out.path or layout.outputs_dir / name
+    if out.type == "uri_file":
+        return path
+    return path / step.runtime_args.append_row_file_name
+
+
+def check_entry_script(step: ParallelStep) -> None:
+    """Parse (not run) the entry script: a syntax error or no run() is bad input (exit 2)."""
+    path = step.task.entry_path
+    where = step.locations.get("task.entry_script", (None, None))
+    def error(message: str, line: int | None = None, hint: str | None = None) -> SpecError:
+        return SpecError([Diagnostic(str(path), line, None, "task.entry_script", message, hint)])
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except OSError as exc:
+        raise SpecError([Diagnostic(str(step.file), where[0], where[1], f"jobs.{step.name}.task.entry_script",
+                                    f"cannot read entry script {path}: {exc.strerror}")]) from exc
+    except SyntaxError as exc:
+        raise error(f"syntax error: {exc.msg}", exc.lineno) from exc
+    names = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+              if isinstance(t, ast.Name)}
+    names |= {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+              for alias in node.names}
+    if "run" not in names:
+        raise error("defines no run(mini_batch) function", None,
+                    "add `def run(mini_batch):` returning a list or DataFrame of results")
+
+
+def _plan(step: ParallelStep) -> FileBatchPlan:
+    data = step.data_input
+    assert data.path is not None  # spec guarantees a path for data inputs
+    size = step.mini_batch_size
+    try:
+        return plan_file_batches(data.path, data.type, size.for_files() if size else None)
+    except (InputDataError, ValueError) as exc:
+        line, col = step.locations.get(f"inputs.{step.input_data}.path", (step.line, None))
+        raise SpecError([Diagnostic(str(step.file), line, col,
+                                    f"jobs.{step.name}.inputs.{step.input_data}", str(exc))]) from exc
+
+
+def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
+    try:
+        return load_csv_options(step.task.code)
+    except ValueError as exc:
+        raise SpecError([Diagnostic(str(step.task.code), None, None, "task.code", str(exc))]) from exc
+
+
+def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | None,
+                  started: float) -> Outcome:
+    if output_file is not None:
+        write_merged(output_file, [])
+    outcome = Outcome(step.name, True, "the input has no files: nothing to do", Tally(0),
+                      output_file, layout.logs, None, time.monotonic() - started)
+    write_job_result(layout, outcome)
+    return outcome

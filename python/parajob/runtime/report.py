@@ -1,0 +1,119 @@
+"""The step's reports: the per-attempt CSV, job_error.txt, progress overview and job_result.txt."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from parajob.runtime.accounting import Tally
+from parajob.runtime.layout import StepLayout
+
+CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
+               "status", "error"]
+
+
+@dataclass
+class Outcome:
+    """How a step ended; what the CLI prints and turns into an exit code."""
+
+    step: str
+    succeeded: bool
+    reason: str
+    tally: Tally
+    output: Path | None
+    logs: Path
+    first_failure: str | None = None  # inputs and traceback of the first failed mini-batch
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        t = self.tally
+        lines = [
+            f"step:                 {self.step}",
+            f"status:               {'SUCCEEDED' if self.succeeded else 'FAILED'}",
+            f"reason:               {self.reason}",
+            f"mini-batches:         {t.total_batches} total, {t.done_batches} completed, "
+            f"{t.failed_batches} failed",
+            f"items:                {t.items_in} in, {t.items_out} returned, {t.failed_items} failed",
+            f"failed attempts:      {t.failed_attempts} (retried or failed for good)",
+            f"elapsed:              {self.seconds:.2f} s",
+            f"output:               {self.output if self.output else '(summary_only)'}",
+            f"logs:                 {self.logs}",
+        ]
+        if self.first_failure:
+            lines += ["", "first failed mini-batch:", self.first_failure.rstrip()]
+        return "\n".join(lines) + "\n"
+
+
+class AttemptLog:
+    """processed_mini-batches.csv and job_error.txt, appended as attempts end."""
+
+    def __init__(self, layout: StepLayout) -> None:
+        self._csv_file = open(layout.processed_csv, "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(CSV_COLUMNS)
+        self._errors_path = layout.job_error
+        self._errors: TextIO | None = None
+
+    def attempt(self, index: int, attempt: int, node: str, process: str, items_in: int,
+                items_out: int, seconds: float, status: str, error: str = "") -> None:
+        first_line = error.strip().splitlines()[-1] if error.strip() else ""
+        self._csv.writerow([index, attempt + 1, node, process, items_in, items_out,
+                            f"{seconds:.4f}", status, first_line])
+        if error:
+            if self._errors is None:
+                self._errors = open(self._errors_path, "a", encoding="utf-8")
+            self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
+                               f"{status}\n{error.rstrip()}\n")
+
+    def close(self) -> None:
+        self._csv_file.close()
+        if self._errors is not None:
+            self._errors.close()
+
+
+class Progress:
+    """Live progress on the terminal and in job_progress_overview.<timestamp>.txt.
+
+    No thread: the driver calls update() from its loop (fork-safety: workers are forked
+    from a process with no other threads).
+    """
+
+    def __init__(self, layout: StepLayout, step: str, total: int, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = self._stream.isatty()
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        self._file = open(layout.logs / f"job_progress_overview.{stamp}.txt", "w", encoding="utf-8")
+        self._step, self._total = step, total
+        self._start = time.monotonic()
+        self._last_line = 0.0
+        self._last_file = 0.0
+
+    def update(self, tally: Tally, running: int, force: bool = False) -> None:
+        now = time.monotonic()
+        text = (f"[{self._step}] {tally.settled_batches}/{self._total} mini-batches "
+                f"({tally.failed_batches} failed, {running} running, "
+                f"{tally.failed_attempts} failed attempts) {now - self._start:.1f}s")
+        if force or now - self._last_file >= 5.0:
+            self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            self._file.flush()
+            self._last_file = now
+        if self._tty and (force or now - self._last_line >= 0.2):
+            self._stream.write("\r" + text + " " * 4)
+            self._stream.flush()
+            self._last_line = now
+        elif not self._tty and (force or now - self._last_line >= 30.0):
+            self._stream.write(text + "\n")
+            self._last_line = now
+
+    def close(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+        self._file.close()
+
+
+def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
+    layout.job_result.write_text(outcome.summary(), encoding="utf-8")

@@ -1,0 +1,63 @@
+"""Python's view of the shared dispatch region (cpp/include/parajob/shm_layout.hpp).
+
+The driver reads every batch slot at once through these numpy dtypes (counting states for
+progress, finding spool records at merge time) instead of one C++ call per batch. The
+layout must match C++ byte for byte; tests/test_shm_layout.py compares it with
+``_core.region_layout()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from parajob import _core
+
+BATCH_SLOT = np.dtype(
+    {
+        "names": [
+            "word", "start_ns", "end_ns", "items_in", "items_out",
+            "spool_offset", "spool_length", "error_code",
+        ],
+        "formats": ["<u8", "<i8", "<i8", "<u8", "<u8", "<u8", "<u8", "<i8"],
+        "offsets": [0, 8, 16, 24, 32, 40, 48, 56],
+        "itemsize": 64,
+    }
+)
+
+WORKER_SLOT = np.dtype(
+    {
+        "names": [
+            "pid", "process", "state", "heartbeat_ns", "current_batch",
+            "phase_start_ns", "batches_done",
+        ],
+        "formats": ["<i4", "<u4", "<u4", "<i8", "<i8", "<i8", "<u8"],
+        "offsets": [0, 4, 8, 16, 24, 32, 40],
+        "itemsize": 64,
+    }
+)
+
+
+def batch_slots(region: _core.DispatchRegion) -> np.ndarray:
+    """A read-only, live view of all batch slots (no copy).
+
+    Fields other than ``word`` are only meaningful for a batch whose state is final (DONE,
+    ERRORED, FAILED): a worker may be writing them otherwise.
+    """
+    return np.frombuffer(
+        region.buffer(), dtype=BATCH_SLOT, count=region.n_batches, offset=region.batches_offset
+    )
+
+
+def worker_slots(region: _core.DispatchRegion) -> np.ndarray:
+    return np.frombuffer(
+        region.buffer(), dtype=WORKER_SLOT, count=region.n_workers, offset=region.workers_offset
+    )
+
+
+def unpack_states(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split packed state words into (state, attempt, process) arrays."""
+    words = words.astype(np.uint64, copy=False)
+    state = (words & np.uint64(0xFF)).astype(np.uint8)
+    attempt = ((words >> np.uint64(8)) & np.uint64(0xFFFFFF)).astype(np.uint32)
+    process = (words >> np.uint64(32)).astype(np.uint32)
+    return state, attempt, process

@@ -1,0 +1,231 @@
+"""The worker process: entry-script lifecycle, the pop-run-finish loop, result spooling.
+
+Runs in a child forked by the driver (backends/local.py) and never returns: it ends with
+os._exit() so that the driver's atexit handlers and buffered files are never run twice.
+
+    next_batch()  -- claim QUEUED(k) as RUNNING(k, me), blocks on a futex when idle
+        |
+    materialise   -- list of paths (files) / DataFrame (tables)
+        |
+    run()         -- user code; exceptions and wrong return types become ERRORED
+        |
+    spool.append  -- the formatted rows (or the traceback), in this process's own file
+        |
+    finish()      -- CAS RUNNING(k, me) -> DONE/ERRORED; loses to the watchdog if too late
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+from parajob import _core
+from parajob.runtime import output
+from parajob.runtime.entry_script import (
+    EntryScript,
+    MiniBatchContext,
+    bind_entry_script,
+    import_entry_script,
+)
+from parajob.runtime.layout import StepLayout, node_name, process_name
+from parajob.runtime.spool import KIND_ERROR, KIND_ROWS, SpoolWriter, spool_path
+
+# Error codes published in the batch slot for an ERRORED attempt.
+ERROR_RAISED = 1
+ERROR_WRONG_TYPE = 2
+
+# Worker exit codes the driver interprets (anything else is a crash).
+EXIT_OK = 0
+EXIT_INIT_FAILED = 3
+EXIT_INTERNAL = 70
+
+IDLE_WAKE_MS = 2000  # wake up now and then while idle, to refresh the heartbeat
+
+
+class BatchPlan(Protocol):
+    """What a worker needs from a mini-batch plan (parajob.data)."""
+
+    def materialise(self, batch: int) -> Any: ...
+    def items_in(self, batch: int) -> int: ...
+    def partition_key_value(self, batch: int) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class WorkerSetup:
+    """Everything a worker needs; built by the driver and inherited through fork()."""
+
+    region: _core.DispatchRegion
+    plan: BatchPlan
+    layout: StepLayout
+    code_dir: Path
+    entry_script: str
+    argv: tuple[str, ...]
+    environment: dict[str, str]
+    append_row: bool
+    csv_options: dict[str, Any]
+    logging_level: str
+    output_dir: Path
+    driver_pid: int
+    dataset: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def worker_main(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> NoReturn:
+    """Entry point of a forked worker. Never returns."""
+    code = EXIT_INTERNAL
+    try:
+        _detach_from_driver(setup.driver_pid)
+        _redirect_output(setup.layout, node, local_rank)
+        code = _serve(setup, slot, process, node, local_rank)
+    except BaseException:  # noqa: BLE001 - last resort: report and die, never hang
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        os._exit(code)
+
+
+def _detach_from_driver(driver_pid: int) -> None:
+    # Own process group: the driver kills a hung worker with killpg, grandchildren included.
+    os.setpgid(0, 0)
+    # Die with the driver (no orphans): the kernel sends SIGKILL when the parent exits.
+    _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != driver_pid:  # the driver died before prctl took effect
+        os._exit(EXIT_INTERNAL)
+    # Ctrl-C is the driver's to handle: it stops dispatching and then stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _set_parent_death_signal(sig: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+
+
+def _redirect_output(layout: StepLayout, node: int, local_rank: int) -> None:
+    node_dir, name = node_name(node), process_name(local_rank)
+    for fd, kind in ((1, "stdout"), (2, "stderr")):
+        path = layout.user_log(kind, node_dir, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    faulthandler.enable(file=sys.stderr)  # segfaults leave a Python traceback in stderr
+
+
+def _prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
+    from parajob.compat import install_azureml_user_shim
+    from parajob.compat.parallel_run import EntryScript as CompatEntryScript
+
+    node_dir, name = node_name(node), process_name(local_rank)
+    work = setup.layout.work_dir / node_dir / name
+    work.mkdir(parents=True, exist_ok=True)
+    os.chdir(work)  # SPEC §3: a private working folder per worker
+    os.environ.update(setup.environment)
+    os.environ["AZUREML_BI_OUTPUT_PATH"] = str(setup.output_dir)
+    sys.argv = [str(setup.code_dir / setup.entry_script), *setup.argv]
+    install_azureml_user_shim()
+    CompatEntryScript.configure(
+        agent_name=name,
+        log_dir=setup.layout.logs / "user" / "entry_script_log" / node_dir,
+        log_file=setup.layout.user_log("entry_script_log", node_dir, name),
+        output_dir=setup.output_dir,
+        logging_level=setup.logging_level,
+    )
+
+
+def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> int:
+    region = setup.region
+    _prepare_environment(setup, node, local_rank)
+    error_log = setup.layout.user_log("error", node_name(node), process_name(local_rank))
+
+    region.set_worker_state(slot, _core.WorkerState.INIT)
+    try:
+        script = bind_entry_script(import_entry_script(setup.code_dir, setup.entry_script))
+        if script.init is not None:
+            script.init()
+    except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
+        _append(error_log, f"init() failed in process {process}:\n{traceback.format_exc()}")
+        region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
+        return EXIT_INIT_FAILED
+
+    spool = SpoolWriter(spool_path(setup.layout.spool_dir, process))
+    region.set_worker_state(slot, _core.WorkerState.IDLE)
+    while True:
+        batch, attempt = region.next_batch(slot, process, IDLE_WAKE_MS)
+        if batch == -1:
+            break
+        if batch == -2:
+            if os.getppid() != setup.driver_pid:
+                return EXIT_INTERNAL
+            region.set_worker_state(slot, _core.WorkerState.IDLE)  # heartbeat
+            continue
+        _run_one(setup, script, spool, error_log, slot, process, batch, attempt)
+
+    spool.close()
+    region.set_worker_state(slot, _core.WorkerState.SHUTDOWN)
+    if script.shutdown is not None:
+        try:
+            script.shutdown()
+        except BaseException:  # noqa: BLE001
+            _append(error_log, f"shutdown() failed in process {process}:\n{traceback.format_exc()}")
+    region.set_worker_state(slot, _core.WorkerState.EXITED)
+    return EXIT_OK
+
+
+def _run_one(setup: WorkerSetup, script: EntryScript, spool: SpoolWriter, error_log: Path,
+             slot: int, process: int, batch: int, attempt: int) -> None:
+    """One attempt of one mini-batch, from materialising to finish()."""
+    plan, region = setup.plan, setup.region
+    items_in = 0
+    try:
+        items_in = plan.items_in(batch)
+        mini_batch = plan.materialise(batch)
+        context = MiniBatchContext(batch, plan.partition_key_value(batch), setup.dataset)
+        result = script.call_run(mini_batch, context)
+        items_out = output.count_items(result)
+        if items_out is None:
+            _fail(setup, spool, error_log, slot, process, batch, attempt, items_in, ERROR_WRONG_TYPE,
+                  f"run() returned {type(result).__name__}; it must return a list, a tuple or a "
+                  "pandas DataFrame with one element or row per processed item\n")
+            return
+        payload = output.format_rows(result, setup.csv_options) if setup.append_row else b""
+    except BaseException:  # noqa: BLE001 - user code may raise anything
+        _fail(setup, spool, error_log, slot, process, batch, attempt, items_in, ERROR_RAISED,
+              traceback.format_exc())
+        return
+    offset, length = spool.append(KIND_ROWS, batch, attempt, payload)
+    region.finish(slot, batch, attempt, process, True, items_in, items_out, offset, length, 0)
+
+
+def _fail(setup: WorkerSetup, spool: SpoolWriter, error_log: Path, slot: int, process: int,
+          batch: int, attempt: int, items_in: int, error_code: int, detail: str) -> None:
+    """End an attempt as ERRORED; its traceback goes to the error log and the spool."""
+    text = f"mini-batch {batch} attempt {attempt + 1} (process {process}):\n{detail}"
+    _append(error_log, text)
+    offset, length = spool.append(KIND_ERROR, batch, attempt, text.encode("utf-8", "replace"))
+    setup.region.finish(slot, batch, attempt, process, False, items_in, 0, offset, length, error_code)
+
+
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
