@@ -1,7 +1,9 @@
 // Python view of the dispatch region (dispatch.hpp) and the watchdog scan (watchdog.hpp).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 
 #include "parajob/dispatch.hpp"
@@ -62,7 +64,16 @@ void bind_dispatch(py::module_& m) {
             },
             py::arg("start"), py::arg("stop"), "Queue first attempts of batches [start, stop).")
         .def("close", &DispatchRegion::close)
-        .def("drain_ended", &DispatchRegion::drain_ended, py::arg("max") = 1u << 20)
+        .def(
+            "drain_ended",
+            [](DispatchRegion& r, std::size_t max) {
+                auto ids = r.drain_ended(max);
+                // A uint32 array: the driver reads the slots of all of them at once (numpy).
+                py::array_t<std::uint32_t> out(static_cast<py::ssize_t>(ids.size()));
+                std::copy(ids.begin(), ids.end(), out.mutable_data());
+                return out;
+            },
+            py::arg("max") = 1u << 20, "Batch ids whose attempt ended (DONE or ERRORED), as a uint32 array.")
         .def(
             "take_back",
             [](DispatchRegion& r, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,

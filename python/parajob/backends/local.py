@@ -59,6 +59,7 @@ class LocalBackend:
     def __init__(self, setup: WorkerSetup) -> None:
         self._setup = setup
         self._next_process = 1
+        self._pidfds: set[int] = set()
 
     def spawn(self, slot: int, node: int, local_rank: int) -> WorkerProcess:
         process = self._next_process
@@ -67,6 +68,10 @@ class LocalBackend:
         region.reset_worker(slot, process)
         pid = os.fork()
         if pid == 0:  # child: never returns
+            # Siblings' pidfds would keep their epoll registrations in the driver alive
+            # after the driver closed them (the open file outlives the fd number).
+            for fd in self._pidfds:
+                os.close(fd)
             worker_main(self._setup, slot, process, node, local_rank)
         # Also set from the parent: it closes the race where the driver kills the group
         # before the child's own setpgid() ran.
@@ -75,7 +80,9 @@ class LocalBackend:
         except OSError:  # the child already did it, or already exited
             pass
         region.set_worker_pid(slot, pid)
-        return WorkerProcess(slot, process, node, local_rank, pid, os.pidfd_open(pid))
+        pidfd = os.pidfd_open(pid)
+        self._pidfds.add(pidfd)
+        return WorkerProcess(slot, process, node, local_rank, pid, pidfd)
 
     @staticmethod
     def kill(worker: WorkerProcess, because: str) -> None:
@@ -92,12 +99,13 @@ class LocalBackend:
             except ProcessLookupError:
                 pass
 
-    @staticmethod
-    def reap(worker: WorkerProcess) -> ExitStatus | None:
-        """The exit status if the worker has exited (closes its pidfd), else None."""
+    def reap(self, worker: WorkerProcess) -> ExitStatus | None:
+        """The exit status if the worker has exited, else None. The caller unregisters the
+        pidfd from its selector first, then this closes it."""
         pid, status = os.waitpid(worker.pid, os.WNOHANG)
         if pid == 0:
             return None
+        self._pidfds.discard(worker.pidfd)
         os.close(worker.pidfd)
         if os.WIFSIGNALED(status):
             return ExitStatus(None, os.WTERMSIG(status))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,10 +43,15 @@ class InputDataError(ValueError):
     """The input cannot be turned into mini-batches (missing, unreadable, malformed MLTable)."""
 
 
-@dataclass(frozen=True)
 class FileBatchPlan:
-    source: FileSource
-    ranges: np.ndarray  # (n_batches, 2) uint64 [begin, end) file indices
+    """Mini-batches of files: batch b is files [ranges[b, 0], ranges[b, 1]) of the source."""
+
+    def __init__(self, source: FileSource, ranges: np.ndarray) -> None:
+        self.source = source
+        self.ranges = np.ascontiguousarray(ranges, dtype=np.uint64)  # (n_batches, 2)
+        # A flat memoryview reads one bound in ~50 ns; numpy scalar indexing takes ~2 us,
+        # which showed up in the per-mini-batch path of the 100,000-file benchmark.
+        self._bounds = memoryview(self.ranges).cast("B").cast("Q")
 
     @property
     def n_batches(self) -> int:
@@ -58,12 +62,10 @@ class FileBatchPlan:
         return len(self.source)
 
     def items_in(self, batch: int) -> int:
-        begin, end = self.ranges[batch]
-        return int(end - begin)
+        return int(self._bounds[2 * batch + 1] - self._bounds[2 * batch])
 
     def materialise(self, batch: int) -> list[str]:
-        begin, end = self.ranges[batch]
-        return self.source.paths(int(begin), int(end))
+        return self.source.paths(self._bounds[2 * batch], self._bounds[2 * batch + 1])
 
     def partition_key_value(self, batch: int) -> dict[str, Any] | None:
         return None

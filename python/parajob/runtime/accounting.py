@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -46,6 +48,20 @@ class Tally:
             # SPEC §4: a short return also fails the mini-batch, unless errors are ignored.
             if limits.error_threshold != -1:
                 self._fail_batch(batch)
+
+    def accept_many(self, batches: np.ndarray, items_in: np.ndarray, items_out: np.ndarray,
+                    limits: Limits) -> None:
+        """accept() for many DONE attempts at once (numpy arrays of equal length)."""
+        self.done_batches += len(batches)
+        self.settled_batches += len(batches)
+        self.items_in += int(items_in.sum())
+        self.items_out += int(items_out.sum())
+        short = items_out < items_in
+        if short.any():
+            self.failed_items += int((items_in[short] - items_out[short]).sum())
+            if limits.error_threshold != -1:
+                for batch in batches[short].tolist():
+                    self._fail_batch(int(batch))
 
     def fail_for_good(self, batch: int, items_in: int) -> None:
         self.settled_batches += 1

@@ -18,7 +18,7 @@ def is_dataframe(value: object) -> bool:
 
 def count_items(result: object) -> int | None:
     """Items in a run() result, or None when its type is not allowed (SPEC §4)."""
-    if isinstance(result, (list, tuple)) or is_dataframe(result):
+    if type(result) is list or isinstance(result, (list, tuple)) or is_dataframe(result):
         return len(result)  # type: ignore[arg-type]
     return None
 

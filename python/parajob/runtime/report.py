@@ -7,7 +7,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import TextIO
+
+import numpy as np
 
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
@@ -69,6 +72,17 @@ class AttemptLog:
             self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
                                f"{status}\n{error.rstrip()}\n")
 
+    def attempts(self, index: np.ndarray, attempt: np.ndarray, where: list[tuple[str, str]],
+                 items_in: np.ndarray, items_out: np.ndarray, seconds: np.ndarray,
+                 status: np.ndarray) -> None:
+        """Many successful attempts at once (no error text)."""
+        self._csv.writerows(
+            (b, a + 1, node, proc, i, o, f"{s:.4f}", st, "")
+            for b, a, (node, proc), i, o, s, st in zip(
+                index.tolist(), attempt.tolist(), where, items_in.tolist(), items_out.tolist(),
+                seconds.tolist(), status.tolist())
+        )
+
     def close(self) -> None:
         self._csv_file.close()
         if self._errors is not None:
@@ -92,21 +106,23 @@ class Progress:
         self._last_line = 0.0
         self._last_file = 0.0
 
-    def update(self, tally: Tally, running: int, force: bool = False) -> None:
+    def update(self, tally: Tally, running: Callable[[], int], force: bool = False) -> None:
+        """Redraw if due. Called on every driver wake-up, so it is cheap when not due."""
         now = time.monotonic()
+        file_due = force or now - self._last_file >= 5.0
+        line_due = force or now - self._last_line >= (0.2 if self._tty else 30.0)
+        if not (file_due or line_due):
+            return
         text = (f"[{self._step}] {tally.settled_batches}/{self._total} mini-batches "
-                f"({tally.failed_batches} failed, {running} running, "
+                f"({tally.failed_batches} failed, {running()} running, "
                 f"{tally.failed_attempts} failed attempts) {now - self._start:.1f}s")
-        if force or now - self._last_file >= 5.0:
+        if file_due:
             self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
             self._file.flush()
             self._last_file = now
-        if self._tty and (force or now - self._last_line >= 0.2):
-            self._stream.write("\r" + text + " " * 4)
+        if line_due:
+            self._stream.write("\r" + text + " " * 4 if self._tty else text + "\n")
             self._stream.flush()
-            self._last_line = now
-        elif not self._tty and (force or now - self._last_line >= 30.0):
-            self._stream.write(text + "\n")
             self._last_line = now
 
     def close(self) -> None:
