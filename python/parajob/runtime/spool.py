@@ -110,11 +110,14 @@ class SpoolReader:
         self._dir = spool_dir
         self._maps: dict[int, mmap.mmap | bytes] = {}
 
-    def _data(self, process: int) -> mmap.mmap | bytes:
+    def _data(self, process: int, end: int) -> mmap.mmap | bytes:
+        """The spool's bytes, mapped again when the record ends past the last mapping
+        (workers keep appending while the driver reads)."""
         data = self._maps.get(process)
-        if data is None:
-            path = spool_path(self._dir, process)
-            with open(path, "rb") as f:
+        if data is None or len(data) < end:
+            if isinstance(data, mmap.mmap):
+                data.close()
+            with open(spool_path(self._dir, process), "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
             self._maps[process] = data
@@ -122,7 +125,7 @@ class SpoolReader:
 
     def payload(self, process: int, offset: int, length: int, batch: int) -> bytes:
         """The payload of the record at (offset, length), checked against its header."""
-        data = self._data(process)
+        data = self._data(process, offset + length)
         magic, _kind, rec_batch, _attempt, size = HEADER.unpack_from(data, offset)
         if magic != MAGIC or rec_batch != batch or HEADER.size + size != length:
             raise RuntimeError(
