@@ -7,10 +7,14 @@ namespace py = pybind11;
 void bind_listing(py::module_& m);
 void bind_split(py::module_& m);
 void bind_dispatch(py::module_& m);
+void bind_records(py::module_& m);
+void bind_merge(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
     bind_listing(m);
     bind_split(m);
     bind_dispatch(m);
+    bind_records(m);
+    bind_merge(m);
 }

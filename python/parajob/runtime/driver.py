@@ -144,19 +144,13 @@ class Driver:
         self.handled_attempt[batches] = attempt
         items_in, items_out = rows["items_in"], rows["items_out"]
         self.tally.accept_many(batches, items_in, items_out, self.limits)
-        self.attempt_log.attempts(batches, attempt, [self._where(p) for p in process.tolist()],
-                                  items_in, items_out, (rows["end_ns"] - rows["start_ns"]) / 1e9,
-                                  np.where(items_out >= items_in, "succeeded", "short_return"))
+        # (their rows in processed_mini-batches.csv are written by the workers)
         if self.first_failure is None and self.limits.error_threshold != -1:
             short = (items_out < items_in).nonzero()[0]
             if len(short):
                 b = int(batches[short[0]])
                 self.first_failure = (f"{self.describe_batch(b)}\nrun() returned "
                                       f"{int(items_out[short[0]])} items for {int(items_in[short[0]])} inputs\n")
-
-    def _where(self, process: int) -> tuple[str, str]:
-        worker = self.by_process[process]
-        return worker.node_name, worker.name
 
     def _on_errored(self, batch: int, attempt: int, process: int, row: np.void) -> None:
         error = self.spools.payload(process, int(row["spool_offset"]), int(row["spool_length"]),

@@ -21,6 +21,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from parajob.data.files import FileBatchPlan, InputDataError, plan_file_batches
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import shm_view
@@ -29,7 +31,7 @@ from parajob.runtime.driver import Driver
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.output import load_csv_options
 from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
-from parajob.runtime.spool import SpoolReader, write_merged
+from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
 from parajob.spec.model import ParallelStep
 
@@ -99,22 +101,21 @@ def run_parallel_step(step: ParallelStep, run_dir: Path) -> Outcome:
     return outcome
 
 
-def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> int:
-    """Write every DONE mini-batch's rows once, in mini-batch order; atomically."""
+def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> None:
+    """Write every DONE mini-batch's rows once, in mini-batch order; atomically.
+
+    The copy runs in C++ (merge_records): in Python it cost ~2 us per mini-batch, 0.2 s
+    for 100,000 one-file mini-batches.
+    """
     slots = shm_view.batch_slots(region)
     state, _attempt, process = shm_view.unpack_states(slots["word"])
     done = (state == int(_core.BatchState.DONE)).nonzero()[0]
-    reader = SpoolReader(layout.spool_dir)
-    offsets, lengths = slots["spool_offset"], slots["spool_length"]
-
-    def chunks():  # type: ignore[no-untyped-def]
-        for batch in done.tolist():
-            yield reader.payload(int(process[batch]), int(offsets[batch]), int(lengths[batch]), batch)
-
-    try:
-        return write_merged(target, chunks())
-    finally:
-        reader.close()
+    n_processes = int(process.max()) + 1 if len(process) else 1
+    spools = [str(spool_path(layout.spool_dir, p)) if spool_path(layout.spool_dir, p).exists() else ""
+              for p in range(n_processes)]
+    write_atomically(target, lambda tmp: _core.merge_records(
+        str(tmp), spools, done.astype(np.uint32), process[done], slots["spool_offset"][done],
+        slots["spool_length"][done]))
 
 
 def append_row_target(step: ParallelStep, layout: StepLayout) -> Path | None:
@@ -174,7 +175,7 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
 def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | None,
                   started: float) -> Outcome:
     if output_file is not None:
-        write_merged(output_file, [])
+        write_atomically(output_file, lambda tmp: tmp.write_bytes(b""))
     outcome = Outcome(step.name, True, "the input has no files: nothing to do", Tally(0),
                       output_file, layout.logs, None, time.monotonic() - started)
     write_job_result(layout, outcome)

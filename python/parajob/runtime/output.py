@@ -25,6 +25,8 @@ def count_items(result: object) -> int | None:
 
 def format_rows(result: Any, csv_options: dict[str, Any]) -> bytes:
     """append_row text of one mini-batch: str(item) per line, or DataFrame rows as CSV."""
+    if type(result) is list and len(result) == 1:  # the one-file mini-batch fast path
+        return (str(result[0]) + "\n").encode("utf-8")
     if is_dataframe(result):
         text: str = result.to_csv(**csv_options)
         return text.encode("utf-8")

@@ -17,7 +17,7 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +38,7 @@ class Finish(NamedTuple):
     offset: int
     length: int
     error_code: int
+    seconds: float
 
 
 class SpoolWriter:
@@ -76,7 +77,8 @@ class SpoolWriter:
         length = HEADER.size + len(payload)
         if not self._pending:
             self._first_pending_at = time.monotonic()
-        self._pending.append(Finish(batch, attempt, ok, items_in, items_out, offset, length, error_code))
+        self._pending.append(Finish(batch, attempt, ok, items_in, items_out, offset, length,
+                                    error_code, run_seconds))
         if (not ok or run_seconds >= self.GATHER_MAX_RUN_S
                 or len(self._pending) >= self.GATHER_MAX_RECORDS
                 or len(self._buffer) >= self.GATHER_MAX_BYTES
@@ -146,19 +148,20 @@ def spool_path(spool_dir: Path, process: int) -> Path:
     return spool_dir / f"process{process:06d}.spool"
 
 
-def write_merged(target: Path, chunks: Iterable[bytes]) -> int:
-    """Write chunks to target atomically (temp file + rename); returns bytes written.
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """Have ``write`` fill a temporary file beside target, fsync it, rename it into place.
 
     Atomic so that a failure or a kill never leaves a half-written output file.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.partial")
-    total = 0
-    with open(tmp, "wb", buffering=1 << 20) as out:
-        for chunk in chunks:
-            out.write(chunk)
-            total += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
-    return total
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

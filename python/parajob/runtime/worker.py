@@ -35,6 +35,7 @@ from parajob.runtime.entry_script import (
     import_entry_script,
 )
 from parajob.runtime.layout import StepLayout, node_name, process_name
+from parajob.runtime.report import worker_attempts_part
 from parajob.runtime.spool import KIND_ERROR, KIND_ROWS, Finish, SpoolWriter, spool_path
 
 # Error codes published in the batch slot for an ERRORED attempt.
@@ -168,10 +169,20 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
         return EXIT_INIT_FAILED
 
+    attempts_csv = open(worker_attempts_part(setup.layout, process), "a", encoding="utf-8")
+    where = f"{node_name(node)},{process_name(local_rank)}"
+
     def publish(ended: list[Finish]) -> None:
+        rows = []
         for f in ended:
-            region.finish(slot, f.batch, f.attempt, process, f.ok, f.items_in, f.items_out,
-                          f.offset, f.length, f.error_code)
+            won = region.finish(slot, f.batch, f.attempt, process, f.ok, f.items_in, f.items_out,
+                                f.offset, f.length, f.error_code)
+            if won and f.ok:  # failed attempts get their row from the driver, with the error
+                status = "succeeded" if f.items_out >= f.items_in else "short_return"
+                rows.append(f"{f.batch},{f.attempt + 1},{where},{f.items_in},{f.items_out},"
+                            f"{f.seconds:.4f},{status},\n")
+        attempts_csv.write("".join(rows))
+        attempts_csv.flush()
 
     spool = SpoolWriter(spool_path(setup.layout.spool_dir, process), publish)
     region.set_worker_state(slot, _core.WorkerState.IDLE)
@@ -190,6 +201,7 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         _run_one(setup, script, spool, error_log, process, batch, attempt)
 
     spool.close()
+    attempts_csv.close()
     region.set_worker_state(slot, _core.WorkerState.SHUTDOWN)
     if script.shutdown is not None:
         try:

@@ -1,0 +1,144 @@
+"""A job of 100,000 tiny files with mini_batch_size 1: parajob vs multiprocessing.Pool.
+
+Run: python -m pytest bench/test_bench_job.py -p no:cacheprovider -s
+
+Every side does the same work on the same files with the same number of worker processes:
+read the file, return its size, and write one line per file to an output file. parajob
+tracks, can time out and can retry every single mini-batch; the Pool does not. The Pool
+runs twice: chunksize=1 (the per-item granularity parajob tracks) and its best chunksize.
+Targets (issue 2): parajob >= 3x faster than chunksize=1, and no slower than 1.2x the best
+chunksize.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from conftest import report
+
+from parajob.runtime.job import run_parallel_step
+from parajob.spec import load_pipeline
+
+N_FILES = 100_000
+WORKERS = len(os.sched_getaffinity(0))
+ROUNDS = 3
+# The Pool's best chunksize is the fastest of these (1000 was best on the 2-core dev machine).
+BEST_CHUNKSIZE_CANDIDATES = (100, 1000, 5000)
+timings: dict[str, float] = {}  # name -> median seconds
+
+
+@pytest.fixture(scope="module")
+def files() -> Path:
+    base = Path(tempfile.gettempdir()) / f"parajob-bench-job-{N_FILES}"
+    root, marker = base / "data", base / "complete"
+    if not marker.exists():
+        for i in range(N_FILES):
+            folder = root / f"{i // 1000:03d}"
+            if i % 1000 == 0:
+                folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / f"{i:06d}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.write(fd, b"x" * (i % 50))
+            os.close(fd)
+        marker.touch()
+    return root
+
+
+def expected_total() -> int:
+    return sum(i % 50 for i in range(N_FILES))
+
+
+def read_size(path: str) -> int:
+    with open(path, "rb") as f:
+        return len(f.read())
+
+
+def pool_job(paths: list[str], chunksize: int, out: Path) -> int:
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        sizes = list(pool.imap_unordered(read_size, paths, chunksize=chunksize))
+    out.write_text("".join(f"{s}\n" for s in sizes))
+    return sum(sizes)
+
+
+@pytest.fixture(scope="module")
+def pipeline(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("job")
+    (folder / "src").mkdir()
+    (folder / "src" / "entry.py").write_text(textwrap.dedent("""
+        def run(mini_batch):
+            out = []
+            for path in mini_batch:
+                with open(path, "rb") as f:
+                    out.append(len(f.read()))
+            return out
+    """))
+    (folder / "pipeline.yml").write_text(textwrap.dedent(f"""
+        type: pipeline
+        jobs:
+          job:
+            type: parallel
+            inputs:
+              data: {{type: uri_folder, path: {files}}}
+            outputs:
+              out: {{type: uri_file}}
+            input_data: ${{{{inputs.data}}}}
+            mini_batch_size: "1"
+            max_concurrency_per_instance: {WORKERS}
+            task:
+              type: run_function
+              code: ./src
+              entry_script: entry.py
+              append_row_to: ${{{{outputs.out}}}}
+    """))
+    return folder / "pipeline.yml"
+
+
+def record(name: str, benchmark: BenchmarkFixture, run) -> object:  # type: ignore[no-untyped-def]
+    result = benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    if benchmark.stats is not None:
+        timings[name] = benchmark.stats.stats.median
+    return result
+
+
+@pytest.mark.benchmark(group="job-100k-files")
+def test_parajob(benchmark: BenchmarkFixture, pipeline: Path, tmp_path: Path) -> None:
+    runs = iter(range(ROUNDS + 10))
+
+    def once() -> int:
+        run_dir = tmp_path / f"run{next(runs)}"
+        step = load_pipeline(pipeline, run_dir=run_dir).jobs["job"]
+        outcome = run_parallel_step(step, run_dir)
+        assert outcome.succeeded
+        assert outcome.output is not None
+        return sum(int(line) for line in outcome.output.read_text().split())
+
+    assert record("parajob", benchmark, once) == expected_total()
+
+
+@pytest.mark.benchmark(group="job-100k-files")
+@pytest.mark.parametrize("chunksize", [1, *BEST_CHUNKSIZE_CANDIDATES])
+def test_pool(benchmark: BenchmarkFixture, files: Path, tmp_path: Path, chunksize: int) -> None:
+    paths = sorted(str(p) for p in files.rglob("*.txt"))
+    total = record(f"pool chunksize={chunksize}", benchmark,
+                   lambda: pool_job(paths, chunksize, tmp_path / "out.txt"))
+    assert total == expected_total()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ratios() -> object:
+    """After the module's benchmarks: the ratios the issue's targets are about."""
+    yield
+    pools = {c: timings.get(f"pool chunksize={c}") for c in BEST_CHUNKSIZE_CANDIDATES}
+    if "parajob" in timings and "pool chunksize=1" in timings and all(pools.values()):
+        p, one = timings["parajob"], timings["pool chunksize=1"]
+        best_size, best = min(pools.items(), key=lambda kv: kv[1])  # type: ignore[arg-type,return-value]
+        report(f"job of {N_FILES:,} one-file mini-batches, {WORKERS} workers (medians): "
+               f"parajob {p:.3f}s; Pool chunksize=1 {one:.3f}s -> parajob {one / p:.2f}x faster "
+               f"(target >= 3); Pool best chunksize ({best_size}) {best:.3f}s -> parajob at "
+               f"{p / best:.2f}x of it (target <= 1.2)")
