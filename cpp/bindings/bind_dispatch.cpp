@@ -41,7 +41,8 @@ void bind_dispatch(py::module_& m) {
         .value("RUNNING", WorkerState::kRunning)
         .value("SHUTDOWN", WorkerState::kShutdown)
         .value("EXITED", WorkerState::kExited)
-        .value("INIT_FAILED", WorkerState::kInitFailed);
+        .value("INIT_FAILED", WorkerState::kInitFailed)
+        .value("LOADING", WorkerState::kLoading);
 
     py::class_<DispatchRegion>(m, "DispatchRegion",
                                "Shared-memory dispatch region. Create in the driver before forking workers.")
@@ -80,6 +81,9 @@ void bind_dispatch(py::module_& m) {
                BatchState why) { return r.take_back(batch, attempt, process, why); },
             py::arg("batch"), py::arg("attempt"), py::arg("process"), py::arg("why"))
         .def("mark_failed", &DispatchRegion::mark_failed)
+        .def("restore_done", &DispatchRegion::restore_done, py::arg("batch"), py::arg("attempt"), py::arg("process"),
+             py::arg("items_in"), py::arg("items_out"), py::arg("spool_offset"), py::arg("spool_length"),
+             "On resume, before forking: mark a journalled batch DONE (it is never queued).")
         .def("arm_driver_sleep", &DispatchRegion::arm_driver_sleep)
         .def("disarm_driver_sleep", &DispatchRegion::disarm_driver_sleep)
         .def("reset_worker", &DispatchRegion::reset_worker, py::arg("worker"), py::arg("process"))
@@ -160,15 +164,20 @@ void bind_dispatch(py::module_& m) {
 
     m.def(
         "scan_expired",
-        [](const DispatchRegion& r, std::int64_t now_ns, std::int64_t run_timeout_ns, std::int64_t init_timeout_ns) {
+        [](const DispatchRegion& r, std::int64_t now_ns, std::int64_t run_timeout_ns, std::int64_t init_timeout_ns,
+           std::int64_t load_timeout_ns) {
             py::list out;
-            for (const auto& e : parajob::scan_expired(r, now_ns, run_timeout_ns, init_timeout_ns)) {
-                out.append(py::make_tuple(e.worker, e.pid, e.process, e.batch, e.attempt,
-                                          e.why == parajob::Overrun::kRunTimeout ? "run" : "init", e.elapsed_ns));
+            for (const auto& e : parajob::scan_expired(r, now_ns, run_timeout_ns, init_timeout_ns, load_timeout_ns)) {
+                const char* kind = e.why == parajob::Overrun::kRunTimeout    ? "run"
+                                   : e.why == parajob::Overrun::kLoadTimeout ? "load"
+                                                                             : "init";
+                out.append(py::make_tuple(e.worker, e.pid, e.process, e.batch, e.attempt, kind, e.elapsed_ns));
             }
             return out;
         },
         py::arg("region"), py::arg("now_ns"), py::arg("run_timeout_ns"), py::arg("init_timeout_ns"),
-        "Workers past a deadline: (worker, pid, process, batch, attempt, 'run'|'init', elapsed_ns).");
+        py::arg("load_timeout_ns") = 0,
+        "Workers past a deadline: (worker, pid, process, batch, attempt, 'run'|'load'|'init', elapsed_ns). "
+        "A timeout of 0 means no limit.");
     m.def("monotonic_ns", &parajob::monotonic_ns, "CLOCK_MONOTONIC in ns (the clock of the shared region).");
 }

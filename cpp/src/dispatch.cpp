@@ -147,6 +147,19 @@ void DispatchRegion::mark_failed(std::uint32_t batch) {
     batches_[batch].word.store(StateWord::pack(BatchState::kFailed, now.attempt, now.process), std::memory_order_release);
 }
 
+void DispatchRegion::restore_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
+                                  std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
+                                  std::uint64_t spool_length) {
+    if (batch >= n_batches()) throw std::out_of_range("batch id out of range");
+    BatchSlot& slot = batches_[batch];
+    slot.items_in.store(items_in, std::memory_order_relaxed);
+    slot.items_out.store(items_out, std::memory_order_relaxed);
+    slot.spool_offset.store(spool_offset, std::memory_order_relaxed);
+    slot.spool_length.store(spool_length, std::memory_order_relaxed);
+    // release: publishes the fields above (fork() publishes them to workers in any case).
+    slot.word.store(StateWord::pack(BatchState::kDone, attempt, process), std::memory_order_release);
+}
+
 void DispatchRegion::arm_driver_sleep() {
     // seq_cst: pairs with the seq_cst load in notify_driver(); the driver drains once more
     // after arming, so an attempt that ended before the flag was seen is not missed.
@@ -191,8 +204,8 @@ Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, st
                 slot.start_ns.store(now, std::memory_order_relaxed);
                 me.phase_start_ns.store(now, std::memory_order_relaxed);
                 me.heartbeat_ns.store(now, std::memory_order_relaxed);
-                // release: the watchdog that sees RUNNING also sees phase_start_ns.
-                me.state.store(static_cast<std::uint32_t>(WorkerState::kRunning), std::memory_order_release);
+                // release: the watchdog that sees LOADING also sees phase_start_ns.
+                me.state.store(static_cast<std::uint32_t>(WorkerState::kLoading), std::memory_order_release);
                 return {static_cast<std::int64_t>(id), queued.attempt};
             }
             // A stale duplicate (the driver re-pushed an id this process already claimed).

@@ -5,7 +5,8 @@
     parajob validate PIPELINE.yml                 check a pipeline without running it
 
 Exit codes: 0 the job succeeded; 1 the job ran and failed (a limit was exceeded);
-2 bad input (pipeline YAML, paths, entry script), with a message naming file, line, field.
+2 bad input (pipeline YAML, paths, entry script), with a message naming file, line, field;
+130 interrupted (Ctrl-C / SIGTERM): the run can be finished with --resume.
 """
 
 from __future__ import annotations
@@ -20,7 +21,20 @@ import click
 
 from parajob.errors import ParajobError, SpecError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+MEMORY_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30}
+
+
+def _memory_size(text: str | None) -> int | None:
+    """'512mb', '2gb' or a bare number of MiB -> bytes."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    unit = MEMORY_UNITS.get(value[-2:], 0)
+    number = value[:-2] if unit else value
+    if not number.isdigit() or int(number) == 0:
+        raise click.BadParameter(f"expected a size like 512mb or 2gb, found {text!r}")
+    return int(number) * (unit or 2**20)
 
 
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,6 +42,14 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Folder for outputs and logs (default: ./runs/<pipeline>-<time>).")
+    @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+                  default=None, help="Finish the run in RUN_DIR (after a kill or Ctrl-C): only "
+                  "mini-batches not yet accepted run again.")
+    @click.option("--max-tasks-per-worker", type=click.IntRange(min=1), default=None,
+                  help="Replace each worker process after this many mini-batches.")
+    @click.option("--max-worker-memory", default=None,
+                  help="Replace a worker once its resident memory exceeds this (e.g. 2gb), "
+                  "between mini-batches.")
     @wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return f(*args, **kwargs)
@@ -45,11 +67,11 @@ def main() -> None:
 
 
 @main.command("run")
-@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @_run_options
-def run_command(pipeline: Path, run_dir: Path | None) -> None:
-    """Run PIPELINE (a pipeline YAML with parallel steps)."""
-    sys.exit(_run(pipeline, run_dir))
+def run_command(pipeline: Path | None, **options: Any) -> None:
+    """Run PIPELINE (a pipeline YAML with parallel steps), or --resume a run."""
+    sys.exit(_run(pipeline, **options))
 
 
 @main.group("job")
@@ -61,9 +83,9 @@ def job_group() -> None:
 @click.option("--file", "-f", "pipeline", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="The pipeline YAML.")
 @_run_options
-def job_create(pipeline: Path, run_dir: Path | None) -> None:
+def job_create(pipeline: Path, **options: Any) -> None:
     """Run a pipeline, like `az ml job create --file PIPELINE.yml`."""
-    sys.exit(_run(pipeline, run_dir))
+    sys.exit(_run(pipeline, **options))
 
 
 @main.command("validate")
@@ -85,16 +107,26 @@ def validate_command(pipeline: Path) -> None:
     click.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s))")
 
 
-def _run(pipeline_file: Path, run_dir: Path | None) -> int:
-    from parajob.runner import default_run_dir, run_pipeline
+def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
+         max_tasks_per_worker: int | None, max_worker_memory: str | None) -> int:
+    from parajob.runner import default_run_dir, record_run, recorded_pipeline, run_pipeline
+    from parajob.runtime.job import RunOptions
     from parajob.spec import load_pipeline
 
-    run_dir = (run_dir.resolve() if run_dir else default_run_dir(pipeline_file))
+    options = RunOptions(resume=resume_dir is not None, max_tasks_per_worker=max_tasks_per_worker,
+                         max_worker_memory_bytes=_memory_size(max_worker_memory))
     try:
+        if resume_dir is not None:
+            run_dir = resume_dir.resolve()
+            pipeline_file = pipeline_file or recorded_pipeline(run_dir)
+        elif pipeline_file is None:
+            raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
+        run_dir = run_dir.resolve() if run_dir else default_run_dir(pipeline_file)
         pipeline = load_pipeline(pipeline_file, run_dir=run_dir)
         for warning in pipeline.warnings:
             click.echo(str(warning), err=True)
-        outcomes = run_pipeline(pipeline, run_dir)
+        record_run(run_dir, pipeline_file)
+        outcomes = run_pipeline(pipeline, run_dir, options)
     except SpecError as exc:
         click.echo(str(exc), err=True)
         return EXIT_BAD_INPUT
@@ -103,4 +135,6 @@ def _run(pipeline_file: Path, run_dir: Path | None) -> int:
         return EXIT_FAILED
     for outcome in outcomes:
         click.echo(outcome.summary())
+    if any(o.interrupted for o in outcomes):
+        return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED

@@ -50,13 +50,19 @@ public:
     bool take_back(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, BatchState why);
     // Marks a batch FAILED for good (retries spent). Only from a state the driver owns.
     void mark_failed(std::uint32_t batch);
+    // Before any fork, on resume: a batch the journal says was accepted becomes DONE with
+    // its spool record's place, and is never queued.
+    void restore_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, std::uint64_t items_in,
+                      std::uint64_t items_out, std::uint64_t spool_offset, std::uint64_t spool_length);
     // Call before sleeping on notify_fd, then check drain_ended() once more before sleeping:
     // a worker that ends an attempt after the flag is visible writes the eventfd.
     void arm_driver_sleep();
     void disarm_driver_sleep();
 
     // ---- worker side ----------------------------------------------------------------
-    // Pops the next batch and claims it for `process` in worker slot `worker`. Blocks (futex,
+    // Pops the next batch and claims it for `process` in worker slot `worker`; the worker
+    // slot enters LOADING (the worker calls set_worker_state(RUNNING) when run() starts,
+    // which restarts the phase clock). Blocks (futex,
     // no spinning) until a batch is available or the region is closed and empty, or until
     // timeout_ms passes (then returns batch -2). Safe to call without the GIL.
     Claim next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms);

@@ -125,10 +125,11 @@ enum class WorkerState : std::uint32_t {
     kStarting = 0,
     kInit = 1,      // inside init()
     kIdle = 2,      // waiting for a mini-batch
-    kRunning = 3,   // inside run()
+    kRunning = 3,   // inside run() (deadline: retry_settings.timeout)
     kShutdown = 4,  // inside shutdown()
     kExited = 5,
     kInitFailed = 6,
+    kLoading = 7,   // claimed a mini-batch, materialising it (deadline: task_overhead_timeout)
 };
 
 struct alignas(64) WorkerSlot {

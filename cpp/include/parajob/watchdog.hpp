@@ -14,6 +14,7 @@ namespace parajob {
 enum class Overrun : std::uint32_t {
     kRunTimeout = 1,   // run() of the held batch exceeded retry_settings.timeout
     kInitTimeout = 2,  // init() exceeded its deadline
+    kLoadTimeout = 3,  // materialising the held batch exceeded task_overhead_timeout
 };
 
 struct Expired {
@@ -28,6 +29,6 @@ struct Expired {
 
 // Workers whose current phase started more than the matching timeout ago (0 = no limit).
 std::vector<Expired> scan_expired(const DispatchRegion& region, std::int64_t now_ns, std::int64_t run_timeout_ns,
-                                  std::int64_t init_timeout_ns);
+                                  std::int64_t init_timeout_ns, std::int64_t load_timeout_ns);
 
 }  // namespace parajob

@@ -35,30 +35,39 @@ class WorkerProcess:
         return process_name(self.local_rank)
 
 
+SIGNAL_HINTS = {
+    signal.SIGKILL: "killed: out of memory (the kernel's OOM killer), a timeout, or by hand",
+    signal.SIGSEGV: "segmentation fault in native code",
+    signal.SIGABRT: "aborted, usually by a failed assertion in native code",
+    signal.SIGBUS: "bus error",
+    signal.SIGTERM: "terminated",
+}
+
+
 @dataclass(frozen=True)
 class ExitStatus:
-    code: int | None    # exit code, or None when killed by a signal
+    code: int | None     # exit code, or None when killed by a signal
     signal: int | None
+    peak_rss_bytes: int  # the process's peak resident memory (getrusage ru_maxrss)
 
     def describe(self) -> str:
+        memory = f"peak memory {self.peak_rss_bytes / 2**20:.0f} MiB"
         if self.signal is not None:
-            name = signal.Signals(self.signal).name if self.signal in signal.valid_signals() else str(self.signal)
-            hint = {
-                signal.SIGKILL: " (killed: out of memory, a timeout, or by hand)",
-                signal.SIGSEGV: " (segmentation fault in native code)",
-                signal.SIGABRT: " (aborted)",
-                signal.SIGBUS: " (bus error)",
-            }.get(signal.Signals(self.signal), "")
-            return f"killed by {name}{hint}"
-        return f"exited with code {self.code}"
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            hint = SIGNAL_HINTS.get(self.signal)  # type: ignore[call-overload]
+            return f"killed by {name}{f' ({hint})' if hint else ''}, {memory}"
+        return f"exited with code {self.code}, {memory}"
 
 
 class LocalBackend:
     """Forks workers for the driver. Not thread-safe: the driver has one thread."""
 
-    def __init__(self, setup: WorkerSetup) -> None:
+    def __init__(self, setup: WorkerSetup, first_process: int = 1) -> None:
         self._setup = setup
-        self._next_process = 1
+        self._next_process = first_process  # > every process id of an earlier run (resume)
         self._pidfds: set[int] = set()
 
     def spawn(self, slot: int, node: int, local_rank: int) -> WorkerProcess:
@@ -99,14 +108,23 @@ class LocalBackend:
             except ProcessLookupError:
                 pass
 
+    @staticmethod
+    def terminate(worker: WorkerProcess) -> None:
+        """SIGTERM the worker's process group (a clean stop: Ctrl-C, a limit exceeded)."""
+        try:
+            os.killpg(worker.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def reap(self, worker: WorkerProcess) -> ExitStatus | None:
         """The exit status if the worker has exited, else None. The caller unregisters the
         pidfd from its selector first, then this closes it."""
-        pid, status = os.waitpid(worker.pid, os.WNOHANG)
+        pid, status, usage = os.wait4(worker.pid, os.WNOHANG)
         if pid == 0:
             return None
         self._pidfds.discard(worker.pidfd)
         os.close(worker.pidfd)
+        peak = usage.ru_maxrss * 1024  # Linux reports kilobytes
         if os.WIFSIGNALED(status):
-            return ExitStatus(None, os.WTERMSIG(status))
-        return ExitStatus(os.waitstatus_to_exitcode(status), None)
+            return ExitStatus(None, os.WTERMSIG(status), peak)
+        return ExitStatus(os.waitstatus_to_exitcode(status), None, peak)

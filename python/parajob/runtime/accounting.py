@@ -13,7 +13,10 @@ class Limits:
 
     max_retries: int = 2
     run_timeout_s: float = 60.0
+    load_timeout_s: float = 30.0        # --task_overhead_timeout: materialising a mini-batch
     init_timeout_s: float = 600.0
+    first_task_creation_timeout_s: float = 600.0
+    progress_update_timeout_s: float = 3 * (60.0 + 30.0)
     error_threshold: int = -1
     mini_batch_error_threshold: int = -1
     allowed_failed_percent: float = 100.0

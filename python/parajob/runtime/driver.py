@@ -2,20 +2,23 @@
 
 One thread. Each turn of the loop:
   1. drain the done ring: accept DONE attempts, requeue or fail ERRORED ones;
-  2. reap workers whose pidfd became readable: a crash costs the attempt it held
-     (known from its worker slot), and the slot gets a fresh process;
+  2. reap workers whose pidfd became readable: a death costs the attempts it held (known
+     from the batch slots), and the slot gets a fresh process;
   3. run the watchdog scan: take back overrunning batches (CAS), kill those workers;
   4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
-  5. sleep in select() on the eventfd and every pidfd, after arming the region so that
-     the next worker to end an attempt wakes us.
+  5. checkpoint the journal now and then (spools fsync'd first, then the journal);
+  6. sleep in select() on the eventfd and every pidfd, after arming the region so that
+     the next worker to end an attempt wakes us (or a short nap while busy).
 """
 
 from __future__ import annotations
 
 import os
 import selectors
+import signal
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,33 +26,39 @@ from parajob import _core
 from parajob.backends.local import ExitStatus, LocalBackend, WorkerProcess
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
+from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.report import AttemptLog, Progress
 from parajob.runtime.spool import SpoolReader
-from parajob.runtime.worker import EXIT_INIT_FAILED, ERROR_WRONG_TYPE, WorkerSetup
+from parajob.runtime.worker import ERROR_WRONG_TYPE, EXIT_INIT_FAILED, WorkerSetup
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
+DONE, ERRORED = int(BatchState.DONE), int(BatchState.ERRORED)
+RUNNING, FINISHING = int(BatchState.RUNNING), int(BatchState.FINISHING)
 
 TICK_S = 0.25            # longest sleep: bounds the watchdog's lateness
 BUSY_NAP_S = 0.005       # after a drain that found work, nap instead of arming the eventfd:
                          # caps wake-ups at ~200/s under load so the driver leaves the
                          # cores to the workers (measured: waking per mini-batch cost ~40%
                          # of throughput with 100,000 one-file mini-batches on 2 cores)
+CHECKPOINT_S = 0.5       # journal cadence: what a driver killed now would have to redo
 SHUTDOWN_GRACE_S = 60.0  # how long workers get for shutdown() once the queue is closed
+STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL when the job stops early or is interrupted
 
 
 @dataclass
 class DriverResult:
     tally: Tally
-    stop_reason: str | None          # a limit that stopped the job, else None
-    first_failure: str | None        # description + traceback of the first failed batch
-    processes: dict[int, WorkerProcess] = field(default_factory=dict)
+    stop_reason: str | None    # a limit, or the signal, that stopped the job; else None
+    first_failure: str | None  # description + traceback of the first failed batch
+    interrupted: bool = False
 
 
 class Driver:
     def __init__(self, setup: WorkerSetup, n_batches: int, instance_count: int,
                  workers_per_node: int, limits: Limits, attempt_log: AttemptLog,
-                 progress: Progress, describe_batch: callable, notify_fd: int) -> None:  # type: ignore[valid-type]
+                 progress: Progress, describe_batch: Callable[[int], str], notify_fd: int,
+                 journal: JournalWriter, restored: Accepted, first_process: int = 1) -> None:
         self.setup = setup
         self.region = setup.region
         self.limits = limits
@@ -60,43 +69,80 @@ class Driver:
         self.progress = progress
         self.describe_batch = describe_batch
         self.notify_fd = notify_fd
-        self.backend = LocalBackend(setup)
+        self.journal = journal
+        self.restored = restored
+        self.backend = LocalBackend(setup, first_process)
         self.spools = SpoolReader(setup.layout.spool_dir)
         self.slots = shm_view.batch_slots(self.region)
         # The highest attempt already handled per batch: a batch's end can be seen twice
         # (done ring and reaping a worker that died right after finish()).
         self.handled_attempt = np.full(n_batches, -1, dtype=np.int64)
-        self.workers: dict[int, WorkerProcess] = {}       # slot -> live process
-        self.by_process: dict[int, WorkerProcess] = {}    # process id -> process, all ever
-        self.init_failures_by_node: dict[int, int] = {}
+        self.workers: dict[int, WorkerProcess] = {}     # slot -> live process
+        self.by_process: dict[int, WorkerProcess] = {}  # process id -> process, all ever
+        self.unjournalled: list[np.ndarray] = []        # accepted batch ids since the checkpoint
         self.first_failure: str | None = None
         self.stop_reason: str | None = None
+        self.interrupted = False
         self.selector = selectors.DefaultSelector()
+        self.started = time.monotonic()
+        self.last_progress = self.started
+        self.last_checkpoint = self.started
+        self.any_started = False
 
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> DriverResult:
         self.selector.register(self.notify_fd, selectors.EVENT_READ, None)
-        self.region.enqueue_range(0, self.tally.total_batches)
-        for node in range(self.instance_count):
-            for rank in range(self.workers_per_node):
-                self._spawn(node * self.workers_per_node + rank, node, rank)
+        self._restore_and_queue()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            for node in range(self.instance_count):
+                for rank in range(self.workers_per_node):
+                    self._spawn(node * self.workers_per_node + rank, node, rank)
             while not self.tally.finished and self.stop_reason is None:
                 drained = self._drain()
                 self._watchdog()
-                self.stop_reason = self.tally.exceeded(
-                    self.limits, all_scheduled=True, workers_per_node=self.workers_per_node)
+                self._check_limits()
                 if self.tally.finished or self.stop_reason is not None:
                     break
+                if time.monotonic() - self.last_checkpoint >= CHECKPOINT_S:
+                    self._checkpoint()
                 self.progress.update(self.tally, self._running)
                 self._sleep(busy=drained > 0)
         finally:
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
+            self._checkpoint()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
             self.progress.update(self.tally, lambda: 0, force=True)
             self.selector.close()
+            self.spools.close()
             os.close(self.notify_fd)
-        return DriverResult(self.tally, self.stop_reason, self.first_failure, self.by_process)
+        return DriverResult(self.tally, self.stop_reason, self.first_failure, self.interrupted)
+
+    def _restore_and_queue(self) -> None:
+        """Journalled batches (resume) become DONE; every other batch is queued."""
+        r = self.restored
+        for i in range(len(r)):
+            self.region.restore_done(int(r.batch[i]), int(r.attempt[i]), int(r.process[i]),
+                                     int(r.items_in[i]), int(r.items_out[i]), int(r.offset[i]),
+                                     int(r.length[i]))
+        if len(r):
+            batches = r.batch.astype(np.int64)
+            self.handled_attempt[batches] = r.attempt.astype(np.int64)
+            self.tally.accept_many(batches, r.items_in, r.items_out, self.limits)
+        todo = np.ones(self.tally.total_batches, dtype=bool)
+        todo[r.batch.astype(np.int64)] = False
+        for batch in todo.nonzero()[0].tolist():
+            self.region.enqueue(batch, 0)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # Runs between bytecodes of the loop: set the reason, wake select(); the loop stops.
+        if self.stop_reason is None:
+            self.stop_reason = (f"interrupted by {signal.Signals(signum).name}; resume with: "
+                                f"parajob run --resume {self.setup.layout.root.parent}")
+            self.interrupted = True
+        os.eventfd_write(self.notify_fd, 1)
 
     def _sleep(self, busy: bool) -> None:
         if busy:
@@ -115,8 +161,34 @@ class Driver:
         self.region.disarm_driver_sleep()
 
     def _running(self) -> int:
-        return sum(1 for w in self.workers.values()
-                   if self.region.worker_info(w.slot)[2] == int(WorkerState.RUNNING))
+        states = shm_view.worker_slots(self.region)["state"]
+        return int(np.isin(states, (int(WorkerState.RUNNING), int(WorkerState.LOADING))).sum())
+
+    def _check_limits(self) -> None:
+        if self.stop_reason is not None:
+            return
+        now = time.monotonic()
+        if not self.any_started:
+            self.any_started = self.region.attempts_ended > 0 or self._running() > 0
+        if not self.any_started and now - self.started > self.limits.first_task_creation_timeout_s:
+            self.stop_reason = (f"no mini-batch started within first_task_creation_timeout "
+                                f"({self.limits.first_task_creation_timeout_s:g} s); see logs/user/")
+        elif now - self.last_progress > self.limits.progress_update_timeout_s:
+            self.stop_reason = (f"no progress within progress_update_timeout "
+                                f"({self.limits.progress_update_timeout_s:g} s)")
+        else:
+            self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
+
+    def _checkpoint(self) -> None:
+        self.last_checkpoint = time.monotonic()
+        if not self.unjournalled:
+            return
+        batches = np.concatenate(self.unjournalled)
+        self.unjournalled = []
+        rows = self.slots[batches]
+        _, attempt, process = shm_view.unpack_states(rows["word"])
+        self.journal.checkpoint(batches, attempt, process, rows["spool_offset"],
+                                rows["spool_length"], rows["items_in"], rows["items_out"])
 
     # ---- attempts -------------------------------------------------------------------
 
@@ -130,27 +202,28 @@ class Driver:
     def _on_attempts_ended(self, batches: np.ndarray) -> None:
         # Vectorised: with one-file mini-batches the driver sees thousands of ends per
         # second, and one Python call per batch cost it ~15 us each (1.5 s per 100,000).
-        rows = self.slots[batches]  # copies; the ring's acquire made these fields visible
+        self.last_progress = time.monotonic()
+        rows = self.slots[batches]  # a copy; the ring's acquire made these fields visible
         state, attempt, process = shm_view.unpack_states(rows["word"])
         fresh = attempt.astype(np.int64) > self.handled_attempt[batches]
-        done = fresh & (state == int(BatchState.DONE))
+        done = fresh & (state == DONE)
         if done.any():
-            self._accept(batches[done], attempt[done], process[done], rows[done])
-        for i in (fresh & (state == int(BatchState.ERRORED))).nonzero()[0].tolist():
+            self._accept(batches[done], attempt[done], rows[done])
+        for i in (fresh & (state == ERRORED)).nonzero()[0].tolist():
             self._on_errored(int(batches[i]), int(attempt[i]), int(process[i]), rows[i])
 
-    def _accept(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
-                rows: np.ndarray) -> None:
+    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray) -> None:
+        # Their rows in processed_mini-batches.csv are written by the workers.
         self.handled_attempt[batches] = attempt
+        self.unjournalled.append(batches.astype(np.int64))
         items_in, items_out = rows["items_in"], rows["items_out"]
         self.tally.accept_many(batches, items_in, items_out, self.limits)
-        # (their rows in processed_mini-batches.csv are written by the workers)
         if self.first_failure is None and self.limits.error_threshold != -1:
             short = (items_out < items_in).nonzero()[0]
             if len(short):
-                b = int(batches[short[0]])
-                self.first_failure = (f"{self.describe_batch(b)}\nrun() returned "
-                                      f"{int(items_out[short[0]])} items for {int(items_in[short[0]])} inputs\n")
+                i = short[0]
+                self.first_failure = (f"{self.describe_batch(int(batches[i]))}\nrun() returned "
+                                      f"{int(items_out[i])} items for {int(items_in[i])} inputs\n")
 
     def _on_errored(self, batch: int, attempt: int, process: int, row: np.void) -> None:
         error = self.spools.payload(process, int(row["spool_offset"]), int(row["spool_length"]),
@@ -196,21 +269,20 @@ class Driver:
         status = self._reap(worker)
         if status is None:
             return
-        self._settle_held_batch(worker, status)
-        if status.code == 0 and self.region.worker_info(worker.slot)[2] == int(WorkerState.EXITED):
+        self.last_progress = time.monotonic()
+        self._settle_held_batches(worker, status)
+        state = self.region.worker_info(worker.slot)[2]
+        if status.code == 0 and state == int(WorkerState.EXITED):
             return  # a normal exit after the queue closed
-        if status.code == EXIT_INIT_FAILED or self._died_before_serving(worker):
+        if status.code == EXIT_INIT_FAILED or state in (
+                int(WorkerState.STARTING), int(WorkerState.INIT), int(WorkerState.INIT_FAILED)):
             self.tally.init_failures += 1
         if not self.tally.finished and self.stop_reason is None:
             self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
-            if self.stop_reason is None:
+            if self.stop_reason is None:  # replaced or recycled: a fresh process, init() again
                 self._spawn(worker.slot, worker.node, worker.local_rank)
 
-    def _died_before_serving(self, worker: WorkerProcess) -> bool:
-        state = self.region.worker_info(worker.slot)[2]
-        return state in (int(WorkerState.STARTING), int(WorkerState.INIT), int(WorkerState.INIT_FAILED))
-
-    def _settle_held_batch(self, worker: WorkerProcess, status: ExitStatus) -> None:
+    def _settle_held_batches(self, worker: WorkerProcess, status: ExitStatus) -> None:
         """A dead worker costs the attempts it held: the one in its worker slot, and any
         whose results it had gathered but not yet published (spool.SpoolWriter)."""
         held = self.region.worker_info(worker.slot)[3]
@@ -219,12 +291,12 @@ class Driver:
             self.region.enqueue(held, self.region.batch_state(held)[1])
         state, attempt, process = shm_view.unpack_states(self.slots["word"])
         mine = process == worker.process
-        ended = (mine & ((state == int(BatchState.DONE)) | (state == int(BatchState.ERRORED)))).nonzero()[0]
+        ended = (mine & ((state == DONE) | (state == ERRORED))).nonzero()[0]
         if len(ended):
             # Ended just before dying, maybe before reaching the done ring: handle them now
             # (handled_attempt makes a later sighting in the ring a no-op).
             self._on_attempts_ended(ended.astype(np.uint32))
-        running = mine & ((state == int(BatchState.RUNNING)) | (state == int(BatchState.FINISHING)))
+        running = mine & ((state == RUNNING) | (state == FINISHING))
         why = worker.killed_because or f"worker {status.describe()}"
         now = _core.monotonic_ns()
         for batch in running.nonzero()[0].tolist():
@@ -233,40 +305,43 @@ class Driver:
                 self._attempt_failed(batch, int(attempt[batch]), worker, "crashed", why + "\n", seconds)
 
     def _watchdog(self) -> None:
-        expired = _core.scan_expired(self.region, _core.monotonic_ns(),
-                                     int(self.limits.run_timeout_s * 1e9),
-                                     int(self.limits.init_timeout_s * 1e9))
+        lim = self.limits
+        expired = _core.scan_expired(self.region, _core.monotonic_ns(), int(lim.run_timeout_s * 1e9),
+                                     int(lim.init_timeout_s * 1e9), int(lim.load_timeout_s * 1e9))
         for slot, _pid, process, batch, attempt, kind, elapsed_ns in expired:
             worker = self.workers.get(slot)
             if worker is None or worker.process != process or worker.killed_because:
                 continue
-            if kind == "run":
-                if not self.region.take_back(batch, attempt, process, BatchState.TIMED_OUT):
-                    continue  # it finished just in time
-                why = (f"run() exceeded retry_settings.timeout of {self.limits.run_timeout_s:g} s; "
-                       "the worker was killed and replaced")
-                self.backend.kill(worker, why)
-                self._attempt_failed(batch, attempt, worker, "timed_out", why + "\n", elapsed_ns / 1e9)
-            else:
-                self.backend.kill(worker, f"init() exceeded {self.limits.init_timeout_s:g} s")
+            if kind == "init":
+                self.backend.kill(worker, f"init() exceeded {lim.init_timeout_s:g} s")
+                continue
+            if not self.region.take_back(batch, attempt, process, BatchState.TIMED_OUT):
+                continue  # it finished just in time
+            what = ("run() exceeded retry_settings.timeout" if kind == "run"
+                    else "loading the mini-batch exceeded --task_overhead_timeout")
+            limit = lim.run_timeout_s if kind == "run" else lim.load_timeout_s
+            why = f"{what} of {limit:g} s; the worker was killed and replaced"
+            self.backend.kill(worker, why)
+            self._attempt_failed(batch, attempt, worker, "timed_out", why + "\n", elapsed_ns / 1e9)
 
     def _stop_workers(self, abort: bool) -> None:
-        """Close the queue and wait for every worker; kill those that outstay the grace."""
+        """Close the queue and wait for every worker. On abort: SIGTERM now, SIGKILL after
+        STOP_GRACE_S; otherwise workers get SHUTDOWN_GRACE_S for shutdown()."""
         self.region.close()
         if abort:
             for worker in list(self.workers.values()):
-                self.backend.kill(worker, "the job stopped")
-        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+                self.backend.terminate(worker)
+        deadline = time.monotonic() + (STOP_GRACE_S if abort else SHUTDOWN_GRACE_S)
         while self.workers:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 for worker in list(self.workers.values()):
-                    self.backend.kill(worker, "did not exit after shutdown()")
-                remaining = 5.0
-                deadline = time.monotonic() + remaining
+                    self.backend.kill(worker, "did not exit in time after the job stopped")
+                deadline = time.monotonic() + STOP_GRACE_S
+                continue
             for key, _ in self.selector.select(min(remaining, TICK_S)):
                 if key.data is None:
                     os.eventfd_read(self.notify_fd)
-                    continue
-                self._reap(key.data)
+                elif (status := self._reap(key.data)) is not None and not abort:
+                    self._settle_held_batches(key.data, status)
             self._drain()

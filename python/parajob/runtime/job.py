@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.driver import Driver
+from parajob.runtime.journal import Accepted, JournalMismatch, JournalWriter, journal_path, read_journal
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.output import load_csv_options
 from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
@@ -43,62 +45,108 @@ def default_concurrency() -> int:
     return len(os.sched_getaffinity(0)) or 1
 
 
-def run_parallel_step(step: ParallelStep, run_dir: Path) -> Outcome:
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, beyond what the pipeline says (command-line options)."""
+
+    resume: bool = False                 # finish a killed or interrupted run in place
+    max_tasks_per_worker: int | None = None
+    max_worker_memory_bytes: int | None = None
+
+
+def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | None = None) -> Outcome:
     """Run one step to the end. Raises SpecError for bad input before any worker starts."""
+    options = options or RunOptions()
     started = time.monotonic()
     layout = StepLayout(run_dir / step.name)
     check_entry_script(step)
     plan = _plan(step)
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
-    args = step.runtime_args
+    restored = _restored_batches(step, layout, plan, options.resume)
     layout.create()
-
+    args = step.runtime_args
     workers_per_node = (step.max_concurrency_per_instance or args.process_count_per_node
                         or default_concurrency())
-    limits = Limits(
-        max_retries=step.retry_settings.max_retries,
-        run_timeout_s=float(args.run_invocation_timeout or step.retry_settings.timeout),
-        init_timeout_s=float(args.first_task_creation_timeout),
-        error_threshold=(step.error_threshold if step.error_threshold != -1 or args.error_threshold is None
-                         else args.error_threshold),
-        mini_batch_error_threshold=step.mini_batch_error_threshold,
-        allowed_failed_percent=float(args.allowed_failed_percent),
-        append_row=output_file is not None,
-    )
+    limits = step_limits(step, append_row=output_file is not None)
     if plan.n_batches == 0:
         return _finish_empty(step, layout, output_file, started)
 
     notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-    n_workers = step.instance_count * workers_per_node
-    region = _core.DispatchRegion(plan.n_batches, n_workers, notify_fd)
+    region = _core.DispatchRegion(plan.n_batches, step.instance_count * workers_per_node, notify_fd)
     setup = WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
         entry_script=step.task.entry_script, argv=step.task.argv,
         environment=dict(step.environment_variables), append_row=output_file is not None,
         csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
         output_dir=(output_file.parent if output_file else layout.outputs_dir),
-        driver_pid=os.getpid(),
+        driver_pid=os.getpid(), max_tasks=options.max_tasks_per_worker,
+        max_memory_bytes=options.max_worker_memory_bytes,
     )
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches)
+    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, plan.n_batches, plan.n_items)
     try:
         driver = Driver(setup, plan.n_batches, step.instance_count, workers_per_node, limits,
-                        attempt_log, progress, plan.describe, notify_fd)
+                        attempt_log, progress, plan.describe, notify_fd, journal, restored,
+                        first_process=_next_process_id(layout))
         result = driver.run()
     finally:
+        journal.close()
         attempt_log.close()
         progress.close()
-    if output_file is not None:
+    if output_file is not None and not result.interrupted:
         merge_output(region, layout, output_file)
 
     tally = result.tally
     succeeded = result.stop_reason is None and tally.finished
     reason = result.stop_reason or ("all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
-                      result.first_failure, time.monotonic() - started)
+                      result.first_failure, time.monotonic() - started, result.interrupted)
     write_job_result(layout, outcome)
     return outcome
+
+
+def step_limits(step: ParallelStep, append_row: bool) -> Limits:
+    """The limits of SPEC §4 for a step, from its fields and its program arguments."""
+    args = step.runtime_args
+    run_timeout = float(args.run_invocation_timeout or step.retry_settings.timeout)
+    return Limits(
+        max_retries=step.retry_settings.max_retries,
+        run_timeout_s=run_timeout,
+        load_timeout_s=float(args.task_overhead_timeout),
+        init_timeout_s=float(args.first_task_creation_timeout),
+        first_task_creation_timeout_s=float(args.first_task_creation_timeout),
+        progress_update_timeout_s=float(args.progress_timeout(run_timeout)),
+        error_threshold=(step.error_threshold if step.error_threshold != -1 or args.error_threshold is None
+                         else args.error_threshold),
+        mini_batch_error_threshold=step.mini_batch_error_threshold,
+        allowed_failed_percent=float(args.allowed_failed_percent),
+        append_row=append_row,
+    )
+
+
+def _restored_batches(step: ParallelStep, layout: StepLayout, plan: FileBatchPlan,
+                      resume: bool) -> Accepted:
+    """On resume, the batches the journal says were accepted; else check the folder is new."""
+    path = journal_path(layout.root)
+    if not resume:
+        if layout.root.exists() and any(layout.root.iterdir()):
+            raise SpecError([Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}",
+                                        f"the run folder already holds step {step.name!r}: {layout.root}",
+                                        "resume it with `parajob run --resume RUN_DIR`, or choose "
+                                        "another --run-dir")])
+        return read_journal(path, plan.n_batches, plan.n_items)  # empty: no file yet
+    try:
+        return read_journal(path, plan.n_batches, plan.n_items)
+    except JournalMismatch as exc:
+        raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", str(exc))]) from exc
+
+
+def _next_process_id(layout: StepLayout) -> int:
+    """Process ids of a resumed run start past those of earlier runs (their spools stay)."""
+    ids = [int(p.stem.removeprefix("process")) for p in layout.spool_dir.glob("process*.spool")]
+    return max(ids, default=0) + 1
 
 
 def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> None:

@@ -29,12 +29,17 @@ class Outcome:
     logs: Path
     first_failure: str | None = None  # inputs and traceback of the first failed mini-batch
     seconds: float = 0.0
+    interrupted: bool = False         # stopped by Ctrl-C / SIGTERM: resumable
+
+    @property
+    def status(self) -> str:
+        return "SUCCEEDED" if self.succeeded else "INTERRUPTED" if self.interrupted else "FAILED"
 
     def summary(self) -> str:
         t = self.tally
         lines = [
             f"step:                 {self.step}",
-            f"status:               {'SUCCEEDED' if self.succeeded else 'FAILED'}",
+            f"status:               {self.status}",
             f"reason:               {self.reason}",
             f"mini-batches:         {t.total_batches} total, {t.done_batches} completed, "
             f"{t.failed_batches} failed",
@@ -60,8 +65,14 @@ class AttemptLog:
     def __init__(self, layout: StepLayout) -> None:
         self._layout = layout
         self._parts = layout.processed_csv.parent / "parts"
+        if layout.processed_csv.exists() and not self._parts.exists():
+            # A resumed run that had finished: its rows become a part, joined again at close.
+            self._parts.mkdir(parents=True)
+            text = layout.processed_csv.read_text(encoding="utf-8")
+            (self._parts / "earlier.csv").write_text(text.split("\n", 1)[1] if "\n" in text else "",
+                                                    encoding="utf-8")
         self._parts.mkdir(parents=True, exist_ok=True)
-        self._csv_file = open(self._parts / "driver.csv", "w", newline="", encoding="utf-8")
+        self._csv_file = open(self._parts / "driver.csv", "a", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
         self._errors_path = layout.job_error
         self._errors: TextIO | None = None

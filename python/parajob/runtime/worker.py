@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -45,6 +45,7 @@ ERROR_WRONG_TYPE = 2
 # Worker exit codes the driver interprets (anything else is a crash).
 EXIT_OK = 0
 EXIT_INIT_FAILED = 3
+EXIT_RECYCLE = 4  # --max-tasks-per-worker / --max-worker-memory reached: replace me
 EXIT_INTERNAL = 70
 
 IDLE_WAKE_MS = 2000  # wake up now and then while idle, to refresh the heartbeat
@@ -75,7 +76,8 @@ class WorkerSetup:
     output_dir: Path
     driver_pid: int
     dataset: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    max_tasks: int | None = None         # recycle the process after this many mini-batches
+    max_memory_bytes: int | None = None  # recycle it once its resident memory exceeds this
 
 
 def worker_main(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> NoReturn:
@@ -186,6 +188,8 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
 
     spool = SpoolWriter(spool_path(setup.layout.spool_dir, process), publish)
     region.set_worker_state(slot, _core.WorkerState.IDLE)
+    tasks = 0
+    exit_code = EXIT_OK
     while True:
         batch, attempt = region.next_batch(slot, process, 0)
         if batch == -2:  # nothing queued: publish what is gathered before we may block
@@ -198,7 +202,11 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
                 return EXIT_INTERNAL
             region.set_worker_state(slot, _core.WorkerState.IDLE)  # heartbeat
             continue
-        _run_one(setup, script, spool, error_log, process, batch, attempt)
+        _run_one(setup, script, spool, error_log, slot, process, batch, attempt)
+        tasks += 1
+        if _should_recycle(setup, tasks):
+            exit_code = EXIT_RECYCLE  # between mini-batches: nothing held, nothing lost
+            break
 
     spool.close()
     attempts_csv.close()
@@ -209,19 +217,30 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         except BaseException:  # noqa: BLE001
             _append(error_log, f"shutdown() failed in process {process}:\n{traceback.format_exc()}")
     region.set_worker_state(slot, _core.WorkerState.EXITED)
-    return EXIT_OK
+    return exit_code
+
+
+def _should_recycle(setup: WorkerSetup, tasks: int) -> bool:
+    if setup.max_tasks is not None and tasks >= setup.max_tasks:
+        return True
+    if setup.max_memory_bytes is not None and tasks % 8 == 0:  # /proc read: ~5 us, not every time
+        with open("/proc/self/statm", "rb") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") > setup.max_memory_bytes
+    return False
 
 
 def _run_one(setup: WorkerSetup, script: EntryScript, spool: SpoolWriter, error_log: Path,
-             process: int, batch: int, attempt: int) -> None:
+             slot: int, process: int, batch: int, attempt: int) -> None:
     """One attempt of one mini-batch, from materialising to its spool record. The hot path:
     no allocation or call here that is not needed (see bench/test_bench_job.py)."""
     plan = setup.plan
     items_in = 0
     started = time.perf_counter()
     try:
-        mini_batch = plan.materialise(batch)
+        mini_batch = plan.materialise(batch)  # under --task_overhead_timeout (LOADING)
         items_in = len(mini_batch)
+        setup.region.set_worker_state(slot, _core.WorkerState.RUNNING)  # run() timeout from now
         if script.takes_context:
             context = MiniBatchContext(batch, plan.partition_key_value(batch), setup.dataset)
             result = script.run(mini_batch, context)
