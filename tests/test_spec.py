@@ -32,6 +32,7 @@ def make_tree(root: Path) -> None:
     """The folders and files the seed's iris pipeline names."""
     (root / "neural-iris-mltable").mkdir()
     (root / "neural-iris-mltable" / "MLTable").write_text("paths:\n  - file: ./iris.csv\n")
+    (root / "neural-iris-mltable" / "iris.csv").write_text("5.1,3.5,1.4,0.2,Iris-setosa\n")
     (root / "iris-model").mkdir()
     (root / "script").mkdir()
     (root / "script" / "iris_prediction.py").write_text("def run(mini_batch):\n    return []\n")
@@ -125,7 +126,7 @@ def test_iris_pipeline_loads_with_every_field(tmp_path: Path) -> None:
     assert step.max_concurrency_per_instance == 2
     assert step.logging_level == "DEBUG"
     assert step.mini_batch_error_threshold == 5
-    assert step.error_threshold == -1
+    assert step.error_threshold == 5  # not in the YAML: --error_threshold 5 sets it
     assert (step.retry_settings.max_retries, step.retry_settings.timeout) == (2, 60)
     task = step.task
     assert task.type == "run_function"
@@ -477,10 +478,22 @@ def test_uri_file_input_pointing_at_a_folder(tmp_path: Path) -> None:
     assert "type uri_file expects a file" in one_error(path).message
 
 
-def test_cloud_path_is_refused(tmp_path: Path) -> None:
+def test_cloud_path_needs_a_datastore_folder(tmp_path: Path) -> None:
     path, text = iris(tmp_path, "path: ./iris-model",
                       "path: azureml://datastores/workspaceblobstore/paths/model")
-    assert "is not a local path" in one_error(path).message
+    d = one_error(path)
+    assert "datastore 'workspaceblobstore' has no local folder" in d.message
+    assert d.hint == "map it to one: --datastore workspaceblobstore=PATH"
+    (tmp_path / "blob" / "model").mkdir(parents=True)
+    step = load_pipeline(path, datastores={"workspaceblobstore": tmp_path / "blob"}).jobs[
+        "batch_prediction"]
+    assert step.inputs["score_model"].path == tmp_path / "blob" / "model"
+
+
+def test_registered_asset_is_refused(tmp_path: Path) -> None:
+    path, text = iris(tmp_path, "path: ./iris-model", "path: azureml:iris-model:1")
+    d = one_error(path)
+    assert "names a registered asset" in d.message and d.line == line_of(text, "azureml:iris")
 
 
 def test_mode_not_allowed_for_type(tmp_path: Path) -> None:
@@ -528,10 +541,10 @@ def test_unclosed_quote_in_program_arguments(tmp_path: Path) -> None:
     assert "cannot split the arguments like a shell" in one_error(path).message
 
 
-def test_optional_blocks_are_not_supported_yet(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "--error_threshold 5", "$[[--error_threshold 5]]")
+def test_unclosed_optional_block(tmp_path: Path) -> None:
+    path, text = iris(tmp_path, "--error_threshold 5", "$[[--error_threshold 5")
     d = one_error(path)
-    assert "optional blocks" in d.message and d.line == line_of(text, "$[[")
+    assert "never closed" in d.message and d.line == line_of(text, "$[[")
 
 
 def test_malformed_yaml_reports_the_parser_position(tmp_path: Path) -> None:
@@ -563,9 +576,9 @@ def test_unknown_step_type(tmp_path: Path) -> None:
     assert "unknown step type 'paralel'" in d.message and d.hint == "did you mean 'parallel'?"
 
 
-def test_command_steps_are_not_supported_yet(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "    type: parallel", "    type: command")
-    assert "not supported yet" in one_error(path).message
+def test_unrunnable_step_type(tmp_path: Path) -> None:
+    path, text = iris(tmp_path, "    type: parallel", "    type: spark")
+    assert "steps of type 'spark' cannot run locally" in one_error(path).message
 
 
 def test_missing_top_level_type(tmp_path: Path) -> None:

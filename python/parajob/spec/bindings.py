@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "Ref", "BINDING", "OPTIONAL_BLOCK", "bind_arguments", "default_output_path", "find_refs",
-    "parse_ref", "substitute", "unterminated", "whole_ref",
+    "Ref", "BINDING", "OPTIONAL_BLOCK", "BlockError", "bind_arguments", "default_output_path",
+    "expand_optional", "find_refs", "parse_ref", "substitute", "unterminated", "whole_ref",
 ]
 
 BINDING = re.compile(r"\$\{\{\s*([^{}\s]*)\s*\}\}")
@@ -118,6 +118,39 @@ def bind_arguments(text: str, value_of: Callable[[Ref], str | None]) -> tuple[st
     argv = [put_back(token) for token in shlex.split(held)]
     bound = put_back(held)
     return bound, argv
+
+
+class BlockError(ValueError):
+    """A ``$[[`` block that is not closed, or opened inside another; ``occurrence`` is which
+    ``$[[`` of the text (0-based) to point at."""
+
+    def __init__(self, message: str, occurrence: int) -> None:
+        super().__init__(message)
+        self.occurrence = occurrence
+
+
+def expand_optional(text: str, given: Callable[[Ref], bool]) -> str:
+    """Resolve ``$[[ ... ]]`` blocks: a block becomes its content when every binding in it
+    is ``given``, and vanishes otherwise (reference/azure-prs.md §1.4). Blocks do not nest.
+    Raises BlockError for an unclosed or nested block."""
+    out: list[str] = []
+    at = 0
+    while (start := text.find("$[[", at)) >= 0:
+        end = text.find("]]", start + 3)
+        inner_start = text.find("$[[", start + 3)
+        if end < 0:
+            raise BlockError("optional block '$[[' is never closed with ']]'",
+                             text.count("$[[", 0, start))
+        if 0 <= inner_start < end:
+            raise BlockError("optional blocks cannot be nested",
+                             text.count("$[[", 0, inner_start))
+        inner = text[start + 3:end]
+        out.append(text[at:start])
+        if all(given(ref) for ref in find_refs(inner)):
+            out.append(inner)
+        at = end + 2
+    out.append(text[at:])
+    return "".join(out)
 
 
 def default_output_path(run_dir: Path, step: str, output: str) -> Path:

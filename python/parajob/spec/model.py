@@ -2,8 +2,14 @@
 
 Invariants the runtime may rely on once :func:`~parajob.spec.load_pipeline` returned:
 
-* every data input has an absolute ``path`` that existed at load time (or, later, a
-  producing step); literal inputs have ``value`` set and ``path`` None;
+* every data input has an absolute ``path`` that existed at load time, or a ``producer``
+  (the step and output it comes from; its ``path`` is that output's, None when no run folder
+  was given); literal inputs have ``value`` set and ``path`` None; an optional input the
+  pipeline does not give has ``provided`` False and neither;
+* an input in ``download`` mode has ``origin`` (the data) and ``path`` (the copy the step
+  sees, under ``<run>/<step>/inputs/``), when a run folder was given; the runner copies;
+* ``Pipeline.order`` lists every step after the steps it depends on (``depends_on``: the
+  producers of its ``${{parent.jobs.<step>.outputs.<out>}}`` inputs);
 * ``ParallelStep.input_data`` names a data input of that step; ``task.append_row_to``, when
   set, names an output of that step;
 * ``task.code`` is an existing folder and ``code / entry_script`` an existing ``.py`` file;
@@ -12,7 +18,8 @@ Invariants the runtime may rely on once :func:`~parajob.spec.load_pipeline` retu
   literal text ``${{outputs.<name>}}`` (see :func:`~parajob.spec.bindings.default_output_path`).
 
 Fields recorded but not acted on locally (``compute``, ``task.environment``, ``tags``, ...)
-keep what the file said.
+keep what the file said. ``locations`` holds (line, column) of each field for messages the
+runtime writes; fields written in another file (a component) have it in ``location_files``.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from parajob.errors import Diagnostic
 from parajob.spec.arguments import RuntimeArgs
 from parajob.spec.sizes import MiniBatchSize
 
-__all__ = ["Input", "Output", "RetrySettings", "Task", "ParallelStep", "Step", "Pipeline",
-           "MiniBatchSize", "RuntimeArgs"]
+__all__ = ["Input", "Output", "RetrySettings", "Task", "ParallelStep", "CommandStep", "Step",
+           "Pipeline", "MiniBatchSize", "RuntimeArgs"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,10 @@ class Input:
     path: Path | None
     mode: str = "ro_mount"
     value: str | None = None
+    optional: bool = False
+    provided: bool = True  # False: an optional input nobody gave ($[[...]] blocks vanish)
+    origin: Path | None = None  # download mode: the data that is copied to ``path``
+    producer: tuple[str, str] | None = None  # (step, output) for ${{parent.jobs...}}
 
     @property
     def is_literal(self) -> bool:
@@ -57,6 +68,7 @@ class Output:
     type: str = "uri_folder"
     path: Path | None = None
     mode: str = "rw_mount"
+    written: str | None = None  # ``path:`` as written, when it held bindings or a datastore
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class Task:
     argv: tuple[str, ...] = ()
     append_row_to: str | None = None
     environment: dict[str, Any] | str | None = None
+    conda_file: Path | None = None  # environment.conda_file, absolute (recorded, checked)
 
     @property
     def entry_path(self) -> Path:
@@ -120,14 +133,57 @@ class ParallelStep:
     # the step ("task.entry_script", "inputs.model.path"), for messages about the step
     # that only the runtime can detect (an entry script that fails to import, ...).
     locations: dict[str, tuple[int, int]] = field(default_factory=dict)
+    location_files: dict[str, Path] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    component: Path | None = None  # the component file the step names, if any
 
     @property
     def data_input(self) -> Input:
         """The input that is split into mini-batches."""
         return self.inputs[self.input_data]
 
+    def where(self, key: str) -> tuple[Path, int | None, int | None]:
+        """(file, line, column) of a field, for messages; the step's line when unknown."""
+        line, column = self.locations.get(key, (self.line, None))
+        return self.location_files.get(key, self.file), line, column
 
-Step = ParallelStep  # a later issue makes this ParallelStep | CommandStep
+
+@dataclass(frozen=True, kw_only=True)
+class CommandStep:
+    """One ``type: command`` step: ``command`` run by a shell in a copy of ``code``.
+
+    ``command`` is bound (inputs, outputs, ``$[[...]]`` blocks resolved); outputs with no path
+    stay as written when no run folder was given. ``timeout`` is ``limits.timeout``.
+    """
+
+    name: str
+    type: str = "command"
+    file: Path
+    line: int
+    inputs: dict[str, Input]
+    outputs: dict[str, Output]
+    command: str
+    code: Path | None = None
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] | str | None = None
+    conda_file: Path | None = None
+    timeout: int | None = None
+    additional_includes: tuple[Path, ...] = ()  # a component's extra files, copied with code
+    compute: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    locations: dict[str, tuple[int, int]] = field(default_factory=dict)
+    location_files: dict[str, Path] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    component: Path | None = None
+
+    def where(self, key: str) -> tuple[Path, int | None, int | None]:
+        line, column = self.locations.get(key, (self.line, None))
+        return self.location_files.get(key, self.file), line, column
+
+
+Step = ParallelStep | CommandStep
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,3 +200,10 @@ class Pipeline:
     name: str | None = None
     experiment_name: str | None = None
     compute: str | None = None
+    order: tuple[str, ...] = ()  # the steps in the order they run (dependencies first)
+    default_datastore: str = "workspaceblobstore"
+    continue_on_step_failure: bool = False
+
+    def run_order(self) -> list[str]:
+        """Step names, producers before consumers (YAML order when ``order`` is unset)."""
+        return list(self.order) if self.order else list(self.jobs)

@@ -8,7 +8,7 @@ had been written in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -28,6 +28,7 @@ from parajob.spec.yaml_nodes import (
     STR,
     Entry,
     describe,
+    field_join,
     get_bool,
     get_int,
     get_str,
@@ -90,9 +91,11 @@ class _Step:
 
 
 def read_parallel_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.Node,
-                       file: Path, run_dir: Path | None,
-                       allowed: frozenset[str] = schema.PARALLEL_STEP_KEYS) -> ParallelStep | None:
-    """Read one parallel step; None when any error was recorded for it."""
+                       file: Path, allowed: frozenset[str] = schema.PARALLEL_STEP_KEYS
+                       ) -> ParallelStep | None:
+    """Read one parallel step (``node`` already merged with its component, whose ports are
+    in ``s``); None when any error was recorded for it. Its outputs go to ``s.producers``
+    even then, so that steps reading them are checked against what it declares."""
     errors_before = s.r.error_count
     keys = read_mapping(s.r, node, s.prefix, allowed, required=("input_data", "task"),
                         misplaced=schema.MISPLACED_IN_STEP, anchor=key)
@@ -106,10 +109,11 @@ def read_parallel_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.No
     check_recorded(s.r, keys)
     text = {k: _opt_str(st, k) for k in ("display_name", "description", "compute")}
     tags = get_str_map(s.r, keys["tags"].value, keys["tags"].field) if "tags" in keys else {}
-    inputs = read_inputs(s, keys["inputs"].value, keys["inputs"].field) if "inputs" in keys \
-        else {}
-    outputs = read_outputs(s, keys["outputs"].value, keys["outputs"].field) \
-        if "outputs" in keys else {}
+    inputs = read_inputs(s, keys["inputs"].value if "inputs" in keys else None,
+                         field_join(s.prefix, "inputs"), anchor=key)
+    outputs = read_outputs(s, keys["outputs"].value if "outputs" in keys else None,
+                           field_join(s.prefix, "outputs"))
+    s.producers[name] = outputs
     input_data = _input_data(st, inputs)
     size = _mini_batch_size(st)
     partition_keys = _partition_keys(st)
@@ -121,23 +125,33 @@ def read_parallel_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.No
     level = _logging_level(st)
     env = get_str_map(s.r, keys["environment_variables"].value, st.path("environment_variables")) \
         if "environment_variables" in keys else {}
-    task, args = (read_task(s, keys["task"], name, inputs, outputs, run_dir) if "task" in keys
+    task, args = (read_task(s, keys["task"], inputs, outputs) if "task" in keys
                   else (None, RuntimeArgs()))
     _cross_checks(st, inputs.get(input_data or ""), size, partition_keys, args)
     if s.r.error_count > errors_before or task is None or input_data is None:
         return None
+    # SPEC §2 / the project's decision: a program argument wins over the YAML field.
+    if args.mini_batch_size is not None:
+        size = parse_mini_batch_size(args.mini_batch_size)
+    if args.run_invocation_timeout is not None:
+        retry = replace(retry, timeout=args.run_invocation_timeout)
     return ParallelStep(
         name=name, file=file, line=(key or node).start_mark.line + 1, inputs=inputs,
         outputs=outputs,
         input_data=input_data, mini_batch_size=size, partition_keys=partition_keys,
-        instance_count=instance_count or 1, max_concurrency_per_instance=concurrency,
-        mini_batch_error_threshold=-1 if batch_threshold is None else batch_threshold,
-        error_threshold=-1 if item_threshold is None else item_threshold,
-        retry_settings=retry, logging_level=level or "INFO", environment_variables=env or {},
-        task=task, compute=text["compute"], display_name=text["display_name"],
-        description=text["description"], tags=tags or {}, runtime_args=args,
-        locations=dict(s.locations),
+        instance_count=instance_count or 1,
+        max_concurrency_per_instance=args.process_count_per_node or concurrency,
+        mini_batch_error_threshold=_first(args.allowed_failed_count, batch_threshold, -1),
+        error_threshold=_first(args.error_threshold, item_threshold, -1),
+        retry_settings=retry, logging_level=args.logging_level or level or "INFO",
+        environment_variables=env or {}, task=task, compute=text["compute"],
+        display_name=text["display_name"], description=text["description"], tags=tags or {},
+        runtime_args=args, locations=dict(s.locations), location_files=dict(s.location_files),
     )
+
+
+def _first(*values: int | None) -> int:
+    return next(v for v in values if v is not None)
 
 
 def _opt_str(st: _Step, key: str) -> str | None:
@@ -305,6 +319,16 @@ def _cross_checks(st: _Step, data: Input | None, size: MiniBatchSize | None,
              ("max_concurrency_per_instance", "process_count_per_node",
               args.process_count_per_node),
              ("mini_batch_size", "mini_batch_size", args.mini_batch_size)]
+    retry = st.value("retry_settings")
+    if isinstance(retry, yaml.MappingNode) and args.run_invocation_timeout is not None:
+        for k, v in retry.value:
+            if getattr(k, "value", None) == "timeout" and isinstance(v, yaml.ScalarNode) \
+                    and str(v.value) != str(args.run_invocation_timeout):
+                r.warning(v, st.path("retry_settings") + ".timeout",
+                          f"retry_settings.timeout: {v.value} disagrees with the program "
+                          f"argument --run_invocation_timeout {args.run_invocation_timeout}",
+                          "on Azure the program argument comes last on the runtime's command "
+                          "line and wins; keep only one of them")
     for key, flag, given in pairs:
         node = st.value(key) if key in keys else None
         if given is None or not isinstance(node, yaml.ScalarNode):

@@ -14,12 +14,22 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
 from parajob.errors import Diagnostic
 
-__all__ = ["Reporter", "did_you_mean", "closest"]
+__all__ = ["Reporter", "Source", "did_you_mean", "closest", "shown_path"]
+
+
+def shown_path(path: Path) -> str:
+    """A path as messages show it: relative to the working folder when it is below it."""
+    import os
+
+    rel = os.path.relpath(path)
+    return path.as_posix() if rel.startswith("..") else rel
 
 
 def closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
@@ -39,13 +49,47 @@ def did_you_mean(word: str, choices: Iterable[str], *, quote: str = "'") -> str 
     return f"did you mean {quote}{match}{quote}?" if match is not None else None
 
 
-class Reporter:
-    """Records diagnostics for one file. Not thread-safe; one per load."""
+@dataclass(frozen=True)
+class Source:
+    """A text that nodes come from: a YAML file, or one ``--set`` value (no positions)."""
 
-    def __init__(self, file: str, text: str, sink: list[Diagnostic] | None = None) -> None:
+    name: str  # as shown in messages (the path as the user gave it)
+    text: str
+    folder: Path | None  # relative paths written in it are relative to this folder
+    positions: bool = True
+    path: Path | None = None  # the file, absolute (None for a --set value)
+
+
+# Where a diagnostic points: a node or mark, a (line, column) in the main file, or
+# (source name, line, column) from Reporter.find.
+Where = yaml.Node | yaml.Mark | tuple[int | None, int | None] | tuple[str, int | None, int | None] \
+    | None
+
+
+class Reporter:
+    """Records diagnostics for one load: the main file and the files it names (components,
+    ``--set`` values), each a :class:`Source` keyed by the name its marks carry (see
+    :func:`~parajob.spec.yaml_nodes.compose`). Not thread-safe; one per load."""
+
+    def __init__(self, file: str, text: str, sink: list[Diagnostic] | None = None,
+                 folder: Path | None = None) -> None:
         self.file = file
         self.text = text
         self.diagnostics: list[Diagnostic] = sink if sink is not None else []
+        path = folder / Path(file).name if folder is not None else None
+        self.sources: dict[str, Source] = {file: Source(file, text, folder, True, path)}
+
+    def add_source(self, source: Source) -> None:
+        self.sources[source.name] = source
+
+    def source_of(self, node: yaml.Node | yaml.Mark | None) -> Source:
+        """The source a node was read from (the main file for nodes made in code)."""
+        mark = node.start_mark if isinstance(node, yaml.Node) else node
+        name = getattr(mark, "name", None)
+        return self.sources.get(name or "", self.sources[self.file])
+
+    def folder_of(self, node: yaml.Node) -> Path | None:
+        return self.source_of(node).folder
 
     # -- positions ---------------------------------------------------------------------
     @staticmethod
@@ -58,36 +102,46 @@ class Reporter:
 
     def find(
         self, node: yaml.Node, needle: str, occurrence: int = 0
-    ) -> tuple[int | None, int | None]:
+    ) -> tuple[str, int | None, int | None]:
         """Position of the ``occurrence``-th ``needle`` inside ``node``'s source text, else
         the node's start. Points at one flag or binding inside a long (folded) string."""
+        source = self.source_of(node)
+        text = source.text
         start, end = node.start_mark.index, node.end_mark.index
         at = start - 1
         for _ in range(occurrence + 1):
-            at = self.text.find(needle, at + 1, max(end, start + len(needle)))
+            at = text.find(needle, at + 1, max(end, start + len(needle)))
             if not needle or at < 0:
-                return self.position(node)
-        line = self.text.count("\n", 0, at) + 1
-        column = at - (self.text.rfind("\n", 0, at) + 1) + 1
-        return line, column
+                return (source.name, *self.position(node))
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        return source.name, line, column
 
     # -- recording ---------------------------------------------------------------------
     def add(
         self,
-        where: yaml.Node | yaml.Mark | tuple[int | None, int | None] | None,
+        where: Where,
         field: str,
         message: str,
         hint: str | None = None,
         severity: str = "error",
     ) -> None:
-        line, column = where if isinstance(where, tuple) else self.position(where)
+        if isinstance(where, tuple) and len(where) == 3:
+            source = self.sources.get(str(where[0]), self.sources[self.file])
+            line, column = where[1], where[2]
+        elif isinstance(where, tuple):
+            source, (line, column) = self.sources[self.file], where  # type: ignore[misc]
+        else:
+            source, (line, column) = self.source_of(where), self.position(where)
+        if not source.positions:
+            line = column = None
         self.diagnostics.append(
-            Diagnostic(self.file, line, column, field, message, hint=hint, severity=severity)
+            Diagnostic(source.name, line, column, field, message, hint=hint, severity=severity)
         )
 
     def error(
         self,
-        where: yaml.Node | yaml.Mark | tuple[int | None, int | None] | None,
+        where: Where,
         field: str,
         message: str,
         hint: str | None = None,
@@ -96,7 +150,7 @@ class Reporter:
 
     def warning(
         self,
-        where: yaml.Node | yaml.Mark | tuple[int | None, int | None] | None,
+        where: Where,
         field: str,
         message: str,
         hint: str | None = None,

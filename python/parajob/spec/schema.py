@@ -3,9 +3,9 @@
 Key sets follow azure-ai-ml's marshmallow schemas (reference/azure-prs.md §1). Keys that
 parajob reads but does not act on locally (``identity``, ``resources.instance_type``, ...)
 are accepted and recorded, so a file that runs on the service loads here unchanged.
-``UNSUPPORTED`` names keys of the schema that a later issue implements: they are errors
-that say so, rather than "unknown key". To add a step type, add its key set here and a
-builder module beside ``parallel.py``.
+``UNSUPPORTED`` names keys of the schema that parajob cannot act on: they are errors that
+say so, rather than "unknown key". To add a step type, add its key set here and a builder
+module beside ``parallel.py`` and ``command.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from __future__ import annotations
 __all__ = [
     "PIPELINE_KEYS", "SETTINGS_KEYS", "PARALLEL_STEP_KEYS", "PARALLEL_JOB_KEYS", "RESOURCES_KEYS",
     "RETRY_KEYS", "TASK_KEYS", "INPUT_KEYS", "OUTPUT_KEYS", "ENVIRONMENT_KEYS",
+    "PARALLEL_COMPONENT_KEYS", "COMMAND_STEP_KEYS", "COMMAND_JOB_KEYS", "COMMAND_COMPONENT_KEYS",
+    "INPUT_PORT_KEYS", "OUTPUT_PORT_KEYS", "LIMITS_KEYS", "COMPONENT_ONLY_KEYS",
     "DATA_INPUT_TYPES", "LITERAL_INPUT_TYPES", "INPUT_TYPES", "OUTPUT_TYPES", "INPUT_MODES",
-    "OUTPUT_MODES", "LOGGING_LEVELS", "TASK_TYPES", "STEP_TYPES", "PLANNED_STEP_TYPES",
+    "OUTPUT_MODES", "LOGGING_LEVELS", "TASK_TYPES", "STEP_TYPES", "UNRUNNABLE_STEP_TYPES",
     "UNSUPPORTED", "MISPLACED_IN_STEP", "MISPLACED_IN_TASK", "MAX_TIMEOUT",
 ]
 
@@ -40,6 +42,35 @@ PARALLEL_STEP_KEYS = frozenset({
 })
 # A whole file that is one parallel job (``type: parallel`` at the top).
 PARALLEL_JOB_KEYS = PARALLEL_STEP_KEYS | {"$schema"}
+# A parallel component file (azure-ai-ml's ParallelComponentSchema).
+COMPONENT_ONLY_KEYS = frozenset({"$schema", "version", "is_deterministic"})
+PARALLEL_COMPONENT_KEYS = frozenset({
+    "$schema", "type", "name", "version", "display_name", "description", "tags", "properties",
+    "is_deterministic", "inputs", "outputs", "input_data", "mini_batch_size", "partition_keys",
+    "resources", "max_concurrency_per_instance", "mini_batch_error_threshold",
+    "error_threshold", "retry_settings", "logging_level", "environment_variables", "task",
+})
+
+# A command node inside ``jobs:`` (CommandSchema + BaseNodeSchema) and a command component.
+COMMAND_STEP_KEYS = frozenset({
+    "type", "name", "display_name", "description", "tags", "properties", "compute",
+    "component", "command", "code", "inputs", "outputs", "environment",
+    "environment_variables", "resources", "distribution", "limits", "identity",
+    "is_deterministic", "experiment_name", "services", "queue_settings",
+})
+COMMAND_JOB_KEYS = COMMAND_STEP_KEYS | {"$schema"}
+COMMAND_COMPONENT_KEYS = frozenset({
+    "$schema", "type", "name", "version", "display_name", "description", "tags", "properties",
+    "is_deterministic", "command", "code", "inputs", "outputs", "environment",
+    "environment_variables", "resources", "distribution", "additional_includes",
+})
+LIMITS_KEYS = frozenset({"timeout"})
+
+# What a component declares for each port.
+INPUT_PORT_KEYS = frozenset({
+    "type", "description", "optional", "default", "mode", "min", "max", "enum",
+})
+OUTPUT_PORT_KEYS = frozenset({"type", "description", "mode", "is_control", "early_available"})
 
 RESOURCES_KEYS = frozenset({
     "instance_count", "instance_type", "shm_size", "docker_args", "max_instance_count",
@@ -62,24 +93,29 @@ ENVIRONMENT_KEYS = frozenset({
     "build", "os_type", "inference_config", "datastore", "intellectual_property",
 })
 
-DATA_INPUT_TYPES = ("uri_folder", "uri_file", "mltable")
+# Model inputs are folders (or a file) like uri_folder data here.
+MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
+DATA_INPUT_TYPES = ("uri_folder", "uri_file", "mltable") + MODEL_TYPES
 LITERAL_INPUT_TYPES = ("string", "integer", "number", "boolean")
 INPUT_TYPES = DATA_INPUT_TYPES + LITERAL_INPUT_TYPES
-OUTPUT_TYPES = ("uri_folder", "uri_file", "mltable")
+OUTPUT_TYPES = ("uri_folder", "uri_file", "mltable") + MODEL_TYPES
+_FILE_MODES = ("ro_mount", "download", "direct")
 INPUT_MODES = {
-    "uri_folder": ("ro_mount", "download", "direct"),
-    "uri_file": ("ro_mount", "download", "direct"),
+    "uri_folder": _FILE_MODES,
+    "uri_file": _FILE_MODES,
     "mltable": ("ro_mount", "download", "direct", "eval_mount", "eval_download"),
+    **{kind: _FILE_MODES for kind in MODEL_TYPES},
 }
-OUTPUT_MODES = ("rw_mount", "upload")
+# mount and direct are accepted by the service for outputs too; locally all write in place.
+OUTPUT_MODES = ("rw_mount", "upload", "mount", "direct")
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING")
 TASK_TYPES = ("run_function",)
-STEP_TYPES = ("parallel",)
-PLANNED_STEP_TYPES = ("command",)  # known to the schema, not runnable yet
+STEP_TYPES = ("parallel", "command")
+# Valid on Azure, not runnable here: an error that says so, not "unknown step type".
+UNRUNNABLE_STEP_TYPES = ("pipeline", "sweep", "spark", "automl", "data_transfer", "import",
+                         "flow")
 
 UNSUPPORTED: dict[str, str] = {
-    "component": "steps that reference a component file are not supported yet; "
-                 "write the parallel step inline",
     "model": "task.model (task.type: model) is not supported; use task.type: run_function",
 }
 # Keys users put at the wrong level, with where they belong.

@@ -1,10 +1,10 @@
 """A parallel step's ``task:`` block: the entry script and its program arguments.
 
 The entry script is checked to exist, never imported (the runtime imports it in each
-worker). ``program_arguments`` is bound (``${{inputs.x}}`` -> absolute path or literal
-text, ``${{outputs.y}}`` -> output path) and shell-split into ``argv``; the runtime flags
-in it are read into :class:`~parajob.spec.arguments.RuntimeArgs` with positioned warnings
-for near-miss flags.
+worker, and ``parajob validate`` in a short-lived subprocess). ``program_arguments`` is bound
+(:mod:`parajob.spec.commandline`) and shell-split into ``argv``; the runtime flags in it
+are read into :class:`~parajob.spec.arguments.RuntimeArgs` with positioned warnings for
+near-miss flags.
 """
 
 from __future__ import annotations
@@ -17,25 +17,18 @@ import yaml
 
 from parajob.spec import schema
 from parajob.spec.arguments import RuntimeArgs, read_runtime_args
-from parajob.spec.bindings import (
-    OPTIONAL_BLOCK,
-    Ref,
-    bind_arguments,
-    default_output_path,
-    unterminated,
-    whole_ref,
-)
+from parajob.spec.bindings import whole_ref
+from parajob.spec.commandline import bind_command_text
 from parajob.spec.model import Input, Output, Task
 from parajob.spec.ports import Scope, local_path
 from parajob.spec.report import closest, did_you_mean
 from parajob.spec.yaml_nodes import STR, Entry, describe, get_str, read_mapping, to_python
 
-__all__ = ["read_task"]
+__all__ = ["read_task", "read_code", "read_environment"]
 
 
-def read_task(s: Scope, entry: Entry, step: str, inputs: Mapping[str, Input],
-              outputs: Mapping[str, Output], run_dir: Path | None
-              ) -> tuple[Task | None, RuntimeArgs]:
+def read_task(s: Scope, entry: Entry, inputs: Mapping[str, Input],
+              outputs: Mapping[str, Output]) -> tuple[Task | None, RuntimeArgs]:
     """Read ``task:``; returns (None, defaults) after recording errors."""
     keys = read_mapping(s.r, entry.value, entry.field, schema.TASK_KEYS, anchor=entry.key,
                         required=("type", "code", "entry_script"),
@@ -47,19 +40,20 @@ def read_task(s: Scope, entry: Entry, step: str, inputs: Mapping[str, Input],
         if k in schema.UNSUPPORTED:
             s.r.error(e.key, e.field, schema.UNSUPPORTED[k])
     kind = _task_type(s, keys.get("type"))
-    code = _code(s, keys.get("code"))
+    code = read_code(s, keys.get("code"))
     script = _entry_script(s, keys.get("entry_script"), code)
-    environment = _environment(s, keys["environment"]) if "environment" in keys else None
+    environment, conda_file = read_environment(s, keys["environment"]) \
+        if "environment" in keys else (None, None)
     text, argv, args = "", list[str](), RuntimeArgs()
     if "program_arguments" in keys:
-        text, argv, args = _arguments(s, keys["program_arguments"], step, inputs, outputs,
-                                      run_dir)
+        text, argv, args = _arguments(s, keys["program_arguments"], inputs, outputs)
     append_to = _append_row_to(s, keys["append_row_to"], outputs) \
         if "append_row_to" in keys else None
     if kind is None or code is None or script is None:
         return None, args
     return Task(type=kind, code=code, entry_script=script, program_arguments=text,
-                argv=tuple(argv), append_row_to=append_to, environment=environment), args
+                argv=tuple(argv), append_row_to=append_to, environment=environment,
+                conda_file=conda_file), args
 
 
 def _task_type(s: Scope, entry: Entry | None) -> str | None:
@@ -73,7 +67,7 @@ def _task_type(s: Scope, entry: Entry | None) -> str | None:
     return text
 
 
-def _code(s: Scope, entry: Entry | None) -> Path | None:
+def read_code(s: Scope, entry: Entry | None) -> Path | None:
     if entry is None:
         return None
     text = get_str(s.r, entry.value, entry.field)
@@ -112,81 +106,47 @@ def _entry_script(s: Scope, entry: Entry | None, code: Path | None) -> str | Non
     return text
 
 
-def _environment(s: Scope, entry: Entry) -> dict[str, Any] | str | None:
-    """Recorded only: the run uses the current Python (SPEC §1)."""
+def read_environment(s: Scope, entry: Entry) -> tuple[dict[str, Any] | str | None,
+                                                     Path | None]:
+    """Recorded only: the run uses the current Python (SPEC §1). Returns the environment as
+    written and its ``conda_file`` made absolute (checked later, as a warning)."""
     node = entry.value
     if isinstance(node, yaml.ScalarNode):
-        return get_str(s.r, node, entry.field)
-    if read_mapping(s.r, node, entry.field, schema.ENVIRONMENT_KEYS) is None:
-        return None
+        return get_str(s.r, node, entry.field), None
+    keys = read_mapping(s.r, node, entry.field, schema.ENVIRONMENT_KEYS)
+    if keys is None:
+        return None, None
+    conda_file = None
+    if "conda_file" in keys:
+        conda = keys["conda_file"]
+        if isinstance(conda.value, yaml.ScalarNode):
+            text = get_str(s.r, conda.value, conda.field)
+            conda_file = local_path(s, conda.value, conda.field, text) if text else None
+            s.note(conda.field, conda.value)
+        elif not isinstance(conda.value, yaml.MappingNode):  # an inline conda spec is fine
+            s.r.error(conda.value, conda.field, f"expected a file name or a conda "
+                      f"specification, found {describe(conda.value)}")
     value = to_python(node)
-    return dict(value) if isinstance(value, dict) else None
+    return (dict(value) if isinstance(value, dict) else None), conda_file
 
 
-def _arguments(s: Scope, entry: Entry, step: str, inputs: Mapping[str, Input],
-               outputs: Mapping[str, Output], run_dir: Path | None
-               ) -> tuple[str, list[str], RuntimeArgs]:
+def _arguments(s: Scope, entry: Entry, inputs: Mapping[str, Input],
+               outputs: Mapping[str, Output]) -> tuple[str, list[str], RuntimeArgs]:
     node = entry.value
     if not (isinstance(node, yaml.ScalarNode) and node.tag == STR):
         s.r.error(node, entry.field, f"expected one string of arguments, found {describe(node)}",
                   "write them on one line, or use a folded block: program_arguments: >-")
         return "", [], RuntimeArgs()
-    text = str(node.value)
-    if OPTIONAL_BLOCK.search(text):
-        s.r.error(s.r.find(node, "$[["), entry.field,
-                  "optional blocks $[[ ... ]] are not supported yet",
-                  "remove the brackets and give the optional input")
-        return text, [], RuntimeArgs()
-    broken = unterminated(text)
-    if broken is not None:
-        s.r.error(s.r.find(node, broken), entry.field, f"malformed binding '{broken}'",
-                  "write ${{inputs.<name>}} or ${{outputs.<name>}}")
-        return text, [], RuntimeArgs()
-
-    def value_of(ref: Ref) -> str | None:
-        return _bind(s, node, entry.field, ref, step, inputs, outputs, run_dir)
-
-    try:
-        bound, argv = bind_arguments(text, value_of)
-    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
-        s.r.error(node, entry.field, f"cannot split the arguments like a shell: {exc}",
-                  "check that every quote is closed")
-        return text, [], RuntimeArgs()
+    bound = bind_command_text(s, node, entry.field, inputs, outputs,
+                              what="program_arguments", split=True)
+    if bound is None:
+        return str(node.value), [], RuntimeArgs()
+    text, argv = bound
     args, problems = read_runtime_args(argv)
     for p in problems:
         nth = sum(1 for t in argv[:p.index] if t.partition("=")[0] == p.token)
         s.r.add(s.r.find(node, p.token, nth), entry.field, p.message, p.hint, p.severity)
-    return bound, argv, args
-
-
-def _bind(s: Scope, node: yaml.Node, fld: str, ref: Ref, step: str,
-          inputs: Mapping[str, Input], outputs: Mapping[str, Output],
-          run_dir: Path | None) -> str | None:
-    """The text a binding in program_arguments stands for; None after an error, or for an
-    output with no path when ``run_dir`` is unknown (the binding then stays as written)."""
-    where = s.r.find(node, ref.text)
-    if ref.scope == "inputs" and ref.name in inputs:
-        port = inputs[ref.name]
-        return port.value if port.is_literal else str(port.path)
-    if ref.scope == "outputs" and ref.name in outputs:
-        path = outputs[ref.name].path
-        if path is None and run_dir is not None:
-            path = default_output_path(run_dir, step, ref.name)
-        return None if path is None else str(path)
-    if ref.scope in ("inputs", "outputs"):
-        ports: Mapping[str, object] = inputs if ref.scope == "inputs" else outputs
-        kind = ref.scope[:-1]
-        hint = did_you_mean(ref.name, ports) or (
-            f"this step's {ref.scope}: {', '.join(ports)}" if ports
-            else f"declare it under the step's {ref.scope}:")
-        s.r.error(where, fld, f"{ref.text} names no {kind} '{ref.name}' of this step", hint)
-    elif ref.scope.startswith("parent."):
-        s.r.error(where, fld, f"{ref.text} cannot be used in program_arguments",
-                  "declare a step input bound to it and write ${{inputs.<name>}}")
-    else:
-        s.r.error(where, fld, f"unknown binding {ref.text}",
-                  "expected ${{inputs.<name>}} or ${{outputs.<name>}}")
-    return None
+    return text, argv, args
 
 
 def _append_row_to(s: Scope, entry: Entry, outputs: Mapping[str, Output]) -> str | None:

@@ -22,7 +22,7 @@ import yaml
 from parajob.spec.report import Reporter, did_you_mean
 
 __all__ = [
-    "Entry", "compose", "describe", "field_join", "get_bool", "get_int", "get_str",
+    "Entry", "compose", "describe", "entries", "field_join", "get_bool", "get_int", "get_str",
     "get_str_list", "get_str_map", "is_null", "named_entries", "read_mapping", "to_python",
 ]
 
@@ -57,10 +57,17 @@ def field_join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def compose(text: str, reporter: Reporter) -> yaml.Node | None:
-    """Parse ``text`` into a node tree; on malformed YAML record the parser's position."""
+def compose(text: str, reporter: Reporter, name: str | None = None) -> yaml.Node | None:
+    """Parse ``text`` into a node tree; on malformed YAML record the parser's position.
+
+    Every mark in the tree carries ``name`` (default: the reporter's main file), which must
+    be a source registered with the reporter: that is how a message about a node finds its
+    file, and a relative path written in it finds its folder.
+    """
+    loader = yaml.SafeLoader(text)
+    loader.name = name or reporter.file  # Reader sets "<unicode string>"; marks copy this
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "malformed YAML"
@@ -68,8 +75,12 @@ def compose(text: str, reporter: Reporter) -> yaml.Node | None:
         reporter.error(mark, "", f"invalid YAML: {context}{problem}", _YAML_HINTS.get(problem))
         return None
     except yaml.YAMLError as exc:  # reader errors (bad characters) carry no mark
-        reporter.error(None, "", f"invalid YAML: {exc}")
+        where = reporter.sources.get(name or reporter.file)
+        reporter.error((where.name if where else reporter.file, None, None), "",
+                       f"invalid YAML: {exc}")
         return None
+    finally:
+        loader.dispose()
     if root is not None:
         _check_duplicate_keys(root, reporter, "", set())
     return root
@@ -99,7 +110,7 @@ def _check_duplicate_keys(node: yaml.Node, r: Reporter, path: str, seen: set[int
             _check_duplicate_keys(item, r, field_join(path, i), seen)
 
 
-def _entries(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+def entries(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
     """Key/value pairs with ``<<: *anchor`` merges applied (explicit keys win)."""
     explicit = [(k, v) for k, v in node.value if k.tag != MERGE]
     names = {k.value for k, _ in explicit if isinstance(k, yaml.ScalarNode)}
@@ -111,7 +122,7 @@ def _entries(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
                 continue
-            for k, v in _entries(source):
+            for k, v in entries(source):
                 if isinstance(k, yaml.ScalarNode) and k.value not in names:
                     names.add(k.value)
                     yield k, v
@@ -163,7 +174,7 @@ def read_mapping(
         r.error(node, field, f"expected a mapping, found {describe(node)}")
         return None
     found: dict[str, Entry] = {}
-    for key, value in _entries(node):
+    for key, value in entries(node):
         if not isinstance(key, yaml.ScalarNode):
             r.error(key, field, f"expected a plain key, found {describe(key)}")
             continue
@@ -190,7 +201,7 @@ def named_entries(r: Reporter, node: yaml.Node, field: str) -> list[Entry] | Non
         r.error(node, field, f"expected a mapping, found {describe(node)}")
         return None
     out: list[Entry] = []
-    for key, value in _entries(node):
+    for key, value in entries(node):
         if not isinstance(key, yaml.ScalarNode) or key.tag == NULL:
             r.error(key, field, f"expected a name, found {describe(key)}")
             continue
@@ -266,11 +277,11 @@ def _scalar_text(r: Reporter, node: yaml.Node, field: str) -> str | None:
 
 def get_str_map(r: Reporter, node: yaml.Node, field: str) -> dict[str, str] | None:
     """``{name: text}`` (tags, environment variables); scalar values kept as written."""
-    entries = named_entries(r, node, field)
-    if entries is None:
+    found = named_entries(r, node, field)
+    if found is None:
         return None
     out: dict[str, str] = {}
-    for e in entries:
+    for e in found:
         text = _scalar_text(r, e.value, e.field)
         if text is not None:
             out[str(e.key.value)] = text
