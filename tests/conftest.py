@@ -111,3 +111,22 @@ import os
 def run(mini_batch):
     return [os.path.basename(p) for p in mini_batch]
 """
+
+
+GUARD_S = 240  # no test may hang CI: after this, dump every thread's traceback and fail
+
+
+@pytest.fixture(autouse=True)
+def deadlock_guard():  # type: ignore[no-untyped-def]
+    import faulthandler
+    import signal
+
+    def expire(signum, frame):  # type: ignore[no-untyped-def]
+        faulthandler.dump_traceback(all_threads=True)
+        raise TimeoutError(f"test still running after {GUARD_S}s (tracebacks dumped above)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(GUARD_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -300,9 +300,16 @@ class Driver:
         why = worker.killed_because or f"worker {status.describe()}"
         now = _core.monotonic_ns()
         for batch in running.nonzero()[0].tolist():
-            if self.region.take_back(batch, int(attempt[batch]), worker.process, BatchState.CRASHED):
-                seconds = (now - int(self.slots["start_ns"][batch])) / 1e9
-                self._attempt_failed(batch, int(attempt[batch]), worker, "crashed", why + "\n", seconds)
+            k = int(attempt[batch])
+            if not self.region.take_back(batch, k, worker.process, BatchState.CRASHED):
+                continue
+            if batch != held:
+                # Its run() had returned; its record was gathered but not yet written
+                # (spool.SpoolWriter). Not its fault: run it again without spending a try.
+                self.region.enqueue(batch, k)
+                continue
+            seconds = (now - int(self.slots["start_ns"][batch])) / 1e9
+            self._attempt_failed(batch, k, worker, "crashed", why + "\n", seconds)
 
     def _watchdog(self) -> None:
         lim = self.limits
