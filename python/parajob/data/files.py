@@ -8,13 +8,10 @@ until the mini-batch that needs it runs.
 
 from __future__ import annotations
 
-import glob
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import yaml
 
 from parajob import _core
 
@@ -98,39 +95,12 @@ def list_input_files(path: Path, input_type: str) -> FileSource:
 
 
 def _mltable_files(path: Path) -> PathList:
-    """The files an MLTable lists (paths: file / folder / pattern), for file-list jobs."""
-    mltable = path / "MLTable" if path.is_dir() else path
-    if not mltable.is_file():
-        raise InputDataError(f"MLTable file not found: {mltable} (an mltable input names a folder "
-                             "holding a file called MLTable)")
-    try:
-        doc = yaml.safe_load(mltable.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputDataError(f"{mltable}: not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("paths"), list):
-        raise InputDataError(f"{mltable}: expected a mapping with a 'paths:' list")
-    if any(isinstance(t, dict) and any(str(k).startswith("read_") for k in t)
-           for t in doc.get("transformations") or []):
-        raise InputDataError(f"{mltable}: tabular MLTable (read_* transformation) is not supported "
-                             "for this job yet; list the files instead")
-    base = mltable.parent
-    files: list[str] = []
-    for i, entry in enumerate(doc["paths"]):
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise InputDataError(f"{mltable}: paths[{i}] must be one of file:, folder:, pattern:")
-        (kind, value), = entry.items()
-        target = (base / str(value)) if not os.path.isabs(str(value)) else Path(str(value))
-        if kind == "file" and target.is_file():
-            files.append(str(target.resolve()))
-        elif kind in ("file", "folder"):
-            if not target.is_dir():
-                raise InputDataError(f"{mltable}: paths[{i}].{kind}: not found: {target}")
-            listing = _core.list_files(str(target))
-            files.extend(listing.paths(0, len(listing)))
-        elif kind == "pattern":
-            files.extend(sorted(str(Path(p).resolve()) for p in glob.glob(str(target), recursive=True)
-                                if os.path.isfile(p)))
-        else:
-            raise InputDataError(f"{mltable}: paths[{i}]: unknown key '{kind}' "
-                                 "(expected file, folder or pattern)")
-    return PathList(files)
+    """The files an MLTable lists (paths: file / folder / pattern), for file-list jobs.
+
+    The MLTable is read by parajob.data.mltable (TableInputError, with the line, for a bad
+    one); tabular MLTables never get here (parajob.data.plans sends them to tables.py).
+    """
+    from parajob.data.mltable import load_mltable
+    from parajob.data.mltable_paths import resolve_files
+
+    return PathList([f.path for f in resolve_files(load_mltable(path))])

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from parajob.data.files import FileBatchPlan, InputDataError, plan_file_batches
+from parajob.data import TableInputError, Where, plan_input
+from parajob.data.files import FileBatchPlan, InputDataError
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
@@ -204,9 +205,13 @@ def check_entry_script(step: ParallelStep) -> None:
 def _plan(step: ParallelStep) -> FileBatchPlan:
     data = step.data_input
     assert data.path is not None  # spec guarantees a path for data inputs
-    size = step.mini_batch_size
-    try:
-        return plan_file_batches(data.path, data.type, size.for_files() if size else None)
+    line, col = step.locations.get("partition_keys", (step.line, None))
+    keys_where = Where(str(step.file), line, col, f"jobs.{step.name}.partition_keys")
+    try:  # file lists, tables (MLTable with read_*), partitions: parajob.data.plans
+        return plan_input(data.path, data.type, step.mini_batch_size, step.partition_keys,
+                          keys_where)
+    except TableInputError as exc:  # already placed: MLTable line, data file line, keys
+        raise SpecError(exc.diagnostics) from exc
     except (InputDataError, ValueError) as exc:
         line, col = step.locations.get(f"inputs.{step.input_data}.path", (step.line, None))
         raise SpecError([Diagnostic(str(step.file), line, col,

@@ -1,0 +1,202 @@
+"""``partition_keys``: one mini-batch per combination of key values (SPEC §2).
+
+Three plans, chosen by what the keys are:
+
+- Table, every key constant per file (columns from ``extract_columns_from_partition_format``
+  or ``Path``), no take/skip: files are grouped by their key values and a mini-batch reads
+  its files whole. Nothing is read to plan it (the oj many-models layout).
+- Table, some key is a data column: the table is read once, its rows sorted by the keys
+  (stable: rows keep their order within a group) and written as an Arrow IPC file into
+  shared memory (memfd). Workers, forked afterwards, share that one mapping: a mini-batch
+  is a zero-copy slice of it converted to pandas. Peak memory: the table plus its sorted
+  copy while it is written (64k rows at a time from the sort), then the copy alone.
+- File list (MLTable without read_*, or uri_folder): files grouped by key values taken
+  from the path, by the MLTable's partition format or ``key=value`` folder names.
+
+Mini-batches are in ascending key order (nulls last), so their ids are stable across runs.
+``partition_key_value`` is a dict {key: value}: text from paths unless converted by
+``convert_column_types``; the column's values for data columns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from parajob.data import transforms as tf
+from parajob.data.input_errors import Where
+from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
+
+__all__ = ["ArrowPartitionPlan", "FilePartitionPlan", "plan_file_partitions",
+           "plan_table_partitions"]
+
+SORT_CHUNK_ROWS = 65536
+
+
+def _sort_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((v is None, v if v is not None else 0) for v in values)
+
+
+def plan_table_partitions(parts: TableParts, keys: tuple[str, ...], where: Where) -> Any:
+    """TableBatchPlan grouped by file, or ArrowPartitionPlan; TableInputError for a key
+    that is not a column (listing the columns there are)."""
+    by_file = all(k in parts.constant for k in keys) and not parts.windows
+    plan = parts.plan(0 if by_file else DEFAULT_BYTES_PER_BATCH)
+    missing = [k for k in keys if k not in plan.schema.names]
+    if missing:
+        raise where.error(
+            f"partition key '{missing[0]}' is not a column of the input (columns: "
+            f"{', '.join(plan.schema.names)})",
+            "partition keys name columns of the table, for example the ones "
+            "extract_columns_from_partition_format makes from the paths")
+    if by_file:
+        return _group_files(parts, plan, keys)
+    return ArrowPartitionPlan.build(plan, keys)
+
+
+def _group_files(parts: TableParts, plan: TableBatchPlan, keys: tuple[str, ...]) -> TableBatchPlan:
+    """One mini-batch per key combination, holding the whole files that have it."""
+    pieces = plan.pieces
+    values = {k: _converted(parts, k) for k in keys}
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for p, f in enumerate(pieces[:, 0].tolist()):
+        groups[tuple(values[k][f] for k in keys)].append(p)
+    order = sorted(groups, key=_sort_key)
+    index = np.array([p for key in order for p in groups[key]], np.int64)
+    sizes = [len(groups[key]) for key in order]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    key_dicts = [dict(zip(keys, key)) for key in order]
+    return TableBatchPlan(parts.source, parts.finisher, pieces[index] if len(index) else pieces,
+                          offsets, None, plan.schema, key_dicts)
+
+
+def _converted(parts: TableParts, column: str) -> list[Any]:
+    """Per-file values of a constant column after the MLTable's conversions of it."""
+    values = pa.chunked_array([pa.array(parts.constant[column])])
+    for step in parts.table.steps:
+        if isinstance(step, tf.ConvertColumns):
+            for conv in step.conversions:
+                if column in conv.columns:
+                    values = conv.apply(values, column)
+    return values.to_pylist()
+
+
+@dataclass
+class ArrowPartitionPlan:
+    """Partitions as slices of one sorted Arrow table mapped from shared memory."""
+
+    table: pa.Table               # backed by the memfd mapping (zero-copy)
+    offsets: np.ndarray           # (n_batches + 1,) row offsets
+    keys: list[dict[str, Any]]
+    fd: int                       # the memfd, kept open for the plan's lifetime
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_items(self) -> int:
+        return int(self.table.num_rows)
+
+    def items_in(self, batch: int) -> int:
+        return int(self.offsets[batch + 1] - self.offsets[batch])
+
+    def materialise(self, batch: int) -> pd.DataFrame:
+        lo = int(self.offsets[batch])
+        return tf.to_pandas(self.table.slice(lo, self.items_in(batch)))
+
+    def partition_key_value(self, batch: int) -> dict[str, Any]:
+        return dict(self.keys[batch])
+
+    def describe(self, batch: int) -> str:
+        return (f"mini-batch {batch} (partition {self.keys[batch]}, {self.items_in(batch)} rows: "
+                f"rows {int(self.offsets[batch])}-{int(self.offsets[batch + 1]) - 1} of the "
+                "table sorted by the partition keys)")
+
+    @classmethod
+    def build(cls, plan: TableBatchPlan, keys: tuple[str, ...]) -> ArrowPartitionPlan:
+        """Read every mini-batch of plan, sort by keys, write to a memfd, map it back."""
+        parts = [plan.materialise_arrow(b) for b in range(plan.n_batches)]
+        table = pa.concat_tables(parts) if parts else plan.schema.empty_table()
+        del parts
+        order = pc.sort_indices(table.select(list(keys)),
+                                sort_keys=[(k, "ascending") for k in keys],
+                                null_placement="at_end")
+        sorted_keys = table.select(list(keys)).take(order)
+        starts = _group_starts(sorted_keys)
+        offsets = np.append(starts, table.num_rows).astype(np.int64)
+        key_dicts = [sorted_keys.slice(int(s), 1).to_pylist()[0] for s in starts]
+        fd = os.memfd_create("parajob-partitions", os.MFD_CLOEXEC)
+        path = f"/proc/self/fd/{fd}"
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            for lo in range(0, table.num_rows, SORT_CHUNK_ROWS):
+                writer.write_table(table.take(order[lo:lo + SORT_CHUNK_ROWS]))
+        del table, order
+        mapped = pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+        return cls(mapped, offsets, key_dicts, fd)
+
+
+def _group_starts(sorted_keys: pa.Table) -> np.ndarray:
+    """Row indices where a new key combination starts in a key-sorted table."""
+    n = sorted_keys.num_rows
+    if n == 0:
+        return np.zeros(0, np.int64)
+    change = np.zeros(n, bool)
+    change[0] = True
+    for column in sorted_keys.columns:
+        codes = pc.fill_null(pc.dictionary_encode(column.combine_chunks()).indices, -1)
+        codes_np = codes.to_numpy(zero_copy_only=False)
+        change[1:] |= codes_np[1:] != codes_np[:-1]
+    return np.flatnonzero(change)
+
+
+@dataclass
+class FilePartitionPlan:
+    """Files grouped by path-format keys: mini-batch b = paths[offsets[b]:offsets[b+1]]."""
+
+    paths: list[str]
+    offsets: np.ndarray
+    keys: list[dict[str, Any]]
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_items(self) -> int:
+        return len(self.paths)
+
+    def items_in(self, batch: int) -> int:
+        return int(self.offsets[batch + 1] - self.offsets[batch])
+
+    def materialise(self, batch: int) -> list[str]:
+        return self.paths[int(self.offsets[batch]):int(self.offsets[batch + 1])]
+
+    def partition_key_value(self, batch: int) -> dict[str, Any]:
+        return dict(self.keys[batch])
+
+    def describe(self, batch: int, limit: int = 5) -> str:
+        files = self.materialise(batch)
+        shown = "\n".join(f"  {p}" for p in files[:limit])
+        more = f"\n  ... and {len(files) - limit} more" if len(files) > limit else ""
+        return (f"mini-batch {batch} (partition {self.keys[batch]}, {len(files)} files):\n"
+                f"{shown}{more}")
+
+
+def plan_file_partitions(paths: list[str], values: dict[str, list[Any]],
+                         keys: tuple[str, ...]) -> FilePartitionPlan:
+    """Group paths by the values of keys (values[key][i] belongs to paths[i])."""
+    groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for i, path in enumerate(paths):
+        groups[tuple(values[k][i] for k in keys)].append(path)
+    order = sorted(groups, key=_sort_key)
+    flat = [p for key in order for p in groups[key]]
+    offsets = np.concatenate([[0], np.cumsum([len(groups[k]) for k in order])]).astype(np.int64)
+    return FilePartitionPlan(flat, offsets, [dict(zip(keys, key)) for key in order])
