@@ -8,7 +8,6 @@ void bind_listing(py::module_& m);
 void bind_split(py::module_& m);
 void bind_dispatch(py::module_& m);
 void bind_records(py::module_& m);
-void bind_records(py::module_& m);
 void bind_merge(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -16,7 +15,6 @@ PYBIND11_MODULE(_core, m) {
     bind_listing(m);
     bind_split(m);
     bind_dispatch(m);
-    bind_records(m);
     bind_records(m);
     bind_merge(m);
 }
