@@ -4,6 +4,12 @@
     parajob job create --file PIPELINE.yml        the same, named as Azure's CLI names it
     parajob validate PIPELINE.yml                 check a pipeline without running it
 
+    --set jobs.<step>.<field>=<value>             change a field, validated like the file
+    --datastore NAME=PATH                         where azureml://datastores/NAME/... lives
+
+``run`` makes every check ``validate`` makes (YAML, paths, entry scripts imported in a
+short-lived subprocess) before any step starts.
+
 Exit codes: 0 the job succeeded; 1 the job ran and failed (a limit was exceeded);
 2 bad input (pipeline YAML, paths, entry script), with a message naming file, line, field;
 130 interrupted (Ctrl-C / SIGTERM): the run can be finished with --resume.
@@ -37,9 +43,36 @@ def _memory_size(text: str | None) -> int | None:
     return int(number) * (unit or 2**20)
 
 
+def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, eq, rest = value.partition("=")
+        if not eq or not name.strip() or not rest.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, found {value!r}", param_hint=option)
+        out[name.strip()] = rest.strip()
+    return out
+
+
+def _spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that change how the YAML is read: shared by `run`, `job create`, `validate`."""
+
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Set a field before validation, e.g. jobs.score.mini_batch_size=5 "
+                  "(the value is YAML; repeatable).")
+    @click.option("--datastore", "datastores", multiple=True, metavar="NAME=PATH",
+                  help="Local folder of datastore NAME for azureml://datastores/NAME/paths/... "
+                  "(default: <run>/datastores/NAME; repeatable).")
+    @wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `run` and `job create`."""
 
+    @_spec_options
     @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Folder for outputs and logs (default: ./runs/<pipeline>-<time>).")
     @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -70,7 +103,7 @@ def main() -> None:
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @_run_options
 def run_command(pipeline: Path | None, **options: Any) -> None:
-    """Run PIPELINE (a pipeline YAML with parallel steps), or --resume a run."""
+    """Run PIPELINE (a pipeline of parallel and command steps), or --resume a run."""
     sys.exit(_run(pipeline, **options))
 
 
@@ -90,28 +123,45 @@ def job_create(pipeline: Path, **options: Any) -> None:
 
 @main.command("validate")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
-def validate_command(pipeline: Path) -> None:
-    """Check PIPELINE without running it (exit 0 valid, 2 invalid)."""
-    from parajob.runtime.job import check_entry_script
+@_spec_options
+def validate_command(pipeline: Path, overrides: tuple[str, ...],
+                     datastores: tuple[str, ...]) -> None:
+    """Check PIPELINE without running it: the YAML, the paths it names, and that each
+    entry script imports and defines run() (exit 0 valid, 2 invalid)."""
+    from parajob.runner import default_run_dir
+    from parajob.runtime.preflight import preflight
     from parajob.spec import load_pipeline
 
+    folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     try:
-        loaded = load_pipeline(pipeline)
-        for step in loaded.jobs.values():
-            check_entry_script(step)
+        # The run folder a run would use (not created): outputs bind as they would then.
+        loaded = load_pipeline(pipeline, run_dir=default_run_dir(pipeline), datastores=folders,
+                               overrides=overrides)
+        warnings = loaded.warnings + preflight(loaded)
     except SpecError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_BAD_INPUT)
-    for warning in loaded.warnings:
+    for warning in warnings:
         click.echo(str(warning), err=True)
-    click.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s))")
+    steps = ", ".join(f"{name} ({loaded.jobs[name].type})" for name in loaded.run_order())
+    click.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s): {steps})")
 
 
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
-         max_tasks_per_worker: int | None, max_worker_memory: str | None) -> int:
-    from parajob.runner import default_run_dir, record_run, recorded_pipeline, run_pipeline
+         max_tasks_per_worker: int | None, max_worker_memory: str | None,
+         overrides: tuple[str, ...] = (), datastores: tuple[str, ...] = ()) -> int:
+    from parajob.runner import (
+        default_run_dir,
+        record_run,
+        recorded_options,
+        recorded_pipeline,
+        run_pipeline,
+    )
     from parajob.runtime.job import RunOptions
+    from parajob.runtime.preflight import preflight
     from parajob.spec import load_pipeline
+
+    folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
 
     options = RunOptions(resume=resume_dir is not None, max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory))
@@ -119,13 +169,17 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         if resume_dir is not None:
             run_dir = resume_dir.resolve()
             pipeline_file = pipeline_file or recorded_pipeline(run_dir)
+            if not overrides and not folders:  # the run's own, unless given again
+                recorded_sets, folders = recorded_options(run_dir)
+                overrides = tuple(recorded_sets)
         elif pipeline_file is None:
             raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
         run_dir = run_dir.resolve() if run_dir else default_run_dir(pipeline_file)
-        pipeline = load_pipeline(pipeline_file, run_dir=run_dir)
-        for warning in pipeline.warnings:
+        pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
+                                 overrides=overrides)
+        for warning in pipeline.warnings + preflight(pipeline):
             click.echo(str(warning), err=True)
-        record_run(run_dir, pipeline_file)
+        record_run(run_dir, pipeline_file, overrides, folders)
         outcomes = run_pipeline(pipeline, run_dir, options)
     except SpecError as exc:
         click.echo(str(exc), err=True)

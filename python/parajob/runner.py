@@ -1,21 +1,71 @@
-"""Running a whole pipeline: its steps in order, stopping at the first that fails.
+"""Running a whole pipeline: its steps in dependency order, stopping at the first failure.
+
+    Pipeline.run_order()  producers before consumers (spec.graph)
+        for each step:
+            stage   download inputs copied under <run>/<step>/inputs/; inputs another step
+                    produced must exist
+            record  <run>/<step>/logs/environment.txt: compute and environment as written,
+                    and the Python that actually runs the step
+            run     runtime.job.run_parallel_step | runtime.command_step.run_command_step
+
+With ``settings.continue_on_step_failure: true`` (as on Azure) a failed step only stops the
+steps that depend on it, directly or not; the others still run.
 
 A run folder records which pipeline it runs (parajob-run.json), so that
-``parajob run --resume RUN_DIR`` can finish it after the driver was killed or interrupted.
+``parajob run --resume RUN_DIR`` can finish it after the driver was killed or interrupted;
+a command step that already succeeded in that folder is not run again.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
+from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
+from parajob.runtime.command_step import finished_before, run_command_step
 from parajob.runtime.job import RunOptions, run_parallel_step
-from parajob.runtime.report import Outcome
-from parajob.spec.model import Pipeline
+from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
+
+__all__ = ["RUN_RECORD", "StepOutcome", "default_run_dir", "record_run", "recorded_options",
+           "recorded_pipeline", "run_pipeline", "stage_inputs"]
 
 RUN_RECORD = "parajob-run.json"
+
+
+class StepOutcome(Protocol):
+    """What the CLI needs from the end of any step."""
+
+    step: str
+    succeeded: bool
+    interrupted: bool
+
+    def summary(self) -> str: ...
+
+
+@dataclass
+class NotRun:
+    """A step that did not start: an input its producer did not write, or a failed
+    producer (with continue_on_step_failure)."""
+
+    step: str
+    reason: str
+    succeeded: bool = False
+    interrupted: bool = False
+
+    def summary(self) -> str:
+        return (f"step:                 {self.step}\n"
+                f"status:               NOT RUN\n"
+                f"reason:               {self.reason}\n")
+
+
+class StageError(Exception):
+    """An input of a step cannot be made ready (its producer did not write it)."""
 
 
 def default_run_dir(pipeline_file: Path) -> Path:
@@ -28,32 +78,123 @@ def default_run_dir(pipeline_file: Path) -> Path:
     return candidate.resolve()
 
 
-def record_run(run_dir: Path, pipeline_file: Path) -> None:
-    """Write <run>/parajob-run.json (first run only): what --resume needs to start again."""
+def record_run(run_dir: Path, pipeline_file: Path, overrides: Sequence[str] = (),
+               datastores: Mapping[str, Path] | None = None) -> None:
+    """Write <run>/parajob-run.json (first run only): what --resume needs to start again
+    (the pipeline, its --set overrides and --datastore folders)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     record = run_dir / RUN_RECORD
     if not record.exists():
-        record.write_text(json.dumps({"pipeline": str(pipeline_file.resolve()),
-                                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
+        record.write_text(json.dumps({
+            "pipeline": str(pipeline_file.resolve()),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "overrides": list(overrides),
+            "datastores": {k: str(Path(v).resolve()) for k, v in (datastores or {}).items()},
+        }, indent=2))
 
 
 def recorded_pipeline(run_dir: Path) -> Path:
     """The pipeline a run folder was started with; SpecError when it is not a run folder."""
+    return Path(str(_read_record(run_dir)["pipeline"]))
+
+
+def recorded_options(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
+    """The --set overrides and --datastore folders a run folder was started with."""
+    record = _read_record(run_dir)
+    return ([str(o) for o in record.get("overrides") or []],
+            {str(k): Path(v) for k, v in (record.get("datastores") or {}).items()})
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
     record = run_dir / RUN_RECORD
     try:
-        return Path(json.loads(record.read_text())["pipeline"])
-    except (OSError, ValueError, KeyError) as exc:
+        data = json.loads(record.read_text())
+        data["pipeline"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SpecError([Diagnostic(str(record), None, None, "--resume",
                                     f"not a parajob run folder (cannot read {RUN_RECORD}: {exc})",
                                     "pass the folder that `parajob run` printed under 'logs:', "
                                     "two levels up")]) from exc
+    return dict(data)
 
 
-def run_pipeline(pipeline: Pipeline, run_dir: Path, options: RunOptions | None = None) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    for step in pipeline.jobs.values():
-        outcome = run_parallel_step(step, run_dir, options)
+def run_pipeline(pipeline: Pipeline, run_dir: Path,
+                 options: RunOptions | None = None) -> list[StepOutcome]:
+    """Run the steps; returns one outcome per step that was tried (or skipped). Raises
+    SpecError when a parallel step finds bad input before its workers start."""
+    options = options or RunOptions()
+    outcomes: list[StepOutcome] = []
+    failed: set[str] = set()
+    for name in pipeline.run_order():
+        step = pipeline.jobs[name]
+        broken = [d for d in step.depends_on if d in failed]
+        if broken:
+            failed.add(name)
+            outcomes.append(NotRun(name, f"it reads the output of step '{broken[0]}', "
+                                         "which failed"))
+            continue
+        done = finished_before(step, run_dir) if isinstance(step, CommandStep) \
+            and options.resume else None
+        if done is not None:
+            outcomes.append(done)
+            continue
+        try:
+            stage_inputs(step, run_dir)
+        except StageError as exc:
+            outcome: StepOutcome = NotRun(name, str(exc))
+        else:
+            outcome = run_parallel_step(step, run_dir, options) \
+                if isinstance(step, ParallelStep) else run_command_step(step, run_dir)
+            _record(pipeline, step, run_dir)
         outcomes.append(outcome)
-        if not outcome.succeeded:
+        if outcome.interrupted:
             break
+        if not outcome.succeeded:
+            failed.add(name)
+            if not pipeline.continue_on_step_failure:
+                break
     return outcomes
+
+
+def stage_inputs(step: Step, run_dir: Path) -> None:
+    """Check inputs other steps produced, and copy ``download`` inputs (SPEC §1)."""
+    for inp in step.inputs.values():
+        source = inp.origin or inp.path
+        if inp.producer is not None and source is not None and not source.exists():
+            producer, output = inp.producer
+            raise StageError(f"input '{inp.name}' is output '{output}' of step '{producer}', "
+                             f"which wrote nothing there ({source})")
+        if inp.origin is not None and inp.path is not None:
+            _copy(inp)
+
+
+def _copy(inp: Input) -> None:
+    assert inp.origin is not None and inp.path is not None
+    target = inp.path.parent if inp.type == "uri_file" else inp.path
+    if target.exists():
+        shutil.rmtree(target)
+    if inp.origin.is_dir():
+        shutil.copytree(inp.origin, inp.path, symlinks=False)
+    else:
+        inp.path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(inp.origin, inp.path)
+
+
+def _record(pipeline: Pipeline, step: Step, run_dir: Path) -> None:
+    """What the YAML asked for and what runs instead (SPEC §1: recorded, not provisioned)."""
+    if isinstance(step, CommandStep):
+        environment, conda = step.environment, step.conda_file
+    else:
+        environment, conda = step.task.environment, step.task.conda_file
+    compute = step.compute or pipeline.default_compute
+    text = (
+        f"step:          {step.name} ({step.type})\n"
+        f"compute:       {compute or '(not given)'} -> this machine\n"
+        f"environment:   {json.dumps(environment, default=str) if environment else '(none)'}\n"
+        f"conda_file:    {conda or '(none)'}\n"
+        f"runs with:     {sys.executable} (Python {sys.version.split()[0]}); the environment "
+        "is not built\n"
+    )
+    logs = run_dir / step.name / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "environment.txt").write_text(text, encoding="utf-8")

@@ -1,14 +1,21 @@
 """The ``azureml_user.parallel_run`` module as entry scripts see it in a worker.
 
 ``EntryScript()`` is a per-process singleton: every call returns an object with the same
-logger, log folder, agent name and output folder (SPEC §3).
+logger, log folder, agent name and output folder (SPEC §3). Its logger writes to
+``logs/user/entry_script_log/<node>/processNNN.log.txt``; as on Azure, the root logger also
+gets a handler at the step's level, writing to the worker's stdout log
+(``logs/user/stdout/<node>/processNNN.stdout.txt``), so ``logging.info(...)`` in a script
+lands there.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
+
+_FORMAT = "%(asctime)s|%(levelname)s|%(process)d|%(name)s|%(message)s"
 
 
 class EntryScript:
@@ -29,6 +36,13 @@ class EntryScript:
             "agent_name": agent_name, "log_dir": log_dir, "log_file": log_file,
             "output_dir": output_dir, "logging_level": logging_level,
         }
+        root = logging.getLogger()
+        if not any(getattr(h, "_parajob", False) for h in root.handlers):
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            handler._parajob = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
+        root.setLevel(logging_level)
 
     @property
     def agent_name(self) -> str:
@@ -43,15 +57,20 @@ class EntryScript:
         return str(self._config.get("output_dir", "."))
 
     @property
+    def working_dir(self) -> str:
+        """The worker's private working folder (its current directory)."""
+        import os
+
+        return os.getcwd()
+
+    @property
     def logger(self) -> logging.Logger:
         logger = logging.getLogger(f"parajob.entry_script.{self.agent_name}")
         if not logger.handlers and "log_file" in self._config:
             log_file = Path(self._config["log_file"])
             log_file.parent.mkdir(parents=True, exist_ok=True)
             handler = logging.FileHandler(log_file, encoding="utf-8")
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s|%(levelname)s|%(process)d|%(message)s")
-            )
+            handler.setFormatter(logging.Formatter(_FORMAT))
             logger.addHandler(handler)
             logger.setLevel(self._config.get("logging_level", "INFO"))
             logger.propagate = False

@@ -1,11 +1,17 @@
-"""Loading a user's entry script and calling init() / run() / shutdown() (SPEC §3)."""
+"""Loading a user's entry script and calling init() / run() / shutdown() (SPEC §3), and
+checking that it imports before a run (:func:`start_probe` / :func:`finish_probe`)."""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -53,12 +59,30 @@ def import_entry_script(code_dir: Path, entry_script: str) -> ModuleType:
     return module
 
 
+def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _required_positional(func: Callable[..., Any]) -> list[str]:
+    return [p.name for p in _parameters(func) if p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _required_keyword_only(func: Callable[..., Any]) -> list[str]:
+    return [p.name for p in _parameters(func) if p.default is p.empty
+            and p.kind == p.KEYWORD_ONLY]
+
+
 def bind_entry_script(module: ModuleType) -> EntryScript:
     """Find init/run/shutdown and decide how run() is called, from its signature."""
     path = getattr(module, "__file__", module.__name__)
     run = getattr(module, "run", None)
     if not callable(run):
-        raise EntryScriptError(f"{path}: defines no run(mini_batch) function")
+        found = "" if run is None else f" (run is {type(run).__name__}, not a function)"
+        raise EntryScriptError(f"{path}: defines no run(mini_batch) function{found}")
     try:
         params = [
             p for p in inspect.signature(run).parameters.values()
@@ -70,14 +94,21 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
     except (TypeError, ValueError):  # builtins without a signature: assume run(mini_batch)
         params, has_varargs = [], False
     required = [p for p in params if p.default is p.empty]
-    if len(required) > 2:
+    if len(required) > 2 or (not params and not has_varargs):
+        takes = f"it requires {len(required)} arguments" if params else "it takes none"
         raise EntryScriptError(
-            f"{path}: run() must take (mini_batch) or (mini_batch, mini_batch_context); "
-            f"it requires {len(required)} arguments"
-        )
+            f"{path}: run() must take (mini_batch) or (mini_batch, mini_batch_context); {takes}")
+    keyword_only = _required_keyword_only(run)
+    if keyword_only:
+        raise EntryScriptError(f"{path}: run() requires keyword-only argument(s) "
+                               f"{', '.join(keyword_only)}, which the runtime never passes")
     takes_context = len(params) >= 2 or has_varargs
     init = getattr(module, "init", None)
     shutdown = getattr(module, "shutdown", None)
+    for name, func in (("init", init), ("shutdown", shutdown)):
+        if callable(func) and _required_positional(func):
+            raise EntryScriptError(f"{path}: {name}() must take no arguments; it requires "
+                                   f"{', '.join(_required_positional(func))}")
     return EntryScript(
         module=module,
         init=init if callable(init) else None,
@@ -85,3 +116,106 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
         shutdown=shutdown if callable(shutdown) else None,
         takes_context=takes_context,
     )
+
+
+# -- the import check of `parajob validate` / `parajob run` ------------------------------
+# The driver later forks workers and must have no other threads (DESIGN: "fork first, then
+# threads"); importing user code may start some (torch, grpc, ...). So the check imports
+# the script in a short-lived subprocess set up like a worker, and reads back one JSON
+# record from a file (the script may print anything to stdout while it is imported).
+
+IMPORT_TIMEOUT_S = float(os.environ.get("PARAJOB_IMPORT_TIMEOUT", "300"))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What importing an entry script showed: ok, or the problem and the traceback of the
+    user's code (frames of importlib and parajob left out)."""
+
+    ok: bool
+    problem: str = ""
+    detail: str = ""
+    line: int | None = None  # in the entry script, for syntax errors and missing run()
+    takes_context: bool = False
+
+
+def start_probe(code_dir: Path, entry_script: str, argv: Sequence[str],
+                environment: Mapping[str, str], result_file: Path) -> subprocess.Popen[bytes]:
+    """Start the check; returns at once. Pair with :func:`finish_probe`."""
+    request = {"code_dir": str(code_dir), "entry_script": entry_script, "argv": list(argv),
+               "environment": dict(environment), "result": str(result_file)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "parajob.runtime.entry_script", json.dumps(request)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=result_file.parent, start_new_session=True)
+
+
+def finish_probe(proc: subprocess.Popen[bytes], result_file: Path,
+                 timeout: float = IMPORT_TIMEOUT_S) -> ProbeResult:
+    """Wait for a probe (killing it after ``timeout`` seconds) and read its result."""
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return ProbeResult(False, f"importing the entry script took more than {timeout:g} s",
+                           "set PARAJOB_IMPORT_TIMEOUT (seconds) to wait longer")
+    try:
+        data = json.loads(result_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-15:]
+        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exited with code {proc.returncode}")
+        return ProbeResult(False, f"the process importing the entry script {how}",
+                           "\n".join(tail))
+    return ProbeResult(bool(data["ok"]), data.get("problem", ""), data.get("detail", ""),
+                       data.get("line"), bool(data.get("takes_context")))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback without frames of importlib's machinery or of parajob."""
+    ours = str(Path(__file__).resolve().parents[1])
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(ours) and not f.filename.startswith("<frozen")]
+    text = "".join(traceback.format_list(frames))
+    return (text + "".join(traceback.format_exception_only(type(exc), exc))).rstrip()
+
+
+def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
+    from parajob.compat import install_azureml_user_shim
+    from parajob.compat.parallel_run import EntryScript as CompatEntryScript
+
+    code_dir, entry_script = Path(request["code_dir"]), str(request["entry_script"])
+    work = Path(request["result"]).parent
+    os.environ.update(request["environment"])
+    os.environ.setdefault("AZUREML_BI_OUTPUT_PATH", str(work / "output"))
+    sys.argv = [str(code_dir / entry_script), *request["argv"]]
+    install_azureml_user_shim()
+    CompatEntryScript.configure(agent_name="process001", log_dir=work / "logs",
+                                log_file=work / "logs" / "process001.log.txt",
+                                output_dir=work / "output", logging_level="INFO")
+    try:
+        module = import_entry_script(code_dir, entry_script)
+    except SyntaxError as exc:
+        return {"ok": False, "problem": f"syntax error: {exc.msg}", "line": exc.lineno,
+                "detail": _user_traceback(exc)}
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+        return {"ok": False, "problem": f"importing it raised {type(exc).__name__}: {exc}",
+                "detail": _user_traceback(exc)}
+    try:
+        script = bind_entry_script(module)
+    except EntryScriptError as exc:
+        run = getattr(module, "run", None)
+        line = getattr(getattr(run, "__code__", None), "co_firstlineno", None)
+        message = str(exc).split(": ", 1)[-1]
+        return {"ok": False, "problem": message, "line": line}
+    return {"ok": True, "takes_context": script.takes_context}
+
+
+if __name__ == "__main__":  # the subprocess started by start_probe()
+    _request = json.loads(sys.argv[1])
+    _result = _probe_main(_request)
+    with open(_request["result"], "w", encoding="utf-8") as _f:
+        json.dump(_result, _f)
+    sys.stdout.flush()
+    os._exit(0)  # never run the user's atexit handlers or wait for its threads

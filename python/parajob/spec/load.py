@@ -292,4 +292,4 @@ def _read_single_job(r: Reporter, root: yaml.MappingNode, file: Path,
         return None
     return Pipeline(file=file, display_name=step.display_name, description=step.description,
                     tags=dict(step.tags), default_compute=step.compute, jobs={name: step},
-                    order=(name,))
+                    order=(name,), single_job=True)

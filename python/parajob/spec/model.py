@@ -203,6 +203,11 @@ class Pipeline:
     order: tuple[str, ...] = ()  # the steps in the order they run (dependencies first)
     default_datastore: str = "workspaceblobstore"
     continue_on_step_failure: bool = False
+    single_job: bool = False  # the file was one job (type: parallel / command at the top)
+
+    def field_path(self, step: str, key: str) -> str:
+        """A step field's dotted path as messages show it (``jobs.<step>.<key>``)."""
+        return key if self.single_job else f"jobs.{step}.{key}"
 
     def run_order(self) -> list[str]:
         """Step names, producers before consumers (YAML order when ``order`` is unset)."""
