@@ -30,6 +30,7 @@ from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.driver import Driver
+from parajob.runtime.gpus import visible_gpus
 from parajob.runtime.journal import Accepted, JournalMismatch, JournalWriter, journal_path, read_journal
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.output import load_csv_options
@@ -41,9 +42,10 @@ from parajob.spec.model import ParallelStep
 from parajob import _core
 
 
-def default_concurrency() -> int:
-    """Worker processes per node when the step does not say: the usable CPU cores."""
-    return len(os.sched_getaffinity(0)) or 1
+def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
+    """Worker processes per node when the step does not say: 1 on a GPU machine, else the
+    usable CPU cores (SPEC §2)."""
+    return 1 if gpus else len(os.sched_getaffinity(0)) or 1
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,10 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     restored = _restored_batches(step, layout, plan, options.resume)
     layout.create()
     args = step.runtime_args
-    workers_per_node = (step.max_concurrency_per_instance or args.process_count_per_node
-                        or default_concurrency())
+    gpus = tuple(visible_gpus())
+    # The program argument wins over the YAML field, as on Azure (it comes last there).
+    workers_per_node = (args.process_count_per_node or step.max_concurrency_per_instance
+                        or default_concurrency(gpus))
     limits = step_limits(step, append_row=output_file is not None)
     if plan.n_batches == 0:
         return _finish_empty(step, layout, output_file, started)
@@ -83,6 +87,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
         output_dir=(output_file.parent if output_file else layout.outputs_dir),
         driver_pid=os.getpid(), max_tasks=options.max_tasks_per_worker,
         max_memory_bytes=options.max_worker_memory_bytes,
+        gpus=gpus, workers_per_node=workers_per_node,
     )
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches)
@@ -119,9 +124,12 @@ def step_limits(step: ParallelStep, append_row: bool) -> Limits:
         init_timeout_s=float(args.first_task_creation_timeout),
         first_task_creation_timeout_s=float(args.first_task_creation_timeout),
         progress_update_timeout_s=float(args.progress_timeout(run_timeout)),
-        error_threshold=(step.error_threshold if step.error_threshold != -1 or args.error_threshold is None
-                         else args.error_threshold),
-        mini_batch_error_threshold=step.mini_batch_error_threshold,
+        # Program arguments win over the YAML fields (Azure puts them last).
+        error_threshold=(args.error_threshold if args.error_threshold is not None
+                         else step.error_threshold),
+        mini_batch_error_threshold=(args.allowed_failed_count
+                                    if args.allowed_failed_count is not None
+                                    else step.mini_batch_error_threshold),
         allowed_failed_percent=float(args.allowed_failed_percent),
         append_row=append_row,
     )
@@ -132,7 +140,8 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: FileBatchPla
     """On resume, the batches the journal says were accepted; else check the folder is new."""
     path = journal_path(layout.root)
     if not resume:
-        if layout.root.exists() and any(layout.root.iterdir()):
+        # inputs/: download copies the runner made for this step just before (SPEC §1)
+        if layout.root.exists() and any(p.name != "inputs" for p in layout.root.iterdir()):
             raise SpecError([Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}",
                                         f"the run folder already holds step {step.name!r}: {layout.root}",
                                         "resume it with `parajob run --resume RUN_DIR`, or choose "

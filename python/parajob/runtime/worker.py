@@ -78,6 +78,10 @@ class WorkerSetup:
     dataset: Any = None
     max_tasks: int | None = None         # recycle the process after this many mini-batches
     max_memory_bytes: int | None = None  # recycle it once its resident memory exceeds this
+    # GPU ids handed out one per worker (SPEC §3); index node * workers_per_node + rank, so
+    # nodes simulated on this machine do not share a GPU, and a replacement reuses its id.
+    gpus: tuple[str, ...] = ()
+    workers_per_node: int = 1
 
 
 def worker_main(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> NoReturn:
@@ -145,6 +149,13 @@ def _prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None
     os.chdir(work)  # SPEC §3: a private working folder per worker
     os.environ.update(setup.environment)
     os.environ["AZUREML_BI_OUTPUT_PATH"] = str(setup.output_dir)
+    if setup.gpus:
+        os.environ["AZ_BATCHAI_GPU_COUNT_FOUND"] = str(len(setup.gpus))
+        index = node * setup.workers_per_node + local_rank
+        # Workers beyond the GPU count get no variable (as on Azure); a value the step sets
+        # in environment_variables is the user's choice and stays.
+        if index < len(setup.gpus) and "CUDA_VISIBLE_DEVICES" not in setup.environment:
+            os.environ["CUDA_VISIBLE_DEVICES"] = setup.gpus[index]
     sys.argv = [str(setup.code_dir / setup.entry_script), *setup.argv]
     install_azureml_user_shim()
     CompatEntryScript.configure(
