@@ -51,8 +51,8 @@ def preflight(pipeline: Pipeline, *, import_scripts: bool = True) -> list[Diagno
             load_csv_options(step.task.code)
         except ValueError as exc:
             file, line, column = step.where("task.code")
-            found.append(Diagnostic(str(file), line, column, _field(pipeline, step, "task.code"),
-                                    str(exc)))
+            found.append(Diagnostic(shown_path(file), line, column,
+                                    _field(pipeline, step, "task.code"), str(exc)))
     if import_scripts:
         found += _probe_all(pipeline, parallel)
     found += check_environments(pipeline)

@@ -1,0 +1,2 @@
+def run(mini_batch, context, extra):
+    return mini_batch
