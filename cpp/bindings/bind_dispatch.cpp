@@ -91,16 +91,17 @@ void bind_dispatch(py::module_& m) {
         // worker side
         .def(
             "next_batch",
-            [](DispatchRegion& r, std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms) {
+            [](DispatchRegion& r, std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms,
+               bool loading) {
                 parajob::Claim claim;
                 {
                     // Safe without the GIL: touches only the shared region, no Python objects.
                     py::gil_scoped_release release;
-                    claim = r.next_batch(worker, process, timeout_ms);
+                    claim = r.next_batch(worker, process, timeout_ms, loading);
                 }
                 return py::make_tuple(claim.batch, claim.attempt);
             },
-            py::arg("worker"), py::arg("process"), py::arg("timeout_ms") = -1,
+            py::arg("worker"), py::arg("process"), py::arg("timeout_ms") = -1, py::arg("loading") = true,
             "Block until a batch is claimed: (batch, attempt); batch -1 when closed and empty, "
             "-2 on timeout.")
         .def("finish", &DispatchRegion::finish, py::arg("worker"), py::arg("batch"), py::arg("attempt"),

@@ -181,7 +181,8 @@ void DispatchRegion::notify_driver() {
 
 // ---- worker side --------------------------------------------------------------------
 
-Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms) {
+Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms,
+                                 bool loading) {
     WorkerSlot& me = workers_[worker];
     const std::int64_t deadline = timeout_ms < 0 ? -1 : monotonic_ns() + timeout_ms * 1'000'000;
     for (;;) {
@@ -204,8 +205,9 @@ Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, st
                 slot.start_ns.store(now, std::memory_order_relaxed);
                 me.phase_start_ns.store(now, std::memory_order_relaxed);
                 me.heartbeat_ns.store(now, std::memory_order_relaxed);
-                // release: the watchdog that sees LOADING also sees phase_start_ns.
-                me.state.store(static_cast<std::uint32_t>(WorkerState::kLoading), std::memory_order_release);
+                // release: the watchdog that sees LOADING/RUNNING also sees phase_start_ns.
+                me.state.store(static_cast<std::uint32_t>(loading ? WorkerState::kLoading : WorkerState::kRunning),
+                               std::memory_order_release);
                 return {static_cast<std::int64_t>(id), queued.attempt};
             }
             // A stale duplicate (the driver re-pushed an id this process already claimed).

@@ -117,7 +117,8 @@ class DispatchRegion:
     def reset_worker(self, worker: int, process: int) -> None: ...
     def set_worker_pid(self, worker: int, pid: int) -> None: ...
     # worker side
-    def next_batch(self, worker: int, process: int, timeout_ms: int = -1) -> tuple[int, int]:
+    def next_batch(self, worker: int, process: int, timeout_ms: int = -1,
+                   loading: bool = True) -> tuple[int, int]:
         """(batch, attempt); batch -1 when closed and empty, -2 on timeout. Releases the GIL."""
     def finish(self, worker: int, batch: int, attempt: int, process: int, ok: bool,
                items_in: int, items_out: int, spool_offset: int, spool_length: int,

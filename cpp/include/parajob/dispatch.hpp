@@ -61,11 +61,12 @@ public:
 
     // ---- worker side ----------------------------------------------------------------
     // Pops the next batch and claims it for `process` in worker slot `worker`; the worker
-    // slot enters LOADING (the worker calls set_worker_state(RUNNING) when run() starts,
-    // which restarts the phase clock). Blocks (futex,
+    // slot enters LOADING when `loading` (the worker calls set_worker_state(RUNNING) when
+    // run() starts, which restarts the phase clock), else RUNNING at once (a plan whose
+    // mini-batches take no time to materialise saves a call per batch). Blocks (futex,
     // no spinning) until a batch is available or the region is closed and empty, or until
     // timeout_ms passes (then returns batch -2). Safe to call without the GIL.
-    Claim next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms);
+    Claim next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms, bool loading = true);
     // Ends the attempt: DONE when ok (with the spool record's location), else ERRORED with
     // error_code. Returns false when the driver took the batch back first: the spool record
     // is then an orphan and must never be merged. Never blocks.

@@ -43,6 +43,8 @@ class InputDataError(ValueError):
 class FileBatchPlan:
     """Mini-batches of files: batch b is files [ranges[b, 0], ranges[b, 1]) of the source."""
 
+    loads_data = False  # materialise() only names files: nothing to time out
+
     def __init__(self, source: FileSource, ranges: np.ndarray) -> None:
         self.source = source
         self.ranges = np.ascontiguousarray(ranges, dtype=np.uint64)  # (n_batches, 2)

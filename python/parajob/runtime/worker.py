@@ -54,6 +54,10 @@ IDLE_WAKE_MS = 2000  # wake up now and then while idle, to refresh the heartbeat
 class BatchPlan(Protocol):
     """What a worker needs from a mini-batch plan (parajob.data)."""
 
+    # Whether materialise() reads data (tables: under --task_overhead_timeout) or only
+    # names it (file lists: the run() timeout starts at the claim).
+    loads_data: bool
+
     def materialise(self, batch: int) -> Any: ...
     def items_in(self, batch: int) -> int: ...
     def partition_key_value(self, batch: int) -> dict[str, Any] | None: ...
@@ -201,11 +205,12 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     region.set_worker_state(slot, _core.WorkerState.IDLE)
     tasks = 0
     exit_code = EXIT_OK
+    loading = getattr(setup.plan, "loads_data", True)  # else the claim starts the run() clock
     while True:
-        batch, attempt = region.next_batch(slot, process, 0)
+        batch, attempt = region.next_batch(slot, process, 0, loading)
         if batch == -2:  # nothing queued: publish what is gathered before we may block
             spool.flush()
-            batch, attempt = region.next_batch(slot, process, IDLE_WAKE_MS)
+            batch, attempt = region.next_batch(slot, process, IDLE_WAKE_MS, loading)
         if batch == -1:
             break
         if batch == -2:
@@ -213,7 +218,7 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
                 return EXIT_INTERNAL
             region.set_worker_state(slot, _core.WorkerState.IDLE)  # heartbeat
             continue
-        _run_one(setup, script, spool, error_log, slot, process, batch, attempt)
+        _run_one(setup, script, spool, error_log, slot if loading else -1, process, batch, attempt)
         tasks += 1
         if _should_recycle(setup, tasks):
             exit_code = EXIT_RECYCLE  # between mini-batches: nothing held, nothing lost
@@ -244,14 +249,16 @@ def _should_recycle(setup: WorkerSetup, tasks: int) -> bool:
 def _run_one(setup: WorkerSetup, script: EntryScript, spool: SpoolWriter, error_log: Path,
              slot: int, process: int, batch: int, attempt: int) -> None:
     """One attempt of one mini-batch, from materialising to its spool record. The hot path:
-    no allocation or call here that is not needed (see bench/test_bench_job.py)."""
+    no allocation or call here that is not needed (see bench/test_bench_job.py). slot is -1
+    when the claim already started the run() clock (a plan that loads no data)."""
     plan = setup.plan
     items_in = 0
     started = time.perf_counter()
     try:
         mini_batch = plan.materialise(batch)  # under --task_overhead_timeout (LOADING)
         items_in = len(mini_batch)
-        setup.region.set_worker_state(slot, _core.WorkerState.RUNNING)  # run() timeout from now
+        if slot >= 0:  # the plan loads data: run()'s own timeout starts now
+            setup.region.set_worker_state(slot, _core.WorkerState.RUNNING)
         if script.takes_context:
             context = MiniBatchContext(batch, plan.partition_key_value(batch), setup.dataset)
             result = script.run(mini_batch, context)
