@@ -1,0 +1,32 @@
+"""The runtime: one driver process, many forked workers, one shared-memory region.
+
+Data flow of one parallel step (who writes what; arrows are the direction data moves):
+
+    job.run_parallel_step
+      | plan (data/): FileList + [begin, end) ranges        -- built before fork, inherited
+      | DispatchRegion (C++, MAP_SHARED, made before fork)
+      v
+    +--------------------------- driver (driver.py, one thread) ---------------------------+
+    | enqueue(batch, attempt) ---------------------> dispatch ring ----------------------+ |
+    | drain_ended() <------------------------------- done ring <--------------------+   | |
+    | reads batch slots (numpy, shm_view.py)                                       |   | |
+    | watchdog: scan_expired() -> take_back() CAS -> killpg                        |   | |
+    | pidfd per worker -> reap -> settle held batches -> fork a replacement        |   | |
+    | journal.py: fsync spools, then append accepted batches (resume)              |   | |
+    +-------------------------------------------------------------------------------|---|-+
+                                                                                    |   |
+    +------------------------- worker (worker.py, forked) ---------------------------|---v-+
+    | next_batch(): pop + CAS QUEUED(k) -> RUNNING(k, me); worker slot = batch      |     |
+    | materialise -> run(mini_batch) -> count + format                              |     |
+    | spool.py: append framed record to its own spool file (gathered for quick runs)|     |
+    | finish(): CAS RUNNING(k, me) -> FINISHING -> DONE/ERRORED + fields ------------+     |
+    +-------------------------------------------------------------------------------------+
+      |
+      v
+    job.merge_output: DONE records only, in batch order (C++ merge_records) -> append_row
+    output, written atomically; report.py: job_result.txt, processed_mini-batches.csv
+
+The single CAS in finish() against take_back() in the watchdog decides whether an attempt
+counts: a worker that loses it leaves an orphan record that nothing points at, which is
+what makes the output exactly-once.
+"""
