@@ -106,14 +106,14 @@ void bind_records(py::module_& m) {
         [](const py::object& path, const std::string& delimiter, const std::string& quote,
            bool quoting, bool multi_line, std::uint64_t begin, bool header,
            std::uint64_t expected_fields, bool check_fields, std::uint64_t target_bytes,
-           std::uint64_t max_records, unsigned threads) {
+           std::uint64_t max_records, unsigned threads, std::uint64_t thread_bytes) {
             parajob::TextFormat format{one_byte(delimiter, "delimiter"), one_byte(quote, "quote"),
                                        quoting, multi_line};
             if (format.delimiter == '\n' || format.delimiter == '\r' ||
                 (quoting && format.delimiter == format.quote))
                 throw py::value_error("the delimiter cannot be a line break or the quote character");
-            parajob::ScanOptions options{begin,         header,      expected_fields, check_fields,
-                                         target_bytes, max_records, threads};
+            parajob::ScanOptions options{begin,        header,      expected_fields, check_fields,
+                                         target_bytes, max_records, threads, thread_bytes};
             const std::string file = fs_encode(path);
             // Safe without the GIL: the scan reads only C++ copies (file, format, options)
             // and joins its helper threads before returning; no Python object is touched.
@@ -124,9 +124,10 @@ void bind_records(py::module_& m) {
         py::arg("quoting") = true, py::arg("multi_line") = false, py::arg("begin") = 0,
         py::arg("header") = false, py::arg("expected_fields") = 0, py::arg("check_fields") = true,
         py::arg("target_bytes") = 0, py::arg("max_records") = 0, py::arg("threads") = 0,
+        py::arg("thread_bytes") = std::uint64_t{32} << 20,
         "Scan a delimited-text file for record boundaries and cut it near every target_bytes.\n\n"
-        "Releases the GIL; helper threads (threads: 0 = one per CPU, at most 8; only for\n"
-        "large files without multi_line) are joined before it returns. Raises OSError\n"
+        "Releases the GIL; helper threads (threads: 0 = one per CPU, at most 8; each gets at\n"
+        "least thread_bytes; never with multi_line) are joined before it returns. Raises OSError\n"
         "subclasses naming the path; problems in the data are in RecordScan.error.");
 
     m.def(

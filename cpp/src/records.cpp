@@ -25,7 +25,6 @@ namespace parajob {
 namespace {
 
 constexpr std::size_t kBufferBytes = std::size_t{1} << 20;       // per thread; stays in L2
-constexpr std::uint64_t kMinBytesPerThread = std::uint64_t{32} << 20; // below: one thread
 constexpr unsigned kMaxThreads = 8;
 
 // ----------------------------------------------------------------------------------------
@@ -445,10 +444,10 @@ ScanResult to_result(RangeResult&& r, std::uint64_t size) {
     return out;
 }
 
-unsigned thread_count(unsigned wanted, std::uint64_t bytes) {
+unsigned thread_count(unsigned wanted, std::uint64_t bytes, std::uint64_t per_thread) {
     unsigned n = wanted != 0 ? wanted : std::max(1u, std::thread::hardware_concurrency());
     n = std::min(n, kMaxThreads);
-    const std::uint64_t by_size = bytes / kMinBytesPerThread;
+    const std::uint64_t by_size = bytes / std::max<std::uint64_t>(1, per_thread);
     return static_cast<unsigned>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(n, by_size)));
 }
 
@@ -536,7 +535,7 @@ ScanResult scan_delimited_file(const std::string& path, const TextFormat& format
     const std::uint64_t size = file.size();
     const std::uint64_t begin = std::min(options.begin, size);
     const unsigned threads = format.multi_line || options.max_records != 0
-                                 ? 1u : thread_count(options.threads, size - begin);
+                                 ? 1u : thread_count(options.threads, size - begin, options.thread_bytes);
     if (threads == 1) {
         DelimitedScanner s(format, options, begin, 1, begin, options.header, options.expected_fields);
         file.scan(s, begin, size);

@@ -79,6 +79,7 @@ struct ScanOptions {
     std::uint64_t max_records = 0;    // stop after this many data records; 0: no limit
     unsigned threads = 1;             // helper threads for one large file (no multi_line,
                                       // no max_records); 0: one per usable CPU, at most 8
+    std::uint64_t thread_bytes = std::uint64_t{32} << 20;  // at least this much per thread
 };
 
 // A mini-batch's share of one file: whole records in [begin, end).
