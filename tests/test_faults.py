@@ -288,3 +288,22 @@ def _assert_no_orphans(tmp: Path) -> None:
         except OSError:
             continue
         assert marker.encode() not in environ, f"orphan process {pid} from {tmp}"
+
+
+def test_no_mini_batch_started_within_first_task_creation_timeout(tmp_path: Path) -> None:
+    write_job(tmp_path, "import time\ndef init():\n    time.sleep(3600)\n"
+              "def run(mini_batch):\n    return mini_batch\n", files=2, mini_batch_size=1,
+              program_arguments="--first_task_creation_timeout 2")
+    result = run_job(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "no mini-batch started within first_task_creation_timeout (2 s)" in result.job_result()
+    _assert_no_orphans(tmp_path)
+
+
+def test_no_progress_within_progress_update_timeout(tmp_path: Path) -> None:
+    write_job(tmp_path, "import time\ndef run(mini_batch):\n    time.sleep(3600)\n", files=2,
+              mini_batch_size=1, program_arguments="--progress_update_timeout 2")
+    result = run_job(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "no progress within progress_update_timeout (2 s)" in result.job_result()
+    _assert_no_orphans(tmp_path)
