@@ -122,6 +122,8 @@ class DelimitedSource:
         self.names = [n or shared for n in self.names]
 
     def _parse_header(self, raw: bytes) -> tuple[str, ...]:
+        if not raw.endswith((b"\n", b"\r")):  # the last line of the file: Arrow needs an end
+            raw += b"\n"
         table = pacsv.read_csv(pa.py_buffer(raw), read_options=self._read_options(None),
                                parse_options=self._parse_options(),
                                convert_options=pacsv.ConvertOptions(

@@ -126,9 +126,8 @@ class ArrowPartitionPlan:
         parts = [plan.materialise_arrow(b) for b in range(plan.n_batches)]
         table = pa.concat_tables(parts) if parts else plan.schema.empty_table()
         del parts
-        order = pc.sort_indices(table.select(list(keys)),
-                                sort_keys=[(k, "ascending") for k in keys],
-                                null_placement="at_end")
+        # Stable, nulls last (Arrow's default placement).
+        order = pc.sort_indices(table.select(list(keys)), sort_keys=[(k, "ascending") for k in keys])
         sorted_keys = table.select(list(keys)).take(order)
         starts = _group_starts(sorted_keys)
         offsets = np.append(starts, table.num_rows).astype(np.int64)
@@ -139,7 +138,10 @@ class ArrowPartitionPlan:
             for lo in range(0, table.num_rows, SORT_CHUNK_ROWS):
                 writer.write_table(table.take(order[lo:lo + SORT_CHUNK_ROWS]))
         del table, order
-        mapped = pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+        # Read through a buffer over the mapping: zero-copy, and unlike open_file(memory_map)
+        # it starts none of Arrow's IO threads in the driver, which forks next.
+        buffer = pa.memory_map(path, "r").read_buffer()
+        mapped = pa.ipc.open_file(buffer).read_all()
         return cls(mapped, offsets, key_dicts, fd)
 
 

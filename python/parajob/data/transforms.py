@@ -111,6 +111,9 @@ class Conversion:
         t = values.type
         if self.kind == "string":
             return pc.cast(values, pa.string())
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            # An empty text (kept by empty_as_string) is no number, date or boolean: null.
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, t), values)
         if self.kind in ("int", "float"):
             if pa.types.is_string(t) or pa.types.is_large_string(t):
                 values = pc.utf8_trim_whitespace(values)
