@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from parajob.data import transforms as tf
 from parajob.data.input_errors import Where
+from parajob.spec.report import did_you_mean
 from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
 
 __all__ = ["ArrowPartitionPlan", "FilePartitionPlan", "plan_file_partitions",
@@ -54,8 +55,9 @@ def plan_table_partitions(parts: TableParts, keys: tuple[str, ...], where: Where
         raise where.error(
             f"partition key '{missing[0]}' is not a column of the input (columns: "
             f"{', '.join(plan.schema.names)})",
-            "partition keys name columns of the table, for example the ones "
-            "extract_columns_from_partition_format makes from the paths")
+            did_you_mean(missing[0], plan.schema.names) or "partition keys name columns of "
+            "the table, for example the ones extract_columns_from_partition_format makes from "
+            "the paths")
     if by_file:
         return _group_files(parts, plan, keys)
     return ArrowPartitionPlan.build(plan, keys)
