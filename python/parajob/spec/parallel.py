@@ -205,7 +205,8 @@ def _input_data(st: _Step, inputs: dict[str, Input]) -> str | None:
     port = inputs[ref.name]
     if port.is_literal:
         st.s.r.error(node, fld, f"input_data must be data (uri_folder, uri_file or mltable), "
-                     f"but input '{ref.name}' is a {port.type} literal")
+                     f"but input '{ref.name}' is {'an' if port.type[0] in 'aeio' else 'a'} "
+                     f"{port.type} literal")
         return None
     return ref.name
 

@@ -440,7 +440,7 @@ def _read_input_object(s: Scope, name: str, node: yaml.Node, fld: str,
 
 
 def _a(kind: str) -> str:
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+    return f"an {kind}" if kind[0] in "aeio" else f"a {kind}"  # "a uri_file"
 
 
 def _literal(s: Scope, name: str, value: yaml.Node, fld: str, kind: str | None,
