@@ -41,7 +41,8 @@ def read_command_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.Nod
     """Read one command step (merged with its component); None when any error was recorded.
     Its outputs go to ``s.producers`` even then (see read_parallel_step)."""
     errors_before = s.r.error_count
-    keys = read_mapping(s.r, node, s.prefix, allowed, required=("command",), anchor=key)
+    keys = read_mapping(s.r, node, s.prefix, allowed, required=("command",), anchor=key,
+                        misplaced=schema.MISPLACED_IN_COMMAND)
     if keys is None:
         return None
     for e in keys.values():

@@ -17,7 +17,7 @@ __all__ = [
     "INPUT_PORT_KEYS", "OUTPUT_PORT_KEYS", "LIMITS_KEYS", "COMPONENT_ONLY_KEYS",
     "DATA_INPUT_TYPES", "LITERAL_INPUT_TYPES", "INPUT_TYPES", "OUTPUT_TYPES", "INPUT_MODES",
     "OUTPUT_MODES", "LOGGING_LEVELS", "TASK_TYPES", "STEP_TYPES", "UNRUNNABLE_STEP_TYPES",
-    "UNSUPPORTED", "MISPLACED_IN_STEP", "MISPLACED_IN_TASK", "MAX_TIMEOUT",
+    "UNSUPPORTED", "MISPLACED_IN_STEP", "MISPLACED_IN_COMMAND", "MISPLACED_IN_TASK", "MAX_TIMEOUT",
 ]
 
 MAX_TIMEOUT = 259200  # seconds: the service's bound for retry_settings.timeout
@@ -139,6 +139,17 @@ MISPLACED_IN_STEP = {
                                    "'--first_task_creation_timeout N' to task.program_arguments",
     "resource_monitor_interval": "resource_monitor_interval is a program argument: add "
                                  "'--resource_monitor_interval N' to task.program_arguments",
+}
+MISPLACED_IN_STEP["command"] = ("command belongs to command steps (type: command); a parallel "
+                                 "step runs task.entry_script")
+MISPLACED_IN_STEP["limits"] = ("limits belongs to command steps; a parallel step's timeout is "
+                               "retry_settings.timeout")
+# A parallel step's fields in a command step.
+MISPLACED_IN_COMMAND = {
+    key: f"'{key}' belongs to parallel steps (type: parallel), and this step is type: command"
+    for key in ("input_data", "mini_batch_size", "partition_keys", "max_concurrency_per_instance",
+                "mini_batch_error_threshold", "error_threshold", "retry_settings",
+                "logging_level", "task")
 }
 MISPLACED_IN_TASK = {
     "mini_batch_size": "mini_batch_size belongs to the step, not to 'task:'",
