@@ -169,7 +169,7 @@ def test_entry_script_logger_and_minibatch_index_land_in_the_worker_logs(tmp_pat
     script_log = (logs / "entry_script_log" / "node000" / "process001.log.txt").read_text()
     assert "init in process001" in script_log
     for index in range(3):
-        assert f"|INFO|" in script_log and f"mini-batch {index}: 2 files" in script_log
+        assert "|INFO|" in script_log and f"mini-batch {index}: 2 files" in script_log
     # The root logger writes to the worker's stdout log, as on Azure.
     stdout_log = (logs / "stdout" / "node000" / "process001.stdout.txt").read_text()
     assert "root logger saw mini-batch 2" in stdout_log

@@ -48,4 +48,5 @@ def visible_gpus() -> list[str]:
         out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+    count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return [str(i) for i in range(count)]

@@ -118,11 +118,11 @@ def check_environments(pipeline: Pipeline) -> list[Diagnostic]:
             continue
         seen.add(conda)
         file, line, column = step.where(key)
-        fld = _field(pipeline, step, key)
+        at = (shown_path(file), line, column, _field(pipeline, step, key))
 
-        def warn(message: str, hint: str | None = None) -> None:
-            found.append(Diagnostic(shown_path(file), line, column, fld, message, hint,
-                                    "warning"))
+        def warn(message: str, hint: str | None = None,
+                 at: tuple[str, int | None, int | None, str] = at) -> None:
+            found.append(Diagnostic(*at, message, hint, "warning"))
 
         if not conda.is_file():
             warn(f"conda file {shown_path(conda)} does not exist",

@@ -10,7 +10,9 @@ Entry point: :func:`load_pipeline`. Modules, in the order data flows through the
     graph       the steps' dependency graph (${{parent.jobs...}}), order, cycles
     component   component files: ports, and merging with the node
     places      datastores, ${{name}} and the other output path templates
-    ports       inputs and outputs (paths made absolute and checked)
+    scope       the reading state of a step; local paths (made absolute and checked)
+    ports       inputs
+    outputs     outputs
     parallel    one type: parallel step
     command     one type: command step
     task        task: entry script, program arguments, environment
@@ -47,7 +49,8 @@ from parajob.spec.sizes import (
 )
 
 __all__ = [
-    "CommandStep", "DEFAULT_BYTES_PER_BATCH", "DEFAULT_FILES_PER_BATCH", "Input", "MiniBatchSize", "Output",
+    "CommandStep", "DEFAULT_BYTES_PER_BATCH", "DEFAULT_FILES_PER_BATCH", "Input",
+    "MiniBatchSize", "Output",
     "ParallelStep", "Pipeline", "RetrySettings", "RuntimeArgs", "Step", "Task",
     "default_output_path", "load_pipeline", "parse_mini_batch_size", "parse_program_arguments",
 ]

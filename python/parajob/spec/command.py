@@ -9,13 +9,14 @@ and oj-sales examples). What only a cluster can do (``distribution``, several in
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
 from parajob.spec import schema
 from parajob.spec.commandline import bind_command_text
-from parajob.spec.model import CommandStep
+from parajob.spec.model import CommandStep, Input, Output
 from parajob.spec.parallel import check_recorded
 from parajob.spec.ports import Scope, read_inputs, read_outputs
 from parajob.spec.task import read_code, read_environment
@@ -81,7 +82,8 @@ def read_command_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.Nod
     )
 
 
-def _command(s: Scope, entry: Entry, inputs: dict, outputs: dict) -> str | None:  # type: ignore[type-arg]
+def _command(s: Scope, entry: Entry, inputs: Mapping[str, Input],
+             outputs: Mapping[str, Output]) -> str | None:
     node = entry.value
     if not (isinstance(node, yaml.ScalarNode) and node.tag == STR):
         s.r.error(node, entry.field, f"expected the command as one string, found "

@@ -236,10 +236,12 @@ def merge_node(node: yaml.MappingNode, component: Component) -> yaml.MappingNode
             continue
         if name not in mine:
             pairs.append((e.key, e.value))
-        elif name in _SUBMERGE and isinstance(e.value, yaml.MappingNode) \
-                and isinstance(mine[name][1], yaml.MappingNode):
-            key, value = mine.pop(name)
-            pairs.append((key, _merge_mapping(value, e.value)))
+        else:
+            key, value = mine[name]
+            if name in _SUBMERGE and isinstance(e.value, yaml.MappingNode) \
+                    and isinstance(value, yaml.MappingNode):
+                del mine[name]
+                pairs.append((key, _merge_mapping(value, e.value)))
     pairs += [(k, v) for name, (k, v) in mine.items() if name != "component"]
     return yaml.MappingNode(node.tag, pairs, node.start_mark, node.end_mark)
 

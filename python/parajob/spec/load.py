@@ -186,11 +186,15 @@ def _read_pipeline(r: Reporter, root: yaml.MappingNode, file: Path,
         jobs = {n: jobs[n] for n in by_name if n in jobs}  # YAML order
     return Pipeline(
         file=file, display_name=text["display_name"], description=text["description"],
-        tags=tags or {}, default_compute=settings.get("default_compute"), inputs=inputs,
+        tags=tags or {}, default_compute=_text(settings.get("default_compute")), inputs=inputs,
         outputs=outputs, jobs=jobs, name=text["name"], experiment_name=text["experiment_name"],
         compute=text["compute"], order=tuple(order), default_datastore=places.default_datastore,
         continue_on_step_failure=bool(settings.get("continue_on_step_failure")),
     )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _producers(edges: list[Edge], order: list[str]) -> tuple[str, ...]:

@@ -52,7 +52,7 @@ def apply_overrides(r: Reporter, root: yaml.MappingNode, overrides: Sequence[str
 
 
 def _marks(name: str) -> tuple[yaml.Mark, yaml.Mark]:
-    mark = yaml.Mark(name, 0, 0, 0, None, None)
+    mark = yaml.Mark(name, 0, 0, 0, None, 0)  # no buffer: no snippet
     return mark, mark
 
 

@@ -130,7 +130,7 @@ class Reporter:
             source = self.sources.get(str(where[0]), self.sources[self.file])
             line, column = where[1], where[2]
         elif isinstance(where, tuple):
-            source, (line, column) = self.sources[self.file], where  # type: ignore[misc]
+            source, (line, column) = self.sources[self.file], where
         else:
             source, (line, column) = self.source_of(where), self.position(where)
         if not source.positions:
