@@ -402,3 +402,37 @@ def test_mltable_with_patterns_and_folders_loads(tmp_path: Path) -> None:
     text = "type: pipeline\njobs:\n  score:\n" + parallel("{type: mltable, path: ./table}")
     step = load_pipeline(write(tmp_path, {"pipeline.yml": text})).jobs["score"]
     assert step.inputs["data"].type == "mltable"
+
+
+# -- robustness ----------------------------------------------------------------------------
+_SHAPES = ["~", "7", "x", "'${{inputs.nope}}'", "[1, a]", "{a: 1}"]
+
+
+def _value_lines(text: str) -> list[int]:
+    return [i for i, line in enumerate(text.splitlines())
+            if ":" in line and not line.lstrip().startswith(("#", "-"))]
+
+
+@pytest.mark.parametrize(("example", "mutated"), [
+    ("iris", "pipeline.yml"), ("mnist", "pipeline.yml"),
+    ("mnist", "script/predict_digits_mnist.yml"), ("mnist", "script/prepare_data.yml")])
+def test_no_value_of_another_shape_crashes_the_loader(tmp_path: Path, example: str,
+                                                      mutated: str) -> None:
+    """Each value of a real pipeline (or component) replaced by values of other shapes: the
+    loader either accepts the result or reports it (SpecError), never fails otherwise."""
+    import shutil
+
+    folder = tmp_path / example
+    shutil.copytree(Path(__file__).parent / "data" / "pipelines" / example, folder)
+    original = (folder / mutated).read_text()
+    lines = original.splitlines()
+    for index in _value_lines(original):
+        key = lines[index].split(":", 1)[0]
+        for shape in _SHAPES:
+            changed = lines[:index] + [f"{key}: {shape}"] + lines[index + 1:]
+            (folder / mutated).write_text("\n".join(changed) + "\n")
+            try:
+                load_pipeline(folder / "pipeline.yml", run_dir=tmp_path / "run",
+                              overrides=[f"jobs.x{index}={shape}"] if index % 7 == 0 else [])
+            except SpecError as exc:
+                assert exc.errors, (index, shape)
