@@ -380,3 +380,16 @@ def test_planning_leaves_no_thread_of_its_own(tmp_path: Path) -> None:
                          check=True).stdout.split()
     assert out[0] == "5" and int(out[1]) > 10 and out[2] == "300001"
     assert int(out[4]) <= int(out[3])  # (idle pool threads may have exited meanwhile)
+
+
+def test_folder_partitions_from_key_value_names(tmp_path: Path) -> None:
+    for store in ("1", "2"):
+        for month in ("01", "02"):
+            folder = tmp_path / "data" / f"store={store}" / f"month={month}"
+            folder.mkdir(parents=True)
+            (folder / "part.txt").write_text("x")
+    p = plan_input(tmp_path / "data", "uri_folder", None, ("store",))
+    assert p.n_batches == 2 and p.partition_key_value(0) == {"store": "1"}
+    assert len(p.materialise(1)) == 2
+    with pytest.raises(TableInputError, match="'region' is not in the path"):
+        plan_input(tmp_path / "data", "uri_folder", None, ("region",))

@@ -163,6 +163,20 @@ protected:
 // ----------------------------------------------------------------------------------------
 // Delimited text.
 
+// Ones in x. Without -mpopcnt, GCC turns __builtin_popcountll into a call to libgcc's
+// __popcountdi2 on x86-64: 21% of the scan of a numeric CSV under perf. The SWAR form
+// inlines to a dozen instructions; with -mpopcnt (or on other targets) the builtin is one.
+inline unsigned count_ones(std::uint64_t x) {
+#if defined(__x86_64__) && !defined(__POPCNT__)
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
+#else
+    return static_cast<unsigned>(__builtin_popcountll(x));
+#endif
+}
+
 struct Masks {
     std::uint64_t delim, quote, lf, cr;
 };
@@ -238,7 +252,7 @@ private:
         for (std::uint64_t lf = m.lf; lf != 0; lf &= lf - 1) {
             const unsigned i = static_cast<unsigned>(__builtin_ctzll(lf));
             const std::uint64_t span = ((std::uint64_t{1} << i) - 1) & ~((std::uint64_t{1} << pos) - 1);
-            fields_ += static_cast<std::uint64_t>(__builtin_popcountll(m.delim & span));
+            fields_ += count_ones(m.delim & span);
             unsigned len = i - pos;
             if (len != 0 && ((m.cr >> (i - 1)) & 1)) --len;  // the CR of a CRLF is no content
             if (len != 0) content_ = true;
@@ -249,7 +263,7 @@ private:
         }
         state_ = State::field_start;
         if (pos < 64) {
-            fields_ += static_cast<std::uint64_t>(__builtin_popcountll(m.delim & (~std::uint64_t{0} << pos)));
+            fields_ += count_ones(m.delim & (~std::uint64_t{0} << pos));
             content_ = true;
             state_ = ((m.delim >> 63) & 1) ? State::field_start : State::in_field;
         }

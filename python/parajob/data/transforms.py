@@ -333,5 +333,7 @@ _NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32():
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """The DataFrame run() receives: fixed dtypes per Arrow type, fresh RangeIndex."""
-    return table.to_pandas(types_mapper=_NULLABLE.get, ignore_metadata=True)
+    # One thread: workers already run in parallel, and a ~1 MB mini-batch converts faster
+    # than a pool wakes up (each worker would otherwise start a pool of one thread per CPU).
+    return table.to_pandas(types_mapper=_NULLABLE.get, ignore_metadata=True, use_threads=False)
 
