@@ -144,3 +144,62 @@ def merge_records(out_path: str, spool_paths: list[str], batch: npt.ArrayLike,
     """Copy the payloads of the given spool records, in order, to out_path (truncated)."""
 
 # --- end merge ---
+
+# --- records ---
+
+class RecordScan:
+    """Record boundaries of one delimited-text or JSON-lines file (records.hpp).
+
+    Offsets are bytes into the file; lines are 1-based (CRLF, LF and a lone CR each end
+    one). Pieces hold whole records, in order, every data record exactly once.
+    """
+
+    size: int
+    header_begin: int  # the header record's bytes [header_begin, header_end); equal: none
+    header_end: int
+    data_begin: int
+    end: int  # where the scan stopped: size, or just after max_records records
+    fields: int  # fields of the first record (the header, when there is one); 0: none
+    records: int
+    @property
+    def pieces(self) -> npt.NDArray[np.uint64]:
+        """(n, 4) [begin, end, records, first_line] per piece."""
+    @property
+    def error(self) -> tuple[str, int, int, int, int] | None:
+        """(kind, line, offset, expected, found) of the first bad record: kind is
+        'field_count' or 'line_break_in_quotes' (a quoted value past its line without
+        multi_line)."""
+
+def scan_delimited(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    *,
+    delimiter: str = ",",
+    quote: str = '"',
+    quoting: bool = True,
+    multi_line: bool = False,
+    begin: int = 0,
+    header: bool = False,
+    expected_fields: int = 0,
+    check_fields: bool = True,
+    target_bytes: int = 0,
+    max_records: int = 0,
+    threads: int = 0,
+    thread_bytes: int = 32 << 20,
+) -> RecordScan:
+    """Scan a delimited-text file with Arrow's CSV rules; cut it at the first record end at
+    or after every data_begin + k * target_bytes (0: one piece). Every data record must
+    have expected_fields fields (0: as many as the first record). Reads with pread (never
+    maps the file); releases the GIL; helper threads (not with multi_line) are joined
+    before it returns. Raises OSError subclasses naming the path, ValueError for a
+    delimiter or quote that is not one byte."""
+
+def scan_lines(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    *,
+    begin: int = 0,
+    target_bytes: int = 0,
+    max_records: int = 0,
+) -> RecordScan:
+    """Scan a JSON-lines file: records are lines holding more than JSON whitespace."""
+
+# --- end records ---
