@@ -201,14 +201,34 @@ def check_entry_script(step: ParallelStep) -> None:
                                     f"cannot read entry script {path}: {exc.strerror}")]) from exc
     except SyntaxError as exc:
         raise error(f"syntax error: {exc.msg}", exc.lineno) from exc
-    names = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-              if isinstance(t, ast.Name)}
-    names |= {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
-              for alias in node.names}
-    if "run" not in names:
+    names = _module_names(tree.body)
+    if "run" not in names and "*" not in names:
         raise error("defines no run(mini_batch) function", None,
                     "add `def run(mini_batch):` returning a list or DataFrame of results")
+
+
+def _module_names(body: list[ast.stmt]) -> set[str]:
+    """Names a module binds at its top level, including inside if/try/with/for blocks
+    (``try: import torch; def run(...)`` ``except ImportError: def run(...)``); "*" for a
+    star import, whose names only an import shows (parajob validate does that)."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(node, field, None)
+            if isinstance(inner, list) and not isinstance(node, (ast.FunctionDef,
+                                                                 ast.AsyncFunctionDef,
+                                                                 ast.ClassDef)):
+                names |= _module_names([n for n in inner if isinstance(n, ast.stmt)]
+                                       + [s for h in inner if isinstance(h, ast.excepthandler)
+                                          for s in h.body])
+    return names
 
 
 def _plan(step: ParallelStep) -> FileBatchPlan:
