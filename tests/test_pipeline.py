@@ -472,3 +472,35 @@ def test_validate_runs_no_user_code_beyond_import(tmp_path: Path) -> None:
     assert not (tmp_path / "src" / "init-ran").exists()
     assert not (tmp_path / "src" / "run-ran").exists()
     assert not (tmp_path / "runs").exists()
+
+
+def test_run_defined_inside_a_try_block_is_accepted(tmp_path: Path) -> None:
+    make_files(tmp_path / "data", 2)
+    write(tmp_path, {
+        "src/guarded.py": """\
+            try:
+                import does_not_exist_here  # noqa: F401
+                def run(mini_batch):
+                    return ["fast"] * len(mini_batch)
+            except ImportError:
+                def run(mini_batch):
+                    return ["slow"] * len(mini_batch)
+            """,
+        "pipeline.yml": """\
+            type: pipeline
+            jobs:
+              step:
+                type: parallel
+                inputs:
+                  data: {type: uri_folder, path: ./data}
+                outputs:
+                  out: {type: uri_file}
+                input_data: ${{inputs.data}}
+                task: {type: run_function, code: ./src, entry_script: guarded.py,
+                       append_row_to: "${{outputs.out}}"}
+            """,
+    })
+    run = tmp_path / "run"
+    proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "step" / "outputs" / "out").read_text() == "slow\nslow\n"
