@@ -44,10 +44,17 @@ def test_seed_iris_pipeline_runs_unchanged(tmp_path: Path) -> None:
     assert "'--resource_monitor_interva' is not a runtime flag" in proc.stderr
     assert "did you mean '--resource_monitor_interval'?" in proc.stderr
     # append_row_to a uri_file output with no path: the file itself, under the run folder.
+    # The table is cut by "10kb" into DataFrames; rows come back in input order.
     rows = (run / "batch_prediction" / "outputs" / "job_output_file").read_text().splitlines()
-    assert len(rows) == 30
-    assert rows[0].endswith(str(run / "batch_prediction" / "inputs" / "score_model"))
-    assert sum("setosa " in r for r in rows) == 10
+    assert len(rows) == 600
+    species = [r.split()[4] for r in rows]
+    assert species[:3] == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    assert all(r.endswith(str(run / "batch_prediction" / "inputs" / "score_model"))
+               for r in rows)
+    assert sum(" setosa " in r for r in rows) == 200
+    batches = list(csv.DictReader(open(run / "batch_prediction" / "logs" / "sys" /
+                                       "job_report" / "processed_mini-batches.csv")))
+    assert len(batches) == 2  # 18 kB in mini-batches of about 10 kB
     # score_model is mode: download: the script read a copy, not the source folder.
     assert (run / "batch_prediction" / "inputs" / "score_model" / "model.txt").is_file()
     # instance_count 2 x max_concurrency_per_instance 2 workers, each with its own logs.
