@@ -68,6 +68,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     output_file = append_row_target(step, layout)
     restored = _restored_batches(step, layout, plan, options.resume)
     layout.create()
+    _make_output_folders(step, layout)
     args = step.runtime_args
     gpus = tuple(visible_gpus())
     # The program argument wins over the YAML field, as on Azure (it comes last there).
@@ -174,6 +175,15 @@ def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path)
     write_atomically(target, lambda tmp: _core.merge_records(
         str(tmp), spools, done.astype(np.uint32), process[done], slots["spool_offset"][done],
         slots["spool_length"][done]))
+
+
+def _make_output_folders(step: ParallelStep, layout: StepLayout) -> None:
+    """Output folders exist before workers start, as mounted outputs do on Azure (scripts
+    write into ``--model_folder ${{outputs.x}}`` without creating it); a uri_file output's
+    folder too."""
+    for name, out in step.outputs.items():
+        path = out.path or layout.outputs_dir / name
+        (path.parent if out.type == "uri_file" else path).mkdir(parents=True, exist_ok=True)
 
 
 def append_row_target(step: ParallelStep, layout: StepLayout) -> Path | None:
