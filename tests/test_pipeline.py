@@ -511,3 +511,103 @@ def test_run_defined_inside_a_try_block_is_accepted(tmp_path: Path) -> None:
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (run / "step" / "outputs" / "out").read_text() == "slow\nslow\n"
+
+
+def test_oj_sales_shape_command_writes_a_table_that_a_partitioned_step_reads(
+        tmp_path: Path) -> None:
+    write(tmp_path, {
+        "oj_sales_data.csv": "Store,Brand,Quantity\n" + "".join(
+            f"{1000 + i % 3},{['dominicks', 'tropicana'][i % 2]},{i}\n" for i in range(12)),
+        "src/partition_data/partition_data.py": """\
+            import argparse, os, shutil
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--data_source")
+            parser.add_argument("--partition_keys")
+            parser.add_argument("--tabular_output_data")
+            args = parser.parse_args()
+            shutil.copy(args.data_source, os.path.join(args.tabular_output_data, "data.csv"))
+            with open(os.path.join(args.tabular_output_data, "MLTable"), "w") as f:
+                f.write("paths:\\n  - file: ./data.csv\\ntransformations:\\n"
+                        "  - read_delimited: {delimiter: ',', header: all_files_same_headers}\\n")
+            """,
+        "src/partition_data/partition_data.yml": """\
+            $schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+            type: command
+            name: partition_data
+            version: 1
+            inputs:
+              data_source: {type: uri_file}
+              partition_keys: {type: string}
+            outputs:
+              tabular_output_data: {type: mltable}
+            code: ./
+            environment: {image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04}
+            command: >-
+              python partition_data.py
+              --data_source ${{inputs.data_source}}
+              --partition_keys ${{inputs.partition_keys}}
+              --tabular_output_data ${{outputs.tabular_output_data}}
+            """,
+        "src/parallel_train/parallel_train.py": """\
+            import argparse, os
+            def run(input_data, mini_batch_context):
+                parser = argparse.ArgumentParser(allow_abbrev=False)
+                parser.add_argument("--model_folder")
+                args, _ = parser.parse_known_args()
+                key = mini_batch_context.partition_key_value
+                name = f"{key['Store']}_{key['Brand']}.txt"
+                with open(os.path.join(args.model_folder, name), "w") as f:
+                    f.write(str(int(input_data["Quantity"].sum())))
+                return []
+            """,
+        "pipeline.yml": """\
+            type: pipeline
+            display_name: partition by key parallel job
+            settings:
+              default_compute: azureml:cpu-cluster
+            jobs:
+              partition_job:
+                type: command
+                component: ./src/partition_data/partition_data.yml
+                inputs:
+                  data_source:
+                    type: uri_file
+                    path: ./oj_sales_data.csv
+                  partition_keys: Store,Brand
+                outputs:
+                  tabular_output_data:
+                    type: mltable
+                    mode: rw_mount
+              parallel_train:
+                type: parallel
+                inputs:
+                  data_source:
+                    path: ${{parent.jobs.partition_job.outputs.tabular_output_data}}
+                    type: mltable
+                    mode: direct
+                outputs:
+                  model_folder:
+                    type: uri_folder
+                    mode: rw_mount
+                partition_keys:
+                  - Store
+                  - Brand
+                error_threshold: -1
+                mini_batch_error_threshold: 5
+                input_data: ${{inputs.data_source}}
+                max_concurrency_per_instance: 2
+                task:
+                  type: run_function
+                  code: ./src/parallel_train
+                  entry_script: parallel_train.py
+                  program_arguments: >-
+                    --model_folder ${{outputs.model_folder}}
+            """,
+    })
+    run = tmp_path / "run"
+    proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    models = run / "parallel_train" / "outputs" / "model_folder"
+    # 3 stores x 2 brands, each partition one run() call: every row sums into one file.
+    assert len(list(models.iterdir())) == 6
+    assert sum(int(p.read_text()) for p in models.iterdir()) == sum(range(12))
