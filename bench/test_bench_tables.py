@@ -56,7 +56,7 @@ def generate(path: Path) -> int:
             c = rng.integers(0, 100_000, size=n)
             lab = labels[rng.integers(0, 3, size=n)]
             chunk = "".join(f"{rows + i},{a},{b},{d},{e},{k},{s}\n" for i, (a, b, d, e), k, s
-                            in zip(range(n), v.tolist(), c.tolist(), lab.tolist()))
+                            in zip(range(n), v.tolist(), c.tolist(), lab.tolist(), strict=True))
             f.write(chunk)
             written += len(chunk)
             rows += n
@@ -92,7 +92,8 @@ def test_parajob_plan(benchmark: BenchmarkFixture, table: tuple[Path, int]) -> N
     plan = record("parajob plan (scan + checks)", benchmark,
                   lambda: plan_input(folder, "mltable", size), rounds=5)
     assert plan.n_items == rows
-    assert plan.n_batches == pytest.approx(os.path.getsize(folder / "big.csv") / (1 << 20), rel=0.01)
+    expected = os.path.getsize(folder / "big.csv") / (1 << 20)
+    assert plan.n_batches == pytest.approx(expected, rel=0.01)
     pieces = plan.pieces
     assert (pieces[1:, 1] == pieces[:-1, 2]).all()  # contiguous, whole file covered
     last = plan.materialise(plan.n_batches - 1)

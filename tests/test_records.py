@@ -105,7 +105,7 @@ def arrow_rows(data: bytes, fields: int, multi_line: bool, header: bool = False)
         if header and "Empty CSV file" in str(exc):
             return []
         raise
-    return list(zip(*(column.to_pylist() for column in table.columns)))
+    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
 
 def scan(path: str, csv: Csv, target: int, **kw: int) -> _core.RecordScan:
@@ -130,7 +130,7 @@ def test_pieces_concatenate_to_the_whole_file(csv: Csv, target: int) -> None:
         assert result.records == len(expected)
         # In order, no overlap; what lies between pieces is only empty lines.
         bounds = [result.data_begin, *result.pieces[:, :2].ravel().tolist(), len(csv.data)]
-        for gap_begin, gap_end in zip(bounds[::2], bounds[1::2]):
+        for gap_begin, gap_end in zip(bounds[::2], bounds[1::2], strict=True):
             assert gap_begin <= gap_end and not csv.data[gap_begin:gap_end].strip(b"\r\n")
 
 
@@ -145,7 +145,8 @@ def test_threads_cut_exactly_where_one_thread_does(csv: Csv, target: int, thread
         one = scan(path, csv, target, threads=1)
         many = scan(path, csv, target, threads=threads, thread_bytes=1)
         assert many.pieces.tolist() == one.pieces.tolist()
-        assert (many.records, many.error, many.data_begin) == (one.records, one.error, one.data_begin)
+        assert (many.records, many.error, many.data_begin) == \
+            (one.records, one.error, one.data_begin)
 
 
 def test_a_ragged_row_is_reported_with_its_line_from_any_thread() -> None:
@@ -232,7 +233,8 @@ def json_rows(data: bytes) -> list[dict]:
 
 @PROPERTY
 @given(json_files(), st.integers(1, 200))
-def test_json_lines_pieces_concatenate_to_the_whole_file(file: tuple[bytes, int], target: int) -> None:
+def test_json_lines_pieces_concatenate_to_the_whole_file(file: tuple[bytes, int],
+                                                         target: int) -> None:
     data, longest = file
     with data_file(data) as path:
         result = _core.scan_lines(path, target_bytes=target)

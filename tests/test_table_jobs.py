@@ -106,7 +106,10 @@ def test_iris_by_10kb_writes_every_row_once_in_order(tmp_path: Path) -> None:
     assert "3000 in, 3000 returned, 0 failed" in result.job_result()
 
 
-def oj_files(stores: range, brands: tuple[str, ...]) -> tuple[dict[str, str], dict[tuple[str, str], list[str]]]:
+Groups = dict[tuple[str, str], list[str]]
+
+
+def oj_files(stores: range, brands: tuple[str, ...]) -> tuple[dict[str, str], Groups]:
     """Orange-juice-like sales: one CSV per store and brand, 20 to 60 weeks each."""
     rng = np.random.default_rng(11)
     files, groups = {}, {}
@@ -133,7 +136,8 @@ def test_partitioned_job_runs_once_per_group_with_exactly_its_rows(tmp_path: Pat
     script = """
     def run(mini_batch, mini_batch_context):
         key = mini_batch_context.partition_key_value
-        assert set(mini_batch["Store"]) == {key["Store"]} and set(mini_batch["Brand"]) == {key["Brand"]}
+        assert set(mini_batch["Store"]) == {key["Store"]}
+        assert set(mini_batch["Brand"]) == {key["Brand"]}
         return [f"{key['Store']}|{key['Brand']}|{mini_batch_context.minibatch_index}|"
                 f"{w},{q},{p:.3f}" for w, q, p in zip(mini_batch["WeekStarting"],
                 mini_batch["Quantity"], mini_batch["Price"])]
@@ -189,8 +193,9 @@ def failed_before_workers(result: JobRun) -> str:
 
 
 def test_malformed_mltable(tmp_path: Path) -> None:
-    write_table_job(tmp_path, "paths:\n  - file: ./iris.csv\ntransformations:\n  - read_delimited:\n"
-                    "      header: [oops\n", {"iris.csv": "a\n1\n"}, "def run(b):\n    return b\n")
+    mltable = "paths:\n  - file: ./iris.csv\ntransformations:\n  - read_delimited:\n" \
+        "      header: [oops\n"
+    write_table_job(tmp_path, mltable, {"iris.csv": "a\n1\n"}, "def run(b):\n    return b\n")
     err = failed_before_workers(run_job(tmp_path))
     assert "MLTable:" in err and "invalid YAML" in err
 

@@ -62,11 +62,12 @@ CSV_MLTABLE = """\
 # -- whole-file equivalence --------------------------------------------------------------
 
 CELL = st.one_of(st.text(alphabet="ab;é 1", max_size=5),
-                 st.text(alphabet='ab,"\n 1', max_size=5).map(lambda s: '"' + s.replace('"', '""') + '"'))
+                 st.text(alphabet='ab,"\n 1', max_size=5).map(
+                     lambda s: '"' + s.replace('"', '""') + '"'))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=st.lists(st.lists(CELL, min_size=3, max_size=3), max_size=60),
        crlf=st.booleans(), final_newline=st.booleans(), size=st.integers(20, 400))
 def test_mini_batches_concatenate_to_the_whole_file(tmp_path: Path, rows: list[list[str]],
@@ -98,8 +99,8 @@ def test_mini_batches_concatenate_to_the_whole_file(tmp_path: Path, rows: list[l
 
 
 def test_types_are_inferred_once_and_the_same_in_every_mini_batch(tmp_path: Path) -> None:
-    rows = [f"{i},{i / 2},{'' if i % 97 == 50 else i},2024-01-{1 + i % 28:02d},{'true' if i % 2 else 'false'},s{i}"
-            for i in range(3000)]
+    rows = [f"{i},{i / 2},{'' if i % 97 == 50 else i},2024-01-{1 + i % 28:02d},"
+            f"{'true' if i % 2 else 'false'},s{i}" for i in range(3000)]
     folder = make_table(tmp_path, CSV_MLTABLE, {"data.csv": "i,f,n,d,b,s\n" + "\n".join(rows)})
     p = plan(folder, "4kb")
     assert p.n_batches > 10
@@ -169,7 +170,8 @@ def test_transformations_apply_in_order(tmp_path: Path) -> None:
               partition_format: "{region}/{day:yyyy-MM-dd}/{file_name}.csv"
           - convert_column_types:
               - columns: [flag]
-                column_type: {boolean: {true_values: ["y"], false_values: ["n"], mismatch_as: "false"}}
+                column_type:
+                  boolean: {true_values: ["y"], false_values: ["n"], mismatch_as: "false"}
               - columns: when
                 column_type: {datetime: {formats: ["%d/%m/%Y", "%Y%m%d"]}}
               - columns: [amount]
@@ -306,7 +308,8 @@ OJ_MLTABLE = """\
       - pattern: ./**/*.csv
     transformations:
       - read_delimited: {delimiter: ',', header: all_files_same_headers, include_path_column: true}
-      - extract_columns_from_partition_format: {partition_format: "{Store}/{Brand}/{file_name}.{extension}"}
+      - extract_columns_from_partition_format:
+          partition_format: "{Store}/{Brand}/{file_name}.{extension}"
       - drop_columns: [Path, file_name, extension]
 """
 
@@ -327,7 +330,7 @@ def test_partition_keys_from_paths_group_whole_files(tmp_path: Path) -> None:
 def test_partition_keys_on_data_columns_slice_a_shared_sorted_table(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     stores, values = rng.integers(0, 7, 5000), np.arange(5000)
-    data = "store,v\n" + "".join(f"{s},{v}\n" for s, v in zip(stores, values))
+    data = "store,v\n" + "".join(f"{s},{v}\n" for s, v in zip(stores, values, strict=True))
     p = plan(make_table(tmp_path, CSV_MLTABLE, {"data.csv": data}), keys=("store",))
     assert type(p).__name__ == "ArrowPartitionPlan" and p.n_batches == 7
     for b in range(7):

@@ -198,7 +198,7 @@ class DelimitedSource:
                 parse_options=self._parse_options(), convert_options=self._convert_options({}))
             names = tuple(sample.column_names) if mode != "no_header" else tuple(
                 f"Column{k + 1}" for k in range(sample.num_columns))
-            types = {n: _settle(t) for n, t in zip(names, sample.schema.types)}
+            types = {n: _settle(t) for n, t in zip(names, sample.schema.types, strict=True)}
             if not self.options["infer_column_types"]:
                 types = {n: pa.string() for n in names}
             types.update({n: pa.string() for n in names if n in self.string_columns})

@@ -74,7 +74,7 @@ class JsonLinesSource:
             end = int(pieces[0, 2])
         table = self._parse(_pread(path, end - begin, begin), None, path, int(pieces[0, 4]))
         fields = [pa.field(n, pa.string() if n in self.string_columns else _settle(t))
-                  for n, t in zip(table.column_names, table.schema.types)]
+                  for n, t in zip(table.column_names, table.schema.types, strict=True)]
         return pa.schema(fields)
 
     def read(self, f: int, begin: int, end: int, first_line: int) -> pa.Table:

@@ -307,7 +307,8 @@ class _Parser:
             sub = f"{where.field}[{i}]"
             item_node = node.value[i] if isinstance(node, yaml.SequenceNode) else node
             if not isinstance(item, dict) or set(item) != {"columns", "column_type"}:
-                self.error(item_node, sub, "expected {columns: <name or list>, column_type: <type>}")
+                self.error(item_node, sub,
+                           "expected {columns: <name or list>, column_type: <type>}")
                 continue
             columns = [item["columns"]] if isinstance(item["columns"], str) else item["columns"]
             try:

@@ -32,8 +32,8 @@ import pyarrow.compute as pc
 
 from parajob.data import transforms as tf
 from parajob.data.input_errors import Where
-from parajob.spec.report import did_you_mean
 from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
+from parajob.spec.report import did_you_mean
 
 __all__ = ["ArrowPartitionPlan", "FilePartitionPlan", "plan_file_partitions",
            "plan_table_partitions"]
@@ -74,7 +74,7 @@ def _group_files(parts: TableParts, plan: TableBatchPlan, keys: tuple[str, ...])
     index = np.array([p for key in order for p in groups[key]], np.int64)
     sizes = [len(groups[key]) for key in order]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    key_dicts = [dict(zip(keys, key)) for key in order]
+    key_dicts = [dict(zip(keys, key, strict=True)) for key in order]
     return TableBatchPlan(parts.source, parts.finisher, pieces[index] if len(index) else pieces,
                           offsets, None, plan.schema, key_dicts)
 
@@ -87,7 +87,7 @@ def _converted(parts: TableParts, column: str) -> list[Any]:
             for conv in step.conversions:
                 if column in conv.columns:
                     values = conv.apply(values, column)
-    return values.to_pylist()
+    return list(values.to_pylist())
 
 
 @dataclass
@@ -129,7 +129,8 @@ class ArrowPartitionPlan:
         table = pa.concat_tables(parts) if parts else plan.schema.empty_table()
         del parts
         # Stable, nulls last (Arrow's default placement).
-        order = pc.sort_indices(table.select(list(keys)), sort_keys=[(k, "ascending") for k in keys])
+        order = pc.sort_indices(table.select(list(keys)),
+                                sort_keys=[(k, "ascending") for k in keys])
         sorted_keys = table.select(list(keys)).take(order)
         starts = _group_starts(sorted_keys)
         offsets = np.append(starts, table.num_rows).astype(np.int64)
@@ -203,4 +204,4 @@ def plan_file_partitions(paths: list[str], values: dict[str, list[Any]],
     order = sorted(groups, key=_sort_key)
     flat = [p for key in order for p in groups[key]]
     offsets = np.concatenate([[0], np.cumsum([len(groups[k]) for k in order])]).astype(np.int64)
-    return FilePartitionPlan(flat, offsets, [dict(zip(keys, key)) for key in order])
+    return FilePartitionPlan(flat, offsets, [dict(zip(keys, key, strict=True)) for key in order])

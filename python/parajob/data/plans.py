@@ -54,7 +54,7 @@ def _mltable_file_partitions(table: Any, keys: tuple[str, ...], where: Where) ->
     for step in table.steps:
         if isinstance(step, tf.PartitionColumns):
             found = [step.format.extract(f.relpath) for f in files]
-            bad = [f.relpath for f, v in zip(files, found) if v is None]
+            bad = [f.relpath for f, v in zip(files, found, strict=True) if v is None]
             if bad and not step.ignore_error:
                 raise step.where.error(f"'{bad[0]}' does not match partition format "
                                        f"'{step.format.text}' ({len(bad)} files do not)")

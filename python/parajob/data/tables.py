@@ -39,9 +39,13 @@ DEFAULT_BYTES_PER_BATCH = 1024 * 1024  # spec.sizes.DEFAULT_BYTES_PER_BATCH
 
 
 class Source(Protocol):
+    """A format's reader: plans pieces of its files and reads one piece as Arrow."""
+
     files: list[DataFile]
     schema: pa.Schema
-    exact_records: bool
+
+    @property
+    def exact_records(self) -> bool: ...
 
     def plan(self, target_bytes: int) -> np.ndarray: ...
     def read(self, f: int, begin: int, end: int, first_line: int) -> pa.Table: ...
@@ -181,7 +185,7 @@ def table_parts(table: MLTable) -> TableParts:
     for k, step in enumerate(steps):
         if isinstance(step, tf.PartitionColumns):
             values = [step.format.extract(f.relpath) for f in files]
-            bad = [f for f, v in zip(files, values) if v is None]
+            bad = [f for f, v in zip(files, values, strict=True) if v is None]
             if bad and not step.ignore_error:
                 problems.append(step.where.diagnostic(
                     f"{len(bad)} of {len(files)} files do not match partition format "

@@ -87,7 +87,8 @@ class Conversion:
             if kind == "boolean" and isinstance(options, dict) and set(options) <= allowed:
                 mismatch = str(options.get("mismatch_as", "error"))
                 if mismatch not in ("error", "true", "false"):
-                    raise ValueError(f"mismatch_as must be error, true or false; found '{mismatch}'")
+                    raise ValueError(
+                        f"mismatch_as must be error, true or false; found '{mismatch}'")
                 return cls(columns, "boolean",
                            true_values=tuple(map(str, options.get("true_values", DEFAULT_TRUE))),
                            false_values=tuple(map(str, options.get("false_values", DEFAULT_FALSE))),
@@ -225,7 +226,7 @@ class PartitionFormat:
         if m is None:
             return None
         out: list[str | datetime] = []
-        for value, fmt in zip(m.groups(), self.date_formats):
+        for value, fmt in zip(m.groups(), self.date_formats, strict=True):
             out.append(datetime.strptime(value, fmt) if fmt else value)
         return tuple(out)
 
@@ -283,7 +284,8 @@ class Finisher:
             elif isinstance(step, PartitionColumns):
                 known = self.partition_values[k][file] if file >= 0 else None
                 values = known or (None,) * len(step.format.names)
-                for name, kind, value in zip(step.format.names, step.format.arrow_types(), values):
+                kinds = step.format.arrow_types()
+                for name, kind, value in zip(step.format.names, kinds, values, strict=True):
                     table = _add_column(table, table.num_columns, name, kind, value, step.where)
         return table
 
@@ -293,7 +295,7 @@ class Finisher:
 
 
 def _column_index(table: pa.Table, name: str, where: Where) -> int:
-    i = table.schema.get_field_index(name)
+    i = int(table.schema.get_field_index(name))
     if i < 0:
         columns = ", ".join(table.column_names) or "none"
         raise where.error(f"no column '{name}' at this step (columns: {columns})",
@@ -325,8 +327,9 @@ def _add_column(table: pa.Table, at: int, name: str, kind: pa.DataType, value: A
     return table.add_column(at, pa.field(name, kind), column)
 
 
-_NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-             pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+_NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
+             pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+             pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
              pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
              pa.bool_(): pd.BooleanDtype()}
 
@@ -335,5 +338,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     """The DataFrame run() receives: fixed dtypes per Arrow type, fresh RangeIndex."""
     # One thread: workers already run in parallel, and a ~1 MB mini-batch converts faster
     # than a pool wakes up (each worker would otherwise start a pool of one thread per CPU).
-    return table.to_pandas(types_mapper=_NULLABLE.get, ignore_metadata=True, use_threads=False)
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_NULLABLE.get, ignore_metadata=True,
+                                          use_threads=False)
+    return frame
 
