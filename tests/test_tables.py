@@ -396,3 +396,13 @@ def test_folder_partitions_from_key_value_names(tmp_path: Path) -> None:
     assert len(p.materialise(1)) == 2
     with pytest.raises(TableInputError, match="'region' is not in the path"):
         plan_input(tmp_path / "data", "uri_folder", None, ("region",))
+
+
+def test_a_value_that_does_not_fit_the_inferred_type_names_its_line(tmp_path: Path) -> None:
+    rows = [str(i) for i in range(300)]
+    rows[250] = "n/a"
+    folder = make_table(tmp_path, CSV_MLTABLE, {"data.csv": "n\n" + "\n".join(rows) + "\n"})
+    p = plan(folder, "200")
+    assert str(p.schema.field("n").type) == "int64"
+    with pytest.raises(ValueError, match=r"data\.csv: rows from line \d+.*n/a.*first 200 rows"):
+        frames(p)

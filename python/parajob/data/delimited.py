@@ -229,8 +229,13 @@ class DelimitedSource:
                                   convert_options=self._convert_options(
                                       {fld.name: fld.type for fld in self.schema}, include=True))
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            hint = ""
+            if "conversion error" in str(exc) and self.options["infer_column_types"]:
+                hint = (f" (column types were inferred from the first {SAMPLE_ROWS} rows; "
+                        "name the column in convert_column_types, or set "
+                        "infer_column_types: false)")
             raise ValueError(f"{path}: rows from line {first_line} (bytes {begin}-{end}): "
-                             f"{exc}") from None
+                             f"{exc}{hint}") from None
 
     def describe(self, f: int, begin: int, end: int, records: int, first_line: int) -> str:
         rows = f", {records} rows" if self.exact_records else ""
