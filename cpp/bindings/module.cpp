@@ -9,6 +9,7 @@ void bind_split(py::module_& m);
 void bind_dispatch(py::module_& m);
 void bind_records(py::module_& m);
 void bind_merge(py::module_& m);
+void bind_result_writer(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
     bind_dispatch(m);
     bind_records(m);
     bind_merge(m);
+    bind_result_writer(m);
 }

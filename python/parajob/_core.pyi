@@ -203,3 +203,19 @@ def scan_lines(
     """Scan a JSON-lines file: records are lines holding more than JSON whitespace."""
 
 # --- end records ---
+
+# --- result writer ---
+
+class ResultWriter:
+    """A worker's spool writer: gathers records of quick run() calls, writes them with one
+    write(), then finish()es each attempt (a batch is DONE only once its record is written)."""
+
+    def __init__(self, region: DispatchRegion, worker: int, process: int, spool_fd: int,
+                 attempts_fd: int, where: str) -> None: ...
+    def add(self, batch: int, attempt: int, ok: bool, payload: bytes, items_in: int,
+            items_out: int, error_code: int, run_seconds: float) -> None: ...
+    def flush(self) -> None: ...
+    @property
+    def pending(self) -> int: ...
+
+# --- end result writer ---

@@ -18,7 +18,7 @@ Data flow of one parallel step (who writes what; arrows are the direction data m
     +------------------------- worker (worker.py, forked) ---------------------------|---v-+
     | next_batch(): pop + CAS QUEUED(k) -> RUNNING(k, me); worker slot = batch      |     |
     | materialise -> run(mini_batch) -> count + format                              |     |
-    | spool.py: append framed record to its own spool file (gathered for quick runs)|     |
+    | ResultWriter (C++): framed record in its own spool (gathered for quick runs)  |     |
     | finish(): CAS RUNNING(k, me) -> FINISHING -> DONE/ERRORED + fields ------------+     |
     +-------------------------------------------------------------------------------------+
       |

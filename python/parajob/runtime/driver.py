@@ -284,7 +284,7 @@ class Driver:
 
     def _settle_held_batches(self, worker: WorkerProcess, status: ExitStatus) -> None:
         """A dead worker costs the attempts it held: the one in its worker slot, and any
-        whose results it had gathered but not yet published (spool.SpoolWriter)."""
+        whose results it had gathered but not yet published (_core.ResultWriter)."""
         held = self.region.worker_info(worker.slot)[3]
         if held >= 0 and self.region.batch_state(held)[0] == int(BatchState.QUEUED):
             # Popped from the ring but never claimed: no attempt was spent; queue it again.
@@ -305,7 +305,7 @@ class Driver:
                 continue
             if batch != held:
                 # Its run() had returned; its record was gathered but not yet written
-                # (spool.SpoolWriter). Not its fault: run it again without spending a try.
+                # (_core.ResultWriter). Not its fault: run it again without spending a try.
                 self.region.enqueue(batch, k)
                 continue
             seconds = (now - int(self.slots["start_ns"][batch])) / 1e9

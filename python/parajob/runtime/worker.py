@@ -9,8 +9,8 @@ os._exit() so that the driver's atexit handlers and buffered files are never run
         |
     run()         -- user code; exceptions and wrong return types become ERRORED
         |
-    spool.append  -- the formatted rows (or the traceback), in this process's own file
-        |
+    ResultWriter  -- (C++) the formatted rows (or the traceback) as a record in this
+        |            process's own spool, gathered for quick runs, then for each one:
     finish()      -- CAS RUNNING(k, me) -> DONE/ERRORED; loses to the watchdog if too late
 """
 
@@ -36,7 +36,7 @@ from parajob.runtime.entry_script import (
 )
 from parajob.runtime.layout import StepLayout, node_name, process_name
 from parajob.runtime.report import worker_attempts_part
-from parajob.runtime.spool import KIND_ERROR, KIND_ROWS, Finish, SpoolWriter, spool_path
+from parajob.runtime.spool import spool_path
 
 # Error codes published in the batch slot for an ERRORED attempt.
 ERROR_RAISED = 1
@@ -186,22 +186,12 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
         return EXIT_INIT_FAILED
 
-    attempts_csv = open(worker_attempts_part(setup.layout, process), "a", encoding="utf-8")
-    where = f"{node_name(node)},{process_name(local_rank)}"
-
-    def publish(ended: list[Finish]) -> None:
-        rows = []
-        for f in ended:
-            won = region.finish(slot, f.batch, f.attempt, process, f.ok, f.items_in, f.items_out,
-                                f.offset, f.length, f.error_code)
-            if won and f.ok:  # failed attempts get their row from the driver, with the error
-                status = "succeeded" if f.items_out >= f.items_in else "short_return"
-                rows.append(f"{f.batch},{f.attempt + 1},{where},{f.items_in},{f.items_out},"
-                            f"{f.seconds:.4f},{status},\n")
-        attempts_csv.write("".join(rows))
-        attempts_csv.flush()
-
-    spool = SpoolWriter(spool_path(setup.layout.spool_dir, process), publish)
+    spool_fd = os.open(spool_path(setup.layout.spool_dir, process),
+                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    attempts_fd = os.open(worker_attempts_part(setup.layout, process),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    writer = _core.ResultWriter(region, slot, process, spool_fd, attempts_fd,
+                                f"{node_name(node)},{process_name(local_rank)}")
     region.set_worker_state(slot, _core.WorkerState.IDLE)
     tasks = 0
     exit_code = EXIT_OK
@@ -209,7 +199,7 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     while True:
         batch, attempt = region.next_batch(slot, process, 0, loading)
         if batch == -2:  # nothing queued: publish what is gathered before we may block
-            spool.flush()
+            writer.flush()
             batch, attempt = region.next_batch(slot, process, IDLE_WAKE_MS, loading)
         if batch == -1:
             break
@@ -218,14 +208,15 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
                 return EXIT_INTERNAL
             region.set_worker_state(slot, _core.WorkerState.IDLE)  # heartbeat
             continue
-        _run_one(setup, script, spool, error_log, slot if loading else -1, process, batch, attempt)
+        _run_one(setup, script, writer, error_log, slot if loading else -1, process, batch, attempt)
         tasks += 1
         if _should_recycle(setup, tasks):
             exit_code = EXIT_RECYCLE  # between mini-batches: nothing held, nothing lost
             break
 
-    spool.close()
-    attempts_csv.close()
+    writer.flush()
+    os.close(spool_fd)
+    os.close(attempts_fd)
     region.set_worker_state(slot, _core.WorkerState.SHUTDOWN)
     if script.shutdown is not None:
         try:
@@ -246,8 +237,8 @@ def _should_recycle(setup: WorkerSetup, tasks: int) -> bool:
     return False
 
 
-def _run_one(setup: WorkerSetup, script: EntryScript, spool: SpoolWriter, error_log: Path,
-             slot: int, process: int, batch: int, attempt: int) -> None:
+def _run_one(setup: WorkerSetup, script: EntryScript, writer: _core.ResultWriter,
+             error_log: Path, slot: int, process: int, batch: int, attempt: int) -> None:
     """One attempt of one mini-batch, from materialising to its spool record. The hot path:
     no allocation or call here that is not needed (see bench/test_bench_job.py). slot is -1
     when the claim already started the run() clock (a plan that loads no data)."""
@@ -268,24 +259,22 @@ def _run_one(setup: WorkerSetup, script: EntryScript, spool: SpoolWriter, error_
         if items_out is None:
             detail = (f"run() returned {type(result).__name__}; it must return a list, a tuple "
                       "or a pandas DataFrame with one element or row per processed item\n")
-            _fail(spool, error_log, process, batch, attempt, items_in, ERROR_WRONG_TYPE, detail)
+            _fail(writer, error_log, process, batch, attempt, items_in, ERROR_WRONG_TYPE, detail)
             return
         payload = output.format_rows(result, setup.csv_options) if setup.append_row else b""
     except BaseException:  # noqa: BLE001 - user code may raise anything
-        _fail(spool, error_log, process, batch, attempt, items_in, ERROR_RAISED,
+        _fail(writer, error_log, process, batch, attempt, items_in, ERROR_RAISED,
               traceback.format_exc())
         return
-    spool.add(KIND_ROWS, batch, attempt, payload, ok=True, items_in=items_in,
-              items_out=items_out, error_code=0, run_seconds=time.perf_counter() - started)
+    writer.add(batch, attempt, True, payload, items_in, items_out, 0, time.perf_counter() - started)
 
 
-def _fail(spool: SpoolWriter, error_log: Path, process: int, batch: int, attempt: int,
+def _fail(writer: _core.ResultWriter, error_log: Path, process: int, batch: int, attempt: int,
           items_in: int, error_code: int, detail: str) -> None:
     """End an attempt as ERRORED; its traceback goes to the error log and the spool."""
     text = f"mini-batch {batch} attempt {attempt + 1} (process {process}):\n{detail}"
     _append(error_log, text)
-    spool.add(KIND_ERROR, batch, attempt, text.encode("utf-8", "replace"), ok=False,
-              items_in=items_in, items_out=0, error_code=error_code, run_seconds=0.0)
+    writer.add(batch, attempt, False, text.encode("utf-8", "replace"), items_in, 0, error_code, 0.0)
 
 
 def _append(path: Path, text: str) -> None:

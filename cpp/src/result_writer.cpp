@@ -1,0 +1,96 @@
+#include "parajob/result_writer.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <system_error>
+
+#include "parajob/merge.hpp"
+
+namespace parajob {
+namespace {
+
+constexpr std::int64_t kGatherMaxNs = 5'000'000;
+constexpr double kGatherMaxRunSeconds = 0.001;
+constexpr std::size_t kGatherMaxRecords = 256;
+constexpr std::size_t kGatherMaxBytes = 1 << 18;
+
+void write_all(int fd, const std::string& data) {
+    const char* p = data.data();
+    std::size_t left = data.size();
+    while (left > 0) {
+        const ssize_t n = write(fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw std::system_error(errno, std::generic_category(), "writing a result spool");
+        }
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+template <typename T>
+void append_le(std::string& out, T value) {
+    char bytes[sizeof(T)];
+    std::memcpy(bytes, &value, sizeof(T));  // x86-64 and aarch64 are little-endian
+    out.append(bytes, sizeof(T));
+}
+
+}  // namespace
+
+ResultWriter::ResultWriter(DispatchRegion& region, std::uint32_t worker, std::uint32_t process, int spool_fd,
+                           int attempts_fd, std::string where)
+    : region_(region), worker_(worker), process_(process), spool_fd_(spool_fd), attempts_fd_(attempts_fd),
+      where_(std::move(where)) {
+    struct stat st {};
+    if (fstat(spool_fd_, &st) != 0) throw std::system_error(errno, std::generic_category(), "stat of a spool");
+    offset_ = static_cast<std::uint64_t>(st.st_size);
+}
+
+void ResultWriter::add(std::uint32_t batch, std::uint32_t attempt, bool ok, std::string_view payload,
+                       std::uint64_t items_in, std::uint64_t items_out, std::int64_t error_code, double run_seconds) {
+    const std::uint64_t offset = offset_ + buffer_.size();
+    buffer_.append("PJR1", 4);
+    append_le<std::uint32_t>(buffer_, ok ? 0u : 1u);  // kind: 0 rows, 1 error
+    append_le<std::uint32_t>(buffer_, batch);
+    append_le<std::uint32_t>(buffer_, attempt);
+    append_le<std::uint64_t>(buffer_, payload.size());
+    buffer_.append(payload.data(), payload.size());
+    if (pending_.empty()) first_pending_ns_ = monotonic_ns();
+    pending_.push_back({batch, attempt, ok, items_in, items_out, offset, kSpoolHeaderSize + payload.size(),
+                        error_code, run_seconds});
+    if (!ok || run_seconds >= kGatherMaxRunSeconds || pending_.size() >= kGatherMaxRecords ||
+        buffer_.size() >= kGatherMaxBytes || monotonic_ns() - first_pending_ns_ >= kGatherMaxNs) {
+        flush();
+    }
+}
+
+void ResultWriter::flush() {
+    if (pending_.empty()) return;
+    write_all(spool_fd_, buffer_);  // first the records, whole ...
+    offset_ += buffer_.size();
+    buffer_.clear();
+    rows_.clear();
+    char row[96];
+    for (const Pending& p : pending_) {
+        // ... then each attempt's end: a batch is DONE only once its record is in the file.
+        const bool won = region_.finish(worker_, p.batch, p.attempt, process_, p.ok, p.items_in, p.items_out,
+                                        p.offset, p.length, p.error_code);
+        if (won && p.ok) {  // failed attempts get their row from the driver, with the error
+            const int n = std::snprintf(row, sizeof row, "%" PRIu32 ",%" PRIu32 ",", p.batch, p.attempt + 1);
+            rows_.append(row, static_cast<std::size_t>(n));
+            rows_ += where_;
+            const int m = std::snprintf(row, sizeof row, ",%" PRIu64 ",%" PRIu64 ",%.4f,%s,\n", p.items_in,
+                                        p.items_out, p.seconds, p.items_out >= p.items_in ? "succeeded" : "short_return");
+            rows_.append(row, static_cast<std::size_t>(m));
+        }
+    }
+    pending_.clear();
+    if (attempts_fd_ >= 0 && !rows_.empty()) write_all(attempts_fd_, rows_);
+}
+
+}  // namespace parajob
