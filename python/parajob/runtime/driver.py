@@ -99,7 +99,9 @@ class Driver:
             for node in range(self.instance_count):
                 for rank in range(self.workers_per_node):
                     self._spawn(node * self.workers_per_node + rank, node, rank)
-            while not self.tally.finished and self.stop_reason is None:
+            while True:
+                # Limits are checked after every drain, the last one included: the drain
+                # that settles the final mini-batch may also be the one that exceeds a limit.
                 drained = self._drain()
                 self._watchdog()
                 self._check_limits()
