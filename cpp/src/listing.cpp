@@ -17,6 +17,8 @@
 // network and FUSE mounts a stat is a round trip and only concurrency hides it.
 #include "parajob/listing.hpp"
 
+#include <pthread.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -275,6 +277,7 @@ private:
     }
 
     void started_helper() {
+        pthread_setname_np(pthread_self(), "parajob-list");  // tells our threads apart
         {
             const std::lock_guard lock(mutex_);
             --helpers_starting_;

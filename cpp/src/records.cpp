@@ -9,6 +9,8 @@
 // which is the reference: the fast path must give exactly what it would.
 #include "parajob/records.hpp"
 
+#include <pthread.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,6 +151,8 @@ ScanResult scan_in_threads(const File& file, const TextFormat& format, const Sca
         std::vector<std::jthread> pool;
         for (unsigned k = 0; k < threads; ++k) {
             pool.emplace_back([&, k] {
+                // Named so that tests (and a user's py-spy/top) can tell our threads apart.
+                pthread_setname_np(pthread_self(), "parajob-scan");
                 try {
                     DelimitedScanner s(format, part, starts[k], 1, begin, false, expected);
                     file.scan(s, starts[k], starts[k + 1]);
