@@ -11,7 +11,6 @@ hung worker waits for its timeout: a hung worker holds no CPU.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import textwrap
 from pathlib import Path
@@ -115,7 +114,8 @@ def test_soak(benchmark: BenchmarkFixture, files: Path, tmp_path: Path, faults: 
     assert rows == sorted(rows)  # in mini-batch order
     if faults:
         assert tally.failed_attempts > 1000  # the faults really happened
-    timings["faulty" if faults else "fault-free"] = benchmark.stats.stats.median if benchmark.stats else 0
+    timings["faulty" if faults else "fault-free"] = (
+        benchmark.stats.stats.median if benchmark.stats else 0)
     if len(timings) == 2:
         free, faulty = timings["fault-free"], timings["faulty"]
         report(f"soak of {N_BATCHES:,} mini-batches, {WORKERS} workers: fault-free {free:.1f}s, "

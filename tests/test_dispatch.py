@@ -145,7 +145,8 @@ def test_watchdog_reports_only_overrunning_runs() -> None:
     region.reset_worker(1, 2)
     b0, _ = region.next_batch(0, 1, 0)  # claimed: LOADING, under the load timeout
     now = _core.monotonic_ns()
-    assert [(e[0], e[3], e[5]) for e in _core.scan_expired(region, now + 2 * 10**9, 10**12, 0, 10**9)] == [
+    assert [(e[0], e[3], e[5])
+            for e in _core.scan_expired(region, now + 2 * 10**9, 10**12, 0, 10**9)] == [
         (0, b0, "load")]
     region.set_worker_state(0, _core.WorkerState.RUNNING)  # run() started: the run clock
     now = _core.monotonic_ns()

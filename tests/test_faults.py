@@ -124,7 +124,8 @@ def test_init_raising_on_one_worker_is_replaced(tmp_path: Path) -> None:
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == NAMES
-    errors = "".join(p.read_text() for p in (result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
+    errors = "".join(p.read_text()
+                     for p in (result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
     assert "init failed once" in errors
 
 

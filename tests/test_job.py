@@ -6,7 +6,7 @@ import csv
 import shutil
 from pathlib import Path
 
-from conftest import ECHO_SCRIPT, make_files, run_cli, run_job, write_job
+from conftest import ECHO_SCRIPT, run_cli, run_job, write_job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,8 @@ def test_two_instances_of_four_workers_equal_a_serial_run(tmp_path: Path) -> Non
     """
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
     parallel.mkdir(), serial.mkdir()
-    write_job(parallel, script, files=200, mini_batch_size=3, concurrency=4, instances=2, nested=True)
+    write_job(parallel, script, files=200, mini_batch_size=3, concurrency=4, instances=2,
+              nested=True)
     write_job(serial, script, files=200, mini_batch_size=3, concurrency=1, instances=1, nested=True)
     p, s = run_job(parallel), run_job(serial)
     assert p.returncode == 0, p.stderr
@@ -30,7 +31,8 @@ def test_two_instances_of_four_workers_equal_a_serial_run(tmp_path: Path) -> Non
     assert strip_pid(p.output()) == strip_pid(s.output())
     assert len(strip_pid(p.output())) == 200
     # Input order: sorted relative paths, one line per file.
-    expected = sorted(str(f.relative_to(parallel / "data")) for f in (parallel / "data").rglob("*.txt"))
+    expected = sorted(str(f.relative_to(parallel / "data"))
+                      for f in (parallel / "data").rglob("*.txt"))
     assert strip_pid(p.output()) == expected
     # Eight worker processes were started, four per node, each with its own logs.
     logs = p.step_dir() / "logs" / "user" / "stderr"
@@ -49,7 +51,8 @@ def test_program_arguments_reach_sys_argv_with_unknown_flags_passed_through(tmp_
         parser = argparse.ArgumentParser()
         parser.add_argument("--model_name")
         args, unknown = parser.parse_known_args()
-        return [f"{args.model_name}|{' '.join(unknown)}|{' '.join(sys.argv[1:])}" for _ in mini_batch]
+        return [f"{args.model_name}|{' '.join(unknown)}|{' '.join(sys.argv[1:])}"
+                for _ in mini_batch]
     """
     write_job(tmp_path, script, files=2, mini_batch_size=1,
               program_arguments="--model_name resnet --error_threshold 5 --my_flag 'a b' --x=1")

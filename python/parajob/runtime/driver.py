@@ -174,7 +174,8 @@ class Driver:
             self.any_started = self.region.attempts_ended > 0 or self._running() > 0
         if not self.any_started and now - self.started > self.limits.first_task_creation_timeout_s:
             self.stop_reason = (f"no mini-batch started within first_task_creation_timeout "
-                                f"({self.limits.first_task_creation_timeout_s:g} s); see logs/user/")
+                                f"({self.limits.first_task_creation_timeout_s:g} s); "
+                                f"see logs/user/")
         elif now - self.last_progress > self.limits.progress_update_timeout_s:
             self.stop_reason = (f"no progress within progress_update_timeout "
                                 f"({self.limits.progress_update_timeout_s:g} s)")
@@ -315,8 +316,9 @@ class Driver:
 
     def _watchdog(self) -> None:
         lim = self.limits
-        expired = _core.scan_expired(self.region, _core.monotonic_ns(), int(lim.run_timeout_s * 1e9),
-                                     int(lim.init_timeout_s * 1e9), int(lim.load_timeout_s * 1e9))
+        expired = _core.scan_expired(self.region, _core.monotonic_ns(),
+                                     int(lim.run_timeout_s * 1e9), int(lim.init_timeout_s * 1e9),
+                                     int(lim.load_timeout_s * 1e9))
         for slot, _pid, process, batch, attempt, kind, elapsed_ns in expired:
             worker = self.workers.get(slot)
             if worker is None or worker.process != process or worker.killed_because:

@@ -21,9 +21,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
+from parajob import _core
 from parajob.data import TableInputError, Where, plan_input
 from parajob.data.files import FileBatchPlan, InputDataError
 from parajob.errors import Diagnostic, SpecError
@@ -31,15 +33,19 @@ from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.driver import Driver
 from parajob.runtime.gpus import visible_gpus
-from parajob.runtime.journal import Accepted, JournalMismatch, JournalWriter, journal_path, read_journal
+from parajob.runtime.journal import (
+    Accepted,
+    JournalMismatch,
+    JournalWriter,
+    journal_path,
+    read_journal,
+)
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.output import load_csv_options
 from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
 from parajob.spec.model import ParallelStep
-
-from parajob import _core
 
 
 def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
@@ -57,7 +63,8 @@ class RunOptions:
     max_worker_memory_bytes: int | None = None
 
 
-def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | None = None) -> Outcome:
+def run_parallel_step(step: ParallelStep, run_dir: Path,
+                      options: RunOptions | None = None) -> Outcome:
     """Run one step to the end. Raises SpecError for bad input before any worker starts."""
     options = options or RunOptions()
     started = time.monotonic()
@@ -92,7 +99,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     )
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches)
-    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, plan.n_batches, plan.n_items)
+    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, plan.n_batches,
+                            plan.n_items)
     try:
         driver = Driver(setup, plan.n_batches, step.instance_count, workers_per_node, limits,
                         attempt_log, progress, plan.describe, notify_fd, journal, restored,
@@ -144,7 +152,8 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: FileBatchPla
         # inputs/: download copies the runner made for this step just before (SPEC §1)
         if layout.root.exists() and any(p.name != "inputs" for p in layout.root.iterdir()):
             raise SpecError([Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}",
-                                        f"the run folder already holds step {step.name!r}: {layout.root}",
+                                        f"the run folder already holds step {step.name!r}: "
+                                        f"{layout.root}",
                                         "resume it with `parajob run --resume RUN_DIR`, or choose "
                                         "another --run-dir")])
         return read_journal(path, plan.n_batches, plan.n_items)  # empty: no file yet
@@ -170,7 +179,8 @@ def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path)
     state, _attempt, process = shm_view.unpack_states(slots["word"])
     done = (state == int(_core.BatchState.DONE)).nonzero()[0]
     n_processes = int(process.max()) + 1 if len(process) else 1
-    spools = [str(spool_path(layout.spool_dir, p)) if spool_path(layout.spool_dir, p).exists() else ""
+    spools = [str(spool_path(layout.spool_dir, p))
+              if spool_path(layout.spool_dir, p).exists() else ""
               for p in range(n_processes)]
     write_atomically(target, lambda tmp: _core.merge_records(
         str(tmp), spools, done.astype(np.uint32), process[done], slots["spool_offset"][done],
@@ -207,7 +217,8 @@ def check_entry_script(step: ParallelStep) -> None:
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except OSError as exc:
-        raise SpecError([Diagnostic(str(step.file), where[0], where[1], f"jobs.{step.name}.task.entry_script",
+        raise SpecError([Diagnostic(str(step.file), where[0], where[1],
+                                    f"jobs.{step.name}.task.entry_script",
                                     f"cannot read entry script {path}: {exc.strerror}")]) from exc
     except SyntaxError as exc:
         raise error(f"syntax error: {exc.msg}", exc.lineno) from exc
@@ -236,7 +247,7 @@ def _module_names(body: list[ast.stmt]) -> set[str]:
                                                                  ast.AsyncFunctionDef,
                                                                  ast.ClassDef)):
                 names |= _module_names([n for n in inner if isinstance(n, ast.stmt)]
-                                       + [s for h in inner if isinstance(h, ast.excepthandler)
+                                       + [s for h in inner if isinstance(h, ast.ExceptHandler)
                                           for s in h.body])
     return names
 
@@ -247,21 +258,24 @@ def _plan(step: ParallelStep) -> FileBatchPlan:
     line, col = step.locations.get("partition_keys", (step.line, None))
     keys_where = Where(str(step.file), line, col, f"jobs.{step.name}.partition_keys")
     try:  # file lists, tables (MLTable with read_*), partitions: parajob.data.plans
-        return plan_input(data.path, data.type, step.mini_batch_size, step.partition_keys,
-                          keys_where)
+        # plan_input returns Any; the table and partition plans are duck-typed like this one
+        return cast(FileBatchPlan, plan_input(data.path, data.type, step.mini_batch_size,
+                                              step.partition_keys, keys_where))
     except TableInputError as exc:  # already placed: MLTable line, data file line, keys
         raise SpecError(exc.diagnostics) from exc
     except (InputDataError, ValueError) as exc:
         line, col = step.locations.get(f"inputs.{step.input_data}.path", (step.line, None))
         raise SpecError([Diagnostic(str(step.file), line, col,
-                                    f"jobs.{step.name}.inputs.{step.input_data}", str(exc))]) from exc
+                                    f"jobs.{step.name}.inputs.{step.input_data}",
+                                    str(exc))]) from exc
 
 
 def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
     try:
         return load_csv_options(step.task.code)
     except ValueError as exc:
-        raise SpecError([Diagnostic(str(step.task.code), None, None, "task.code", str(exc))]) from exc
+        raise SpecError([Diagnostic(str(step.task.code), None, None, "task.code",
+                                    str(exc))]) from exc
 
 
 def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | None,

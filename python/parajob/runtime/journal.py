@@ -66,7 +66,7 @@ def read_journal(path: Path, n_batches: int, n_items: int) -> Accepted:
     accepted = [r for r in rows if r[1] == KIND_ACCEPTED]
     # A batch journalled twice (it cannot be, but a later record wins) keeps one entry.
     latest = {r[2]: r for r in accepted}
-    cols = list(zip(*latest.values())) if latest else [()] * 10
+    cols = list(zip(*latest.values(), strict=True)) if latest else [()] * 10
     return Accepted(*(np.array(cols[i], dtype=np.uint64) for i in (2, 3, 4, 6, 7, 8, 9)))
 
 
@@ -80,7 +80,8 @@ class JournalWriter:
         self._spool_dir = spool_dir
         self._spool_fds: dict[int, int] = {}
         if new:
-            os.write(self._fd, RECORD.pack(MAGIC, KIND_HEADER, n_batches, 0, 0, 0, 0, 0, n_items, 0))
+            os.write(self._fd,
+                     RECORD.pack(MAGIC, KIND_HEADER, n_batches, 0, 0, 0, 0, 0, n_items, 0))
             os.fsync(self._fd)
 
     def checkpoint(self, batch: np.ndarray, attempt: np.ndarray, process: np.ndarray,
@@ -100,7 +101,7 @@ class JournalWriter:
             RECORD.pack(MAGIC, KIND_ACCEPTED, b, a, p, 0, o, n, i, j)
             for b, a, p, o, n, i, j in zip(batch.tolist(), attempt.tolist(), process.tolist(),
                                            offset.tolist(), length.tolist(), items_in.tolist(),
-                                           items_out.tolist())
+                                           items_out.tolist(), strict=True)
         )
         os.write(self._fd, records)
         os.fsync(self._fd)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import TextIO
 
 from parajob.runtime.accounting import Tally
@@ -43,7 +43,8 @@ class Outcome:
             f"reason:               {self.reason}",
             f"mini-batches:         {t.total_batches} total, {t.done_batches} completed, "
             f"{t.failed_batches} failed",
-            f"items:                {t.items_in} in, {t.items_out} returned, {t.failed_items} failed",
+            f"items:                {t.items_in} in, {t.items_out} returned, "
+            f"{t.failed_items} failed",
             f"failed attempts:      {t.failed_attempts} (retried or failed for good)",
             f"elapsed:              {self.seconds:.2f} s",
             f"output:               {self.output if self.output else '(summary_only)'}",
@@ -114,7 +115,8 @@ class Progress:
     from a process with no other threads).
     """
 
-    def __init__(self, layout: StepLayout, step: str, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, layout: StepLayout, step: str, total: int,
+                 stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._tty = self._stream.isatty()
         stamp = time.strftime("%Y%m%d%H%M%S")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from parajob import _core
+
 # Imported here, in the driver, rather than in each worker after fork: a worker that
 # imports them itself pays ~25 ms of start-up (seen in py-spy profiles of short jobs).
 from parajob.compat import install_azureml_user_shim
@@ -92,7 +93,8 @@ class WorkerSetup:
     workers_per_node: int = 1
 
 
-def worker_main(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> NoReturn:
+def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
+                local_rank: int) -> NoReturn:
     """Entry point of a forked worker. Never returns."""
     code = EXIT_INTERNAL
     try:
@@ -142,8 +144,10 @@ def _redirect_output(layout: StepLayout, node: int, local_rank: int) -> None:
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(target, fd)
         os.close(target)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                      closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                      closefd=False)
     faulthandler.enable(file=sys.stderr)  # segfaults leave a Python traceback in stderr
 
 
