@@ -19,9 +19,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pytest_benchmark.fixture import BenchmarkFixture
-
 from conftest import report
+from pytest_benchmark.fixture import BenchmarkFixture
 
 from parajob.runtime.job import run_parallel_step
 from parajob.spec import load_pipeline

@@ -50,7 +50,7 @@ class FileBatchPlan:
         self.ranges = np.ascontiguousarray(ranges, dtype=np.uint64)  # (n_batches, 2)
         # A flat memoryview reads one bound in ~50 ns; numpy scalar indexing takes ~2 us,
         # which showed up in the per-mini-batch path of the 100,000-file benchmark.
-        self._bounds = memoryview(self.ranges).cast("B").cast("Q")
+        self._bounds = memoryview(self.ranges.data).cast("B").cast("Q")
 
     @property
     def n_batches(self) -> int:
