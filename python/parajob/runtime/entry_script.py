@@ -35,11 +35,6 @@ class EntryScript:
     shutdown: Callable[[], Any] | None
     takes_context: bool
 
-    def call_run(self, mini_batch: Any, context: MiniBatchContext) -> Any:
-        if self.takes_context:
-            return self.run(mini_batch, context)
-        return self.run(mini_batch)
-
 
 class EntryScriptError(Exception):
     """The entry script cannot be used as one (no run(), wrong signature)."""
