@@ -51,10 +51,6 @@ void bind_dispatch(py::module_& m) {
         .def_property_readonly("n_batches", &DispatchRegion::n_batches)
         .def_property_readonly("n_workers", &DispatchRegion::n_workers)
         .def_property_readonly("size", [](const DispatchRegion& r) { return r.header().total_size; })
-        .def_property_readonly("attempts_ended",
-                               [](const DispatchRegion& r) {
-                                   return r.header().attempts_ended.load(std::memory_order_relaxed);
-                               })
         .def("queued_approx", &DispatchRegion::queued_approx)
         // driver side
         .def("enqueue", &DispatchRegion::enqueue, py::arg("batch"), py::arg("attempt") = 0)

@@ -253,7 +253,6 @@ bool DispatchRegion::finish(std::uint32_t worker, std::uint32_t batch, std::uint
     me.heartbeat_ns.store(now, std::memory_order_relaxed);
     me.batches_done.fetch_add(1, std::memory_order_relaxed);
     me.state.store(static_cast<std::uint32_t>(WorkerState::kIdle), std::memory_order_release);
-    header_->attempts_ended.fetch_add(1, std::memory_order_relaxed);
     if (won) notify_driver();
     return won;
 }
@@ -295,7 +294,6 @@ std::vector<LayoutEntry> DispatchRegion::layout_description() {
         {"RegionHeader.dispatch_seq", offsetof(RegionHeader, dispatch_seq)},
         {"RegionHeader.closing", offsetof(RegionHeader, closing)},
         {"RegionHeader.driver_sleeping", offsetof(RegionHeader, driver_sleeping)},
-        {"RegionHeader.attempts_ended", offsetof(RegionHeader, attempts_ended)},
         {"RingHeader.size", sizeof(RingHeader)},
         {"RingCell.size", sizeof(RingCell)},
         {"BatchSlot.size", sizeof(BatchSlot)},

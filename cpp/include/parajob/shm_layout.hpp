@@ -92,7 +92,8 @@ struct alignas(64) RegionHeader {
     // driver's eventfd. While the driver is awake nobody writes it (no syscall per batch).
     alignas(64) std::atomic<std::uint32_t> driver_sleeping;
     std::atomic<std::int32_t> notify_fd;
-    std::atomic<std::uint64_t> attempts_ended;  // monotonic count of finish() calls (progress)
+    // (No job-wide counters here: a counter every finish() bumps is a cache line all
+    // workers fight over; progress is summed from the per-worker slots instead.)
 };
 
 // A cell of the bounded MPMC ring (Vyukov). `sequence` tells producers and consumers whose

@@ -171,7 +171,8 @@ class Driver:
             return
         now = time.monotonic()
         if not self.any_started:
-            self.any_started = self.region.attempts_ended > 0 or self._running() > 0
+            self.any_started = (int(shm_view.worker_slots(self.region)["batches_done"].sum()) > 0
+                                or self._running() > 0)
         if not self.any_started and now - self.started > self.limits.first_task_creation_timeout_s:
             self.stop_reason = (f"no mini-batch started within first_task_creation_timeout "
                                 f"({self.limits.first_task_creation_timeout_s:g} s); "
