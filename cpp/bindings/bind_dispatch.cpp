@@ -90,7 +90,11 @@ void bind_dispatch(py::module_& m) {
             [](DispatchRegion& r, std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms,
                bool loading) {
                 parajob::Claim claim;
-                {
+                if (timeout_ms == 0) {
+                    // A try that cannot block keeps the GIL: releasing and retaking it cost
+                    // a third of the call (0.8 -> 0.5 us measured).
+                    claim = r.next_batch(worker, process, 0, loading);
+                } else {
                     // Safe without the GIL: touches only the shared region, no Python objects.
                     py::gil_scoped_release release;
                     claim = r.next_batch(worker, process, timeout_ms, loading);
