@@ -84,6 +84,7 @@ class Driver:
         self.first_failure: str | None = None
         self.stop_reason: str | None = None
         self.interrupted = False
+        self.signalled: int | None = None  # set by the SIGINT/SIGTERM handler
         self.selector = selectors.DefaultSelector()
         self.started = time.monotonic()
         self.last_progress = self.started
@@ -145,11 +146,9 @@ class Driver:
             self.region.enqueue(batch, 0)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        # Runs between bytecodes of the loop: set the reason, wake select(); the loop stops.
-        if self.stop_reason is None:
-            self.stop_reason = (f"interrupted by {signal.Signals(signum).name}; resume with: "
-                                f"parajob run --resume {self.setup.layout.root.parent}")
-            self.interrupted = True
+        # Runs between any two bytecodes of the loop, so it only records the signal and
+        # wakes select(); the loop itself turns it into the stop reason (_check_limits).
+        self.signalled = signum
         os.eventfd_write(self.notify_fd, 1)
 
     def _sleep(self, busy: bool) -> None:
@@ -174,6 +173,11 @@ class Driver:
 
     def _check_limits(self) -> None:
         if self.stop_reason is not None:
+            return
+        if self.signalled is not None:
+            self.stop_reason = (f"interrupted by {signal.Signals(self.signalled).name}; resume "
+                                f"with: parajob run --resume {self.setup.layout.root.parent}")
+            self.interrupted = True
             return
         now = time.monotonic()
         if not self.any_started:
