@@ -308,3 +308,28 @@ def test_no_progress_within_progress_update_timeout(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "no progress within progress_update_timeout (2 s)" in result.job_result()
     _assert_no_orphans(tmp_path)
+
+
+def test_workers_over_the_memory_cap_are_recycled_between_mini_batches(tmp_path: Path) -> None:
+    script = """
+    import os
+    def run(mini_batch):
+        return [f"{os.path.basename(p)} {os.getpid()}" for p in mini_batch]
+    """
+    write_job(tmp_path, script, files=40, mini_batch_size=1, concurrency=1)
+    # 1 MiB: every worker is over it, so each is replaced after its 8th mini-batch (the
+    # memory is read every 8 mini-batches).
+    proc = run_cli("run", "pipeline.yml", "--run-dir", "run", "--max-worker-memory", "1mb",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == [f"f{i:05d}.txt" for i in range(40)]
+    assert len({line.split()[1] for line in lines}) == 5
+    assert "failed attempts:      0" in (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
+
+
+def test_a_bad_memory_cap_is_a_usage_error(tmp_path: Path) -> None:
+    write_job(tmp_path, "def run(mini_batch):\n    return mini_batch\n", files=1)
+    proc = run_cli("run", "pipeline.yml", "--max-worker-memory", "lots", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "expected a size like 512mb or 2gb" in proc.stderr
