@@ -325,7 +325,8 @@ def test_workers_over_the_memory_cap_are_recycled_between_mini_batches(tmp_path:
     lines = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
     assert [line.split()[0] for line in lines] == [f"f{i:05d}.txt" for i in range(40)]
     assert len({line.split()[1] for line in lines}) == 5
-    assert "failed attempts:      0" in (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
+    job_result = tmp_path / "run" / "step" / "logs" / "job_result.txt"
+    assert "failed attempts:      0" in job_result.read_text()
 
 
 def test_a_bad_memory_cap_is_a_usage_error(tmp_path: Path) -> None:
