@@ -140,6 +140,9 @@ class Driver:
             batches = r.batch.astype(np.int64)
             self.handled_attempt[batches] = r.attempt.astype(np.int64)
             self.tally.accept_many(batches, r.items_in, r.items_out, self.limits)
+        if not len(r):  # a fresh run: one C++ call queues them all
+            self.region.enqueue_range(0, self.tally.total_batches)
+            return
         todo = np.ones(self.tally.total_batches, dtype=bool)
         todo[r.batch.astype(np.int64)] = False
         for batch in todo.nonzero()[0].tolist():
