@@ -70,35 +70,9 @@ py::list absolute_paths(const parajob::FileList& files, py::ssize_t start, py::s
     return out;
 }
 
-// ListingError -> the OSError subclass Python itself would raise for that errno, with
-// our message (which names the path) as str(exc) and exc.errno set for callers that
-// branch on it. filename stays unset: setting it would make OSError.__str__ replace the
-// message with "[Errno N] ...".
-void raise_listing_error(const parajob::ListingError& e) {
-    PyObject* type = PyExc_OSError;
-    switch (e.error_number()) {
-        case ENOENT: type = PyExc_FileNotFoundError; break;
-        case ENOTDIR: type = PyExc_NotADirectoryError; break;
-        case EACCES:
-        case EPERM: type = PyExc_PermissionError; break;
-        default: break;
-    }
-    py::object exc = py::reinterpret_borrow<py::object>(type)(fs_decode(e.what()));
-    exc.attr("errno") = e.error_number();
-    PyErr_SetObject(type, exc.ptr());
-}
-
 }  // namespace
 
 void bind_listing(py::module_& m) {
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const parajob::ListingError& e) {
-            raise_listing_error(e);
-        }
-    });
-
     py::class_<parajob::FileList>(m, "FileList",
                                   "The regular files under a folder, sorted by relative path "
                                   "(byte-wise), with sizes. Immutable; safe to read after fork().")

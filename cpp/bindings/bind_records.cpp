@@ -52,35 +52,9 @@ py::object error_tuple(const parajob::RecordError& e) {
     return py::none();
 }
 
-// RecordsError -> the OSError subclass Python would raise for that errno; str(exc) is our
-// message (it names the path), exc.errno is set.
-void raise_records_error(const parajob::RecordsError& e) {
-    PyObject* type = PyExc_OSError;
-    switch (e.error_number()) {
-        case ENOENT: type = PyExc_FileNotFoundError; break;
-        case EISDIR: type = PyExc_IsADirectoryError; break;
-        case EACCES:
-        case EPERM: type = PyExc_PermissionError; break;
-        default: break;
-    }
-    PyObject* text = PyUnicode_DecodeFSDefault(e.what());
-    if (text == nullptr) throw py::error_already_set();
-    py::object exc = py::reinterpret_borrow<py::object>(type)(py::reinterpret_steal<py::str>(text));
-    exc.attr("errno") = e.error_number();
-    PyErr_SetObject(type, exc.ptr());
-}
-
 }  // namespace
 
 void bind_records(py::module_& m) {
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const parajob::RecordsError& e) {
-            raise_records_error(e);
-        }
-    });
-
     py::class_<parajob::ScanResult>(m, "RecordScan",
                                     "Record boundaries of one delimited-text or JSON-lines file.")
         .def_readonly("size", &parajob::ScanResult::size)

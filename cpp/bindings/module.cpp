@@ -4,6 +4,7 @@
 
 namespace py = pybind11;
 
+void bind_path_error(py::module_& m);
 void bind_listing(py::module_& m);
 void bind_split(py::module_& m);
 void bind_dispatch(py::module_& m);
@@ -13,6 +14,7 @@ void bind_result_writer(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
+    bind_path_error(m);
     bind_listing(m);
     bind_split(m);
     bind_dispatch(m);

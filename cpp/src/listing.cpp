@@ -64,7 +64,7 @@ std::string current_directory() {
     while (::getcwd(buffer.data(), buffer.size()) == nullptr) {
         const int err = errno;
         if (err != ERANGE)
-            throw ListingError(err, ".", std::string("cannot resolve the current directory: ") +
+            throw PathError(err, ".", std::string("cannot resolve the current directory: ") +
                                              std::strerror(err));
         buffer.resize(buffer.size() * 2);
     }
@@ -186,11 +186,11 @@ std::string path_of(const std::string& root, const DirNode& dir, std::string_vie
                                     path +
                                     " (the listing would otherwise silently miss files; make it "
                                     "readable or list a folder you can read)";
-        throw ListingError(err, std::move(path), message);
+        throw PathError(err, std::move(path), message);
     }
     const std::string message = "cannot " + std::string(action) + " " + path +
                                 " while listing the input folder: " + std::strerror(err);
-    throw ListingError(err, std::move(path), message);
+    throw PathError(err, std::move(path), message);
 }
 
 // What one task needs to do. `fd` is the directory's own fd (visit, stat) or its
@@ -459,12 +459,12 @@ private:
 
 [[noreturn]] void fail_root(int err, const std::string& root) {
     switch (err) {
-        case ENOENT: throw ListingError(err, root, "input folder not found: " + root);
-        case ENOTDIR: throw ListingError(err, root, "input folder is not a directory: " + root);
+        case ENOENT: throw PathError(err, root, "input folder not found: " + root);
+        case ENOTDIR: throw PathError(err, root, "input folder is not a directory: " + root);
         case EACCES:
         case EPERM: fail(err, root, "open input folder");
         default:
-            throw ListingError(err, root,
+            throw PathError(err, root,
                                "cannot open input folder " + root + ": " + std::strerror(err));
     }
 }
@@ -473,9 +473,9 @@ private:
 
 FileList list_files(std::string_view root, const ListOptions& options) {
     // An empty root is a missing setting, not "the current directory".
-    if (root.empty()) throw ListingError(ENOENT, "", "input folder not found: (empty path)");
+    if (root.empty()) throw PathError(ENOENT, "", "input folder not found: (empty path)");
     if (root.find('\0') != std::string_view::npos)
-        throw ListingError(EINVAL, std::string(root), "input folder path contains a NUL byte");
+        throw PathError(EINVAL, std::string(root), "input folder path contains a NUL byte");
     std::string absolute = absolute_normalised(root);
 
     const int raw = ::open(absolute.c_str(), kDirectoryOpenFlags);

@@ -98,7 +98,7 @@ private:
     }
 
     [[noreturn]] void fail(int error, const char* what) const {
-        throw RecordsError(error, path_, std::string(what) + " " + path_ + ": " + std::strerror(error));
+        throw PathError(error, path_, std::string(what) + " " + path_ + ": " + std::strerror(error));
     }
 
     std::string path_;

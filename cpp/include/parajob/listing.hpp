@@ -9,7 +9,7 @@
 //   any number of processes forked after it was built, may read it.
 // - Blocking: list_files() blocks on the file system for as long as the walk takes
 //   (getdents64 per directory, one fstatat per file-like entry).
-// - Errors: list_files() throws ListingError (errno + path) and returns nothing partial;
+// - Errors: list_files() throws PathError (errno + path) and returns nothing partial;
 //   it never skips an unreadable directory silently, because a silently short listing
 //   is a job that "succeeds" on missing data. With several unreadable paths, which one
 //   is reported depends on thread timing.
@@ -37,27 +37,14 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "parajob/path_error.hpp"
+
 namespace parajob {
 
-// A listing failure: the errno that caused it and the absolute path it concerns.
-// what() is a complete, user-facing sentence naming the path.
-class ListingError : public std::runtime_error {
-public:
-    ListingError(int error_number, std::string path, const std::string& message)
-        : std::runtime_error(message), error_number_(error_number), path_(std::move(path)) {}
-
-    int error_number() const noexcept { return error_number_; }
-    const std::string& path() const noexcept { return path_; }
-
-private:
-    int error_number_;
-    std::string path_;
-};
 
 // The files under one root, in byte-wise relative-path order. Compact: all relative
 // paths live in one char buffer addressed by offsets; there is no string per file.
@@ -101,7 +88,7 @@ struct ListOptions {
 
 // Lists the regular files under `root` (relative roots are resolved against the current
 // working directory; the result's root() is absolute and normalised, and that
-// normalised path is the one opened). Throws ListingError:
+// normalised path is the one opened). Throws PathError:
 //   ENOENT  root missing                      ("input folder not found: <root>")
 //   ENOTDIR root is not a directory
 //   EACCES  any unreadable directory or entry (names it)

@@ -9,7 +9,7 @@
 // - Blocking: the file functions read the file with pread() into a bounded buffer per
 //   thread (never mmap: mapped pages would count in the caller's resident memory, and the
 //   driver must stay far below the size of the data it plans).
-// - Errors: I/O failures throw RecordsError (errno + path) and return nothing partial.
+// - Errors: I/O failures throw PathError (errno + path) and return nothing partial.
 //   Problems in the data (a record with the wrong number of fields, a line break inside a
 //   quoted field without multi_line) are not exceptions: the scan stops at the first one
 //   and reports it in ScanResult::error with its line, so the caller can name it.
@@ -41,26 +41,14 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "parajob/path_error.hpp"
+
 namespace parajob {
 
-// An I/O failure: the errno that caused it and the path it concerns.
-class RecordsError : public std::runtime_error {
-public:
-    RecordsError(int error_number, std::string path, const std::string& message)
-        : std::runtime_error(message), error_number_(error_number), path_(std::move(path)) {}
-
-    int error_number() const noexcept { return error_number_; }
-    const std::string& path() const noexcept { return path_; }
-
-private:
-    int error_number_;
-    std::string path_;
-};
 
 struct TextFormat {
     char delimiter = ',';
