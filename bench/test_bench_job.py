@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import report
+from conftest import cached_file_tree, report, write_file_job
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from parajob.runtime.job import run_parallel_step
@@ -35,18 +33,7 @@ timings: dict[str, float] = {}  # name -> median seconds
 
 @pytest.fixture(scope="module")
 def files() -> Path:
-    base = Path(tempfile.gettempdir()) / f"parajob-bench-job-{N_FILES}"
-    root, marker = base / "data", base / "complete"
-    if not marker.exists():
-        for i in range(N_FILES):
-            folder = root / f"{i // 1000:03d}"
-            if i % 1000 == 0:
-                folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(folder / f"{i:06d}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.write(fd, b"x" * (i % 50))
-            os.close(fd)
-        marker.touch()
-    return root
+    return cached_file_tree(f"job-{N_FILES}", N_FILES, lambda i: b"x" * (i % 50))
 
 
 def expected_total() -> int:
@@ -74,37 +61,19 @@ def pool_job(paths: list[str], chunksize: int, out: Path) -> int:
     return sum(sizes)
 
 
+ENTRY = """
+def run(mini_batch):
+    out = []
+    for path in mini_batch:
+        with open(path, "rb") as f:
+            out.append(len(f.read()))
+    return out
+"""
+
+
 @pytest.fixture(scope="module")
 def pipeline(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("job")
-    (folder / "src").mkdir()
-    (folder / "src" / "entry.py").write_text(textwrap.dedent("""
-        def run(mini_batch):
-            out = []
-            for path in mini_batch:
-                with open(path, "rb") as f:
-                    out.append(len(f.read()))
-            return out
-    """))
-    (folder / "pipeline.yml").write_text(textwrap.dedent(f"""
-        type: pipeline
-        jobs:
-          job:
-            type: parallel
-            inputs:
-              data: {{type: uri_folder, path: {files}}}
-            outputs:
-              out: {{type: uri_file}}
-            input_data: ${{{{inputs.data}}}}
-            mini_batch_size: "1"
-            max_concurrency_per_instance: {WORKERS}
-            task:
-              type: run_function
-              code: ./src
-              entry_script: entry.py
-              append_row_to: ${{{{outputs.out}}}}
-    """))
-    return folder / "pipeline.yml"
+    return write_file_job(tmp_path_factory.mktemp("job"), "job", files, ENTRY, WORKERS)
 
 
 @pytest.mark.benchmark(group="job-100k-files")

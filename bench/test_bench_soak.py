@@ -11,12 +11,10 @@ hung worker waits for its timeout: a hung worker holds no CPU.
 
 from __future__ import annotations
 
-import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import report
+from conftest import cached_file_tree, report, write_file_job
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from parajob.runtime.job import run_parallel_step
@@ -53,43 +51,13 @@ def run(mini_batch):
 
 @pytest.fixture(scope="module")
 def files() -> Path:
-    base = Path(tempfile.gettempdir()) / f"parajob-bench-soak-{N_BATCHES}"
-    root, marker = base / "data", base / "complete"
-    if not marker.exists():
-        for i in range(N_BATCHES):
-            folder = root / f"{i // 1000:03d}"
-            if i % 1000 == 0:
-                folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i:06d}.txt").write_bytes(b"x")
-        marker.touch()
-    return root
+    return cached_file_tree(f"soak-{N_BATCHES}", N_BATCHES, lambda i: b"x")
 
 
 def make_pipeline(folder: Path, files: Path, faults: bool) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "src").mkdir(exist_ok=True)
-    (folder / "src" / "entry.py").write_text(textwrap.dedent(ENTRY))
-    (folder / "pipeline.yml").write_text(textwrap.dedent(f"""
-        type: pipeline
-        jobs:
-          soak:
-            type: parallel
-            inputs:
-              data: {{type: uri_folder, path: {files}}}
-            outputs:
-              out: {{type: uri_file}}
-            input_data: ${{{{inputs.data}}}}
-            mini_batch_size: "1"
-            max_concurrency_per_instance: {WORKERS}
-            retry_settings: {{max_retries: 2, timeout: 1}}
-            environment_variables: {{SOAK_FAULTS: "{int(faults)}"}}
-            task:
-              type: run_function
-              code: ./src
-              entry_script: entry.py
-              append_row_to: ${{{{outputs.out}}}}
-    """))
-    return folder / "pipeline.yml"
+    extra = ("retry_settings: {max_retries: 2, timeout: 1}\n"
+             f'environment_variables: {{SOAK_FAULTS: "{int(faults)}"}}\n')
+    return write_file_job(folder, "soak", files, ENTRY, WORKERS, extra)
 
 
 @pytest.mark.benchmark(group="soak-100k")
