@@ -67,6 +67,9 @@ def test_a_fault_once_costs_one_retry_and_no_row(tmp_path: Path, fault: str) -> 
                 "sigkill": "killed by SIGKILL", "segfault": "killed by SIGSEGV",
                 "hang": "exceeded retry_settings.timeout"}[fault]
     assert expected in errors
+    status = {"raise": "raised", "hang": "timed_out"}.get(fault, "crashed")
+    report = result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
+    assert f",{status}," in report.read_text()
     if fault == "segfault":  # faulthandler left the Python stack in the worker's stderr
         stderr = "".join(p.read_text() for p in (result.step_dir() / "logs" / "user" / "stderr")
                          .rglob("*.txt"))

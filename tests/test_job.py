@@ -107,65 +107,6 @@ def test_init_and_shutdown_run_once_per_worker(tmp_path: Path) -> None:
     assert sum(p.read_text().count("shutdown") for p in stdout_logs) == 3
 
 
-def test_run_raising_once_is_retried_and_the_row_written_once(tmp_path: Path) -> None:
-    script = """
-    import os
-    def run(mini_batch):
-        marker = os.path.join(os.environ["MARKERS"], os.path.basename(mini_batch[0]))
-        if mini_batch[0].endswith("f00004.txt") and not os.path.exists(marker):
-            open(marker, "w").close()
-            raise RuntimeError("flaky once")
-        return [os.path.basename(p) for p in mini_batch]
-    """
-    (tmp_path / "markers").mkdir()
-    write_job(tmp_path, script, files=10, mini_batch_size=1,
-              extra_step=f"environment_variables:\n  MARKERS: {tmp_path / 'markers'}\n")
-    result = run_job(tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(10)]
-    assert "failed attempts:      1" in result.job_result()
-    assert "flaky once" in (result.step_dir() / "logs" / "job_error.txt").read_text()
-
-
-def test_worker_that_exits_is_replaced_and_its_batch_retried(tmp_path: Path) -> None:
-    script = """
-    import os
-    def run(mini_batch):
-        marker = os.path.join(os.environ["MARKERS"], "died")
-        if mini_batch[0].endswith("f00003.txt") and not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(9)
-        return [os.path.basename(p) for p in mini_batch]
-    """
-    (tmp_path / "markers").mkdir()
-    write_job(tmp_path, script, files=8, mini_batch_size=1,
-              extra_step=f"environment_variables:\n  MARKERS: {tmp_path / 'markers'}\n")
-    result = run_job(tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(8)]
-    assert "exited with code 9" in (result.step_dir() / "logs" / "job_error.txt").read_text()
-
-
-def test_hung_run_is_killed_at_the_timeout_and_retried(tmp_path: Path) -> None:
-    script = """
-    import os, time
-    def run(mini_batch):
-        marker = os.path.join(os.environ["MARKERS"], "hung")
-        if mini_batch[0].endswith("f00001.txt") and not os.path.exists(marker):
-            open(marker, "w").close()
-            time.sleep(3600)
-        return [os.path.basename(p) for p in mini_batch]
-    """
-    (tmp_path / "markers").mkdir()
-    write_job(tmp_path, script, files=4, mini_batch_size=1, timeout=1,
-              extra_step=f"environment_variables:\n  MARKERS: {tmp_path / 'markers'}\n")
-    result = run_job(tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(4)]
-    assert "timed_out" in (result.step_dir() / "logs" / "sys" / "job_report"
-                           / "processed_mini-batches.csv").read_text()
-
-
 def test_mini_batch_failing_every_try_fails_the_job_with_exit_1(tmp_path: Path) -> None:
     script = """
     def run(mini_batch):
@@ -181,14 +122,6 @@ def test_mini_batch_failing_every_try_fails_the_job_with_exit_1(tmp_path: Path) 
     text = result.job_result()
     assert "FAILED" in text and "mini_batch_error_threshold 0" in text
     assert "f00002.txt" in text and "ValueError: bad file" in text
-
-
-def test_run_returning_none_is_a_failed_attempt(tmp_path: Path) -> None:
-    write_job(tmp_path, "def run(mini_batch):\n    return None\n", files=2, mini_batch_size=1,
-              max_retries=0, extra_step="mini_batch_error_threshold: 0\n")
-    result = run_job(tmp_path)
-    assert result.returncode == 1
-    assert "run() returned NoneType" in result.job_result()
 
 
 def test_entry_script_without_run_is_bad_input(tmp_path: Path) -> None:
