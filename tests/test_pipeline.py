@@ -34,6 +34,26 @@ def worker_logs(step_dir: Path, kind: str = "stderr") -> list[str]:
     return sorted(str(p.relative_to(logs)) for p in logs.rglob("*.txt"))
 
 
+def parallel_pipeline(entry: str, extra: str = "", *, append_row: bool = True,
+                      steps: dict[str, str] | None = None) -> str:
+    """A pipeline of parallel steps over ./data running src/<entry>: one step `step` with
+    the YAML lines `extra`, or `steps` (name -> its extra lines). With append_row each step
+    writes its items to its uri_file output `out`."""
+    outputs = "    outputs:\n      out: {type: uri_file}\n" if append_row else ""
+    append = ',\n           append_row_to: "${{outputs.out}}"' if append_row else ""
+    text = "type: pipeline\njobs:\n"
+    for step, step_extra in (steps or {"step": extra}).items():
+        text += (f"  {step}:\n"
+                 "    type: parallel\n"
+                 "    inputs:\n"
+                 "      data: {type: uri_folder, path: ./data}\n"
+                 f"{outputs}"
+                 "    input_data: ${{inputs.data}}\n"
+                 f"{textwrap.indent(textwrap.dedent(step_extra), '    ')}"
+                 f"    task: {{type: run_function, code: ./src, entry_script: {entry}{append}}}\n")
+    return text
+
+
 # -- the public examples --------------------------------------------------------------------
 def test_seed_iris_pipeline_runs_unchanged(tmp_path: Path) -> None:
     folder = copy_example("iris", tmp_path)
@@ -236,31 +256,9 @@ def test_each_gpu_worker_gets_its_own_device(tmp_path: Path) -> None:
                 return [f"{EntryScript().agent_name} {os.environ['CUDA_VISIBLE_DEVICES']} "
                         f"{os.environ['AZ_BATCHAI_GPU_COUNT_FOUND']}" for _ in mini_batch]
             """,
-        "pipeline.yml": """\
-            type: pipeline
-            jobs:
-              default:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                outputs:
-                  out: {type: uri_file}
-                input_data: ${{inputs.data}}
-                mini_batch_size: "1"
-                task: {type: run_function, code: ./src, entry_script: gpu.py,
-                       append_row_to: "${{outputs.out}}"}
-              three:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                outputs:
-                  out: {type: uri_file}
-                input_data: ${{inputs.data}}
-                mini_batch_size: "1"
-                max_concurrency_per_instance: 3
-                task: {type: run_function, code: ./src, entry_script: gpu.py,
-                       append_row_to: "${{outputs.out}}"}
-            """,
+        "pipeline.yml": parallel_pipeline("gpu.py", steps={
+            "default": 'mini_batch_size: "1"\n',
+            "three": 'mini_batch_size: "1"\nmax_concurrency_per_instance: 3\n'}),
     })
     run = tmp_path / "run"
     # Two GPUs, as the driver sees them (CUDA_VISIBLE_DEVICES restricts or simulates).
@@ -289,19 +287,7 @@ def test_settings_json_changes_the_dataframe_output(tmp_path: Path) -> None:
         "src/parallel_run_step.settings.json": """\
             {"append_row": {"pandas.DataFrame.to_csv": {"sep": ","}}}
             """,
-        "pipeline.yml": """\
-            type: pipeline
-            jobs:
-              step:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                outputs:
-                  out: {type: uri_file}
-                input_data: ${{inputs.data}}
-                task: {type: run_function, code: ./src, entry_script: frame.py,
-                       append_row_to: "${{outputs.out}}"}
-            """,
+        "pipeline.yml": parallel_pipeline("frame.py"),
     })
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
@@ -397,17 +383,8 @@ def test_set_overrides_change_the_run(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 9)
     write(tmp_path, {
         "src/echo.py": "def run(mini_batch):\n    return mini_batch\n",
-        "pipeline.yml": """\
-            type: pipeline
-            jobs:
-              step:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                input_data: ${{inputs.data}}
-                mini_batch_size: "1"
-                task: {type: run_function, code: ./src, entry_script: echo.py}
-            """,
+        "pipeline.yml": parallel_pipeline("echo.py", extra='mini_batch_size: "1"\n',
+                                          append_row=False),
     })
     run = tmp_path / "run"
     proc = run_cli("job", "create", "--file", "pipeline.yml", "--run-dir", str(run),
@@ -430,17 +407,8 @@ def test_user_code_is_imported_only_in_subprocesses_never_in_the_driver(tmp_path
             def run(mini_batch):
                 return mini_batch
             """,
-        "pipeline.yml": """\
-            type: pipeline
-            jobs:
-              step:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                input_data: ${{inputs.data}}
-                max_concurrency_per_instance: 2
-                task: {type: run_function, code: ./src, entry_script: where.py}
-            """,
+        "pipeline.yml": parallel_pipeline("where.py", extra="max_concurrency_per_instance: 2\n",
+                                          append_row=False),
     })
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -462,16 +430,7 @@ def test_validate_runs_no_user_code_beyond_import(tmp_path: Path) -> None:
                 pathlib.Path(__file__).with_name("run-ran").touch()
                 return mini_batch
             """,
-        "pipeline.yml": """\
-            type: pipeline
-            jobs:
-              step:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                input_data: ${{inputs.data}}
-                task: {type: run_function, code: ./src, entry_script: side.py}
-            """,
+        "pipeline.yml": parallel_pipeline("side.py", append_row=False),
     })
     proc = run_cli("validate", "pipeline.yml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -493,19 +452,7 @@ def test_run_defined_inside_a_try_block_is_accepted(tmp_path: Path) -> None:
                 def run(mini_batch):
                     return ["slow"] * len(mini_batch)
             """,
-        "pipeline.yml": """\
-            type: pipeline
-            jobs:
-              step:
-                type: parallel
-                inputs:
-                  data: {type: uri_folder, path: ./data}
-                outputs:
-                  out: {type: uri_file}
-                input_data: ${{inputs.data}}
-                task: {type: run_function, code: ./src, entry_script: guarded.py,
-                       append_row_to: "${{outputs.out}}"}
-            """,
+        "pipeline.yml": parallel_pipeline("guarded.py"),
     })
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
