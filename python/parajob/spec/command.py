@@ -18,7 +18,7 @@ from parajob.spec import schema
 from parajob.spec.commandline import bind_command_text
 from parajob.spec.model import CommandStep, Input, Output
 from parajob.spec.parallel import check_recorded
-from parajob.spec.ports import Scope, read_inputs, read_outputs
+from parajob.spec.ports import Scope, read_step_ports
 from parajob.spec.task import read_code, read_environment
 from parajob.spec.yaml_nodes import (
     STR,
@@ -51,12 +51,7 @@ def read_command_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.Nod
     check_recorded(s.r, keys)
     text = {k: get_str(s.r, keys[k].value, keys[k].field, allow_empty=True) if k in keys
             else None for k in ("display_name", "description", "compute")}
-    tags = get_str_map(s.r, keys["tags"].value, keys["tags"].field) if "tags" in keys else {}
-    inputs = read_inputs(s, keys["inputs"].value if "inputs" in keys else None,
-                         field_join(s.prefix, "inputs"), anchor=key)
-    outputs = read_outputs(s, keys["outputs"].value if "outputs" in keys else None,
-                           field_join(s.prefix, "outputs"))
-    s.producers[name] = outputs
+    tags, inputs, outputs = read_step_ports(s, keys, name, key)
     code = read_code(s, keys.get("code"))
     environment, conda_file = read_environment(s, keys["environment"]) \
         if "environment" in keys else (None, None)
@@ -77,7 +72,7 @@ def read_command_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.Nod
         outputs=outputs, command=command, code=code, environment_variables=env or {},
         environment=environment, conda_file=conda_file, timeout=timeout,
         compute=text["compute"], display_name=text["display_name"],
-        description=text["description"], tags=tags or {}, additional_includes=includes,
+        description=text["description"], tags=tags, additional_includes=includes,
         locations=dict(s.locations), location_files=dict(s.location_files),
     )
 

@@ -17,7 +17,7 @@ from parajob.spec import schema
 from parajob.spec.arguments import RuntimeArgs
 from parajob.spec.bindings import whole_ref
 from parajob.spec.model import Input, ParallelStep, RetrySettings
-from parajob.spec.ports import Scope, read_inputs, read_outputs
+from parajob.spec.ports import Scope, read_step_ports
 from parajob.spec.report import Reporter, did_you_mean
 from parajob.spec.sizes import MiniBatchSize, parse_mini_batch_size
 from parajob.spec.task import read_task
@@ -28,7 +28,6 @@ from parajob.spec.yaml_nodes import (
     STR,
     Entry,
     describe,
-    field_join,
     get_bool,
     get_int,
     get_str,
@@ -108,12 +107,7 @@ def read_parallel_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.No
             s.r.error(e.key, e.field, schema.UNSUPPORTED[k])
     check_recorded(s.r, keys)
     text = {k: _opt_str(st, k) for k in ("display_name", "description", "compute")}
-    tags = get_str_map(s.r, keys["tags"].value, keys["tags"].field) if "tags" in keys else {}
-    inputs = read_inputs(s, keys["inputs"].value if "inputs" in keys else None,
-                         field_join(s.prefix, "inputs"), anchor=key)
-    outputs = read_outputs(s, keys["outputs"].value if "outputs" in keys else None,
-                           field_join(s.prefix, "outputs"))
-    s.producers[name] = outputs
+    tags, inputs, outputs = read_step_ports(s, keys, name, key)
     input_data = _input_data(st, inputs)
     size = _mini_batch_size(st)
     partition_keys = _partition_keys(st)
@@ -145,7 +139,7 @@ def read_parallel_step(s: Scope, name: str, key: yaml.Node | None, node: yaml.No
         error_threshold=_first(args.error_threshold, item_threshold, -1),
         retry_settings=retry, logging_level=args.logging_level or level or "INFO",
         environment_variables=env or {}, task=task, compute=text["compute"],
-        display_name=text["display_name"], description=text["description"], tags=tags or {},
+        display_name=text["display_name"], description=text["description"], tags=tags,
         runtime_args=args, locations=dict(s.locations), location_files=dict(s.location_files),
     )
 

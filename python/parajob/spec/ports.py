@@ -31,7 +31,7 @@ import yaml
 
 from parajob.spec import schema
 from parajob.spec.bindings import Ref, whole_ref
-from parajob.spec.model import Input
+from parajob.spec.model import Input, Output
 from parajob.spec.outputs import read_outputs
 from parajob.spec.report import did_you_mean
 from parajob.spec.scope import (
@@ -56,20 +56,35 @@ from parajob.spec.yaml_nodes import (
     STR,
     Entry,
     describe,
+    field_join,
     get_bool,
     get_str,
+    get_str_map,
     is_null,
     named_entries,
     read_mapping,
 )
 
 # read_outputs, Scope, ... are re-exported: the step readers import ports from here.
-__all__ = ["Scope", "Port", "OutPort", "read_inputs", "read_outputs", "local_path",
-           "NAME_PATTERN", "literal_text"]
+__all__ = ["Scope", "Port", "OutPort", "read_inputs", "read_outputs", "read_step_ports",
+           "local_path", "NAME_PATTERN", "literal_text"]
 
 _LITERAL_TAGS = {INT: "integer", FLOAT: "number", BOOL: "boolean", STR: "string"}
 _ACCEPTS = {"string": (STR, INT, FLOAT, BOOL), "integer": (INT,), "number": (INT, FLOAT),
             "boolean": (BOOL,)}
+
+
+def read_step_ports(s: Scope, keys: dict[str, Entry], name: str, anchor: yaml.Node | None
+                    ) -> tuple[dict[str, str], dict[str, Input], dict[str, Output]]:
+    """A step's ``tags``, ``inputs`` and ``outputs`` (any step type). Its outputs are
+    registered in ``s.producers`` under the step's name for later ``parent.jobs`` bindings."""
+    tags = get_str_map(s.r, keys["tags"].value, keys["tags"].field) if "tags" in keys else {}
+    inputs = read_inputs(s, keys["inputs"].value if "inputs" in keys else None,
+                         field_join(s.prefix, "inputs"), anchor=anchor)
+    outputs = read_outputs(s, keys["outputs"].value if "outputs" in keys else None,
+                           field_join(s.prefix, "outputs"))
+    s.producers[name] = outputs
+    return tags or {}, inputs, outputs
 
 
 # -- inputs -------------------------------------------------------------------------------
