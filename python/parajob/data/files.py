@@ -9,7 +9,7 @@ until the mini-batch that needs it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class InputDataError(ValueError):
 class FileBatchPlan:
     """Mini-batches of files: batch b is files [ranges[b, 0], ranges[b, 1]) of the source."""
 
-    loads_data = False  # materialise() only names files: nothing to time out
+    loads_data: ClassVar[bool] = False  # materialise() only names files: nothing to time out
 
     def __init__(self, source: FileSource, ranges: np.ndarray) -> None:
         self.source = source

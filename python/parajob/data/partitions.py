@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -93,6 +93,8 @@ def _converted(parts: TableParts, column: str) -> list[Any]:
 @dataclass
 class ArrowPartitionPlan:
     """Partitions as slices of one sorted Arrow table mapped from shared memory."""
+
+    loads_data: ClassVar[bool] = True  # materialise() converts the slice to pandas
 
     table: pa.Table               # backed by the memfd mapping (zero-copy)
     offsets: np.ndarray           # (n_batches + 1,) row offsets
@@ -165,6 +167,8 @@ def _group_starts(sorted_keys: pa.Table) -> np.ndarray:
 @dataclass
 class FilePartitionPlan:
     """Files grouped by path-format keys: mini-batch b = paths[offsets[b]:offsets[b+1]]."""
+
+    loads_data: ClassVar[bool] = False  # materialise() only names files
 
     paths: list[str]
     offsets: np.ndarray

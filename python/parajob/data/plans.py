@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError, list_input_files, plan_file_batches
 from parajob.data.input_errors import TableInputError, Where
 from parajob.spec.sizes import MiniBatchSize
@@ -26,7 +27,7 @@ __all__ = ["plan_input"]
 
 def plan_input(path: Path, input_type: str, size: MiniBatchSize | None,
                partition_keys: tuple[str, ...] | None = None,
-               keys_where: Where | None = None) -> Any:
+               keys_where: Where | None = None) -> BatchPlan:
     """The mini-batch plan of the step's input_data (see the module docstring)."""
     keys_where = keys_where or Where(str(path), field="partition_keys")
     if input_type == "mltable":

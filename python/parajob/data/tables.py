@@ -18,7 +18,7 @@ mini-batch b is the same rows on every run of the same input (ids stable for res
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,8 @@ class Source(Protocol):
 @dataclass
 class TableBatchPlan:
     """Mini-batches of rows; see the module docstring. Read-only after construction."""
+
+    loads_data: ClassVar[bool] = True  # materialise() reads and converts the rows
 
     source: Source
     finisher: tf.Finisher

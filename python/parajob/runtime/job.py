@@ -21,13 +21,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
 from parajob import _core
 from parajob.data import TableInputError, Where, plan_input
-from parajob.data.files import FileBatchPlan, InputDataError
+from parajob.data.batch_plan import BatchPlan
+from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
@@ -144,7 +144,7 @@ def step_limits(step: ParallelStep, append_row: bool) -> Limits:
     )
 
 
-def _restored_batches(step: ParallelStep, layout: StepLayout, plan: FileBatchPlan,
+def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
                       resume: bool) -> Accepted:
     """On resume, the batches the journal says were accepted; else check the folder is new."""
     path = journal_path(layout.root)
@@ -252,15 +252,14 @@ def _module_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def _plan(step: ParallelStep) -> FileBatchPlan:
+def _plan(step: ParallelStep) -> BatchPlan:
     data = step.data_input
     assert data.path is not None  # spec guarantees a path for data inputs
     line, col = step.locations.get("partition_keys", (step.line, None))
     keys_where = Where(str(step.file), line, col, f"jobs.{step.name}.partition_keys")
     try:  # file lists, tables (MLTable with read_*), partitions: parajob.data.plans
-        # plan_input returns Any; the table and partition plans are duck-typed like this one
-        return cast(FileBatchPlan, plan_input(data.path, data.type, step.mini_batch_size,
-                                              step.partition_keys, keys_where))
+        return plan_input(data.path, data.type, step.mini_batch_size, step.partition_keys,
+                          keys_where)
     except TableInputError as exc:  # already placed: MLTable line, data file line, keys
         raise SpecError(exc.diagnostics) from exc
     except (InputDataError, ValueError) as exc:

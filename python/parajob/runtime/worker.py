@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from parajob import _core
 
@@ -32,6 +32,7 @@ from parajob import _core
 # imports them itself pays ~25 ms of start-up (seen in py-spy profiles of short jobs).
 from parajob.compat import install_azureml_user_shim
 from parajob.compat.parallel_run import EntryScript as CompatEntryScript
+from parajob.data.batch_plan import BatchPlan
 from parajob.runtime import output
 from parajob.runtime.entry_script import (
     EntryScript,
@@ -54,18 +55,6 @@ EXIT_RECYCLE = 4  # --max-tasks-per-worker / --max-worker-memory reached: replac
 EXIT_INTERNAL = 70
 
 IDLE_WAKE_MS = 2000  # wake up now and then while idle, to refresh the heartbeat
-
-
-class BatchPlan(Protocol):
-    """What a worker needs from a mini-batch plan (parajob.data)."""
-
-    # Whether materialise() reads data (tables: under --task_overhead_timeout) or only
-    # names it (file lists: the run() timeout starts at the claim).
-    loads_data: bool
-
-    def materialise(self, batch: int) -> Any: ...
-    def items_in(self, batch: int) -> int: ...
-    def partition_key_value(self, batch: int) -> dict[str, Any] | None: ...
 
 
 @dataclass
@@ -200,7 +189,7 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     region.set_worker_state(slot, _core.WorkerState.IDLE)
     tasks = 0
     exit_code = EXIT_OK
-    loading = getattr(setup.plan, "loads_data", True)  # else the claim starts the run() clock
+    loading = setup.plan.loads_data  # else the claim starts the run() clock
     while True:
         batch, attempt = region.next_batch(slot, process, 0, loading)
         if batch == -2:  # nothing queued: publish what is gathered before we may block

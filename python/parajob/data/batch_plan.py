@@ -1,0 +1,25 @@
+"""What every mini-batch plan offers the runtime (files, tables, partitions alike)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class BatchPlan(Protocol):
+    """A plan of mini-batches, built in the driver before fork and read by the workers.
+
+    ``loads_data``: whether materialise() reads data (tables: under
+    --task_overhead_timeout) or only names it (file lists: the run() timeout starts at the
+    claim).
+    """
+
+    @property
+    def loads_data(self) -> bool: ...
+    @property
+    def n_batches(self) -> int: ...
+    @property
+    def n_items(self) -> int: ...
+    def materialise(self, batch: int) -> Any: ...
+    def items_in(self, batch: int) -> int: ...
+    def partition_key_value(self, batch: int) -> dict[str, Any] | None: ...
+    def describe(self, batch: int) -> str: ...
