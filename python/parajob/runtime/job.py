@@ -156,7 +156,7 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
                                         f"{layout.root}",
                                         "resume it with `parajob run --resume RUN_DIR`, or choose "
                                         "another --run-dir")])
-        return read_journal(path, plan.n_batches, plan.n_items)  # empty: no file yet
+        return Accepted.none()
     try:
         return read_journal(path, plan.n_batches, plan.n_items)
     except JournalMismatch as exc:

@@ -47,6 +47,11 @@ class Accepted:
     def __len__(self) -> int:
         return len(self.batch)
 
+    @classmethod
+    def none(cls) -> Accepted:
+        """No batch accepted yet (a fresh run)."""
+        return cls(*(np.zeros(0, dtype=np.uint64) for _ in range(7)))
+
 
 def journal_path(step_root: Path) -> Path:
     return step_root / "sys" / "journal.bin"
