@@ -53,13 +53,17 @@ void bind_dispatch(py::module_& m) {
         .def_property_readonly("size", [](const DispatchRegion& r) { return r.header().total_size; })
         .def("queued_approx", &DispatchRegion::queued_approx)
         // driver side
-        .def("enqueue", &DispatchRegion::enqueue, py::arg("batch"), py::arg("attempt") = 0)
+        .def("enqueue", &DispatchRegion::enqueue, py::arg("batch"), py::arg("attempt") = 0,
+             "Queue an attempt; False (nothing changed) unless the batch is PENDING (attempt 0) or "
+             "its last attempt ended (ERRORED, TIMED_OUT, CRASHED) with a lower number.")
         .def(
             "enqueue_range",
             [](DispatchRegion& r, std::uint32_t start, std::uint32_t stop) {
-                for (std::uint32_t b = start; b < stop; ++b) r.enqueue(b, 0);
+                std::uint32_t queued = 0;
+                for (std::uint32_t b = start; b < stop; ++b) queued += r.enqueue(b, 0) ? 1 : 0;
+                return queued;
             },
-            py::arg("start"), py::arg("stop"), "Queue first attempts of batches [start, stop).")
+            py::arg("start"), py::arg("stop"), "Queue first attempts of batches [start, stop); how many were.")
         .def("close", &DispatchRegion::close)
         .def(
             "drain_ended",
@@ -76,7 +80,9 @@ void bind_dispatch(py::module_& m) {
             [](DispatchRegion& r, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
                BatchState why) { return r.take_back(batch, attempt, process, why); },
             py::arg("batch"), py::arg("attempt"), py::arg("process"), py::arg("why"))
-        .def("mark_failed", &DispatchRegion::mark_failed)
+        .def("mark_failed", &DispatchRegion::mark_failed, py::arg("batch"))
+        .def("reclaim_unclaimed", &DispatchRegion::reclaim_unclaimed, py::arg("worker"), py::arg("process"),
+             "After reaping `process`: the batch it popped but never claimed, taken back as CRASHED; else -1.")
         .def("restore_done", &DispatchRegion::restore_done, py::arg("batch"), py::arg("attempt"), py::arg("process"),
              py::arg("items_in"), py::arg("items_out"), py::arg("spool_offset"), py::arg("spool_length"),
              "On resume, before forking: mark a journalled batch DONE (it is never queued).")

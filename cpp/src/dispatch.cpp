@@ -97,13 +97,33 @@ DispatchRegion::~DispatchRegion() {
 
 // ---- driver side --------------------------------------------------------------------
 
-void DispatchRegion::enqueue(std::uint32_t batch, std::uint32_t attempt) {
+namespace {
+// States from which the driver may queue a batch again or fail it: nobody else touches it.
+bool ended(BatchState s) {
+    return s == BatchState::kErrored || s == BatchState::kTimedOut || s == BatchState::kCrashed;
+}
+}  // namespace
+
+bool DispatchRegion::enqueue(std::uint32_t batch, std::uint32_t attempt) {
     if (batch >= n_batches()) throw std::out_of_range("batch id out of range");
-    // release: the QUEUED word is visible before the id can be popped (the ring's release
-    // store orders it); pairs with the acquire load in next_batch().
-    batches_[batch].word.store(StateWord::pack(BatchState::kQueued, attempt, 0), std::memory_order_release);
-    if (!dispatch_.try_push(batch)) throw std::logic_error("dispatch ring full: a batch was queued twice");
+    auto& word = batches_[batch].word;
+    std::uint64_t seen = word.load(std::memory_order_acquire);
+    const StateWord now = StateWord::unpack(seen);
+    const bool fresh = now.state == BatchState::kPending && attempt == 0;
+    if (!fresh && !(ended(now.state) && attempt > now.attempt)) return false;
+    // acq_rel CAS, not a store: the word can only leave an ended state through the driver,
+    // but a CAS makes "refuse a second enqueue" hold even for a caller that races itself.
+    // Its release half publishes QUEUED before the id can be popped (the ring's release
+    // store orders it too); pairs with the acquire load in next_batch().
+    if (!word.compare_exchange_strong(seen, StateWord::pack(BatchState::kQueued, attempt, 0),
+                                      std::memory_order_acq_rel)) {
+        return false;
+    }
+    // Cannot fail: a batch is in the ring at most once (it left QUEUED before it can be
+    // queued again), and the ring has >= n_batches cells.
+    if (!dispatch_.try_push(pack_dispatch(batch, attempt))) throw std::logic_error("dispatch ring full");
     wake_workers(1);
+    return true;
 }
 
 void DispatchRegion::close() {
@@ -142,9 +162,33 @@ bool DispatchRegion::take_back(std::uint32_t batch, std::uint32_t attempt, std::
     return false;
 }
 
-void DispatchRegion::mark_failed(std::uint32_t batch) {
-    const StateWord now = StateWord::unpack(batches_[batch].word.load(std::memory_order_acquire));
-    batches_[batch].word.store(StateWord::pack(BatchState::kFailed, now.attempt, now.process), std::memory_order_release);
+bool DispatchRegion::mark_failed(std::uint32_t batch) {
+    auto& word = batches_[batch].word;
+    std::uint64_t seen = word.load(std::memory_order_acquire);
+    const StateWord now = StateWord::unpack(seen);
+    if (!ended(now.state)) return false;
+    // release: pairs with the acquire loads of the driver's slot readers (merge, progress).
+    return word.compare_exchange_strong(seen, StateWord::pack(BatchState::kFailed, now.attempt, now.process),
+                                        std::memory_order_acq_rel);
+}
+
+std::int64_t DispatchRegion::reclaim_unclaimed(std::uint32_t worker, std::uint32_t process) {
+    WorkerSlot& me = workers_[worker];
+    if (me.process.load(std::memory_order_relaxed) != process) return -1;
+    // acquire: pairs with the release store of popped in next_batch().
+    const std::uint64_t popped = me.popped.load(std::memory_order_acquire);
+    if ((popped & kPoppedValid) == 0) return -1;
+    const auto batch = static_cast<std::uint32_t>(popped & 0xFFFFFFFFu);
+    const auto attempt = static_cast<std::uint32_t>((popped >> 32) & 0xFFFFFFu);
+    if (batch >= n_batches()) return -1;
+    // Still QUEUED(attempt): that value left the ring with this process and was never
+    // claimed (a claimed attempt is RUNNING or later; a requeue has a higher attempt).
+    std::uint64_t expected = StateWord::pack(BatchState::kQueued, attempt, 0);
+    if (!batches_[batch].word.compare_exchange_strong(expected, StateWord::pack(BatchState::kCrashed, attempt, process),
+                                                      std::memory_order_acq_rel)) {
+        return -1;
+    }
+    return batch;
 }
 
 void DispatchRegion::restore_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
@@ -189,15 +233,19 @@ Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, st
         // acquire: pairs with the seq_cst bump in wake_workers(); read before trying the ring
         // so that a push after our failed try changes the word and futex_wait returns.
         const std::uint32_t seq = header_->dispatch_seq.load(std::memory_order_acquire);
-        std::uint64_t id = 0;
-        if (dispatch_.try_pop(id)) {
-            // The acknowledgement first: if we die after the pop, the driver finds the id
-            // here and requeues it (it is QUEUED and in no ring).
+        std::uint64_t value = 0;
+        if (dispatch_.try_pop(value)) {
+            // The acknowledgement first: if we die after the pop, the driver finds the
+            // attempt here and takes it back (reclaim_unclaimed(): QUEUED, in no ring).
+            // release: pairs with the acquire load in reclaim_unclaimed().
+            me.popped.store(kPoppedValid | value, std::memory_order_release);
+            const auto id = static_cast<std::uint32_t>(value & 0xFFFFFFFFu);
+            const auto popped_attempt = static_cast<std::uint32_t>(value >> 32);
             me.current_batch.store(static_cast<std::int64_t>(id), std::memory_order_release);
             BatchSlot& slot = batches_[id];
             std::uint64_t word = slot.word.load(std::memory_order_acquire);
             const StateWord queued = StateWord::unpack(word);
-            if (queued.state == BatchState::kQueued &&
+            if (queued.state == BatchState::kQueued && queued.attempt == popped_attempt &&
                 // acq_rel: the claim; pairs with take_back() and with the driver's readers.
                 slot.word.compare_exchange_strong(word, StateWord::pack(BatchState::kRunning, queued.attempt, process),
                                                   std::memory_order_acq_rel)) {
@@ -210,7 +258,8 @@ Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, st
                                std::memory_order_release);
                 return {static_cast<std::int64_t>(id), queued.attempt};
             }
-            // A stale duplicate (the driver re-pushed an id this process already claimed).
+            // Not this attempt's turn any more (cannot happen while enqueue() refuses
+            // duplicates; kept so that a stale value could never claim a batch).
             me.current_batch.store(-1, std::memory_order_release);
             continue;
         }
@@ -226,34 +275,44 @@ Claim DispatchRegion::next_batch(std::uint32_t worker, std::uint32_t process, st
     }
 }
 
-bool DispatchRegion::finish(std::uint32_t worker, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
-                            bool ok, std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
-                            std::uint64_t spool_length, std::int64_t error_code) {
+bool DispatchRegion::publish(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, bool ok,
+                             std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
+                             std::uint64_t spool_length, std::int64_t error_code) {
     BatchSlot& slot = batches_[batch];
-    WorkerSlot& me = workers_[worker];
     std::uint64_t expected = StateWord::pack(BatchState::kRunning, attempt, process);
     // acq_rel: the one CAS that decides between this worker and the watchdog's take_back().
     const bool won = slot.word.compare_exchange_strong(
         expected, StateWord::pack(BatchState::kFinishing, attempt, process), std::memory_order_acq_rel);
-    const std::int64_t now = monotonic_ns();
-    if (won) {
-        slot.items_in.store(items_in, std::memory_order_relaxed);
-        slot.items_out.store(items_out, std::memory_order_relaxed);
-        slot.spool_offset.store(spool_offset, std::memory_order_relaxed);
-        slot.spool_length.store(spool_length, std::memory_order_relaxed);
-        slot.error_code.store(error_code, std::memory_order_relaxed);
-        slot.end_ns.store(now, std::memory_order_relaxed);
-        // release: publishes the fields above; pairs with the acquire load of the word by
-        // the driver after drain_ended().
-        slot.word.store(StateWord::pack(ok ? BatchState::kDone : BatchState::kErrored, attempt, process),
-                        std::memory_order_release);
-        if (!done_.try_push(batch)) throw std::logic_error("done ring full: an attempt ended twice");
-    }
+    if (!won) return false;
+    slot.items_in.store(items_in, std::memory_order_relaxed);
+    slot.items_out.store(items_out, std::memory_order_relaxed);
+    slot.spool_offset.store(spool_offset, std::memory_order_relaxed);
+    slot.spool_length.store(spool_length, std::memory_order_relaxed);
+    slot.error_code.store(error_code, std::memory_order_relaxed);
+    slot.end_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    // release: publishes the fields above; pairs with the acquire load of the word by
+    // the driver after drain_ended().
+    slot.word.store(StateWord::pack(ok ? BatchState::kDone : BatchState::kErrored, attempt, process),
+                    std::memory_order_release);
+    if (!done_.try_push(batch)) throw std::logic_error("done ring full: an attempt ended twice");
+    notify_driver();
+    return true;
+}
+
+void DispatchRegion::end_run(std::uint32_t worker) {
+    WorkerSlot& me = workers_[worker];
     me.current_batch.store(-1, std::memory_order_release);
-    me.heartbeat_ns.store(now, std::memory_order_relaxed);
+    me.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
     me.batches_done.fetch_add(1, std::memory_order_relaxed);
+    // release: the watchdog that sees IDLE stops timing this worker.
     me.state.store(static_cast<std::uint32_t>(WorkerState::kIdle), std::memory_order_release);
-    if (won) notify_driver();
+}
+
+bool DispatchRegion::finish(std::uint32_t worker, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
+                            bool ok, std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
+                            std::uint64_t spool_length, std::int64_t error_code) {
+    const bool won = publish(batch, attempt, process, ok, items_in, items_out, spool_offset, spool_length, error_code);
+    end_run(worker);
     return won;
 }
 
@@ -272,6 +331,7 @@ void DispatchRegion::reset_worker(std::uint32_t worker, std::uint32_t process) {
     slot.process.store(process, std::memory_order_relaxed);
     slot.current_batch.store(-1, std::memory_order_relaxed);
     slot.batches_done.store(0, std::memory_order_relaxed);
+    slot.popped.store(0, std::memory_order_relaxed);
     slot.phase_start_ns.store(monotonic_ns(), std::memory_order_relaxed);
     slot.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
     // release: the fields above are set before the worker (forked next) reads them.
@@ -313,6 +373,7 @@ std::vector<LayoutEntry> DispatchRegion::layout_description() {
         {"WorkerSlot.current_batch", offsetof(WorkerSlot, current_batch)},
         {"WorkerSlot.phase_start_ns", offsetof(WorkerSlot, phase_start_ns)},
         {"WorkerSlot.batches_done", offsetof(WorkerSlot, batches_done)},
+        {"WorkerSlot.popped", offsetof(WorkerSlot, popped)},
     };
 }
 #pragma GCC diagnostic pop

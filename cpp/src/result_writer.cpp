@@ -51,8 +51,52 @@ ResultWriter::ResultWriter(DispatchRegion& region, std::uint32_t worker, std::ui
     offset_ = static_cast<std::uint64_t>(st.st_size);
 }
 
+ResultWriter::~ResultWriter() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+std::size_t ResultWriter::pending() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pending_.size();
+}
+
+void ResultWriter::flusher() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopping_) {
+        if (pending_.empty()) {
+            wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+            continue;
+        }
+        // first_pending_ns_ is CLOCK_MONOTONIC, which is what steady_clock reads on Linux.
+        const auto due = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(first_pending_ns_ + kGatherMaxNs));
+        if (wake_.wait_until(lock, due, [this] { return stopping_ || pending_.empty(); })) continue;
+        try {
+            flush_locked();
+        } catch (...) {
+            // The owner sees it at its next add() or flush(); the records stay pending.
+            thread_error_ = std::current_exception();
+            wake_.wait(lock, [this] { return stopping_ || pending_.empty(); });
+        }
+    }
+}
+
+void ResultWriter::rethrow_locked() {
+    if (thread_error_) {
+        std::exception_ptr error = thread_error_;
+        thread_error_ = nullptr;
+        std::rethrow_exception(error);
+    }
+}
+
 void ResultWriter::add(std::uint32_t batch, std::uint32_t attempt, bool ok, std::string_view payload,
                        std::uint64_t items_in, std::uint64_t items_out, std::int64_t error_code, double run_seconds) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    rethrow_locked();
     const std::uint64_t offset = offset_ + buffer_.size();
     buffer_.append("PJR1", 4);
     append_le<std::uint32_t>(buffer_, ok ? 0u : 1u);  // kind: 0 rows, 1 error
@@ -65,11 +109,27 @@ void ResultWriter::add(std::uint32_t batch, std::uint32_t attempt, bool ok, std:
                         error_code, run_seconds});
     if (!ok || run_seconds >= kGatherMaxRunSeconds || pending_.size() >= kGatherMaxRecords ||
         buffer_.size() >= kGatherMaxBytes || monotonic_ns() - first_pending_ns_ >= kGatherMaxNs) {
-        flush();
+        flush_locked();
+        region_.end_run(worker_);
+        return;
+    }
+    // run() returned: the worker slot is idle now, even while the record waits to be
+    // published (the flusher thread publishes; it never touches the worker slot).
+    region_.end_run(worker_);
+    if (pending_.size() == 1) {  // the first gathered record: the flusher's clock starts
+        if (!thread_.joinable()) thread_ = std::thread([this] { flusher(); });
+        lock.unlock();
+        wake_.notify_one();
     }
 }
 
 void ResultWriter::flush() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    rethrow_locked();
+    flush_locked();
+}
+
+void ResultWriter::flush_locked() {
     if (pending_.empty()) return;
     write_all(spool_fd_, buffer_);  // first the records, whole ...
     offset_ += buffer_.size();
@@ -78,8 +138,8 @@ void ResultWriter::flush() {
     char row[96];
     for (const Pending& p : pending_) {
         // ... then each attempt's end: a batch is DONE only once its record is in the file.
-        const bool won = region_.finish(worker_, p.batch, p.attempt, process_, p.ok, p.items_in, p.items_out,
-                                        p.offset, p.length, p.error_code);
+        const bool won = region_.publish(p.batch, p.attempt, process_, p.ok, p.items_in, p.items_out, p.offset,
+                                         p.length, p.error_code);
         if (won && p.ok) {  // failed attempts get their row from the driver, with the error
             const int n = std::snprintf(row, sizeof row, "%" PRIu32 ",%" PRIu32 ",", p.batch, p.attempt + 1);
             rows_.append(row, static_cast<std::size_t>(n));

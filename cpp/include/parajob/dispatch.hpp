@@ -40,7 +40,10 @@ public:
 
     // ---- driver side ----------------------------------------------------------------
     // Marks `batch` QUEUED(attempt) and pushes it; wakes one sleeping worker. Never blocks.
-    void enqueue(std::uint32_t batch, std::uint32_t attempt);
+    // Only from PENDING (attempt 0) or from an ended attempt (ERRORED, TIMED_OUT, CRASHED)
+    // with a higher attempt number; returns false, and changes nothing, from any other
+    // state: a second enqueue of an attempt is refused here, not left to the callers.
+    bool enqueue(std::uint32_t batch, std::uint32_t attempt);
     // No more batches will be queued: workers exit once the queue is empty. Wakes all.
     void close();
     // Pops up to `max` batch ids whose attempt ended (DONE or ERRORED). Never blocks.
@@ -48,8 +51,13 @@ public:
     // Takes a RUNNING(attempt, process) batch back as TIMED_OUT or CRASHED; false when the
     // worker's own finish() won the race (the batch is DONE or ERRORED instead).
     bool take_back(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, BatchState why);
-    // Marks a batch FAILED for good (retries spent). Only from a state the driver owns.
-    void mark_failed(std::uint32_t batch);
+    // Marks a batch FAILED for good (retries spent). Only from an ended attempt (ERRORED,
+    // TIMED_OUT, CRASHED); false otherwise.
+    bool mark_failed(std::uint32_t batch);
+    // Once `process` (in worker slot `worker`) is dead and reaped: if its last pop was an
+    // attempt it never claimed (it died between the pop and the claim), that batch is
+    // taken back as CRASHED and its id returned; else -1.
+    std::int64_t reclaim_unclaimed(std::uint32_t worker, std::uint32_t process);
     // Before any fork, on resume: a batch the journal says was accepted becomes DONE with
     // its spool record's place, and is never queued.
     void restore_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, std::uint64_t items_in,
@@ -67,9 +75,18 @@ public:
     // no spinning) until a batch is available or the region is closed and empty, or until
     // timeout_ms passes (then returns batch -2). Safe to call without the GIL.
     Claim next_batch(std::uint32_t worker, std::uint32_t process, std::int64_t timeout_ms, bool loading = true);
-    // Ends the attempt: DONE when ok (with the spool record's location), else ERRORED with
-    // error_code. Returns false when the driver took the batch back first: the spool record
-    // is then an orphan and must never be merged. Never blocks.
+    // Publishes the end of an attempt: DONE when ok (with the spool record's location),
+    // else ERRORED with error_code. Returns false when the driver took the batch back first:
+    // the spool record is then an orphan and must never be merged. Never blocks. May be
+    // called from any thread of the worker (the ResultWriter's flusher thread does): it
+    // touches only the batch slot and the done ring, never the worker slot.
+    bool publish(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, bool ok, std::uint64_t items_in,
+                 std::uint64_t items_out, std::uint64_t spool_offset, std::uint64_t spool_length,
+                 std::int64_t error_code);
+    // The worker's main thread, once run() returned: its slot holds no batch and is IDLE
+    // (the watchdog stops timing it), whether or not the result is published yet.
+    void end_run(std::uint32_t worker);
+    // publish() then end_run(): an attempt ended and published at once.
     bool finish(std::uint32_t worker, std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
                 bool ok, std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
                 std::uint64_t spool_length, std::int64_t error_code);

@@ -8,12 +8,24 @@
 // records, 256 KiB, and only behind run() calls under 1 ms): a worker that dies with
 // records gathered costs those mini-batches a retry, never their rows twice.
 //
+// The 5 ms bound holds whatever the worker does next: a flusher thread, started with the
+// first gathered record (so a job whose run() calls all take >= 1 ms never has one),
+// publishes what has waited 5 ms even while the next run() is still going (issue 8: a
+// long run() that then died used to take the quick mini-batches before it down with it).
+// The thread is plain C++: it never touches Python objects or the GIL; add() and flush()
+// share one mutex with it.
+//
 // Why C++: in Python this bookkeeping cost ~5 us per mini-batch, a third of the whole
 // per-mini-batch overhead with one-file mini-batches (bench/test_bench_job.py).
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <string_view>
 #include <vector>
 
@@ -27,18 +39,26 @@ public:
     // processed_mini-batches.csv; where: "<node>,<process name>" for the CSV rows.
     ResultWriter(DispatchRegion& region, std::uint32_t worker, std::uint32_t process, int spool_fd,
                  int attempts_fd, std::string where);
+    ~ResultWriter();  // stops the flusher thread; does not flush (call flush() first)
+    ResultWriter(const ResultWriter&) = delete;
+    ResultWriter& operator=(const ResultWriter&) = delete;
 
     // One ended attempt: its rows (ok) or its error text. Writes and publishes at once
     // unless gathering pays off. Throws std::system_error when a write fails.
     void add(std::uint32_t batch, std::uint32_t attempt, bool ok, std::string_view payload, std::uint64_t items_in,
              std::uint64_t items_out, std::int64_t error_code, double run_seconds);
 
-    // Writes what is gathered, then calls finish() for each attempt in order.
+    // Writes what is gathered, then calls finish() for each attempt in order. Rethrows a
+    // write error the flusher thread met.
     void flush();
 
-    std::size_t pending() const { return pending_.size(); }
+    std::size_t pending() const;
 
 private:
+    void flush_locked();  // mutex_ held
+    void flusher();       // the flusher thread's loop
+    void rethrow_locked();
+
     struct Pending {
         std::uint32_t batch;
         std::uint32_t attempt;
@@ -62,6 +82,12 @@ private:
     std::string rows_;      // CSV rows of the accepted attempts of one flush
     std::vector<Pending> pending_;
     std::int64_t first_pending_ns_ = 0;
+
+    mutable std::mutex mutex_;          // guards everything above, for add/flush/flusher
+    std::condition_variable wake_;      // the flusher waits here for a first gathered record
+    bool stopping_ = false;
+    std::exception_ptr thread_error_;   // a write the flusher thread failed, for the owner
+    std::thread thread_;                // started lazily by the first gathered record
 };
 
 }  // namespace parajob

@@ -37,10 +37,13 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
 // States of a mini-batch. Only the transitions below happen:
-//   driver:  PENDING/ERRORED/TIMED_OUT/CRASHED -> QUEUED(k+1) | FAILED
+//   driver:  PENDING -> QUEUED(0); ERRORED/TIMED_OUT/CRASHED(k) -> QUEUED(j > k) | FAILED
+//            (enqueue() and mark_failed() CAS from exactly these states and refuse any
+//            other: an attempt can never be queued twice, whoever asks)
 //   worker:  QUEUED(k) -> RUNNING(k, p) -> FINISHING(k, p) -> DONE(k, p) | ERRORED(k, p)
 //   driver:  RUNNING(k, p) -> TIMED_OUT(k, p) | CRASHED(k, p)   (CAS: races the worker)
 //            FINISHING(k, p) -> CRASHED(k, p)                     (only once p is reaped)
+//            QUEUED(k) -> CRASHED(k)   popped by p but never claimed (only once p is reaped)
 // FINISHING exists so that a worker writes the result fields only after it has won the
 // batch: a worker that lost the race to the watchdog can never scribble over the fields of
 // the retry that another worker is running.
@@ -96,6 +99,14 @@ struct alignas(64) RegionHeader {
     // workers fight over; progress is summed from the per-worker slots instead.)
 };
 
+inline constexpr std::uint64_t kPoppedValid = 1ULL << 63;
+
+// Dispatch ring values carry the attempt with the batch id, so that a popped value names
+// exactly one attempt (a stale value can never claim a later attempt of the same batch).
+inline constexpr std::uint64_t pack_dispatch(std::uint32_t batch, std::uint32_t attempt) {
+    return static_cast<std::uint64_t>(attempt) << 32 | batch;
+}
+
 // A cell of the bounded MPMC ring (Vyukov). `sequence` tells producers and consumers whose
 // turn the cell is; `value` is a batch id.
 struct RingCell {
@@ -143,7 +154,11 @@ struct alignas(64) WorkerSlot {
                                               // that makes a per-task timeout possible (pebble)
     std::atomic<std::int64_t> phase_start_ns; // when the current state (init / run) began
     std::atomic<std::uint64_t> batches_done;
-    std::atomic<std::uint64_t> reserved2;
+    // The last (batch, attempt) this process popped from the dispatch ring, packed as
+    // kPoppedValid | attempt << 32 | batch; 0 before the first pop. Stored right after the
+    // pop, before the claim: a worker that dies between the two leaves QUEUED(attempt) with
+    // this record, and only then may the driver take the batch back (reclaim_unclaimed()).
+    std::atomic<std::uint64_t> popped;
 };
 static_assert(sizeof(WorkerSlot) == 64);
 

@@ -36,7 +36,8 @@ class Tally:
     items_in: int = 0          # items of settled batches
     items_out: int = 0         # items returned by accepted attempts
     failed_items: int = 0
-    init_failures: int = 0
+    init_failures: int = 0     # worker processes that died in (or failed) init()
+    start_failures: int = 0    # worker processes that died before reaching init()
     first_failed_batch: int | None = None
 
     def accept(self, batch: int, items_in: int, items_out: int, limits: Limits) -> None:
@@ -99,6 +100,10 @@ class Tally:
             return (f"init() failed {self.init_failures} times (the limit is "
                     f"{limits.max_init_failures_per_node} x {workers_per_node} workers per node); "
                     "see logs/user/error/")
+        if self.start_failures >= limits.max_init_failures_per_node * workers_per_node:
+            return (f"worker processes died {self.start_failures} times while starting, before "
+                    f"init() (the limit is {limits.max_init_failures_per_node} x "
+                    f"{workers_per_node} workers per node); see logs/user/stderr/")
         if self.finished and limits.append_row and self.items_out == 0 and self.total_batches:
             return "append_row is on but run() returned no item for any mini-batch"
         return None

@@ -5,6 +5,14 @@ One thread. Each turn of the loop:
   2. reap workers whose pidfd became readable: a death costs the attempts it held (known
      from the batch slots), and the slot gets a fresh process;
   3. run the watchdog scan: take back overrunning batches (CAS), kill those workers;
+
+Every path that ends an attempt badly (ERRORED in the done ring, a watchdog take-back, the
+reap of a worker that held it, a gathered record lost with its worker, a pop never claimed)
+reaches one method, _end_attempt(batch, attempt, ...), which decides once per (batch,
+attempt): a later sighting of the same attempt is a no-op, and the C++ seam refuses to
+queue an attempt twice in any case. Attempt numbers are dispatch generations (each requeue
+takes the next one); the tries a batch has spent are counted apart (``failures``), so a
+rerun that was not the batch's fault never costs it a try.
   4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
   5. checkpoint the journal now and then (spools fsync'd first, then the journal);
   6. sleep in select() on the eventfd and every pidfd, after arming the region so that
@@ -30,12 +38,13 @@ from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.report import AttemptLog, Progress
 from parajob.runtime.spool import SpoolReader
-from parajob.runtime.worker import ERROR_WRONG_TYPE, EXIT_INIT_FAILED, WorkerSetup
+from parajob.runtime.worker import ERROR_WRONG_TYPE, WorkerSetup
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
 DONE, ERRORED = int(BatchState.DONE), int(BatchState.ERRORED)
 RUNNING, FINISHING = int(BatchState.RUNNING), int(BatchState.FINISHING)
+STARTING_STATES = (int(WorkerState.STARTING), int(WorkerState.INIT))
 
 TICK_S = 0.25            # longest sleep: bounds the watchdog's lateness
 BUSY_NAP_S = 0.005       # after a drain that found work, nap instead of arming the eventfd:
@@ -75,9 +84,11 @@ class Driver:
         self.backend = LocalBackend(setup, first_process)
         self.spools = SpoolReader(setup.layout.spool_dir)
         self.slots = shm_view.batch_slots(self.region)
-        # The highest attempt already handled per batch: a batch's end can be seen twice
-        # (done ring and reaping a worker that died right after finish()).
+        # The highest attempt already decided per batch: an attempt's end can be seen more
+        # than once (a timeout, then the reap of the killed worker; the done ring and the
+        # reap of a worker that died right after finish()).
         self.handled_attempt = np.full(n_batches, -1, dtype=np.int64)
+        self.failures = np.zeros(n_batches, dtype=np.int32)  # tries spent (failed attempts)
         self.workers: dict[int, WorkerProcess] = {}     # slot -> live process
         self.by_process: dict[int, WorkerProcess] = {}  # process id -> process, all ever
         self.unjournalled: list[np.ndarray] = []        # accepted batch ids since the checkpoint
@@ -146,7 +157,7 @@ class Driver:
         todo = np.ones(self.tally.total_batches, dtype=bool)
         todo[r.batch.astype(np.int64)] = False
         for batch in todo.nonzero()[0].tolist():
-            self.region.enqueue(batch, 0)
+            self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         # Runs between any two bytecodes of the loop, so it only records the signal and
@@ -183,9 +194,13 @@ class Driver:
             self.interrupted = True
             return
         now = time.monotonic()
+        workers = shm_view.worker_slots(self.region)
+        if np.isin(workers["state"], STARTING_STATES).any():
+            # init() has its own limit (first_task_creation_timeout); no progress is due from
+            # a worker inside it, so its time never counts against progress_update_timeout.
+            self.last_progress = now
         if not self.any_started:
-            self.any_started = (int(shm_view.worker_slots(self.region)["batches_done"].sum()) > 0
-                                or self._running() > 0)
+            self.any_started = (int(workers["batches_done"].sum()) > 0 or self._running() > 0)
         if not self.any_started and now - self.started > self.limits.first_task_creation_timeout_s:
             self.stop_reason = (f"no mini-batch started within first_task_creation_timeout "
                                 f"({self.limits.first_task_creation_timeout_s:g} s); "
@@ -247,25 +262,46 @@ class Driver:
                                     batch).decode("utf-8", "replace")
         status = "wrong_return_type" if int(row["error_code"]) == ERROR_WRONG_TYPE else "raised"
         seconds = (int(row["end_ns"]) - int(row["start_ns"])) / 1e9
-        self._attempt_failed(batch, attempt, self.by_process[process], status, error, seconds,
-                             int(row["items_in"]))
+        self._end_attempt(batch, attempt, self.by_process[process], status, error, seconds,
+                          int(row["items_in"]))
 
-    def _attempt_failed(self, batch: int, attempt: int, worker: WorkerProcess, status: str,
-                        error: str, seconds: float, items_in: int | None = None) -> None:
-        """An attempt ended badly: retry it while tries remain, else fail it for good."""
+    def _end_attempt(self, batch: int, attempt: int, worker: WorkerProcess, status: str,
+                     error: str, seconds: float, items_in: int | None = None, *,
+                     charged: bool = True) -> None:
+        """The one decision per (batch, attempt) that ended without being accepted: queue
+        the next attempt while tries remain, else fail the batch for good. ``charged=False``
+        is a rerun that costs no try (the attempt's result was lost with its worker, or it
+        never started). The batch's slot is in an ended state (ERRORED, TIMED_OUT, CRASHED)."""
+        if attempt <= self.handled_attempt[batch]:
+            return  # already decided: e.g. timed out, then its killed worker was reaped
         self.handled_attempt[batch] = attempt
+        if not charged:
+            self._queue_next(batch, attempt)
+            return
+        self.failures[batch] += 1
         self.tally.failed_attempts += 1
         n_items = items_in if items_in else self.setup.plan.items_in(batch)
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
                                  seconds, status, error)
-        if attempt < self.limits.max_retries:
-            self.region.enqueue(batch, attempt + 1)
+        if self.failures[batch] <= self.limits.max_retries:
+            self._queue_next(batch, attempt)
             return
-        self.region.mark_failed(batch)
+        if not self.region.mark_failed(batch):
+            raise RuntimeError(f"internal error: mini-batch {batch} cannot be failed from state "
+                               f"{self.region.batch_state(batch)}")
         self.tally.fail_for_good(batch, n_items)
         if self.first_failure is None:
-            self.first_failure = (f"{self.describe_batch(batch)}\nfailed {attempt + 1} times; "
+            self.first_failure = (f"{self.describe_batch(batch)}\nfailed "
+                                  f"{int(self.failures[batch])} times; "
                                   f"last attempt {status}:\n{error}")
+
+    def _queue_next(self, batch: int, attempt: int) -> None:
+        if not self.region.enqueue(batch, attempt + 1):
+            # The C++ seam refuses a second enqueue of an attempt; reaching it means two
+            # paths decided the same attempt, which _end_attempt exists to prevent.
+            raise RuntimeError(f"internal error: mini-batch {batch} attempt {attempt + 2} was "
+                               f"refused by the dispatch queue (state "
+                               f"{self.region.batch_state(batch)})")
 
     # ---- processes ------------------------------------------------------------------
 
@@ -291,28 +327,36 @@ class Driver:
         state = self.region.worker_info(worker.slot)[2]
         if status.code == 0 and state == int(WorkerState.EXITED):
             return  # a normal exit after the queue closed
-        if status.code == EXIT_INIT_FAILED or state in (
-                int(WorkerState.STARTING), int(WorkerState.INIT), int(WorkerState.INIT_FAILED)):
+        # What the process was doing when it ended says what failed; its exit code does not
+        # (run() may os._exit(3) as well as init() failing).
+        if state in (int(WorkerState.INIT), int(WorkerState.INIT_FAILED)):
             self.tally.init_failures += 1
+        elif state == int(WorkerState.STARTING):
+            self.tally.start_failures += 1
         if not self.tally.finished and self.stop_reason is None:
             self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
             if self.stop_reason is None:  # replaced or recycled: a fresh process, init() again
                 self._spawn(worker.slot, worker.node, worker.local_rank)
 
     def _settle_held_batches(self, worker: WorkerProcess, status: ExitStatus) -> None:
-        """A dead worker costs the attempts it held: the one in its worker slot, and any
-        whose results it had gathered but not yet published (_core.ResultWriter)."""
-        held = self.region.worker_info(worker.slot)[3]
-        if held >= 0 and self.region.batch_state(held)[0] == int(BatchState.QUEUED):
-            # Popped from the ring but never claimed: no attempt was spent; queue it again.
-            self.region.enqueue(held, self.region.batch_state(held)[1])
+        """A dead (reaped) worker costs the attempt it was running; attempts whose results
+        it had gathered but not yet published (_core.ResultWriter), or that it popped but
+        never claimed, run again for free."""
+        # Attempts it ended and pushed to the done ring are decided there first, so that
+        # the ring never holds a batch twice (a requeued batch can end again).
+        self._drain()
+        unclaimed = self.region.reclaim_unclaimed(worker.slot, worker.process)
+        if unclaimed >= 0:
+            self._end_attempt(unclaimed, self.region.batch_state(unclaimed)[1], worker,
+                              "crashed", "", 0.0, charged=False)
         state, attempt, process = shm_view.unpack_states(self.slots["word"])
         mine = process == worker.process
         ended = (mine & ((state == DONE) | (state == ERRORED))).nonzero()[0]
         if len(ended):
-            # Ended just before dying, maybe before reaching the done ring: handle them now
-            # (handled_attempt makes a later sighting in the ring a no-op).
+            # Ended just before dying, before reaching the done ring: handle them now
+            # (handled_attempt makes them no-ops if the drain above already did).
             self._on_attempts_ended(ended.astype(np.uint32))
+        held = self.region.worker_info(worker.slot)[3]  # the batch in its run(), if any
         running = mine & ((state == RUNNING) | (state == FINISHING))
         why = worker.killed_because or f"worker {status.describe()}"
         now = _core.monotonic_ns()
@@ -320,13 +364,11 @@ class Driver:
             k = int(attempt[batch])
             if not self.region.take_back(batch, k, worker.process, BatchState.CRASHED):
                 continue
-            if batch != held:
-                # Its run() had returned; its record was gathered but not yet written
-                # (_core.ResultWriter). Not its fault: run it again without spending a try.
-                self.region.enqueue(batch, k)
-                continue
             seconds = (now - int(self.slots["start_ns"][batch])) / 1e9
-            self._attempt_failed(batch, k, worker, "crashed", why + "\n", seconds)
+            # Not the one in run(): its run() had returned and its record was gathered but
+            # not yet written (_core.ResultWriter). Not its fault: no try spent.
+            self._end_attempt(batch, k, worker, "crashed", why + "\n", seconds,
+                              charged=batch == held)
 
     def _watchdog(self) -> None:
         lim = self.limits
@@ -347,7 +389,7 @@ class Driver:
             limit = lim.run_timeout_s if kind == "run" else lim.load_timeout_s
             why = f"{what} of {limit:g} s; the worker was killed and replaced"
             self.backend.kill(worker, why)
-            self._attempt_failed(batch, attempt, worker, "timed_out", why + "\n", elapsed_ns / 1e9)
+            self._end_attempt(batch, attempt, worker, "timed_out", why + "\n", elapsed_ns / 1e9)
 
     def _stop_workers(self, abort: bool) -> None:
         """Close the queue and wait for every worker. On abort: SIGTERM now, SIGKILL after

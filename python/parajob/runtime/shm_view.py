@@ -28,10 +28,10 @@ WORKER_SLOT = np.dtype(
     {
         "names": [
             "pid", "process", "state", "heartbeat_ns", "current_batch",
-            "phase_start_ns", "batches_done",
+            "phase_start_ns", "batches_done", "popped",
         ],
-        "formats": ["<i4", "<u4", "<u4", "<i8", "<i8", "<i8", "<u8"],
-        "offsets": [0, 4, 8, 16, 24, 32, 40],
+        "formats": ["<i4", "<u4", "<u4", "<i8", "<i8", "<i8", "<u8", "<u8"],
+        "offsets": [0, 4, 8, 16, 24, 32, 40, 48],
         "itemsize": 64,
     }
 )
