@@ -153,3 +153,30 @@ def test_watchdog_reports_only_overrunning_runs() -> None:
     assert _core.scan_expired(region, now, 10**12, 0, 10**9) == []
     expired = _core.scan_expired(region, now + 2 * 10**9, 10**9, 0, 0)
     assert [(e[0], e[3], e[5]) for e in expired] == [(0, b0, "run")]
+
+
+def test_a_second_enqueue_of_an_attempt_is_refused() -> None:
+    region = _core.DispatchRegion(2, 1)
+    assert region.enqueue(0, 0)
+    assert not region.enqueue(0, 0) and not region.enqueue(0, 1)  # QUEUED: refused
+    batch, attempt = region.next_batch(0, 5, 0)
+    assert not region.enqueue(batch, attempt + 1)  # RUNNING: the worker owns it
+    assert region.take_back(batch, attempt, 5, BatchState.TIMED_OUT)
+    assert not region.enqueue(batch, attempt)  # the same attempt again: refused
+    assert region.enqueue(batch, attempt + 1)
+    assert not region.enqueue(batch, attempt + 2)  # queued already
+    assert region.queued_approx() == 1
+    assert not region.mark_failed(batch)  # only an ended attempt can fail for good
+
+
+def test_reclaim_takes_back_only_a_popped_attempt_that_was_never_claimed() -> None:
+    region = _core.DispatchRegion(2, 1)
+    region.reset_worker(0, 7)
+    assert region.reclaim_unclaimed(0, 7) == -1  # popped nothing yet
+    region.enqueue_range(0, 2)
+    batch, attempt = region.next_batch(0, 7, 0)  # claimed: RUNNING, not reclaimable
+    assert region.reclaim_unclaimed(0, 7) == -1
+    assert region.take_back(batch, attempt, 7, BatchState.TIMED_OUT)
+    assert region.enqueue(batch, attempt + 1)  # requeued: QUEUED(1), a different attempt
+    assert region.reclaim_unclaimed(0, 7) == -1
+    assert region.batch_state(batch) == (int(BatchState.QUEUED), 1, 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,35 @@ def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
     return 1 if gpus else len(os.sched_getaffinity(0)) or 1
 
 
+MAX_WORKERS_PER_CORE = 8   # past this many processes per core a machine thrashes, not runs
+MIN_MAX_WORKERS = 64       # ... but I/O-bound jobs on small machines may still want 64
+
+
+def worker_counts(instance_count: int, per_node: int, n_batches: int) -> tuple[int, int]:
+    """(nodes, workers per node) to start: never more workers than mini-batches (a worker
+    without one would only run init() and shutdown()), nor more processes in all than
+    max(MIN_MAX_WORKERS, MAX_WORKERS_PER_CORE x cores) on this machine, which is warned
+    about (``max_concurrency_per_instance: 100000000`` used to fork until the machine gave
+    out). Simulated nodes keep at least one worker each."""
+    cap = max(MIN_MAX_WORKERS, MAX_WORKERS_PER_CORE * default_concurrency())
+    instances = max(1, min(instance_count, n_batches, cap))
+    wanted = min(per_node, -(-n_batches // instances))  # ceil: the batches of one node
+    workers = max(1, min(wanted, cap // instances))
+    if instances * workers < min(instance_count * per_node, n_batches):
+        warn(f"warning: {instance_count} node(s) x {per_node} workers is more than this machine "
+             f"can run ({cap} processes: {MAX_WORKERS_PER_CORE} per core); starting "
+             f"{instances} x {workers}")
+    return instances, workers
+
+
+def warn(text: str) -> None:
+    """A warning on the terminal; a closed or broken stderr never stops the job."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run, beyond what the pipeline says (command-line options)."""
@@ -79,14 +109,15 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     args = step.runtime_args
     gpus = tuple(visible_gpus())
     # The program argument wins over the YAML field, as on Azure (it comes last there).
-    workers_per_node = (args.process_count_per_node or step.max_concurrency_per_instance
-                        or default_concurrency(gpus))
+    asked = (args.process_count_per_node or step.max_concurrency_per_instance
+             or default_concurrency(gpus))
     limits = step_limits(step, append_row=output_file is not None)
     if plan.n_batches == 0:
         return _finish_empty(step, layout, output_file, started)
+    instances, workers_per_node = worker_counts(step.instance_count, asked, plan.n_batches)
 
     notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-    region = _core.DispatchRegion(plan.n_batches, step.instance_count * workers_per_node, notify_fd)
+    region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node, notify_fd)
     setup = WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
         entry_script=step.task.entry_script, argv=step.task.argv,
@@ -102,7 +133,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, plan.n_batches,
                             plan.n_items)
     try:
-        driver = Driver(setup, plan.n_batches, step.instance_count, workers_per_node, limits,
+        driver = Driver(setup, plan.n_batches, instances, workers_per_node, limits,
                         attempt_log, progress, plan.describe, notify_fd, journal, restored,
                         first_process=_next_process_id(layout))
         result = driver.run()

@@ -86,13 +86,19 @@ def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
                 local_rank: int) -> NoReturn:
     """Entry point of a forked worker. Never returns."""
     code = EXIT_INTERNAL
+    redirected = False
     try:
         _detach_from_driver(setup.driver_pid)
         _redirect_output(setup.layout, node, local_rank)
+        redirected = True
         code = _serve(setup, slot, process, node, local_rank)
-    except BaseException:  # noqa: BLE001 - last resort: report and die, never hang
+    except BaseException as exc:  # noqa: BLE001 - last resort: report and die, never hang
         try:
-            traceback.print_exc()
+            if redirected:  # into the worker's own stderr log
+                traceback.print_exc()
+            else:  # still the driver's terminal: one line, not our traceback
+                print(f"parajob: worker process {process} could not start: {exc}",
+                      file=sys.stderr)
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
             pass
