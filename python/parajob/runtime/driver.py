@@ -5,6 +5,10 @@ One thread. Each turn of the loop:
   2. reap workers whose pidfd became readable: a death costs the attempts it held (known
      from the batch slots), and the slot gets a fresh process;
   3. run the watchdog scan: take back overrunning batches (CAS), kill those workers;
+  4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
+  5. checkpoint the journal now and then (spools fsync'd first, then the journal);
+  6. sleep in select() on the eventfd and every pidfd, after arming the region so that
+     the next worker to end an attempt wakes us (or a short nap while busy).
 
 Every path that ends an attempt badly (ERRORED in the done ring, a watchdog take-back, the
 reap of a worker that held it, a gathered record lost with its worker, a pop never claimed)
@@ -13,10 +17,6 @@ attempt): a later sighting of the same attempt is a no-op, and the C++ seam refu
 queue an attempt twice in any case. Attempt numbers are dispatch generations (each requeue
 takes the next one); the tries a batch has spent are counted apart (``failures``), so a
 rerun that was not the batch's fault never costs it a try.
-  4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
-  5. checkpoint the journal now and then (spools fsync'd first, then the journal);
-  6. sleep in select() on the eventfd and every pidfd, after arming the region so that
-     the next worker to end an attempt wakes us (or a short nap while busy).
 """
 
 from __future__ import annotations
