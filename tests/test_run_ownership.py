@@ -245,3 +245,74 @@ def test_rerun_changed_needs_resume(tmp_path: Path) -> None:
     proc = run_cli("run", "pipeline.yml", "--rerun-changed", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--rerun-changed goes with --resume" in proc.stderr
+
+
+# --- tables and partitions: what a mini-batch reads is fingerprinted too ---
+
+TABLE_SCRIPT = """
+import os
+def run(mini_batch):
+    if isinstance(mini_batch, list):  # a folder partition: files
+        return [os.path.basename(p) + ":" + open(p).read().strip() for p in mini_batch]
+    return [" ".join(map(str, row)) for row in mini_batch.itertuples(index=False)]
+"""
+
+CSV_MLTABLE = """\
+type: mltable
+paths:
+  - pattern: ./**/*.csv
+transformations:
+  - read_delimited:
+      delimiter: ','
+      encoding: ascii
+      header: all_files_same_headers
+"""
+
+PATH_KEYS_MLTABLE = CSV_MLTABLE + """\
+      include_path_column: true
+  - extract_columns_from_partition_format:
+      partition_format: "{Store}/{file_name}.{extension}"
+  - drop_columns: [Path, file_name, extension]
+"""
+
+
+def _csv(store: int) -> str:
+    return "k,v\n" + "".join(f"{i % 3},{store * 100 + i}\n" for i in range(30))
+
+
+@pytest.mark.parametrize("kind", ["table", "table_by_path_keys", "table_by_column_keys",
+                                  "folder_by_keys"])
+def test_resume_after_a_table_or_partition_input_changed(tmp_path: Path, kind: str) -> None:
+    from test_table_jobs import write_table_job
+
+    files = {f"{s}/part.csv": _csv(s) for s in range(1, 4)}
+    if kind == "folder_by_keys":
+        files = {f"Store={s}/part.csv": _csv(s) for s in range(1, 4)}
+        write_job(tmp_path, TABLE_SCRIPT, files=0, mini_batch_size=1,
+                  extra_step="partition_keys: [Store]\n")
+        for name, text in files.items():
+            (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "data" / name).write_text(text)
+    else:
+        mltable, extra = {"table": (CSV_MLTABLE, ""),
+                          "table_by_path_keys": (PATH_KEYS_MLTABLE, "partition_keys: [Store]\n"),
+                          "table_by_column_keys": (CSV_MLTABLE, "partition_keys: [k]\n")}[kind]
+        write_table_job(tmp_path, mltable, files, TABLE_SCRIPT, extra_step=extra,
+                        mini_batch_size=None if extra else "10kb")
+    first = run_job(tmp_path)
+    assert first.returncode == 0, first.stderr
+    changed = next((tmp_path / "data").glob("*2/part.csv"))
+    with changed.open("a") as f:
+        f.write("1,999\n")
+    refused = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "changed since the run started" in refused.stderr
+    assert "--rerun-changed" in refused.stderr
+    if kind != "table_by_column_keys":  # a data-column partition may hold rows of any file
+        assert str(changed) in refused.stderr, refused.stderr
+    rerun = run_cli("run", "--resume", "run", "--rerun-changed", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    fresh = run_cli("run", "pipeline.yml", "--run-dir", "fresh", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert _output(tmp_path) == _output(tmp_path, "fresh")
+    assert any(line.endswith("999") for line in _output(tmp_path))

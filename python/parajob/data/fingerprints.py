@@ -73,9 +73,10 @@ def grouped_digests(items: np.ndarray, bounds: np.ndarray, salt: bytes = b"",
         return out
     lo = bounds[:, 0].astype(np.int64)
     hi = bounds[:, 1].astype(np.int64)
-    single = (hi - lo == 1) if not salt and extras is None and items.shape[1] == DIGEST_BYTES \
-        else np.zeros(n, dtype=bool)
-    out[single] = items[lo[single]]
+    single = np.zeros(n, dtype=bool)
+    if not salt and extras is None and items.shape[1] == DIGEST_BYTES:
+        single = hi - lo == 1
+        out[single] = items[lo[single]]
     blake = hashlib.blake2b
     for b in np.flatnonzero(~single).tolist():
         h = blake(salt, digest_size=DIGEST_BYTES)
