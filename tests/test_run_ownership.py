@@ -231,10 +231,15 @@ def test_resume_after_the_entry_script_changed(tmp_path: Path) -> None:
     assert _output(tmp_path) == [f"{n} v2" for n in NAMES]  # all rows from the new code
 
 
-def test_a_file_added_to_the_code_folder_is_a_change(tmp_path: Path) -> None:
+def test_caches_are_not_code_but_an_added_module_is(tmp_path: Path) -> None:
     _kill_half_way(tmp_path)
-    (tmp_path / "src" / "helpers.py").write_text("X = 1\n")
-    (tmp_path / "src" / "__pycache__").mkdir(exist_ok=True)  # left out, as are *.pyc
+    src = tmp_path / "src"
+    for cache in ("__pycache__/entry.cpython-311.pyc", "stale.pyc", ".git/HEAD"):
+        (src / cache).parent.mkdir(exist_ok=True)
+        (src / cache).write_bytes(b"\0compiled")
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    (src / "helpers.py").write_text("X = 1\n")
     refused = run_cli("run", "--resume", "run", cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert "task.code file helpers.py was added since the run started" in refused.stderr
@@ -315,4 +320,55 @@ def test_resume_after_a_table_or_partition_input_changed(tmp_path: Path, kind: s
     fresh = run_cli("run", "pipeline.yml", "--run-dir", "fresh", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr
     assert _output(tmp_path) == _output(tmp_path, "fresh")
-    assert any(line.endswith("999") for line in _output(tmp_path))
+    assert any("999" in line for line in _output(tmp_path))  # the new row is there
+
+
+TWO_STEPS = """\
+type: pipeline
+jobs:
+  first:
+    type: parallel
+    inputs:
+      data: {type: uri_folder, path: ./data}
+    outputs:
+      rows: {type: uri_folder}
+    input_data: ${{inputs.data}}
+    mini_batch_size: "1"
+    environment_variables: {MARKERS: MARKERS_DIR}
+    task: {type: run_function, code: ./src, entry_script: entry.py,
+           append_row_to: "${{outputs.rows}}"}
+  step:
+    type: parallel
+    inputs:
+      rows: ${{parent.jobs.first.outputs.rows}}
+    outputs:
+      out: {type: uri_file}
+    input_data: ${{inputs.rows}}
+    mini_batch_size: "1"
+    environment_variables: {MARKERS: MARKERS_DIR, KILL_AT: "0"}
+    task: {type: run_function, code: ./src, entry_script: entry.py,
+           append_row_to: "${{outputs.out}}"}
+"""
+
+
+def test_resume_in_a_later_step_does_not_see_the_earlier_steps_output_as_changed(
+        tmp_path: Path) -> None:
+    # The first step is finished again on resume (all its mini-batches journalled): its
+    # output must keep its identity, or the second step would be refused as "changed".
+    _job(tmp_path)
+    (tmp_path / "pipeline.yml").write_text(
+        TWO_STEPS.replace("MARKERS_DIR", str(tmp_path / "markers")))
+    first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _output(tmp_path) == ["parallel_run_step.txt"]
+
+
+def test_a_run_folder_inside_the_code_folder_is_not_part_of_the_code(tmp_path: Path) -> None:
+    _job(tmp_path, KILL_AT=10)  # code: ./src, and the run folder goes in it (code: ./ style)
+    first = run_cli("run", "pipeline.yml", "--run-dir", "src/run", cwd=tmp_path)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    resumed = run_cli("run", "--resume", "src/run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _output(tmp_path, "src/run") == NAMES
