@@ -3,6 +3,10 @@
     parajob run PIPELINE.yml [--run-dir DIR]      run a pipeline here
     parajob job create --file PIPELINE.yml        the same, named as Azure's CLI names it
     parajob validate PIPELINE.yml                 check a pipeline without running it
+    parajob run --resume RUN_DIR [--rerun-changed]
+                                                  finish a killed run; refused while another
+                                                  parajob holds RUN_DIR, and when its input or
+                                                  code changed (unless --rerun-changed)
 
     --set jobs.<step>.<field>=<value>             change a field, validated like the file
     --datastore NAME=PATH                         where azureml://datastores/NAME/... lives
