@@ -372,3 +372,14 @@ def test_a_run_folder_inside_the_code_folder_is_not_part_of_the_code(tmp_path: P
     resumed = run_cli("run", "--resume", "src/run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert _output(tmp_path, "src/run") == NAMES
+
+
+def test_the_listing_gives_the_mtimes_its_stat_saw(tmp_path: Path) -> None:
+    from conftest import make_files
+
+    from parajob import _core
+
+    paths = make_files(tmp_path, 5, nested=True)
+    os.utime(paths[2], ns=(0, 1_234_567_891_234_567_891))
+    listing = _core.list_files(tmp_path)
+    assert listing.mtimes_ns().tolist() == [os.stat(p).st_mtime_ns for p in paths]
