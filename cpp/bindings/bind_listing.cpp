@@ -110,6 +110,15 @@ void bind_listing(py::module_& m) {
                 return py::array_t<std::uint64_t>(n, sizes.data());
             },
             "A uint64 numpy array (a copy) of all sizes, in listing order.")
+        .def(
+            "mtimes_ns",
+            [](const parajob::FileList& f) {
+                const auto& mtimes = f.mtimes_ns();
+                const auto n = static_cast<py::ssize_t>(mtimes.size());
+                return py::array_t<std::int64_t>(n, mtimes.data());
+            },
+            "An int64 numpy array (a copy) of all modification times (ns since the epoch, "
+            "of the target for a symlink), taken by the listing's own stat, in listing order.")
         .def_property_readonly("total_bytes", &parajob::FileList::total_bytes,
                                "Sum of all sizes in bytes.")
         .def("__repr__", [](const parajob::FileList& f) {

@@ -41,13 +41,18 @@
 namespace parajob {
 
 FileList::FileList(std::string root, std::string rel_paths,
-                   std::vector<std::uint64_t> rel_offsets, std::vector<std::uint64_t> sizes)
+                   std::vector<std::uint64_t> rel_offsets, std::vector<std::uint64_t> sizes,
+                   std::vector<std::int64_t> mtimes_ns)
     : root_(std::move(root)),
       rel_paths_(std::move(rel_paths)),
       rel_offsets_(std::move(rel_offsets)),
-      sizes_(std::move(sizes)) {
+      sizes_(std::move(sizes)),
+      mtimes_ns_(std::move(mtimes_ns)) {
     if (rel_offsets_.size() != sizes_.size() + 1 || rel_offsets_.back() != rel_paths_.size())
         throw std::invalid_argument("FileList: offsets do not match the paths and sizes");
+    if (mtimes_ns_.empty()) mtimes_ns_.resize(sizes_.size(), 0);
+    if (mtimes_ns_.size() != sizes_.size())
+        throw std::invalid_argument("FileList: mtimes do not match the sizes");
     total_bytes_ = std::accumulate(sizes_.begin(), sizes_.end(), std::uint64_t{0});
 }
 
@@ -133,6 +138,7 @@ struct Entry {
     std::uint8_t d_type;
     Kind kind;
     std::uint64_t size;
+    std::int64_t mtime_ns;
 };
 
 struct DirNode {
@@ -331,7 +337,7 @@ private:
         const auto offset = static_cast<std::uint32_t>(dir.names.size());
         dir.names.append(name, length + 1);  // keep the NUL: fstatat/openat take it as is
         const Kind kind = d_type == DT_DIR ? Kind::directory : Kind::unresolved;
-        dir.entries.push_back({offset, static_cast<std::uint16_t>(length), d_type, kind, 0});
+        dir.entries.push_back({offset, static_cast<std::uint16_t>(length), d_type, kind, 0, 0});
     }
 
     // Resolves entries [begin, end): disjoint ranges, so chunks never race on an entry.
@@ -358,6 +364,8 @@ private:
         } else if (S_ISREG(st.st_mode)) {
             e.kind = Kind::file;
             e.size = static_cast<std::uint64_t>(st.st_size);
+            e.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                         st.st_mtim.tv_nsec;
         } else if (S_ISDIR(st.st_mode)) {
             e.kind = follow ? Kind::symlink_to_directory : Kind::directory;
         }
@@ -429,6 +437,7 @@ public:
                 paths_.append(rel_dir).append(dir.view_of(e));
                 offsets_.push_back(paths_.size());
                 sizes_.push_back(e.size);
+                mtimes_.push_back(e.mtime_ns);
                 continue;
             }
             DirNode& child = *dir.subdirs[sub++];
@@ -448,13 +457,16 @@ public:
         paths_.shrink_to_fit();
         offsets_.shrink_to_fit();
         sizes_.shrink_to_fit();
-        return FileList(std::move(root), std::move(paths_), std::move(offsets_), std::move(sizes_));
+        mtimes_.shrink_to_fit();
+        return FileList(std::move(root), std::move(paths_), std::move(offsets_), std::move(sizes_),
+                        std::move(mtimes_));
     }
 
 private:
     std::string paths_;
     std::vector<std::uint64_t> offsets_{0};
     std::vector<std::uint64_t> sizes_;
+    std::vector<std::int64_t> mtimes_;
 };
 
 [[noreturn]] void fail_root(int err, const std::string& root) {

@@ -35,6 +35,9 @@ class FileList:
         """Absolute paths of files [start, stop), clamped like a slice."""
     def sizes(self) -> npt.NDArray[np.uint64]:
         """A copy of all sizes, in listing order."""
+    def mtimes_ns(self) -> npt.NDArray[np.int64]:
+        """A copy of all modification times (ns since the epoch; of the target for a
+        symlink), from the listing's own stat, in listing order."""
 
 def list_files(
     root: str | bytes | os.PathLike[str] | os.PathLike[bytes],

@@ -3,6 +3,10 @@
     parajob run PIPELINE.yml [--run-dir DIR]      run a pipeline here
     parajob job create --file PIPELINE.yml        the same, named as Azure's CLI names it
     parajob validate PIPELINE.yml                 check a pipeline without running it
+    parajob run --resume RUN_DIR [--rerun-changed]
+                                                  finish a killed run; refused while another
+                                                  parajob holds RUN_DIR, and when its input or
+                                                  code changed (unless --rerun-changed)
 
     --set jobs.<step>.<field>=<value>             change a field, validated like the file
     --datastore NAME=PATH                         where azureml://datastores/NAME/... lives
@@ -21,11 +25,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from parajob.errors import ParajobError, SpecError
+
+if TYPE_CHECKING:  # imported lazily at run time: `parajob --help` stays quick
+    from parajob.runner import StepOutcome
+    from parajob.runtime.job import RunOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 MEMORY_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30}
@@ -78,6 +86,10 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
                   default=None, help="Finish the run in RUN_DIR (after a kill or Ctrl-C): only "
                   "mini-batches not yet accepted run again.")
+    @click.option("--rerun-changed", is_flag=True, default=False,
+                  help="With --resume: run again the mini-batches whose input changed since "
+                  "the run started (all of them when a file under task.code changed) instead "
+                  "of refusing; the rest keep their results.")
     @click.option("--max-tasks-per-worker", type=click.IntRange(min=1), default=None,
                   help="Replace each worker process after this many mini-batches.")
     @click.option("--max-worker-memory", default=None,
@@ -149,38 +161,36 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
 
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
          max_tasks_per_worker: int | None, max_worker_memory: str | None,
-         overrides: tuple[str, ...] = (), datastores: tuple[str, ...] = ()) -> int:
-    from parajob.runner import (
-        default_run_dir,
-        record_run,
-        recorded_options,
-        recorded_pipeline,
-        run_pipeline,
-    )
+         rerun_changed: bool = False, overrides: tuple[str, ...] = (),
+         datastores: tuple[str, ...] = ()) -> int:
+    from parajob.runner import new_run_dir_base, recorded_pipeline
     from parajob.runtime.job import RunOptions
-    from parajob.runtime.preflight import preflight
-    from parajob.spec import load_pipeline
+    from parajob.runtime.run_folder import RunFolder
 
-    folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
-
-    options = RunOptions(resume=resume_dir is not None, max_tasks_per_worker=max_tasks_per_worker,
+    if rerun_changed and resume_dir is None:
+        raise click.UsageError("--rerun-changed goes with --resume RUN_DIR")
+    if resume_dir is None and pipeline_file is None:
+        raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
+    options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
+                         max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory))
+    folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     try:
+        # One owner per run folder: claimed before anything in it is read or written.
         if resume_dir is not None:
-            run_dir = resume_dir.resolve()
-            pipeline_file = pipeline_file or recorded_pipeline(run_dir)
-            if not overrides and not folders:  # the run's own, unless given again
-                recorded_sets, folders = recorded_options(run_dir)
-                overrides = tuple(recorded_sets)
-        elif pipeline_file is None:
-            raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
-        run_dir = run_dir.resolve() if run_dir else default_run_dir(pipeline_file)
-        pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
-                                 overrides=overrides)
-        for warning in pipeline.warnings + preflight(pipeline):
-            click.echo(str(warning), err=True)
-        record_run(run_dir, pipeline_file, overrides, folders)
-        outcomes = run_pipeline(pipeline, run_dir, options)
+            recorded_pipeline(resume_dir.resolve())  # a run folder at all? (reads only)
+            claim = RunFolder.claim(resume_dir, create=False)
+        elif run_dir is not None:
+            claim = RunFolder.claim(run_dir)
+        else:
+            assert pipeline_file is not None
+            claim = RunFolder.claim_new(new_run_dir_base(pipeline_file))
+        with claim as folder:
+            try:
+                outcomes = _run_in(folder.path, pipeline_file, options, overrides, folders)
+            except SpecError:
+                folder.discard_if_unused()  # refused before it started: leave no folder
+                raise
     except SpecError as exc:
         click.echo(str(exc), err=True)
         return EXIT_BAD_INPUT
@@ -192,3 +202,24 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
+
+
+def _run_in(run_dir: Path, pipeline_file: Path | None, options: RunOptions,
+            overrides: tuple[str, ...], folders: dict[str, Path]) -> list[StepOutcome]:
+    """Load, check and run the pipeline in run_dir, which this process holds."""
+    from parajob.runner import record_run, recorded_options, recorded_pipeline, run_pipeline
+    from parajob.runtime.preflight import preflight
+    from parajob.spec import load_pipeline
+
+    if options.resume:
+        pipeline_file = pipeline_file or recorded_pipeline(run_dir)
+        if not overrides and not folders:  # the run's own, unless given again
+            recorded_sets, folders = recorded_options(run_dir)
+            overrides = tuple(recorded_sets)
+    assert pipeline_file is not None
+    pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
+                             overrides=overrides)
+    for warning in pipeline.warnings + preflight(pipeline):
+        click.echo(str(warning), err=True)
+    record_run(run_dir, pipeline_file, overrides, folders)
+    return list(run_pipeline(pipeline, run_dir, options))

@@ -32,8 +32,8 @@ from parajob.runtime.command_step import finished_before, run_command_step
 from parajob.runtime.job import RunOptions, run_parallel_step
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
 
-__all__ = ["RUN_RECORD", "StepOutcome", "default_run_dir", "record_run", "recorded_options",
-           "recorded_pipeline", "run_pipeline", "stage_inputs"]
+__all__ = ["RUN_RECORD", "StepOutcome", "default_run_dir", "new_run_dir_base", "record_run",
+           "recorded_options", "recorded_pipeline", "run_pipeline", "stage_inputs"]
 
 RUN_RECORD = "parajob-run.json"
 
@@ -68,9 +68,16 @@ class StageError(Exception):
     """An input of a step cannot be made ready (its producer did not write it)."""
 
 
+def new_run_dir_base(pipeline_file: Path) -> Path:
+    """./runs/<pipeline name>-<YYYYmmdd-HHMMSS>: the name of a new run's folder, to which
+    run_folder.make_unique_folder adds -2, -3, ... when it is taken (atomically)."""
+    return Path("runs") / f"{pipeline_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def default_run_dir(pipeline_file: Path) -> Path:
-    """./runs/<pipeline name>-<YYYYmmdd-HHMMSS>[-N]: a fresh folder per run."""
-    base = Path("runs") / f"{pipeline_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """The folder a run started now would get (not created: ``parajob validate`` binds
+    outputs with it). A run itself creates its folder with RunFolder.claim_new."""
+    base = new_run_dir_base(pipeline_file)
     candidate, n = base, 1
     while candidate.exists():
         n += 1

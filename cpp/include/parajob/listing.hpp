@@ -1,4 +1,4 @@
-// Recursive listing of the regular files under a folder, with their sizes.
+// Recursive listing of the regular files under a folder, with their sizes and mtimes.
 //
 // Contract
 // - Who may call: any thread; list_files() touches no global state and needs no Python
@@ -53,8 +53,9 @@ class FileList {
 public:
     FileList() = default;
     // rel_offsets has size() + 1 entries: path i is rel_paths[offsets[i], offsets[i+1]).
+    // mtimes: empty (unknown, all 0) or one per file.
     FileList(std::string root, std::string rel_paths, std::vector<std::uint64_t> rel_offsets,
-             std::vector<std::uint64_t> sizes);
+             std::vector<std::uint64_t> sizes, std::vector<std::int64_t> mtimes_ns = {});
 
     // Absolute, lexically normalised root (no trailing '/', except for "/" itself).
     const std::string& root() const noexcept { return root_; }
@@ -64,6 +65,9 @@ public:
     }
     std::uint64_t file_size(std::size_t i) const noexcept { return sizes_[i]; }
     const std::vector<std::uint64_t>& sizes() const noexcept { return sizes_; }
+    // Modification times (st_mtim, ns since the epoch; of the target, for a symlink), taken
+    // by the same fstatat as the size: a resumed run compares them to see changed inputs.
+    const std::vector<std::int64_t>& mtimes_ns() const noexcept { return mtimes_ns_; }
     std::uint64_t total_bytes() const noexcept { return total_bytes_; }
 
     // Replaces `out` with root + "/" + relpath(i); reusing `out` keeps the per-path cost
@@ -75,6 +79,7 @@ private:
     std::string rel_paths_;
     std::vector<std::uint64_t> rel_offsets_{0};
     std::vector<std::uint64_t> sizes_;
+    std::vector<std::int64_t> mtimes_ns_;
     std::uint64_t total_bytes_ = 0;
 };
 

@@ -13,6 +13,7 @@ import signal
 from dataclasses import dataclass
 
 from parajob.runtime.layout import node_name, process_name
+from parajob.runtime.run_folder import close_in_child
 from parajob.runtime.worker import WorkerSetup, worker_main
 
 
@@ -81,6 +82,8 @@ class LocalBackend:
             # after the driver closed them (the open file outlives the fd number).
             for fd in self._pidfds:
                 os.close(fd)
+            # Nor may it keep the run folder's lock alive should it outlive the driver.
+            close_in_child()
             worker_main(self._setup, slot, process, node, local_rank)
         # Also set from the parent: it closes the race where the driver kills the group
         # before the child's own setpgid() ran.

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from parajob import _core
+from parajob.data.fingerprints import file_digests, grouped_digests, stat_identities
 
 DEFAULT_FILES_PER_BATCH = 10
 
@@ -21,6 +22,8 @@ DEFAULT_FILES_PER_BATCH = 10
 class FileSource(Protocol):
     def __len__(self) -> int: ...
     def paths(self, start: int, stop: int) -> list[str]: ...
+    def sizes(self) -> np.ndarray: ...
+    def mtimes_ns(self) -> np.ndarray: ...
 
 
 class PathList:
@@ -34,6 +37,12 @@ class PathList:
 
     def paths(self, start: int, stop: int) -> list[str]:
         return self._paths[start:stop]
+
+    def sizes(self) -> np.ndarray:
+        return np.array(stat_identities(self._paths)[0], dtype=np.uint64)
+
+    def mtimes_ns(self) -> np.ndarray:
+        return np.array(stat_identities(self._paths)[1], dtype=np.int64)
 
 
 class InputDataError(ValueError):
@@ -74,6 +83,14 @@ class FileBatchPlan:
         shown = "\n".join(f"  {p}" for p in files[:limit])
         more = f"\n  ... and {len(files) - limit} more" if len(files) > limit else ""
         return f"mini-batch {batch} ({len(files)} files):\n{shown}{more}"
+
+    def fingerprints(self) -> np.ndarray:
+        """(n_batches, 16) digests of each batch's files: path, size, mtime (data/fingerprints).
+        Sizes and mtimes come from the listing's own stat (FileList), not a second one."""
+        n = len(self.source)
+        items = file_digests(self.source.paths(0, n), self.source.sizes().tolist(),
+                             self.source.mtimes_ns().tolist())
+        return grouped_digests(items, self.ranges)
 
 
 def plan_file_batches(path: Path, input_type: str, files_per_batch: int | None) -> FileBatchPlan:

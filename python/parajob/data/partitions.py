@@ -31,6 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parajob.data import transforms as tf
+from parajob.data.fingerprints import (
+    digest_of,
+    empty_digests,
+    file_digests,
+    grouped_digests,
+    stat_identities,
+)
 from parajob.data.input_errors import Where
 from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
 from parajob.spec.report import did_you_mean
@@ -100,6 +107,9 @@ class ArrowPartitionPlan:
     offsets: np.ndarray           # (n_batches + 1,) row offsets
     keys: list[dict[str, Any]]
     fd: int                       # the memfd, kept open for the plan's lifetime
+    # Digest of every piece the table was read from (files' identities and ranges): any
+    # row may have moved to any partition, so a change anywhere changes every partition.
+    inputs_digest: bytes = b""
 
     @property
     def n_batches(self) -> int:
@@ -124,6 +134,15 @@ class ArrowPartitionPlan:
                 f"rows {int(self.offsets[batch])}-{int(self.offsets[batch + 1]) - 1} of the "
                 "table sorted by the partition keys)")
 
+    def fingerprints(self) -> np.ndarray:
+        """(n_batches, 16): the partition's key values and row range, and the digest of
+        every input piece (see inputs_digest)."""
+        bounds = np.column_stack([np.arange(self.n_batches), np.arange(self.n_batches) + 1])
+        extras = [repr((sorted(k.items()), int(self.offsets[b]), int(self.offsets[b + 1])))
+                  .encode() for b, k in enumerate(self.keys)]
+        return grouped_digests(empty_digests(self.n_batches), bounds, salt=self.inputs_digest,
+                               extras=extras)
+
     @classmethod
     def build(cls, plan: TableBatchPlan, keys: tuple[str, ...]) -> ArrowPartitionPlan:
         """Read every mini-batch of plan, sort by keys, write to a memfd, map it back."""
@@ -147,7 +166,8 @@ class ArrowPartitionPlan:
         # it starts none of Arrow's IO threads in the driver, which forks next.
         buffer = pa.memory_map(path, "r").read_buffer()
         mapped = pa.ipc.open_file(buffer).read_all()
-        return cls(mapped, offsets, key_dicts, fd)
+        inputs = digest_of(plan.schema.to_string().encode(), plan.piece_identities().tobytes())
+        return cls(mapped, offsets, key_dicts, fd, inputs)
 
 
 def _group_starts(sorted_keys: pa.Table) -> np.ndarray:
@@ -197,6 +217,13 @@ class FilePartitionPlan:
         more = f"\n  ... and {len(files) - limit} more" if len(files) > limit else ""
         return (f"mini-batch {batch} (partition {self.keys[batch]}, {len(files)} files):\n"
                 f"{shown}{more}")
+
+    def fingerprints(self) -> np.ndarray:
+        """(n_batches, 16): the partition's key values and its files' identities."""
+        items = file_digests(self.paths, *stat_identities(self.paths))
+        bounds = np.column_stack([self.offsets[:-1], self.offsets[1:]])
+        return grouped_digests(items, bounds, salt=b"partition",
+                               extras=[repr(sorted(k.items())).encode() for k in self.keys])
 
 
 def plan_file_partitions(paths: list[str], values: dict[str, list[Any]],

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from parajob.data import transforms as tf
 from parajob.data.delimited import DelimitedSource
+from parajob.data.fingerprints import digest_of, file_digests, grouped_digests, stat_identities
 from parajob.data.input_errors import TableInputError, Where
 from parajob.data.jsonlines import JsonLinesSource
 from parajob.data.mltable import MLTable
@@ -112,6 +113,30 @@ class TableBatchPlan:
                  for p in range(lo, min(hi, lo + limit))]
         more = [f"... and {hi - lo - limit} more files"] if hi - lo > limit else []
         return "\n  ".join([head + ":", *lines, *more])
+
+    def fingerprints(self) -> np.ndarray:
+        """(n_batches, 16) digests of what each batch reads: per piece its file's identity
+        (path, size, mtime), byte range, record count, first line and row window; the
+        partition's key values; the final schema (a changed transformation changes it)."""
+        return grouped_digests(self.piece_identities(), self.bounds(),
+                               salt=digest_of(self.schema.to_string().encode()),
+                               extras=None if self.keys is None else
+                               [repr(sorted(k.items())).encode() for k in self.keys])
+
+    def piece_identities(self) -> np.ndarray:
+        """(n_pieces, 16 + 56) uint8: file identity digest, then the piece's numbers."""
+        paths = [f.path for f in self.source.files]
+        files = file_digests(paths, *stat_identities(paths))
+        rows = self.rows if self.rows is not None else np.zeros((len(self.pieces), 2), np.int64)
+        numbers = np.hstack([self.pieces.astype(np.uint64).view(np.uint8).reshape(
+                                 len(self.pieces), -1),
+                             np.ascontiguousarray(rows, dtype=np.int64).view(np.uint8).reshape(
+                                 len(self.pieces), -1)])
+        return np.hstack([files[self.pieces[:, 0].astype(np.int64)], numbers])
+
+    def bounds(self) -> np.ndarray:
+        """(n_batches, 2) [first, end) piece of each batch."""
+        return np.column_stack([self.offsets[:-1], self.offsets[1:]])
 
 
 def plan_table_batches(table: MLTable, target_bytes: int | None,

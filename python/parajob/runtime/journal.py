@@ -7,10 +7,17 @@ Resume rebuilds the plan (deterministic from the inputs), marks journalled batch
 with their spool places and runs the rest. A torn tail (the driver died mid-append) is
 ignored: those batches simply run again, and the merge reads only journalled records.
 
-Record, little-endian (56 bytes): magic b"PJJ1", kind u32, batch u32, attempt u32,
+File: a header record, the run's fingerprint block (runtime/fingerprint.py: the plan's
+per-mini-batch digests and the code folder's), zero-padded to a whole number of records,
+then one record per accepted batch. The header and the block are written together, by one
+atomic rename (a fresh run; --resume --rerun-changed rewrites the file with the records it
+keeps), so they are never torn; only the appended tail can be.
+
+Record, little-endian (56 bytes): magic b"PJJ2", kind u32, batch u32, attempt u32,
 process u32, reserved u32, spool offset u64, spool length u64, items in u64, items out u64.
-The first record is a header (kind 0) whose batch field holds the plan's batch count and
-whose items-in field holds its item count, so a changed input is refused on resume.
+The header (kind 0) holds the plan's batch count in batch, its item count in items in and
+the fingerprint block's length in spool length. b"PJJ1" journals (no fingerprint, before
+issue 8) are read as "fingerprint unknown": resume refuses them unless told to rerun.
 """
 
 from __future__ import annotations
@@ -22,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from parajob.runtime.spool import spool_path, write_atomically
+
 RECORD = struct.Struct("<4sIIIIIQQQQ")
-MAGIC = b"PJJ1"
+MAGIC = b"PJJ2"
+OLD_MAGIC = b"PJJ1"
 KIND_HEADER = 0
 KIND_ACCEPTED = 1
-
-
-class JournalMismatch(Exception):
-    """The journal belongs to another plan (the input changed since the run started)."""
 
 
 @dataclass(frozen=True)
@@ -57,37 +63,70 @@ def journal_path(step_root: Path) -> Path:
     return step_root / "sys" / "journal.bin"
 
 
-def read_journal(path: Path, n_batches: int, n_items: int) -> Accepted:
-    """The accepted batches recorded in path (empty if it does not exist)."""
-    data = path.read_bytes() if path.exists() else b""
-    usable = len(data) - len(data) % RECORD.size  # a torn tail is ignored
-    rows = [RECORD.unpack_from(data, o) for o in range(0, usable, RECORD.size)]
-    rows = [r for r in rows if r[0] == MAGIC]
-    if rows and rows[0][1] == KIND_HEADER and (rows[0][2], rows[0][8]) != (n_batches, n_items):
-        raise JournalMismatch(
-            f"{path}: the run was planned as {rows[0][2]} mini-batches of {rows[0][8]} items, "
-            f"the input now gives {n_batches} mini-batches of {n_items} items; "
-            "the input changed since the run started, so it cannot be resumed: start a new run")
-    accepted = [r for r in rows if r[1] == KIND_ACCEPTED]
+@dataclass(frozen=True)
+class Journal:
+    """What a journal holds: the fingerprint block it was started with (None: a journal
+    of an older parajob, without one) and the batches accepted since."""
+
+    fingerprint: bytes | None
+    accepted: Accepted
+
+
+def read_journal(path: Path) -> Journal | None:
+    """The journal at path; None if there is none (the run died before its first batch)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) < RECORD.size:
+        return None
+    head = RECORD.unpack_from(data, 0)
+    if head[0] != MAGIC or head[1] != KIND_HEADER:
+        return Journal(None, Accepted.none())
+    block = head[7]
+    first = RECORD.size + _padded(block)
+    fingerprint = data[RECORD.size:RECORD.size + block]
+    usable = len(data) - (len(data) - first) % RECORD.size  # a torn tail is ignored
+    rows = [RECORD.unpack_from(data, o) for o in range(first, usable, RECORD.size)]
+    accepted = [r for r in rows if r[0] == MAGIC and r[1] == KIND_ACCEPTED]
     # A batch journalled twice (it cannot be, but a later record wins) keeps one entry.
     latest = {r[2]: r for r in accepted}
     cols = list(zip(*latest.values(), strict=True)) if latest else [()] * 10
-    return Accepted(*(np.array(cols[i], dtype=np.uint64) for i in (2, 3, 4, 6, 7, 8, 9)))
+    return Journal(fingerprint, Accepted(*(np.array(cols[i], dtype=np.uint64)
+                                           for i in (2, 3, 4, 6, 7, 8, 9))))
+
+
+def journal_start(fingerprint: bytes, n_batches: int, n_items: int,
+                  kept: Accepted | None = None) -> bytes:
+    """The bytes a journal starts with: header, fingerprint block, the kept records."""
+    head = RECORD.pack(MAGIC, KIND_HEADER, n_batches, 0, 0, 0, 0, len(fingerprint), n_items, 0)
+    block = fingerprint + bytes(_padded(len(fingerprint)) - len(fingerprint))
+    return head + block + (_records(kept) if kept is not None else b"")
+
+
+def _padded(n: int) -> int:
+    return -(-n // RECORD.size) * RECORD.size
+
+
+def _records(a: Accepted) -> bytes:
+    return b"".join(
+        RECORD.pack(MAGIC, KIND_ACCEPTED, b, t, p, 0, o, n, i, j)
+        for b, t, p, o, n, i, j in zip(a.batch.tolist(), a.attempt.tolist(), a.process.tolist(),
+                                       a.offset.tolist(), a.length.tolist(), a.items_in.tolist(),
+                                       a.items_out.tolist(), strict=True))
 
 
 class JournalWriter:
     """Appends checkpoints to the journal. Driver-only; not thread-safe."""
 
-    def __init__(self, path: Path, spool_dir: Path, n_batches: int, n_items: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or path.stat().st_size < RECORD.size
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    def __init__(self, path: Path, spool_dir: Path, start: bytes | None = None) -> None:
+        """Append to the journal at path; with start (journal_start()), first replace the
+        file by start atomically: a fresh run, or a resume that dropped changed batches."""
+        if start is not None:
+            write_atomically(path, lambda tmp: tmp.write_bytes(start))
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._spool_dir = spool_dir
         self._spool_fds: dict[int, int] = {}
-        if new:
-            os.write(self._fd,
-                     RECORD.pack(MAGIC, KIND_HEADER, n_batches, 0, 0, 0, 0, 0, n_items, 0))
-            os.fsync(self._fd)
 
     def checkpoint(self, batch: np.ndarray, attempt: np.ndarray, process: np.ndarray,
                    offset: np.ndarray, length: np.ndarray, items_in: np.ndarray,
@@ -95,19 +134,13 @@ class JournalWriter:
         """Make these accepted batches durable: spools first, then the journal."""
         if not len(batch):
             return
-        from parajob.runtime.spool import spool_path
-
         for p in np.unique(process).tolist():
             fd = self._spool_fds.get(p)
             if fd is None:
                 fd = self._spool_fds[p] = os.open(spool_path(self._spool_dir, p), os.O_RDONLY)
             os.fsync(fd)
-        records = b"".join(
-            RECORD.pack(MAGIC, KIND_ACCEPTED, b, a, p, 0, o, n, i, j)
-            for b, a, p, o, n, i, j in zip(batch.tolist(), attempt.tolist(), process.tolist(),
-                                           offset.tolist(), length.tolist(), items_in.tolist(),
-                                           items_out.tolist(), strict=True)
-        )
+        records = _records(Accepted(batch, attempt, process, offset, length, items_in,
+                                    items_out))
         os.write(self._fd, records)
         os.fsync(self._fd)
 
