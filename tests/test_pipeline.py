@@ -77,9 +77,10 @@ def test_seed_iris_pipeline_runs_unchanged(tmp_path: Path) -> None:
     assert len(batches) == 2  # 18 kB in mini-batches of about 10 kB
     # score_model is mode: download: the script read a copy, not the source folder.
     assert (run / "batch_prediction" / "inputs" / "score_model" / "model.txt").is_file()
-    # instance_count 2 x max_concurrency_per_instance 2 workers, each with its own logs.
+    # instance_count 2 x max_concurrency_per_instance 2, but never more workers than
+    # mini-batches (issue 8): one worker on each node, each with its own logs.
     assert worker_logs(run / "batch_prediction") == [
-        f"node00{n}/process00{r}.stderr.txt" for n in (0, 1) for r in (1, 2)]
+        f"node00{n}/process001.stderr.txt" for n in (0, 1)]
     recorded = (run / "batch_prediction" / "logs" / "environment.txt").read_text()
     assert "azureml:cpu-cluster -> this machine" in recorded and "prs-env" in recorded
     assert "SUCCEEDED" in proc.stdout
