@@ -408,8 +408,9 @@ def test_user_code_is_imported_only_in_subprocesses_never_in_the_driver(tmp_path
             def run(mini_batch):
                 return mini_batch
             """,
-        "pipeline.yml": parallel_pipeline("where.py", extra="max_concurrency_per_instance: 2\n",
-                                          append_row=False),
+        # Two mini-batches, so that two workers start (never more than mini-batches).
+        "pipeline.yml": parallel_pipeline("where.py", extra="max_concurrency_per_instance: 2\n"
+                                          "mini_batch_size: '2'\n", append_row=False),
     })
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
