@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from parajob import terminal
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
 
@@ -73,7 +74,8 @@ class AttemptLog:
             (self._parts / "earlier.csv").write_text(text.split("\n", 1)[1] if "\n" in text else "",
                                                     encoding="utf-8")
         self._parts.mkdir(parents=True, exist_ok=True)
-        self._csv_file = open(self._parts / "driver.csv", "a", newline="", encoding="utf-8")
+        self._csv_file = open(self._parts / "driver.csv", "a", newline="", encoding="utf-8",
+                              errors="backslashreplace")
         self._csv = csv.writer(self._csv_file)
         self._errors_path = layout.job_error
         self._errors: TextIO | None = None
@@ -85,7 +87,8 @@ class AttemptLog:
                             f"{seconds:.4f}", status, first_line])
         if error:
             if self._errors is None:
-                self._errors = open(self._errors_path, "a", encoding="utf-8")
+                self._errors = open(self._errors_path, "a", encoding="utf-8",
+                                    errors="backslashreplace")
             self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
                                f"{status}\n{error.rstrip()}\n")
 
@@ -117,8 +120,12 @@ class Progress:
 
     def __init__(self, layout: StepLayout, step: str, total: int,
                  stream: TextIO | None = None) -> None:
+        """``stream``: the terminal (default sys.stderr); writes that fail are dropped."""
         self._stream = stream if stream is not None else sys.stderr
-        self._tty = self._stream.isatty()
+        try:
+            self._tty = bool(self._stream and self._stream.isatty())
+        except (OSError, ValueError):  # a closed stream: no terminal to draw on
+            self._tty = False
         stamp = time.strftime("%Y%m%d%H%M%S")
         self._file = open(layout.logs / f"job_progress_overview.{stamp}.txt", "w", encoding="utf-8")
         self._step, self._total = step, total
@@ -141,15 +148,16 @@ class Progress:
             self._file.flush()
             self._last_file = now
         if line_due:
-            self._stream.write("\r" + text + " " * 4 if self._tty else text + "\n")
-            self._stream.flush()
+            # A failed write (`| head -1`, a closed stderr) is dropped: the job goes on.
+            terminal.write(self._stream, "\r" + text + " " * 4 if self._tty else text + "\n")
             self._last_line = now
 
     def close(self) -> None:
         if self._tty:
-            self._stream.write("\n")
+            terminal.write(self._stream, "\n")
         self._file.close()
 
 
 def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
-    layout.job_result.write_text(outcome.summary(), encoding="utf-8")
+    # backslashreplace: the first failure may name a file whose name is not UTF-8
+    layout.job_result.write_text(outcome.summary(), encoding="utf-8", errors="backslashreplace")
