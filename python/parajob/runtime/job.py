@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
                         or default_concurrency(gpus))
     limits = step_limits(step, append_row=output_file is not None)
     if plan.n_batches == 0:
-        return _finish_empty(step, layout, output_file, started)
+        return _finish_empty(step, layout, output_file, started, plan)
 
     notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
     region = _core.DispatchRegion(plan.n_batches, step.instance_count * workers_per_node, notify_fd)
@@ -110,12 +111,15 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
         journal.close()
         attempt_log.close()
         progress.close()
+    write_error = None
     if output_file is not None and not result.interrupted:
-        merge_output(region, layout, output_file)
+        write_error = _write_output(output_file, lambda: merge_output(region, layout, output_file),
+                                    run_dir)
 
     tally = result.tally
-    succeeded = result.stop_reason is None and tally.finished
-    reason = result.stop_reason or ("all mini-batches processed" if succeeded else "stopped")
+    succeeded = result.stop_reason is None and tally.finished and write_error is None
+    reason = "; ".join(r for r in (result.stop_reason, write_error) if r) or (
+        "all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
                       result.first_failure, time.monotonic() - started, result.interrupted)
     write_job_result(layout, outcome)
@@ -187,13 +191,37 @@ def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path)
         slots["spool_length"][done]))
 
 
+def _write_output(target: Path, write: Callable[[], object], run_dir: Path) -> str | None:
+    """Run ``write`` (an atomic write of target); the reason the job fails when it cannot
+    (a full disk, a folder made read-only or removed while the job ran), else None.
+    write_atomically has then removed its temporary file: nothing half-written remains."""
+    try:
+        write()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: the C++ merge's system_error
+        return (f"the output could not be written to {target}: {exc} (make room or fix the "
+                f"folder, then `parajob run --resume {run_dir}` writes it without running "
+                "the mini-batches again)")
+    return None
+
+
 def _make_output_folders(step: ParallelStep, layout: StepLayout) -> None:
     """Output folders exist before workers start, as mounted outputs do on Azure (scripts
     write into ``--model_folder ${{outputs.x}}`` without creating it); a uri_file output's
-    folder too."""
+    folder too. One that cannot be made is bad input (exit 2), before any worker starts;
+    validation has checked the usual causes already (spec.output_places)."""
     for name, out in step.outputs.items():
         path = out.path or layout.outputs_dir / name
-        (path.parent if out.type == "uri_file" else path).mkdir(parents=True, exist_ok=True)
+        folder = path.parent if out.type == "uri_file" else path
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            key = f"outputs.{name}.path" if f"outputs.{name}.path" in step.locations \
+                else f"outputs.{name}"
+            file, line, col = step.where(key)
+            raise SpecError([Diagnostic(str(file), line, col, f"jobs.{step.name}.{key}",
+                                        f"cannot create the output folder {folder}: "
+                                        f"{exc.strerror or exc}",
+                                        "give a path in a folder you can write to")]) from exc
 
 
 def append_row_target(step: ParallelStep, layout: StepLayout) -> Path | None:
@@ -278,10 +306,16 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
 
 
 def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | None,
-                  started: float) -> Outcome:
+                  started: float, plan: BatchPlan) -> Outcome:
+    """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
+    succeeds at once, with an empty append_row output (README, "What happens when...")."""
+    error = None
     if output_file is not None:
-        write_atomically(output_file, lambda tmp: tmp.write_bytes(b""))
-    outcome = Outcome(step.name, True, "the input has no files: nothing to do", Tally(0),
-                      output_file, layout.logs, None, time.monotonic() - started)
+        error = _write_output(output_file, lambda: write_atomically(
+            output_file, lambda tmp: tmp.write_bytes(b"")), layout.root.parent)
+    what = "rows" if plan.loads_data else "files"
+    outcome = Outcome(step.name, error is None,
+                      error or f"the input has no {what}: 0 mini-batches, nothing to do",
+                      Tally(0), output_file, layout.logs, None, time.monotonic() - started)
     write_job_result(layout, outcome)
     return outcome

@@ -159,5 +159,12 @@ class Progress:
 
 
 def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
-    # backslashreplace: the first failure may name a file whose name is not UTF-8
-    layout.job_result.write_text(outcome.summary(), encoding="utf-8", errors="backslashreplace")
+    """Write job_result.txt. A disk too full for it is said on the terminal, not raised:
+    the outcome (and the exit code) stand, and the terminal shows the same summary."""
+    try:
+        # backslashreplace: the first failure may name a file whose name is not UTF-8
+        layout.job_result.write_text(outcome.summary(), encoding="utf-8",
+                                     errors="backslashreplace")
+    except OSError as exc:
+        terminal.echo(f"parajob: could not write {layout.job_result}: {exc.strerror or exc}",
+                      err=True)
