@@ -68,6 +68,8 @@ def write(stream: TextIO | None, text: str) -> bool:
     """Write and flush ``text``; False when the stream is gone (then it stays dropped)."""
     if stream is None or stream in _dropped:
         return False
+    if not text.isascii():  # lone surrogates (os.fsdecode'd names) as job_result.txt shows them
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
         try:
             stream.write(text)
