@@ -306,7 +306,7 @@ def _deep_list() -> str:
     ('    display_name: "scores\0"', "a NUL byte (#x0000) is not allowed"),
     (f"    tags: {_deep_list()}", "nested more than 100 levels deep"),
     ('    mini_batch_size: "99999999999999999999999"', "'99999999999999999999999' is too large"),
-])
+], ids=["nul-byte", "nested-10000-deep", "mini-batch-size-over-2^64"])
 def test_yaml_edge_cases_are_located_errors(tmp_path: Path, line: str, fragment: str) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=2)
     text = pipeline.read_text()
