@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, run_job, write_job
+from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, JobRun, run_cli, run_job, write_job
 
 OUTPUT_BLOCK = "      out:\n        type: uri_file\n"
 
@@ -243,6 +243,7 @@ def test_a_failure_on_a_file_name_that_is_not_utf8_is_reported(tmp_path: Path) -
 FULL_DISK_SCRIPT = """
 import os
 import resource
+from pathlib import Path
 
 def run(mini_batch):
     return [f"{os.path.basename(p)} {i} " + "x" * 80 for p in mini_batch for i in range(1000)]
@@ -251,14 +252,20 @@ def shutdown():
     # A stand-in for a full disk: from now on the driver (our parent) can write no file
     # past 8 KiB, so its merge of ~90 KiB fails with EFBIG ("File too large"); the logs it
     # writes at the end stay under that. CPython ignores SIGXFSZ: write() returns EFBIG.
-    resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (8192, 8192))
+    if Path(os.environ["DISK_FULL"]).exists():
+        resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (8192, 8192))
 """
 
 
 def test_an_output_that_cannot_be_written_at_the_end_fails_the_job_cleanly(
         tmp_path: Path) -> None:
     write_job(tmp_path, FULL_DISK_SCRIPT, files=1, mini_batch_size=1, concurrency=1)
-    result = run_job(tmp_path)
+    full = tmp_path / "disk-full"
+    full.touch()
+    env = {"DISK_FULL": str(full)}
+    proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
+                   env=env)
+    result = JobRun(proc.returncode, proc.stdout, proc.stderr, tmp_path / "run")
     assert result.returncode == 1, result.stdout + result.stderr
     no_traceback(result.stderr)
     target = result.step_dir() / "outputs" / "out"
@@ -268,6 +275,13 @@ def test_an_output_that_cannot_be_written_at_the_end_fails_the_job_cleanly(
     assert "File too large" in job_result and "--resume" in job_result
     assert "File too large" in result.stdout  # the terminal shows the same summary
     assert os.listdir(target.parent) == []  # nothing half-written, no temporary file
+    # Room again: --resume writes the output from the journal, running nothing again.
+    full.unlink()
+    resumed = run_cli("run", "--resume", str(tmp_path / "run"), cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(target.read_text().splitlines()) == 1000
+    attempts = result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
+    assert attempts.read_text().count("\n") == 2  # the header and the one attempt
 
 
 MLTABLE = """\
