@@ -198,6 +198,8 @@ def _write_output(target: Path, write: Callable[[], object], run_dir: Path) -> s
     try:
         write()
     except (OSError, RuntimeError) as exc:  # RuntimeError: the C++ merge's system_error
+        if "is corrupt" in str(exc):  # a damaged spool, not the output's place: not ours here
+            raise
         return (f"the output could not be written to {target}: {exc} (make room or fix the "
                 f"folder, then `parajob run --resume {run_dir}` writes it without running "
                 "the mini-batches again)")

@@ -58,6 +58,11 @@ def check_output_places(r: Reporter, pipeline: Pipeline) -> None:
             in_code = place.key.startswith("task.") and relation != "contains"
             hint = ("the code folder holds the entry script and the modules it imports, and "
                     "no output may be written into it; " + _HINT) if in_code else _HINT
+            if place.key.startswith("inputs.") and place.step != out.step:
+                output = out.key.removeprefix("outputs.")
+                hint = (f"if step '{place.step}' reads what step '{out.step}' writes, bind the "
+                        f"input to it: ${{{{parent.jobs.{out.step}.outputs.{output}}}}}; "
+                        f"otherwise {_HINT}")
             where = "" if relation == "is" else f" ({shown_path(place.path)})"
             _error(r, pipeline, step, out.key, f"output path {shown_path(out.path)} {relation} "
                    f"{place.what}{where}", hint)
