@@ -284,6 +284,32 @@ def test_an_output_that_cannot_be_written_at_the_end_fails_the_job_cleanly(
     assert attempts.read_text().count("\n") == 2  # the header and the one attempt
 
 
+TINY_DISK_SCRIPT = """
+import os
+import resource
+
+def run(mini_batch):
+    return [os.path.basename(p) + " " + "y" * 60 for p in mini_batch]
+
+def shutdown():
+    # Now the driver can write no file past 256 bytes: the output, processed_mini-batches.csv
+    # and job_result.txt all fail at the end (as on a full disk).
+    resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (256, 256))
+"""
+
+
+def test_a_disk_too_full_for_the_logs_too_ends_with_a_message(tmp_path: Path) -> None:
+    write_job(tmp_path, TINY_DISK_SCRIPT, files=40, mini_batch_size=1, concurrency=1)
+    result = run_job(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    no_traceback(result.stderr)
+    assert "status:               FAILED" in result.stdout
+    assert "processed_mini-batches.csv: File too large" in result.stdout
+    assert "parajob: could not write " in result.stderr and "job_result.txt" in result.stderr
+    assert not (result.step_dir() / "logs" / "job_result.txt").exists()  # nothing half-written
+    assert os.listdir(result.step_dir() / "outputs") == []
+
+
 MLTABLE = """\
 type: mltable
 paths:

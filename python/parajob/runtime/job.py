@@ -108,17 +108,18 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
                         first_process=_next_process_id(layout))
         result = driver.run()
     finally:
-        journal.close()
-        attempt_log.close()
-        progress.close()
+        log_error = _close_logs([("the journal", journal.close),
+                                 (layout.processed_csv.name, attempt_log.close),
+                                 ("the progress overview", progress.close)])
     write_error = None
     if output_file is not None and not result.interrupted:
         write_error = _write_output(output_file, lambda: merge_output(region, layout, output_file),
                                     run_dir)
 
     tally = result.tally
-    succeeded = result.stop_reason is None and tally.finished and write_error is None
-    reason = "; ".join(r for r in (result.stop_reason, write_error) if r) or (
+    succeeded = (result.stop_reason is None and tally.finished and write_error is None
+                 and log_error is None)
+    reason = "; ".join(r for r in (result.stop_reason, write_error, log_error) if r) or (
         "all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
                       result.first_failure, time.monotonic() - started, result.interrupted)
@@ -204,6 +205,18 @@ def _write_output(target: Path, write: Callable[[], object], run_dir: Path) -> s
                 f"folder, then `parajob run --resume {run_dir}` writes it without running "
                 "the mini-batches again)")
     return None
+
+
+def _close_logs(closers: list[tuple[str, Callable[[], object]]]) -> str | None:
+    """Close every log (each is tried, whatever the others do); the reason the job fails
+    when one could not be written at the end (a full disk), else None."""
+    failed = []
+    for name, close in closers:
+        try:
+            close()
+        except OSError as exc:
+            failed.append(f"{name}: {exc.strerror or exc}")
+    return f"the logs could not be completed ({'; '.join(failed)})" if failed else None
 
 
 def _make_output_folders(step: ParallelStep, layout: StepLayout) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import TextIO
 from parajob import terminal
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.spool import write_atomically
 
 CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
                "status", "error"]
@@ -159,12 +161,15 @@ class Progress:
 
 
 def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
-    """Write job_result.txt. A disk too full for it is said on the terminal, not raised:
-    the outcome (and the exit code) stand, and the terminal shows the same summary."""
+    """Write job_result.txt, atomically. A disk too full for it is said on the terminal,
+    not raised: the outcome (and the exit code) stand, the terminal shows the same summary,
+    and no half-written or earlier job_result.txt is left to contradict it."""
+    # backslashreplace: the first failure may name a file whose name is not UTF-8
+    data = outcome.summary().encode("utf-8", "backslashreplace")
     try:
-        # backslashreplace: the first failure may name a file whose name is not UTF-8
-        layout.job_result.write_text(outcome.summary(), encoding="utf-8",
-                                     errors="backslashreplace")
+        write_atomically(layout.job_result, lambda tmp: tmp.write_bytes(data))
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            layout.job_result.unlink(missing_ok=True)
         terminal.echo(f"parajob: could not write {layout.job_result}: {exc.strerror or exc}",
                       err=True)
