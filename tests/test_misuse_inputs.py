@@ -44,6 +44,7 @@ def no_traceback(text: str) -> None:
     ("./data", "uri_folder", "is input 'data' of step 'step'"),
     (".", "uri_folder", "contains input 'data' of step 'step'"),
     ("./src/results.txt", "uri_file", "lies inside the code folder of step 'step'"),
+    ("./pipeline.yml", "uri_file", "is the pipeline file"),
     ("./blocker/out.txt", "uri_file", "cannot be created: "),
 ])
 def test_an_output_may_not_be_the_users_own_files(tmp_path: Path, path: str, kind: str,
@@ -52,6 +53,7 @@ def test_an_output_may_not_be_the_users_own_files(tmp_path: Path, path: str, kin
     with_output_path(pipeline, path, kind)
     (tmp_path / "blocker").write_text("a file where a folder is needed\n")
     script = (tmp_path / "src" / "entry.py").read_bytes()
+    yaml_text = pipeline.read_bytes()
     at = f"pipeline.yml:{output_path_line(pipeline)}:"
     for command in (["validate", "pipeline.yml"],
                     ["run", "pipeline.yml", "--run-dir", str(tmp_path / "run")]):
@@ -63,6 +65,7 @@ def test_an_output_may_not_be_the_users_own_files(tmp_path: Path, path: str, kin
         no_traceback(proc.stderr)
     assert not (tmp_path / "run" / "step").exists()  # refused before anything started
     assert (tmp_path / "src" / "entry.py").read_bytes() == script
+    assert pipeline.read_bytes() == yaml_text
     assert (tmp_path / "data" / "f00001.txt").read_text() == "item 1\n"
 
 
@@ -80,6 +83,45 @@ def test_two_steps_may_not_write_one_output(tmp_path: Path) -> None:
     assert "jobs.again.outputs.out.path" in proc.stderr
     assert "is output 'out' of step 'step'" in proc.stderr
     no_traceback(proc.stderr)
+
+
+PREP_THEN_SCORE = """\
+type: pipeline
+jobs:
+  prep:
+    type: command
+    command: echo x > ${{{{outputs.prepared}}}}/a.txt
+    outputs:
+      prepared: {{type: uri_folder, path: ./prepared}}
+  score:
+    type: parallel
+    inputs:
+      data: {data}
+    outputs:
+      out: {{type: uri_file}}
+    input_data: ${{{{inputs.data}}}}
+    task:
+      type: run_function
+      code: ./src
+      entry_script: entry.py
+      append_row_to: ${{{{outputs.out}}}}
+"""
+
+
+def test_an_output_read_by_another_step_must_be_bound_not_shared(tmp_path: Path) -> None:
+    write_job(tmp_path, ECHO_SCRIPT, files=1)
+    (tmp_path / "prepared").mkdir()
+    pipeline = tmp_path / "pipeline.yml"
+    pipeline.write_text(PREP_THEN_SCORE.format(data="{type: uri_folder, path: ./prepared}"))
+    proc = run_cli("validate", "pipeline.yml", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "pipeline.yml:7:" in proc.stderr and "jobs.prep.outputs.prepared.path" in proc.stderr
+    assert "is input 'data' of step 'score'" in proc.stderr
+    assert "${{parent.jobs.prep.outputs.prepared}}" in proc.stderr  # the hint: bind it
+    pipeline.write_text(PREP_THEN_SCORE.format(data="${{parent.jobs.prep.outputs.prepared}}"))
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.output("score") == "a.txt\n"
 
 
 BIG_ROWS_SCRIPT = """

@@ -10,6 +10,7 @@ output with a ``path:`` (its own, or a pipeline output's it is bound to) may not
   and its modules are imported from there in place (``path: ./src/entry.py`` overwrote the
   script itself);
 * be, contain, or lie inside another output: two writers of one place mix or lose rows;
+* be or contain the pipeline file or a component file;
 * lie where its folder cannot be created: the nearest existing folder above it must be a
   folder, and writable.
 
@@ -55,27 +56,29 @@ def check_output_places(r: Reporter, pipeline: Pipeline) -> None:
                       if (rel := _relation(out.path, p.path)) is not None), None)
         if clash is not None:
             place, relation = clash
-            in_code = place.key.startswith("task.") and relation != "contains"
-            hint = ("the code folder holds the entry script and the modules it imports, and "
-                    "no output may be written into it; " + _HINT) if in_code else _HINT
-            if place.key.startswith("inputs.") and place.step != out.step:
-                output = out.key.removeprefix("outputs.")
-                hint = (f"if step '{place.step}' reads what step '{out.step}' writes, bind the "
-                        f"input to it: ${{{{parent.jobs.{out.step}.outputs.{output}}}}}; "
-                        f"otherwise {_HINT}")
             where = "" if relation == "is" else f" ({shown_path(place.path)})"
             _error(r, pipeline, step, out.key, f"output path {shown_path(out.path)} {relation} "
-                   f"{place.what}{where}", hint)
+                   f"{place.what}{where}", _hint(out, place, relation))
             continue
         problem = _not_creatable(out.path, out.kind)
         if problem is not None:
             _error(r, pipeline, step, out.key, f"output path {shown_path(out.path)} cannot be "
-                   "created: "
-                   f"{problem}", "give a path in a folder you can write to")
+                   f"created: {problem}", "give a path in a folder you can write to")
+
+
+def _hint(out: _Place, place: _Place, relation: str) -> str:
+    if place.key.startswith("task.") and relation != "contains":
+        return ("the code folder holds the entry script and the modules it imports, and no "
+                "output may be written into it; " + _HINT)
+    if place.key.startswith("inputs.") and place.step != out.step:
+        output = out.key.removeprefix("outputs.")
+        return (f"if step '{place.step}' reads what step '{out.step}' writes, bind the input "
+                f"to it: ${{{{parent.jobs.{out.step}.outputs.{output}}}}}; otherwise {_HINT}")
+    return _HINT
 
 
 def _reads(pipeline: Pipeline) -> Iterator[_Place]:
-    """What the run reads and must not write: data inputs and code folders."""
+    """What the run reads and must not write: data inputs, code folders, the YAML files."""
     for name, step in pipeline.jobs.items():
         for inp in step.inputs.values():
             source = inp.origin or inp.path
@@ -88,6 +91,10 @@ def _reads(pipeline: Pipeline) -> Iterator[_Place]:
                          name, "task.entry_script")
             yield _Place(_real(step.task.code), f"the code folder of step '{name}'", name,
                          "task.code")
+        if step.component is not None:
+            yield _Place(_real(step.component), f"the component file of step '{name}'", name,
+                         "component")
+    yield _Place(_real(pipeline.file), "the pipeline file", "", "file")
 
 
 def _outputs(pipeline: Pipeline) -> Iterator[_Place]:
