@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from parajob import terminal
 from parajob.errors import ParajobError, SpecError
 
 if TYPE_CHECKING:  # imported lazily at run time: `parajob --help` stays quick
@@ -109,6 +110,8 @@ def main() -> None:
 
     Exit codes: 0 success, 1 the job failed, 2 bad input.
     """
+    # Before any file is opened: a closed stdout/stderr must not become a log file's fd.
+    terminal.ensure_standard_streams()
 
 
 @main.command("run")
@@ -151,12 +154,12 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
                                overrides=overrides)
         warnings = loaded.warnings + preflight(loaded)
     except SpecError as exc:
-        click.echo(str(exc), err=True)
+        terminal.echo(str(exc), err=True)
         sys.exit(EXIT_BAD_INPUT)
     for warning in warnings:
-        click.echo(str(warning), err=True)
+        terminal.echo(str(warning), err=True)
     steps = ", ".join(f"{name} ({loaded.jobs[name].type})" for name in loaded.run_order())
-    click.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s): {steps})")
+    terminal.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s): {steps})")
 
 
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
@@ -192,13 +195,13 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
                 folder.discard_if_unused()  # refused before it started: leave no folder
                 raise
     except SpecError as exc:
-        click.echo(str(exc), err=True)
+        terminal.echo(str(exc), err=True)
         return EXIT_BAD_INPUT
     except ParajobError as exc:
-        click.echo(f"parajob: {exc}", err=True)
+        terminal.echo(f"parajob: {exc}", err=True)
         return EXIT_FAILED
     for outcome in outcomes:
-        click.echo(outcome.summary())
+        terminal.echo(outcome.summary())  # the job's result does not depend on this write
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
@@ -220,6 +223,6 @@ def _run_in(run_dir: Path, pipeline_file: Path | None, options: RunOptions,
     pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
                              overrides=overrides)
     for warning in pipeline.warnings + preflight(pipeline):
-        click.echo(str(warning), err=True)
+        terminal.echo(str(warning), err=True)
     record_run(run_dir, pipeline_file, overrides, folders)
     return list(run_pipeline(pipeline, run_dir, options))

@@ -88,8 +88,15 @@ def default_run_dir(pipeline_file: Path) -> Path:
 def record_run(run_dir: Path, pipeline_file: Path, overrides: Sequence[str] = (),
                datastores: Mapping[str, Path] | None = None) -> None:
     """Write <run>/parajob-run.json (first run only): what --resume needs to start again
-    (the pipeline, its --set overrides and --datastore folders)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    (the pipeline, its --set overrides and --datastore folders). SpecError when the run
+    folder cannot be made (exit 2, before anything starts)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError([Diagnostic("--run-dir", None, None, "",
+                                    f"cannot create the run folder {run_dir}: "
+                                    f"{exc.strerror or exc}",
+                                    "give --run-dir a folder you can write to")]) from exc
     record = run_dir / RUN_RECORD
     if not record.exists():
         record.write_text(json.dumps({

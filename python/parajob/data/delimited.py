@@ -114,7 +114,8 @@ class DelimitedSource:
     def _bom(self, path: str) -> int:
         if self.options["encoding"] not in ("utf8", "utf8bom"):
             return 0
-        return len(BOM) if _pread(path, 3, 0) == BOM else 0
+        # exact=False: a file of 0-2 bytes holds no BOM (and is not a file that changed)
+        return len(BOM) if _pread(path, len(BOM), 0, exact=False) == BOM else 0
 
     def _fill_names(self) -> None:
         """Files without names of their own (no header line): the shared names."""
@@ -276,14 +277,16 @@ def _line_at(path: str, offset: int) -> int:
     return 1 + head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n")
 
 
-def _pread(path: str, size: int, offset: int) -> bytes:
-    """Bytes [offset, offset + size) of path: one open, one pread (no seek, no buffer)."""
+def _pread(path: str, size: int, offset: int, exact: bool = True) -> bytes:
+    """Bytes [offset, offset + size) of path: one open, one pread (no seek, no buffer).
+    ``exact``: fewer bytes than asked for means the file changed since it was planned
+    (OSError); otherwise a short read is returned as it is (the file is smaller)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.pread(fd, size, offset)
     finally:
         os.close(fd)
-    if len(data) != size:
+    if exact and len(data) != size:
         raise OSError(f"{path}: file changed while it was read (wanted {size} bytes at "
                       f"{offset}, got {len(data)})")
     return data

@@ -59,7 +59,9 @@ class FileBatchPlan:
         self.ranges = np.ascontiguousarray(ranges, dtype=np.uint64)  # (n_batches, 2)
         # A flat memoryview reads one bound in ~50 ns; numpy scalar indexing takes ~2 us,
         # which showed up in the per-mini-batch path of the 100,000-file benchmark.
-        self._bounds = memoryview(self.ranges.data).cast("B").cast("Q")
+        # Flat (1-D) first: memoryview refuses to cast a (0, 2) view ("zeros in shape"), and
+        # an empty input is a plan of zero mini-batches, not an error.
+        self._bounds = self.ranges.reshape(-1).data.cast("B").cast("Q")
 
     @property
     def n_batches(self) -> int:

@@ -28,6 +28,7 @@ from parajob.data import transforms as tf
 from parajob.data.input_errors import TableInputError, Where
 from parajob.errors import Diagnostic
 from parajob.spec.report import did_you_mean
+from parajob.spec.yaml_nodes import BoundedLoader
 
 __all__ = ["MLTable", "PathEntry", "Reader", "TableInputError", "Where", "load_mltable"]
 
@@ -130,7 +131,7 @@ class _Parser:
 
     def parse(self) -> MLTable:
         try:
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = yaml.compose(self.text, Loader=BoundedLoader)  # nesting: a located error
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from parajob import terminal
 from parajob.spec.bindings import default_output_path
 from parajob.spec.model import CommandStep
 
@@ -122,7 +123,8 @@ def run_command_step(step: CommandStep, run_dir: Path, stream: TextIO | None = N
     outcome = CommandOutcome(step.name, ok, reason, step.command, log, outputs,
                              time.monotonic() - started, "" if ok else _tail(log),
                              interrupted=bool(stopped))
-    (root / "logs" / "job_result.txt").write_text(outcome.summary(), encoding="utf-8")
+    (root / "logs" / "job_result.txt").write_text(outcome.summary(), encoding="utf-8",
+                                                  errors="backslashreplace")
     return outcome
 
 
@@ -187,11 +189,11 @@ def _pump(proc: subprocess.Popen[bytes], sink: BinaryIO, name: str, timeout: int
             sink.write(chunk)
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            for line in lines:
-                stream.write(f"[{name}] {line.decode('utf-8', 'replace')}\n")
-            stream.flush()
+            if lines:  # the terminal copy is a courtesy: a failed write is dropped
+                terminal.write(stream, "".join(f"[{name}] {line.decode('utf-8', 'replace')}\n"
+                                               for line in lines))
     if pending:
-        stream.write(f"[{name}] {pending.decode('utf-8', 'replace')}\n")
+        terminal.write(stream, f"[{name}] {pending.decode('utf-8', 'replace')}\n")
     proc.stdout.close()
     proc.wait()
     return False

@@ -19,14 +19,14 @@ from __future__ import annotations
 import ast
 import filecmp
 import os
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from parajob import _core
+from parajob import _core, terminal
 from parajob.data import TableInputError, Where, plan_input
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError
@@ -72,18 +72,10 @@ def worker_counts(instance_count: int, per_node: int, n_batches: int) -> tuple[i
     wanted = min(per_node, -(-n_batches // instances))  # ceil: the batches of one node
     workers = max(1, min(wanted, cap // instances))
     if instances * workers < min(instance_count * per_node, n_batches):
-        warn(f"warning: {instance_count} node(s) x {per_node} workers is more than this machine "
-             f"can run ({cap} processes: {MAX_WORKERS_PER_CORE} per core); starting "
-             f"{instances} x {workers}")
+        terminal.echo(f"warning: {instance_count} node(s) x {per_node} workers is more than "
+                      f"this machine can run ({cap} processes: {MAX_WORKERS_PER_CORE} per "
+                      f"core); starting {instances} x {workers}", err=True)
     return instances, workers
-
-
-def warn(text: str) -> None:
-    """A warning on the terminal; a closed or broken stderr never stops the job."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 @dataclass(frozen=True)
@@ -120,7 +112,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
-        return _finish_empty(step, layout, output_file, started)
+        return _finish_empty(step, layout, output_file, started, plan)
     instances, workers_per_node = worker_counts(step.instance_count, asked, plan.n_batches)
 
     notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -145,18 +137,22 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
                         first_process=_next_process_id(layout))
         result = driver.run()
     finally:
-        journal.close()
-        attempt_log.close()
-        progress.close()
+        log_error = _close_logs([("the journal", journal.close),
+                                 (layout.processed_csv.name, attempt_log.close),
+                                 ("the progress overview", progress.close)])
+    write_error = None
     if output_file is not None and not result.interrupted:
         # A resumed step keeps an output that already holds exactly these rows: rewriting
         # it would give it a new mtime, and a later step reading it would see it "changed".
         if not (options.resume and _output_is_current(region, layout, output_file)):
-            merge_output(region, layout, output_file)
+            write_error = _write_output(
+                output_file, lambda: merge_output(region, layout, output_file), run_dir)
 
     tally = result.tally
-    succeeded = result.stop_reason is None and tally.finished
-    reason = result.stop_reason or ("all mini-batches processed" if succeeded else "stopped")
+    succeeded = (result.stop_reason is None and tally.finished and write_error is None
+                 and log_error is None)
+    reason = "; ".join(r for r in (result.stop_reason, write_error, log_error) if r) or (
+        "all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
                       result.first_failure, time.monotonic() - started, result.interrupted)
     write_job_result(layout, outcome)
@@ -301,13 +297,51 @@ def _output_is_current(region: _core.DispatchRegion, layout: StepLayout, target:
         scratch.unlink(missing_ok=True)
 
 
+def _write_output(target: Path, write: Callable[[], object], run_dir: Path) -> str | None:
+    """Run ``write`` (an atomic write of target); the reason the job fails when it cannot
+    (a full disk, a folder made read-only or removed while the job ran), else None.
+    write_atomically has then removed its temporary file: nothing half-written remains."""
+    try:
+        write()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: the C++ merge's system_error
+        if "is corrupt" in str(exc):  # a damaged spool, not the output's place: not ours here
+            raise
+        return (f"the output could not be written to {target}: {exc} (make room or fix the "
+                f"folder, then `parajob run --resume {run_dir}` writes it without running "
+                "the mini-batches again)")
+    return None
+
+
+def _close_logs(closers: list[tuple[str, Callable[[], object]]]) -> str | None:
+    """Close every log (each is tried, whatever the others do); the reason the job fails
+    when one could not be written at the end (a full disk), else None."""
+    failed = []
+    for name, close in closers:
+        try:
+            close()
+        except OSError as exc:
+            failed.append(f"{name}: {exc.strerror or exc}")
+    return f"the logs could not be completed ({'; '.join(failed)})" if failed else None
+
+
 def _make_output_folders(step: ParallelStep, layout: StepLayout) -> None:
     """Output folders exist before workers start, as mounted outputs do on Azure (scripts
     write into ``--model_folder ${{outputs.x}}`` without creating it); a uri_file output's
-    folder too."""
+    folder too. One that cannot be made is bad input (exit 2), before any worker starts;
+    validation has checked the usual causes already (spec.output_places)."""
     for name, out in step.outputs.items():
         path = out.path or layout.outputs_dir / name
-        (path.parent if out.type == "uri_file" else path).mkdir(parents=True, exist_ok=True)
+        folder = path.parent if out.type == "uri_file" else path
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            key = f"outputs.{name}.path" if f"outputs.{name}.path" in step.locations \
+                else f"outputs.{name}"
+            file, line, col = step.where(key)
+            raise SpecError([Diagnostic(str(file), line, col, f"jobs.{step.name}.{key}",
+                                        f"cannot create the output folder {folder}: "
+                                        f"{exc.strerror or exc}",
+                                        "give a path in a folder you can write to")]) from exc
 
 
 def append_row_target(step: ParallelStep, layout: StepLayout) -> Path | None:
@@ -392,10 +426,16 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
 
 
 def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | None,
-                  started: float) -> Outcome:
+                  started: float, plan: BatchPlan) -> Outcome:
+    """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
+    succeeds at once, with an empty append_row output (README, "What happens when...")."""
+    error = None
     if output_file is not None:
-        write_atomically(output_file, lambda tmp: tmp.write_bytes(b""))
-    outcome = Outcome(step.name, True, "the input has no files: nothing to do", Tally(0),
-                      output_file, layout.logs, None, time.monotonic() - started)
+        error = _write_output(output_file, lambda: write_atomically(
+            output_file, lambda tmp: tmp.write_bytes(b"")), layout.root.parent)
+    what = "rows" if plan.loads_data else "files"
+    outcome = Outcome(step.name, error is None,
+                      error or f"the input has no {what}: 0 mini-batches, nothing to do",
+                      Tally(0), output_file, layout.logs, None, time.monotonic() - started)
     write_job_result(layout, outcome)
     return outcome

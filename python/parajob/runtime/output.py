@@ -24,15 +24,20 @@ def count_items(result: object) -> int | None:
 
 
 def format_rows(result: Any, csv_options: dict[str, Any]) -> bytes:
-    """append_row text of one mini-batch: str(item) per line, or DataFrame rows as CSV."""
+    """append_row text of one mini-batch: str(item) per line, or DataFrame rows as CSV.
+
+    Encoded as UTF-8 with ``surrogateescape``: a file name that is not UTF-8 reaches run()
+    as ``os.fsdecode`` gives it (lone surrogates for its odd bytes), and a row that names it
+    gets the file's own bytes back, so the row still names that file (SPEC §5, issue 8).
+    """
     if type(result) is list and len(result) == 1:  # the one-file mini-batch fast path
-        return (str(result[0]) + "\n").encode("utf-8")
+        return (str(result[0]) + "\n").encode("utf-8", "surrogateescape")
     if is_dataframe(result):
         text: str = result.to_csv(**csv_options)
-        return text.encode("utf-8")
+        return text.encode("utf-8", "surrogateescape")
     if not result:
         return b""
-    return ("\n".join(map(str, result)) + "\n").encode("utf-8")
+    return ("\n".join(map(str, result)) + "\n").encode("utf-8", "surrogateescape")
 
 
 def load_csv_options(code_dir: Path) -> dict[str, Any]:

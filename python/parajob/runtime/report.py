@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 import time
@@ -10,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from parajob import terminal
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.spool import write_atomically
 
 CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
                "status", "error"]
@@ -73,7 +76,8 @@ class AttemptLog:
             (self._parts / "earlier.csv").write_text(text.split("\n", 1)[1] if "\n" in text else "",
                                                     encoding="utf-8")
         self._parts.mkdir(parents=True, exist_ok=True)
-        self._csv_file = open(self._parts / "driver.csv", "a", newline="", encoding="utf-8")
+        self._csv_file = open(self._parts / "driver.csv", "a", newline="", encoding="utf-8",
+                              errors="backslashreplace")
         self._csv = csv.writer(self._csv_file)
         self._errors_path = layout.job_error
         self._errors: TextIO | None = None
@@ -85,7 +89,8 @@ class AttemptLog:
                             f"{seconds:.4f}", status, first_line])
         if error:
             if self._errors is None:
-                self._errors = open(self._errors_path, "a", encoding="utf-8")
+                self._errors = open(self._errors_path, "a", encoding="utf-8",
+                                    errors="backslashreplace")
             self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
                                f"{status}\n{error.rstrip()}\n")
 
@@ -117,8 +122,12 @@ class Progress:
 
     def __init__(self, layout: StepLayout, step: str, total: int,
                  stream: TextIO | None = None) -> None:
+        """``stream``: the terminal (default sys.stderr); writes that fail are dropped."""
         self._stream = stream if stream is not None else sys.stderr
-        self._tty = self._stream.isatty()
+        try:
+            self._tty = bool(self._stream and self._stream.isatty())
+        except (OSError, ValueError):  # a closed stream: no terminal to draw on
+            self._tty = False
         stamp = time.strftime("%Y%m%d%H%M%S")
         self._file = open(layout.logs / f"job_progress_overview.{stamp}.txt", "w", encoding="utf-8")
         self._step, self._total = step, total
@@ -141,15 +150,26 @@ class Progress:
             self._file.flush()
             self._last_file = now
         if line_due:
-            self._stream.write("\r" + text + " " * 4 if self._tty else text + "\n")
-            self._stream.flush()
+            # A failed write (`| head -1`, a closed stderr) is dropped: the job goes on.
+            terminal.write(self._stream, "\r" + text + " " * 4 if self._tty else text + "\n")
             self._last_line = now
 
     def close(self) -> None:
         if self._tty:
-            self._stream.write("\n")
+            terminal.write(self._stream, "\n")
         self._file.close()
 
 
 def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
-    layout.job_result.write_text(outcome.summary(), encoding="utf-8")
+    """Write job_result.txt, atomically. A disk too full for it is said on the terminal,
+    not raised: the outcome (and the exit code) stand, the terminal shows the same summary,
+    and no half-written or earlier job_result.txt is left to contradict it."""
+    # backslashreplace: the first failure may name a file whose name is not UTF-8
+    data = outcome.summary().encode("utf-8", "backslashreplace")
+    try:
+        write_atomically(layout.job_result, lambda tmp: tmp.write_bytes(data))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            layout.job_result.unlink(missing_ok=True)
+        terminal.echo(f"parajob: could not write {layout.job_result}: {exc.strerror or exc}",
+                      err=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import secrets
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -72,17 +73,35 @@ def spool_path(spool_dir: Path, process: int) -> Path:
 def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """Have ``write`` fill a temporary file beside target, fsync it, rename it into place.
 
-    Atomic so that a failure or a kill never leaves a half-written output file.
+    Atomic so that a failure or a kill never leaves a half-written output file. The
+    temporary name is this run's alone (pid and a random token, created with O_EXCL): two
+    runs writing one output each fill their own file, and the later rename wins, whole;
+    a fixed name let them write into one file and mix their rows (issue 8). On any error
+    the temporary file is removed and the error raised; target is then untouched.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write(tmp)  # by name (the C++ merge opens it); the same inode as fd
+        os.fsync(fd)
         os.replace(tmp, target)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+    _fsync_folder(target.parent)  # the rename itself survives a crash
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on folders; the rename is done
+        pass
+    finally:
+        os.close(fd)

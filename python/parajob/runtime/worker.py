@@ -274,10 +274,11 @@ def _fail(writer: _core.ResultWriter, error_log: Path, process: int, batch: int,
     """End an attempt as ERRORED; its traceback goes to the error log and the spool."""
     text = f"mini-batch {batch} attempt {attempt + 1} (process {process}):\n{detail}"
     _append(error_log, text)
-    writer.add(batch, attempt, False, text.encode("utf-8", "replace"), items_in, 0, error_code, 0.0)
+    writer.add(batch, attempt, False, text.encode("utf-8", "backslashreplace"),
+               items_in, 0, error_code, 0.0)
 
 
 def _append(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:  # odd file names
         f.write(text if text.endswith("\n") else text + "\n")

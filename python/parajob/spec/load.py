@@ -35,6 +35,7 @@ from parajob.spec.command import read_command_step
 from parajob.spec.component import ComponentCache, load_component, merge_node
 from parajob.spec.graph import Edge, order_steps, scan_edges
 from parajob.spec.model import Input, Output, Pipeline, Step
+from parajob.spec.output_places import check_output_places
 from parajob.spec.overrides import apply_overrides
 from parajob.spec.parallel import check_recorded, read_parallel_step
 from parajob.spec.places import Places
@@ -86,6 +87,8 @@ def load_pipeline(path: str | os.PathLike[str], *, run_dir: Path | None = None,
         places = Places(Path(os.path.abspath(run_dir)) if run_dir is not None else None,
                         {k: Path(os.path.abspath(v)) for k, v in (datastores or {}).items()})
         pipeline = _read_document(r, root, file, places, overrides)
+        if pipeline is not None:
+            check_output_places(r, pipeline)  # needs every step: outputs vs all inputs
     elif root is not None:
         r.error(root, "", f"expected a mapping of fields at the top, found {describe(root)}")
     unique = list({(d.file, d.line, d.column, d.message, d.severity): d for d in sink}.values())

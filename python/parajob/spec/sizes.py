@@ -24,6 +24,10 @@ DEFAULT_BYTES_PER_BATCH = 1024 * 1024
 # [0-9], not \d (which takes other scripts' digits); fullmatch, as "$" allows a final "\n".
 _PATTERN = re.compile(r"([0-9]+)([kKmMgG][bB])?")
 _UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+# The core counts files and bytes in 64-bit integers; a larger value used to reach it and
+# fail there with a TypeError traceback (issue 8). Any value past the input's size is one
+# mini-batch anyway.
+MAX_MINI_BATCH_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def parse_mini_batch_size(text: str | int) -> MiniBatchSize:
     if isinstance(text, int):
         if text < 1:
             raise ValueError(f"expected a positive number, found {text}")
+        _check_range(str(text), text)
         return MiniBatchSize(raw=str(text), count=text, bytes=None)
     match = _PATTERN.fullmatch(text)
     if match is None:
@@ -68,5 +73,14 @@ def parse_mini_batch_size(text: str | int) -> MiniBatchSize:
     if number < 1:
         raise ValueError(f"expected a positive size, found '{text}'")
     if unit is None:
+        _check_range(text, number)
         return MiniBatchSize(raw=text, count=number, bytes=None)
-    return MiniBatchSize(raw=text, count=None, bytes=number * _UNITS[unit[0].lower()])
+    size = number * _UNITS[unit[0].lower()]
+    _check_range(text, size)
+    return MiniBatchSize(raw=text, count=None, bytes=size)
+
+
+def _check_range(text: str, value: int) -> None:
+    if value > MAX_MINI_BATCH_SIZE:
+        raise ValueError(f"'{text}' is too large: at most {MAX_MINI_BATCH_SIZE} (2^63 - 1) "
+                         "files or bytes per mini-batch")

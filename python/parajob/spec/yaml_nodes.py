@@ -22,7 +22,8 @@ import yaml
 from parajob.spec.report import Reporter, did_you_mean
 
 __all__ = [
-    "Entry", "compose", "describe", "entries", "field_join", "get_bool", "get_int", "get_str",
+    "BoundedLoader", "MAX_DEPTH", "Entry", "compose", "describe", "entries", "field_join",
+    "get_bool", "get_int", "get_str",
     "get_str_list", "get_str_map", "is_null", "named_entries", "read_mapping", "to_python",
 ]
 
@@ -39,6 +40,35 @@ _YAML_HINTS = {
     "mapping values are not allowed here": "quote values that contain ': ' (colon space)",
     "found undefined alias": "define the anchor (&name) before using it (*name)",
 }
+
+
+MAX_DEPTH = 100  # nesting levels; real pipelines use about 10
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_DEPTH with a located error.
+
+    PyYAML's composer recurses once per level (two frames), so ``[[[[...]]]]`` 10,000 deep
+    ended in a RecursionError traceback (issue 8); the parser and scanner do not recurse.
+    Everything that walks the tree afterwards (duplicate keys, construct_object) is then
+    bounded too."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH:
+            # the event about to be composed: check_event() peeked it already
+            event = self.current_event
+            mark = event.start_mark if event is not None else None
+            raise yaml.composer.ComposerError(
+                None, None, f"the YAML is nested more than {MAX_DEPTH} levels deep (a "
+                "pipeline needs about 10)", mark)
+        self._depth += 1
+        try:
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
 
 
 @dataclass(frozen=True)
@@ -64,8 +94,18 @@ def compose(text: str, reporter: Reporter, name: str | None = None) -> yaml.Node
     be a source registered with the reporter: that is how a message about a node finds its
     file, and a relative path written in it finds its folder.
     """
-    loader = yaml.SafeLoader(text)
-    loader.name = name or reporter.file  # Reader sets "<unicode string>"; marks copy this
+    shown = name or reporter.file
+    try:
+        # The Reader checks every character here, in the constructor: a NUL byte or another
+        # control character is a ReaderError before any parsing (issue 8).
+        loader = BoundedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        reporter.error(_reader_error_at(shown, text, exc), "",
+                       f"invalid YAML: {_character_name(exc.character)} is not allowed in a "
+                       "YAML file",
+                       "remove it; a NUL byte often means a binary or UTF-16 file")
+        return None
+    loader.name = shown  # Reader sets "<unicode string>"; marks copy this
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -84,6 +124,19 @@ def compose(text: str, reporter: Reporter, name: str | None = None) -> yaml.Node
     if root is not None:
         _check_duplicate_keys(root, reporter, "", set())
     return root
+
+
+def _character_name(character: object) -> str:
+    code = character if isinstance(character, int) else ord(str(character)[:1] or "\0")
+    return "a NUL byte (#x0000)" if code == 0 else f"the control character #x{code:04x}"
+
+
+def _reader_error_at(shown: str, text: str, exc: yaml.reader.ReaderError
+                     ) -> tuple[str, int, int]:
+    """(source, 1-based line, column) of the character a ReaderError is about."""
+    position = exc.position if isinstance(exc.position, int) else 0
+    before = text[:position]
+    return shown, before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
 def _check_duplicate_keys(node: yaml.Node, r: Reporter, path: str, seen: set[int]) -> None:

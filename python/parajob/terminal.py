@@ -1,0 +1,99 @@
+"""Writing to the terminal without depending on it (issue 8: "the job never depends on the
+terminal").
+
+A job's results are its output files and its logs; what reaches the terminal (progress,
+warnings, the closing summary) is a courtesy. So a terminal write that fails is dropped and
+the job goes on:
+
+* ``parajob run ... 2>&1 | head -1``: ``head`` exits after one line and every later write
+  gets EPIPE. Python ignores SIGPIPE, so the write raises BrokenPipeError instead of killing
+  the process; :func:`write` catches it, and sends that descriptor to ``/dev/null`` (the
+  recipe of the Python docs' ``signal`` page, "Note on SIGPIPE"): otherwise the
+  interpreter's own flush of ``sys.stdout`` at exit fails again, prints "Exception ignored
+  ... BrokenPipeError" and turns the exit status into 120.
+* ``parajob run ... 2>&-`` (a closed descriptor): Python starts with ``sys.stderr`` None,
+  and the first file the driver opens would get descriptor 2, where anything that writes
+  to "stderr" (a forked worker before it redirects, faulthandler, a C++ message) would
+  land in it. :func:`ensure_standard_streams` puts ``/dev/null`` on 0, 1 and 2 first.
+* A text that the stream cannot encode (a file name that is not UTF-8, passed through with
+  ``os.fsdecode`` semantics) is written with ``backslashreplace`` rather than raising.
+
+Invariant: nothing here raises for a broken terminal, and a stream that failed once is not
+written again (its descriptor now points at ``/dev/null``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from typing import TextIO
+
+__all__ = ["echo", "ensure_standard_streams", "write"]
+
+# Streams whose writes failed: their descriptor is /dev/null now, nothing more is written.
+_dropped: weakref.WeakSet[TextIO] = weakref.WeakSet()
+
+
+def ensure_standard_streams() -> None:
+    """Give descriptors 0, 1 and 2 a file (``/dev/null``) when they are closed, and
+    ``sys.stdin``/``sys.stdout``/``sys.stderr`` a stream where Python left None. Call once,
+    first thing, before any file is opened for the job."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = _null_stream(1)
+    if sys.stderr is None:
+        sys.stderr = _null_stream(2)
+
+
+def _null_stream(fd: int) -> TextIO:
+    stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    _dropped.add(stream)
+    return stream
+
+
+def echo(text: str, *, err: bool = False) -> bool:
+    """``text`` and a newline to stdout (``err``: stderr); False when it was dropped."""
+    return write(sys.stderr if err else sys.stdout, text + "\n")
+
+
+def write(stream: TextIO | None, text: str) -> bool:
+    """Write and flush ``text``; False when the stream is gone (then it stays dropped)."""
+    if stream is None or stream in _dropped:
+        return False
+    if not text.isascii():  # lone surrogates (os.fsdecode'd names) as job_result.txt shows them
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:  # e.g. a surrogate from a non-UTF-8 file name
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+    except (OSError, ValueError):  # EPIPE, EBADF, EIO, ENOSPC; ValueError: a closed file
+        _drop(stream)
+        return False
+    return True
+
+
+def _drop(stream: TextIO) -> None:
+    _dropped.add(stream)
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # not a real file (StringIO) or closed
+        return
+    if fd not in (1, 2):
+        return
+    # What the stream still buffers is flushed at exit into /dev/null, not into EPIPE.
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
