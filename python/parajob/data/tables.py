@@ -26,7 +26,13 @@ import pyarrow as pa
 
 from parajob.data import transforms as tf
 from parajob.data.delimited import DelimitedSource
-from parajob.data.fingerprints import digest_of, file_digests, grouped_digests, stat_identities
+from parajob.data.fingerprints import (
+    digest_of,
+    empty_digests,
+    file_digests,
+    grouped_digests,
+    stat_identities,
+)
 from parajob.data.input_errors import TableInputError, Where
 from parajob.data.jsonlines import JsonLinesSource
 from parajob.data.mltable import MLTable
@@ -118,6 +124,8 @@ class TableBatchPlan:
         """(n_batches, 16) digests of what each batch reads: per piece its file's identity
         (path, size, mtime), byte range, record count, first line and row window; the
         partition's key values; the final schema (a changed transformation changes it)."""
+        if not len(self.pieces):  # a table without rows: nothing to fingerprint
+            return empty_digests(self.n_batches)
         return grouped_digests(self.piece_identities(), self.bounds(),
                                salt=digest_of(self.schema.to_string().encode()),
                                extras=None if self.keys is None else

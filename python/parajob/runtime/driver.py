@@ -219,8 +219,15 @@ class Driver:
         self.unjournalled = []
         rows = self.slots[batches]
         _, attempt, process = shm_view.unpack_states(rows["word"])
-        self.journal.checkpoint(batches, attempt, process, rows["spool_offset"],
-                                rows["spool_length"], rows["items_in"], rows["items_out"])
+        try:
+            self.journal.checkpoint(batches, attempt, process, rows["spool_offset"],
+                                    rows["spool_length"], rows["items_in"], rows["items_out"])
+        except OSError as exc:  # a full disk, most likely: nothing accepted from now on is safe
+            if self.stop_reason is None:
+                self.stop_reason = (f"the journal could not be written "
+                                    f"({exc.strerror or exc}): free some space, then "
+                                    f"`parajob run --resume {self.setup.layout.root.parent}` "
+                                    "runs again what it could not record")
 
     # ---- attempts -------------------------------------------------------------------
 
