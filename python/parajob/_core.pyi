@@ -219,3 +219,18 @@ class ResultWriter:
     def pending(self) -> int: ...
 
 # --- end result writer ---
+
+# --- spool check ---
+
+class SpoolChecker:
+    """Checks spool records (magic, batch, length, CRC32) before they are accepted
+    (spool_check.hpp). Driver-only; keeps one read-only fd per spool until close()."""
+
+    def __init__(self) -> None: ...
+    def add_spool(self, process: int, path: str) -> None: ...
+    def check(self, batch: npt.ArrayLike, process: npt.ArrayLike, offset: npt.ArrayLike,
+              length: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether each record is intact; an unknown process or a short file is not."""
+    def close(self) -> None: ...
+
+# --- end spool check ---

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from parajob.data import TableInputError, Where, plan_input
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
-from parajob.runtime import shm_view
+from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.driver import Driver
 from parajob.runtime.gpus import visible_gpus
@@ -85,7 +86,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     if plan.n_batches == 0:
         return _finish_empty(step, layout, output_file, started)
 
-    notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    # High: workers inherit it, and user code there may write to or dup2 over low fds.
+    notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
     region = _core.DispatchRegion(plan.n_batches, step.instance_count * workers_per_node, notify_fd)
     setup = WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
@@ -110,12 +112,17 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
         journal.close()
         attempt_log.close()
         progress.close()
+    stop_reason = result.stop_reason
     if output_file is not None and not result.interrupted:
-        merge_output(region, layout, output_file)
+        try:
+            merge_output(region, layout, output_file)
+        except CorruptRecord as exc:  # nothing written; resume re-checks and re-runs it
+            stop_reason = (f"the output was not written: {exc}\n{plan.describe(exc.batch)}\n"
+                           f"`parajob run --resume {run_dir}` runs that mini-batch again")
 
     tally = result.tally
-    succeeded = result.stop_reason is None and tally.finished
-    reason = result.stop_reason or ("all mini-batches processed" if succeeded else "stopped")
+    succeeded = stop_reason is None and tally.finished
+    reason = stop_reason or ("all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
                       result.first_failure, time.monotonic() - started, result.interrupted)
     write_job_result(layout, outcome)
@@ -158,9 +165,44 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
                                         "another --run-dir")])
         return Accepted.none()
     try:
-        return read_journal(path, plan.n_batches, plan.n_items)
+        accepted = read_journal(path, plan.n_batches, plan.n_items)
     except JournalMismatch as exc:
         raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", str(exc))]) from exc
+    return _intact_only(layout, accepted)
+
+
+def _intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
+    """Journalled batches whose spool record still validates (CRC32); the others run
+    again rather than fail the merge at the end."""
+    if not len(accepted):
+        return accepted
+    checker = _spool_checker(layout, accepted.process)
+    intact = checker.check(accepted.batch, accepted.process, accepted.offset, accepted.length)
+    checker.close()
+    if intact.all():
+        return accepted
+    print(f"parajob: warning: {int((~intact).sum())} journalled mini-batch(es) have a result "
+          f"record that does not validate in {layout.spool_dir}; they run again",
+          file=sys.stderr)
+    return Accepted(*(getattr(accepted, f)[intact] for f in
+                      ("batch", "attempt", "process", "offset", "length", "items_in",
+                       "items_out")))
+
+
+def _spool_checker(layout: StepLayout, processes: np.ndarray) -> _core.SpoolChecker:
+    checker = _core.SpoolChecker()
+    for p in np.unique(processes).tolist():
+        checker.add_spool(int(p), str(spool_path(layout.spool_dir, int(p))))
+    return checker
+
+
+class CorruptRecord(Exception):
+    """An accepted mini-batch's spool record no longer validates at the merge."""
+
+    def __init__(self, batch: int, spool: Path) -> None:
+        super().__init__(f"the result record of mini-batch {batch} in {spool} does not "
+                         "validate (CRC32): the spool was modified after it was accepted")
+        self.batch = batch
 
 
 def _next_process_id(layout: StepLayout) -> int:
@@ -173,12 +215,20 @@ def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path)
     """Write every DONE mini-batch's rows once, in mini-batch order; atomically.
 
     The copy runs in C++ (merge_records): in Python it cost ~2 us per mini-batch, 0.2 s
-    for 100,000 one-file mini-batches.
+    for 100,000 one-file mini-batches. Every record is checked first (CRC32); raises
+    CorruptRecord, with nothing written, for the first that does not validate.
     """
     slots = shm_view.batch_slots(region)
     state, _attempt, process = shm_view.unpack_states(slots["word"])
     done = (state == int(_core.BatchState.DONE)).nonzero()[0]
     n_processes = int(process.max()) + 1 if len(process) else 1
+    checker = _spool_checker(layout, process[done])
+    intact = checker.check(done.astype(np.uint32), process[done], slots["spool_offset"][done],
+                           slots["spool_length"][done])
+    checker.close()
+    if not intact.all():
+        first = int((~intact).nonzero()[0][0])
+        raise CorruptRecord(int(done[first]), spool_path(layout.spool_dir, int(process[done][first])))
     spools = [str(spool_path(layout.spool_dir, p))
               if spool_path(layout.spool_dir, p).exists() else ""
               for p in range(n_processes)]

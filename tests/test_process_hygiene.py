@@ -1,0 +1,293 @@
+"""No process outlives its job; user code cannot corrupt the spools; a refused fork() is an
+answer, not a traceback (issue 8: "children outlive the job", "user code can corrupt the
+spools", "a failed fork()").
+
+Real processes and signals throughout: entry scripts start helpers (subprocess.Popen, a
+setsid'd double-forked daemon) and write their pids to a marker folder; the tests then poll,
+with a deadline, until none of those pids is alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, run_job, write_job
+
+NAMES = [f"f{i:05d}.txt" for i in range(12)]
+DEADLINE_S = 60.0  # polls give up after this; a pass takes far less
+
+# init() starts a helper "server"; run() starts, once per worker, a setsid'd daemon made by
+# a double fork (no exec: it keeps the worker's memory) and a setsid'd exec'd process.
+# Every pid goes to MARKERS/pids/<pid>. Optionally the driver is SIGKILLed at KILL_AT.
+HELPERS = """
+import os, signal, subprocess, time
+from azureml_user.parallel_run import EntryScript
+MARKERS = os.environ["MARKERS"]
+started = False
+
+def note(pid):
+    os.makedirs(os.path.join(MARKERS, "pids"), exist_ok=True)
+    open(os.path.join(MARKERS, "pids", str(pid)), "w").close()
+
+def init():
+    note(subprocess.Popen(["sleep", "600"]).pid)
+
+def daemon():
+    read, write = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            note(os.getpid())
+            os.write(write, b"x")
+            time.sleep(600)
+        os._exit(0)
+    os.read(read, 1)  # the grandchild has written its pid
+    note(subprocess.Popen(["sleep", "600"], start_new_session=True).pid)
+
+def run(mini_batch, context):
+    global started
+    if not started:
+        started = True
+        daemon()
+    kill_at = int(os.environ.get("KILL_AT", "-1"))
+    marker = os.path.join(MARKERS, "killed")
+    if context.minibatch_index == kill_at and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getppid(), signal.SIGKILL)  # the driver
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")  # a zombie is dead
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not true after {DEADLINE_S:g} s: {what}")
+        time.sleep(0.05)
+
+
+def _pids(markers: Path) -> list[int]:
+    folder = markers / "pids"
+    return sorted(int(p.name) for p in folder.iterdir()) if folder.exists() else []
+
+
+def _assert_all_die(pids: list[int]) -> None:
+    try:
+        _wait_until(lambda: not any(_alive(p) for p in pids),
+                    f"processes {[p for p in pids if _alive(p)]} are alive")
+    finally:  # never leave sleepers behind, whatever the outcome
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _env(tmp: Path, extra: str = "") -> str:
+    (tmp / "markers").mkdir(exist_ok=True)
+    return f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n{extra}"
+
+
+# ---- no process outlives its job -----------------------------------------------------------
+
+def test_what_init_and_run_start_dies_when_the_job_ends(tmp_path: Path) -> None:
+    write_job(tmp_path, HELPERS, files=12, mini_batch_size=1, extra_step=_env(tmp_path))
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.output().splitlines() == NAMES
+    pids = _pids(tmp_path / "markers")
+    assert len(pids) >= 3  # init's helper, the daemon, the setsid'd sleep of one worker
+    _assert_all_die(pids)
+
+
+def test_what_init_and_run_start_dies_when_the_driver_is_sigkilled(tmp_path: Path) -> None:
+    write_job(tmp_path, HELPERS, files=40, mini_batch_size=1,
+              extra_step=_env(tmp_path, "  KILL_AT: '20'\n"))
+    first = run_job(tmp_path)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    pids = _pids(tmp_path / "markers")
+    assert len(pids) >= 3
+    _assert_all_die(pids)
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)  # and the run still finishes
+    assert resumed.returncode == 0, resumed.stderr
+    assert first.output().splitlines() == [f"f{i:05d}.txt" for i in range(40)]
+    _assert_all_die(_pids(tmp_path / "markers"))
+
+
+IMPORT_STARTS_A_GRANDCHILD = """
+import os, subprocess
+# Inherits the probe's stdout and stderr: a check that reads them to EOF would wait 600 s.
+child = subprocess.Popen(["sleep", "600"])
+open(os.path.join(os.environ["MARKERS"], "grandchild"), "w").write(str(child.pid))
+
+def run(mini_batch):
+    return mini_batch
+"""
+
+
+def test_validate_does_not_wait_for_a_grandchild_of_the_import_and_kills_it(
+        tmp_path: Path) -> None:
+    write_job(tmp_path, IMPORT_STARTS_A_GRANDCHILD, files=2, extra_step=_env(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    proc = run_cli("validate", "pipeline.yml", cwd=tmp_path, timeout=120,  # a hang fails
+                   env={"TMPDIR": str(tmp_path / "tmp")})
+    assert proc.returncode == 0, proc.stderr
+    pid = int((tmp_path / "markers" / "grandchild").read_text())
+    _assert_all_die([pid])
+    assert list((tmp_path / "tmp").iterdir()) == []  # the probe's folder is gone
+
+
+def test_the_import_probe_dies_with_a_sigkilled_validate(tmp_path: Path) -> None:
+    script = """
+    import os, time
+    open(os.path.join(os.environ["MARKERS"], "probe"), "w").write(str(os.getpid()))
+    time.sleep(600)
+    def run(mini_batch):
+        return mini_batch
+    """
+    write_job(tmp_path, script, files=2, extra_step=_env(tmp_path))
+    marker = tmp_path / "markers" / "probe"
+    validate = subprocess.Popen([sys.executable, "-m", "parajob", "validate", "pipeline.yml"],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: marker.exists() and marker.read_text() != "",
+                    "the probe imported the script")
+        probe = int(marker.read_text())
+    finally:
+        validate.kill()
+        validate.wait()
+    _assert_all_die([probe])
+
+
+# ---- user code cannot corrupt the spools ---------------------------------------------------
+
+SCRIBBLE = {
+    "garbage": """
+    for fd in range(3, 256):
+        try:
+            os.write(fd, b"garbage that is not a spool record")
+        except OSError:
+            pass
+""",
+    "dup2": """
+    null = os.open("/dev/null", os.O_WRONLY)
+    for fd in range(3, 256):
+        if fd != null:
+            try:
+                os.dup2(null, fd)
+            except OSError:
+                pass
+""",
+}
+
+SCRIBBLER = """
+import os, signal
+from azureml_user.parallel_run import EntryScript
+
+def run(mini_batch, context):
+{scribble}
+    marker = os.path.join(os.environ["MARKERS"], "killed")
+    if context.minibatch_index == int(os.environ["KILL_AT"]) and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getppid(), signal.SIGKILL)  # the driver
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+@pytest.mark.parametrize("how", sorted(SCRIBBLE))
+def test_run_scribbling_over_inherited_fds_loses_no_row(tmp_path: Path, how: str) -> None:
+    script = SCRIBBLER.format(scribble=textwrap.indent(textwrap.dedent(SCRIBBLE[how]), "    "))
+    write_job(tmp_path, script, files=12, mini_batch_size=1,
+              extra_step=_env(tmp_path, "  KILL_AT: '-1'\n"))
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.output().splitlines() == NAMES  # every row once, in order
+    assert "12 total, 12 completed, 0 failed" in result.job_result()
+
+
+@pytest.mark.parametrize("how", sorted(SCRIBBLE))
+def test_run_scribbling_over_inherited_fds_then_a_killed_driver_resumes(
+        tmp_path: Path, how: str) -> None:
+    script = SCRIBBLER.format(scribble=textwrap.indent(textwrap.dedent(SCRIBBLE[how]), "    "))
+    write_job(tmp_path, script, files=40, mini_batch_size=1,
+              extra_step=_env(tmp_path, "  KILL_AT: '25'\n"))
+    first = run_job(tmp_path)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert first.output().splitlines() == [f"f{i:05d}.txt" for i in range(40)]
+
+
+# ---- a refused fork() ----------------------------------------------------------------------
+
+# Loaded by every Python started with this folder first on PYTHONPATH: os.fork() works
+# FORKS_ALLOWED times in the parajob process, then fails as under a process limit.
+SITECUSTOMIZE = """
+import errno, os
+_allowed = int(os.environ.get("FORKS_ALLOWED", "-1"))
+_real_fork = os.fork
+
+def _fork():
+    global _allowed
+    if _allowed == 0:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+    _allowed -= 1
+    pid = _real_fork()
+    if pid == 0:
+        os.fork = _real_fork  # the child (a worker) is not limited
+    return pid
+
+if _allowed >= 0:
+    os.fork = _fork
+"""
+
+
+def _run_with_forks(tmp: Path, allowed: int) -> subprocess.CompletedProcess[str]:
+    site = tmp / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp,
+                   env={"PYTHONPATH": path, "FORKS_ALLOWED": str(allowed)})
+
+
+def test_no_worker_can_be_forked_stops_the_job_with_the_reason(tmp_path: Path) -> None:
+    write_job(tmp_path, "def run(mini_batch):\n    return mini_batch\n", files=4,
+              mini_batch_size=1)
+    proc = _run_with_forks(tmp_path, 0)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    text = (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
+    assert ("could not start a worker process: [Errno 11] Resource temporarily unavailable "
+            "(fork failed); lower max_concurrency_per_instance or raise the process limit") in text
+
+
+def test_some_workers_refused_the_job_goes_on_with_fewer(tmp_path: Path) -> None:
+    write_job(tmp_path, "import os\ndef run(mini_batch):\n"
+              "    return [os.path.basename(p) for p in mini_batch]\n",
+              files=12, mini_batch_size=1, concurrency=4)
+    proc = _run_with_forks(tmp_path, 2)  # the janitor and one worker
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "could not start a worker process" in proc.stderr  # warned
+    out = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
+    assert out == NAMES
