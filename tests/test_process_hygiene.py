@@ -26,7 +26,8 @@ DEADLINE_S = 60.0  # polls give up after this; a pass takes far less
 
 # init() starts a helper "server"; run() starts, once per worker, a setsid'd daemon made by
 # a double fork (no exec: it keeps the worker's memory) and a setsid'd exec'd process.
-# Every pid goes to MARKERS/pids/<pid>. Optionally the driver is SIGKILLed at KILL_AT.
+# Every pid goes to MARKERS/pids/<pid>. Optionally the driver gets KILL_SIGNAL at KILL_AT,
+# or every run() raises (RAISE: a limit is exceeded).
 HELPERS = """
 import os, signal, subprocess, time
 from azureml_user.parallel_run import EntryScript
@@ -39,6 +40,7 @@ def note(pid):
 
 def init():
     note(subprocess.Popen(["sleep", "600"]).pid)
+    open(os.path.join(MARKERS, "token"), "w").write(os.environ.get("PARAJOB_RUN_TOKEN", ""))
 
 def daemon():
     read, write = os.pipe()
@@ -61,7 +63,9 @@ def run(mini_batch, context):
     marker = os.path.join(MARKERS, "killed")
     if context.minibatch_index == kill_at and not os.path.exists(marker):
         open(marker, "w").close()
-        os.kill(os.getppid(), signal.SIGKILL)  # the driver
+        os.kill(os.getppid(), getattr(signal, os.environ["KILL_SIGNAL"]))  # the driver
+    if os.environ.get("RAISE"):
+        raise RuntimeError("injected")
     return [os.path.basename(p) for p in mini_batch]
 """
 
@@ -114,11 +118,24 @@ def test_what_init_and_run_start_dies_when_the_job_ends(tmp_path: Path) -> None:
     pids = _pids(tmp_path / "markers")
     assert len(pids) >= 3  # init's helper, the daemon, the setsid'd sleep of one worker
     _assert_all_die(pids)
+    assert len((tmp_path / "markers" / "token").read_text()) == 32  # PARAJOB_RUN_TOKEN
+
+
+@pytest.mark.parametrize("end", ["ctrl_c", "limit_exceeded"])
+def test_what_init_and_run_start_dies_when_the_job_stops_early(tmp_path: Path,
+                                                               end: str) -> None:
+    extra = ("  KILL_AT: '5'\n  KILL_SIGNAL: SIGINT\n" if end == "ctrl_c"
+             else "  RAISE: '1'\n")
+    write_job(tmp_path, HELPERS, files=12, mini_batch_size=1,
+              extra_step=_env(tmp_path, extra) + "mini_batch_error_threshold: 0\n")
+    result = run_job(tmp_path)
+    assert result.returncode == (130 if end == "ctrl_c" else 1), result.stderr
+    _assert_all_die(_pids(tmp_path / "markers"))
 
 
 def test_what_init_and_run_start_dies_when_the_driver_is_sigkilled(tmp_path: Path) -> None:
     write_job(tmp_path, HELPERS, files=40, mini_batch_size=1,
-              extra_step=_env(tmp_path, "  KILL_AT: '20'\n"))
+              extra_step=_env(tmp_path, "  KILL_AT: '20'\n  KILL_SIGNAL: SIGKILL\n"))
     first = run_job(tmp_path)
     assert first.returncode == -signal.SIGKILL, first.stderr
     pids = _pids(tmp_path / "markers")
@@ -235,6 +252,32 @@ def test_run_scribbling_over_inherited_fds_then_a_killed_driver_resumes(
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert first.output().splitlines() == [f"f{i:05d}.txt" for i in range(40)]
+
+
+def test_a_record_that_does_not_validate_is_discarded_and_run_again(tmp_path: Path) -> None:
+    # Finds the spool through /proc/self/fd (no descriptor number is out of reach of that)
+    # and appends garbage once: the records published after it no longer check out.
+    script = """
+    import os
+    def run(mini_batch):
+        marker = os.path.join(os.environ["MARKERS"], "scribbled")
+        if mini_batch[0].endswith("f00004.txt") and not os.path.exists(marker):
+            open(marker, "w").close()
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    if os.readlink(f"/proc/self/fd/{fd}").endswith(".spool"):
+                        os.write(int(fd), b"garbage")
+                except OSError:
+                    pass
+        return [os.path.basename(p) for p in mini_batch]
+    """
+    write_job(tmp_path, script, files=12, mini_batch_size=1, extra_step=_env(tmp_path))
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.output().splitlines() == NAMES
+    report = result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
+    assert ",corrupt_record," in report.read_text()
+    assert "did not validate (CRC32)" in (result.step_dir() / "logs" / "job_error.txt").read_text()
 
 
 # ---- a refused fork() ----------------------------------------------------------------------

@@ -36,6 +36,7 @@ cadence), which init would otherwise have done.
 from __future__ import annotations
 
 import ctypes
+import gc
 import mmap
 import os
 import select
@@ -74,6 +75,7 @@ class Descendants:
         self._goodbye_fd = -1
         self._was_subreaper = 0
         self._children_at_start: set[int] = set()
+        self._since = 0  # boot-time clock ticks: no process started earlier is ours
 
     @property
     def janitor_pid(self) -> int:
@@ -96,6 +98,7 @@ class Descendants:
             self._mark = None
         self._children_at_start = set(_children(os.getpid()))
         self._fork_janitor()
+        self._since = _start_ticks(self._janitor_pid) if self._janitor_pid else 0
 
     def child_setup(self) -> None:
         """In a freshly forked worker: drop the janitor's pipe, export the token."""
@@ -122,7 +125,7 @@ class Descendants:
         spare = {os.getpid(), self._janitor_pid}
         deadline = time.monotonic() + SWEEP_DEADLINE_S
         while time.monotonic() < deadline:
-            victims = set(_marked(self.token, spare)) | self._new_subtrees(spare)
+            victims = set(_marked(self.token, spare, self._since)) | self._new_subtrees(spare)
             if not victims:
                 break
             for pid in victims:
@@ -191,9 +194,11 @@ def _janitor_main(driver: int, read_fd: int, token: str) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         pidfd = os.pidfd_open(driver)
+        gc.disable()  # collections would copy the driver's pages it shares (copy-on-write)
+        since = _start_ticks(os.getpid())
         if os.getppid() != driver:  # the driver died before pidfd_open: its pid may be reused
             os.close(pidfd)
-            _sweep_for(token, {os.getpid()})
+            _sweep_for(token, {os.getpid()}, since)
             os._exit(0)
         keep = sorted({read_fd, pidfd})
         os.closerange(3, keep[0])
@@ -205,32 +210,36 @@ def _janitor_main(driver: int, read_fd: int, token: str) -> None:
                 if os.read(read_fd, 16):  # goodbye: the driver swept and lives on
                     break
             if pidfd in ready or read_fd in ready:  # died, or closed the pipe unannounced
-                _sweep_for(token, {os.getpid(), driver})
+                _sweep_for(token, {os.getpid(), driver}, since)
                 break
     except BaseException:  # noqa: BLE001 - never run the driver's code after fork
         code = 1
     os._exit(code)
 
 
-def _sweep_for(token: str, spare: set[int]) -> None:
+def _sweep_for(token: str, spare: set[int], since: int) -> None:
     deadline = time.monotonic() + SWEEP_DEADLINE_S
     while time.monotonic() < deadline:
-        victims = list(_marked(token, spare))
+        victims = list(_marked(token, spare, since))
         if not victims:
             return
         for pid in victims:
             _kill(pid)
 
 
-def _marked(token: str, spare: set[int]) -> Iterable[int]:
-    """Live processes that carry the token in their environment or the memfd in their
-    mappings (unreadable ones, another user's, are skipped)."""
+def _marked(token: str, spare: set[int], since: int) -> Iterable[int]:
+    """Live processes started at or after `since` (clock ticks since boot, as in
+    /proc/<pid>/stat) that carry the token in their environment or the memfd in their
+    mappings; unreadable ones (another user's) are skipped. The start-time filter keeps a
+    sweep from reading the (large) maps of every older process on the machine."""
     env_mark = token.encode()
     map_mark = f"parajob-run-{token}".encode()
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in spare:
             continue
         pid = int(name)
+        if since and _start_ticks(pid) < since:
+            continue
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 if env_mark in f.read():
@@ -258,6 +267,17 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _start_ticks(pid: int) -> int:
+    """When pid started, in clock ticks since boot (field 22 of /proc/<pid>/stat); 0 when
+    it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _is_zombie(pid: int) -> bool:

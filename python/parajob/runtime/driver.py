@@ -261,9 +261,10 @@ class Driver:
                                           rows["spool_offset"][done], rows["spool_length"][done])
         for i in (~intact).nonzero()[0].tolist():
             worker = self.by_process[int(process[i])]
-            why = (f"the result record of this attempt in {spool_path(self.setup.layout.spool_dir, worker.process)} "
-                   "did not validate (CRC32): user code wrote to or replaced the worker's "
-                   "file descriptors; the worker was replaced")
+            spool = spool_path(self.setup.layout.spool_dir, worker.process)
+            why = (f"the result record of this attempt in {spool} did not validate (CRC32): "
+                   "user code wrote to or replaced the worker's file descriptors; the worker "
+                   "was replaced")
             if worker.slot in self.workers and self.workers[worker.slot] is worker:
                 self.backend.kill(worker, why)
             seconds = (int(rows["end_ns"][i]) - int(rows["start_ns"][i])) / 1e9

@@ -227,8 +227,8 @@ def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path)
                            slots["spool_length"][done])
     checker.close()
     if not intact.all():
-        first = int((~intact).nonzero()[0][0])
-        raise CorruptRecord(int(done[first]), spool_path(layout.spool_dir, int(process[done][first])))
+        first = int(done[(~intact).nonzero()[0][0]])
+        raise CorruptRecord(first, spool_path(layout.spool_dir, int(process[first])))
     spools = [str(spool_path(layout.spool_dir, p))
               if spool_path(layout.spool_dir, p).exists() else ""
               for p in range(n_processes)]
