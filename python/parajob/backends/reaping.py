@@ -187,29 +187,44 @@ class Descendants:
 
 def _janitor_main(driver: int, read_fd: int, token: str) -> None:
     """The janitor: wait for the driver's goodbye or its death; on death, sweep. Tiny on
-    purpose: it runs in a copy of the driver and must not touch the driver's state."""
+    purpose: it runs in a copy of the driver and must not touch the driver's state.
+
+    Death shows twice: the driver's pidfd becomes readable, and the goodbye pipe reaches
+    EOF (only the driver holds its write end: workers close it, exec closes it). The pipe
+    alone suffices where pidfd_open is missing (Linux < 5.3)."""
     code = 0
     try:
         os.setpgid(0, 0)  # Ctrl-C and a killpg of the driver's group do not reach it
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        pidfd = os.pidfd_open(driver)
         gc.disable()  # collections would copy the driver's pages it shares (copy-on-write)
         since = _start_ticks(os.getpid())
-        if os.getppid() != driver:  # the driver died before pidfd_open: its pid may be reused
-            os.close(pidfd)
+        try:
+            pidfd = os.pidfd_open(driver)
+        except OSError:
+            pidfd = -1
+        keep = {read_fd, pidfd} - {-1}
+        # Not even the terminal: a `parajob run | head` must not wait for the janitor's EOF.
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        for name in os.listdir("/proc/self/fd"):  # the driver's files are none of its business
+            if int(name) > 2 and int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass
+        if os.getppid() != driver:  # the driver died before we looked: sweep now
             _sweep_for(token, {os.getpid()}, since)
             os._exit(0)
-        keep = sorted({read_fd, pidfd})
-        os.closerange(3, keep[0])
-        os.closerange(keep[0] + 1, keep[1])
-        os.closerange(keep[1] + 1, _max_fd())
+        poller = select.poll()
+        for fd in keep:
+            poller.register(fd, select.POLLIN)
         while True:
-            ready, _, _ = select.select([read_fd, pidfd], [], [])
-            if read_fd in ready:
-                if os.read(read_fd, 16):  # goodbye: the driver swept and lives on
-                    break
-            if pidfd in ready or read_fd in ready:  # died, or closed the pipe unannounced
+            events = dict(poller.poll())
+            if read_fd in events and os.read(read_fd, 16):
+                break  # goodbye: the driver swept and lives on
+            if events:  # the pidfd fired, or the pipe reached EOF: the driver is gone
                 _sweep_for(token, {os.getpid(), driver}, since)
                 break
     except BaseException:  # noqa: BLE001 - never run the driver's code after fork
@@ -294,10 +309,3 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _max_fd() -> int:
-    try:
-        return int(os.sysconf("SC_OPEN_MAX"))
-    except (OSError, ValueError):
-        return 65536
