@@ -15,11 +15,16 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli, run_job, write_job
+
+from parajob import _core
+from parajob.runtime.spool import HEADER, MAGIC
 
 NAMES = [f"f{i:05d}.txt" for i in range(12)]
 DEADLINE_S = 60.0  # polls give up after this; a pass takes far less
@@ -278,6 +283,34 @@ def test_a_record_that_does_not_validate_is_discarded_and_run_again(tmp_path: Pa
     report = result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
     assert ",corrupt_record," in report.read_text()
     assert "did not validate (CRC32)" in (result.step_dir() / "logs" / "job_error.txt").read_text()
+
+
+def test_spool_records_carry_zlibs_crc32_and_the_checker_refuses_any_damage(
+        tmp_path: Path) -> None:
+    def record(batch: int, payload: bytes) -> bytes:
+        head = HEADER.pack(MAGIC, 0, batch, 0, len(payload), 0, 0)[:24]
+        return HEADER.pack(MAGIC, 0, batch, 0, len(payload),
+                           zlib.crc32(payload, zlib.crc32(head)), 0) + payload
+
+    records = [record(b, f"row {b}\n".encode() * (b + 1)) for b in range(5)]
+    spool = tmp_path / "process000001.spool"
+    spool.write_bytes(b"".join(records))
+    offsets = np.cumsum([0] + [len(r) for r in records[:-1]]).astype(np.uint64)
+    lengths = np.array([len(r) for r in records], dtype=np.uint64)
+    batches = np.arange(5, dtype=np.uint32)
+    checker = _core.SpoolChecker()
+    checker.add_spool(1, str(spool))
+    ones = np.ones(5, dtype=np.uint32)
+    assert checker.check(batches, ones, offsets, lengths).tolist() == [True] * 5
+    data = bytearray(spool.read_bytes())
+    data[int(offsets[2]) + HEADER.size] ^= 0x01  # one bit of mini-batch 2's payload
+    spool.write_bytes(bytes(data))
+    checker.close()
+    assert checker.check(batches, ones, offsets, lengths).tolist() == [
+        True, True, False, True, True]
+    wrong_batch = batches[::-1].copy()
+    assert checker.check(wrong_batch, ones, offsets, lengths).tolist()[0] is False
+    assert checker.check(batches, ones + 1, offsets, lengths).tolist() == [False] * 5  # unknown
 
 
 def test_resume_runs_again_a_journalled_record_that_no_longer_validates(tmp_path: Path) -> None:
