@@ -22,6 +22,10 @@ started, and repeats until a pass finds nothing. The driver sweeps at the end of
 the janitor sweeps when the driver's pidfd becomes readable without a goodbye (the driver
 died, SIGKILL included), then exits.
 
+Why no killpg of the groups of workers already reaped: once a group's last member is
+gone its number may be reused by an unrelated process group; the token scan finds the
+members that remain without that risk (live workers are killpg'd by the driver as before).
+
 Why these and not a cgroup: a cgroup needs a delegated cgroup v2 tree, which containers and
 CI runners usually lack; the token and the mapping need nothing. What they miss: a process
 exec'd with a scrubbed environment *and* moved out of its worker's process group *while*

@@ -9,21 +9,22 @@ Data flow of one parallel step (who writes what; arrows are the direction data m
     +--------------------------- driver (driver.py, one thread) ---------------------------+
     | enqueue(batch, attempt) ---------------------> dispatch ring ----------------------+ |
     | drain_ended() <------------------------------- done ring <--------------------+   | |
-    | reads batch slots (numpy, shm_view.py)                                       |   | |
+    | reads batch slots (numpy, shm_view.py); SpoolChecker: CRC32 of DONE records  |   | |
     | watchdog: scan_expired() -> take_back() CAS -> killpg                        |   | |
     | pidfd per worker -> reap -> settle held batches -> fork a replacement        |   | |
     | journal.py: fsync spools, then append accepted batches (resume)              |   | |
+    | backends/reaping.py: subreaper + janitor; kills what workers left at the end |   | |
     +-------------------------------------------------------------------------------|---|-+
                                                                                     |   |
     +------------------------- worker (worker.py, forked) ---------------------------|---v-+
     | next_batch(): pop + CAS QUEUED(k) -> RUNNING(k, me); worker slot = batch      |     |
     | materialise -> run(mini_batch) -> count + format                              |     |
-    | ResultWriter (C++): framed record in its own spool (gathered for quick runs)  |     |
+    | ResultWriter (C++): framed record, CRC32, in its own spool (fd >= 10000)      |     |
     | finish(): CAS RUNNING(k, me) -> FINISHING -> DONE/ERRORED + fields ------------+     |
     +-------------------------------------------------------------------------------------+
       |
       v
-    job.merge_output: DONE records only, in batch order (C++ merge_records) -> append_row
+    job.merge_output: DONE records only, checked, in batch order (C++) -> append_row
     output, written atomically; report.py: job_result.txt, processed_mini-batches.csv
 
 The single CAS in finish() against take_back() in the watchdog decides whether an attempt
