@@ -10,6 +10,7 @@ with a deadline, until none of those pids is alive.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -257,6 +258,30 @@ def test_run_scribbling_over_inherited_fds_then_a_killed_driver_resumes(
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert first.output().splitlines() == [f"f{i:05d}.txt" for i in range(40)]
+
+
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 10_256,
+                    reason="the hard RLIMIT_NOFILE leaves no room at 10000")
+def test_a_workers_result_files_sit_at_descriptors_10000_and_up(tmp_path: Path) -> None:
+    script = """
+    import os
+    def run(mini_batch):
+        ours = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.endswith((".spool", ".csv")) or "eventfd" in target:
+                ours.append(int(fd))
+        return [f"{os.path.basename(p)} {min(ours)} {len(ours)}" for p in mini_batch]
+    """
+    write_job(tmp_path, script, files=2, mini_batch_size=1, concurrency=1)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    for line in result.output().splitlines():
+        _, lowest, count = line.split()
+        assert int(lowest) >= 10_000 and int(count) == 3  # spool, csv part, eventfd
 
 
 def test_a_record_that_does_not_validate_is_discarded_and_run_again(tmp_path: Path) -> None:
