@@ -81,6 +81,8 @@ void bind_dispatch(py::module_& m) {
                BatchState why) { return r.take_back(batch, attempt, process, why); },
             py::arg("batch"), py::arg("attempt"), py::arg("process"), py::arg("why"))
         .def("mark_failed", &DispatchRegion::mark_failed, py::arg("batch"))
+        .def("reject_done", &DispatchRegion::reject_done, py::arg("batch"), py::arg("attempt"), py::arg("process"),
+             "DONE(attempt, process) -> CRASHED, for a record that does not validate; False otherwise.")
         .def("reclaim_unclaimed", &DispatchRegion::reclaim_unclaimed, py::arg("worker"), py::arg("process"),
              "After reaping `process`: the batch it popped but never claimed, taken back as CRASHED; else -1.")
         .def("restore_done", &DispatchRegion::restore_done, py::arg("batch"), py::arg("attempt"), py::arg("process"),

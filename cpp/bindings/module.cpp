@@ -11,6 +11,7 @@ void bind_dispatch(py::module_& m);
 void bind_records(py::module_& m);
 void bind_merge(py::module_& m);
 void bind_result_writer(py::module_& m);
+void bind_spool_check(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
     bind_records(m);
     bind_merge(m);
     bind_result_writer(m);
+    bind_spool_check(m);
 }

@@ -162,6 +162,14 @@ bool DispatchRegion::take_back(std::uint32_t batch, std::uint32_t attempt, std::
     return false;
 }
 
+bool DispatchRegion::reject_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process) {
+    if (batch >= n_batches()) throw std::out_of_range("batch id out of range");
+    std::uint64_t expected = StateWord::pack(BatchState::kDone, attempt, process);
+    // acq_rel: the driver owns a DONE batch; the CAS keeps the transition one-way.
+    return batches_[batch].word.compare_exchange_strong(
+        expected, StateWord::pack(BatchState::kCrashed, attempt, process), std::memory_order_acq_rel);
+}
+
 bool DispatchRegion::mark_failed(std::uint32_t batch) {
     auto& word = batches_[batch].word;
     std::uint64_t seen = word.load(std::memory_order_acquire);

@@ -92,19 +92,13 @@ std::uint64_t merge_records(const std::string& out_path, const std::vector<std::
     try {
         for (const RecordRef& r : records) {
             const Mapped& m = spools.get(r.process);
-            std::uint32_t batch = 0;
-            std::uint64_t size = 0;
-            const bool fits = r.offset + kSpoolHeaderSize <= m.size && r.offset + r.length <= m.size;
-            if (fits) {
-                std::memcpy(&batch, m.data + r.offset + 8, sizeof batch);
-                std::memcpy(&size, m.data + r.offset + 16, sizeof size);
-            }
-            if (!fits || std::memcmp(m.data + r.offset, "PJR1", 4) != 0 || batch != r.batch ||
-                kSpoolHeaderSize + size != r.length) {
+            const bool fits = r.offset <= m.size && r.length <= m.size - r.offset;
+            if (!fits || !spool_record_valid(m.data + r.offset, r.length, r.batch)) {
                 throw std::runtime_error("spool " + spools.path(r.process) + " is corrupt at offset " +
                                          std::to_string(r.offset) + " (expected mini-batch " +
                                          std::to_string(r.batch) + ")");
             }
+            const std::uint64_t size = r.length - kSpoolHeaderSize;
             buffer.append(m.data + r.offset + kSpoolHeaderSize, size);
             total += size;
             if (buffer.size() >= (1 << 20)) {

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "parajob/merge.hpp"
+#include "parajob/spool_format.hpp"
 
 namespace parajob {
 namespace {
@@ -31,13 +31,6 @@ void write_all(int fd, const std::string& data) {
         p += n;
         left -= static_cast<std::size_t>(n);
     }
-}
-
-template <typename T>
-void append_le(std::string& out, T value) {
-    char bytes[sizeof(T)];
-    std::memcpy(bytes, &value, sizeof(T));  // x86-64 and aarch64 are little-endian
-    out.append(bytes, sizeof(T));
 }
 
 }  // namespace
@@ -98,12 +91,8 @@ void ResultWriter::add(std::uint32_t batch, std::uint32_t attempt, bool ok, std:
     std::unique_lock<std::mutex> lock(mutex_);
     rethrow_locked();
     const std::uint64_t offset = offset_ + buffer_.size();
-    buffer_.append("PJR1", 4);
-    append_le<std::uint32_t>(buffer_, ok ? 0u : 1u);  // kind: 0 rows, 1 error
-    append_le<std::uint32_t>(buffer_, batch);
-    append_le<std::uint32_t>(buffer_, attempt);
-    append_le<std::uint64_t>(buffer_, payload.size());
-    buffer_.append(payload.data(), payload.size());
+    // Header, CRC32 over header and payload (a few ns for a short row), payload.
+    append_spool_record(buffer_, ok, batch, attempt, payload.data(), payload.size());
     if (pending_.empty()) first_pending_ns_ = monotonic_ns();
     pending_.push_back({batch, attempt, ok, items_in, items_out, offset, kSpoolHeaderSize + payload.size(),
                         error_code, run_seconds});

@@ -51,6 +51,9 @@ public:
     // Takes a RUNNING(attempt, process) batch back as TIMED_OUT or CRASHED; false when the
     // worker's own finish() won the race (the batch is DONE or ERRORED instead).
     bool take_back(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, BatchState why);
+    // A DONE(attempt, process) whose spool record does not validate becomes CRASHED, so
+    // that it can be queued again; false when the word is anything else.
+    bool reject_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process);
     // Marks a batch FAILED for good (retries spent). Only from an ended attempt (ERRORED,
     // TIMED_OUT, CRASHED); false otherwise.
     bool mark_failed(std::uint32_t batch);

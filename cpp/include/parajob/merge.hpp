@@ -1,18 +1,17 @@
 // Merging spool records into the append_row output, in mini-batch order.
 //
-// Spool record (python/parajob/runtime/spool.py): magic "PJR1", kind u32, batch u32,
-// attempt u32, payload length u64 (little-endian, packed: 24 bytes), then the payload.
-// The driver passes, for every accepted mini-batch in order, where its record is; the
-// merge checks each header against the expected batch and copies the payloads.
+// Spool records: spool_format.hpp. The driver passes, for every accepted mini-batch in
+// order, where its record is; the merge checks each record (header, batch, CRC32) and
+// copies the payloads.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace parajob {
+#include "parajob/spool_format.hpp"
 
-inline constexpr std::size_t kSpoolHeaderSize = 24;
+namespace parajob {
 
 struct RecordRef {
     std::uint32_t batch;
@@ -22,8 +21,8 @@ struct RecordRef {
 };
 
 // Appends the payloads of `records`, in the given order, to the file at out_path (created
-// or truncated). Throws std::runtime_error naming the spool and offset when a header does
-// not match, std::system_error on I/O errors. Returns the bytes written. Does not fsync.
+// or truncated). Throws std::runtime_error naming the spool, offset and batch when a
+// record does not check out, std::system_error on I/O errors. Returns the bytes written. Does not fsync.
 std::uint64_t merge_records(const std::string& out_path, const std::vector<std::string>& spool_paths,
                             const std::vector<RecordRef>& records);
 

@@ -3,7 +3,11 @@
 The driver calls these from its single thread. Each worker is a forked child in its own
 process group, so a kill takes its grandchildren too; a pidfd per child lets the driver
 wait on every exit in the same select() as its eventfd (no SIGCHLD handler, no polling
-loop that could miss an exit).
+loop that could miss an exit). What the workers start themselves is found and killed by
+backends/reaping.py (:meth:`LocalBackend.start` / :meth:`LocalBackend.stop`).
+
+A refused fork() (EAGAIN: the process limit; ENOMEM) raises :class:`SpawnError`; the
+driver decides whether the job can go on with fewer workers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 import signal
 from dataclasses import dataclass
 
+from parajob.backends.reaping import Descendants
+from parajob.runtime import fd_guard
 from parajob.runtime.layout import node_name, process_name
 from parajob.runtime.run_folder import close_in_child
 from parajob.runtime.worker import WorkerSetup, worker_main
@@ -63,20 +69,51 @@ class ExitStatus:
         return f"exited with code {self.code}, {memory}"
 
 
-class LocalBackend:
-    """Forks workers for the driver. Not thread-safe: the driver has one thread."""
+class SpawnError(Exception):
+    """fork() refused to make a worker process; the message says why and what to do."""
 
-    def __init__(self, setup: WorkerSetup, first_process: int = 1) -> None:
+
+class LocalBackend:
+    """Forks workers for the driver. Not thread-safe: the driver has one thread.
+
+    keep_fds: the driver's descriptors a worker needs (the eventfd); every other one the
+    driver opened is closed in the worker (runtime/fd_guard.py).
+    """
+
+    def __init__(self, setup: WorkerSetup, first_process: int = 1,
+                 keep_fds: tuple[int, ...] = ()) -> None:
         self._setup = setup
         self._next_process = first_process  # > every process id of an earlier run (resume)
         self._pidfds: set[int] = set()
+        self._keep_fds = keep_fds
+        self._descendants = Descendants()
+        self._pids: set[int] = set()  # workers forked and not yet reaped
+
+    def start(self) -> None:
+        """Before the first spawn and before any thread: mark this step's processes and
+        fork the janitor that cleans up after a killed driver (backends/reaping.py)."""
+        self._descendants.start()
+
+    def stop(self) -> None:
+        """After the last reap: kill whatever the workers left behind (never blocks long)."""
+        self._descendants.stop()
+
+    def collect_orphans(self) -> None:
+        """Reap exited grandchildren that reparented to the driver. Never blocks."""
+        self._descendants.collect_orphans(self._pids)
 
     def spawn(self, slot: int, node: int, local_rank: int) -> WorkerProcess:
+        """Fork a worker into slot. Raises SpawnError when fork() is refused."""
         process = self._next_process
-        self._next_process += 1
         region = self._setup.region
         region.reset_worker(slot, process)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            raise SpawnError(f"could not start a worker process: {exc} (fork failed); lower "
+                             "max_concurrency_per_instance or raise the process limit "
+                             "(ulimit -u)") from exc
+        self._next_process += 1
         if pid == 0:  # child: never returns
             # Siblings' pidfds would keep their epoll registrations in the driver alive
             # after the driver closed them (the open file outlives the fd number).
@@ -84,6 +121,8 @@ class LocalBackend:
                 os.close(fd)
             # Nor may it keep the run folder's lock alive should it outlive the driver.
             close_in_child()
+            self._descendants.child_setup()
+            fd_guard.close_inherited(self._keep_fds)
             worker_main(self._setup, slot, process, node, local_rank)
         # Also set from the parent: it closes the race where the driver kills the group
         # before the child's own setpgid() ran.
@@ -94,6 +133,7 @@ class LocalBackend:
         region.set_worker_pid(slot, pid)
         pidfd = os.pidfd_open(pid)
         self._pidfds.add(pidfd)
+        self._pids.add(pid)
         return WorkerProcess(slot, process, node, local_rank, pid, pidfd)
 
     @staticmethod
@@ -126,6 +166,7 @@ class LocalBackend:
         if pid == 0:
             return None
         self._pidfds.discard(worker.pidfd)
+        self._pids.discard(worker.pid)
         os.close(worker.pidfd)
         peak = usage.ru_maxrss * 1024  # Linux reports kilobytes
         if os.WIFSIGNALED(status):

@@ -9,24 +9,26 @@ Data flow of one parallel step (who writes what; arrows are the direction data m
     +--------------------------- driver (driver.py, one thread) ---------------------------+
     | enqueue(batch, attempt): CAS, refused twice -> dispatch ring ---------------------+ |
     | drain_ended() <------------------------------- done ring <--------------------+   | |
-    | reads batch slots (numpy, shm_view.py)                                       |   | |
+    | reads batch slots (numpy, shm_view.py); SpoolChecker: CRC32 of DONE records  |   | |
     | watchdog: scan_expired() -> take_back() CAS -> killpg                        |   | |
     | pidfd per worker -> reap -> settle held batches -> fork a replacement        |   | |
     | _end_attempt(): the one retry/fail decision per (batch, attempt)             |   | |
     | journal.py: fsync spools, then append accepted batches (resume)              |   | |
+    | backends/reaping.py: subreaper + janitor; kills what workers left at the end |   | |
     +-------------------------------------------------------------------------------|---|-+
                                                                                     |   |
     +------------------------- worker (worker.py, forked) ---------------------------|---v-+
     | next_batch(): pop (batch, k); slot.popped = (batch, k); CAS QUEUED(k) ->      |     |
     |               RUNNING(k, me); worker slot = batch                             |     |
     | materialise -> run(mini_batch) -> count + format -> end_run(): slot IDLE      |     |
-    | ResultWriter (C++): framed record in its own spool (gathered for quick runs;  |     |
-    |               its flusher thread publishes them within 5 ms)                  |     |
+    | ResultWriter (C++): framed record, CRC32, in its own spool (fd >= 10000;     |     |
+    |               gathered for quick runs: its flusher thread publishes them     |     |
+    |               within 5 ms)                                                    |     |
     | publish(): CAS RUNNING(k, me) -> FINISHING -> DONE/ERRORED + fields -----------+     |
     +-------------------------------------------------------------------------------------+
       |
       v
-    job.merge_output: DONE records only, in batch order (C++ merge_records) -> append_row
+    job.merge_output: DONE records only, checked, in batch order (C++) -> append_row
     output, written atomically; report.py: job_result.txt, processed_mini-batches.csv
 
 The single CAS in publish() against take_back() in the watchdog decides whether an attempt

@@ -25,6 +25,7 @@ import gc
 import os
 import selectors
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from parajob import _core
-from parajob.backends.local import ExitStatus, LocalBackend, WorkerProcess
+from parajob.backends.local import ExitStatus, LocalBackend, SpawnError, WorkerProcess
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.report import AttemptLog, Progress
-from parajob.runtime.spool import SpoolReader
+from parajob.runtime.spool import SpoolReader, spool_path
 from parajob.runtime.worker import ERROR_WRONG_TYPE, WorkerSetup
 
 BatchState = _core.BatchState
@@ -54,6 +55,7 @@ BUSY_NAP_S = 0.005       # after a drain that found work, nap instead of arming 
 CHECKPOINT_S = 0.5       # journal cadence: what a driver killed now would have to redo
 SHUTDOWN_GRACE_S = 60.0  # how long workers get for shutdown() once the queue is closed
 STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL when the job stops early or is interrupted
+SPAWN_RETRIES = 3        # a slot whose fork() was refused is tried again this many times
 
 
 @dataclass
@@ -81,8 +83,10 @@ class Driver:
         self.notify_fd = notify_fd
         self.journal = journal
         self.restored = restored
-        self.backend = LocalBackend(setup, first_process)
+        self.backend = LocalBackend(setup, first_process, keep_fds=(notify_fd,))
         self.spools = SpoolReader(setup.layout.spool_dir)
+        self.records = _core.SpoolChecker()  # CRC check of each record before it is accepted
+        self.refused_spawns: dict[int, int] = {}  # slot -> fork() refusals (see _spawn)
         self.slots = shm_view.batch_slots(self.region)
         # The highest attempt already decided per batch: an attempt's end can be seen more
         # than once (a timeout, then the reap of the killed worker; the done ring and the
@@ -113,6 +117,7 @@ class Driver:
         # write is a copy-on-write page fault). CPython's documented use of gc.freeze().
         gc.freeze()
         try:
+            self.backend.start()  # process hygiene: before any worker (it forks the janitor)
             for node in range(self.instance_count):
                 for rank in range(self.workers_per_node):
                     self._spawn(node * self.workers_per_node + rank, node, rank)
@@ -126,12 +131,15 @@ class Driver:
                     break
                 if time.monotonic() - self.last_checkpoint >= CHECKPOINT_S:
                     self._checkpoint()
+                    self._tend_processes()
                 self.progress.update(self.tally, self._running)
                 self._sleep(busy=drained > 0)
         finally:
             gc.unfreeze()
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
+            self.backend.stop()  # process hygiene: nothing the workers started outlives them
             self._checkpoint()
+            self.records.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.progress.update(self.tally, lambda: 0, force=True)
@@ -247,6 +255,7 @@ class Driver:
         fresh = attempt.astype(np.int64) > self.handled_attempt[batches]
         done = fresh & (state == DONE)
         if done.any():
+            done &= self._records_intact(batches, attempt, process, rows, done)
             self._accept(batches[done], attempt[done], rows[done])
         for i in (fresh & (state == ERRORED)).nonzero()[0].tolist():
             self._on_errored(int(batches[i]), int(attempt[i]), int(process[i]), rows[i])
@@ -264,9 +273,35 @@ class Driver:
                 self.first_failure = (f"{self.describe_batch(int(batches[i]))}\nrun() returned "
                                       f"{int(items_out[i])} items for {int(items_in[i])} inputs\n")
 
+    def _records_intact(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
+                        rows: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Which DONE attempts' spool records validate (CRC32, runtime/fd_guard.py). A record
+        that does not is discarded: the attempt fails (the batch runs again while tries
+        remain) and its worker, whose spool can no longer be trusted, is replaced."""
+        intact = np.ones(len(batches), dtype=bool)
+        intact[done] = self.records.check(batches[done], process[done],
+                                          rows["spool_offset"][done], rows["spool_length"][done])
+        for i in (~intact).nonzero()[0].tolist():
+            worker = self.by_process[int(process[i])]
+            spool = spool_path(self.setup.layout.spool_dir, worker.process)
+            why = (f"the result record of this attempt in {spool} did not validate (CRC32): "
+                   "user code wrote to or replaced the worker's file descriptors; the worker "
+                   "was replaced")
+            if worker.slot in self.workers and self.workers[worker.slot] is worker:
+                self.backend.kill(worker, why)
+            seconds = (int(rows["end_ns"][i]) - int(rows["start_ns"][i])) / 1e9
+            # DONE -> CRASHED first: only an ended attempt may be queued again.
+            if self.region.reject_done(int(batches[i]), int(attempt[i]), worker.process):
+                self._end_attempt(int(batches[i]), int(attempt[i]), worker, "corrupt_record",
+                                  why + "\n", seconds, int(rows["items_in"][i]))
+        return intact
+
     def _on_errored(self, batch: int, attempt: int, process: int, row: np.void) -> None:
-        error = self.spools.payload(process, int(row["spool_offset"]), int(row["spool_length"]),
-                                    batch).decode("utf-8", "replace")
+        payload = self.spools.payload(process, int(row["spool_offset"]),
+                                      int(row["spool_length"]), batch)
+        error = (payload.decode("utf-8", "replace") if payload is not None else
+                 "(its error record did not validate: user code wrote to or replaced the "
+                 "worker's file descriptors)\n")
         status = "wrong_return_type" if int(row["error_code"]) == ERROR_WRONG_TYPE else "raised"
         seconds = (int(row["end_ns"]) - int(row["start_ns"])) / 1e9
         self._end_attempt(batch, attempt, self.by_process[process], status, error, seconds,
@@ -313,10 +348,43 @@ class Driver:
     # ---- processes ------------------------------------------------------------------
 
     def _spawn(self, slot: int, node: int, rank: int) -> None:
-        worker = self.backend.spawn(slot, node, rank)
+        if self.stop_reason is not None:
+            return
+        try:
+            worker = self.backend.spawn(slot, node, rank)
+        except SpawnError as exc:
+            self._spawn_refused(slot, str(exc))
+            return
+        self.refused_spawns.pop(slot, None)
         self.workers[slot] = worker
         self.by_process[worker.process] = worker
+        self.records.add_spool(worker.process, str(spool_path(self.setup.layout.spool_dir,
+                                                               worker.process)))
         self.selector.register(worker.pidfd, selectors.EVENT_READ, worker)
+
+    # ---- process hygiene (fork refused, orphans) ---------------------------------------
+
+    def _spawn_refused(self, slot: int, why: str) -> None:
+        """fork() refused (EAGAIN, ENOMEM): with no worker left the job stops with that
+        reason; otherwise it goes on with fewer and the slot is tried again a few times
+        (_tend_processes)."""
+        if not self.workers:
+            self.stop_reason = why
+            return
+        refusals = self.refused_spawns.get(slot, 0) + 1
+        self.refused_spawns[slot] = refusals
+        if refusals == 1:
+            print(f"parajob: warning: {why}; going on with {len(self.workers)} worker "
+                  "process(es)", file=sys.stderr)
+
+    def _tend_processes(self) -> None:
+        """At checkpoint cadence: reap orphaned grandchildren, retry refused spawns."""
+        self.backend.collect_orphans()
+        for slot, refusals in list(self.refused_spawns.items()):
+            if slot in self.workers or refusals > SPAWN_RETRIES:
+                continue
+            node, rank = divmod(slot, self.workers_per_node)
+            self._spawn(slot, node, rank)
 
     def _reap(self, worker: WorkerProcess) -> ExitStatus | None:
         if os.waitid(os.P_PIDFD, worker.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:

@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -118,6 +119,12 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
 # threads"); importing user code may start some (torch, grpc, ...). So the check imports
 # the script in a short-lived subprocess set up like a worker, and reads back one JSON
 # record from a file (the script may print anything to stdout while it is imported).
+#
+# The probe never outlives the check: it is its own process group (start_new_session),
+# dies with parajob (PR_SET_PDEATHSIG, set first thing in the probe), and once it exits or
+# its time is up its whole group is SIGKILLed. Nothing waits on a pipe: stderr goes to a
+# file beside the result, so a grandchild the import started (holding the probe's stdout
+# or stderr) cannot keep the check waiting for EOF.
 
 IMPORT_TIMEOUT_S = float(os.environ.get("PARAJOB_IMPORT_TIMEOUT", "300"))
 
@@ -138,26 +145,70 @@ def start_probe(code_dir: Path, entry_script: str, argv: Sequence[str],
                 environment: Mapping[str, str], result_file: Path) -> subprocess.Popen[bytes]:
     """Start the check; returns at once. Pair with :func:`finish_probe`."""
     request = {"code_dir": str(code_dir), "entry_script": entry_script, "argv": list(argv),
-               "environment": dict(environment), "result": str(result_file)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "parajob.runtime.entry_script", json.dumps(request)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        cwd=result_file.parent, start_new_session=True)
+               "environment": dict(environment), "result": str(result_file),
+               "parent": os.getpid()}
+    with open(_stderr_file(result_file), "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "parajob.runtime.entry_script", json.dumps(request)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            cwd=result_file.parent, start_new_session=True)
+
+
+def _stderr_file(result_file: Path) -> Path:
+    return result_file.with_name(result_file.name + ".stderr")
+
+
+def _wait_then_kill_group(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to timeout for the probe to exit, SIGKILL its process group, reap it.
+    Returns whether it exited in time. The group is killed before the probe is reaped: its
+    zombie keeps the group id from being reused by an unrelated process meanwhile."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # no pidfd (kernel < 5.3): reap first, then the group (best effort)
+        try:
+            proc.wait(timeout)
+            exited = True
+        except subprocess.TimeoutExpired:
+            exited = False
+        _kill_group(proc.pid)
+        proc.wait()
+        return exited
+    try:
+        exited = bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+    _kill_group(proc.pid)
+    proc.wait()
+    return exited
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_probe(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a probe not finished with finish_probe (the check was interrupted) and its group."""
+    if proc.returncode is None:
+        _wait_then_kill_group(proc, 0)
 
 
 def finish_probe(proc: subprocess.Popen[bytes], result_file: Path,
                  timeout: float = IMPORT_TIMEOUT_S) -> ProbeResult:
-    """Wait for a probe (killing it after ``timeout`` seconds) and read its result."""
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+    """Wait for a probe (at most ``timeout`` seconds), kill its whole process group (what
+    the import started included) and read its result. Never waits on a grandchild."""
+    if not _wait_then_kill_group(proc, timeout):
         return ProbeResult(False, f"importing the entry script took more than {timeout:g} s",
                            "set PARAJOB_IMPORT_TIMEOUT (seconds) to wait longer")
     try:
         data = json.loads(result_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        try:
+            stderr = _stderr_file(result_file).read_bytes()[-65536:]
+        except OSError:
+            stderr = b""
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-15:]
         how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
                else f"exited with code {proc.returncode}")
@@ -207,8 +258,19 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "takes_context": script.takes_context}
 
 
+def _die_with(parent: int) -> None:
+    """SIGKILL this probe when parajob dies; exit now if it already has."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":  # the subprocess started by start_probe()
     _request = json.loads(sys.argv[1])
+    _die_with(int(_request["parent"]))
     _result = _probe_main(_request)
     with open(_request["result"], "w", encoding="utf-8") as _f:
         json.dump(_result, _f)

@@ -31,7 +31,7 @@ from parajob.data import TableInputError, Where, plan_input
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
-from parajob.runtime import shm_view
+from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.driver import Driver
 from parajob.runtime.fingerprint import Change, FingerprintError, RunFingerprint, first_change
@@ -115,7 +115,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
         return _finish_empty(step, layout, output_file, started, plan)
     instances, workers_per_node = worker_counts(step.instance_count, asked, plan.n_batches)
 
-    notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    # High: workers inherit it, and user code there may write to or dup2 over low fds.
+    notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
     region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node, notify_fd)
     setup = WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
@@ -140,18 +141,23 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
         log_error = _close_logs([("the journal", journal.close),
                                  (layout.processed_csv.name, attempt_log.close),
                                  ("the progress overview", progress.close)])
-    write_error = None
+    stop_reason, write_error = result.stop_reason, None
     if output_file is not None and not result.interrupted:
-        # A resumed step keeps an output that already holds exactly these rows: rewriting
-        # it would give it a new mtime, and a later step reading it would see it "changed".
-        if not (options.resume and _output_is_current(region, layout, output_file)):
-            write_error = _write_output(
-                output_file, lambda: merge_output(region, layout, output_file), run_dir)
+        try:
+            # A resumed step keeps an output that already holds exactly these rows:
+            # rewriting it would give it a new mtime, and a later step reading it would
+            # see it "changed".
+            if not (options.resume and _output_is_current(region, layout, output_file)):
+                write_error = _write_output(
+                    output_file, lambda: merge_output(region, layout, output_file), run_dir)
+        except CorruptRecord as exc:  # nothing written; resume re-checks and re-runs it
+            stop_reason = (f"the output was not written: {exc}\n{plan.describe(exc.batch)}\n"
+                           f"`parajob run --resume {run_dir}` runs that mini-batch again")
 
     tally = result.tally
-    succeeded = (result.stop_reason is None and tally.finished and write_error is None
+    succeeded = (stop_reason is None and tally.finished and write_error is None
                  and log_error is None)
-    reason = "; ".join(r for r in (result.stop_reason, write_error, log_error) if r) or (
+    reason = "; ".join(r for r in (stop_reason, write_error, log_error) if r) or (
         "all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
                       result.first_failure, time.monotonic() - started, result.interrupted)
@@ -211,14 +217,15 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
                                                        plan.n_items))
     change = _change(step, plan, path, journal.fingerprint, now)
     if change is None:
-        return Restored(journal.accepted, None)
+        return Restored(_intact_only(layout, journal.accepted), None)
     if not options.rerun_changed:
         raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", change.message,
                                     f"`parajob run --resume {run_dir} --rerun-changed` runs "
                                     "again what changed (every mini-batch after a code change) "
                                     "and keeps the rest; or start a new run")])
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
-    kept = _kept(journal.accepted, then.unchanged_batches(now) if then else None)
+    kept = _intact_only(layout, _kept(journal.accepted,
+                                      then.unchanged_batches(now) if then else None))
     return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept))
 
 
@@ -257,6 +264,40 @@ def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:
                        "items_out")))
 
 
+def _intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
+    """Journalled batches whose spool record still validates (CRC32); the others run
+    again rather than fail the merge at the end."""
+    if not len(accepted):
+        return accepted
+    checker = _spool_checker(layout, accepted.process)
+    intact = checker.check(accepted.batch, accepted.process, accepted.offset, accepted.length)
+    checker.close()
+    if intact.all():
+        return accepted
+    terminal.echo(f"parajob: warning: {int((~intact).sum())} journalled mini-batch(es) have a "
+                  f"result record that does not validate in {layout.spool_dir}; they run again",
+                  err=True)
+    return Accepted(*(getattr(accepted, f)[intact] for f in
+                      ("batch", "attempt", "process", "offset", "length", "items_in",
+                       "items_out")))
+
+
+def _spool_checker(layout: StepLayout, processes: np.ndarray) -> _core.SpoolChecker:
+    checker = _core.SpoolChecker()
+    for p in np.unique(processes).tolist():
+        checker.add_spool(int(p), str(spool_path(layout.spool_dir, int(p))))
+    return checker
+
+
+class CorruptRecord(Exception):
+    """An accepted mini-batch's spool record no longer validates at the merge."""
+
+    def __init__(self, batch: int, spool: Path) -> None:
+        super().__init__(f"the result record of mini-batch {batch} in {spool} does not "
+                         "validate (CRC32): the spool was modified after it was accepted")
+        self.batch = batch
+
+
 def _next_process_id(layout: StepLayout) -> int:
     """Process ids of a resumed run start past those of earlier runs (their spools stay)."""
     ids = [int(p.stem.removeprefix("process")) for p in layout.spool_dir.glob("process*.spool")]
@@ -267,7 +308,8 @@ def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path)
     """Write every DONE mini-batch's rows once, in mini-batch order; atomically.
 
     The copy runs in C++ (merge_records): in Python it cost ~2 us per mini-batch, 0.2 s
-    for 100,000 one-file mini-batches.
+    for 100,000 one-file mini-batches. Every record is checked first (CRC32); raises
+    CorruptRecord, with nothing written, for the first that does not validate.
     """
     write_atomically(target, lambda tmp: _merge_into(region, layout, tmp))
 
@@ -277,6 +319,13 @@ def _merge_into(region: _core.DispatchRegion, layout: StepLayout, path: Path) ->
     state, _attempt, process = shm_view.unpack_states(slots["word"])
     done = (state == int(_core.BatchState.DONE)).nonzero()[0]
     n_processes = int(process.max()) + 1 if len(process) else 1
+    checker = _spool_checker(layout, process[done])
+    intact = checker.check(done.astype(np.uint32), process[done], slots["spool_offset"][done],
+                           slots["spool_length"][done])
+    checker.close()
+    if not intact.all():
+        first = int(done[(~intact).nonzero()[0][0]])
+        raise CorruptRecord(first, spool_path(layout.spool_dir, int(process[first])))
     spools = [str(spool_path(layout.spool_dir, p))
               if spool_path(layout.spool_dir, p).exists() else ""
               for p in range(n_processes)]

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from parajob.errors import Diagnostic, SpecError
-from parajob.runtime.entry_script import finish_probe, start_probe
+from parajob.runtime.entry_script import finish_probe, kill_probe, start_probe
 from parajob.runtime.output import load_csv_options
 from parajob.spec.model import ParallelStep, Pipeline, Step
 from parajob.spec.report import shown_path
@@ -69,15 +69,19 @@ def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic
     found: list[Diagnostic] = []
     with tempfile.TemporaryDirectory(prefix="parajob-check-") as tmp:
         started = []
-        for step in steps:
-            folder = Path(tmp) / step.name
-            folder.mkdir()
-            result = folder / "result.json"
-            proc = start_probe(step.task.code, step.task.entry_script, step.task.argv,
-                               step.environment_variables, result)
-            started.append((step, proc, result))
-        for step, proc, result in started:
-            probe = finish_probe(proc, result)
+        try:
+            for step in steps:
+                folder = Path(tmp) / step.name
+                folder.mkdir()
+                result = folder / "result.json"
+                proc = start_probe(step.task.code, step.task.entry_script, step.task.argv,
+                                   step.environment_variables, result)
+                started.append((step, proc, result))
+            probes = [(step, finish_probe(proc, result)) for step, proc, result in started]
+        finally:  # Ctrl-C, an error: no probe (nor what it started) outlives the check
+            for _, proc, _ in started:
+                kill_probe(proc)
+        for step, probe in probes:
             if probe.ok:
                 continue
             script = step.task.entry_path

@@ -8,8 +8,13 @@ call whose CAS decides whether the attempt counts. The merge (``_core.merge_reco
 reads only the records that the shared region points at, so an orphan record (an attempt
 the watchdog took back, a retry's loser) is never copied to the output.
 
-Record layout, little-endian: magic b"PJR1", kind u32 (0 rows, 1 error), batch u32,
-attempt u32, payload length u64, then the payload.
+Record layout, little-endian (cpp/include/parajob/spool_format.hpp): magic b"PJR2",
+kind u32 (0 rows, 1 error), batch u32, attempt u32, payload length u64, crc32 u32 (zlib's,
+over the first 24 header bytes and then the payload), reserved u32, then the payload. The
+checksum guards against user code that writes through, or dup2s over, descriptors it
+inherited (runtime/fd_guard.py): the driver checks every accepted record
+(``_core.SpoolChecker``) and runs the mini-batch again when it does not validate; resume
+re-checks journalled records; the merge checks them once more and names what is wrong.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import mmap
 import os
 import secrets
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-MAGIC = b"PJR1"
-HEADER = struct.Struct("<4sIIIQ")
+MAGIC = b"PJR2"
+HEADER = struct.Struct("<4sIIIQII")
+CHECKED_HEADER_BYTES = 24  # the crc covers these header bytes, then the payload
 KIND_ROWS = 0
 KIND_ERROR = 1
 
@@ -47,17 +54,20 @@ class SpoolReader:
             self._maps[process] = data
         return data
 
-    def payload(self, process: int, offset: int, length: int, batch: int) -> bytes:
-        """The payload of the record at (offset, length), checked against its header."""
+    def payload(self, process: int, offset: int, length: int, batch: int) -> bytes | None:
+        """The payload of the record at (offset, length), or None when that record does not
+        validate (header, batch, length, crc32)."""
         data = self._data(process, offset + length)
-        magic, _kind, rec_batch, _attempt, size = HEADER.unpack_from(data, offset)
-        if magic != MAGIC or rec_batch != batch or HEADER.size + size != length:
-            raise RuntimeError(
-                f"spool of process {process} is corrupt at offset {offset} "
-                f"(expected mini-batch {batch}); the run folder was modified or the disk is failing"
-            )
+        if length < HEADER.size or offset + length > len(data):
+            return None
+        magic, _kind, rec_batch, _attempt, size, crc, _ = HEADER.unpack_from(data, offset)
         start = offset + HEADER.size
-        return data[start : start + size]
+        if magic != MAGIC or rec_batch != batch or HEADER.size + size != length:
+            return None
+        body = data[start : start + size]
+        if zlib.crc32(body, zlib.crc32(data[offset : offset + CHECKED_HEADER_BYTES])) != crc:
+            return None
+        return body
 
     def close(self) -> None:
         for data in self._maps.values():

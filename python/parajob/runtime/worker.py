@@ -33,7 +33,7 @@ from parajob import _core
 from parajob.compat import install_azureml_user_shim
 from parajob.compat.parallel_run import EntryScript as CompatEntryScript
 from parajob.data.batch_plan import BatchPlan
-from parajob.runtime import output
+from parajob.runtime import fd_guard, output
 from parajob.runtime.entry_script import (
     EntryScript,
     MiniBatchContext,
@@ -186,10 +186,11 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
         return EXIT_INIT_FAILED
 
-    spool_fd = os.open(spool_path(setup.layout.spool_dir, process),
-                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    attempts_fd = os.open(worker_attempts_part(setup.layout, process),
-                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # High and O_CLOEXEC: out of reach of user code that writes to "every" inherited fd.
+    spool_fd = fd_guard.move_high(os.open(spool_path(setup.layout.spool_dir, process),
+                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+    attempts_fd = fd_guard.move_high(os.open(worker_attempts_part(setup.layout, process),
+                                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
     writer = _core.ResultWriter(region, slot, process, spool_fd, attempts_fd,
                                 f"{node_name(node)},{process_name(local_rank)}")
     region.set_worker_state(slot, _core.WorkerState.IDLE)

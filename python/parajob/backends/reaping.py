@@ -1,0 +1,315 @@
+"""No process outlives its job: finding and killing every descendant of a step's workers.
+
+Workers die with the driver (PR_SET_PDEATHSIG, runtime/worker.py) and are each their own
+process group, but what user code starts (a helper server from init(), a setsid'd daemon
+from run()) is neither: it must be found some other way, both when the job ends and when
+the driver itself is SIGKILLed. Three marks, one per way a process can get away:
+
+    driver (child subreaper, maps memfd "parajob-run-<token>")
+      |-- janitor   forked first: own process group, SIGINT ignored, every fd closed
+      |             but a pidfd of the driver and the read end of the goodbye pipe
+      |-- worker    forked after: inherits the mapping, exports PARAJOB_RUN_TOKEN=<token>
+            |-- fork() only (a daemon, setsid or not) ......... keeps the memfd mapping
+            |-- exec()'d (subprocess.Popen, os.system) ........ inherits the token variable
+            '-- its parent exits (double fork) ................ reparents to the driver,
+                                                                 the nearest subreaper
+
+A *sweep* SIGKILLs every process (but the driver and the janitor) whose
+/proc/<pid>/environ holds the token or whose /proc/<pid>/maps holds the memfd, then
+(driver only) the subtrees of the driver's children that were not there when the step
+started, and repeats until a pass finds nothing. The driver sweeps at the end of the step
+(normal end, a limit exceeded, Ctrl-C, an exception), then says goodbye to the janitor;
+the janitor sweeps when the driver's pidfd becomes readable without a goodbye (the driver
+died, SIGKILL included), then exits.
+
+Why no killpg of the groups of workers already reaped: once a group's last member is
+gone its number may be reused by an unrelated process group; the token scan finds the
+members that remain without that risk (live workers are killpg'd by the driver as before).
+
+Why these and not a cgroup: a cgroup needs a delegated cgroup v2 tree, which containers and
+CI runners usually lack; the token and the mapping need nothing. What they miss: a process
+exec'd with a scrubbed environment *and* moved out of its worker's process group *while*
+the driver is already dead (the driver-side sweep still finds it: it is in the driver's
+tree). The token is a fresh uuid4 per step, so sweeps never touch another run's processes.
+
+Zombies: as subreaper the driver becomes the parent of orphaned grandchildren, so it reaps
+the ones that exit during the run (:meth:`Descendants.collect_orphans`, at checkpoint
+cadence), which init would otherwise have done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import mmap
+import os
+import select
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+
+RUN_TOKEN_ENV = "PARAJOB_RUN_TOKEN"
+SWEEP_DEADLINE_S = 10.0  # a fork bomb could outrun one pass; each pass kills what it saw
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+_GOODBYE = b"bye"
+
+
+def _prctl(option: int, arg: int | ctypes.c_int | ctypes.Array[ctypes.c_int] | object) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(option, arg, 0, 0, 0))
+
+
+class Descendants:
+    """The marks of one step's processes, its janitor, and the sweeps. Driver-only.
+
+    Call :meth:`start` before forking any worker (and before any thread: it forks the
+    janitor), :meth:`child_setup` first thing in each forked worker, :meth:`stop` once at
+    the end. Every method is best effort: a missing feature (no prctl, fork refused) costs
+    only that mark, never the job.
+    """
+
+    def __init__(self) -> None:
+        self.token = uuid.uuid4().hex
+        self._mark: mmap.mmap | None = None
+        self._janitor_pid = 0
+        self._goodbye_fd = -1
+        self._was_subreaper = 0
+        self._children_at_start: set[int] = set()
+        self._since = 0  # boot-time clock ticks: no process started earlier is ours
+
+    @property
+    def janitor_pid(self) -> int:
+        return self._janitor_pid
+
+    def start(self) -> None:
+        """Become a subreaper, map the memfd mark, fork the janitor. Never raises."""
+        was = ctypes.c_int(0)
+        _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(was))
+        self._was_subreaper = was.value
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        try:
+            fd = os.memfd_create(f"parajob-run-{self.token}", os.MFD_CLOEXEC)
+            try:
+                os.ftruncate(fd, mmap.PAGESIZE)
+                self._mark = mmap.mmap(fd, mmap.PAGESIZE)
+            finally:
+                os.close(fd)
+        except OSError:
+            self._mark = None
+        self._children_at_start = set(_children(os.getpid()))
+        self._fork_janitor()
+        self._since = _start_ticks(self._janitor_pid) if self._janitor_pid else 0
+
+    def child_setup(self) -> None:
+        """In a freshly forked worker: drop the janitor's pipe, export the token."""
+        if self._goodbye_fd >= 0:
+            os.close(self._goodbye_fd)
+        # Appended, so that a parajob run inside a worker still carries the outer token.
+        outer = os.environ.get(RUN_TOKEN_ENV, "")
+        os.environ[RUN_TOKEN_ENV] = f"{outer} {self.token}".strip()
+
+    def collect_orphans(self, known: Iterable[int]) -> None:
+        """Reap exited orphans that reparented to the driver (not workers: their pidfds
+        are the driver's to wait on). Never blocks."""
+        skip = set(known) | self._children_at_start | {self._janitor_pid}
+        for pid in _children(os.getpid()):
+            if pid not in skip:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+    def stop(self) -> None:
+        """Sweep every descendant of the step's workers, dismiss the janitor, stop being a
+        subreaper. Call after the workers were reaped. Blocks at most SWEEP_DEADLINE_S."""
+        spare = {os.getpid(), self._janitor_pid}
+        deadline = time.monotonic() + SWEEP_DEADLINE_S
+        while time.monotonic() < deadline:
+            victims = set(_marked(self.token, spare, self._since)) | self._new_subtrees(spare)
+            if not victims:
+                break
+            for pid in victims:
+                _kill(pid)
+            self.collect_orphans(())
+        self.collect_orphans(())
+        if self._goodbye_fd >= 0:
+            try:
+                os.write(self._goodbye_fd, _GOODBYE)
+            except OSError:
+                pass
+            os.close(self._goodbye_fd)
+            self._goodbye_fd = -1
+        if self._janitor_pid:
+            try:
+                os.waitpid(self._janitor_pid, 0)
+            except ChildProcessError:
+                pass
+            self._janitor_pid = 0
+        if self._mark is not None:  # later forks (a next step's workers) must not carry it
+            self._mark.close()
+            self._mark = None
+        _prctl(_PR_SET_CHILD_SUBREAPER, self._was_subreaper)
+
+    def _new_subtrees(self, spare: set[int]) -> set[int]:
+        """Every process under a child of the driver that was not there at start: an orphan
+        that reparented to us (with a scrubbed environment, say), and its descendants."""
+        tops = [p for p in _children(os.getpid())
+                if p not in self._children_at_start and p not in spare]
+        found: set[int] = set()
+        while tops:
+            pid = tops.pop()
+            if pid not in found and not _is_zombie(pid):
+                found.add(pid)
+                tops.extend(_children(pid))
+        return found
+
+    def _fork_janitor(self) -> None:
+        driver = os.getpid()
+        try:
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(read_fd)
+            os.close(write_fd)
+            print(f"parajob: warning: could not start the process that cleans up after a "
+                  f"killed driver ({exc}); processes that run() starts may outlive a "
+                  f"SIGKILLed driver", file=sys.stderr)
+            return
+        if pid == 0:
+            _janitor_main(driver, read_fd, self.token)  # never returns
+        os.close(read_fd)
+        self._janitor_pid = pid
+        self._goodbye_fd = write_fd
+
+
+def _janitor_main(driver: int, read_fd: int, token: str) -> None:
+    """The janitor: wait for the driver's goodbye or its death; on death, sweep. Tiny on
+    purpose: it runs in a copy of the driver and must not touch the driver's state.
+
+    Death shows twice: the driver's pidfd becomes readable, and the goodbye pipe reaches
+    EOF (only the driver holds its write end: workers close it, exec closes it). The pipe
+    alone suffices where pidfd_open is missing (Linux < 5.3)."""
+    code = 0
+    try:
+        os.setpgid(0, 0)  # Ctrl-C and a killpg of the driver's group do not reach it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        gc.disable()  # collections would copy the driver's pages it shares (copy-on-write)
+        since = _start_ticks(os.getpid())
+        try:
+            pidfd = os.pidfd_open(driver)
+        except OSError:
+            pidfd = -1
+        keep = {read_fd, pidfd} - {-1}
+        # Not even the terminal: a `parajob run | head` must not wait for the janitor's EOF.
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        for name in os.listdir("/proc/self/fd"):  # the driver's files are none of its business
+            if int(name) > 2 and int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass
+        if os.getppid() != driver:  # the driver died before we looked: sweep now
+            _sweep_for(token, {os.getpid()}, since)
+            os._exit(0)
+        poller = select.poll()
+        for fd in keep:
+            poller.register(fd, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if read_fd in events and os.read(read_fd, 16):
+                break  # goodbye: the driver swept and lives on
+            if events:  # the pidfd fired, or the pipe reached EOF: the driver is gone
+                _sweep_for(token, {os.getpid(), driver}, since)
+                break
+    except BaseException:  # noqa: BLE001 - never run the driver's code after fork
+        code = 1
+    os._exit(code)
+
+
+def _sweep_for(token: str, spare: set[int], since: int) -> None:
+    deadline = time.monotonic() + SWEEP_DEADLINE_S
+    while time.monotonic() < deadline:
+        victims = list(_marked(token, spare, since))
+        if not victims:
+            return
+        for pid in victims:
+            _kill(pid)
+
+
+def _marked(token: str, spare: set[int], since: int) -> Iterable[int]:
+    """Live processes started at or after `since` (clock ticks since boot, as in
+    /proc/<pid>/stat) that carry the token in their environment or the memfd in their
+    mappings; unreadable ones (another user's) are skipped. The start-time filter keeps a
+    sweep from reading the (large) maps of every older process on the machine."""
+    env_mark = token.encode()
+    map_mark = f"parajob-run-{token}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in spare:
+            continue
+        pid = int(name)
+        if since and _start_ticks(pid) < since:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if env_mark in f.read():
+                    if not _is_zombie(pid):
+                        yield pid
+                    continue
+            with open(f"/proc/{pid}/maps", "rb") as f:
+                if map_mark in f.read() and not _is_zombie(pid):
+                    yield pid
+        except OSError:
+            continue
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of pid (every thread's), from /proc/<pid>/task/*/children."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _start_ticks(pid: int) -> int:
+    """When pid started, in clock ticks since boot (field 22 of /proc/<pid>/stat); 0 when
+    it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True  # gone
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
