@@ -367,13 +367,17 @@ def test_a_record_corrupted_after_it_was_journalled_fails_the_merge_clearly(
             return os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return ""
+    # The worker's folder is <step>/sys/work/<node>/<process>; the journal <step>/sys/.
+    JOURNAL = os.path.join(os.getcwd(), "..", "..", "..", "journal.bin")
+    def init():
+        global STARTED_AT  # the journal's size before anything was accepted
+        STARTED_AT = os.path.getsize(JOURNAL)
     def run(mini_batch):
         if mini_batch[0].endswith("f00011.txt"):
             spool = next(t for t in map(target, os.listdir("/proc/self/fd"))
                          if t.endswith(".spool"))
-            journal = os.path.join(os.path.dirname(os.path.dirname(spool)), "journal.bin")
             deadline = time.monotonic() + 60
-            while os.path.getsize(journal) < 2 * 56 and time.monotonic() < deadline:
+            while os.path.getsize(JOURNAL) <= STARTED_AT and time.monotonic() < deadline:
                 time.sleep(0.01)
             with open(spool, "r+b") as f:
                 f.seek(32)

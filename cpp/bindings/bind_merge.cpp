@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "record_arrays.hpp"
 #include "parajob/merge.hpp"
 
 namespace py = pybind11;
@@ -11,14 +12,11 @@ void bind_merge(py::module_& m) {
     m.def(
         "merge_records",
         [](const std::string& out_path, const std::vector<std::string>& spool_paths,
-           py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast> batch,
-           py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast> process,
-           py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast> offset,
-           py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast> length) {
-            const auto n = static_cast<std::size_t>(batch.size());
-            if (static_cast<std::size_t>(process.size()) != n || static_cast<std::size_t>(offset.size()) != n ||
-                static_cast<std::size_t>(length.size()) != n)
-                throw py::value_error("batch, process, offset and length must have the same length");
+           parajob_bindings::U32Array batch,
+           parajob_bindings::U32Array process,
+           parajob_bindings::U64Array offset,
+           parajob_bindings::U64Array length) {
+            const std::size_t n = parajob_bindings::record_count(batch, process, offset, length);
             std::vector<parajob::RecordRef> records(n);
             for (std::size_t i = 0; i < n; ++i)
                 records[i] = {batch.data()[i], process.data()[i], offset.data()[i], length.data()[i]};

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "record_arrays.hpp"
 #include "parajob/spool_check.hpp"
 
 namespace py = pybind11;
@@ -15,14 +16,11 @@ void bind_spool_check(py::module_& m) {
         .def("add_spool", &parajob::SpoolChecker::add_spool, py::arg("process"), py::arg("path"))
         .def(
             "check",
-            [](parajob::SpoolChecker& c, py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast> batch,
-               py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast> process,
-               py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast> offset,
-               py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast> length) {
-                const auto n = static_cast<std::size_t>(batch.size());
-                if (static_cast<std::size_t>(process.size()) != n || static_cast<std::size_t>(offset.size()) != n ||
-                    static_cast<std::size_t>(length.size()) != n)
-                    throw py::value_error("batch, process, offset and length must have the same length");
+            [](parajob::SpoolChecker& c, parajob_bindings::U32Array batch,
+               parajob_bindings::U32Array process,
+               parajob_bindings::U64Array offset,
+               parajob_bindings::U64Array length) {
+                const std::size_t n = parajob_bindings::record_count(batch, process, offset, length);
                 py::array_t<bool> ok(static_cast<py::ssize_t>(n));
                 auto* out = reinterpret_cast<std::uint8_t*>(ok.mutable_data());
                 {
