@@ -119,6 +119,14 @@ void bind_listing(py::module_& m) {
             },
             "An int64 numpy array (a copy) of all modification times (ns since the epoch, "
             "of the target for a symlink), taken by the listing's own stat, in listing order.")
+        .def(
+            "identity_digests",
+            [](const parajob::FileList& f) {
+                py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(f.size()), py::ssize_t{16}});
+                f.identity_digests(out.mutable_data());
+                return out;
+            },
+            "An (n, 16) uint8 array: per file a hash of its absolute path, size and mtime.")
         .def_property_readonly("total_bytes", &parajob::FileList::total_bytes,
                                "Sum of all sizes in bytes.")
         .def("__repr__", [](const parajob::FileList& f) {

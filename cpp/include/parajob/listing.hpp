@@ -70,6 +70,12 @@ public:
     const std::vector<std::int64_t>& mtimes_ns() const noexcept { return mtimes_ns_; }
     std::uint64_t total_bytes() const noexcept { return total_bytes_; }
 
+    // 16 bytes per file into out (size() * 16): a hash of its absolute path, size and
+    // mtime, which a resumed run compares to find changed inputs. Not cryptographic (two
+    // 64-bit multiply-xorshift lanes): it tells a changed file from an unchanged one, and
+    // costs ~20 ns a file where a Python blake2b per file cost ~2 us (0.2 s per 100,000).
+    void identity_digests(std::uint8_t* out) const;
+
     // Replaces `out` with root + "/" + relpath(i); reusing `out` keeps the per-path cost
     // of a batch of paths to one copy (this is the hot call, once per mini-batch).
     void absolute_path(std::size_t i, std::string& out) const;

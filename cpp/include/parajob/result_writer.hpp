@@ -86,6 +86,7 @@ private:
     mutable std::mutex mutex_;          // guards everything above, for add/flush/flusher
     std::condition_variable wake_;      // the flusher waits here for a first gathered record
     bool stopping_ = false;
+    bool flusher_idle_ = false;         // the flusher waits for a first record (not a due time)
     std::exception_ptr thread_error_;   // a write the flusher thread failed, for the owner
     std::thread thread_;                // started lazily by the first gathered record
 };

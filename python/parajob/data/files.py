@@ -22,8 +22,7 @@ DEFAULT_FILES_PER_BATCH = 10
 class FileSource(Protocol):
     def __len__(self) -> int: ...
     def paths(self, start: int, stop: int) -> list[str]: ...
-    def sizes(self) -> np.ndarray: ...
-    def mtimes_ns(self) -> np.ndarray: ...
+    def identity_digests(self) -> np.ndarray: ...  # (n, 16): path, size, mtime (resume)
 
 
 class PathList:
@@ -38,11 +37,8 @@ class PathList:
     def paths(self, start: int, stop: int) -> list[str]:
         return self._paths[start:stop]
 
-    def sizes(self) -> np.ndarray:
-        return np.array(stat_identities(self._paths)[0], dtype=np.uint64)
-
-    def mtimes_ns(self) -> np.ndarray:
-        return np.array(stat_identities(self._paths)[1], dtype=np.int64)
+    def identity_digests(self) -> np.ndarray:
+        return file_digests(self._paths, *stat_identities(self._paths))
 
 
 class InputDataError(ValueError):
@@ -89,10 +85,7 @@ class FileBatchPlan:
     def fingerprints(self) -> np.ndarray:
         """(n_batches, 16) digests of each batch's files: path, size, mtime (data/fingerprints).
         Sizes and mtimes come from the listing's own stat (FileList), not a second one."""
-        n = len(self.source)
-        items = file_digests(self.source.paths(0, n), self.source.sizes().tolist(),
-                             self.source.mtimes_ns().tolist())
-        return grouped_digests(items, self.ranges)
+        return grouped_digests(self.source.identity_digests(), self.ranges)
 
 
 def plan_file_batches(path: Path, input_type: str, files_per_batch: int | None) -> FileBatchPlan:

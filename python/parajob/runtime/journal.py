@@ -108,12 +108,21 @@ def _padded(n: int) -> int:
     return -(-n // RECORD.size) * RECORD.size
 
 
+# RECORD as a numpy dtype: a checkpoint packs all its records at once (a struct.pack per
+# record cost the driver ~2 us a mini-batch, 0.2 s per 100,000).
+_RECORD_DTYPE = np.dtype([("magic", "S4"), ("kind", "<u4"), ("batch", "<u4"),
+                          ("attempt", "<u4"), ("process", "<u4"), ("reserved", "<u4"),
+                          ("offset", "<u8"), ("length", "<u8"), ("items_in", "<u8"),
+                          ("items_out", "<u8")])
+assert _RECORD_DTYPE.itemsize == RECORD.size
+
+
 def _records(a: Accepted) -> bytes:
-    return b"".join(
-        RECORD.pack(MAGIC, KIND_ACCEPTED, b, t, p, 0, o, n, i, j)
-        for b, t, p, o, n, i, j in zip(a.batch.tolist(), a.attempt.tolist(), a.process.tolist(),
-                                       a.offset.tolist(), a.length.tolist(), a.items_in.tolist(),
-                                       a.items_out.tolist(), strict=True))
+    rows = np.zeros(len(a), dtype=_RECORD_DTYPE)
+    rows["magic"], rows["kind"] = MAGIC, KIND_ACCEPTED
+    for field in ("batch", "attempt", "process", "offset", "length", "items_in", "items_out"):
+        rows[field] = getattr(a, field)
+    return rows.tobytes()
 
 
 class JournalWriter:
