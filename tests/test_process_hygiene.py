@@ -177,8 +177,11 @@ def test_validate_does_not_wait_for_a_grandchild_of_the_import_and_kills_it(
 
 
 def test_the_import_probe_dies_with_a_sigkilled_validate(tmp_path: Path) -> None:
+    # ... and so does what the import started: a helper process in the probe's group.
     script = """
-    import os, time
+    import os, subprocess, time
+    helper = subprocess.Popen(["sleep", "600"])
+    open(os.path.join(os.environ["MARKERS"], "helper"), "w").write(str(helper.pid))
     open(os.path.join(os.environ["MARKERS"], "probe"), "w").write(str(os.getpid()))
     time.sleep(600)
     def run(mini_batch):
@@ -193,10 +196,11 @@ def test_the_import_probe_dies_with_a_sigkilled_validate(tmp_path: Path) -> None
         _wait_until(lambda: marker.exists() and marker.read_text() != "",
                     "the probe imported the script")
         probe = int(marker.read_text())
+        helper = int((tmp_path / "markers" / "helper").read_text())
     finally:
         validate.kill()
         validate.wait()
-    _assert_all_die([probe])
+    _assert_all_die([probe, helper])
 
 
 # ---- user code cannot corrupt the spools ---------------------------------------------------

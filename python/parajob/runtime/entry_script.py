@@ -259,13 +259,30 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _die_with(parent: int) -> None:
-    """SIGKILL this probe when parajob dies; exit now if it already has."""
+    """SIGKILL this probe, and its whole process group, when parajob dies; exit now if it
+    already has. PR_SET_PDEATHSIG kills only the probe; what the import started (a helper
+    server, `subprocess.Popen`) stays in the probe's group, so a guardian forked before the
+    import (no thread exists yet) waits for parajob's death and kills the group."""
     import ctypes
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # died before prctl took effect
         os._exit(1)
+    try:
+        parent_fd, probe_fd = os.pidfd_open(parent), os.pidfd_open(os.getpid())
+    except OSError:  # no pidfd (kernel < 5.3): the probe alone dies with parajob
+        return
+    if os.fork() == 0:  # the guardian: same group, no Python left to run but this
+        try:
+            os.closerange(3, parent_fd)
+            ready, _, _ = select.select([parent_fd, probe_fd], [], [])
+            if parent_fd in ready:  # parajob died before the probe finished
+                os.killpg(0, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.close(parent_fd)
+    os.close(probe_fd)
 
 
 if __name__ == "__main__":  # the subprocess started by start_probe()
