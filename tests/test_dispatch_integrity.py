@@ -195,3 +195,31 @@ def test_resume_after_a_timeout_in_a_small_job(tmp_path: Path) -> None:
     again = run_cli("run", "--resume", "run", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert first.output().splitlines() == ["f00000.txt", "f00001.txt"]
+
+
+def test_garbage_written_into_the_workers_high_descriptors_never_breaks_the_report(
+        tmp_path: Path) -> None:
+    # A worker's result files sit at descriptors 10000 and up; user code that scribbles
+    # there too (as a loop over "every fd" does) must cost retries, never a parajob
+    # traceback or a missing job_result.txt. Was: UnicodeDecodeError joining the CSV parts.
+    script = """
+    import os
+    def run(mini_batch):
+        for fd in range(10000, 10010):
+            try:
+                os.write(fd, b"\\xff\\n")
+            except OSError:
+                pass
+        return [os.path.basename(p) for p in mini_batch]
+    """
+    write_job(tmp_path, script, files=3, mini_batch_size=1, concurrency=1)
+    result = run_job(tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode in (0, 1)
+    text = result.job_result()  # written, whatever happened
+    rows = _attempts(result.step_dir())  # the report parses: every line a row
+    assert all(r["status"] for r in rows)
+    if result.returncode == 0:
+        assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(3)]
+    else:
+        assert "FAILED" in text

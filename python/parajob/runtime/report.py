@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -98,14 +99,29 @@ class AttemptLog:
         self._csv_file.close()
         if self._errors is not None:
             self._errors.close()
-        with open(self._layout.processed_csv, "w", encoding="utf-8", newline="") as out:
-            out.write(",".join(CSV_COLUMNS) + "\n")
+        with open(self._layout.processed_csv, "wb") as out:
+            out.write((",".join(CSV_COLUMNS) + "\n").encode())
             for part in sorted(self._parts.iterdir()):
-                with open(part, encoding="utf-8", newline="") as f:
-                    while chunk := f.read(1 << 20):
-                        out.write(chunk)
+                if part.name.startswith("process"):  # a worker's: user code could write there
+                    out.writelines(_worker_rows(part.read_bytes()))
+                else:  # the driver's own (driver.csv, earlier.csv): copied as they are
+                    with open(part, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            out.write(chunk)
                 part.unlink()
         self._parts.rmdir()
+
+
+# A row as the workers' C++ ResultWriter writes it (index, attempt, node, process, items in,
+# items out, seconds, status, empty error). A worker's part file is one of its open files,
+# so user code that writes to inherited descriptors can reach it (issue 8): lines that are
+# not such rows are dropped, never copied into the report or allowed to break it.
+_WORKER_ROW = re.compile(
+    rb"\d+,\d+,node\d+,process\d+,\d+,\d+,\d+\.\d+,(?:succeeded|short_return),\n")
+
+
+def _worker_rows(data: bytes) -> list[bytes]:
+    return [line for line in data.splitlines(keepends=True) if _WORKER_ROW.fullmatch(line)]
 
 
 def worker_attempts_part(layout: StepLayout, process: int) -> Path:
