@@ -223,3 +223,22 @@ def test_garbage_written_into_the_workers_high_descriptors_never_breaks_the_repo
         assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(3)]
     else:
         assert "FAILED" in text
+
+
+@pytest.mark.parametrize("where", ["init", "import"])
+def test_a_worker_exiting_in_init_says_how_it_died(tmp_path: Path, where: str) -> None:
+    # Was: "init() failed 6 times ... see logs/user/error/", with that folder empty and the
+    # exit status nowhere.
+    exit_now = "    os._exit(3)\n" if where == "init" else ""
+    at_import = ("if os.environ.get('PARAJOB_RUN_TOKEN'):\n    os._exit(3)\n"
+                 if where == "import" else "")
+    script = (f"import os\n{at_import}def init():\n    pass\n{exit_now}"
+              "def run(mini_batch):\n    return mini_batch\n")
+    write_job(tmp_path, script, files=2, mini_batch_size=1, concurrency=1)
+    result = run_job(tmp_path)
+    assert result.returncode == 1, result.stderr
+    reason = result.job_result().splitlines()[2]
+    assert "init() failed 3 times" in reason and "exited with code 3" in reason, reason
+    errors = "".join(p.read_text() for p in
+                     (result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
+    assert "died while importing the entry script or in init(): exited with code 3" in errors

@@ -97,6 +97,7 @@ class Driver:
         self.by_process: dict[int, WorkerProcess] = {}  # process id -> process, all ever
         self.unjournalled: list[np.ndarray] = []        # accepted batch ids since the checkpoint
         self.first_failure: str | None = None
+        self.last_death: str | None = None  # how the last worker died before init() was done
         self.stop_reason: str | None = None
         self.interrupted = False
         self.signalled: int | None = None  # set by the SIGINT/SIGTERM handler
@@ -404,14 +405,34 @@ class Driver:
             return  # a normal exit after the queue closed
         # What the process was doing when it ended says what failed; its exit code does not
         # (run() may os._exit(3) as well as init() failing).
+        died_in = None
         if state in (int(WorkerState.INIT), int(WorkerState.INIT_FAILED)):
             self.tally.init_failures += 1
+            died_in = "while importing the entry script or in init()"
         elif state == int(WorkerState.STARTING):
             self.tally.start_failures += 1
+            died_in = "while starting, before init()"
+        if died_in is not None and state != int(WorkerState.INIT_FAILED):
+            # It died without a Python traceback (os._exit, a signal): say how, where the
+            # user looks first (init() raising writes its own traceback there).
+            self.last_death = (f"process {worker.process} ({worker.node_name}/{worker.name}) "
+                               f"died {died_in}: {worker.killed_because or status.describe()}")
+            self._note_in_error_log(worker, self.last_death)
         if not self.tally.finished and self.stop_reason is None:
             self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
+            if self.stop_reason is not None and self.last_death is not None:
+                self.stop_reason += f"; the last: {self.last_death}"
             if self.stop_reason is None:  # replaced or recycled: a fresh process, init() again
                 self._spawn(worker.slot, worker.node, worker.local_rank)
+
+    def _note_in_error_log(self, worker: WorkerProcess, text: str) -> None:
+        path = self.setup.layout.user_log("error", worker.node_name, worker.name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text + "\n")
+        except OSError:
+            pass  # the job's own reason says it too
 
     def _settle_held_batches(self, worker: WorkerProcess, status: ExitStatus) -> None:
         """A dead (reaped) worker costs the attempt it was running; attempts whose results
