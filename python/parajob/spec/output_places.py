@@ -37,7 +37,7 @@ from pathlib import Path
 from parajob.spec.model import ParallelStep, Pipeline, Step
 from parajob.spec.report import Reporter, shown_path
 
-__all__ = ["check_output_places"]
+__all__ = ["check_output_places", "RUN_RECORD", "LOCK_NAME", "STEP_OWN"]
 
 # Parajob's own files in the run folder (runner.RUN_RECORD, run_folder.LOCK_NAME; kept equal
 # by tests/test_places_misuse.py: spec must not import the runtime).
