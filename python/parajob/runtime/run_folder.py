@@ -59,6 +59,7 @@ class RunFolder:
     path: Path
     created: bool  # this run made the folder (so it may remove it if it stays unused)
     _fd: int
+    lock_created: bool = False  # this claim made the lock file (a refused run removes it)
 
     @classmethod
     @contextmanager
@@ -92,6 +93,7 @@ class RunFolder:
             if create and not path.exists():
                 path.mkdir(parents=True, exist_ok=True)
                 created = True
+            lock_created = not os.path.lexists(path / LOCK_NAME)
             fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise SpecError([Diagnostic(str(path), None, None, "--run-dir",
@@ -109,7 +111,7 @@ class RunFolder:
         _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(path, created, fd)
+        return cls(path, created, fd, lock_created)
 
     def release(self) -> None:
         """Drop the lock (idempotent). The lock file stays (see the module docstring)."""
@@ -119,11 +121,15 @@ class RunFolder:
 
     def discard_if_unused(self) -> None:
         """Remove the folder if this claim made it and nothing but the lock file is in it
-        (a run refused before it started leaves no empty folder behind), then release."""
+        (a run refused before it started leaves no empty folder behind), or else the lock
+        file if this claim made it (``--run-dir`` naming a folder of the user's, even the
+        input: refused, it is left as it was), then release."""
         try:
             if self.created and {p.name for p in self.path.iterdir()} == {LOCK_NAME}:
                 (self.path / LOCK_NAME).unlink()
                 self.path.rmdir()
+            elif self.lock_created:
+                (self.path / LOCK_NAME).unlink()
         except OSError:
             pass  # someone else wrote there meanwhile: keep it
         self.release()

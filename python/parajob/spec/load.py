@@ -88,7 +88,7 @@ def load_pipeline(path: str | os.PathLike[str], *, run_dir: Path | None = None,
                         {k: Path(os.path.abspath(v)) for k, v in (datastores or {}).items()})
         pipeline = _read_document(r, root, file, places, overrides)
         if pipeline is not None:
-            check_output_places(r, pipeline)  # needs every step: outputs vs all inputs
+            check_output_places(r, pipeline, places.run_dir)  # needs every step and input
     elif root is not None:
         r.error(root, "", f"expected a mapping of fields at the top, found {describe(root)}")
     unique = list({(d.file, d.line, d.column, d.message, d.severity): d for d in sink}.values())

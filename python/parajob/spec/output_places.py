@@ -11,8 +11,16 @@ output with a ``path:`` (its own, or a pipeline output's it is bound to) may not
   script itself);
 * be, contain, or lie inside another output: two writers of one place mix or lose rows;
 * be or contain the pipeline file or a component file;
+* be, contain, or lie inside parajob's own files in the run folder: ``parajob-run.json``,
+  ``.parajob.lock``, and each step's ``logs`` and ``sys`` (a later ``--resume`` reads them,
+  and the run writes them over the output's rows);
 * lie where its folder cannot be created: the nearest existing folder above it must be a
-  folder, and writable.
+  folder, writable, on a file system that is not read-only and not procfs/sysfs (root
+  passes ``os.access`` everywhere, and ``mkdir`` fails there all the same).
+
+The run folder itself may not be, or lie inside, a data input of any step: the run would
+list its own files as input. Folders parajob makes inside the run folder (``download``
+copies, ``<run>/datastores/<ds>``) lie the other way round and are fine.
 
 Outputs without a ``path:`` go to ``<run>/<step>/outputs/<name>``, which the run owns, and
 are not checked. Paths are compared as real paths (symlinks resolved, as far as they
@@ -22,14 +30,20 @@ exist), so a symlink to the data is the data. Nothing is created or written here
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from parajob.spec.model import ParallelStep, Pipeline, Step
 from parajob.spec.report import Reporter, shown_path
 
-__all__ = ["check_output_places"]
+__all__ = ["check_output_places", "RUN_RECORD", "LOCK_NAME", "STEP_OWN"]
+
+# Parajob's own files in the run folder (runner.RUN_RECORD, run_folder.LOCK_NAME; kept equal
+# by tests/test_places_misuse.py: spec must not import the runtime).
+RUN_RECORD = "parajob-run.json"
+LOCK_NAME = ".parajob.lock"
+STEP_OWN = ("logs", "sys")  # <run>/<step>/logs, <run>/<step>/sys
 
 _HINT = ("give the output a path of its own, or leave out its path: (it then goes to "
          "<run>/<step>/outputs/<name>)")
@@ -46,9 +60,13 @@ class _Place:
     kind: str = ""  # an output's type (uri_file: the path is the file, not its folder)
 
 
-def check_output_places(r: Reporter, pipeline: Pipeline) -> None:
-    """Record an error for each output with a ``path:`` that breaks a rule above."""
+def check_output_places(r: Reporter, pipeline: Pipeline, run_dir: Path | None = None) -> None:
+    """Record an error for each output with a ``path:`` that breaks a rule above, and for
+    each input the run folder ``run_dir`` (when given) is or lies inside."""
     reads = list(_reads(pipeline))
+    if run_dir is not None:
+        _check_run_folder(r, pipeline, _real(run_dir), reads)
+        reads += _run_folder_own(pipeline, _real(run_dir))
     outputs = list(_outputs(pipeline))
     for i, out in enumerate(outputs):
         step = pipeline.jobs[out.step]
@@ -66,7 +84,35 @@ def check_output_places(r: Reporter, pipeline: Pipeline) -> None:
                    f"created: {problem}", "give a path in a folder you can write to")
 
 
+def _check_run_folder(r: Reporter, pipeline: Pipeline, run_dir: Path,
+                      reads: Iterable[_Place]) -> None:
+    for place in reads:
+        if not place.key.startswith("inputs."):
+            continue
+        relation = _relation(run_dir, place.path)
+        if relation in ("is", "lies inside"):
+            where = "" if relation == "is" else f" ({shown_path(place.path)})"
+            _error(r, pipeline, pipeline.jobs[place.step], place.key,
+                   f"the run folder {shown_path(run_dir)} {relation} {place.what}{where}: the "
+                   "run would read its own files as input",
+                   "choose a --run-dir outside the input (a run without --run-dir goes to "
+                   "./runs/<pipeline>-<time> in the current folder)")
+
+
+def _run_folder_own(pipeline: Pipeline, run_dir: Path) -> Iterator[_Place]:
+    """Parajob's own files in the run folder, which no output may be, hold or lie in."""
+    for name in (RUN_RECORD, LOCK_NAME):
+        yield _Place(run_dir / name, f"parajob's {name} in the run folder", "", "run." + name)
+    for step in pipeline.jobs:
+        for own in STEP_OWN:
+            yield _Place(run_dir / step / own, f"parajob's {own} folder of step '{step}'", step,
+                         f"run.{own}")
+
+
 def _hint(out: _Place, place: _Place, relation: str) -> str:
+    if place.key.startswith("run."):
+        return ("parajob-run.json, .parajob.lock and <run>/<step>/logs and sys are parajob's "
+                "own; " + _HINT)
     if place.key.startswith("task.") and relation != "contains":
         return ("the code folder holds the entry script and the modules it imports, and no "
                 "output may be written into it; " + _HINT)
@@ -121,7 +167,8 @@ def _relation(output: Path, other: Path) -> str | None:
 
 def _not_creatable(path: Path, kind: str) -> str | None:
     """Why the output's folder cannot be made or written, or None (it can, as far as one
-    can tell without writing: root passes every permission check)."""
+    can tell without writing). Root passes every ``os.access`` check, so the file system of
+    the nearest existing folder is looked at too: read-only, procfs and sysfs refuse mkdir."""
     folder = path.parent if kind == "uri_file" else path
     probe = folder
     while not os.path.lexists(probe) and probe != probe.parent:
@@ -130,6 +177,18 @@ def _not_creatable(path: Path, kind: str) -> str | None:
         return f"{probe} is {'a file' if probe.exists() else 'a broken link'}, not a folder"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is not writable"
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return f"{probe} is on a read-only file system"
+        device = os.stat(probe).st_dev
+    except OSError as exc:
+        return f"{probe} cannot be examined: {exc.strerror or exc}"
+    for pseudo in ("/proc", "/sys"):
+        try:
+            if os.stat(pseudo).st_dev == device:
+                return f"{probe} is on the {pseudo} pseudo file system, where no folder can be made"
+        except OSError:
+            continue  # no /proc or /sys here: nothing to compare with
     return None
 
 
