@@ -37,8 +37,8 @@ CI runners usually lack; the token, the mapping and the group need nothing. What
 miss: a process exec'd with a scrubbed environment *and* moved out of its worker's process
 group (setsid, a new session) *while* the driver is already dead (the driver-side sweep
 still finds it: it is in the driver's tree). Making each worker a subreaper would not help:
-a SIGKILLed worker cannot kill its descendants, which then reparent upward anyway. The token is a fresh uuid4 per step, so sweeps never touch
-another run's processes.
+a SIGKILLed worker cannot kill its descendants, which then reparent upward anyway. The
+token is a fresh uuid4 per step, so sweeps never touch another run's processes.
 
 Zombies: as subreaper the driver becomes the parent of orphaned grandchildren, so it reaps
 the ones that exit during the run (:meth:`Descendants.collect_orphans`, at checkpoint
