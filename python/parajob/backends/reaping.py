@@ -47,6 +47,7 @@ cadence), which init would otherwise have done.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import mmap
@@ -56,7 +57,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Iterator, Set
 
 RUN_TOKEN_ENV = "PARAJOB_RUN_TOKEN"
 SWEEP_DEADLINE_S = 10.0  # a fork bomb could outrun one pass; each pass kills what it saw
@@ -174,15 +175,8 @@ class Descendants:
     def _new_subtrees(self, spare: set[int]) -> set[int]:
         """Every process under a child of the driver that was not there at start: an orphan
         that reparented to us (with a scrubbed environment, say), and its descendants."""
-        tops = [p for p in _children(os.getpid())
-                if p not in self._children_at_start and p not in spare]
-        found: set[int] = set()
-        while tops:
-            pid = tops.pop()
-            if pid not in found and not _is_zombie(pid):
-                found.add(pid)
-                tops.extend(_children(pid))
-        return found
+        return _subtrees([p for p in _children(os.getpid())
+                          if p not in self._children_at_start and p not in spare])
 
     def _fork_janitor(self) -> None:
         driver = os.getpid()
@@ -204,6 +198,36 @@ class Descendants:
         os.close(read_fd)
         self._janitor_pid = pid
         self._goodbye_fd = write_fd
+
+
+@contextlib.contextmanager
+def orphans_killed() -> Iterator[None]:
+    """Inside, this process is a child subreaper: what its children start and leave behind
+    (a daemon in a new session, ``setsid cmd &``) reparents to it instead of to init. On the
+    way out, every child that was not there on the way in, with everything under it, is
+    SIGKILLed and reaped, until a pass finds none (at most SWEEP_DEADLINE_S), and the
+    previous subreaper setting comes back. For the import check, whose probes are the only
+    children started inside: call it once they have all been reaped."""
+    was = ctypes.c_int(0)
+    _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(was))
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    before = set(_children(os.getpid()))
+    try:
+        yield
+    finally:
+        deadline = time.monotonic() + SWEEP_DEADLINE_S
+        while time.monotonic() < deadline:
+            new = [p for p in _children(os.getpid()) if p not in before]
+            if not new:
+                break
+            for pid in _subtrees(new):  # all at once: killing one orphans the others to us
+                _kill(pid)
+            for pid in new:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        _prctl(_PR_SET_CHILD_SUBREAPER, was.value)
 
 
 def _janitor_main(driver: int, read_fd: int, token: str) -> None:
@@ -301,6 +325,17 @@ def _marked(token: str, spare: set[int], since: int,
                     yield pid
         except OSError:
             continue
+
+
+def _subtrees(tops: list[int]) -> set[int]:
+    """The live (not zombie) processes among tops and their descendants."""
+    found: set[int] = set()
+    while tops:
+        pid = tops.pop()
+        if pid not in found and not _is_zombie(pid):
+            found.add(pid)
+            tops.extend(_children(pid))
+    return found
 
 
 def _children(pid: int) -> list[int]:
