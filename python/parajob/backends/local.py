@@ -131,6 +131,7 @@ class LocalBackend:
         except OSError:  # the child already did it, or already exited
             pass
         region.set_worker_pid(slot, pid)
+        self._descendants.spawned(pid)
         pidfd = os.pidfd_open(pid)
         self._pidfds.add(pidfd)
         self._pids.add(pid)

@@ -20,17 +20,25 @@ A *sweep* SIGKILLs every process (but the driver and the janitor) whose
 started, and repeats until a pass finds nothing. The driver sweeps at the end of the step
 (normal end, a limit exceeded, Ctrl-C, an exception), then says goodbye to the janitor;
 the janitor sweeps when the driver's pidfd becomes readable without a goodbye (the driver
-died, SIGKILL included), then exits.
+died, SIGKILL included), then exits. The janitor's sweep also kills every process in the
+process group of any worker the step forked (the driver writes each worker's pid, its
+group id, down the goodbye pipe right after the fork): a child exec'd with an emptied
+environment (``Popen(..., env={})``) carries neither mark, but stays in its worker's group
+unless it moves out.
 
-Why no killpg of the groups of workers already reaped: once a group's last member is
-gone its number may be reused by an unrelated process group; the token scan finds the
-members that remain without that risk (live workers are killpg'd by the driver as before).
+Why only members started after the janitor, and no killpg: a group id cannot be reused
+while a member lives, but once a group's last member is gone its number may be taken by
+an unrelated process group; the start-time filter excludes every process older than the
+job, so only a pid that wrapped around *during* the job (pid_max is 4M on most systems)
+could be mistaken for a worker's group.
 
 Why these and not a cgroup: a cgroup needs a delegated cgroup v2 tree, which containers and
-CI runners usually lack; the token and the mapping need nothing. What they miss: a process
-exec'd with a scrubbed environment *and* moved out of its worker's process group *while*
-the driver is already dead (the driver-side sweep still finds it: it is in the driver's
-tree). The token is a fresh uuid4 per step, so sweeps never touch another run's processes.
+CI runners usually lack; the token, the mapping and the group need nothing. What they
+miss: a process exec'd with a scrubbed environment *and* moved out of its worker's process
+group (setsid, a new session) *while* the driver is already dead (the driver-side sweep
+still finds it: it is in the driver's tree). Making each worker a subreaper would not help:
+a SIGKILLed worker cannot kill its descendants, which then reparent upward anyway. The
+token is a fresh uuid4 per step, so sweeps never touch another run's processes.
 
 Zombies: as subreaper the driver becomes the parent of orphaned grandchildren, so it reaps
 the ones that exit during the run (:meth:`Descendants.collect_orphans`, at checkpoint
@@ -39,6 +47,7 @@ cadence), which init would otherwise have done.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import mmap
@@ -48,7 +57,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Set
 
 RUN_TOKEN_ENV = "PARAJOB_RUN_TOKEN"
 SWEEP_DEADLINE_S = 10.0  # a fork bomb could outrun one pass; each pass kills what it saw
@@ -112,6 +121,15 @@ class Descendants:
         outer = os.environ.get(RUN_TOKEN_ENV, "")
         os.environ[RUN_TOKEN_ENV] = f"{outer} {self.token}".strip()
 
+    def spawned(self, pid: int) -> None:
+        """Tell the janitor a worker's pid (its process group id), right after the fork:
+        should the driver die, the janitor kills that group's members too."""
+        if self._goodbye_fd >= 0:
+            try:
+                os.write(self._goodbye_fd, b"%d\n" % pid)  # < PIPE_BUF: one atomic write
+            except OSError:
+                pass
+
     def collect_orphans(self, known: Iterable[int]) -> None:
         """Reap exited orphans that reparented to the driver (not workers: their pidfds
         are the driver's to wait on). Never blocks."""
@@ -138,7 +156,7 @@ class Descendants:
         self.collect_orphans(())
         if self._goodbye_fd >= 0:
             try:
-                os.write(self._goodbye_fd, _GOODBYE)
+                os.write(self._goodbye_fd, _GOODBYE + b"\n")
             except OSError:
                 pass
             os.close(self._goodbye_fd)
@@ -157,15 +175,8 @@ class Descendants:
     def _new_subtrees(self, spare: set[int]) -> set[int]:
         """Every process under a child of the driver that was not there at start: an orphan
         that reparented to us (with a scrubbed environment, say), and its descendants."""
-        tops = [p for p in _children(os.getpid())
-                if p not in self._children_at_start and p not in spare]
-        found: set[int] = set()
-        while tops:
-            pid = tops.pop()
-            if pid not in found and not _is_zombie(pid):
-                found.add(pid)
-                tops.extend(_children(pid))
-        return found
+        return _subtrees([p for p in _children(os.getpid())
+                          if p not in self._children_at_start and p not in spare])
 
     def _fork_janitor(self) -> None:
         driver = os.getpid()
@@ -187,6 +198,36 @@ class Descendants:
         os.close(read_fd)
         self._janitor_pid = pid
         self._goodbye_fd = write_fd
+
+
+@contextlib.contextmanager
+def orphans_killed() -> Iterator[None]:
+    """Inside, this process is a child subreaper: what its children start and leave behind
+    (a daemon in a new session, ``setsid cmd &``) reparents to it instead of to init. On the
+    way out, every child that was not there on the way in, with everything under it, is
+    SIGKILLed and reaped, until a pass finds none (at most SWEEP_DEADLINE_S), and the
+    previous subreaper setting comes back. For the import check, whose probes are the only
+    children started inside: call it once they have all been reaped."""
+    was = ctypes.c_int(0)
+    _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(was))
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    before = set(_children(os.getpid()))
+    try:
+        yield
+    finally:
+        deadline = time.monotonic() + SWEEP_DEADLINE_S
+        while time.monotonic() < deadline:
+            new = [p for p in _children(os.getpid()) if p not in before]
+            if not new:
+                break
+            for pid in _subtrees(new):  # all at once: killing one orphans the others to us
+                _kill(pid)
+            for pid in new:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        _prctl(_PR_SET_CHILD_SUBREAPER, was.value)
 
 
 def _janitor_main(driver: int, read_fd: int, token: str) -> None:
@@ -224,33 +265,43 @@ def _janitor_main(driver: int, read_fd: int, token: str) -> None:
         poller = select.poll()
         for fd in keep:
             poller.register(fd, select.POLLIN)
+        groups: set[int] = set()  # the workers' pids, each its own group's id
+        pending = b""
         while True:
             events = dict(poller.poll())
-            if read_fd in events and os.read(read_fd, 16):
+            data = os.read(read_fd, 4096) if read_fd in events else b""
+            *lines, pending = (pending + data).split(b"\n")
+            if _GOODBYE in lines:
                 break  # goodbye: the driver swept and lives on
+            groups.update(int(line) for line in lines if line.isdigit())
+            if data:
+                continue
             if events:  # the pidfd fired, or the pipe reached EOF: the driver is gone
-                _sweep_for(token, {os.getpid(), driver}, since)
+                _sweep_for(token, {os.getpid(), driver}, since, groups)
                 break
     except BaseException:  # noqa: BLE001 - never run the driver's code after fork
         code = 1
     os._exit(code)
 
 
-def _sweep_for(token: str, spare: set[int], since: int) -> None:
+def _sweep_for(token: str, spare: set[int], since: int,
+               groups: Set[int] = frozenset()) -> None:
     deadline = time.monotonic() + SWEEP_DEADLINE_S
     while time.monotonic() < deadline:
-        victims = list(_marked(token, spare, since))
+        victims = list(_marked(token, spare, since, groups))
         if not victims:
             return
         for pid in victims:
             _kill(pid)
 
 
-def _marked(token: str, spare: set[int], since: int) -> Iterable[int]:
+def _marked(token: str, spare: set[int], since: int,
+            groups: Set[int] = frozenset()) -> Iterable[int]:
     """Live processes started at or after `since` (clock ticks since boot, as in
-    /proc/<pid>/stat) that carry the token in their environment or the memfd in their
-    mappings; unreadable ones (another user's) are skipped. The start-time filter keeps a
-    sweep from reading the (large) maps of every older process on the machine."""
+    /proc/<pid>/stat) that are in one of `groups` or carry the token in their environment
+    or the memfd in their mappings; unreadable ones (another user's) are skipped. The
+    start-time filter keeps a sweep from reading the (large) maps of every older process on
+    the machine, and from touching a group whose id was reused before the job started."""
     env_mark = token.encode()
     map_mark = f"parajob-run-{token}".encode()
     for name in os.listdir("/proc"):
@@ -258,6 +309,10 @@ def _marked(token: str, spare: set[int], since: int) -> Iterable[int]:
             continue
         pid = int(name)
         if since and _start_ticks(pid) < since:
+            continue
+        if groups and _group(pid) in groups:
+            if not _is_zombie(pid):
+                yield pid
             continue
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
@@ -270,6 +325,17 @@ def _marked(token: str, spare: set[int], since: int) -> Iterable[int]:
                     yield pid
         except OSError:
             continue
+
+
+def _subtrees(tops: list[int]) -> set[int]:
+    """The live (not zombie) processes among tops and their descendants."""
+    found: set[int] = set()
+    while tops:
+        pid = tops.pop()
+        if pid not in found and not _is_zombie(pid):
+            found.add(pid)
+            tops.extend(_children(pid))
+    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -295,6 +361,16 @@ def _start_ticks(pid: int) -> int:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
         return int(stat[stat.rfind(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _group(pid: int) -> int:
+    """pid's process group id (field 5 of /proc/<pid>/stat); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[2])
     except (OSError, ValueError, IndexError):
         return 0
 

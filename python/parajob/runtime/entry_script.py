@@ -273,7 +273,11 @@ def _die_with(parent: int) -> None:
         parent_fd, probe_fd = os.pidfd_open(parent), os.pidfd_open(os.getpid())
     except OSError:  # no pidfd (kernel < 5.3): the probe alone dies with parajob
         return
-    if os.fork() == 0:  # the guardian: same group, no Python left to run but this
+    try:
+        guardian = os.fork()
+    except OSError:  # fork refused (a process limit): the probe alone dies with parajob
+        guardian = -1
+    if guardian == 0:  # the guardian: same group, no Python left to run but this
         try:
             os.closerange(3, parent_fd)
             ready, _, _ = select.select([parent_fd, probe_fd], [], [])

@@ -4,7 +4,9 @@ anything runs: what only running user code, or reading files the YAML points at,
 * each parallel step's entry script imports, defines ``run`` with an acceptable signature,
   and ``init``/``shutdown`` take no arguments — checked in short-lived subprocesses, one per
   step, all at once (see :func:`parajob.runtime.entry_script.start_probe`: user imports may
-  start threads, and the driver must fork its workers from a thread-free process);
+  start threads, and the driver must fork its workers from a thread-free process); what
+  the imports start dies when the check ends, even in a new session (parajob is a child
+  subreaper meanwhile: :func:`parajob.backends.reaping.orphans_killed`);
 * ``parallel_run_step.settings.json`` in ``task.code`` is readable;
 * environments: a ``conda_file`` that is missing, a Python version that differs from the
   one running, and conda/pip packages not installed here are warnings (the environment is
@@ -24,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from parajob.backends.reaping import orphans_killed
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.entry_script import finish_probe, kill_probe, start_probe
 from parajob.runtime.output import load_csv_options
@@ -67,7 +70,9 @@ def _field(pipeline: Pipeline, step: Step, key: str) -> str:
 
 def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    with tempfile.TemporaryDirectory(prefix="parajob-check-") as tmp:
+    # Left in this order: the probes are reaped, then what they left is killed (it may have
+    # written into tmp), then tmp is removed.
+    with tempfile.TemporaryDirectory(prefix="parajob-check-") as tmp, orphans_killed():
         started = []
         try:
             for step in steps:
