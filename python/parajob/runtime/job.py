@@ -280,8 +280,8 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
     if not options.rerun_changed:
         raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", change.message,
                                     f"`parajob run --resume {run_dir} --rerun-changed` runs "
-                                    "again what changed (every mini-batch after a code change) "
-                                    "and keeps the rest; or start a new run")])
+                                    "again what changed (every mini-batch after a code or "
+                                    "settings change) and keeps the rest; or start a new run")])
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
     kept = _intact_only(layout, _kept(journal.accepted,
                                       then.unchanged_batches(now) if then else None))
