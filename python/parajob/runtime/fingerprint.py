@@ -82,20 +82,32 @@ class CodeFingerprint:
         return None
 
 
-def _code_files(code_dir: Path, run_dir: Path | None) -> Iterator[tuple[str, Path]]:
-    """(relpath, path) of every file an import could read under code_dir, sorted walk."""
-    skip = run_dir.resolve() if run_dir is not None else None
-    root = code_dir.resolve()
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_NAMES
-                         and (skip is None or Path(folder, d).resolve() != skip))
-        for name in sorted(names):
-            if name.endswith(".pyc"):
-                continue
-            path = Path(folder, name)
-            if not path.is_file():  # a broken symlink, a socket: nothing an import reads
-                continue
-            yield path.relative_to(root).as_posix(), path
+def _code_files(code_dir: Path, run_dir: Path | None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(relpath, entry) of every file an import could read under code_dir, in sorted
+    order: files and symlinks to files; folders are entered unless they are symlinks (as
+    os.walk does), a SKIPPED_NAMES folder or the run folder (by device and inode). One
+    scandir per folder, no per-file syscall beyond what the caller asks of the entry."""
+    try:
+        st = run_dir.stat() if run_dir is not None else None
+        skip = (st.st_dev, st.st_ino) if st is not None else None
+    except OSError:  # no run folder yet: nothing to skip
+        skip = None
+
+    def walk(folder: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name in SKIPPED_NAMES:
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                if (info.st_dev, info.st_ino) != skip:
+                    yield from walk(entry.path, f"{prefix}{entry.name}/")
+            elif not entry.name.endswith(".pyc") and entry.is_file():
+                # not is_file(): a broken symlink, a socket, a symlink to a folder
+                yield f"{prefix}{entry.name}", entry
+
+    yield from walk(str(code_dir.resolve()), "")
 
 
 def stat_signature(code_dir: Path, run_dir: Path | None = None) -> StatSignature:
@@ -103,13 +115,13 @@ def stat_signature(code_dir: Path, run_dir: Path | None = None) -> StatSignature
 
     A file that vanishes while listed counts as size -1 (a change, not an error)."""
     out = []
-    for rel, path in _code_files(code_dir, run_dir):
+    for rel, entry in _code_files(code_dir, run_dir):
         try:
-            st = path.stat()
+            st = entry.stat()
             out.append((rel, st.st_size, st.st_mtime_ns))
         except OSError:
             out.append((rel, -1, 0))
-    return tuple(sorted(out))
+    return tuple(out)
 
 
 def code_fingerprint(code_dir: Path, run_dir: Path | None = None) -> CodeFingerprint:
@@ -119,15 +131,16 @@ def code_fingerprint(code_dir: Path, run_dir: Path | None = None) -> CodeFingerp
     """
     files: dict[str, str] = {}
     stats = []
-    for rel, path in _code_files(code_dir, run_dir):
-        st = path.stat()  # before the read: an edit during the read changes the signature
+    for rel, entry in _code_files(code_dir, run_dir):
+        # stat before the read: an edit during the read changes the signature
+        st = os.stat(entry.path)  # not entry.stat(): scandir may have cached it earlier
         stats.append((rel, st.st_size, st.st_mtime_ns))
         h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-        with open(path, "rb") as f:
+        with open(entry.path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - f is this loop's
                 h.update(chunk)
         files[rel] = h.hexdigest()
-    return CodeFingerprint(files, tuple(sorted(stats)))
+    return CodeFingerprint(files, tuple(stats))
 
 
 class CodeWatch:
