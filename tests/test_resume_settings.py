@@ -36,34 +36,56 @@ def run(mini_batch, context):
 """
 
 
-def _settings_job(tmp: Path, mode: str, tag: str) -> Path:
+def _settings_job(tmp: Path) -> None:
     (tmp / "markers").mkdir(exist_ok=True)
-    return write_job(tmp, SETTINGS_SCRIPT, files=N_FILES, mini_batch_size=1,
-                     program_arguments=f"--mode {mode}",
-                     extra_step=f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n"
-                                f"  TAG: {tag}\n")
+    write_job(tmp, SETTINGS_SCRIPT, files=N_FILES, mini_batch_size=1,
+              program_arguments="--mode a",
+              extra_step=f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n"
+                         "  TAG: one\n")
+    # A second script, there from the start: choosing it changes no task.code file.
+    (tmp / "src" / "main.py").write_text(SETTINGS_SCRIPT.replace('" " + os.environ',
+                                                                 '" main " + os.environ'))
 
 
-def _output(tmp: Path, run: str = "run") -> list[str]:
-    return (tmp / run / "step" / "outputs" / "out").read_text().splitlines()
+def _output(tmp: Path, run: str = "run", name: str = "outputs/out") -> list[str]:
+    return (tmp / run / "step" / name).read_text().splitlines()
 
 
-@pytest.mark.parametrize(("mode", "tag", "named"), [
-    ("b", "one", "jobs.step.task.program_arguments changed since the run started"),
-    ("a", "two", "jobs.step.environment_variables.TAG changed since the run started"),
-])
-def test_resume_after_a_step_setting_changed_is_refused(tmp_path: Path, mode: str, tag: str,
-                                                        named: str) -> None:
-    _settings_job(tmp_path, "a", "one")
+# (label, YAML text replaced, by what, the named change, the rows after --rerun-changed,
+# where the output is, relative to the step folder)
+SETTING_CHANGES = [
+    ("program_arguments", '"--mode a"', '"--mode b"',
+     "jobs.step.task.program_arguments changed since the run started",
+     [f"{n} --mode b one" for n in NAMES], "outputs/out"),
+    ("environment_variables", "TAG: one", "TAG: s3cr3t",
+     "jobs.step.environment_variables.TAG changed since the run started",
+     [f"{n} --mode a s3cr3t" for n in NAMES], "outputs/out"),
+    ("entry_script", "entry_script: entry.py", "entry_script: main.py",
+     "jobs.step.task.entry_script changed since the run started",
+     [f"{n} --mode a main one" for n in NAMES], "outputs/out"),
+    ("append_row_to", "type: uri_folder\n        path: ./data\n    outputs:\n      out:\n"
+     "        type: uri_file\n", "type: uri_folder\n        path: ./data\n    outputs:\n"
+     "      out:\n        type: uri_folder\n", "jobs.step.task.append_row_to changed since",
+     [f"{n} --mode a one" for n in NAMES], "outputs/out/parallel_run_step.txt"),
+]
+
+
+@pytest.mark.parametrize(("label", "old", "new", "named", "rows", "where"), SETTING_CHANGES,
+                         ids=[c[0] for c in SETTING_CHANGES])
+def test_resume_after_a_step_setting_changed_is_refused(
+        tmp_path: Path, label: str, old: str, new: str, named: str, rows: list[str],
+        where: str) -> None:
+    _settings_job(tmp_path)
     first = run_job(tmp_path)
     assert first.returncode == -signal.SIGKILL, first.stderr
     pipeline = tmp_path / "pipeline.yml"  # the same input files and code, other settings
-    pipeline.write_text(pipeline.read_text().replace('"--mode a"', f'"--mode {mode}"')
-                        .replace("TAG: one", f"TAG: {tag}"))
+    assert old in pipeline.read_text(), label
+    pipeline.write_text(pipeline.read_text().replace(old, new))
 
     refused = run_cli("run", "--resume", "run", cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert named in refused.stderr and "--rerun-changed" in refused.stderr, refused.stderr
+    assert "s3cr3t" not in refused.stderr  # a variable is named, its value is not shown
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "run" / "step" / "outputs" / "out").exists()
 
@@ -71,12 +93,21 @@ def test_resume_after_a_step_setting_changed_is_refused(tmp_path: Path, mode: st
     assert rerun.returncode == 0, rerun.stderr
     fresh = run_cli("run", "pipeline.yml", "--run-dir", "fresh", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr
-    expected = [f"{n} --mode {mode} {tag}" for n in NAMES]  # every row of the new settings
-    assert _output(tmp_path) == _output(tmp_path, "fresh") == expected
+    # every row of the new settings, as a fresh run gives them
+    assert _output(tmp_path, name=where) == _output(tmp_path, "fresh", where) == rows
+
+    # logging_level changes no row: a resume after it is not refused.
+    text = pipeline.read_text()
+    assert "logging_level" not in text and "    task:\n" in text
+    pipeline.write_text(text.replace("    task:\n", "    logging_level: DEBUG\n    task:\n"))
+    again = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _output(tmp_path, name=where) == rows
 
 
-# Mini-batches of 2 files on one worker recycled every 2 mini-batches: the second worker
-# runs mini-batches 2 and 3, and 3 waits until the test has edited this file (", " -> ";").
+# Mini-batches of 2 files on one worker (with --max-tasks-per-worker 2 recycled every 2
+# mini-batches: the second worker runs mini-batches 2 and 3); mini-batch 3 waits until the
+# test has edited this file ("," -> ";").
 EDITED_SCRIPT = """
 import os, time
 
@@ -111,13 +142,19 @@ def _rows(separator: str) -> list[str]:
     return [f"f{i:05d}.txt{separator}{i // 2}" for i in range(N_FILES)]
 
 
-def test_an_entry_script_edited_while_the_job_runs_stops_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recycled", [True, False], ids=["replacement", "end"])
+def test_an_entry_script_edited_while_the_job_runs_stops_it(tmp_path: Path,
+                                                            recycled: bool) -> None:
+    # recycled: the replacement worker's check stops the job; else no worker is replaced
+    # and the check before the output is written does (the rows are all old-code then,
+    # but nothing tells the driver when a worker imported).
     markers = tmp_path / "markers"
     markers.mkdir()
     write_job(tmp_path, EDITED_SCRIPT, files=N_FILES, mini_batch_size=2, concurrency=1,
               extra_step=f"environment_variables:\n  MARKERS: {markers}\n")
+    recycling = ["--max-tasks-per-worker", "2"] if recycled else []
     proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                             "--run-dir", "run", "--max-tasks-per-worker", "2"],
+                             "--run-dir", "run", *recycling],
                             cwd=tmp_path, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     _wait_for(markers / "waiting", proc)
@@ -134,7 +171,7 @@ def test_an_entry_script_edited_while_the_job_runs_stops_it(tmp_path: Path) -> N
     reason = "task.code file entry.py changed while the job ran"
     assert reason in out and "--rerun-changed" in out, (out, err)
     assert reason in (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
-    # No output at all: rows of the old code are not written next to none of the new.
+    # No output at all: its rows could mix two codes.
     assert not (tmp_path / "run" / "step" / "outputs" / "out").exists()
 
     plain = run_cli("run", "--resume", "run", cwd=tmp_path)  # the journal sees it too

@@ -249,8 +249,8 @@ class CodeGuard:
             change = self._watch.changed()
             if change is not None:
                 self.reason = (f"task.code file {change} while the job ran ({self._code}): "
-                               "the workers started next would run other code, so no output "
-                               "was written; finish with "
+                               "workers started after the edit would run other code, so no "
+                               "output was written; finish with "
                                f"`parajob run --resume {self._run_dir} --rerun-changed`")
         return self.reason
 
