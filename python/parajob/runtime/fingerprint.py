@@ -20,7 +20,7 @@ not UTF-8 keep their bytes through JSON's \\udcXX escapes), settings length u64,
 settings (JSON {label: text}), then n_batches x 16 bytes.
 
 While a run goes, :class:`CodeWatch` notices an edited code folder cheaply: a stat
-signature (sorted relative path, size, mtime_ns) taken before the content hash, compared
+signature (relative path, size, mtime_ns per file) taken with the content hash, compared
 again before a replacement worker imports the code; only when it differs are the contents
 hashed again.
 """
@@ -49,7 +49,7 @@ class FingerprintError(ValueError):
     """Stored fingerprint bytes that do not parse (a damaged journal)."""
 
 
-StatSignature = tuple[tuple[str, int, int], ...]  # sorted (relpath, size, mtime_ns)
+StatSignature = tuple[tuple[str, int, int], ...]  # (relpath, size, mtime_ns) in walk order
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def _code_files(code_dir: Path, run_dir: Path | None) -> Iterator[tuple[str, os.
 
 
 def stat_signature(code_dir: Path, run_dir: Path | None = None) -> StatSignature:
-    """Sorted (relpath, size, mtime_ns) of the files under code_dir: no file is read.
+    """(relpath, size, mtime_ns) of the files under code_dir, in _code_files order; no
+    file is read.
 
     A file that vanishes while listed counts as size -1 (a change, not an error)."""
     out = []
