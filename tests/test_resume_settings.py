@@ -105,9 +105,9 @@ def test_resume_after_a_step_setting_changed_is_refused(
     assert _output(tmp_path, name=where) == rows
 
 
-# Mini-batches of 2 files on one worker (with --max-tasks-per-worker 2 recycled every 2
-# mini-batches: the second worker runs mini-batches 2 and 3); mini-batch 3 waits until the
-# test has edited this file ("," -> ";").
+# Mini-batches of 2 files on one worker recycled every 2 mini-batches (--max-tasks-per-worker
+# 2: the second worker runs mini-batches 2 and 3, the last 8 and 9); mini-batch WAIT_AT
+# waits until the test has edited this file ("," -> ";").
 EDITED_SCRIPT = """
 import os, time
 
@@ -116,7 +116,7 @@ SEPARATOR = ","
 
 def run(mini_batch, context):
     i = context.minibatch_index
-    if i == 3 and not os.path.exists(os.path.join(MARKERS, "edited")):
+    if i == int(os.environ["WAIT_AT"]) and not os.path.exists(os.path.join(MARKERS, "edited")):
         open(os.path.join(MARKERS, "waiting"), "w").close()
         deadline = time.monotonic() + 120
         while not os.path.exists(os.path.join(MARKERS, "edited")):
@@ -142,19 +142,19 @@ def _rows(separator: str) -> list[str]:
     return [f"f{i:05d}.txt{separator}{i // 2}" for i in range(N_FILES)]
 
 
-@pytest.mark.parametrize("recycled", [True, False], ids=["replacement", "end"])
+@pytest.mark.parametrize("wait_at", [3, 9], ids=["replacement", "end"])
 def test_an_entry_script_edited_while_the_job_runs_stops_it(tmp_path: Path,
-                                                            recycled: bool) -> None:
-    # recycled: the replacement worker's check stops the job; else no worker is replaced
-    # and the check before the output is written does (the rows are all old-code then,
-    # but nothing tells the driver when a worker imported).
+                                                            wait_at: int) -> None:
+    # 3: the next replacement's check stops the job. 9: no replacement comes after the
+    # edit; the check before the output is written stops it (the rows are all old-code
+    # here, but a replacement may import after its check: the driver cannot tell).
     markers = tmp_path / "markers"
     markers.mkdir()
     write_job(tmp_path, EDITED_SCRIPT, files=N_FILES, mini_batch_size=2, concurrency=1,
-              extra_step=f"environment_variables:\n  MARKERS: {markers}\n")
-    recycling = ["--max-tasks-per-worker", "2"] if recycled else []
+              extra_step=f"environment_variables:\n  MARKERS: {markers}\n"
+                         f"  WAIT_AT: '{wait_at}'\n")
     proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                             "--run-dir", "run", *recycling],
+                             "--run-dir", "run", "--max-tasks-per-worker", "2"],
                             cwd=tmp_path, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     _wait_for(markers / "waiting", proc)

@@ -153,7 +153,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
                                  ("the progress overview", progress.close)])
     stop_reason, write_error = result.stop_reason, None
     # Once more at the end: a replacement that passed the check may have imported later.
-    if not result.interrupted and code_guard() not in (None, stop_reason):
+    if not result.interrupted and code_guard.asked and code_guard() not in (None, stop_reason):
         stop_reason = "; ".join(r for r in (stop_reason, code_guard.reason) if r)
     if output_file is not None and not result.interrupted and code_guard.reason is None:
         try:
@@ -234,17 +234,21 @@ def step_settings(step: ParallelStep, output_file: Path | None, run_dir: Path) -
 
 class CodeGuard:
     """The driver's check before it forks a replacement worker (which imports task.code
-    from disk again), and once more before the output is merged: a replacement that
-    passed the check may still have imported after an edit. Calling it gives None while
-    the code is the one the step started with, else the reason the job stops; ``reason``
-    keeps that reason (then no output is written: its rows could mix two codes)."""
+    from disk again), and, when it forked one, once more before the output is merged: a
+    replacement that passed the check may still have imported after an edit. Calling it
+    gives None while the code is the one the step started with, else the reason the job
+    stops; ``reason`` keeps that reason (then no output is written: its rows could mix two
+    codes). A run without replacements is not checked at the end: its workers imported
+    the code as they started, and code that writes into its own folder stays usable."""
 
     def __init__(self, step: ParallelStep, run_dir: Path, start: RunFingerprint) -> None:
         self._watch = CodeWatch(step.task.code, run_dir, start.code)
         self._code, self._run_dir = step.task.code, run_dir
         self.reason: str | None = None
+        self.asked = 0  # replacements checked
 
     def __call__(self) -> str | None:
+        self.asked += 1
         if self.reason is None:
             change = self._watch.changed()
             if change is not None:
