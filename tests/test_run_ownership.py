@@ -66,9 +66,11 @@ def _job(tmp: Path, **env: int) -> Path:
     return write_job(tmp, SCRIPT, files=N_FILES, mini_batch_size=1, extra_step=extra)
 
 
-def _start(tmp: Path, *args: str) -> subprocess.Popen[str]:
+def _start(tmp: Path, *args: str,
+           env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "parajob", *args], cwd=tmp, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -111,9 +113,9 @@ def test_a_second_driver_on_a_running_folder_is_refused(tmp_path: Path,
                                                         first_is_a_resume: bool) -> None:
     if first_is_a_resume:  # two resumes at once
         _kill_half_way(tmp_path)
-        pipeline = tmp_path / "pipeline.yml"  # the resume holds the last mini-batch
-        pipeline.write_text(pipeline.read_text().replace("KILL_AT: '10'", "BLOCK_AT: '19'"))
-        first = _start(tmp_path, "run", "--resume", "run")
+        # The resume holds the last mini-batch; told by the driver's environment, which the
+        # workers inherit: a changed environment_variables would refuse the resume.
+        first = _start(tmp_path, "run", "--resume", "run", env={"BLOCK_AT": "19"})
     else:
         _job(tmp_path, BLOCK_AT=7)
         first = _start(tmp_path, "run", "pipeline.yml", "--run-dir", "run")

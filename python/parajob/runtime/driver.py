@@ -70,7 +70,11 @@ class Driver:
     def __init__(self, setup: WorkerSetup, n_batches: int, instance_count: int,
                  workers_per_node: int, limits: Limits, attempt_log: AttemptLog,
                  progress: Progress, describe_batch: Callable[[int], str], notify_fd: int,
-                 journal: JournalWriter, restored: Accepted, first_process: int = 1) -> None:
+                 journal: JournalWriter, restored: Accepted, first_process: int = 1,
+                 before_replacement: Callable[[], str | None] | None = None) -> None:
+        """before_replacement: asked before a replacement worker is forked (after a crash,
+        a timeout, recycling, a refused fork); a reason it returns stops the job, so that
+        the fresh process, which imports task.code again, never runs edited code."""
         self.setup = setup
         self.region = setup.region
         self.limits = limits
@@ -83,6 +87,7 @@ class Driver:
         self.notify_fd = notify_fd
         self.journal = journal
         self.restored = restored
+        self.before_replacement = before_replacement
         self.backend = LocalBackend(setup, first_process, keep_fds=(notify_fd,))
         self.spools = SpoolReader(setup.layout.spool_dir)
         self.records = _core.SpoolChecker()  # CRC check of each record before it is accepted
@@ -385,7 +390,7 @@ class Driver:
             if slot in self.workers or refusals > SPAWN_RETRIES:
                 continue
             node, rank = divmod(slot, self.workers_per_node)
-            self._spawn(slot, node, rank)
+            self._replace(slot, node, rank)
 
     def _reap(self, worker: WorkerProcess) -> ExitStatus | None:
         if os.waitid(os.P_PIDFD, worker.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
@@ -423,7 +428,14 @@ class Driver:
             if self.stop_reason is not None and self.last_death is not None:
                 self.stop_reason += f"; the last: {self.last_death}"
             if self.stop_reason is None:  # replaced or recycled: a fresh process, init() again
-                self._spawn(worker.slot, worker.node, worker.local_rank)
+                self._replace(worker.slot, worker.node, worker.local_rank)
+
+    def _replace(self, slot: int, node: int, rank: int) -> None:
+        """_spawn for a slot whose first process is gone or was refused, after the
+        before_replacement check."""
+        if self.before_replacement is not None and self.stop_reason is None:
+            self.stop_reason = self.before_replacement()
+        self._spawn(slot, node, rank)
 
     def _note_in_error_log(self, worker: WorkerProcess, text: str) -> None:
         path = self.setup.layout.user_log("error", worker.node_name, worker.name)

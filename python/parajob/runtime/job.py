@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import filecmp
+import json
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +35,13 @@ from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.driver import Driver
-from parajob.runtime.fingerprint import Change, FingerprintError, RunFingerprint, first_change
+from parajob.runtime.fingerprint import (
+    Change,
+    CodeWatch,
+    FingerprintError,
+    RunFingerprint,
+    first_change,
+)
 from parajob.runtime.gpus import visible_gpus
 from parajob.runtime.journal import (
     Accepted,
@@ -100,7 +107,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     plan = _plan(step)
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
-    restored = _restored_batches(step, layout, plan, run_dir, options)
+    restored = _restored_batches(step, layout, plan, run_dir, options,
+                                 step_settings(step, output_file, run_dir))
     layout.create()
     _make_output_folders(step, layout)
     args = step.runtime_args
@@ -131,18 +139,23 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches)
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start)
+    code_guard = CodeGuard(step, run_dir, restored.fingerprint)
     try:
         driver = Driver(setup, plan.n_batches, instances, workers_per_node, limits,
                         attempt_log, progress, plan.describe, notify_fd, journal,
                         restored.accepted,
-                        first_process=_next_process_id(layout))
+                        first_process=_next_process_id(layout),
+                        before_replacement=code_guard)
         result = driver.run()
     finally:
         log_error = _close_logs([("the journal", journal.close),
                                  (layout.processed_csv.name, attempt_log.close),
                                  ("the progress overview", progress.close)])
     stop_reason, write_error = result.stop_reason, None
-    if output_file is not None and not result.interrupted:
+    # Once more at the end: a replacement that passed the check may have imported later.
+    if not result.interrupted and code_guard.asked and code_guard() not in (None, stop_reason):
+        stop_reason = "; ".join(r for r in (stop_reason, code_guard.reason) if r)
+    if output_file is not None and not result.interrupted and code_guard.reason is None:
         try:
             # A resumed step keeps an output that already holds exactly these rows:
             # rewriting it would give it a new mtime, and a later step reading it would
@@ -194,10 +207,60 @@ class Restored:
 
     accepted: Accepted
     start: bytes | None
+    fingerprint: RunFingerprint  # what this step runs on now (its code is watched)
+
+
+def step_settings(step: ParallelStep, output_file: Path | None, run_dir: Path) -> dict[str, str]:
+    """The step settings a run's rows depend on, by field label below jobs.<step>: what
+    run() sees (its argv, its environment variables, which script) and where rows go. CSV
+    options live in a file under task.code (covered by the code hash); logging_level
+    changes no row. The append_row target is kept relative to the run folder, so that a
+    moved run folder still resumes."""
+    settings = {
+        "task.program_arguments": json.dumps(list(step.task.argv)),
+        "task.entry_script": step.task.entry_script,
+        "task.append_row_to": "",
+    }
+    for name, value in step.environment_variables.items():
+        settings[f"environment_variables.{name}"] = str(value)
+    if output_file is not None:
+        try:
+            where = output_file.resolve().relative_to(run_dir.resolve()).as_posix()
+        except ValueError:  # an output path outside the run folder
+            where = str(output_file.resolve())
+        settings["task.append_row_to"] = f"{step.task.append_row_to} -> {where}"
+    return settings
+
+
+class CodeGuard:
+    """The driver's check before it forks a replacement worker (which imports task.code
+    from disk again), and, when it forked one, once more before the output is merged: a
+    replacement that passed the check may still have imported after an edit. Calling it
+    gives None while the code is the one the step started with, else the reason the job
+    stops; ``reason`` keeps that reason (then no output is written: its rows could mix two
+    codes). A run without replacements is not checked at the end: its workers imported
+    the code as they started, and code that writes into its own folder stays usable."""
+
+    def __init__(self, step: ParallelStep, run_dir: Path, start: RunFingerprint) -> None:
+        self._watch = CodeWatch(step.task.code, run_dir, start.code)
+        self._code, self._run_dir = step.task.code, run_dir
+        self.reason: str | None = None
+        self.asked = 0  # replacements checked
+
+    def __call__(self) -> str | None:
+        self.asked += 1
+        if self.reason is None:
+            change = self._watch.changed()
+            if change is not None:
+                self.reason = (f"task.code file {change} while the job ran ({self._code}): "
+                               "workers started after the edit would run other code, so no "
+                               "output was written; finish with "
+                               f"`parajob run --resume {self._run_dir} --rerun-changed`")
+        return self.reason
 
 
 def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, run_dir: Path,
-                      options: RunOptions) -> Restored:
+                      options: RunOptions, settings: dict[str, str]) -> Restored:
     """On resume, the batches the journal says were accepted, if the input and the code are
     those the run started with (else SpecError, or with rerun_changed only the batches
     whose digest is unchanged); on a fresh run, check the folder is new."""
@@ -210,28 +273,30 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
                                         f"{layout.root}",
                                         "resume it with `parajob run --resume RUN_DIR`, or choose "
                                         "another --run-dir")])
-    now = _fingerprint(step, plan, run_dir)
+    now = _fingerprint(step, plan, run_dir, settings)
     journal = read_journal(path) if options.resume else None
     if journal is None:  # fresh, or the run died before its journal was started
         return Restored(Accepted.none(), journal_start(now.to_bytes(), plan.n_batches,
-                                                       plan.n_items))
+                                                       plan.n_items), now)
     change = _change(step, plan, path, journal.fingerprint, now)
     if change is None:
-        return Restored(_intact_only(layout, journal.accepted), None)
+        return Restored(_intact_only(layout, journal.accepted), None, now)
     if not options.rerun_changed:
         raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", change.message,
                                     f"`parajob run --resume {run_dir} --rerun-changed` runs "
-                                    "again what changed (every mini-batch after a code change) "
-                                    "and keeps the rest; or start a new run")])
+                                    "again what changed (every mini-batch after a code or "
+                                    "settings change) and keeps the rest; or start a new run")])
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
     kept = _intact_only(layout, _kept(journal.accepted,
                                       then.unchanged_batches(now) if then else None))
-    return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept))
+    return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept),
+                    now)
 
 
-def _fingerprint(step: ParallelStep, plan: BatchPlan, run_dir: Path) -> RunFingerprint:
+def _fingerprint(step: ParallelStep, plan: BatchPlan, run_dir: Path,
+                 settings: dict[str, str]) -> RunFingerprint:
     try:
-        return RunFingerprint.of(plan, step.task.code, run_dir)
+        return RunFingerprint.of(plan, step.task.code, run_dir, settings)
     except OSError as exc:
         raise SpecError([Diagnostic(str(exc.filename or step.task.code), None, None,
                                     f"jobs.{step.name}.task.code",
@@ -248,7 +313,7 @@ def _change(step: ParallelStep, plan: BatchPlan, path: Path, stored: bytes | Non
         then = RunFingerprint.from_bytes(stored)
     except FingerprintError as exc:
         return Change(f"the journal is damaged ({exc})", plan.n_batches)
-    return first_change(then, now, plan, step.task.code)
+    return first_change(then, now, plan, step.task.code, step.name)
 
 
 def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:

@@ -13,11 +13,12 @@ then one record per accepted batch. The header and the block are written togethe
 atomic rename (a fresh run; --resume --rerun-changed rewrites the file with the records it
 keeps), so they are never torn; only the appended tail can be.
 
-Record, little-endian (56 bytes): magic b"PJJ2", kind u32, batch u32, attempt u32,
+Record, little-endian (56 bytes): magic b"PJJ3", kind u32, batch u32, attempt u32,
 process u32, reserved u32, spool offset u64, spool length u64, items in u64, items out u64.
 The header (kind 0) holds the plan's batch count in batch, its item count in items in and
-the fingerprint block's length in spool length. b"PJJ1" journals (no fingerprint, before
-issue 8) are read as "fingerprint unknown": resume refuses them unless told to rerun.
+the fingerprint block's length in spool length. Journals of an older format are read as
+"fingerprint unknown": resume refuses them unless told to rerun (b"PJJ1": no fingerprint,
+before issue 8; b"PJJ2": a fingerprint without the step settings).
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ import numpy as np
 from parajob.runtime.spool import spool_path, write_atomically
 
 RECORD = struct.Struct("<4sIIIIIQQQQ")
-MAGIC = b"PJJ2"
-OLD_MAGIC = b"PJJ1"
+MAGIC = b"PJJ3"
 KIND_HEADER = 0
 KIND_ACCEPTED = 1
 
