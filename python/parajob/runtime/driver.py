@@ -195,8 +195,14 @@ class Driver:
                 self._on_exit(key.data)
         self.region.disarm_driver_sleep()
 
+    def _worker_states(self) -> np.ndarray:
+        """A snapshot of every worker slot's state. Never a live view: workers change the
+        states while numpy reads them, and np.isin sizes a lookup table from a min/max it
+        read first (a live view raised IndexError when a state changed in between)."""
+        return shm_view.worker_slots(self.region)["state"].copy()
+
     def _running(self) -> int:
-        states = shm_view.worker_slots(self.region)["state"]
+        states = self._worker_states()
         return int(np.isin(states, (int(WorkerState.RUNNING), int(WorkerState.LOADING))).sum())
 
     def _check_limits(self) -> None:
@@ -209,7 +215,7 @@ class Driver:
             return
         now = time.monotonic()
         workers = shm_view.worker_slots(self.region)
-        if np.isin(workers["state"], STARTING_STATES).any():
+        if np.isin(self._worker_states(), STARTING_STATES).any():
             # init() has its own limit (first_task_creation_timeout); no progress is due from
             # a worker inside it, so its time never counts against progress_update_timeout.
             self.last_progress = now
