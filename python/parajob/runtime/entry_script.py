@@ -270,7 +270,7 @@ def _die_with(parent: int) -> None:
     if os.getppid() != parent:  # died before prctl took effect
         os._exit(1)
     try:
-        parent_fd, probe_fd = os.pidfd_open(parent), os.pidfd_open(os.getpid())
+        parent_fd = os.pidfd_open(parent)
     except OSError:  # no pidfd (kernel < 5.3): the probe alone dies with parajob
         return
     try:
@@ -280,13 +280,14 @@ def _die_with(parent: int) -> None:
     if guardian == 0:  # the guardian: same group, no Python left to run but this
         try:
             os.closerange(3, parent_fd)
-            ready, _, _ = select.select([parent_fd, probe_fd], [], [])
-            if parent_fd in ready:  # parajob died before the probe finished
-                os.killpg(0, signal.SIGKILL)
+            # Only parajob's death: when the probe ends, parajob kills its group (this
+            # guardian with it). Waiting on the probe too raced PDEATHSIG: the probe, killed
+            # with parajob, could wake us first, and the group survived.
+            select.select([parent_fd], [], [])
+            os.killpg(0, signal.SIGKILL)
         finally:
             os._exit(0)
     os.close(parent_fd)
-    os.close(probe_fd)
 
 
 if __name__ == "__main__":  # the subprocess started by start_probe()
