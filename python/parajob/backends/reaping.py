@@ -364,34 +364,40 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _start_ticks(pid: int) -> int:
-    """When pid started, in clock ticks since boot (field 22 of /proc/<pid>/stat); 0 when
-    it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _group(pid: int) -> int:
-    """pid's process group id (field 5 of /proc/<pid>/stat); 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rfind(b")") + 2:].split()[2])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _is_zombie(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when
+    pid is gone. The name is skipped by its last ')': it may hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return True  # gone
-    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+        return None
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def _stat_number(pid: int, index: int) -> int:
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[index]) if fields is not None else 0
+    except (ValueError, IndexError):
+        return 0
+
+
+def _start_ticks(pid: int) -> int:
+    """When pid started, in clock ticks since boot (field 22 of /proc/<pid>/stat); 0 when
+    it is gone."""
+    return _stat_number(pid, 19)
+
+
+def _group(pid: int) -> int:
+    """pid's process group id (field 5 of /proc/<pid>/stat); 0 when it is gone."""
+    return _stat_number(pid, 2)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether pid is dead but not reaped (state Z or X), or gone altogether."""
+    fields = _stat_fields(pid)
+    return fields is None or fields[:1] in ([b"Z"], [b"X"])
 
 
 def _kill(pid: int) -> None:
