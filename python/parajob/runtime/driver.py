@@ -39,7 +39,7 @@ from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.report import AttemptLog, Progress
 from parajob.runtime.spool import SpoolReader, spool_path
-from parajob.runtime.worker import ERROR_WRONG_TYPE, WorkerSetup
+from parajob.runtime.worker import ERROR_WRONG_TYPE, WorkerSetup, append_line
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
@@ -444,11 +444,8 @@ class Driver:
         self._spawn(slot, node, rank)
 
     def _note_in_error_log(self, worker: WorkerProcess, text: str) -> None:
-        path = self.setup.layout.user_log("error", worker.node_name, worker.name)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(text + "\n")
+            append_line(self.setup.layout.user_log("error", worker.node_name, worker.name), text)
         except OSError:
             pass  # the job's own reason says it too
 

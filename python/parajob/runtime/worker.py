@@ -182,7 +182,7 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         if script.init is not None:
             script.init()
     except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
-        _append(error_log, f"init() failed in process {process}:\n{traceback.format_exc()}")
+        append_line(error_log, f"init() failed in process {process}:\n{traceback.format_exc()}")
         region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
         return EXIT_INIT_FAILED
 
@@ -223,7 +223,8 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         try:
             script.shutdown()
         except BaseException:  # noqa: BLE001
-            _append(error_log, f"shutdown() failed in process {process}:\n{traceback.format_exc()}")
+            append_line(error_log,
+                        f"shutdown() failed in process {process}:\n{traceback.format_exc()}")
     region.set_worker_state(slot, _core.WorkerState.EXITED)
     return exit_code
 
@@ -274,12 +275,13 @@ def _fail(writer: _core.ResultWriter, error_log: Path, process: int, batch: int,
           items_in: int, error_code: int, detail: str) -> None:
     """End an attempt as ERRORED; its traceback goes to the error log and the spool."""
     text = f"mini-batch {batch} attempt {attempt + 1} (process {process}):\n{detail}"
-    _append(error_log, text)
+    append_line(error_log, text)
     writer.add(batch, attempt, False, text.encode("utf-8", "backslashreplace"),
                items_in, 0, error_code, 0.0)
 
 
-def _append(path: Path, text: str) -> None:
+def append_line(path: Path, text: str) -> None:
+    """Append text (newline-terminated) to a log file, making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:  # odd file names
         f.write(text if text.endswith("\n") else text + "\n")
