@@ -34,7 +34,7 @@ from parajob.errors import ParajobError, SpecError
 
 if TYPE_CHECKING:  # imported lazily at run time: `parajob --help` stays quick
     from parajob.runner import StepOutcome
-    from parajob.runtime.job import RunOptions
+    from parajob.runtime.options import RunOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 MEMORY_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30}
@@ -167,7 +167,7 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
          rerun_changed: bool = False, overrides: tuple[str, ...] = (),
          datastores: tuple[str, ...] = ()) -> int:
     from parajob.runner import new_run_dir_base, recorded_pipeline
-    from parajob.runtime.job import RunOptions
+    from parajob.runtime.options import RunOptions
     from parajob.runtime.run_folder import RunFolder
 
     if rerun_changed and resume_dir is None:
@@ -176,7 +176,8 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
-                         max_worker_memory_bytes=_memory_size(max_worker_memory))
+                         max_worker_memory_bytes=_memory_size(max_worker_memory),
+                         handle_signals=True)
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     try:
         # One owner per run folder: claimed before anything in it is read or written.

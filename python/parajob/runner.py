@@ -29,7 +29,8 @@ from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.command_step import finished_before, run_command_step
-from parajob.runtime.job import RunOptions, run_parallel_step
+from parajob.runtime.job import run_parallel_step
+from parajob.runtime.options import RunOptions
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
 
 __all__ = ["RUN_RECORD", "StepOutcome", "default_run_dir", "new_run_dir_base", "record_run",
@@ -158,7 +159,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
             outcome: StepOutcome = NotRun(name, str(exc))
         else:
             outcome = run_parallel_step(step, run_dir, options) \
-                if isinstance(step, ParallelStep) else run_command_step(step, run_dir)
+                if isinstance(step, ParallelStep) else run_command_step(step, run_dir, options)
             _record(pipeline, step, run_dir)
         outcomes.append(outcome)
         if outcome.interrupted:

@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from parajob import terminal
+from parajob.runtime.options import RunOptions, StopRequests
 from parajob.spec.bindings import default_output_path
 from parajob.spec.model import CommandStep
 
 __all__ = ["CommandOutcome", "run_command_step", "output_path", "finished_before"]
 
 TAIL_LINES = 20
+POLL_S = 0.25  # how often a running command's stop requests are looked at
 
 
 @dataclass
@@ -49,10 +51,13 @@ class CommandOutcome:
     seconds: float = 0.0
     tail: str = ""
     interrupted: bool = False
+    cancelled: bool = False
 
     @property
     def status(self) -> str:
-        return "SUCCEEDED" if self.succeeded else "INTERRUPTED" if self.interrupted else "FAILED"
+        if self.succeeded:
+            return "SUCCEEDED"
+        return "CANCELLED" if self.cancelled else "INTERRUPTED" if self.interrupted else "FAILED"
 
     def summary(self) -> str:
         lines = [
@@ -74,9 +79,11 @@ def output_path(step: CommandStep, run_dir: Path, name: str) -> Path:
     return out.path or default_output_path(run_dir, step.name, name)
 
 
-def run_command_step(step: CommandStep, run_dir: Path, stream: TextIO | None = None
-                     ) -> CommandOutcome:
-    """Run the step to its end (or its timeout). Never raises for the command's failure."""
+def run_command_step(step: CommandStep, run_dir: Path, options: RunOptions | None = None,
+                     stream: TextIO | None = None) -> CommandOutcome:
+    """Run the step to its end (or its timeout, or a stop request: a signal when the
+    caller handles them, its cancel event). Never raises for the command's failure."""
+    options = options or RunOptions()
     started = time.monotonic()
     root = run_dir / step.name
     log = root / "logs" / "user" / "std_log.txt"
@@ -88,29 +95,24 @@ def run_command_step(step: CommandStep, run_dir: Path, stream: TextIO | None = N
             parents=True, exist_ok=True)
     shell = shutil.which("bash") or "/bin/sh"
     env = {**os.environ, **step.environment_variables}
-    stopped: list[int] = []
     with open(log, "wb") as sink:
         proc = subprocess.Popen([shell, "-c", step.command], cwd=work, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-
-        def on_signal(signum: int, _frame: object) -> None:
-            stopped.append(signum)
-            _kill_group(proc, wait=False)
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            timed_out = _pump(proc, sink, step.name, step.timeout,
-                              stream if stream is not None else sys.stderr)
-        except BaseException:
-            _kill_group(proc)
-            raise
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        # A signal kills the command at once (the loop then sees its output end); a cancel
+        # is seen by the loop within POLL_S.
+        with StopRequests(options, wake=lambda: _kill_group(proc, wait=False)) as stops:
+            try:
+                timed_out = _pump(proc, sink, step.name, step.timeout,
+                                  None if options.quiet else
+                                  stream if stream is not None else sys.stderr, stops)
+            except BaseException:
+                _kill_group(proc)
+                raise
     code = proc.returncode
+    stopped = stops.requested()
     if stopped:
-        reason = f"stopped by {signal.Signals(stopped[0]).name}"
+        reason = stopped.replace("interrupted by", "stopped by")
     elif timed_out:
         reason = f"killed after limits.timeout ({step.timeout} s)"
     elif code == 0:
@@ -122,7 +124,7 @@ def run_command_step(step: CommandStep, run_dir: Path, stream: TextIO | None = N
     ok = code == 0 and not timed_out and not stopped
     outcome = CommandOutcome(step.name, ok, reason, step.command, log, outputs,
                              time.monotonic() - started, "" if ok else _tail(log),
-                             interrupted=bool(stopped))
+                             interrupted=bool(stopped), cancelled=stops.cancelled)
     (root / "logs" / "job_result.txt").write_text(outcome.summary(), encoding="utf-8",
                                                   errors="backslashreplace")
     return outcome
@@ -169,9 +171,9 @@ def _snapshot(step: CommandStep, root: Path, run_dir: Path) -> Path:
 
 
 def _pump(proc: subprocess.Popen[bytes], sink: BinaryIO, name: str, timeout: int | None,
-          stream: TextIO) -> bool:
-    """Copy the command's output to the log and the terminal until it exits; True when it
-    ran past ``timeout`` and was killed."""
+          stream: TextIO | None, stops: StopRequests) -> bool:
+    """Copy the command's output to the log and the terminal (None: not) until it exits;
+    True when it ran past ``timeout`` and was killed. A stop request kills it."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout if timeout else None
     fd = proc.stdout.fileno()
@@ -179,10 +181,15 @@ def _pump(proc: subprocess.Popen[bytes], sink: BinaryIO, name: str, timeout: int
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
         while True:
-            wait = None if deadline is None else max(deadline - time.monotonic(), 0)
+            wait = POLL_S if deadline is None else min(max(deadline - time.monotonic(), 0),
+                                                       POLL_S)
             if not sel.select(wait):
-                _kill_group(proc)
-                return True
+                if stops.requested() is not None:
+                    _kill_group(proc)
+                elif deadline is not None and time.monotonic() >= deadline:
+                    _kill_group(proc)
+                    return True
+                continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 break

@@ -21,14 +21,12 @@ rerun that was not the batch's fault never costs it a try.
 
 from __future__ import annotations
 
-import gc
 import os
 import selectors
-import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,7 +35,8 @@ from parajob.backends.local import ExitStatus, LocalBackend, SpawnError, WorkerP
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.journal import Accepted, JournalWriter
-from parajob.runtime.report import AttemptLog, Progress
+from parajob.runtime.options import RunOptions, StopRequests
+from parajob.runtime.report import AttemptLog, Failure, Progress
 from parajob.runtime.spool import SpoolReader, spool_path
 from parajob.runtime.worker import ERROR_WRONG_TYPE, WorkerSetup, append_line
 
@@ -56,6 +55,7 @@ CHECKPOINT_S = 0.5       # journal cadence: what a driver killed now would have 
 SHUTDOWN_GRACE_S = 60.0  # how long workers get for shutdown() once the queue is closed
 STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL when the job stops early or is interrupted
 SPAWN_RETRIES = 3        # a slot whose fork() was refused is tried again this many times
+MAX_FAILURE_RECORDS = 1000  # structured failures kept per step (job_error.txt has them all)
 
 
 @dataclass
@@ -63,7 +63,9 @@ class DriverResult:
     tally: Tally
     stop_reason: str | None    # a limit, or the signal, that stopped the job; else None
     first_failure: str | None  # description + traceback of the first failed batch
-    interrupted: bool = False
+    interrupted: bool = False  # stopped by a signal or the caller's cancel: resumable
+    cancelled: bool = False    # ... by the caller's cancel (RunOptions.cancel)
+    failures: list[Failure] = field(default_factory=list)  # batches failed for good
 
 
 class Driver:
@@ -71,7 +73,8 @@ class Driver:
                  workers_per_node: int, limits: Limits, attempt_log: AttemptLog,
                  progress: Progress, describe_batch: Callable[[int], str], notify_fd: int,
                  journal: JournalWriter, restored: Accepted, first_process: int = 1,
-                 before_replacement: Callable[[], str | None] | None = None) -> None:
+                 before_replacement: Callable[[], str | None] | None = None,
+                 options: RunOptions | None = None) -> None:
         """before_replacement: asked before a replacement worker is forked (after a crash,
         a timeout, recycling, a refused fork); a reason it returns stops the job, so that
         the fresh process, which imports task.code again, never runs edited code."""
@@ -105,7 +108,10 @@ class Driver:
         self.last_death: str | None = None  # how the last worker died before init() was done
         self.stop_reason: str | None = None
         self.interrupted = False
-        self.signalled: int | None = None  # set by the SIGINT/SIGTERM handler
+        self.cancelled = False
+        self.failed_for_good: list[Failure] = []  # structured, for RunResult / job_result.json
+        self.stops = StopRequests(options or RunOptions(),
+                                  wake=lambda: os.eventfd_write(notify_fd, 1))
         self.selector = selectors.DefaultSelector()
         self.started = time.monotonic()
         self.last_progress = self.started
@@ -117,11 +123,7 @@ class Driver:
     def run(self) -> DriverResult:
         self.selector.register(self.notify_fd, selectors.EVENT_READ, None)
         self._restore_and_queue()
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        # Move every object that exists now out of the cyclic GC's reach: a worker's garbage
-        # collections then never write to the pages it shares with the driver (each such
-        # write is a copy-on-write page fault). CPython's documented use of gc.freeze().
-        gc.freeze()
+        self.stops.__enter__()
         try:
             self.backend.start()  # process hygiene: before any worker (it forks the janitor)
             for node in range(self.instance_count):
@@ -141,18 +143,17 @@ class Driver:
                 self.progress.update(self.tally, self._running)
                 self._sleep(busy=drained > 0)
         finally:
-            gc.unfreeze()
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
             self.backend.stop()  # process hygiene: nothing the workers started outlives them
             self._checkpoint()
             self.records.close()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.stops.__exit__(None, None, None)
             self.progress.update(self.tally, lambda: 0, force=True)
             self.selector.close()
             self.spools.close()
             os.close(self.notify_fd)
-        return DriverResult(self.tally, self.stop_reason, self.first_failure, self.interrupted)
+        return DriverResult(self.tally, self.stop_reason, self.first_failure, self.interrupted,
+                            self.cancelled, self.failed_for_good)
 
     def _restore_and_queue(self) -> None:
         """Journalled batches (resume) become DONE; every other batch is queued."""
@@ -172,12 +173,6 @@ class Driver:
         todo[r.batch.astype(np.int64)] = False
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        # Runs between any two bytecodes of the loop, so it only records the signal and
-        # wakes select(); the loop itself turns it into the stop reason (_check_limits).
-        self.signalled = signum
-        os.eventfd_write(self.notify_fd, 1)
 
     def _sleep(self, busy: bool) -> None:
         if busy:
@@ -208,10 +203,11 @@ class Driver:
     def _check_limits(self) -> None:
         if self.stop_reason is not None:
             return
-        if self.signalled is not None:
-            self.stop_reason = (f"interrupted by {signal.Signals(self.signalled).name}; resume "
-                                f"with: parajob run --resume {self.setup.layout.root.parent}")
-            self.interrupted = True
+        stop = self.stops.requested()  # a signal or the caller's cancel: resumable
+        if stop is not None:
+            self.stop_reason = (f"{stop}; resume with: parajob run --resume "
+                                f"{self.setup.layout.root.parent}")
+            self.interrupted, self.cancelled = True, self.stops.cancelled
             return
         now = time.monotonic()
         workers = shm_view.worker_slots(self.region)
@@ -344,6 +340,9 @@ class Driver:
             raise RuntimeError(f"internal error: mini-batch {batch} cannot be failed from state "
                                f"{self.region.batch_state(batch)}")
         self.tally.fail_for_good(batch, n_items)
+        if len(self.failed_for_good) < MAX_FAILURE_RECORDS:
+            self.failed_for_good.append(Failure.of(batch, self.describe_batch(batch),
+                                                   int(self.failures[batch]), status, error))
         if self.first_failure is None:
             self.first_failure = (f"{self.describe_batch(batch)}\nfailed "
                                   f"{int(self.failures[batch])} times; "

@@ -51,6 +51,7 @@ from parajob.runtime.journal import (
     read_journal,
 )
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.options import RunOptions
 from parajob.runtime.output import load_csv_options
 from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
 from parajob.runtime.spool import spool_path, write_atomically
@@ -83,18 +84,6 @@ def worker_counts(instance_count: int, per_node: int, n_batches: int) -> tuple[i
                       f"this machine can run ({cap} processes: {MAX_WORKERS_PER_CORE} per "
                       f"core); starting {instances} x {workers}", err=True)
     return instances, workers
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run, beyond what the pipeline says (command-line options)."""
-
-    resume: bool = False                 # finish a killed or interrupted run in place
-    # With resume: rerun what changed since the run started (mini-batches whose input
-    # digest differs, and all of them after a code change) instead of refusing.
-    rerun_changed: bool = False
-    max_tasks_per_worker: int | None = None
-    max_worker_memory_bytes: int | None = None
 
 
 def run_parallel_step(step: ParallelStep, run_dir: Path,
@@ -137,7 +126,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
         gpus=gpus, workers_per_node=workers_per_node,
     )
     attempt_log = AttemptLog(layout)
-    progress = Progress(layout, step.name, plan.n_batches)
+    progress = Progress(layout, step.name, plan.n_batches, quiet=options.quiet,
+                        on_progress=options.on_progress)
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start)
     code_guard = CodeGuard(step, run_dir, restored.fingerprint)
     try:
@@ -145,7 +135,7 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
                         attempt_log, progress, plan.describe, notify_fd, journal,
                         restored.accepted,
                         first_process=_next_process_id(layout),
-                        before_replacement=code_guard)
+                        before_replacement=code_guard, options=options)
         result = driver.run()
     finally:
         log_error = _close_logs([("the journal", journal.close),
@@ -173,7 +163,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     reason = "; ".join(r for r in (stop_reason, write_error, log_error) if r) or (
         "all mini-batches processed" if succeeded else "stopped")
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
-                      result.first_failure, time.monotonic() - started, result.interrupted)
+                      result.first_failure, time.monotonic() - started, result.interrupted,
+                      result.cancelled, result.failures)
     write_job_result(layout, outcome)
     return outcome
 

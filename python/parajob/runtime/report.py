@@ -8,17 +8,48 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from parajob import terminal
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.options import ProgressEvent
 from parajob.runtime.spool import write_atomically
 
 CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
                "status", "error"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A mini-batch that failed for good, as structured data (RunResult, job_result.json)."""
+
+    batch: int         # mini-batch index
+    inputs: str        # what it read (BatchPlan.describe)
+    attempts: int      # tries it spent
+    status: str        # how its last attempt ended: raised, timed_out, crashed, ...
+    error_type: str    # the exception's type name ("" when nothing was raised)
+    message: str       # the exception's message, or what ended the attempt
+    traceback: str     # the last attempt's traceback text ("" when none)
+
+    @classmethod
+    def of(cls, batch: int, inputs: str, attempts: int, status: str, error: str) -> Failure:
+        """From the text the driver logs for an attempt: a worker's "mini-batch N attempt K
+        (process P):" line, then a Python traceback whose last line is "Type: message", or
+        one line saying why the attempt ended (a timeout, a signal)."""
+        lines = error.strip().splitlines()
+        if lines and lines[0].startswith("mini-batch ") and lines[0].endswith(":"):
+            lines = lines[1:]
+        text = "\n".join(lines)
+        error_type, message = "", lines[-1].strip() if lines else status
+        if status == "raised" and lines:
+            head, colon, rest = lines[-1].partition(": ")
+            if head and " " not in head.strip():
+                error_type, message = head.strip(), rest.strip() if colon else ""
+        traceback = text + "\n" if text.startswith("Traceback") else ""
+        return cls(batch, inputs, attempts, status, error_type, message, traceback)
 
 
 @dataclass
@@ -33,11 +64,15 @@ class Outcome:
     logs: Path
     first_failure: str | None = None  # inputs and traceback of the first failed mini-batch
     seconds: float = 0.0
-    interrupted: bool = False         # stopped by Ctrl-C / SIGTERM: resumable
+    interrupted: bool = False         # stopped by Ctrl-C / SIGTERM / cancel: resumable
+    cancelled: bool = False           # stopped by the caller's cancel (parajob.run)
+    failures: list[Failure] = field(default_factory=list)  # mini-batches failed for good
 
     @property
     def status(self) -> str:
-        return "SUCCEEDED" if self.succeeded else "INTERRUPTED" if self.interrupted else "FAILED"
+        if self.succeeded:
+            return "SUCCEEDED"
+        return "CANCELLED" if self.cancelled else "INTERRUPTED" if self.interrupted else "FAILED"
 
     def summary(self) -> str:
         t = self.tally
@@ -137,13 +172,17 @@ class Progress:
     """
 
     def __init__(self, layout: StepLayout, step: str, total: int,
-                 stream: TextIO | None = None) -> None:
-        """``stream``: the terminal (default sys.stderr); writes that fail are dropped."""
-        self._stream = stream if stream is not None else sys.stderr
+                 stream: TextIO | None = None, quiet: bool = False,
+                 on_progress: Callable[[ProgressEvent], object] | None = None) -> None:
+        """``stream``: the terminal (default sys.stderr; none when ``quiet``); writes that
+        fail are dropped. ``on_progress`` is called as often as a terminal is redrawn."""
+        self._stream = None if quiet else stream if stream is not None else sys.stderr
         try:
             self._tty = bool(self._stream and self._stream.isatty())
         except (OSError, ValueError):  # a closed stream: no terminal to draw on
             self._tty = False
+        self._on_progress = on_progress
+        self._last_event = 0.0
         stamp = time.strftime("%Y%m%d%H%M%S")
         self._file = open(layout.logs / f"job_progress_overview.{stamp}.txt", "w", encoding="utf-8")
         self._step, self._total = step, total
@@ -155,7 +194,14 @@ class Progress:
         """Redraw if due. Called on every driver wake-up, so it is cheap when not due."""
         now = time.monotonic()
         file_due = force or now - self._last_file >= 5.0
-        line_due = force or now - self._last_line >= (0.2 if self._tty else 30.0)
+        line_due = self._stream is not None and (
+            force or now - self._last_line >= (0.2 if self._tty else 30.0))
+        if self._on_progress is not None and (force or now - self._last_event >= 0.2):
+            self._last_event = now
+            self._call_back(ProgressEvent(
+                self._step, self._total, tally.settled_batches, tally.done_batches,
+                tally.failed_batches, tally.failed_attempts, tally.items_in, tally.items_out,
+                tally.failed_items, running(), now - self._start, final=force))
         if not (file_due or line_due):
             return
         text = (f"[{self._step}] {tally.settled_batches}/{self._total} mini-batches "
@@ -169,6 +215,17 @@ class Progress:
             # A failed write (`| head -1`, a closed stderr) is dropped: the job goes on.
             terminal.write(self._stream, "\r" + text + " " * 4 if self._tty else text + "\n")
             self._last_line = now
+
+    def _call_back(self, event: ProgressEvent) -> None:
+        """The caller's on_progress. One that raises is reported once and not called again:
+        the job's result does not depend on a progress display."""
+        assert self._on_progress is not None
+        try:
+            self._on_progress(event)
+        except Exception as exc:  # noqa: BLE001 - the caller's code
+            self._on_progress = None
+            terminal.echo(f"parajob: warning: on_progress raised {type(exc).__name__}: {exc}; "
+                          "it is not called again for this step", err=True)
 
     def close(self) -> None:
         if self._tty:

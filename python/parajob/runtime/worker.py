@@ -17,6 +17,7 @@ os._exit() so that the driver's atexit handlers and buffered files are never run
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import signal
 import sys
@@ -85,6 +86,12 @@ class WorkerSetup:
 def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
                 local_rank: int) -> NoReturn:
     """Entry point of a forked worker. Never returns."""
+    # First: move every object inherited from the driver out of the cyclic GC's reach, so
+    # that this process's collections never write to the pages it shares with the driver
+    # (each such write is a copy-on-write fault). Done here, after fork, rather than in the
+    # driver: a gc.freeze() there, and the gc.unfreeze() it needs after, would also thaw
+    # objects a host program (parajob.run's caller) had frozen for its own reasons.
+    gc.freeze()
     code = EXIT_INTERNAL
     redirected = False
     try:
