@@ -214,6 +214,18 @@ def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 8)
     write(tmp_path, {
         "src/short.py": """\
+            import os, time
+            from pathlib import Path
+
+            def init():
+                # Every worker reaches init() before any returns short: the first short
+                # return stops the job, and a worker still starting then would never log.
+                started = Path(os.environ["STARTED"])
+                (started / str(os.getpid())).touch()
+                deadline = time.monotonic() + 60
+                while len(list(started.iterdir())) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+
             def run(mini_batch):
                 return mini_batch[1:]  # one item short in every mini-batch
             """,
@@ -228,6 +240,7 @@ def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
                 mini_batch_size: "2"
                 max_concurrency_per_instance: 1
                 error_threshold: 100
+                environment_variables: {STARTED: ./started}
                 task:
                   type: run_function
                   code: ./src
@@ -235,6 +248,9 @@ def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
                   program_arguments: --process_count_per_node 3 --error_threshold 0
             """,
     })
+    (tmp_path / "started").mkdir()
+    yml = tmp_path / "pipeline.yml"
+    yml.write_text(yml.read_text().replace("./started", str(tmp_path / "started")))
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     # --error_threshold 0 (not 100): the first short return fails the job.
