@@ -115,7 +115,7 @@ class Input:
             return parse_literal(self.type, value)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"{prefix}cannot be parsed, got '{value}', type = "
-                                  f"{builtin_type_name(value)!r}.", "default") from exc
+                                  f"{type(value)!r}.", "default") from exc
 
     def _check_combination(self) -> None:
         allowed = _COMBINATION[self.type]

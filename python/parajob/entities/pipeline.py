@@ -16,8 +16,8 @@ Invariants:
   rewrites them relative to the new file's folder, so the file runs from where it lies; the
   file is written whole or not at all (a temporary file renamed into place).
 * Two entities are equal when their YAML mappings, with every local path made absolute
-  against its ``base_dir``, are equal, and so are their ``overrides`` and ``datastores``:
-  ``parajob.load(e.to_yaml()) == e``.
+  against its ``base_dir``, are equal (``$schema`` aside), and so are their ``overrides``
+  and ``datastores``: ``parajob.load(e.to_yaml()) == e``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ class Pipeline:
         return target
 
     def _normal(self) -> tuple[Any, ...]:
-        return (self.to_dict(), self.overrides, self.datastores)
+        tree = self.to_dict()
+        tree.pop("$schema", None)  # names the schema for editors; means nothing to a run
+        return (tree, self.overrides, self.datastores)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pipeline) and self._normal() == other._normal()
