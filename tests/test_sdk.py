@@ -261,6 +261,21 @@ def test_dsl_pipeline_with_a_command_node_feeding_a_parallel_node_runs(
 
 
 # -- parajob.load -----------------------------------------------------------------------------
+def test_a_loaded_pipeline_with_component_files_dumps_elsewhere_and_runs(tmp_path: Path) -> None:
+    shutil.copytree(DATA / "pipelines" / "mnist", tmp_path / "mnist")
+    job = parajob.load(tmp_path / "mnist" / "pipeline.yml")
+    assert set(job.jobs) == {"predict_digits_mnist", "prepare_data"}
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    dumped = job.dump(tmp_path / "elsewhere" / "deep" / "p.yml")
+    text = dumped.read_text()
+    assert text.startswith("$schema: ")
+    assert "component: ../../mnist/script/predict_digits_mnist.yml" in text
+    assert parajob.load(dumped) == job
+    proc = run_cli("run", str(dumped), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("SUCCEEDED") == 2
+
+
 def test_a_single_parallel_job_loads_as_a_one_step_pipeline_with_its_set_edits(
         tmp_path: Path) -> None:
     make_files(tmp_path / "data", 6)
@@ -354,6 +369,14 @@ def _var_args() -> None:
         pass
 
 
+def _missing_input() -> None:
+    @dsl.pipeline
+    def p(data: Any, n: int = 3) -> None:
+        pass
+
+    p(n=4)
+
+
 SDK_MESSAGES = [
     (lambda: Input(type="integer", path="./x"), "path",
      "Invalid parameter for 'integer' Input, parameter 'path' should be None but got './x'"),
@@ -383,6 +406,7 @@ SDK_MESSAGES = [
     (_bad_name, "name", "Invalid node name found: 'Bad-Name'. Node name must start with a "
      "lower letter or underscore, and can only contain lower letters, numbers and "
      "underscore."),
+    (_missing_input, "data", "p() missing 1 required positional argument(s): 'data'."),
     (_var_args, "inputs", "'p': dsl pipeline does not accept *args or **kwargs as "
      "parameters."),
 ]
@@ -397,6 +421,15 @@ def test_bad_parameters_raise_the_sdk_message(build: Any, parameter: str | None,
     assert str(caught.value) == message
     assert caught.value.parameter == parameter
     assert isinstance(caught.value, ParajobError) and isinstance(caught.value, ValueError)
+
+
+def test_a_pipeline_made_directly_names_its_steps_by_their_keys(tmp_path: Path) -> None:
+    comp = _comp()
+    prep = comp(data=Input(path=str(tmp_path)))
+    job = parajob.Pipeline(jobs={"prep": prep, "score": comp(data=prep.outputs.lines)})
+    assert "path: ${{parent.jobs.prep.outputs.lines}}" in job.to_yaml()
+    with pytest.raises(ValidationError, match="invalid step name 'a b'"):
+        parajob.Pipeline(jobs={"a b": prep})
 
 
 def test_import_parajob_does_not_import_the_builder() -> None:

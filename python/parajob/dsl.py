@@ -94,10 +94,26 @@ def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
 
 def _bind(fn: Callable[..., Any], signature: inspect.Signature, args: tuple[Any, ...],
           kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's values by parameter, with the SDK's messages for a call that does not fit
+    (a local run has no later moment to give a missing input)."""
+    params, shown = signature.parameters, fn.__name__
+    for key in kwargs:
+        if key not in params:
+            raise ValidationError(f"{shown}() got an unexpected keyword argument {key!r}"
+                                  + (", valid keywords: " + ", ".join(map(repr, params)) + "."
+                                     if params else "."), key)
+    if len(args) > len(params):
+        raise ValidationError(f"{shown}() takes {len(params)} positional argument but "
+                              f"{len(args)} were given.")
     try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise ValidationError(f"{fn.__name__}() {str(exc).removeprefix('missing a ')}") from exc
+        bound = signature.bind_partial(*args, **kwargs)
+    except TypeError as exc:  # a value given both by position and by name
+        raise ValidationError(f"{shown}(): {exc}") from exc
+    missing = [k for k, p in params.items()
+               if k not in bound.arguments and p.default is inspect.Parameter.empty]
+    if missing:
+        raise ValidationError(f"{shown}() missing {len(missing)} required positional "
+                              f"argument(s): {', '.join(map(repr, missing))}.", missing[0])
     bound.apply_defaults()
     for key, value in bound.arguments.items():
         if isinstance(value, (NodeOutput, PipelineInput, Node)):

@@ -42,9 +42,10 @@ def load(source: str | os.PathLike[str], *, set: Sequence[str] = (),  # noqa: A0
          base_dir: str | os.PathLike[str] | None = None) -> Pipeline:
     """Read a pipeline (or single job) YAML file, or YAML text, into a validated entity.
 
-    ``source`` is a file when it is a path object, or a string of one line naming an
-    existing file or ending in ``.yml``/``.yaml``; otherwise it is YAML text, whose relative
-    paths resolve against ``base_dir`` (default: the working directory). ``set`` holds
+    ``source`` is a file when it is a path object, or a string of one line that names an
+    existing file, ends in ``.yml``/``.yaml`` or has no ``:``; otherwise it is YAML text,
+    whose relative paths resolve against ``base_dir`` (default: the working directory).
+    ``set`` holds
     ``KEY=VALUE`` edits as ``parajob run --set`` takes them, ``datastores`` name -> folder as
     ``--datastore``. Raises :class:`~parajob.errors.SpecError` (every problem, with file and
     line) for a YAML ``parajob run`` would refuse; prints nothing.
@@ -71,9 +72,9 @@ def load(source: str | os.PathLike[str], *, set: Sequence[str] = (),  # noqa: A0
 def _source(source: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None
             ) -> tuple[str | None, str, Path]:
     """(text or None for a file, the path to give the spec, the folder paths resolve in)."""
-    if isinstance(source, os.PathLike) or (
-            "\n" not in source and (source.endswith((".yml", ".yaml"))
-                                    or os.path.isfile(source))):
+    if isinstance(source, os.PathLike) or ("\n" not in source and (
+            source.endswith((".yml", ".yaml")) or ":" not in source
+            or os.path.isfile(source))):  # one line without a key: a file name
         path = os.fspath(source)
         return None, path, Path(os.path.abspath(path)).parent
     folder = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
@@ -153,9 +154,10 @@ def _node(tree: dict[str, Any]) -> Node:
     for key in _NODE_KEYS["command" if kind == "command" else "parallel"]:
         if key in rest:
             try:
-                setattr(node, key, rest.pop(key))
+                setattr(node, key, rest[key])
             except ValidationError:
-                pass  # the spec accepted it: keep it as written (in extra, below)
+                continue  # the spec accepted it: keep it as written (in extra, below)
+            del rest[key]
     if isinstance(node, Parallel) and isinstance(rest.get("task"), dict):
         node.task = RunFunction(**rest.pop("task"))
     if isinstance(node, Command) and "environment" in rest:

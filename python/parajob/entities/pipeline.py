@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,14 @@ from typing import Any
 import yaml
 
 from parajob.entities.io import Input, Output, PipelineInput
-from parajob.entities.nodes import Node, check_node_name, render_value
+from parajob.entities.nodes import Node, render_value
 from parajob.entities.paths import absolute, map_paths, relative_to
 from parajob.entities.settings import PipelineJobSettings, check_type
-from parajob.errors import Diagnostic
+from parajob.errors import Diagnostic, ParajobError, ValidationError
 
 __all__ = ["Pipeline"]
 
+_STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _HEAD = ("name", "display_name", "description", "experiment_name", "tags", "properties",
          "compute")
 
@@ -63,7 +65,9 @@ class Pipeline:
         check_type("jobs", jobs, dict)
         check_type("settings", settings, (dict, PipelineJobSettings))
         for key in jobs or {}:
-            check_node_name(key)
+            if not _STEP_NAME.fullmatch(key):  # the spec's rule for step names
+                raise ValidationError(f"invalid step name {key!r}: use letters, digits, '_' "
+                                      "and '-', starting with a letter or '_'", "jobs")
         self.jobs: dict[str, Node] = dict(jobs or {})
         self.inputs: dict[str, Any] = dict(inputs or {})
         self.outputs: dict[str, Any] = dict(outputs or {})
@@ -84,7 +88,8 @@ class Pipeline:
     # -- YAML -------------------------------------------------------------------------------
     def _to_dict(self) -> dict[str, Any]:
         """The YAML mapping, paths as written (relative to ``base_dir``)."""
-        out: dict[str, Any] = {"type": "pipeline"}
+        out: dict[str, Any] = {k: v for k, v in self.extra.items() if k == "$schema"}
+        out["type"] = "pipeline"
         for key in _HEAD:
             value = getattr(self, key)
             if value not in (None, {}):
@@ -98,7 +103,7 @@ class Pipeline:
             out["outputs"] = {k: _port(v) for k, v in self.outputs.items()}
         names = {id(node): key for key, node in self.jobs.items()}
         out["jobs"] = {key: node._to_dict(names) for key, node in self.jobs.items()}
-        out.update(self.extra)
+        out.update((k, v) for k, v in self.extra.items() if k != "$schema")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,17 +118,25 @@ class Pipeline:
     def dump(self, path: str | os.PathLike[str]) -> Path:
         """Write the YAML to ``path`` (its folder must exist), with relative paths rebased
         so that ``parajob run <path>`` finds them; returns the absolute path written.
-        Atomic: a temporary file in the same folder, renamed into place."""
+        Atomic: a temporary file in the same folder, renamed into place; on failure
+        (ParajobError naming the file and the system's reason) nothing is left."""
         target = Path(os.path.abspath(path))
         text = _dump(map_paths(self._to_dict(), relative_to(self.base_dir, target.parent)))
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
-                                   dir=target.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
+                                       dir=target.parent)
+        except OSError as exc:
+            raise ParajobError(f"cannot write {target}: {exc.strerror or exc}"
+                               + (" (its folder does not exist)"
+                                  if not target.parent.is_dir() else "")) from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise ParajobError(f"cannot write {target}: {exc.strerror or exc}") from exc
             raise
         return target
 
