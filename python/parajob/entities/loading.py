@@ -45,10 +45,9 @@ def load(source: str | os.PathLike[str], *, set: Sequence[str] = (),  # noqa: A0
     ``source`` is a file when it is a path object, or a string of one line that names an
     existing file, ends in ``.yml``/``.yaml`` or has no ``:``; otherwise it is YAML text,
     whose relative paths resolve against ``base_dir`` (default: the working directory).
-    ``set`` holds
-    ``KEY=VALUE`` edits as ``parajob run --set`` takes them, ``datastores`` name -> folder as
-    ``--datastore``. Raises :class:`~parajob.errors.SpecError` (every problem, with file and
-    line) for a YAML ``parajob run`` would refuse; prints nothing.
+    ``set`` holds ``KEY=VALUE`` edits as ``parajob run --set`` takes them, ``datastores``
+    name -> folder as ``--datastore``. Raises :class:`~parajob.errors.SpecError` (every
+    problem, with file and line) for a YAML ``parajob run`` would refuse; prints nothing.
     """
     from parajob.spec import load_pipeline
 
