@@ -5,6 +5,7 @@ Modules, in the order data flows through them:
     io            Input, Output (the SDK's parameters and messages); node ports
     settings      Environment, RetrySettings, JobResourceConfiguration, PipelineJobSettings
     nodes         Parallel and Command nodes: call to bind inputs, set fields as in the SDK
+    render        a node's ports as YAML values (bindings, declarations, literals)
     command_func  parajob.command(...)
     pipeline      Pipeline: to_yaml(), dump(path), equality on a normalised form
     paths         the local paths of the YAML mapping, rebased when the file moves

@@ -22,8 +22,6 @@ import threading
 from typing import Any
 
 from parajob.entities.io import (
-    DATA_TYPES,
-    LITERAL_TYPES,
     Input,
     IODict,
     NodeInput,
@@ -32,6 +30,7 @@ from parajob.entities.io import (
     PipelineInput,
     builtin_type,
 )
+from parajob.entities.render import render_input, render_output
 from parajob.entities.settings import (
     Environment,
     JobResourceConfiguration,
@@ -41,7 +40,7 @@ from parajob.entities.settings import (
 )
 from parajob.errors import ValidationError
 
-__all__ = ["Node", "Parallel", "Command", "RunFunction", "building", "render_value"]
+__all__ = ["Node", "Parallel", "Command", "RunFunction", "building"]
 
 _STATE = threading.local()
 
@@ -244,49 +243,6 @@ def _declared_input(key: str, value: Any) -> NodeInput:
 
 def _unset_undeclared(value: NodeInput) -> bool:
     return value.meta is None and value.data is None
-
-
-def render_value(data: Any, names: dict[int, str]) -> Any:
-    """A bound value as YAML: a binding expression, an Input's mapping, or the literal."""
-    if isinstance(data, NodeOutput):
-        owner = names.get(id(data.owner))
-        if owner is None:
-            raise ValidationError(
-                f"input bound to output '{data.name}' of a node that is not in this pipeline: "
-                "create the node inside the dsl.pipeline function", data.name)
-        return f"${{{{parent.jobs.{owner}.outputs.{data.name}}}}}"
-    if isinstance(data, PipelineInput):
-        return str(data)
-    if isinstance(data, Input):
-        return data._to_dict()
-    return data
-
-
-def render_input(value: NodeInput, names: dict[int, str], step_type: str) -> Any:
-    meta, data = value.meta, value.data
-    rendered = render_value(data, names)
-    if meta is None:
-        return rendered
-    declared = meta._to_dict()
-    if data is None:
-        return declared
-    if isinstance(data, Input):
-        return {**declared, **rendered}
-    if meta.type in LITERAL_TYPES:
-        if isinstance(data, (PipelineInput, NodeOutput)):
-            return rendered  # a literal binding is written bare
-        return {**{k: v for k, v in declared.items() if k != "default"}, "value": data}
-    if isinstance(data, PipelineInput) and data.is_literal:
-        return rendered
-    if isinstance(data, str) and "${{" not in data and meta.type in DATA_TYPES:
-        return {**declared, "path": data}  # a str for a data input is its path, as the SDK
-    return {**{k: v for k, v in declared.items() if k != "default"}, "path": rendered}
-
-
-def render_output(value: NodeOutput) -> Any:
-    if value.binding is not None:
-        return value.binding
-    return value._to_dict()
 
 
 class Parallel(Node):

@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 from parajob.entities.io import Input, Output, PipelineInput
-from parajob.entities.nodes import Node, render_value
+from parajob.entities.nodes import Node
 from parajob.entities.paths import absolute, map_paths, relative_to
+from parajob.entities.render import render_value
 from parajob.entities.settings import PipelineJobSettings, check_type
 from parajob.errors import Diagnostic, ParajobError, ValidationError
 
