@@ -303,6 +303,9 @@ def test_a_single_parallel_job_loads_as_a_one_step_pipeline_with_its_set_edits(
                              f"jobs.score.inputs.data.path={tmp_path / 'other'}")
     assert job.datastores == {"blob": Path.cwd() / "blob"}
     assert job.jobs["score"].mini_batch_size == "3"  # the edits are not applied to the entity
+    text = (tmp_path / "score.yml").read_text()
+    assert list(parajob.load(text, base_dir=tmp_path).jobs) == ["job"]  # text: no file name
+    assert list(parajob.load(text + "name: scorer\n", base_dir=tmp_path).jobs) == ["scorer"]
     # What parajob.run(entity) does: dump into the run folder, run with the edits.
     run_dir = tmp_path / "run"
     run_dir.mkdir()
