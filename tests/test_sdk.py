@@ -435,6 +435,35 @@ def test_a_pipeline_made_directly_names_its_steps_by_their_keys(tmp_path: Path) 
         parajob.Pipeline(jobs={"a b": prep})
 
 
+def test_cluster_settings_are_written_and_recorded_without_effect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_files(tmp_path / "data", 3)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "entry.py").write_text("def run(mini_batch):\n    return mini_batch\n")
+    monkeypatch.chdir(tmp_path)
+    comp = parallel_run_function(
+        name="score", inputs={"data": Input(type="uri_folder", path="./data")},
+        input_data="${{inputs.data}}", compute="gpu-cluster", instance_type="Standard_NC6",
+        docker_args="--ipc=host", shm_size="2g", identity={"type": "managed"},
+        is_deterministic=False, task=RunFunction(code="./src", entry_script="entry.py"))
+
+    @dsl.pipeline
+    def p() -> None:
+        score = comp()
+        score.resources.instance_count = 2  # resources exists on every node
+
+    job = p()
+    step = job.to_dict()["jobs"]["score"]
+    assert step["resources"] == {"instance_count": 2, "instance_type": "Standard_NC6",
+                                 "docker_args": "--ipc=host", "shm_size": "2g"}
+    assert step["identity"] == {"type": "managed"} and step["is_deterministic"] is False
+    assert step["compute"] == "gpu-cluster"
+    job.dump("p.yml")
+    assert parajob.load("p.yml") == job
+    proc = run_cli("run", "p.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_import_parajob_does_not_import_the_builder() -> None:
     code = ("import sys, parajob; assert 'parajob.entities' not in sys.modules; "
             "from parajob import Input, Pipeline, dsl, load, command; "
