@@ -108,9 +108,8 @@ class Input:
                 f"{prefix}cannot be set: type must be one of "
                 f"{list(_PY_TO_LITERAL.values())}, got '{builtin_type_name(value)}'.",
                 "default")
-        wanted = LITERAL_TYPES[self.type]
-        if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
-            return value
+        if isinstance(value, LITERAL_TYPES[self.type]):
+            return value  # as the SDK: True passes for an integer (bool is an int)
         try:
             return parse_literal(self.type, value)
         except (TypeError, ValueError) as exc:
