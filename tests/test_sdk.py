@@ -197,6 +197,30 @@ def test_azure_sdk_example_runs_with_only_its_imports_changed(tmp_path: Path) ->
     assert runs["sdk"] == runs["by_hand"]
 
 
+def test_azure_mnist_example_with_load_component_runs_with_only_its_imports_changed(
+        tmp_path: Path) -> None:
+    """azureml-examples' mnist notebook: a command component file (load_component) feeding
+    a parallel_run_function node."""
+    shutil.copytree(DATA / "pipelines" / "mnist", tmp_path / "mnist")
+    folder = tmp_path / "mnist"
+    shutil.copy(DATA / "sdk" / "mnist_batch_prediction.py", folder / "mnist_sdk.py")
+    build = subprocess.run(
+        [sys.executable, "-c", "import runpy; "
+         "runpy.run_path('mnist_sdk.py')['my_job'].dump('sdk.yml')"],
+        cwd=folder, capture_output=True, text=True, timeout=60)
+    assert build.returncode == 0, build.stderr
+    job = parajob.load(folder / "sdk.yml")
+    assert list(job.jobs) == ["prepare_data", "predict_digits_mnist"]
+    assert job.jobs["prepare_data"].component == "./script/prepare_data.yml"
+    proc = run_cli("run", "sdk.yml", "--run-dir", str(tmp_path / "run"), cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp_path / "run" / "datastores" / "workspaceblobstore" / "${name}" /
+            "aggregated_returns.csv").read_text().splitlines()
+    # "<file> <digit> <model> <AZUREML_PARALLEL_EXAMPLE> <worker>", in input order
+    assert [r.split()[:4] for r in rows] == [
+        [f"digit{i:02d}.png", str(i % 10), "digits-v1", "3a_sdk"] for i in range(12)]
+
+
 # -- command node feeding a parallel node ---------------------------------------------------
 def write_two_step_sources(tmp: Path) -> None:
     (tmp / "prep").mkdir()

@@ -7,6 +7,7 @@ Modules, in the order data flows through them:
     nodes         Parallel and Command nodes: call to bind inputs, set fields as in the SDK
     render        a node's ports as YAML values (bindings, declarations, literals)
     command_func  parajob.command(...)
+    components    parajob.load_component(source=...): a component file as a node
     pipeline      Pipeline: to_yaml(), dump(path), equality on a normalised form
     paths         the local paths of the YAML mapping, rebased when the file moves
     loading       parajob.load: YAML (validated by parajob.spec) -> Pipeline
@@ -20,6 +21,7 @@ runtime, so building a pipeline is cheap.
 from __future__ import annotations
 
 from parajob.entities.command_func import command
+from parajob.entities.components import load_component
 from parajob.entities.io import Input, Output
 from parajob.entities.loading import load
 from parajob.entities.nodes import Command, Parallel, RunFunction
@@ -36,4 +38,4 @@ PipelineJob = Pipeline  # the SDK's name for it
 
 __all__ = ["Command", "Environment", "Input", "JobResourceConfiguration", "Output", "Parallel",
            "Pipeline", "PipelineJob", "PipelineJobSettings", "ResourceConfiguration",
-           "RetrySettings", "RunFunction", "command", "load"]
+           "RetrySettings", "RunFunction", "command", "load", "load_component"]

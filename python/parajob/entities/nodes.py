@@ -205,8 +205,11 @@ class Node:
         if self._inputs:
             out["inputs"] = {k: render_input(v, names, self.type) for k, v in
                              self._inputs.items() if not _unset_undeclared(v)}
-        if self._outputs:
-            out["outputs"] = {k: render_output(v) for k, v in self._outputs.items()}
+        outputs = {k: render_output(v) for k, v in self._outputs.items()}
+        if self.component is not None:  # what the node leaves unset, the component gives
+            outputs = {k: v for k, v in outputs.items() if v != {}}
+        if outputs:
+            out["outputs"] = outputs
         for key in self._fields():
             value = _dict_of(getattr(self, key))
             if value not in (None, {}):
