@@ -202,9 +202,10 @@ class Node:
             value = getattr(self, key)
             if value not in (None, {}):
                 out[key] = value
-        if self._inputs:
-            out["inputs"] = {k: render_input(v, names, self.type) for k, v in
-                             self._inputs.items() if not _unset_undeclared(v)}
+        inputs = {k: render_input(v, names) for k, v in self._inputs.items()
+                  if not _unset_undeclared(v)}
+        if inputs:
+            out["inputs"] = inputs
         outputs = {k: render_output(v) for k, v in self._outputs.items()}
         if self.component is not None:  # what the node leaves unset, the component gives
             outputs = {k: v for k, v in outputs.items() if v != {}}

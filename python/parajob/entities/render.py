@@ -47,7 +47,7 @@ def render_value(data: Any, names: dict[int, str]) -> Any:
     return data
 
 
-def render_input(value: NodeInput, names: dict[int, str], step_type: str) -> Any:
+def render_input(value: NodeInput, names: dict[int, str]) -> Any:
     meta, data = value.meta, value.data
     rendered = render_value(data, names)
     if meta is None:
