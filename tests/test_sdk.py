@@ -488,6 +488,19 @@ def test_cluster_settings_are_written_and_recorded_without_effect(
     assert proc.returncode == 0, proc.stderr
 
 
+def test_run_function_model_is_refused_on_validation_as_task_model_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "entry.py").write_text("def run(mini_batch):\n    return mini_batch\n")
+    monkeypatch.chdir(tmp_path)
+    comp = parallel_run_function(
+        inputs={"data": Input(type="uri_folder", path="./src")}, input_data="${{inputs.data}}",
+        task=RunFunction(code="./src", entry_script="entry.py", model="azureml:m:1"))
+    job = parajob.Pipeline(jobs={"score": comp()})
+    with pytest.raises(SpecError, match="task.model .* is not supported"):
+        parajob.load(job.to_yaml())
+
+
 def test_import_parajob_does_not_import_the_builder() -> None:
     code = ("import sys, parajob; assert 'parajob.entities' not in sys.modules; "
             "from parajob import Input, Pipeline, dsl, load, command; "
