@@ -50,10 +50,10 @@ def parallel_run_function(
 ) -> Parallel:
     """A parallel node (and component), as ``azure.ai.ml.parallel.parallel_run_function``.
 
-    Every setting the SDK takes is accepted and written to the step's YAML. Those parajob
-    cannot act on here (``instance_type``, ``docker_args``, ``shm_size``, ``identity``,
-    ``compute``) are recorded, and ``parajob validate``/``run`` says so where it does for a
-    hand-written YAML. ``name`` names the component (and anonymous nodes in a pipeline);
+    Every setting the SDK takes is accepted and written to the step's YAML. Those a cluster
+    needs (``instance_type``, ``docker_args``, ``shm_size``, ``identity``, ``compute``) have
+    no effect here, as in a hand-written YAML; ``task.model`` is refused when the YAML is
+    validated, as there. ``name`` names the component (and anonymous nodes in a pipeline);
     a node made by calling it is named after the variable it is assigned to.
     Raises :class:`~parajob.errors.ValidationError` with the SDK's message for a value of
     the wrong type or a malformed ``mini_batch_size``.
