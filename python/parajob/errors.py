@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Diagnostic", "ParajobError", "SpecError", "JobFailed"]
+__all__ = ["Diagnostic", "ParajobError", "SpecError", "JobFailed", "ValidationError"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,14 @@ class SpecError(ParajobError):
 
 class JobFailed(ParajobError):
     """The job ran and failed (a threshold or timeout was exceeded): exit code 1."""
+
+
+class ValidationError(ParajobError, ValueError):
+    """A Python builder (``parajob.Input``, ``parallel_run_function``, ``dsl.pipeline``, ...)
+    was given a bad value. The message is the Azure ML SDK's for the same mistake (where the
+    SDK raises ValidationException), so an SDK user recognises it; ``parameter`` names the
+    parameter at fault. A ValueError too: the SDK raises ValueError for some of them."""
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter

@@ -62,7 +62,7 @@ _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 def load_pipeline(path: str | os.PathLike[str], *, run_dir: Path | None = None,
                   datastores: Mapping[str, Path] | None = None,
-                  overrides: Sequence[str] = ()) -> Pipeline:
+                  overrides: Sequence[str] = (), text: str | None = None) -> Pipeline:
     """Load and validate a pipeline (or single job) YAML file.
 
     ``run_dir``, when given, is where the run's outputs go: bindings to outputs without a
@@ -70,12 +70,15 @@ def load_pipeline(path: str | os.PathLike[str], *, run_dir: Path | None = None,
     folder's name, and datastores not in ``datastores`` (name -> folder) to
     ``<run_dir>/datastores/<name>``. ``overrides`` are ``--set KEY=VALUE`` texts. Reads the
     file (and the component files it names) and checks that the paths it names exist;
-    imports nothing. Raises SpecError (every problem found).
+    imports nothing. Raises SpecError (every problem found). ``text``, when given, is the
+    file's content and nothing is read: ``path`` then only names it in messages, and its
+    folder is where relative paths resolve (``parajob.load`` of YAML text).
     """
     shown = os.fspath(path)
     file = Path(os.path.abspath(shown))
     sink: list[Diagnostic] = []
-    text = _read_text(shown, file, sink)
+    if text is None:
+        text = _read_text(shown, file, sink)
     if text is None:
         raise SpecError(sink)
     r = Reporter(shown, text, sink, folder=file.parent)
