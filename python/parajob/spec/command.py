@@ -17,7 +17,7 @@ import yaml
 from parajob.spec import schema
 from parajob.spec.commandline import bind_command_text
 from parajob.spec.model import CommandStep, Input, Output
-from parajob.spec.parallel import check_recorded
+from parajob.spec.parallel import check_recorded, warn_machine_only_resources
 from parajob.spec.ports import Scope, read_step_ports
 from parajob.spec.task import read_code, read_environment
 from parajob.spec.yaml_nodes import (
@@ -104,6 +104,8 @@ def _recorded(s: Scope, keys: dict[str, Entry]) -> None:
     if "resources" in keys:
         res = read_mapping(s.r, keys["resources"].value, keys["resources"].field,
                            schema.RESOURCES_KEYS)
+        if res:
+            warn_machine_only_resources(s.r, res)
         count = res.get("instance_count") if res else None
         if count is not None:
             value = get_int(s.r, count.value, count.field, low=1)
@@ -123,6 +125,8 @@ def _recorded(s: Scope, keys: dict[str, Entry]) -> None:
     for name in ("services", "queue_settings"):
         if name in keys:
             to_python(keys[name].value)
+            s.r.warning(keys[name].value, keys[name].field,
+                        f"{name} has no effect here: the command runs once, on this machine")
 
 
 def _includes(s: Scope, entry: Entry) -> tuple[Path, ...]:

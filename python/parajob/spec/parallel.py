@@ -38,7 +38,7 @@ from parajob.spec.yaml_nodes import (
     to_python,
 )
 
-__all__ = ["read_parallel_step", "check_recorded"]
+__all__ = ["read_parallel_step", "check_recorded", "warn_machine_only_resources"]
 
 _LITERAL_TAG = {"integer": INT, "number": FLOAT, "boolean": BOOL, "string": STR}
 
@@ -163,8 +163,27 @@ def check_recorded(r: Reporter, keys: dict[str, Entry]) -> None:
     if "properties" in keys:
         get_str_map(r, keys["properties"].value, keys["properties"].field)
     if "identity" in keys:
-        read_mapping(r, keys["identity"].value, keys["identity"].field,
-                     ("type", "client_id", "object_id", "msi_resource_id"), required=("type",))
+        if read_mapping(r, keys["identity"].value, keys["identity"].field,
+                        ("type", "client_id", "object_id", "msi_resource_id"),
+                        required=("type",)) is not None:
+            r.warning(keys["identity"].value, keys["identity"].field,
+                      "identity has no effect here: parajob reads and writes local paths "
+                      "with the permissions of the user who runs it")
+
+
+# resources.<key> of the Azure schema that describe the cloud machine, not the work.
+MACHINE_ONLY_RESOURCES = ("instance_type", "shm_size", "docker_args", "max_instance_count",
+                          "locations", "properties")
+
+
+def warn_machine_only_resources(r: Reporter, keys: dict[str, Entry]) -> None:
+    """A warning per resources.<key> that only a cloud machine could honour (said, not
+    silently ignored: a user who asked for a GPU VM should learn it has no effect)."""
+    for key in MACHINE_ONLY_RESOURCES:
+        if key in keys:
+            r.warning(keys[key].value, keys[key].field,
+                      f"resources.{key} has no effect here: parajob runs on this machine as "
+                      "it is (no VM, container or image is chosen)")
 
 
 def _int(st: _Step, key: str, *, low: int | None = None, high: int | None = None,
@@ -257,6 +276,7 @@ def _resources(st: _Step) -> int | None:
     if "properties" in keys:
         to_python(keys["properties"].value)
     _int(sub, "max_instance_count", low=1)
+    warn_machine_only_resources(st.s.r, keys)
     for e in keys.values():
         st.s.note(e.field, e.value)
     return _int(sub, "instance_count", low=1)
