@@ -8,7 +8,8 @@ This module wires the pieces; each has its own module:
     DispatchRegion (C++, shared memory, made before fork)
             |                 ^ claim / finish (CAS)
             v                 |
-    Driver (runtime.driver) --fork--> workers (runtime.worker) --> spools (runtime.spool)
+    Engine (runtime.engine) --> executor (executors.local: fork; executors.serial: this
+            |                   thread) --> runtime.worker's per-mini-batch code --> spools
             |
             v
     merge of DONE records in mini-batch order --> append_row output; job_result.txt
@@ -32,9 +33,10 @@ from parajob.data import TableInputError, Where, plan_input
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
+from parajob.executors.local import LocalExecutor
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
-from parajob.runtime.driver import Driver
+from parajob.runtime.engine import Engine
 from parajob.runtime.fingerprint import (
     Change,
     CodeWatch,
@@ -131,12 +133,11 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start)
     code_guard = CodeGuard(step, run_dir, restored.fingerprint)
     try:
-        driver = Driver(setup, plan.n_batches, instances, workers_per_node, limits,
-                        attempt_log, progress, plan.describe, notify_fd, journal,
-                        restored.accepted,
-                        first_process=_next_process_id(layout),
+        executor = LocalExecutor(setup, notify_fd, first_process=_next_process_id(layout))
+        engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
+                        attempt_log, progress, journal, restored.accepted,
                         before_replacement=code_guard, options=options)
-        result = driver.run()
+        result = engine.run()
     finally:
         log_error = _close_logs([("the journal", journal.close),
                                  (layout.processed_csv.name, attempt_log.close),
