@@ -106,7 +106,10 @@ def test_breakpoint_hook_in_run_executes_in_the_calling_process(tmp_path: Path) 
     log = tmp_path / "hook.log"
     env = {"PYTHONBREAKPOINT": "hookmod.hook", "HOOK_LOG": str(log),
            "PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])}
-    result = run(tmp_path, tmp_path / "pipeline.yml", "run", "--serial", env=env)
+    # --max-tasks-per-worker 1 would replace a forked worker after every mini-batch; here
+    # there is no process to replace.
+    result = run(tmp_path, tmp_path / "pipeline.yml", "run", "--serial",
+                 "--max-tasks-per-worker", "1", env=env)
     assert result.returncode == 0, result.stderr
     calls = [line.split() for line in log.read_text().splitlines()]
     assert len(calls) == 3  # one per mini-batch
@@ -114,6 +117,7 @@ def test_breakpoint_hook_in_run_executes_in_the_calling_process(tmp_path: Path) 
     assert {(pid, ppid) for pid, ppid, _ in calls} == {(calls[0][0], str(os.getpid()))}
     assert {fd for _, _, fd in calls} == {"1"}
     assert result.stdout.count("stdout of run()") == 3  # the terminal's stdout, not a log
+    assert not list((result.step_dir() / "logs" / "user" / "stdout").rglob("*.txt"))
 
 
 PROBE = "parajob_serial_probe"
