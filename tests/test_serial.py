@@ -158,11 +158,13 @@ def test_in_process_run_is_in_this_thread_and_leaves_the_caller_as_it_was(
     write_job(tmp_path, PROBE_SCRIPT, files=4, mini_batch_size=2,
               extra_step="environment_variables:\n  STEP_VAR: from-the-step\n")
     before = (dict(os.environ), list(sys.argv), list(sys.path), os.getcwd())
+    argv, path = sys.argv, sys.path
     for attempt in ("one", "two"):
         outcome, = run_in_process(tmp_path, attempt)
         assert outcome.succeeded, outcome.reason  # type: ignore[attr-defined]
         assert (dict(os.environ), list(sys.argv), list(sys.path), os.getcwd()) == before
         assert "entry" not in sys.modules and "azureml_user" not in sys.modules
+        assert sys.argv is argv and sys.path is path  # the caller's own lists
     me = (os.getpid(), threading.get_ident())
     assert probe.calls == [("import", *me), ("run", *me, "from-the-step"),
                            ("run", *me, "from-the-step")] * 2  # imported fresh each run

@@ -101,6 +101,7 @@ class _HostState:
     """What preparing and running the entry script changes in this process."""
 
     environ: dict[str, str]
+    argv_list: list[str]  # the caller's own list object (the worker assigns a new one)
     argv: list[str]
     path: list[str]
     cwd: str
@@ -111,14 +112,19 @@ class _HostState:
     @classmethod
     def capture(cls) -> _HostState:
         root = logging.getLogger()
-        return cls(dict(os.environ), list(sys.argv), list(sys.path), os.getcwd(),
+        return cls(dict(os.environ), sys.argv, list(sys.argv), list(sys.path), os.getcwd(),
                    set(sys.modules), list(root.handlers), root.level)
 
     def restore(self, code_dir: Path, shadowed: dict[str, Any]) -> None:
         """Put it all back; ``shadowed``: modules the entry script's name replaced."""
         os.chdir(self.cwd)
-        os.environ.clear()  # os.environ's own methods: putenv/unsetenv follow
-        os.environ.update(self.environ)
+        # Key by key, never clear(): another thread of the caller may read the environment.
+        for name in [n for n in os.environ if n not in self.environ]:
+            del os.environ[name]
+        for name, value in self.environ.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+        sys.argv = self.argv_list
         sys.argv[:] = self.argv
         sys.path[:] = self.path
         code = str(code_dir.resolve())
