@@ -96,6 +96,11 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--max-worker-memory", default=None,
                   help="Replace a worker once its resident memory exceeds this (e.g. 2gb), "
                   "between mini-batches.")
+    @click.option("--serial", is_flag=True, default=False,
+                  help="Debug mode: init/run/shutdown in this process, one mini-batch at a "
+                  "time, so breakpoint() and pdb work (stdin/stdout stay the terminal's). "
+                  "Same planning, retries, thresholds, logs and output; timeouts are "
+                  "reported, not enforced.")
     @wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return f(*args, **kwargs)
@@ -165,7 +170,7 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
          max_tasks_per_worker: int | None, max_worker_memory: str | None,
          rerun_changed: bool = False, overrides: tuple[str, ...] = (),
-         datastores: tuple[str, ...] = ()) -> int:
+         datastores: tuple[str, ...] = (), serial: bool = False) -> int:
     from parajob.runner import new_run_dir_base, recorded_pipeline
     from parajob.runtime.options import RunOptions
     from parajob.runtime.run_folder import RunFolder
@@ -177,7 +182,7 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
-                         handle_signals=True)
+                         serial=serial, handle_signals=True)
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     try:
         # One owner per run folder: claimed before anything in it is read or written.

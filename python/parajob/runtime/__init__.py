@@ -6,15 +6,15 @@ Data flow of one parallel step (who writes what; arrows are the direction data m
       | plan (data/): FileList + [begin, end) ranges        -- built before fork, inherited
       | DispatchRegion (C++, MAP_SHARED, made before fork)
       v
-    +--------------------------- driver (driver.py, one thread) ---------------------------+
+    +------- engine (engine.py, one thread) + executor (executors/local.py: fork) ---------+
     | enqueue(batch, attempt): CAS, refused twice -> dispatch ring ---------------------+ |
     | drain_ended() <------------------------------- done ring <--------------------+   | |
     | reads batch slots (numpy, shm_view.py); SpoolChecker: CRC32 of DONE records  |   | |
-    | watchdog: scan_expired() -> take_back() CAS -> killpg                        |   | |
-    | pidfd per worker -> reap -> settle held batches -> fork a replacement        |   | |
+    | executor.expired(): scan_expired() -> engine: take_back() CAS -> kill        |   | |
+    | executor.wait(): pidfds -> WorkerDied -> settle held batches -> replacement  |   | |
     | _end_attempt(): the one retry/fail decision per (batch, attempt)             |   | |
     | journal.py: fsync spools, then append accepted batches (resume)              |   | |
-    | backends/reaping.py: subreaper + janitor; kills what workers left at the end |   | |
+    | executors/reaping.py: subreaper + janitor; kills what workers left at the end|   | |
     +-------------------------------------------------------------------------------|---|-+
                                                                                     |   |
     +------------------------- worker (worker.py, forked) ---------------------------|---v-+
@@ -30,6 +30,10 @@ Data flow of one parallel step (who writes what; arrows are the direction data m
       v
     job.merge_output: DONE records only, checked, in batch order (C++) -> append_row
     output, written atomically; report.py: job_result.txt, processed_mini-batches.csv
+
+The engine (policy) never imports the worker or fork code: executors/base.py is all it
+knows of where attempts run. executors/serial.py runs the same worker code in the calling
+thread instead (--serial), with one worker slot.
 
 The single CAS in publish() against take_back() in the watchdog decides whether an attempt
 counts: a worker that loses it leaves an orphan record that nothing points at, which is

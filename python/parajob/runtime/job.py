@@ -8,7 +8,8 @@ This module wires the pieces; each has its own module:
     DispatchRegion (C++, shared memory, made before fork)
             |                 ^ claim / finish (CAS)
             v                 |
-    Driver (runtime.driver) --fork--> workers (runtime.worker) --> spools (runtime.spool)
+    Engine (runtime.engine) --> executor (executors.local: fork; executors.serial: this
+            |                   thread) --> runtime.worker's per-mini-batch code --> spools
             |
             v
     merge of DONE records in mini-batch order --> append_row output; job_result.txt
@@ -32,9 +33,12 @@ from parajob.data import TableInputError, Where, plan_input
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
+from parajob.executors.base import Executor
+from parajob.executors.local import LocalExecutor
+from parajob.executors.serial import SerialExecutor, serial_limits
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
-from parajob.runtime.driver import Driver
+from parajob.runtime.engine import Engine
 from parajob.runtime.fingerprint import (
     Change,
     CodeWatch,
@@ -110,10 +114,13 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
         return _finish_empty(step, layout, output_file, started, plan)
-    instances, workers_per_node = worker_counts(step.instance_count, asked, plan.n_batches)
-
-    # High: workers inherit it, and user code there may write to or dup2 over low fds.
-    notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
+    if options.serial:  # one worker, in this thread (executors/serial.py)
+        instances, workers_per_node, limits = 1, 1, serial_limits(limits)
+        notify_fd = -1  # nothing to wake: the engine and the worker take turns
+    else:
+        instances, workers_per_node = worker_counts(step.instance_count, asked, plan.n_batches)
+        # High: workers inherit it, and user code there may write to or dup2 over low fds.
+        notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
     region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node, notify_fd)
     setup = WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
@@ -131,12 +138,14 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start)
     code_guard = CodeGuard(step, run_dir, restored.fingerprint)
     try:
-        driver = Driver(setup, plan.n_batches, instances, workers_per_node, limits,
-                        attempt_log, progress, plan.describe, notify_fd, journal,
-                        restored.accepted,
-                        first_process=_next_process_id(layout),
+        first = _next_process_id(layout)
+        executor: Executor = (
+            SerialExecutor(setup, limits, first, quiet=options.quiet) if options.serial
+            else LocalExecutor(setup, notify_fd, first_process=first))
+        engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
+                        attempt_log, progress, journal, restored.accepted,
                         before_replacement=code_guard, options=options)
-        result = driver.run()
+        result = engine.run()
     finally:
         log_error = _close_logs([("the journal", journal.close),
                                  (layout.processed_csv.name, attempt_log.close),

@@ -6,7 +6,7 @@ anything runs: what only running user code, or reading files the YAML points at,
   step, all at once (see :func:`parajob.runtime.entry_script.start_probe`: user imports may
   start threads, and the driver must fork its workers from a thread-free process); what
   the imports start dies when the check ends, even in a new session (parajob is a child
-  subreaper meanwhile: :func:`parajob.backends.reaping.orphans_killed`);
+  subreaper meanwhile: :func:`parajob.executors.reaping.orphans_killed`);
 * ``parallel_run_step.settings.json`` in ``task.code`` is readable;
 * environments: a ``conda_file`` that is missing, a Python version that differs from the
   one running, and conda/pip packages not installed here are warnings (the environment is
@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from parajob.backends.reaping import orphans_killed
 from parajob.errors import Diagnostic, SpecError
+from parajob.executors.reaping import orphans_killed
 from parajob.runtime.entry_script import finish_probe, kill_probe, start_probe
 from parajob.runtime.output import load_csv_options
 from parajob.spec.model import ParallelStep, Pipeline, Step

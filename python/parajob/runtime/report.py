@@ -246,3 +246,10 @@ def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
             layout.job_result.unlink(missing_ok=True)
         terminal.echo(f"parajob: could not write {layout.job_result}: {exc.strerror or exc}",
                       err=True)
+
+
+def append_line(path: Path, text: str) -> None:
+    """Append text (newline-terminated) to a log file, making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:  # odd file names
+        f.write(text if text.endswith("\n") else text + "\n")

@@ -12,7 +12,7 @@ Who else could hold the description: the fd is O_CLOEXEC (no exec'd program inhe
 and forked children do inherit it (fork copies descriptors, not locks, but a flock belongs
 to the description they then share). Workers die with the driver (PDEATHSIG), but one that
 outlived it by a moment would keep the folder locked, so every fork site calls
-:func:`close_in_child` first (backends/local.py).
+:func:`close_in_child` first (executors/local.py).
 
 The lock file is never removed while the folder lives: unlinking it would let a process
 that opened the old file and one that creates a new one both "hold" the lock.

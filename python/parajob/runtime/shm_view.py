@@ -12,6 +12,10 @@ import numpy as np
 
 from parajob import _core
 
+# Error codes a worker publishes in the batch slot of an ERRORED attempt.
+ERROR_RAISED = 1      # run() raised (or materialising the mini-batch did)
+ERROR_WRONG_TYPE = 2  # run() returned something that is not a list, tuple or DataFrame
+
 BATCH_SLOT = np.dtype(
     {
         "names": [

@@ -1,6 +1,6 @@
 """The worker process: entry-script lifecycle, the pop-run-finish loop, result spooling.
 
-Runs in a child forked by the driver (backends/local.py) and never returns: it ends with
+Runs in a child forked by the driver (executors/local.py) and never returns: it ends with
 os._exit() so that the driver's atexit handlers and buffered files are never run twice.
 
     next_batch()  -- claim QUEUED(k) as RUNNING(k, me), blocks on a futex when idle
@@ -42,12 +42,9 @@ from parajob.runtime.entry_script import (
     import_entry_script,
 )
 from parajob.runtime.layout import StepLayout, node_name, process_name
-from parajob.runtime.report import worker_attempts_part
+from parajob.runtime.report import append_line, worker_attempts_part
+from parajob.runtime.shm_view import ERROR_RAISED, ERROR_WRONG_TYPE
 from parajob.runtime.spool import spool_path
-
-# Error codes published in the batch slot for an ERRORED attempt.
-ERROR_RAISED = 1
-ERROR_WRONG_TYPE = 2
 
 # Worker exit codes the driver interprets (anything else is a crash).
 EXIT_OK = 0
@@ -153,7 +150,9 @@ def _redirect_output(layout: StepLayout, node: int, local_rank: int) -> None:
     faulthandler.enable(file=sys.stderr)  # segfaults leave a Python traceback in stderr
 
 
-def _prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
+def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
+    """The process state the entry script runs in (SPEC §3): its working folder, its
+    environment variables, sys.argv, the azureml_user shim, EntryScript's logs."""
     node_dir, name = node_name(node), process_name(local_rank)
     work = setup.layout.work_dir / node_dir / name
     work.mkdir(parents=True, exist_ok=True)
@@ -180,24 +179,17 @@ def _prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None
 
 def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> int:
     region = setup.region
-    _prepare_environment(setup, node, local_rank)
+    prepare_environment(setup, node, local_rank)
     error_log = setup.layout.user_log("error", node_name(node), process_name(local_rank))
 
     region.set_worker_state(slot, _core.WorkerState.INIT)
     try:
-        script = bind_entry_script(import_entry_script(setup.code_dir, setup.entry_script))
-        if script.init is not None:
-            script.init()
+        script = load_and_init(setup)
     except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
-        append_line(error_log, f"init() failed in process {process}:\n{traceback.format_exc()}")
-        region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
+        init_failed(setup, error_log, slot, process)
         return EXIT_INIT_FAILED
 
-    # High and O_CLOEXEC: out of reach of user code that writes to "every" inherited fd.
-    spool_fd = fd_guard.move_high(os.open(spool_path(setup.layout.spool_dir, process),
-                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
-    attempts_fd = fd_guard.move_high(os.open(worker_attempts_part(setup.layout, process),
-                                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+    spool_fd, attempts_fd = open_result_files(setup, process)
     writer = _core.ResultWriter(region, slot, process, spool_fd, attempts_fd,
                                 f"{node_name(node)},{process_name(local_rank)}")
     region.set_worker_state(slot, _core.WorkerState.IDLE)
@@ -225,15 +217,49 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     writer.flush()
     os.close(spool_fd)
     os.close(attempts_fd)
-    region.set_worker_state(slot, _core.WorkerState.SHUTDOWN)
+    shut_down(setup, script, error_log, slot, process)
+    return exit_code
+
+
+# ---- the pieces of a worker's life, shared with the serial executor (executors/serial.py) --
+
+def load_and_init(setup: WorkerSetup) -> EntryScript:
+    """Import the entry script, bind init/run/shutdown, call init(). Raises whatever the
+    user's code raises (the caller decides what that means)."""
+    script = bind_entry_script(import_entry_script(setup.code_dir, setup.entry_script))
+    if script.init is not None:
+        script.init()
+    return script
+
+
+def init_failed(setup: WorkerSetup, error_log: Path, slot: int, process: int) -> None:
+    """Called while handling the exception of load_and_init: its traceback to the error
+    log, the slot INIT_FAILED (what the engine reads as an init failure)."""
+    append_line(error_log, f"init() failed in process {process}:\n{traceback.format_exc()}")
+    setup.region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
+
+
+def open_result_files(setup: WorkerSetup, process: int) -> tuple[int, int]:
+    """The process's spool and attempts-CSV part, opened for appending: (spool, attempts)."""
+    # High and O_CLOEXEC: out of reach of user code that writes to "every" inherited fd.
+    spool_fd = fd_guard.move_high(os.open(spool_path(setup.layout.spool_dir, process),
+                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+    attempts_fd = fd_guard.move_high(os.open(worker_attempts_part(setup.layout, process),
+                                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+    return spool_fd, attempts_fd
+
+
+def shut_down(setup: WorkerSetup, script: EntryScript, error_log: Path, slot: int,
+              process: int) -> None:
+    """shutdown() (a failure is logged, never fatal), then the slot EXITED."""
+    setup.region.set_worker_state(slot, _core.WorkerState.SHUTDOWN)
     if script.shutdown is not None:
         try:
             script.shutdown()
         except BaseException:  # noqa: BLE001
             append_line(error_log,
                         f"shutdown() failed in process {process}:\n{traceback.format_exc()}")
-    region.set_worker_state(slot, _core.WorkerState.EXITED)
-    return exit_code
+    setup.region.set_worker_state(slot, _core.WorkerState.EXITED)
 
 
 def _should_recycle(setup: WorkerSetup, tasks: int) -> bool:
@@ -285,10 +311,3 @@ def _fail(writer: _core.ResultWriter, error_log: Path, process: int, batch: int,
     append_line(error_log, text)
     writer.add(batch, attempt, False, text.encode("utf-8", "backslashreplace"),
                items_in, 0, error_code, 0.0)
-
-
-def append_line(path: Path, text: str) -> None:
-    """Append text (newline-terminated) to a log file, making its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:  # odd file names
-        f.write(text if text.endswith("\n") else text + "\n")

@@ -1,14 +1,28 @@
-"""The driver loop: dispatch, watch, retry, count — never blocking on any one worker.
+"""The engine: what attempts' ends mean — accept, retry, fail, stop — whatever runs them.
 
-One thread. Each turn of the loop:
+Backend-neutral policy over the C++ DispatchRegion (the seam that holds the per-attempt
+state machine); an executor (executors/base.py: local forks processes, serial runs in
+the calling thread) decides only *where* attempts run:
+
+    DispatchRegion --drain_ended() (vectorised)--> accept (CRC check) / _end_attempt
+    executor.wait()    --WorkerDied-------------> _settle_held_batches, replace the worker
+    executor.expired() --DeadlineExpired--------> take_back (CAS) + kill + _end_attempt
+    limits, StopRequests (signals, cancel) -----> stop_reason; journal checkpoints
+
+One thread, never blocking on any one worker. Each turn of the loop:
   1. drain the done ring: accept DONE attempts, requeue or fail ERRORED ones;
-  2. reap workers whose pidfd became readable: a death costs the attempts it held (known
-     from the batch slots), and the slot gets a fresh process;
-  3. run the watchdog scan: take back overrunning batches (CAS), kill those workers;
+  2. act on the executor's events: a death costs the attempts it held (known from the
+     batch slots), and the slot gets a fresh worker;
+  3. ask the executor for expired deadlines: take back those batches (CAS), kill those
+     workers;
   4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
   5. checkpoint the journal now and then (spools fsync'd first, then the journal);
-  6. sleep in select() on the eventfd and every pidfd, after arming the region so that
-     the next worker to end an attempt wakes us (or a short nap while busy).
+  6. wait in the executor (local: select() on the eventfd and every pidfd) after arming
+     the region so that the next worker to end an attempt wakes us (or a short nap while
+     busy).
+
+The engine imports neither the worker nor any fork code: it is driven in tests by a
+scripted fake executor (tests/test_engine.py).
 
 Every path that ends an attempt badly (ERRORED in the done ring, a watchdog take-back, the
 reap of a worker that held it, a gathered record lost with its worker, a pop never claimed)
@@ -21,8 +35,6 @@ rerun that was not the batch's fault never costs it a try.
 
 from __future__ import annotations
 
-import os
-import selectors
 import sys
 import time
 from collections.abc import Callable
@@ -31,14 +43,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parajob import _core
-from parajob.backends.local import ExitStatus, LocalBackend, SpawnError, WorkerProcess
+from parajob.data.batch_plan import BatchPlan
+from parajob.executors.base import (
+    DeadlineExpired,
+    Event,
+    Executor,
+    ExitStatus,
+    Interrupted,
+    SpawnError,
+    Worker,
+    WorkerDied,
+)
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.journal import Accepted, JournalWriter
+from parajob.runtime.layout import StepLayout
 from parajob.runtime.options import RunOptions, StopRequests
-from parajob.runtime.report import AttemptLog, Failure, Progress
+from parajob.runtime.report import AttemptLog, Failure, Progress, append_line
+from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
-from parajob.runtime.worker import ERROR_WRONG_TYPE, WorkerSetup, append_line
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
@@ -59,7 +82,7 @@ MAX_FAILURE_RECORDS = 1000  # structured failures kept per step (job_error.txt h
 
 
 @dataclass
-class DriverResult:
+class EngineResult:
     tally: Tally
     stop_reason: str | None    # a limit, or the signal, that stopped the job; else None
     first_failure: str | None  # description + traceback of the first failed batch
@@ -68,31 +91,36 @@ class DriverResult:
     failures: list[Failure] = field(default_factory=list)  # batches failed for good
 
 
-class Driver:
-    def __init__(self, setup: WorkerSetup, n_batches: int, instance_count: int,
-                 workers_per_node: int, limits: Limits, attempt_log: AttemptLog,
-                 progress: Progress, describe_batch: Callable[[int], str], notify_fd: int,
-                 journal: JournalWriter, restored: Accepted, first_process: int = 1,
+class Engine:
+    """Runs one step's attempts to the end through an executor. Single-threaded; run()
+    once. The region must be fresh (every batch PENDING) and sized for
+    instance_count x workers_per_node worker slots."""
+
+    def __init__(self, executor: Executor, region: _core.DispatchRegion, plan: BatchPlan,
+                 layout: StepLayout, instance_count: int, workers_per_node: int,
+                 limits: Limits, attempt_log: AttemptLog, progress: Progress,
+                 journal: JournalWriter, restored: Accepted,
                  before_replacement: Callable[[], str | None] | None = None,
                  options: RunOptions | None = None) -> None:
-        """before_replacement: asked before a replacement worker is forked (after a crash,
+        """before_replacement: asked before a replacement worker is started (after a crash,
         a timeout, recycling, a refused fork); a reason it returns stops the job, so that
         the fresh process, which imports task.code again, never runs edited code."""
-        self.setup = setup
-        self.region = setup.region
+        self.executor = executor
+        self.region = region
+        self.plan = plan
+        self.layout = layout
+        n_batches = plan.n_batches
         self.limits = limits
         self.instance_count = instance_count
         self.workers_per_node = workers_per_node
         self.tally = Tally(total_batches=n_batches)
         self.attempt_log = attempt_log
         self.progress = progress
-        self.describe_batch = describe_batch
-        self.notify_fd = notify_fd
+        self.describe_batch = plan.describe
         self.journal = journal
         self.restored = restored
         self.before_replacement = before_replacement
-        self.backend = LocalBackend(setup, first_process, keep_fds=(notify_fd,))
-        self.spools = SpoolReader(setup.layout.spool_dir)
+        self.spools = SpoolReader(layout.spool_dir)
         self.records = _core.SpoolChecker()  # CRC check of each record before it is accepted
         self.refused_spawns: dict[int, int] = {}  # slot -> fork() refusals (see _spawn)
         self.slots = shm_view.batch_slots(self.region)
@@ -101,8 +129,8 @@ class Driver:
         # reap of a worker that died right after finish()).
         self.handled_attempt = np.full(n_batches, -1, dtype=np.int64)
         self.failures = np.zeros(n_batches, dtype=np.int32)  # tries spent (failed attempts)
-        self.workers: dict[int, WorkerProcess] = {}     # slot -> live process
-        self.by_process: dict[int, WorkerProcess] = {}  # process id -> process, all ever
+        self.workers: dict[int, Worker] = {}     # slot -> live worker
+        self.by_process: dict[int, Worker] = {}  # process id -> worker, all ever
         self.unjournalled: list[np.ndarray] = []        # accepted batch ids since the checkpoint
         self.first_failure: str | None = None
         self.last_death: str | None = None  # how the last worker died before init() was done
@@ -110,9 +138,7 @@ class Driver:
         self.interrupted = False
         self.cancelled = False
         self.failed_for_good: list[Failure] = []  # structured, for RunResult / job_result.json
-        self.stops = StopRequests(options or RunOptions(),
-                                  wake=lambda: os.eventfd_write(notify_fd, 1))
-        self.selector = selectors.DefaultSelector()
+        self.stops = StopRequests(options or RunOptions(), wake=executor.wake)
         self.started = time.monotonic()
         self.last_progress = self.started
         self.last_checkpoint = self.started
@@ -120,12 +146,11 @@ class Driver:
 
     # ---- the loop -------------------------------------------------------------------
 
-    def run(self) -> DriverResult:
-        self.selector.register(self.notify_fd, selectors.EVENT_READ, None)
+    def run(self) -> EngineResult:
         self._restore_and_queue()
         self.stops.__enter__()
         try:
-            self.backend.start()  # process hygiene: before any worker (it forks the janitor)
+            self.executor.start()  # process hygiene: before any worker (it forks the janitor)
             for node in range(self.instance_count):
                 for rank in range(self.workers_per_node):
                     self._spawn(node * self.workers_per_node + rank, node, rank)
@@ -144,15 +169,14 @@ class Driver:
                 self._sleep(busy=drained > 0)
         finally:
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
-            self.backend.stop()  # process hygiene: nothing the workers started outlives them
+            self.executor.stop()  # process hygiene: nothing the workers started outlives them
             self._checkpoint()
             self.records.close()
             self.stops.__exit__(None, None, None)
             self.progress.update(self.tally, lambda: 0, force=True)
-            self.selector.close()
             self.spools.close()
-            os.close(self.notify_fd)
-        return DriverResult(self.tally, self.stop_reason, self.first_failure, self.interrupted,
+            self.executor.close()  # last: a signal handler's wake() may use it until here
+        return EngineResult(self.tally, self.stop_reason, self.first_failure, self.interrupted,
                             self.cancelled, self.failed_for_good)
 
     def _restore_and_queue(self) -> None:
@@ -183,12 +207,17 @@ class Driver:
                 self.region.disarm_driver_sleep()
                 return
             timeout = TICK_S
-        for key, _ in self.selector.select(timeout):
-            if key.data is None:
-                os.eventfd_read(self.notify_fd)
-            else:
-                self._on_exit(key.data)
+        for event in self.executor.wait(timeout):
+            self._on_event(event)
         self.region.disarm_driver_sleep()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, WorkerDied):
+            self._on_exit(event)
+        elif isinstance(event, DeadlineExpired):
+            self._on_expired(event)
+        elif isinstance(event, Interrupted) and self.stops.signalled is None:
+            self.stops.signalled = event.signum  # stop as a signal would: resumable
 
     def _worker_states(self) -> np.ndarray:
         """A snapshot of every worker slot's state. Never a live view: workers change the
@@ -206,7 +235,7 @@ class Driver:
         stop = self.stops.requested()  # a signal or the caller's cancel: resumable
         if stop is not None:
             self.stop_reason = (f"{stop}; resume with: parajob run --resume "
-                                f"{self.setup.layout.root.parent}")
+                                f"{self.layout.root.parent}")
             self.interrupted, self.cancelled = True, self.stops.cancelled
             return
         now = time.monotonic()
@@ -242,7 +271,7 @@ class Driver:
             if self.stop_reason is None:
                 self.stop_reason = (f"the journal could not be written "
                                     f"({exc.strerror or exc}): free some space, then "
-                                    f"`parajob run --resume {self.setup.layout.root.parent}` "
+                                    f"`parajob run --resume {self.layout.root.parent}` "
                                     "runs again what it could not record")
 
     # ---- attempts -------------------------------------------------------------------
@@ -291,12 +320,12 @@ class Driver:
                                           rows["spool_offset"][done], rows["spool_length"][done])
         for i in (~intact).nonzero()[0].tolist():
             worker = self.by_process[int(process[i])]
-            spool = spool_path(self.setup.layout.spool_dir, worker.process)
+            spool = spool_path(self.layout.spool_dir, worker.process)
             why = (f"the result record of this attempt in {spool} did not validate (CRC32): "
                    "user code wrote to or replaced the worker's file descriptors; the worker "
                    "was replaced")
             if worker.slot in self.workers and self.workers[worker.slot] is worker:
-                self.backend.kill(worker, why)
+                self.executor.kill(worker, why)
             seconds = (int(rows["end_ns"][i]) - int(rows["start_ns"][i])) / 1e9
             # DONE -> CRASHED first: only an ended attempt may be queued again.
             if self.region.reject_done(int(batches[i]), int(attempt[i]), worker.process):
@@ -315,7 +344,7 @@ class Driver:
         self._end_attempt(batch, attempt, self.by_process[process], status, error, seconds,
                           int(row["items_in"]))
 
-    def _end_attempt(self, batch: int, attempt: int, worker: WorkerProcess, status: str,
+    def _end_attempt(self, batch: int, attempt: int, worker: Worker, status: str,
                      error: str, seconds: float, items_in: int | None = None, *,
                      charged: bool = True) -> None:
         """The one decision per (batch, attempt) that ended without being accepted: queue
@@ -330,7 +359,7 @@ class Driver:
             return
         self.failures[batch] += 1
         self.tally.failed_attempts += 1
-        n_items = items_in if items_in else self.setup.plan.items_in(batch)
+        n_items = items_in if items_in else self.plan.items_in(batch)
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
                                  seconds, status, error)
         if self.failures[batch] <= self.limits.max_retries:
@@ -356,29 +385,29 @@ class Driver:
                                f"refused by the dispatch queue (state "
                                f"{self.region.batch_state(batch)})")
 
-    # ---- processes ------------------------------------------------------------------
+    # ---- workers --------------------------------------------------------------------
 
     def _spawn(self, slot: int, node: int, rank: int) -> None:
         if self.stop_reason is not None:
             return
         try:
-            worker = self.backend.spawn(slot, node, rank)
+            worker = self.executor.spawn(slot, node, rank)
         except SpawnError as exc:
             self._spawn_refused(slot, str(exc))
             return
         self.refused_spawns.pop(slot, None)
         self.workers[slot] = worker
         self.by_process[worker.process] = worker
-        self.records.add_spool(worker.process, str(spool_path(self.setup.layout.spool_dir,
+        self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
                                                                worker.process)))
-        self.selector.register(worker.pidfd, selectors.EVENT_READ, worker)
 
     # ---- process hygiene (fork refused, orphans) ---------------------------------------
 
     def _spawn_refused(self, slot: int, why: str) -> None:
         """fork() refused (EAGAIN, ENOMEM): with no worker left the job stops with that
         reason; otherwise it goes on with fewer and the slot is tried again a few times
-        (_tend_processes)."""
+        (_tend_processes). Policy, so here rather than in an executor: any executor that
+        can be refused a worker gets the same answer."""
         if not self.workers:
             self.stop_reason = why
             return
@@ -389,28 +418,23 @@ class Driver:
                   "process(es)", file=sys.stderr)
 
     def _tend_processes(self) -> None:
-        """At checkpoint cadence: reap orphaned grandchildren, retry refused spawns."""
-        self.backend.collect_orphans()
+        """At checkpoint cadence: the executor's housekeeping, retry refused spawns."""
+        self.executor.tend()
         for slot, refusals in list(self.refused_spawns.items()):
             if slot in self.workers or refusals > SPAWN_RETRIES:
                 continue
             node, rank = divmod(slot, self.workers_per_node)
             self._replace(slot, node, rank)
 
-    def _reap(self, worker: WorkerProcess) -> ExitStatus | None:
-        if os.waitid(os.P_PIDFD, worker.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-            return None  # readable pidfd, but not yet waitable: rare; try on the next event
-        self.selector.unregister(worker.pidfd)  # before the fd is closed and its number reused
-        del self.workers[worker.slot]
-        return self.backend.reap(worker)
+    def _forget(self, worker: Worker) -> None:
+        if self.workers.get(worker.slot) is worker:
+            del self.workers[worker.slot]
 
-    def _on_exit(self, worker: WorkerProcess) -> None:
-        status = self._reap(worker)
-        if status is None:
-            return
+    def _on_exit(self, event: WorkerDied) -> None:
+        worker, status, state = event.worker, event.status, event.state
+        self._forget(worker)
         self.last_progress = time.monotonic()
         self._settle_held_batches(worker, status)
-        state = self.region.worker_info(worker.slot)[2]
         if status.code == 0 and state == int(WorkerState.EXITED):
             return  # a normal exit after the queue closed
         # What the process was doing when it ended says what failed; its exit code does not
@@ -442,13 +466,13 @@ class Driver:
             self.stop_reason = self.before_replacement()
         self._spawn(slot, node, rank)
 
-    def _note_in_error_log(self, worker: WorkerProcess, text: str) -> None:
+    def _note_in_error_log(self, worker: Worker, text: str) -> None:
         try:
-            append_line(self.setup.layout.user_log("error", worker.node_name, worker.name), text)
+            append_line(self.layout.user_log("error", worker.node_name, worker.name), text)
         except OSError:
             pass  # the job's own reason says it too
 
-    def _settle_held_batches(self, worker: WorkerProcess, status: ExitStatus) -> None:
+    def _settle_held_batches(self, worker: Worker, status: ExitStatus) -> None:
         """A dead (reaped) worker costs the attempt it was running; attempts whose results
         it had gathered but not yet published (_core.ResultWriter), or that it popped but
         never claimed, run again for free."""
@@ -481,25 +505,28 @@ class Driver:
                               charged=batch == held)
 
     def _watchdog(self) -> None:
-        lim = self.limits
-        expired = _core.scan_expired(self.region, _core.monotonic_ns(),
-                                     int(lim.run_timeout_s * 1e9), int(lim.init_timeout_s * 1e9),
-                                     int(lim.load_timeout_s * 1e9))
-        for slot, _pid, process, batch, attempt, kind, elapsed_ns in expired:
-            worker = self.workers.get(slot)
-            if worker is None or worker.process != process or worker.killed_because:
-                continue
-            if kind == "init":
-                self.backend.kill(worker, f"init() exceeded {lim.init_timeout_s:g} s")
-                continue
-            if not self.region.take_back(batch, attempt, process, BatchState.TIMED_OUT):
-                continue  # it finished just in time
-            what = ("run() exceeded retry_settings.timeout" if kind == "run"
-                    else "loading the mini-batch exceeded --task_overhead_timeout")
-            limit = lim.run_timeout_s if kind == "run" else lim.load_timeout_s
-            why = f"{what} of {limit:g} s; the worker was killed and replaced"
-            self.backend.kill(worker, why)
-            self._end_attempt(batch, attempt, worker, "timed_out", why + "\n", elapsed_ns / 1e9)
+        for event in self.executor.expired(self.limits):
+            self._on_expired(event)
+
+    def _on_expired(self, event: DeadlineExpired) -> None:
+        """A deadline passed: init() costs the worker; run() or loading also costs the
+        attempt, unless the worker finished it just in time (the take_back CAS loses)."""
+        lim, worker = self.limits, event.worker
+        if self.workers.get(worker.slot) is not worker or worker.killed_because:
+            return
+        if event.kind == "init":
+            self.executor.kill(worker, f"init() exceeded {lim.init_timeout_s:g} s")
+            return
+        if not self.region.take_back(event.batch, event.attempt, worker.process,
+                                     BatchState.TIMED_OUT):
+            return  # it finished just in time
+        what = ("run() exceeded retry_settings.timeout" if event.kind == "run"
+                else "loading the mini-batch exceeded --task_overhead_timeout")
+        limit = lim.run_timeout_s if event.kind == "run" else lim.load_timeout_s
+        why = f"{what} of {limit:g} s; the worker was killed and replaced"
+        self.executor.kill(worker, why)
+        self._end_attempt(event.batch, event.attempt, worker, "timed_out", why + "\n",
+                          event.elapsed_s)
 
     def _stop_workers(self, abort: bool) -> None:
         """Close the queue and wait for every worker. On abort: SIGTERM now, SIGKILL after
@@ -507,18 +534,18 @@ class Driver:
         self.region.close()
         if abort:
             for worker in list(self.workers.values()):
-                self.backend.terminate(worker)
+                self.executor.terminate(worker)
         deadline = time.monotonic() + (STOP_GRACE_S if abort else SHUTDOWN_GRACE_S)
         while self.workers:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 for worker in list(self.workers.values()):
-                    self.backend.kill(worker, "did not exit in time after the job stopped")
+                    self.executor.kill(worker, "did not exit in time after the job stopped")
                 deadline = time.monotonic() + STOP_GRACE_S
                 continue
-            for key, _ in self.selector.select(min(remaining, TICK_S)):
-                if key.data is None:
-                    os.eventfd_read(self.notify_fd)
-                elif (status := self._reap(key.data)) is not None and not abort:
-                    self._settle_held_batches(key.data, status)
+            for event in self.executor.wait(min(remaining, TICK_S)):
+                if isinstance(event, WorkerDied):
+                    self._forget(event.worker)
+                    if not abort:
+                        self._settle_held_batches(event.worker, event.status)
             self._drain()

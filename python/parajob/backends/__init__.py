@@ -1,1 +1,0 @@
-"""Where worker processes run: this machine (local) or a cluster (distributed, later)."""
