@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_files
 
 import parajob
-from conftest import make_files
 from parajob.results import Failure
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -307,6 +307,87 @@ def test_cancel_from_another_thread_stops_the_run(tmp_path: Path) -> None:
     assert caught.value.run.status == "cancelled"
     assert caught.value.run.steps[0].completed_batches < 5000
     assert children() <= before
+
+
+# -- run folder and resume --------------------------------------------------------------
+
+
+def test_a_cancelled_folder_run_resumes_running_only_what_was_not_accepted(tmp_path: Path) -> None:
+    files = make_files(tmp_path / "data", 60)
+    calls = [tmp_path / "calls1", tmp_path / "calls2"]
+    for folder in calls:
+        folder.mkdir()
+    cancel, started, run_dir = threading.Event(), tmp_path / "started", tmp_path / "run"
+
+    def slow(batch: list[str], into: Path) -> list[str]:
+        for path in batch:
+            (into / Path(path).name).touch()
+        if Path(batch[0]).name == "f00020.txt":
+            started.touch()
+        time.sleep(0.05)
+        return [Path(p).name for p in batch]
+
+    def canceller() -> None:
+        wait_for(started)
+        cancel.set()
+
+    thread = threading.Thread(target=canceller)
+    thread.start()
+    with pytest.raises(parajob.MapCancelled) as caught:
+        parajob.map_batches(lambda b: slow(b, calls[0]), tmp_path / "data", mini_batch_size=2,
+                            workers=2, run_dir=run_dir, cancel=cancel)
+    thread.join(DEADLINE_S)
+    accepted = caught.value.run.steps[0].completed_batches
+    assert 0 < accepted < 30
+
+    result = parajob.map_batches(lambda b: slow(b, calls[1]), tmp_path / "data",
+                                 mini_batch_size=2, workers=2, run_dir=run_dir, resume=True)
+    assert result.results == [p.name for p in files]
+    assert len(list(calls[1].iterdir())) == 60 - 2 * accepted
+
+
+def test_resume_refuses_an_input_changed_since_the_run_started(tmp_path: Path) -> None:
+    files = make_files(tmp_path / "data", 6)
+    parajob.map_batches(lambda b: b, tmp_path / "data", mini_batch_size=2, workers=1,
+                        run_dir=tmp_path / "run")
+    files[3].write_text("a longer line than before\n", encoding="utf-8")
+    with pytest.raises(parajob.MapArgumentError, match="resume: .* cannot be resumed: "
+                                                       "mini-batch 1 changed"):
+        parajob.map_batches(lambda b: b, tmp_path / "data", mini_batch_size=2, workers=1,
+                            run_dir=tmp_path / "run", resume=True)
+
+
+def test_resume_refuses_in_memory_items_and_a_missing_run(tmp_path: Path) -> None:
+    with pytest.raises(parajob.MapArgumentError, match="resume: a run over in-memory items"):
+        parajob.map_batches(lambda b: b, range(3), run_dir=tmp_path / "run", resume=True)
+    make_files(tmp_path / "data", 2)
+    with pytest.raises(parajob.MapArgumentError, match="resume: .* holds no map_batches run"):
+        parajob.map_batches(lambda b: b, tmp_path / "data", run_dir=tmp_path / "run",
+                            resume=True)
+    assert not (tmp_path / "run").exists()  # nothing left behind by the refusal
+
+
+def test_a_run_dir_in_use_by_a_running_stream_is_refused(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+
+    def waits(batch: list[int]) -> list[int]:
+        wait_for(release)
+        return batch
+
+    with parajob.map_batches(waits, range(4), workers=1, run_dir=tmp_path / "run",
+                             stream=True) as stream:
+        with pytest.raises(parajob.errors.SpecError, match="in use by pid"):
+            parajob.map_batches(lambda b: b, range(4), run_dir=tmp_path / "run")
+        release.touch()
+        assert list(stream) == [0, 1, 2, 3]
+
+
+def test_progress_callbacks_arrive_with_the_final_counts() -> None:
+    events: list[object] = []
+    parajob.map_batches(lambda b: b, range(30), mini_batch_size=3, workers=2,
+                        on_progress=events.append)
+    final = [e for e in events if getattr(e, "final", False)]
+    assert final and getattr(final[-1], "done_batches", None) == 10
 
 
 # -- bad arguments ----------------------------------------------------------------------

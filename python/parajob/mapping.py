@@ -44,12 +44,15 @@ from parajob.runtime.map_step import (
     STEP_NAME,
     ChunkReader,
     Feed,
+    ResumeRefused,
     bound_script,
     planned_step,
     read_chunks,
+    restored_batches,
 )
 from parajob.runtime.options import ProgressEvent, RunOptions
 from parajob.runtime.report import Outcome
+from parajob.runtime.run_folder import RunFolder
 
 __all__ = ["MapArgumentError", "MapCancelled", "MapFailed", "MapResult", "MapStream",
            "map_batches"]
@@ -138,17 +141,32 @@ def _plan(items: object, size: int) -> BatchPlan:
                           f"not {type(items).__name__}")
 
 
-def _run_folder(run_dir: str | os.PathLike[str] | None) -> tuple[Path, bool]:
-    """(run folder, whether it is a temporary one of ours); a given one must be new."""
+def _open_run(run_dir: str | os.PathLike[str] | None, resume: bool, plan: BatchPlan,
+              cancel: threading.Event | None) -> _Run:
+    """The run's folder: a temporary one of ours, or the given one, held (RunFolder's lock)
+    until the run's cleanup; a given one must be new, or, with resume, hold a run."""
     if run_dir is None:
-        return Path(tempfile.mkdtemp(prefix="parajob-map-")), True
+        if resume:
+            raise _argument_error("resume", "resume=True needs run_dir=, the folder of the "
+                                  "run to finish")
+        path = Path(tempfile.mkdtemp(prefix="parajob-map-"))
+        return _Run(plan, StepLayout(path / STEP_NAME), True, _Stop(cancel), None)
     path = Path(os.fspath(run_dir))
+    if resume and isinstance(plan, ItemBatchPlan):
+        raise _argument_error("resume", "a run over in-memory items cannot be resumed (they "
+                              "are not kept anywhere)", "run it again; a folder input resumes")
+    folder = RunFolder.acquire(path)  # RunFolderInUse: another run holds it
     step = path / STEP_NAME
-    if step.exists() and any(step.iterdir()):
+    if resume and not step.is_dir():
+        folder.discard_if_unused()
+        raise _argument_error("resume", f"{path} holds no map_batches run ({step} is missing)",
+                              "give the run_dir of the run to finish")
+    if not resume and step.exists() and any(step.iterdir()):
+        folder.release()
         raise _argument_error("run_dir", f"{path} already holds a map_batches run ({step})",
-                              "choose a new run_dir (results of in-memory items are not "
-                              "resumable)")
-    return path, False
+                              "pass resume=True to finish it (a folder input), or choose a "
+                              "new run_dir")
+    return _Run(plan, StepLayout(step), False, _Stop(cancel), folder)
 
 
 @overload
@@ -160,7 +178,7 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
                 serial: bool = ..., stream: Literal[False] = ...,
                 on_progress: Callable[[ProgressEvent], Any] | None = ...,
                 cancel: threading.Event | None = ..., quiet: bool = ...,
-                max_tasks_per_worker: int | None = ...) -> MapResult: ...
+                max_tasks_per_worker: int | None = ..., resume: bool = ...) -> MapResult: ...
 @overload
 def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, *,
                 mini_batch_size: int = ..., workers: int | None = ..., timeout: float = ...,
@@ -170,7 +188,7 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
                 serial: bool = ..., stream: Literal[True],
                 on_progress: Callable[[ProgressEvent], Any] | None = ...,
                 cancel: threading.Event | None = ..., quiet: bool = ...,
-                max_tasks_per_worker: int | None = ...) -> MapStream: ...
+                max_tasks_per_worker: int | None = ..., resume: bool = ...) -> MapStream: ...
 def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, *,
                 mini_batch_size: int = 1, workers: int | None = None, timeout: float = 60,
                 max_retries: int = 2, init: Callable[[], Any] | None = None,
@@ -179,7 +197,8 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
                 run_dir: str | os.PathLike[str] | None = None, serial: bool = False,
                 stream: bool = False, on_progress: Callable[[ProgressEvent], Any] | None = None,
                 cancel: threading.Event | None = None, quiet: bool = True,
-                max_tasks_per_worker: int | None = None) -> MapResult | MapStream:
+                max_tasks_per_worker: int | None = None,
+                resume: bool = False) -> MapResult | MapStream:
     """Run ``fn(mini_batch) -> list`` (one result per item, in order) over the items of
     ``items_or_folder`` in ``workers`` forked processes, with the retries, timeouts, error
     thresholds and exactly-once results of a parallel job; return the results in item
@@ -190,7 +209,9 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
     a folder / file path, whose files reach fn as absolute paths. ``timeout``: seconds for
     one fn call (the worker is killed and the mini-batch retried). ``init`` / ``shutdown``:
     called once per worker process. ``mini_batch_error_threshold`` defaults to 0 (the first
-    mini-batch that fails for good fails the job), unlike a YAML step's -1.
+    mini-batch that fails for good fails the job), unlike a YAML step's -1. ``resume``:
+    finish the run in ``run_dir`` (a folder input only), running only what it had not
+    accepted, if the input files are those it started with.
 
     Blocks until the run ends (stream=False). Raises MapArgumentError before anything runs
     for a bad argument; MapFailed / MapCancelled, carrying the RunResult, when the job did
@@ -219,26 +240,40 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
         raise _argument_error("serial", "serial=True is not available in this build yet",
                               "leave serial=False")
     plan = _plan(items_or_folder, size)
-    run_dir_path, temporary = _run_folder(run_dir)
-    layout = StepLayout(run_dir_path / STEP_NAME)
-    stop = _Stop(cancel)
-    options = RunOptions(cancel=stop, on_progress=on_progress, quiet=quiet)
-    feed = Feed() if stream else None
-    step = planned_step(layout, plan, limits, n_workers, bound_script(fn, init, shutdown),
-                        getattr(fn, "__qualname__", type(fn).__name__), feed,
-                        max_tasks=max_tasks_per_worker)
-    run = _Run(plan, layout, temporary, stop)
-    if feed is None:
-        outcome = run_planned(step, run_dir_path, options, run.started)
+    run = _open_run(run_dir, resume, plan, cancel)
+    outcome: Outcome | None = None
+    handed_over = False  # to a MapStream, which cleans up when it ends
+    try:
+        name = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn))}"
+        try:
+            restored = restored_batches(run.layout, plan, {"fn": name,
+                                                           "mini_batch_size": str(size)}, resume)
+        except ResumeRefused as exc:
+            raise _argument_error("resume", f"{run.run_dir} cannot be resumed: {exc}",
+                                  "start a new run_dir") from None
+        options = RunOptions(resume=resume, cancel=run.stop, on_progress=on_progress,
+                             quiet=quiet)
+        feed = Feed() if stream else None
+        try:
+            step = planned_step(run.layout, plan, limits, n_workers,
+                                bound_script(fn, init, shutdown), restored, name, feed,
+                                max_tasks=max_tasks_per_worker)
+        except OSError as exc:
+            raise _argument_error("run_dir", f"cannot write the run folder {run.run_dir}: "
+                                  f"{exc.strerror or exc}") from None
+        if feed is not None:
+            streaming = MapStream(run, feed, step, options)
+            handed_over = True
+            return streaming
+        outcome = run_planned(step, run.run_dir, options, run.started)
         result = run.result(outcome)
         if not outcome.succeeded:
             raise run.failure(outcome, result)
         assert step.output_file is not None
-        try:
-            return MapResult(list(run.in_order(read_chunks(step.output_file), outcome)), result)
-        finally:
+        return MapResult(list(run.in_order(read_chunks(step.output_file), outcome)), result)
+    finally:
+        if not handed_over:
             run.cleanup(outcome)
-    return MapStream(run, feed, step, options)
 
 
 class _Stop(threading.Event):
@@ -256,9 +291,10 @@ class _Stop(threading.Event):
 class _Run:
     """What map_batches keeps of one run between its start and its results."""
 
-    def __init__(self, plan: BatchPlan, layout: StepLayout, temporary: bool,
-                 stop: _Stop) -> None:
+    def __init__(self, plan: BatchPlan, layout: StepLayout, temporary: bool, stop: _Stop,
+                 folder: RunFolder | None) -> None:
         self.plan, self.layout, self.temporary, self.stop = plan, layout, temporary, stop
+        self.folder = folder  # the lock on a given run_dir
         self.started = time.monotonic()
 
     @property
@@ -269,10 +305,8 @@ class _Run:
         return RunResult.from_outcomes(self.run_dir, [outcome], time.monotonic() - self.started)
 
     def failure(self, outcome: Outcome, result: RunResult) -> MapFailed:
-        """The error for a job that did not succeed (its temporary folder is removed when
-        it was cancelled, kept otherwise: the message names it)."""
+        """The error for a job that did not succeed."""
         if outcome.cancelled:
-            self.cleanup(outcome)
             return MapCancelled(f"map_batches was cancelled: {outcome.reason}", result)
         first = result.steps[0].failures[0] if result.steps[0].failures else None
         detail = (f"\nfirst failed {first.inputs}\nafter {first.attempts} attempt(s), last "
@@ -305,7 +339,11 @@ class _Run:
         return [failure] * self.plan.items_in(batch)
 
     def cleanup(self, outcome: Outcome | None) -> None:
-        """Remove a temporary run folder unless the job failed (its logs are kept)."""
+        """Release a given run_dir; remove a temporary one unless the job failed (its logs
+        are kept: the error names them). outcome None: the run never ended normally (bad
+        input, an interrupt): nothing worth keeping."""
+        if self.folder is not None:
+            self.folder.release()
         failed = outcome is not None and not outcome.succeeded and not outcome.cancelled
         if self.temporary and not failed:
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -315,14 +315,14 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
                                                        plan.n_items), now)
     change = _change(step, plan, path, journal.fingerprint, now)
     if change is None:
-        return Restored(_intact_only(layout, journal.accepted), None, now)
+        return Restored(intact_only(layout, journal.accepted), None, now)
     if not options.rerun_changed:
         raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", change.message,
                                     f"`parajob run --resume {run_dir} --rerun-changed` runs "
                                     "again what changed (every mini-batch after a code or "
                                     "settings change) and keeps the rest; or start a new run")])
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
-    kept = _intact_only(layout, _kept(journal.accepted,
+    kept = intact_only(layout, _kept(journal.accepted,
                                       then.unchanged_batches(now) if then else None))
     return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept),
                     now)
@@ -364,7 +364,7 @@ def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:
                        "items_out")))
 
 
-def _intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
+def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
     """Journalled batches whose spool record still validates (CRC32); the others run
     again rather than fail the merge at the end."""
     if not len(accepted):

@@ -34,9 +34,14 @@ from parajob.data.batch_plan import BatchPlan
 from parajob.errors import ParajobError
 from parajob.runtime.accounting import Limits
 from parajob.runtime.entry_script import EntryScript, MiniBatchContext
-from parajob.runtime.fingerprint import CodeFingerprint, RunFingerprint
-from parajob.runtime.job import PlannedStep, Restored
-from parajob.runtime.journal import Accepted, journal_start
+from parajob.runtime.fingerprint import (
+    CodeFingerprint,
+    FingerprintError,
+    RunFingerprint,
+    first_change,
+)
+from parajob.runtime.job import PlannedStep, Restored, intact_only
+from parajob.runtime.journal import Accepted, journal_path, journal_start, read_journal
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.spool import SpoolReader
 from parajob.runtime.worker import WorkerSetup
@@ -97,16 +102,39 @@ def encode_results(result: Results) -> bytes:
             "generators or lambdas") from None
 
 
+class ResumeRefused(ParajobError):
+    """The run folder cannot be resumed with this input and fn (the message says why)."""
+
+
+def restored_batches(layout: StepLayout, plan: BatchPlan, settings: dict[str, str],
+                     resume: bool) -> Restored:
+    """What the step starts from: nothing (fresh), or on resume the journalled batches
+    whose records still validate, when the input files (path, size, mtime per mini-batch)
+    and the settings (fn's name, the mini-batch size) are those the run started with; else
+    ResumeRefused. fn's code itself is not compared: it has no file to hash."""
+    now = RunFingerprint(plan.fingerprints(), plan.n_items, CodeFingerprint(), settings)
+    journal = read_journal(journal_path(layout.root)) if resume else None
+    if journal is None:  # fresh, or the run died before its journal was started
+        return Restored(Accepted.none(), journal_start(now.to_bytes(), plan.n_batches,
+                                                       plan.n_items), now)
+    try:
+        then = RunFingerprint.from_bytes(journal.fingerprint or b"")
+    except FingerprintError as exc:
+        raise ResumeRefused(f"its journal cannot be read ({exc})") from None
+    setting = then.first_setting_change(now)
+    change = first_change(then, now, plan, layout.root) if setting is None else None
+    if setting is not None or change is not None:
+        raise ResumeRefused(f"{setting} since the run started" if setting is not None
+                            else change.message if change is not None else "")
+    return Restored(intact_only(layout, journal.accepted), None, now)
+
+
 def planned_step(layout: StepLayout, plan: BatchPlan, limits: Limits, workers: int,
-                 script: EntryScript, name: str,
+                 script: EntryScript, restored: Restored, name: str,
                  on_accepted: Callable[[Accepted], None] | None = None,
                  max_tasks: int | None = None) -> PlannedStep:
-    """The step run_planned runs for map_batches; its layout is created here (fresh)."""
+    """The step run_planned runs for map_batches; its layout is created here."""
     layout.create()
-    settings = {"map_batches.fn": name}
-    fingerprint = RunFingerprint(plan.fingerprints(), plan.n_items, CodeFingerprint(), settings)
-    restored = Restored(Accepted.none(), journal_start(fingerprint.to_bytes(), plan.n_batches,
-                                                       plan.n_items), fingerprint)
     output = layout.outputs_dir / RESULTS_FILE
 
     def make_setup(region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
