@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 import signal
 import threading
 import time
@@ -177,6 +178,9 @@ def test_fn_raising_for_one_item_is_retried_then_the_failure_names_the_item() ->
     failure = run.steps[0].failures[0]
     assert (failure.batch, failure.attempts, failure.error_type) == (3, 3, "ValueError")
     assert "fails_on_23" in failure.traceback
+    # A failed run keeps its temporary folder, for its logs; the message names them.
+    assert f"logs: {run.run_dir}" in message and run.run_dir.is_dir()
+    shutil.rmtree(run.run_dir)
 
 
 def test_with_failures_allowed_their_items_hold_the_failure_and_the_rest_their_results() -> None:
@@ -217,26 +221,27 @@ def test_a_hang_past_the_timeout_is_killed_and_retried(tmp_path: Path) -> None:
     assert not csv.exists()  # the temporary run folder is gone after the success
 
 
-def test_a_hang_on_every_try_fails_the_job_with_the_timeout_named() -> None:
+def test_a_hang_on_every_try_fails_the_job_with_the_timeout_named(tmp_path: Path) -> None:
     with pytest.raises(parajob.MapFailed, match=r"timed_out: run\(\) exceeded "
                                                 r"retry_settings.timeout of 1 s"):
         parajob.map_batches(lambda b: time.sleep(600) if 3 in b else b, range(8),
-                            mini_batch_size=4, workers=2, timeout=1, max_retries=1)
+                            mini_batch_size=4, workers=2, timeout=1, max_retries=1,
+                            run_dir=tmp_path / "run")
 
 
-def test_an_unpicklable_result_fails_with_a_clear_message() -> None:
+def test_an_unpicklable_result_fails_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(parajob.MapFailed) as caught:
         parajob.map_batches(lambda b: [threading.Lock() for _ in b], range(4), workers=1,
-                            max_retries=0)
+                            max_retries=0, run_dir=tmp_path / "run")
     assert "cannot be pickled to reach the caller" in str(caught.value)
     assert "return picklable values" in str(caught.value)
 
 
-def test_a_short_return_fails_with_the_counts_named() -> None:
+def test_a_short_return_fails_with_the_counts_named(tmp_path: Path) -> None:
     with pytest.raises(parajob.MapFailed, match="fn returned 1 results for a mini-batch of "
                                                 "3 items"):
         parajob.map_batches(lambda b: b[:1], range(6), mini_batch_size=3, workers=1,
-                            max_retries=0)
+                            max_retries=0, run_dir=tmp_path / "run")
 
 
 # -- stream and cancel ------------------------------------------------------------------
@@ -264,6 +269,24 @@ def test_stream_yields_before_the_run_ends(tmp_path: Path) -> None:
         assert first == list(range(10)) and stream.run is None
         release.touch()
         assert first + list(stream) == list(range(100))
+
+
+def test_a_stream_yields_what_precedes_a_failed_mini_batch_then_raises(tmp_path: Path) -> None:
+    stream = parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2,
+                                 max_retries=0, stream=True, run_dir=tmp_path / "run")
+    got = []
+    with pytest.raises(parajob.MapFailed, match="mini-batch 3 .items 21..27."):
+        for value in stream:
+            got.append(value)
+    assert got == list(range(21))
+    assert stream.run is not None and stream.run.status == "failed"
+
+
+def test_a_stream_with_failures_allowed_yields_failures_in_their_items_places() -> None:
+    got = list(parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2,
+                                   max_retries=0, mini_batch_error_threshold=1, stream=True))
+    assert got[:21] == list(range(21)) and got[28:] == list(range(28, 60))
+    assert all(isinstance(r, Failure) and r.error_type == "ValueError" for r in got[21:28])
 
 
 def test_closing_a_stream_early_cancels_the_run_and_leaves_no_process(tmp_path: Path) -> None:
