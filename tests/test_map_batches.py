@@ -12,6 +12,8 @@ import pickle
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -367,6 +369,60 @@ def test_a_cancelled_folder_run_resumes_running_only_what_was_not_accepted(tmp_p
                                  mini_batch_size=2, workers=2, run_dir=run_dir, resume=True)
     assert result.results == [p.name for p in files]
     assert len(list(calls[1].iterdir())) == 60 - 2 * accepted
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+import parajob
+
+def slow(batch):
+    time.sleep(0.05)
+    return [Path(p).name for p in batch]
+
+parajob.map_batches(slow, sys.argv[1], mini_batch_size=2, workers=2, run_dir=sys.argv[2])
+"""
+
+
+def test_a_folder_run_whose_process_was_killed_resumes_in_another(tmp_path: Path) -> None:
+    from parajob.runtime.journal import journal_path, read_journal
+
+    files = make_files(tmp_path / "data", 200)
+    run_dir, calls = tmp_path / "run", tmp_path / "calls"
+    calls.mkdir()
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_RUN, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data"), str(run_dir)],
+                            env=env)
+    journal, deadline = journal_path(run_dir / "map"), time.monotonic() + DEADLINE_S
+    while (record := read_journal(journal)) is None or not len(record.accepted):
+        assert proc.poll() is None and time.monotonic() < deadline, "nothing was journalled"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    accepted = len(read_journal(journal).accepted)  # type: ignore[union-attr]
+
+    def counted(batch: list[str]) -> list[str]:
+        for path in batch:
+            (calls / Path(path).name).touch()
+        return [Path(p).name for p in batch]
+
+    result = parajob.map_batches(counted, tmp_path / "data", mini_batch_size=2, workers=2,
+                                 run_dir=run_dir, resume=True)
+    assert result.results == [p.name for p in files]
+    assert len(list(calls.iterdir())) == 200 - 2 * accepted
+
+
+def test_what_fn_prints_goes_to_the_run_logs(tmp_path: Path) -> None:
+    def chatty(batch: list[int]) -> list[int]:
+        print(f"scoring {batch}")
+        return batch
+
+    parajob.map_batches(chatty, range(3), workers=1, run_dir=tmp_path / "run")
+    logs = tmp_path / "run" / "map" / "logs" / "user" / "stdout"
+    text = "".join(p.read_text(encoding="utf-8") for p in logs.rglob("*.txt"))
+    assert all(f"scoring [{i}]" in text for i in range(3))
 
 
 def test_resume_refuses_an_input_changed_since_the_run_started(tmp_path: Path) -> None:

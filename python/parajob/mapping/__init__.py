@@ -221,8 +221,10 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
     try:
         name = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn))}"
         try:
-            restored = restored_batches(run.layout, plan, {"fn": name,
-                                                           "mini_batch_size": str(size)}, resume)
+            # fn is not compared: its name is no identity (lambdas, a notebook's edits) and
+            # its code has no file to hash; resume trusts the caller (README).
+            restored = restored_batches(run.layout, plan, {"mini_batch_size": str(size)},
+                                        resume)
         except ResumeRefused as exc:
             raise _argument_error("resume", f"{run.run_dir} cannot be resumed: {exc}",
                                   "start a new run_dir") from None

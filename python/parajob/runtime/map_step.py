@@ -110,8 +110,8 @@ def restored_batches(layout: StepLayout, plan: BatchPlan, settings: dict[str, st
                      resume: bool) -> Restored:
     """What the step starts from: nothing (fresh), or on resume the journalled batches
     whose records still validate, when the input files (path, size, mtime per mini-batch)
-    and the settings (fn's name, the mini-batch size) are those the run started with; else
-    ResumeRefused. fn's code itself is not compared: it has no file to hash."""
+    and the settings (the mini-batch size) are those the run started with; else
+    ResumeRefused. fn is not compared: it has no file to hash."""
     now = RunFingerprint(plan.fingerprints(), plan.n_items, CodeFingerprint(), settings)
     journal = read_journal(journal_path(layout.root)) if resume else None
     if journal is None:  # fresh, or the run died before its journal was started
