@@ -194,6 +194,18 @@ def test_with_failures_allowed_their_items_hold_the_failure_and_the_rest_their_r
     assert [f.batch for f in result.failures] == [3]
 
 
+def test_init_failing_in_every_worker_fails_the_job_naming_init(tmp_path: Path) -> None:
+    def init() -> None:
+        raise RuntimeError("no model file")
+
+    with pytest.raises(parajob.MapFailed, match=r"init\(\) failed") as caught:
+        parajob.map_batches(lambda b: b, range(10), workers=2, init=init,
+                            run_dir=tmp_path / "run")
+    errors = caught.value.run.steps[0].logs / "user" / "error"  # type: ignore[operator]
+    assert "RuntimeError: no model file" in "".join(
+        p.read_text(encoding="utf-8") for p in errors.rglob("*.txt"))
+
+
 @pytest.mark.parametrize("how", ["os._exit", "SIGKILL"])
 def test_a_worker_that_dies_once_is_replaced_and_every_result_arrives_once(
         tmp_path: Path, how: str) -> None:

@@ -9,7 +9,10 @@
 Closing the stream early (close(), the end of a with block, dropping it) sets the run's
 cancel event and joins the thread: the driver stops its workers before it returns, so no
 process is left. The generator refers to the state only, never to the MapStream, so that
-dropping the MapStream finalises it at once.
+dropping the MapStream finalises it at once. ``on_progress`` is called from the
+background thread. Replacement workers are forked from that thread while the caller's
+runs on (CPython re-initialises its own locks in the child; a lock of the caller's held
+across a fork stays held in the child, so fn should not take one the loop body holds).
 """
 
 from __future__ import annotations
