@@ -323,7 +323,7 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
                                     "settings change) and keeps the rest; or start a new run")])
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
     kept = intact_only(layout, _kept(journal.accepted,
-                                      then.unchanged_batches(now) if then else None))
+                                     then.unchanged_batches(now) if then else None))
     return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept),
                     now)
 
