@@ -1,6 +1,14 @@
-"""parajob: run Azure ML parallel jobs locally, fast and crash-proof."""
+"""parajob: run Azure ML parallel jobs locally, fast and crash-proof.
+
+The public names below are imported on first use (module ``__getattr__``): ``import
+parajob`` (the CLI, the entry-script import probe) stays light, and the modules behind them
+may import the rest of the package freely.
+"""
 
 from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 try:
     from parajob import _core
@@ -12,23 +20,42 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 __version__ = "0.1.0"
-__all__ = ["_core", "__version__", "Input", "Output", "Pipeline", "load", "command", "dsl",
-           "load_component"]
 
-# The Azure SDK builder (parajob.entities, parajob.dsl), imported on first use so that
-# `import parajob` stays fast.
-_SDK_EXPORTS = {"Input": "parajob.entities", "Output": "parajob.entities",
-                "Pipeline": "parajob.entities", "load": "parajob.entities",
-                "command": "parajob.entities", "load_component": "parajob.entities",
-                "dsl": None}
+# public name -> the module that defines it (None: the name is itself a module of parajob)
+_LAZY: dict[str, str | None] = {
+    # the Azure SDK builder
+    "Input": "parajob.entities", "Output": "parajob.entities", "Pipeline": "parajob.entities",
+    "load": "parajob.entities", "command": "parajob.entities",
+    "load_component": "parajob.entities", "dsl": None,
+    # plain Python callables
+    "map_batches": "parajob.mapping", "MapResult": "parajob.mapping",
+    "MapStream": "parajob.mapping", "MapArgumentError": "parajob.mapping",
+    "MapCancelled": "parajob.mapping", "MapFailed": "parajob.mapping",
+}
+
+__all__ = ["Input", "MapArgumentError", "MapCancelled", "MapFailed", "MapResult", "MapStream",
+           "Output", "Pipeline", "__version__", "_core", "command", "dsl", "load",
+           "load_component", "map_batches"]
+assert set(__all__) == {"_core", "__version__", *_LAZY}
 
 
-def __getattr__(name: str) -> object:
-    if name not in _SDK_EXPORTS:
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
         raise AttributeError(f"module 'parajob' has no attribute {name!r}")
-    import importlib
-
-    module = _SDK_EXPORTS[name]
+    module = _LAZY[name]
     if module is None:
-        return importlib.import_module(f"parajob.{name}")
-    return getattr(importlib.import_module(module), name)
+        return import_module(f"parajob.{name}")
+    return getattr(import_module(module), name)
+
+
+if TYPE_CHECKING:
+    from parajob import dsl
+    from parajob.entities import Input, Output, Pipeline, command, load, load_component
+    from parajob.mapping import (
+        MapArgumentError,
+        MapCancelled,
+        MapFailed,
+        MapResult,
+        MapStream,
+        map_batches,
+    )

@@ -265,7 +265,7 @@ class SerialExecutor:
         started = time.monotonic()
         self._in_user_code = True
         try:
-            _run_one(setup, script, writer, self._error_log(worker),
+            _run_one(setup, script, setup.encode, writer, self._error_log(worker),
                      worker.slot if loading else -1, worker.process, batch, attempt)
         finally:
             self._in_user_code = False

@@ -2,7 +2,8 @@
 
 Data flow of one parallel step (who writes what; arrows are the direction data moves):
 
-    job.run_parallel_step
+    job.run_parallel_step (a YAML step) | map_step.planned_step (parajob.map_batches)
+      | -> job.run_planned(PlannedStep): the same path from here on
       | plan (data/): FileList + [begin, end) ranges        -- built before fork, inherited
       | DispatchRegion (C++, MAP_SHARED, made before fork)
       v
@@ -21,6 +22,7 @@ Data flow of one parallel step (who writes what; arrows are the direction data m
     | next_batch(): pop (batch, k); slot.popped = (batch, k); CAS QUEUED(k) ->      |     |
     |               RUNNING(k, me); worker slot = batch                             |     |
     | materialise -> run(mini_batch) -> count + format -> end_run(): slot IDLE      |     |
+    |   (map_batches: run() is the caller's fn, inherited; "format" is a pickle)   |     |
     | ResultWriter (C++): framed record, CRC32, in its own spool (fd >= 10000;     |     |
     |               gathered for quick runs: its flusher thread publishes them     |     |
     |               within 5 ms)                                                    |     |

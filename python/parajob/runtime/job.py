@@ -109,34 +109,77 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     # The program argument wins over the YAML field, as on Azure (it comes last there).
     asked = (args.process_count_per_node or step.max_concurrency_per_instance
              or default_concurrency(gpus))
-    limits = step_limits(step, append_row=output_file is not None)
+
+    def make_setup(region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
+        return WorkerSetup(
+            region=region, plan=plan, layout=layout, code_dir=step.task.code,
+            entry_script=step.task.entry_script, argv=step.task.argv,
+            environment=dict(step.environment_variables), append_row=output_file is not None,
+            csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
+            output_dir=(output_file.parent if output_file else layout.outputs_dir),
+            driver_pid=os.getpid(), max_tasks=options.max_tasks_per_worker,
+            max_memory_bytes=options.max_worker_memory_bytes,
+            gpus=gpus, workers_per_node=workers_per_node,
+        )
+
+    planned = PlannedStep(step.name, layout, plan,
+                          step_limits(step, append_row=output_file is not None), restored,
+                          step.instance_count, asked, make_setup, output_file,
+                          CodeGuard(step, run_dir, restored.fingerprint))
+    return run_planned(planned, run_dir, options, started)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A parallel step reduced to what the runtime runs, however it was described: a YAML
+    step (run_parallel_step) or a Python callable (parajob.map_batches). Its layout exists;
+    its journal start (``restored``) is decided.
+
+    ``make_setup(region, workers_per_node)`` builds the WorkerSetup once the region exists.
+    ``on_accepted`` (optional) is called by the driver's thread with each checkpoint's
+    batches once they are durable (journalled): a streaming reader's feed.
+    """
+
+    name: str
+    layout: StepLayout
+    plan: BatchPlan
+    limits: Limits
+    restored: Restored
+    instance_count: int
+    workers_per_node: int  # asked for; worker_counts() caps it
+    make_setup: Callable[[_core.DispatchRegion, int], WorkerSetup]
+    output_file: Path | None
+    code_guard: CodeGuard | None = None  # None: no task.code folder to watch
+    on_accepted: Callable[[Accepted], None] | None = None
+
+
+def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
+                started: float) -> Outcome:
+    """Fork the workers, drive the step to its end, merge its output, write job_result.txt.
+    Blocks until every worker has exited; may be called from any thread (the caller's
+    others must hold no lock a forked child needs: DESIGN, "fork first, then threads")."""
+    layout, plan, restored, output_file = step.layout, step.plan, step.restored, step.output_file
+    code_guard = step.code_guard
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
-        return _finish_empty(step, layout, output_file, started, plan)
+        return _finish_empty(step.name, layout, output_file, started, plan)
+    limits = step.limits
     if options.serial:  # one worker, in this thread (executors/serial.py)
         instances, workers_per_node, limits = 1, 1, serial_limits(limits)
         notify_fd = -1  # nothing to wake: the engine and the worker take turns
     else:
-        instances, workers_per_node = worker_counts(step.instance_count, asked, plan.n_batches)
+        instances, workers_per_node = worker_counts(step.instance_count, step.workers_per_node,
+                                                    plan.n_batches)
         # High: workers inherit it, and user code there may write to or dup2 over low fds.
         notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
     region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node, notify_fd)
-    setup = WorkerSetup(
-        region=region, plan=plan, layout=layout, code_dir=step.task.code,
-        entry_script=step.task.entry_script, argv=step.task.argv,
-        environment=dict(step.environment_variables), append_row=output_file is not None,
-        csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
-        output_dir=(output_file.parent if output_file else layout.outputs_dir),
-        driver_pid=os.getpid(), max_tasks=options.max_tasks_per_worker,
-        max_memory_bytes=options.max_worker_memory_bytes,
-        gpus=gpus, workers_per_node=workers_per_node,
-    )
+    setup = step.make_setup(region, workers_per_node)
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches, quiet=options.quiet,
                         on_progress=options.on_progress)
-    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start)
-    code_guard = CodeGuard(step, run_dir, restored.fingerprint)
+    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start,
+                            on_checkpoint=step.on_accepted)
     try:
         first = _next_process_id(layout)
         executor: Executor = (
@@ -152,9 +195,11 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
                                  ("the progress overview", progress.close)])
     stop_reason, write_error = result.stop_reason, None
     # Once more at the end: a replacement that passed the check may have imported later.
-    if not result.interrupted and code_guard.asked and code_guard() not in (None, stop_reason):
+    if (code_guard is not None and not result.interrupted and code_guard.asked
+            and code_guard() not in (None, stop_reason)):
         stop_reason = "; ".join(r for r in (stop_reason, code_guard.reason) if r)
-    if output_file is not None and not result.interrupted and code_guard.reason is None:
+    code_changed = code_guard is not None and code_guard.reason is not None
+    if output_file is not None and not result.interrupted and not code_changed:
         try:
             # A resumed step keeps an output that already holds exactly these rows:
             # rewriting it would give it a new mtime, and a later step reading it would
@@ -280,15 +325,15 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
                                                        plan.n_items), now)
     change = _change(step, plan, path, journal.fingerprint, now)
     if change is None:
-        return Restored(_intact_only(layout, journal.accepted), None, now)
+        return Restored(intact_only(layout, journal.accepted), None, now)
     if not options.rerun_changed:
         raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", change.message,
                                     f"`parajob run --resume {run_dir} --rerun-changed` runs "
                                     "again what changed (every mini-batch after a code or "
                                     "settings change) and keeps the rest; or start a new run")])
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
-    kept = _intact_only(layout, _kept(journal.accepted,
-                                      then.unchanged_batches(now) if then else None))
+    kept = intact_only(layout, _kept(journal.accepted,
+                                     then.unchanged_batches(now) if then else None))
     return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept),
                     now)
 
@@ -329,7 +374,7 @@ def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:
                        "items_out")))
 
 
-def _intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
+def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
     """Journalled batches whose spool record still validates (CRC32); the others run
     again rather than fail the merge at the end."""
     if not len(accepted):
@@ -539,7 +584,7 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
                                     str(exc))]) from exc
 
 
-def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | None,
+def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
                   started: float, plan: BatchPlan) -> Outcome:
     """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
     succeeds at once, with an empty append_row output (README, "What happens when...")."""
@@ -548,7 +593,7 @@ def _finish_empty(step: ParallelStep, layout: StepLayout, output_file: Path | No
         error = _write_output(output_file, lambda: write_atomically(
             output_file, lambda tmp: tmp.write_bytes(b"")), layout.root.parent)
     what = "rows" if plan.loads_data else "files"
-    outcome = Outcome(step.name, error is None,
+    outcome = Outcome(name, error is None,
                       error or f"the input has no {what}: 0 mini-batches, nothing to do",
                       Tally(0), output_file, layout.logs, None, time.monotonic() - started)
     write_job_result(layout, outcome)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,14 +129,18 @@ def _records(a: Accepted) -> bytes:
 class JournalWriter:
     """Appends checkpoints to the journal. Driver-only; not thread-safe."""
 
-    def __init__(self, path: Path, spool_dir: Path, start: bytes | None = None) -> None:
+    def __init__(self, path: Path, spool_dir: Path, start: bytes | None = None,
+                 on_checkpoint: Callable[[Accepted], None] | None = None) -> None:
         """Append to the journal at path; with start (journal_start()), first replace the
-        file by start atomically: a fresh run, or a resume that dropped changed batches."""
+        file by start atomically: a fresh run, or a resume that dropped changed batches.
+        on_checkpoint: told each checkpoint's batches once they are durable (in the
+        driver's thread; it must not block)."""
         if start is not None:
             write_atomically(path, lambda tmp: tmp.write_bytes(start))
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._spool_dir = spool_dir
         self._spool_fds: dict[int, int] = {}
+        self._on_checkpoint = on_checkpoint
 
     def checkpoint(self, batch: np.ndarray, attempt: np.ndarray, process: np.ndarray,
                    offset: np.ndarray, length: np.ndarray, items_in: np.ndarray,
@@ -148,10 +153,11 @@ class JournalWriter:
             if fd is None:
                 fd = self._spool_fds[p] = os.open(spool_path(self._spool_dir, p), os.O_RDONLY)
             os.fsync(fd)
-        records = _records(Accepted(batch, attempt, process, offset, length, items_in,
-                                    items_out))
-        os.write(self._fd, records)
+        accepted = Accepted(batch, attempt, process, offset, length, items_in, items_out)
+        os.write(self._fd, _records(accepted))
         os.fsync(self._fd)
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(accepted)
 
     def close(self) -> None:
         for fd in self._spool_fds.values():

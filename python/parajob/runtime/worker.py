@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -78,6 +79,13 @@ class WorkerSetup:
     # nodes simulated on this machine do not share a GPU, and a replacement reuses its id.
     gpus: tuple[str, ...] = ()
     workers_per_node: int = 1
+    # A caller's callables (parajob.map_batches), inherited through fork, never imported
+    # nor pickled: used instead of importing entry_script from code_dir. Such a worker keeps
+    # the caller's working folder and sys.argv (a closure's relative paths still resolve).
+    script: EntryScript | None = None
+    # How an accepted run() result becomes its spool record; None: append_row's text rows
+    # (or nothing, without append_row).
+    encode: Callable[[Any], bytes] | None = None
 
 
 def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
@@ -154,9 +162,11 @@ def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
     """The process state the entry script runs in (SPEC §3): its working folder, its
     environment variables, sys.argv, the azureml_user shim, EntryScript's logs."""
     node_dir, name = node_name(node), process_name(local_rank)
-    work = setup.layout.work_dir / node_dir / name
-    work.mkdir(parents=True, exist_ok=True)
-    os.chdir(work)  # SPEC §3: a private working folder per worker
+    if setup.script is None:  # an entry-script file: SPEC §3's private folder and argv
+        work = setup.layout.work_dir / node_dir / name
+        work.mkdir(parents=True, exist_ok=True)
+        os.chdir(work)  # SPEC §3: a private working folder per worker
+        sys.argv = [str(setup.code_dir / setup.entry_script), *setup.argv]
     os.environ.update(setup.environment)
     os.environ["AZUREML_BI_OUTPUT_PATH"] = str(setup.output_dir)
     if setup.gpus:
@@ -166,7 +176,6 @@ def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
         # in environment_variables is the user's choice and stays.
         if index < len(setup.gpus) and "CUDA_VISIBLE_DEVICES" not in setup.environment:
             os.environ["CUDA_VISIBLE_DEVICES"] = setup.gpus[index]
-    sys.argv = [str(setup.code_dir / setup.entry_script), *setup.argv]
     install_azureml_user_shim()
     CompatEntryScript.configure(
         agent_name=name,
@@ -195,6 +204,7 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     region.set_worker_state(slot, _core.WorkerState.IDLE)
     tasks = 0
     exit_code = EXIT_OK
+    encode = setup.encode
     loading = setup.plan.loads_data  # else the claim starts the run() clock
     while True:
         batch, attempt = region.next_batch(slot, process, 0, loading)
@@ -208,7 +218,8 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
                 return EXIT_INTERNAL
             region.set_worker_state(slot, _core.WorkerState.IDLE)  # heartbeat
             continue
-        _run_one(setup, script, writer, error_log, slot if loading else -1, process, batch, attempt)
+        _run_one(setup, script, encode, writer, error_log, slot if loading else -1, process,
+                 batch, attempt)
         tasks += 1
         if _should_recycle(setup, tasks):
             exit_code = EXIT_RECYCLE  # between mini-batches: nothing held, nothing lost
@@ -224,9 +235,11 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
 # ---- the pieces of a worker's life, shared with the serial executor (executors/serial.py) --
 
 def load_and_init(setup: WorkerSetup) -> EntryScript:
-    """Import the entry script, bind init/run/shutdown, call init(). Raises whatever the
+    """Import the entry script (unless the setup carries one already bound: map_batches),
+    bind init/run/shutdown, call init(). Raises whatever the
     user's code raises (the caller decides what that means)."""
-    script = bind_entry_script(import_entry_script(setup.code_dir, setup.entry_script))
+    script = setup.script or bind_entry_script(import_entry_script(setup.code_dir,
+                                                                   setup.entry_script))
     if script.init is not None:
         script.init()
     return script
@@ -272,11 +285,15 @@ def _should_recycle(setup: WorkerSetup, tasks: int) -> bool:
     return False
 
 
-def _run_one(setup: WorkerSetup, script: EntryScript, writer: _core.ResultWriter,
-             error_log: Path, slot: int, process: int, batch: int, attempt: int) -> None:
+def _run_one(setup: WorkerSetup, script: EntryScript, encode: Callable[[Any], bytes] | None,
+             writer: _core.ResultWriter, error_log: Path, slot: int, process: int, batch: int,
+             attempt: int) -> None:
     """One attempt of one mini-batch, from materialising to its spool record. The hot path:
     no allocation or call here that is not needed (see bench/test_bench_job.py). slot is -1
-    when the claim already started the run() clock (a plan that loads no data)."""
+    when the claim already started the run() clock (a plan that loads no data). encode:
+    the caller's record of a result (map_batches), else None: append_row's rows; an error
+    it raises fails the attempt like one of run()'s. A local None check: YAML jobs pay
+    nothing measurable for it."""
     plan = setup.plan
     items_in = 0
     started = time.perf_counter()
@@ -296,7 +313,9 @@ def _run_one(setup: WorkerSetup, script: EntryScript, writer: _core.ResultWriter
                       "or a pandas DataFrame with one element or row per processed item\n")
             _fail(writer, error_log, process, batch, attempt, items_in, ERROR_WRONG_TYPE, detail)
             return
-        payload = output.format_rows(result, setup.csv_options) if setup.append_row else b""
+        payload = (encode(result) if encode is not None
+                   else output.format_rows(result, setup.csv_options) if setup.append_row
+                   else b"")
     except BaseException:  # noqa: BLE001 - user code may raise anything
         _fail(writer, error_log, process, batch, attempt, items_in, ERROR_RAISED,
               traceback.format_exc())
