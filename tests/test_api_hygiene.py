@@ -324,3 +324,50 @@ def test_a_progress_callback_that_raises_does_not_break_the_run(
     assert capfd.readouterr() == ("", "")  # quiet: the warning goes to the logger only
     assert any("on_progress raised RuntimeError: display gone" in r.getMessage()
                for r in caplog.records if r.name == "parajob")
+
+
+HOLDS = """
+import os, time
+from pathlib import Path
+
+def run(mini_batch):
+    time.sleep(0.05)  # long enough for the other thread's run to start and end meanwhile
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_runs_from_two_threads_at_once_both_succeed(tmp_path: Path) -> None:
+    """The local executor sweeps every child this process started during a step: two runs
+    at once would kill each other's workers, so they go one after the other."""
+    results: dict[str, parajob.RunResult] = {}
+    pipelines = {}
+    for name, files in (("long", 40), ("short", 4)):
+        (tmp_path / name).mkdir()
+        pipelines[name] = write_job(tmp_path / name, HOLDS if name == "long" else ECHO,
+                                    files=files, mini_batch_size=1)
+    threads = [threading.Thread(target=lambda n=name: results.__setitem__(
+        n, parajob.run(pipelines[n], run_dir=tmp_path / n / "run"))) for name in pipelines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert {n: r.status for n, r in results.items()} == {"long": "succeeded",
+                                                          "short": "succeeded"}
+    assert results["long"].steps[0].failed_attempts == 0
+    assert results["long"].steps[0].output.read_text().splitlines() == \
+        [f"f{i:05d}.txt" for i in range(40)]  # type: ignore[union-attr]
+
+
+def test_a_run_started_from_its_own_progress_callback_is_refused(tmp_path: Path) -> None:
+    pipeline = write_job(tmp_path, ECHO, files=6)
+    refused: list[BaseException] = []
+
+    def nested(event: parajob.ProgressEvent) -> None:
+        try:
+            parajob.run(pipeline, run_dir=tmp_path / "nested")
+        except parajob.SpecError as exc:
+            refused.append(exc)
+
+    assert parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=nested).succeeded
+    assert refused and "called from inside a run" in str(refused[0])
+    assert not (tmp_path / "nested").exists()

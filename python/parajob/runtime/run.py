@@ -22,14 +22,17 @@ Invariants:
 - Nothing here prints: warnings go to the caller's ``warn``; summaries are the caller's.
 - Safe from any thread: no signal handler unless ``options.handle_signals`` (and then
   only on the main thread, runtime/options.py); nothing process-wide is left changed.
+  Runs of one process go one at a time (a lock: see ``_one_run``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +52,7 @@ from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
 
 __all__ = ["Finished", "RUN_RESULT", "SDK_PIPELINE", "RunRequest", "execute",
-           "parse_memory_size", "run_loaded"]
+           "one_run_at_a_time", "parse_memory_size", "run_loaded"]
 
 RUN_RESULT = "run_result.json"
 SDK_PIPELINE = "parajob-pipeline.yml"  # where a Pipeline entity is dumped, in its run folder
@@ -85,13 +88,57 @@ class Finished:
     outcomes: tuple[StepOutcome, ...]
 
 
-def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
-    """Claim the run folder, load, check and run the pipeline; blocks until the run ends.
+# One run at a time per process. The local executor and the import check make this
+# process a child subreaper and, at their end, kill every child that was not there at
+# their start and reap exited ones (backends/reaping.py): a second run going on in another
+# thread would have its workers killed or its exit statuses stolen. So calls from several
+# threads queue here instead. A forked child gets a fresh lock (a worker's entry script may
+# run parajob itself; the lock it inherits is held by the driver's thread, which it lacks).
+_one_run = threading.Lock()
+_inside = threading.local()
 
-    Raises SpecError (bad input, a folder in use, a resume refused) before any step
-    started, having removed what it made; never for a job that ran and failed."""
-    started = time.monotonic()
+
+def _fresh_lock() -> None:
+    global _one_run
+    _one_run = threading.Lock()
+    _inside.__dict__.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
+@contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Hold this process's run lock for the block (waiting for another thread's run to
+    end first). SpecError when this thread holds it already: a run started from inside a
+    run (its on_progress callback) would deadlock."""
+    if getattr(_inside, "running", False):
+        raise SpecError([Diagnostic("parajob.run", None, None, "", "called from inside a "
+                                    "run of the same thread (an on_progress callback?)",
+                                    "start the second run after the first returned, or "
+                                    "from another thread (it waits for the first)")])
+    with _one_run:
+        _inside.running = True
+        try:
+            yield
+        finally:
+            _inside.running = False
+
+
+def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
+    """Claim the run folder, load, check and run the pipeline; blocks until the run ends
+    (and, first, until a run of another thread of this process has ended).
+
+    Raises SpecError (bad input, a folder in use, a resume refused, a call from inside a
+    run's own callback) before any step started, having removed what it made; never for
+    a job that ran and failed."""
     _check(request)
+    with one_run_at_a_time():
+        return _execute(request, warn)
+
+
+def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
+    started = time.monotonic()
     with _claimed(request) as folder:
         wrote: list[Path] = []
         try:
@@ -117,9 +164,11 @@ def run_loaded(pipeline: Pipeline, run_dir: Path, options: RunOptions,
     which the caller holds (RunFolder.claim); writes <run>/run_result.json. For callers
     that build their pipeline themselves (parajob.map_batches); keeps no run record, so
     such a run is resumed by the same caller, not by ``--resume``. Raises SpecError for
-    bad input found before a step started."""
+    bad input found before a step started. Takes the process's run lock unless this thread
+    holds it (a caller that also runs preflight holds ``one_run_at_a_time()`` around both)."""
     started = time.monotonic()
-    outcomes = run_pipeline(pipeline, run_dir, options)
+    with nullcontext() if getattr(_inside, "running", False) else one_run_at_a_time():
+        outcomes = run_pipeline(pipeline, run_dir, options)
     result = RunResult.from_outcomes(run_dir, outcomes, time.monotonic() - started)
     write_run_result(result, warn)
     return result
