@@ -371,3 +371,29 @@ def test_a_run_started_from_its_own_progress_callback_is_refused(tmp_path: Path)
     assert parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=nested).succeeded
     assert refused and "called from inside a run" in str(refused[0])
     assert not (tmp_path / "nested").exists()
+
+
+def test_ctrl_c_in_the_host_propagates_and_leaves_the_run_resumable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parajob.run installs no handler: SIGINT is the host's KeyboardInterrupt, raised out
+    of the run once its workers are stopped and its journal written."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv("MARKERS", str(markers))
+    pipeline = write_job(tmp_path, SLOW, files=20, mini_batch_size=1, concurrency=2)
+
+    def interrupt_when_held() -> None:
+        deadline = time.monotonic() + 60
+        while not (markers / "f00010.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_held).start()
+    with pytest.raises(KeyboardInterrupt):
+        parajob.run(pipeline, run_dir=tmp_path / "run")
+    assert children() == []
+    (markers / "release").write_text("")
+    resumed = parajob.run(run_dir=tmp_path / "run", resume=True)
+    assert resumed.succeeded, resumed.reason
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == \
+        [f"f{i:05d}.txt" for i in range(20)]
