@@ -32,6 +32,7 @@ from parajob import terminal
 from parajob.errors import Diagnostic, SpecError
 from parajob.results import RunResult
 from parajob.runtime.options import ProgressEvent, RunOptions
+from parajob.runtime.run import RunRequest, execute, parse_memory_size
 
 __all__ = ["run", "PipelineEntity"]
 
@@ -52,7 +53,7 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
         on_progress: Callable[[ProgressEvent], Any] | None = None,
         quiet: bool = True,
         cancel: threading.Event | None = None,
-        set: Iterable[str] | str = (),  # noqa: A002 - the CLI's --set, by name
+        set: Iterable[str] | str = (),  # the CLI's --set, by name (shadows set() here)
         datastores: Mapping[str, str | os.PathLike[str]] | None = None,
         max_tasks_per_worker: int | None = None,
         max_worker_memory: int | str | None = None) -> RunResult:
@@ -101,8 +102,6 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
         on_progress=_callable("on_progress", on_progress), quiet=_flag("quiet", quiet),
         handle_signals=False)  # the host's handlers are the host's
     request = _request(pipeline, run_dir, options, _overrides(set), datastores)
-    from parajob.runtime.run import execute
-
     show = None if quiet else sys.stderr
     with terminal.muted() if quiet else nullcontext():
         finished = execute(request, warn=lambda text: terminal.echo(str(text), err=True))
@@ -112,9 +111,8 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
 
 
 def _request(pipeline: object, run_dir: object, options: RunOptions,
-             overrides: tuple[str, ...], datastores: object) -> Any:
-    from parajob.runtime.run import RunRequest
-
+             overrides: tuple[str, ...], datastores: object) -> RunRequest:
+    """The run's request from run()'s arguments; SpecError naming the one that is wrong."""
     folders = _folders(datastores)
     folder = _path("run_dir", run_dir) if run_dir is not None else None
     if pipeline is None:
@@ -156,8 +154,6 @@ def _count(name: str, value: object) -> int | None:
 
 
 def _memory(name: str, value: object) -> int | None:
-    from parajob.runtime.run import parse_memory_size
-
     if value is None:
         return None
     if isinstance(value, str):
