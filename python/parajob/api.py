@@ -12,8 +12,9 @@ Invariants a host can rely on:
 - Bad input raises :class:`parajob.SpecError` (``str()`` is what ``parajob run`` prints:
   file, line, field, hint) before any step starts, leaving no folder it made; a job that
   runs and fails *returns* a RunResult whose ``status`` says so.
-- Any thread may call it, any number of times: parajob installs no signal handler, keeps
-  the host's ``gc.freeze()`` state, and leaves no process, thread, descriptor, memfd or
+- Any thread may call it, any number of times (calls of several threads queue: one run
+  at a time per process, runtime/run.py): parajob installs no signal handler, keeps the
+  host's ``gc.freeze()`` state, and leaves no process, thread, descriptor, memfd or
   shared-memory mapping behind (tests/test_api_hygiene.py).
 - ``quiet=True`` writes nothing to stdout/stderr (warnings go to the ``parajob`` logger).
 """
@@ -92,7 +93,9 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
 
     Blocks until the run ends. Raises :class:`parajob.SpecError` for bad input (nothing
     started); a job that ran and failed returns a RunResult with ``status == "failed"``.
-    Safe to call from any thread, many times; concurrent calls need different run folders.
+    Safe to call from any thread, many times; calls from several threads of one process
+    run one after the other. No signal handler is installed: a KeyboardInterrupt in the
+    calling thread comes out of the run once its workers are stopped (then resume).
     """
     options = RunOptions(
         resume=_flag("resume", resume), rerun_changed=_flag("rerun_changed", rerun_changed),
