@@ -291,3 +291,14 @@ def test_the_public_names() -> None:
     for name in parajob.__all__:
         assert getattr(parajob, name) is not None
     assert parajob.run.__doc__ and "cancel" in parajob.run.__doc__
+
+
+def test_a_default_run_folder_that_cannot_be_made_is_bad_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = write_job(tmp_path, ECHO, files=2)
+    monkeypatch.chdir("/proc")  # no ./runs can be made here, not even by root
+    with pytest.raises(parajob.SpecError, match="cannot create the folder for new runs"):
+        parajob.run(pipeline)
+    proc = run_cli("run", str(pipeline), cwd=Path("/proc"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "/proc/runs: error: --run-dir: cannot create the folder for new runs" in proc.stderr

@@ -223,7 +223,16 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
     if request.run_dir is not None:
         return RunFolder.claim(request.run_dir)
     name = request.name or (request.pipeline_file.stem if request.pipeline_file else "pipeline")
-    return RunFolder.claim_new(new_run_dir_base(Path(name)))
+    base = new_run_dir_base(Path(name))
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)  # ./runs (claim_new makes the rest)
+    except OSError as exc:
+        raise SpecError([Diagnostic(str(base.parent.absolute()), None, None, "--run-dir",
+                                    f"cannot create the folder for new runs: "
+                                    f"{exc.strerror or exc}",
+                                    "run from a folder you can write to, or give a run "
+                                    "folder (--run-dir, run_dir=)")]) from exc
+    return RunFolder.claim_new(base)
 
 
 def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
