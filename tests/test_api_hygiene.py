@@ -299,9 +299,16 @@ def test_cancel_from_another_thread_then_resume_gives_every_row_once(
 
 def test_progress_callbacks_arrive_and_end_with_a_final_one(tmp_path: Path) -> None:
     events: list[parajob.ProgressEvent] = []
+    threads = set()
+
+    def record(event: parajob.ProgressEvent) -> None:
+        threads.add(threading.current_thread())
+        events.append(event)
+
     pipeline = write_job(tmp_path, ECHO, files=12, mini_batch_size=3)
-    result = parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=events.append)
+    result = parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=record)
     assert result.succeeded
+    assert threads == {threading.current_thread()}  # called in the calling thread
     assert events and events[-1].final and events[-1].step == "step"
     assert (events[-1].total_batches, events[-1].done_batches, events[-1].items_out) == (4, 4, 12)
     assert [e.final for e in events].count(True) == 1
