@@ -19,10 +19,15 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"with a C++20 compiler available. Original error: {exc}"
     ) from exc
 
+from parajob.errors import Diagnostic, ParajobError, SpecError
+
 __version__ = "0.1.0"
 
 # public name -> the module that defines it (None: the name is itself a module of parajob)
 _LAZY: dict[str, str | None] = {
+    # running pipelines (parajob.api) and what a run gives back
+    "run": "parajob.api", "RunResult": "parajob.results", "StepResult": "parajob.results",
+    "Failure": "parajob.results", "ProgressEvent": "parajob.runtime.options",
     # the Azure SDK builder
     "Input": "parajob.entities", "Output": "parajob.entities", "Pipeline": "parajob.entities",
     "load": "parajob.entities", "command": "parajob.entities",
@@ -33,23 +38,25 @@ _LAZY: dict[str, str | None] = {
     "MapCancelled": "parajob.mapping", "MapFailed": "parajob.mapping",
 }
 
-__all__ = ["Input", "MapArgumentError", "MapCancelled", "MapFailed", "MapResult", "MapStream",
-           "Output", "Pipeline", "__version__", "_core", "command", "dsl", "load",
-           "load_component", "map_batches"]
-assert set(__all__) == {"_core", "__version__", *_LAZY}
+__all__ = ["Diagnostic", "Failure", "Input", "MapArgumentError", "MapCancelled", "MapFailed",
+           "MapResult", "MapStream", "Output", "ParajobError", "Pipeline", "ProgressEvent",
+           "RunResult", "SpecError", "StepResult", "__version__", "_core", "command", "dsl",
+           "load", "load_component", "map_batches", "run"]
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'parajob' has no attribute {name!r}")
     module = _LAZY[name]
-    if module is None:
-        return import_module(f"parajob.{name}")
-    return getattr(import_module(module), name)
+    value = (import_module(f"parajob.{name}") if module is None
+             else getattr(import_module(module), name))
+    globals()[name] = value  # looked up once
+    return value
 
 
 if TYPE_CHECKING:
     from parajob import dsl
+    from parajob.api import run
     from parajob.entities import Input, Output, Pipeline, command, load, load_component
     from parajob.mapping import (
         MapArgumentError,
@@ -59,3 +66,5 @@ if TYPE_CHECKING:
         MapStream,
         map_batches,
     )
+    from parajob.results import Failure, RunResult, StepResult
+    from parajob.runtime.options import ProgressEvent

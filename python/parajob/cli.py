@@ -25,31 +25,26 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from parajob import terminal
+from parajob import __version__, terminal
 from parajob.errors import ParajobError, SpecError
 
-if TYPE_CHECKING:  # imported lazily at run time: `parajob --help` stays quick
-    from parajob.runner import StepOutcome
-    from parajob.runtime.options import RunOptions
-
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-MEMORY_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30}
 
 
 def _memory_size(text: str | None) -> int | None:
     """'512mb', '2gb' or a bare number of MiB -> bytes."""
     if text is None:
         return None
-    value = text.strip().lower()
-    unit = MEMORY_UNITS.get(value[-2:], 0)
-    number = value[:-2] if unit else value
-    if not number.isdigit() or int(number) == 0:
-        raise click.BadParameter(f"expected a size like 512mb or 2gb, found {text!r}")
-    return int(number) * (unit or 2**20)
+    from parajob.runtime.run import parse_memory_size
+
+    try:
+        return parse_memory_size(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
@@ -109,7 +104,7 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="parajob")
+@click.version_option(version=__version__, package_name="parajob")
 def main() -> None:
     """Run Azure ML parallel jobs on this machine.
 
@@ -171,9 +166,9 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
          max_tasks_per_worker: int | None, max_worker_memory: str | None,
          rerun_changed: bool = False, overrides: tuple[str, ...] = (),
          datastores: tuple[str, ...] = (), serial: bool = False) -> int:
-    from parajob.runner import new_run_dir_base, recorded_pipeline
+    """A thin client of runtime.run: the options in, the summaries out, an exit code."""
     from parajob.runtime.options import RunOptions
-    from parajob.runtime.run_folder import RunFolder
+    from parajob.runtime.run import RunRequest, execute
 
     if rerun_changed and resume_dir is None:
         raise click.UsageError("--rerun-changed goes with --resume RUN_DIR")
@@ -184,51 +179,19 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
                          serial=serial, handle_signals=True)
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
+    request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
+                         options, overrides, folders)
     try:
-        # One owner per run folder: claimed before anything in it is read or written.
-        if resume_dir is not None:
-            recorded_pipeline(resume_dir.resolve())  # a run folder at all? (reads only)
-            claim = RunFolder.claim(resume_dir, create=False)
-        elif run_dir is not None:
-            claim = RunFolder.claim(run_dir)
-        else:
-            assert pipeline_file is not None
-            claim = RunFolder.claim_new(new_run_dir_base(pipeline_file))
-        with claim as folder:
-            try:
-                outcomes = _run_in(folder.path, pipeline_file, options, overrides, folders)
-            except SpecError:
-                folder.discard_if_unused()  # refused before it started: leave no folder
-                raise
+        finished = execute(request, warn=lambda text: terminal.echo(text, err=True))
     except SpecError as exc:
         terminal.echo(str(exc), err=True)
         return EXIT_BAD_INPUT
     except ParajobError as exc:
         terminal.echo(f"parajob: {exc}", err=True)
         return EXIT_FAILED
+    outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
-
-
-def _run_in(run_dir: Path, pipeline_file: Path | None, options: RunOptions,
-            overrides: tuple[str, ...], folders: dict[str, Path]) -> list[StepOutcome]:
-    """Load, check and run the pipeline in run_dir, which this process holds."""
-    from parajob.runner import record_run, recorded_options, recorded_pipeline, run_pipeline
-    from parajob.runtime.preflight import preflight
-    from parajob.spec import load_pipeline
-
-    if options.resume:
-        pipeline_file = pipeline_file or recorded_pipeline(run_dir)
-        if not overrides and not folders:  # the run's own, unless given again
-            recorded_sets, folders = recorded_options(run_dir)
-            overrides = tuple(recorded_sets)
-    assert pipeline_file is not None
-    pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
-                             overrides=overrides)
-    for warning in pipeline.warnings + preflight(pipeline):
-        terminal.echo(str(warning), err=True)
-    record_run(run_dir, pipeline_file, overrides, folders)
-    return list(run_pipeline(pipeline, run_dir, options))

@@ -18,18 +18,31 @@ the job goes on:
 * A text that the stream cannot encode (a file name that is not UTF-8, passed through with
   ``os.fsdecode`` semantics) is written with ``backslashreplace`` rather than raising.
 
+A library caller (``parajob.run(..., quiet=True)``) gets no terminal at all: inside
+:func:`muted` (per thread and context: a ContextVar, so a quiet run in one thread does not
+silence a run in another) :func:`echo` hands its text to the ``parajob`` logger instead,
+which has a NullHandler: it shows only where the host configured logging.
+
 Invariant: nothing here raises for a broken terminal, and a stream that failed once is not
 written again (its descriptor now points at ``/dev/null``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TextIO
 
-__all__ = ["echo", "ensure_standard_streams", "write"]
+__all__ = ["echo", "ensure_standard_streams", "muted", "write"]
+
+_muted: ContextVar[bool] = ContextVar("parajob_terminal_muted", default=False)
+_log = logging.getLogger("parajob")
+_log.addHandler(logging.NullHandler())  # a library: silent unless the host sets up logging
 
 # Streams whose writes failed: their descriptor is /dev/null now, nothing more is written.
 _dropped: weakref.WeakSet[TextIO] = weakref.WeakSet()
@@ -59,8 +72,23 @@ def _null_stream(fd: int) -> TextIO:
     return stream
 
 
+@contextmanager
+def muted() -> Iterator[None]:
+    """Within the block (this thread/context only), :func:`echo` writes to the ``parajob``
+    logger (warning level) instead of the terminal."""
+    token = _muted.set(True)
+    try:
+        yield
+    finally:
+        _muted.reset(token)
+
+
 def echo(text: str, *, err: bool = False) -> bool:
-    """``text`` and a newline to stdout (``err``: stderr); False when it was dropped."""
+    """``text`` and a newline to stdout (``err``: stderr); False when it was dropped
+    (or, inside :func:`muted`, logged instead)."""
+    if _muted.get():
+        _log.warning("%s", text)
+        return False
     return write(sys.stderr if err else sys.stdout, text + "\n")
 
 

@@ -105,8 +105,7 @@ class ArrowPartitionPlan:
 
     table: pa.Table               # backed by the memfd mapping (zero-copy)
     offsets: np.ndarray           # (n_batches + 1,) row offsets
-    keys: list[dict[str, Any]]
-    fd: int                       # the memfd, kept open for the plan's lifetime
+    keys: list[dict[str, Any]]    # the memfd itself is closed: only its mapping stays
     # Digest of every piece the table was read from (files' identities and ranges): any
     # row may have moved to any partition, so a change anywhere changes every partition.
     inputs_digest: bytes = b""
@@ -158,16 +157,25 @@ class ArrowPartitionPlan:
         key_dicts = [sorted_keys.slice(int(s), 1).to_pylist()[0] for s in starts]
         fd = os.memfd_create("parajob-partitions", os.MFD_CLOEXEC)
         path = f"/proc/self/fd/{fd}"
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            for lo in range(0, table.num_rows, SORT_CHUNK_ROWS):
-                writer.write_table(table.take(order[lo:lo + SORT_CHUNK_ROWS]))
-        del table, order
-        # Read through a buffer over the mapping: zero-copy, and unlike open_file(memory_map)
-        # it starts none of Arrow's IO threads in the driver, which forks next.
-        buffer = pa.memory_map(path, "r").read_buffer()
+        try:
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                for lo in range(0, table.num_rows, SORT_CHUNK_ROWS):
+                    writer.write_table(table.take(order[lo:lo + SORT_CHUNK_ROWS]))
+            del table, order
+            # Read through a buffer over the mapping: zero-copy, and unlike
+            # open_file(memory_map) it starts none of Arrow's IO threads in the driver,
+            # which forks next.
+            with pa.memory_map(path, "r") as source:
+                buffer = source.read_buffer()
+        finally:
+            # The mapping outlives both descriptors (the buffer holds it; Arrow's close only
+            # drops its file) and goes with the table, when the step's plan is dropped. The
+            # memfd used to stay open for the process's life: one leaked per partitioned-
+            # table step, in a host that calls parajob.run many times (issue 9).
+            os.close(fd)
         mapped = pa.ipc.open_file(buffer).read_all()
         inputs = digest_of(plan.schema.to_string().encode(), plan.piece_identities().tobytes())
-        return cls(mapped, offsets, key_dicts, fd, inputs)
+        return cls(mapped, offsets, key_dicts, inputs)
 
 
 def _group_starts(sorted_keys: pa.Table) -> np.ndarray:

@@ -25,9 +25,11 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from parajob import terminal
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError, plan_file_batches
 from parajob.data.items import ItemBatchPlan
@@ -55,6 +57,7 @@ from parajob.runtime.map_step import (
 )
 from parajob.runtime.options import ProgressEvent, RunOptions
 from parajob.runtime.report import Outcome
+from parajob.runtime.run import one_run_at_a_time
 from parajob.runtime.run_folder import RunFolder
 
 __all__ = ["MapArgumentError", "MapCancelled", "MapFailed", "MapResult", "MapStream",
@@ -195,8 +198,8 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
     called once per worker process. ``mini_batch_error_threshold`` defaults to 0 (the first
     mini-batch that fails for good fails the job), unlike a YAML step's -1. ``resume``:
     finish the run in ``run_dir`` (a folder input only), running only what it had not
-    accepted, if the input files are those it started with. ``serial``: fn runs in the calling process
-    and thread instead (pdb works; timeouts are reported, not enforced).
+    accepted, if the input files are those it started with. ``serial``: fn runs in the
+    calling process and thread instead (pdb works; timeouts are reported, not enforced).
 
     Blocks until the run ends (stream=False). Raises MapArgumentError before anything runs
     for a bad argument; MapFailed / MapCancelled, carrying the RunResult, when the job did
@@ -238,7 +241,9 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
             streaming = MapStream(run, feed, step, options)
             handed_over = True
             return streaming
-        outcome = run_planned(step, run.run_dir, options, run.started)
+        # One job at a time per process (runtime/run.py); quiet: warnings to the logger
+        with one_run_at_a_time(), terminal.muted() if quiet else nullcontext():
+            outcome = run_planned(step, run.run_dir, options, run.started)
         result = run.result(outcome)
         if not outcome.succeeded:
             raise run.failure(outcome, result)

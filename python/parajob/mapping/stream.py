@@ -20,14 +20,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Generator, Iterator
+from contextlib import nullcontext
 from typing import Any
 
+from parajob import terminal
 from parajob.mapping.run import MapRun
 from parajob.results import RunResult
 from parajob.runtime.job import PlannedStep, run_planned
 from parajob.runtime.map_step import ChunkReader, Feed
 from parajob.runtime.options import RunOptions
 from parajob.runtime.report import Outcome
+from parajob.runtime.run import one_run_at_a_time
 
 POLL_S = 0.25  # a streaming reader's longest wait before it looks at the run again
 
@@ -85,7 +88,10 @@ class StreamState:
 
     def _drive(self, step: PlannedStep, options: RunOptions) -> None:
         try:
-            self.outcome = run_planned(step, self.run.run_dir, options, self.run.started)
+            # One job at a time per process (runtime/run.py); quiet: warnings to the logger
+            with one_run_at_a_time(), terminal.muted() if options.quiet else nullcontext():
+                self.outcome = run_planned(step, self.run.run_dir, options,
+                                           self.run.started)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
             self.error = exc
 

@@ -9,9 +9,9 @@ The command runs under ``bash -c`` (``sh -c`` without bash) in its own process g
 the current environment plus the step's ``environment_variables``; its output is copied to
 the log and, line by line with the step's name in front, to our stderr. ``limits.timeout``
 kills the whole group; so do Ctrl-C and SIGTERM (the step is then INTERRUPTED, and
-``--resume`` runs it again). ``logs/job_result.txt`` records how it ended. Called from the
-main thread by the runner; starts no thread (the parallel steps that follow fork their
-workers from this process).
+``--resume`` runs it again). ``logs/job_result.txt`` and ``logs/job_result.json`` record
+how it ended. Called by the runner, in the caller's thread; starts no thread (the parallel
+steps that follow fork their workers from this process).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import BinaryIO, TextIO
 
 from parajob import terminal
 from parajob.runtime.options import RunOptions, StopRequests
+from parajob.runtime.report import write_step_result
 from parajob.spec.bindings import default_output_path
 from parajob.spec.model import CommandStep
 
@@ -125,8 +126,7 @@ def run_command_step(step: CommandStep, run_dir: Path, options: RunOptions | Non
     outcome = CommandOutcome(step.name, ok, reason, step.command, log, outputs,
                              time.monotonic() - started, "" if ok else _tail(log),
                              interrupted=bool(stopped), cancelled=stops.cancelled)
-    (root / "logs" / "job_result.txt").write_text(outcome.summary(), encoding="utf-8",
-                                                  errors="backslashreplace")
+    write_step_result(root / "logs" / "job_result.txt", outcome)  # and job_result.json
     return outcome
 
 

@@ -35,14 +35,13 @@ rerun that was not the batch's fault never costs it a try.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from parajob import _core
+from parajob import _core, terminal
 from parajob.data.batch_plan import BatchPlan
 from parajob.executors.base import (
     DeadlineExpired,
@@ -414,8 +413,8 @@ class Engine:
         refusals = self.refused_spawns.get(slot, 0) + 1
         self.refused_spawns[slot] = refusals
         if refusals == 1:
-            print(f"parajob: warning: {why}; going on with {len(self.workers)} worker "
-                  "process(es)", file=sys.stderr)
+            terminal.echo(f"parajob: warning: {why}; going on with {len(self.workers)} "
+                          "worker process(es)", err=True)
 
     def _tend_processes(self) -> None:
         """At checkpoint cadence: the executor's housekeeping, retry refused spawns."""

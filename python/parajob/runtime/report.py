@@ -1,16 +1,18 @@
-"""The step's reports: the per-attempt CSV, job_error.txt, progress overview and job_result.txt."""
+"""The step's reports: the per-attempt CSV, job_error.txt, progress overview, job_result.txt
+and job_result.json."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from parajob import terminal
 from parajob.runtime.accounting import Tally
@@ -234,18 +236,35 @@ class Progress:
 
 
 def write_job_result(layout: StepLayout, outcome: Outcome) -> None:
-    """Write job_result.txt, atomically. A disk too full for it is said on the terminal,
-    not raised: the outcome (and the exit code) stand, the terminal shows the same summary,
-    and no half-written or earlier job_result.txt is left to contradict it."""
+    """job_result.txt and job_result.json of a parallel step (see write_step_result)."""
+    write_step_result(layout.job_result, outcome)
+
+
+def write_step_result(job_result: Path, outcome: Any) -> None:
+    """Write ``job_result.json`` (``StepResult.to_dict()``: what a program reads) and then
+    ``job_result.txt`` (``outcome.summary()``: what a person reads) beside it, each
+    atomically; the json first, so that a txt that says SUCCEEDED (which --resume trusts
+    for a command step) always has its json. ``outcome``: a runtime Outcome or
+    CommandOutcome. A disk too full for them is said on the terminal, not raised: the
+    outcome (and the exit code) stand, the terminal shows the same summary, and no
+    half-written or earlier file is left to contradict it."""
+    from parajob.results import StepResult  # results imports this module's Failure
+
+    record = json.dumps(StepResult.from_outcome(outcome).to_dict(), indent=2,
+                        ensure_ascii=True)  # ascii: file names that are not UTF-8 survive
     # backslashreplace: the first failure may name a file whose name is not UTF-8
-    data = outcome.summary().encode("utf-8", "backslashreplace")
+    summary = outcome.summary().encode("utf-8", "backslashreplace")
+    _replace(job_result.with_suffix(".json"), record.encode("ascii"))
+    _replace(job_result, summary)
+
+
+def _replace(path: Path, data: bytes) -> None:
     try:
-        write_atomically(layout.job_result, lambda tmp: tmp.write_bytes(data))
+        write_atomically(path, lambda tmp: tmp.write_bytes(data))
     except OSError as exc:
         with contextlib.suppress(OSError):
-            layout.job_result.unlink(missing_ok=True)
-        terminal.echo(f"parajob: could not write {layout.job_result}: {exc.strerror or exc}",
-                      err=True)
+            path.unlink(missing_ok=True)
+        terminal.echo(f"parajob: could not write {path}: {exc.strerror or exc}", err=True)
 
 
 def append_line(path: Path, text: str) -> None:

@@ -1,0 +1,279 @@
+"""The owner of one run: everything between "run this pipeline there" and its RunResult.
+
+    CLI (parajob run / job create)      parajob.run (api.py)       parajob.map_batches
+            \\                                 |                          |
+             +------------> RunRequest ------+                          |
+                                 |  execute()                           |
+                                 v                                      |
+    claim      RunFolder.claim / claim_new: one owner per run folder     |
+    record?    --resume: read parajob-run.json (pipeline, --set, --datastore)
+    write      an SDK entity: dumped to <run>/parajob-pipeline.yml       |
+    load       spec.load_pipeline (outputs bind inside the run folder)  |
+    preflight  entry scripts imported in a probe; warnings -> warn()    |
+    record     parajob-run.json (first run only)                        |
+    run        run_loaded(): runner.run_pipeline ------------------------+
+                  -> outcomes -> RunResult -> <run>/run_result.json
+
+Invariants:
+- The folder is held (a kernel lock) from before anything in it is read until the run's
+  end; a run refused before it started (SpecError) leaves no folder it made and no file it
+  wrote (discard_if_unused), and raises.
+- A job that ran and failed is not an exception: its RunResult says "failed".
+- Nothing here prints: warnings go to the caller's ``warn``; summaries are the caller's.
+- Safe from any thread: no signal handler unless ``options.handle_signals`` (and then
+  only on the main thread, runtime/options.py); nothing process-wide is left changed.
+  Runs of one process go one at a time (a lock: see ``_one_run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from parajob.errors import Diagnostic, SpecError
+from parajob.results import RunResult
+from parajob.runner import (
+    StepOutcome,
+    new_run_dir_base,
+    record_run,
+    recorded_options,
+    recorded_pipeline,
+    run_pipeline,
+)
+from parajob.runtime.options import RunOptions
+from parajob.runtime.run_folder import RunFolder
+from parajob.runtime.spool import write_atomically
+from parajob.spec.model import Pipeline
+
+__all__ = ["Finished", "RUN_RESULT", "SDK_PIPELINE", "RunRequest", "execute",
+           "one_run_at_a_time", "parse_memory_size", "run_loaded"]
+
+RUN_RESULT = "run_result.json"
+SDK_PIPELINE = "parajob-pipeline.yml"  # where a Pipeline entity is dumped, in its run folder
+MEMORY_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run, and where. Exactly one of ``pipeline_file`` / ``dump`` names the
+    pipeline, or neither with ``options.resume`` (the run folder's own is used).
+
+    ``dump``: writes the pipeline's YAML to the path it is given (an SDK entity's
+    ``dump``); it is called with a path inside the run folder, once the folder is held.
+    ``name``: the stem of a new run folder's name when ``run_dir`` is None
+    (./runs/<name>-<time>); the pipeline file's stem by default.
+    """
+
+    pipeline_file: Path | None = None
+    run_dir: Path | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+    overrides: tuple[str, ...] = ()
+    datastores: Mapping[str, Path] = field(default_factory=dict)
+    dump: Callable[[Path], object] | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run that started: its result, and the runtime's outcomes (their ``summary()`` is
+    what the CLI prints)."""
+
+    result: RunResult
+    outcomes: tuple[StepOutcome, ...]
+
+
+# One run at a time per process. The local executor and the import check make this
+# process a child subreaper and, at their end, kill every child that was not there at
+# their start and reap exited ones (executors/reaping.py): a second run going on in another
+# thread would have its workers killed or its exit statuses stolen. So calls from several
+# threads queue here instead. A forked child gets a fresh lock (a worker's entry script may
+# run parajob itself; the lock it inherits is held by the driver's thread, which it lacks).
+_one_run = threading.Lock()
+_inside = threading.local()
+
+
+def _fresh_lock() -> None:
+    global _one_run
+    _one_run = threading.Lock()
+    _inside.__dict__.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
+@contextmanager
+def one_run_at_a_time() -> Iterator[None]:
+    """Hold this process's run lock for the block (waiting for another thread's run to
+    end first). SpecError when this thread holds it already: a run started from inside a
+    run (its on_progress callback) would deadlock."""
+    if getattr(_inside, "running", False):
+        raise SpecError([Diagnostic("parajob.run", None, None, "", "called from inside a "
+                                    "run of the same thread (an on_progress callback?)",
+                                    "start the second run after the first returned, or "
+                                    "from another thread (it waits for the first)")])
+    with _one_run:
+        _inside.running = True
+        try:
+            yield
+        finally:
+            _inside.running = False
+
+
+def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
+    """Claim the run folder, load, check and run the pipeline; blocks until the run ends
+    (and, first, until a run of another thread of this process has ended).
+
+    Raises SpecError (bad input, a folder in use, a resume refused, a call from inside a
+    run's own callback) before any step started, having removed what it made; never for
+    a job that ran and failed."""
+    _check(request)
+    with one_run_at_a_time():
+        return _execute(request, warn)
+
+
+def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
+    started = time.monotonic()
+    with _claimed(request) as folder:
+        wrote: list[Path] = []
+        try:
+            pipeline = _load(request, folder.path, warn, wrote)
+        except SpecError:
+            for path in wrote:  # a refused run leaves nothing of its own behind
+                path.unlink(missing_ok=True)
+            folder.discard_if_unused()
+            raise
+        try:
+            outcomes = tuple(run_pipeline(pipeline, folder.path, request.options))
+        except SpecError:  # a step's input found bad before its workers started
+            folder.discard_if_unused()
+            raise
+        result = RunResult.from_outcomes(folder.path, outcomes, time.monotonic() - started)
+        write_run_result(result, warn)
+    return Finished(result, outcomes)
+
+
+def run_loaded(pipeline: Pipeline, run_dir: Path, options: RunOptions,
+               warn: Callable[[str], object] = lambda _text: None) -> RunResult:
+    """Run a pipeline already loaded for ``run_dir`` (spec.load_pipeline(run_dir=...)),
+    which the caller holds (RunFolder.claim); writes <run>/run_result.json. For callers
+    that build their pipeline themselves (parajob.map_batches); keeps no run record, so
+    such a run is resumed by the same caller, not by ``--resume``. Raises SpecError for
+    bad input found before a step started. Takes the process's run lock unless this thread
+    holds it (a caller that also runs preflight holds ``one_run_at_a_time()`` around both)."""
+    started = time.monotonic()
+    with nullcontext() if getattr(_inside, "running", False) else one_run_at_a_time():
+        outcomes = run_pipeline(pipeline, run_dir, options)
+    result = RunResult.from_outcomes(run_dir, outcomes, time.monotonic() - started)
+    write_run_result(result, warn)
+    return result
+
+
+def write_run_result(result: RunResult, warn: Callable[[str], object]) -> None:
+    """<run>/run_result.json, atomically; a disk too full for it is warned about (the
+    result stands, and the steps' job_result files hold the same)."""
+    data = json.dumps(result.to_dict(), indent=2, ensure_ascii=True).encode("ascii")
+    target = result.run_dir / RUN_RESULT
+    try:
+        write_atomically(target, lambda tmp: tmp.write_bytes(data))
+    except OSError as exc:
+        warn(f"parajob: could not write {target}: {exc.strerror or exc}")
+
+
+def parse_memory_size(text: str) -> int:
+    """'512mb', '2gb', '64kb' or a bare number of MiB -> bytes; ValueError otherwise."""
+    value = text.strip().lower()
+    unit = MEMORY_UNITS.get(value[-2:], 0)
+    number = value[:-2] if unit else value
+    if not number.isdigit() or int(number) == 0:
+        raise ValueError(f"expected a size like 512mb or 2gb, found {text!r}")
+    return int(number) * (unit or 2**20)
+
+
+def _check(request: RunRequest) -> None:
+    """The combinations no run can start from (the CLI checks its own flags first)."""
+    problems = []
+    if request.options.resume and request.run_dir is None:
+        problems.append(("run_dir", "resume needs the run folder to finish",
+                         "pass run_dir=<the folder of the run>"))
+    if request.options.rerun_changed and not request.options.resume:
+        problems.append(("rerun_changed", "rerun_changed goes with resume",
+                         "pass resume=True and run_dir=<the folder of the run>"))
+    if (not request.options.resume and request.pipeline_file is None
+            and request.dump is None):
+        problems.append(("pipeline", "no pipeline to run",
+                         "pass a pipeline YAML path or a parajob.Pipeline, or resume=True "
+                         "with run_dir"))
+    if problems:
+        raise SpecError([Diagnostic("parajob.run", None, None, name, message, hint)
+                         for name, message, hint in problems])
+
+
+def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
+    """One owner per run folder: claimed before anything in it is read or written."""
+    if request.options.resume:
+        assert request.run_dir is not None
+        recorded_pipeline(request.run_dir.resolve())  # a run folder at all? (reads only)
+        return RunFolder.claim(request.run_dir, create=False)
+    if request.run_dir is not None:
+        return RunFolder.claim(request.run_dir)
+    name = request.name or (request.pipeline_file.stem if request.pipeline_file else "pipeline")
+    base = new_run_dir_base(Path(name))
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)  # ./runs (claim_new makes the rest)
+    except OSError as exc:
+        raise SpecError([Diagnostic(str(base.parent.absolute()), None, None, "--run-dir",
+                                    f"cannot create the folder for new runs: "
+                                    f"{exc.strerror or exc}",
+                                    "run from a folder you can write to, or give a run "
+                                    "folder (--run-dir, run_dir=)")]) from exc
+    return RunFolder.claim_new(base)
+
+
+def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
+          wrote: list[Path]) -> Pipeline:
+    """Load and check the pipeline in run_dir, which this process holds; record the run.
+    ``wrote``: the files this call made in the run folder (removed if the run is refused)."""
+    from parajob.runtime.preflight import preflight
+    from parajob.spec import load_pipeline
+
+    pipeline_file, overrides, folders = (request.pipeline_file, request.overrides,
+                                         dict(request.datastores))
+    if request.dump is not None:
+        pipeline_file = run_dir / SDK_PIPELINE
+        if not pipeline_file.exists():
+            wrote.append(pipeline_file)
+        _dump(request.dump, pipeline_file)
+    if request.options.resume:
+        pipeline_file = pipeline_file or recorded_pipeline(run_dir)
+        if not overrides and not folders:  # the run's own, unless given again
+            recorded_sets, folders = recorded_options(run_dir)
+            overrides = tuple(recorded_sets)
+    assert pipeline_file is not None
+    pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
+                             overrides=overrides)
+    for warning in pipeline.warnings + preflight(pipeline):
+        warn(str(warning))
+    if not (run_dir / "parajob-run.json").exists():
+        wrote.append(run_dir / "parajob-run.json")
+    record_run(run_dir, pipeline_file, overrides, folders)
+    return pipeline
+
+
+def _dump(dump: Callable[[Path], object], target: Path) -> None:
+    """An entity's YAML into the run folder, atomically (a resume reads it again)."""
+    try:
+        write_atomically(target, lambda tmp: dump(tmp))
+    except SpecError:
+        raise
+    except (OSError, ValueError, TypeError) as exc:
+        raise SpecError([Diagnostic(str(target), None, None, "pipeline",
+                                    f"the pipeline could not be written as YAML: "
+                                    f"{type(exc).__name__}: {exc}",
+                                    "check the pipeline's fields (parajob.load reads what "
+                                    "pipeline.dump writes)")]) from exc
