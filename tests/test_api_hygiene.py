@@ -10,9 +10,11 @@ pyarrow and their thread pools).
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import os
 import signal
+import subprocess
 import textwrap
 import threading
 import time
@@ -436,3 +438,34 @@ def test_a_map_and_a_pipeline_run_from_two_threads_at_once_both_succeed(tmp_path
     assert mapped.results == [x + 1 for x in range(40)] and mapped.run.succeeded
     assert mapped.run.steps[0].failed_attempts == 0
     assert results["stream"] == [x + 1 for x in range(30)]
+
+
+def test_the_hosts_own_children_started_during_a_run_are_left_alone(tmp_path: Path) -> None:
+    """A run sweeps its workers' descendants at its end; children the host program itself
+    starts meanwhile (subprocess.Popen, a fork as multiprocessing makes) are not theirs."""
+    pipeline = write_job(tmp_path, HOLDS, files=20, mini_batch_size=1)
+    started: list[int] = []
+
+    def on_progress(event: parajob.ProgressEvent) -> None:
+        if started or event.final:
+            return
+        started.append(subprocess.Popen(["sleep", "60"]).pid)
+        pid = os.fork()
+        if pid == 0:  # a host's own fork, no exec: it keeps the host's memory mappings
+            time.sleep(60)
+            os._exit(0)
+        started.append(pid)
+
+    try:
+        result = parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=on_progress)
+        assert result.succeeded
+        assert len(started) == 2
+        for pid in started:
+            os.kill(pid, 0)  # still alive: raises ProcessLookupError if the run killed it
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # not reaped by the run either
+    finally:
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)

@@ -17,7 +17,11 @@ the driver itself is SIGKILLed. Three marks, one per way a process can get away:
 A *sweep* SIGKILLs every process (but the driver and the janitor) whose
 /proc/<pid>/environ holds the token or whose /proc/<pid>/maps holds the memfd, then
 (driver only) the subtrees of the driver's children that were not there when the step
-started, and repeats until a pass finds nothing. The driver sweeps at the end of the step
+started and are outside the driver's own process group (orphans: workers are each their
+own group, and so are their descendants unless they move), and repeats until a pass finds
+nothing. The driver's mapping is MADV_DONTFORK and each worker maps the memfd itself, so
+that a host program's own children (parajob.run in a process that forks or spawns for
+itself meanwhile) carry no mark and stay in its group: they are never swept. The driver sweeps at the end of the step
 (normal end, a limit exceeded, Ctrl-C, an exception), then says goodbye to the janitor;
 the janitor sweeps when the driver's pidfd becomes readable without a goodbye (the driver
 died, SIGKILL included), then exits. The janitor's sweep also kills every process in the
@@ -61,6 +65,7 @@ from collections.abc import Iterable, Iterator, Set
 from parajob import terminal
 
 RUN_TOKEN_ENV = "PARAJOB_RUN_TOKEN"
+_worker_mark: mmap.mmap | None = None  # in a worker: its own mapping of the step's memfd
 _WALL = 0x40000000  # __WALL: wait for any child, whatever signal it reports its end with
 SWEEP_DEADLINE_S = 10.0  # a fork bomb could outrun one pass; each pass kills what it saw
 
@@ -86,6 +91,7 @@ class Descendants:
     def __init__(self) -> None:
         self.token = uuid.uuid4().hex
         self._mark: mmap.mmap | None = None
+        self._mark_fd = -1  # the memfd, kept open until stop(): each worker maps it itself
         self._janitor_pid = 0
         self._goodbye_fd = -1
         self._was_subreaper = 0
@@ -107,9 +113,15 @@ class Descendants:
             try:
                 os.ftruncate(fd, mmap.PAGESIZE)
                 self._mark = mmap.mmap(fd, mmap.PAGESIZE)
+                # Not into every fork of this process: a host's own fork() (multiprocessing,
+                # from another thread, while a parajob.run goes on) must not carry the mark
+                # and be swept with the workers. Each worker maps it itself (child_setup).
+                self._mark.madvise(mmap.MADV_DONTFORK)
+                self._mark_fd, fd = fd, -1
             finally:
-                os.close(fd)
-        except OSError:
+                if fd >= 0:
+                    os.close(fd)
+        except (OSError, AttributeError):  # AttributeError: no madvise / MADV_DONTFORK
             self._mark = None
         self._children_at_start = set(_children(os.getpid()))
         self._fork_janitor()
@@ -119,6 +131,13 @@ class Descendants:
         """In a freshly forked worker: drop the janitor's pipe, export the token."""
         if self._goodbye_fd >= 0:
             os.close(self._goodbye_fd)
+        if self._mark_fd >= 0:  # the driver's mapping is not inherited (MADV_DONTFORK)
+            global _worker_mark
+            try:
+                _worker_mark = mmap.mmap(self._mark_fd, mmap.PAGESIZE)
+            except OSError:
+                pass
+            os.close(self._mark_fd)
         # Appended, so that a parajob run inside a worker still carries the outer token.
         outer = os.environ.get(RUN_TOKEN_ENV, "")
         os.environ[RUN_TOKEN_ENV] = f"{outer} {self.token}".strip()
@@ -169,16 +188,20 @@ class Descendants:
             except ChildProcessError:
                 pass
             self._janitor_pid = 0
-        if self._mark is not None:  # later forks (a next step's workers) must not carry it
+        if self._mark is not None:
             self._mark.close()
             self._mark = None
+        if self._mark_fd >= 0:  # later forks (a next step's workers) must not map it
+            os.close(self._mark_fd)
+            self._mark_fd = -1
         _prctl(_PR_SET_CHILD_SUBREAPER, self._was_subreaper)
 
     def _new_subtrees(self, spare: set[int]) -> set[int]:
-        """Every process under a child of the driver that was not there at start: an orphan
-        that reparented to us (with a scrubbed environment, say), and its descendants."""
-        return _subtrees([p for p in _children(os.getpid())
-                          if p not in self._children_at_start and p not in spare])
+        """Every process under a stray child of the driver that was not there at start: an
+        orphan that reparented to us (with a scrubbed environment, say), and its
+        descendants."""
+        return _subtrees([p for p in _strays(self._children_at_start)
+                          if p not in spare])
 
     def _fork_janitor(self) -> None:
         driver = os.getpid()
@@ -222,7 +245,7 @@ def orphans_killed() -> Iterator[None]:
             # A zombie is dead already: reaped here if it can be, never waited for (a
             # zombie that waitpid() would not reap kept this loop busy for the whole
             # deadline, 10 s added to every `parajob validate`).
-            new = [p for p in _children(os.getpid()) if p not in before and not _reaped(p)]
+            new = [p for p in _strays(before) if not _reaped(p)]
             if not new:
                 break
             for pid in _subtrees(new):  # all at once: killing one orphans the others to us
@@ -342,6 +365,16 @@ def _marked(token: str, spare: set[int], since: int,
                     yield pid
         except OSError:
             continue
+
+
+def _strays(before: Set[int]) -> list[int]:
+    """Children of this process, not in ``before``, outside this process's own process
+    group: orphans of our workers or probes (each started in its own group, which their
+    descendants keep unless they move to a new one) that reparented to us, the subreaper.
+    A child the host program started itself meanwhile (subprocess.Popen, a fork from
+    another thread) stays in our group and is never taken for one."""
+    ours = os.getpgid(0)
+    return [p for p in _children(os.getpid()) if p not in before and _group(p) != ours]
 
 
 def _subtrees(tops: list[int]) -> set[int]:
