@@ -48,6 +48,19 @@ def render_value(data: Any, names: dict[int, str]) -> Any:
 
 
 def render_input(value: NodeInput, names: dict[int, str]) -> Any:
+    rendered = _render_input(value, names)
+    if not value.overrides:
+        return rendered
+    if isinstance(rendered, dict):
+        return {**rendered, **value.overrides}
+    # a bare binding with ``node.inputs.x.mode = ...`` set: the mapping form carries both
+    data = value.data
+    if isinstance(data, NodeOutput) or (isinstance(data, PipelineInput) and not data.is_literal):
+        return {"path": rendered, **value.overrides}
+    return rendered  # a literal's binding has no mode or description to write
+
+
+def _render_input(value: NodeInput, names: dict[int, str]) -> Any:
     meta, data = value.meta, value.data
     rendered = render_value(data, names)
     if meta is None:

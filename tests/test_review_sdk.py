@@ -1,0 +1,140 @@
+"""A user's-eye review of the SDK builder and map_batches (issue 9): what an Azure SDK
+script does that the builder got wrong, each pinned by a test that runs it for real.
+
+The scripts follow azureml-examples' notebooks (sdk/python/jobs/pipelines/
+1g_pipeline_with_parallel_nodes: ``node.inputs.x.mode = ...`` and
+``pipeline_job.outputs.x.type = ...``), with the working directory in tmp_path; the
+pipelines run through ``parajob.run`` in this process.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import make_files
+
+import parajob
+from parajob import Input, Output, dsl
+from parajob.errors import SpecError, ValidationError
+from parajob.parallel import RunFunction, parallel_run_function
+
+ENTRY = textwrap.dedent("""\
+    import argparse, os
+
+    def init():
+        global model
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--model")
+        model = parser.parse_known_args()[0].model
+
+    def run(mini_batch):
+        return [os.path.basename(p) + " " + model for p in mini_batch]
+    """)
+
+
+def scorer() -> parajob.parallel.Parallel:
+    return parallel_run_function(
+        name="score",
+        inputs=dict(data=Input(type="uri_folder", description="files to score"),
+                    model=Input(type="uri_folder", description="the model")),
+        outputs=dict(scores=Output(type="uri_file")),
+        input_data="${{inputs.data}}", mini_batch_size="2",
+        task=RunFunction(code="./src", entry_script="entry.py",
+                         program_arguments="--model ${{inputs.model}}",
+                         append_row_to="${{outputs.scores}}"))
+
+
+@pytest.fixture
+def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "entry.py").write_text(ENTRY, encoding="utf-8")
+    make_files(tmp_path / "data", 4)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.txt").write_text("w", encoding="utf-8")
+    return tmp_path
+
+
+# -- settings made on a node's inputs (1g: batch_inference.inputs.job_data_path.mode = ...) --
+def test_a_mode_set_on_a_node_input_is_written_and_honoured(sources: Path) -> None:
+    """``node.inputs.model.mode = "download"`` (the input bound to a pipeline input) was
+    silently dropped: the YAML had no mode and the step read the original folder."""
+    score = scorer()
+
+    @dsl.pipeline()
+    def scoring(data: Input, model: Input) -> None:
+        scored = score(data=data, model=model)
+        scored.inputs.model.mode = "download"
+        scored.outputs.scores.path = "./scores.txt"
+
+    job = scoring(data=Input(path="./data"), model=Input(path="./model"))
+    assert job.jobs["scored"].inputs.model.mode == "download"
+    assert "mode: download" in job.to_yaml()
+    assert parajob.load(job.dump(sources / "p.yml")) == job
+    result = parajob.run(job, run_dir=sources / "run")
+    assert result.status == "succeeded", result.reason
+    rows = (sources / "scores.txt").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 4
+    # downloaded: the step read a copy inside the run folder, not ./model itself
+    models = {row.split(" ", 1)[1] for row in rows}
+    assert len(models) == 1
+    seen = Path(models.pop())
+    assert seen != sources / "model" and (sources / "run") in seen.parents
+    assert (seen / "weights.txt").read_text(encoding="utf-8") == "w"
+
+
+def test_a_bad_mode_set_on_a_node_input_is_refused_naming_the_field(sources: Path) -> None:
+    """A mode that does not fit the input's type reaches validation (it was dropped)."""
+    score = scorer()
+
+    @dsl.pipeline()
+    def scoring(data: Input) -> None:
+        scored = score(data=data, model=Input(path="./model"))
+        scored.inputs.data.mode = "eval_mount"  # only mltable inputs have eval_mount
+
+    job = scoring(data=Input(path="./data"))
+    with pytest.raises(SpecError, match=r"jobs\.scored\.inputs\.data\.mode"):
+        parajob.load(job.to_yaml(), base_dir=sources)
+
+
+def test_type_description_and_path_of_a_node_input_can_be_set_as_in_the_sdk(
+        sources: Path) -> None:
+    """The SDK's NodeInput has setters for type, mode, description and path; here type and
+    path raised AttributeError and description was dropped. A setting is made on a copy of
+    the bound Input (which another node may share), and a new binding starts afresh."""
+    score = scorer()
+    shared = Input(path="./model")
+
+    @dsl.pipeline()
+    def scoring() -> None:
+        first = score(model=shared)
+        first.inputs.data.path = "./data"        # unbound: an Input of the declared type
+        first.inputs.model.description = "weights, v2"
+        first.inputs.model.type = "custom_model"
+        second = score(data=first.outputs.scores, model=shared)
+        with pytest.raises(ValidationError, match="does not support setting path"):
+            second.inputs.data.path = "./elsewhere"
+        second.inputs.data.mode = "download"    # beside the binding to first's output
+        second.inputs.data.type = "uri_file"    # what first's output is
+        second.inputs.model = Input(path="./model")
+
+    job = scoring()
+    first, second = job.jobs["first"], job.jobs["second"]
+    assert first.inputs.data.path == "./data" and first.inputs.data.type == "uri_folder"
+    assert first.inputs.model.description == "weights, v2"
+    assert first.inputs.model.type == "custom_model"
+    assert shared.type == "uri_folder" and shared.description is None
+    assert second.inputs.data.mode == "download"
+    tree = job._to_dict()["jobs"]
+    assert tree["first"]["inputs"]["data"] == {"type": "uri_folder", "description":
+                                               "files to score", "path": "./data"}
+    assert tree["first"]["inputs"]["model"]["type"] == "custom_model"
+    assert tree["first"]["inputs"]["model"]["description"] == "weights, v2"
+    assert tree["second"]["inputs"]["data"]["mode"] == "download"
+    assert tree["second"]["inputs"]["data"]["type"] == "uri_file"
+    assert tree["second"]["inputs"]["data"]["path"] == "${{parent.jobs.first.outputs.scores}}"
+    assert tree["second"]["inputs"]["model"] == {"type": "uri_folder", "path": "./model",
+                                                 "description": "the model"}
+    assert parajob.load(job.to_yaml(), base_dir=sources) == job
