@@ -138,3 +138,25 @@ def test_type_description_and_path_of_a_node_input_can_be_set_as_in_the_sdk(
     assert tree["second"]["inputs"]["model"] == {"type": "uri_folder", "path": "./model",
                                                  "description": "the model"}
     assert parajob.load(job.to_yaml(), base_dir=sources) == job
+
+
+# -- pipeline ports by attribute (1g: pipeline_job.outputs.pipeline_job_out.type = ...) ------
+def test_a_pipelines_inputs_and_outputs_are_reachable_as_attributes(sources: Path) -> None:
+    """``pipeline_job.outputs.<name>`` raised AttributeError: a plain dict."""
+    score = scorer()
+
+    @dsl.pipeline()
+    def scoring(data: Input, model: Input) -> dict[str, object]:
+        scored = score(data=data, model=model)
+        return {"scores": scored.outputs.scores}
+
+    job = scoring(data=Input(path="./elsewhere"), model=Input(path="./model"))
+    job.inputs.data.path = "./data"
+    job.outputs.scores.path = "./all_scores.txt"
+    assert job.outputs["scores"].path == "./all_scores.txt"
+    with pytest.raises(ValidationError, match="unexpected attribute 'score'.*'scores'"):
+        job.outputs.score  # noqa: B018 (the attribute access is the test)
+    assert parajob.load(job.to_yaml(), base_dir=sources) == job
+    result = parajob.run(job, run_dir=sources / "run")
+    assert result.status == "succeeded", result.reason
+    assert len((sources / "all_scores.txt").read_text(encoding="utf-8").splitlines()) == 4
