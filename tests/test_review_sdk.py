@@ -160,3 +160,27 @@ def test_a_pipelines_inputs_and_outputs_are_reachable_as_attributes(sources: Pat
     result = parajob.run(job, run_dir=sources / "run")
     assert result.status == "succeeded", result.reason
     assert len((sources / "all_scores.txt").read_text(encoding="utf-8").splitlines()) == 4
+
+
+# -- README promises of the builder that had no test -----------------------------------------
+def test_cluster_only_settings_are_warned_about_by_name_on_load_and_compute_is_recorded(
+        sources: Path) -> None:
+    """README: instance_type, docker_args, shm_size and identity "are warned about by name
+    when it is loaded"; "compute is recorded in logs/environment.txt"."""
+    (sources / "src" / "plain.py").write_text("def run(mini_batch):\n    return mini_batch\n",
+                                              encoding="utf-8")
+    comp = parallel_run_function(
+        name="score", inputs={"data": Input(type="uri_folder", path="./data")},
+        input_data="${{inputs.data}}", compute="gpu-cluster", instance_type="Standard_NC6",
+        docker_args="--ipc=host", shm_size="2g", identity={"type": "managed"},
+        task=RunFunction(code="./src", entry_script="plain.py"))
+    job = parajob.Pipeline(jobs={"score": comp()})
+    loaded = parajob.load(job.dump(sources / "p.yml"))
+    warned = [d.field for d in loaded.warnings]
+    assert warned == ["jobs.score.resources.instance_type", "jobs.score.resources.docker_args",
+                      "jobs.score.resources.shm_size", "jobs.score.identity"]
+    assert all("has no effect here" in d.message for d in loaded.warnings)
+    result = parajob.run(loaded, run_dir=sources / "run")
+    assert result.status == "succeeded", result.reason
+    recorded = (sources / "run" / "score" / "logs" / "environment.txt").read_text("utf-8")
+    assert "gpu-cluster -> this machine" in recorded
