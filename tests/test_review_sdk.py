@@ -9,6 +9,7 @@ pipelines run through ``parajob.run`` in this process.
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -184,3 +185,115 @@ def test_cluster_only_settings_are_warned_about_by_name_on_load_and_compute_is_r
     assert result.status == "succeeded", result.reason
     recorded = (sources / "run" / "score" / "logs" / "environment.txt").read_text("utf-8")
     assert "gpu-cluster -> this machine" in recorded
+
+
+# -- load_component as the SDK's (1a_pipeline_with_components_from_yaml) ----------------------
+TRAIN_COMPONENT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+type: command
+name: train_model
+display_name: Train Model
+version: 0.0.1
+inputs:
+  training_data:
+    type: uri_folder
+  max_epochs:
+    type: integer
+    default: 3
+  learning_rate:
+    type: number
+    default: 0.01
+  learning_rate_schedule:
+    type: string
+    default: time-based
+outputs:
+  model_output:
+    type: uri_folder
+code: ./train_src
+environment: azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu:1
+command: >-
+  python train.py
+  --training_data ${{inputs.training_data}}
+  --max_epochs ${{inputs.max_epochs}}
+  --learning_rate ${{inputs.learning_rate}}
+  --learning_rate_schedule ${{inputs.learning_rate_schedule}}
+  --model_output ${{outputs.model_output}}
+"""
+
+TRAIN = """\
+import os, sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+os.makedirs(args["--model_output"], exist_ok=True)
+files = sorted(os.listdir(args["--training_data"]))
+with open(os.path.join(args["--model_output"], "model.txt"), "w") as f:
+    f.write(" ".join([args["--max_epochs"], args["--learning_rate"],
+                      args["--learning_rate_schedule"], str(len(files))]))
+"""
+
+SCORE_COMPONENT = """\
+type: command
+name: score_data
+inputs:
+  model_input:
+    type: uri_folder
+outputs:
+  score_output:
+    type: uri_folder
+code: ./score_src
+command: >-
+  python score.py ${{inputs.model_input}} ${{outputs.score_output}}
+"""
+
+SCORE = """\
+import os, shutil, sys
+os.makedirs(sys.argv[2], exist_ok=True)
+shutil.copy(os.path.join(sys.argv[1], "model.txt"), os.path.join(sys.argv[2], "scored.txt"))
+"""
+
+
+def test_load_component_takes_the_sdks_deprecated_path_and_an_open_file(
+        sources: Path) -> None:
+    """1a_pipeline_with_components_from_yaml calls ``load_component(path=...)`` (the SDK's
+    deprecated name for source, with a DeprecationWarning): it raised "needs source=";
+    an open file raised TypeError from os.fspath."""
+    for folder, name, text, script, code in (
+            ("train_src", "train_model.yml", TRAIN_COMPONENT, "train.py", TRAIN),
+            ("score_src", "score_data.yml", SCORE_COMPONENT, "score.py", SCORE)):
+        (sources / name).write_text(text, encoding="utf-8")
+        (sources / folder).mkdir()
+        (sources / folder / script).write_text(code, encoding="utf-8")
+    parent_dir = "."
+    with pytest.warns(DeprecationWarning, match="Please use 'source' instead"):
+        train_model = parajob.load_component(path=parent_dir + "/train_model.yml")
+    with open(sources / "score_data.yml", encoding="utf-8") as f:
+        score_data = parajob.load_component(source=f)
+
+    @dsl.pipeline()
+    def pipeline_with_components_from_yaml(training_input: Input, training_max_epochs: int = 20,
+                                           training_learning_rate: float = 1.8,
+                                           learning_rate_schedule: str = "time-based"
+                                           ) -> dict[str, object]:
+        """E2E dummy train-score pipeline with components defined via yaml."""
+        train_with_sample_data = train_model(
+            training_data=training_input, max_epochs=training_max_epochs,
+            learning_rate=training_learning_rate,
+            learning_rate_schedule=learning_rate_schedule)
+        score_with_sample_data = score_data(
+            model_input=train_with_sample_data.outputs.model_output)
+        score_with_sample_data.outputs.score_output.mode = "upload"
+        return {"scored_data": score_with_sample_data.outputs.score_output}
+
+    job = pipeline_with_components_from_yaml(
+        training_input=Input(type="uri_folder", path=parent_dir + "/data/"),
+        training_max_epochs=7)
+    job.settings.default_compute = "cpu-cluster"
+    job.outputs.scored_data.path = "./scored"
+    assert job.jobs["score_with_sample_data"].component == str(sources / "score_data.yml")
+    assert parajob.load(job.dump(sources / "p.yml")) == job
+    result = parajob.run(job, run_dir=sources / "run")
+    assert result.status == "succeeded", result.reason
+    assert (sources / "scored" / "scored.txt").read_text(encoding="utf-8") == \
+        "7 1.8 time-based 4"
+
+    with pytest.raises(ValidationError, match="found StringIO"):
+        parajob.load_component(source=io.StringIO(SCORE_COMPONENT))
