@@ -297,3 +297,22 @@ def test_load_component_takes_the_sdks_deprecated_path_and_an_open_file(
 
     with pytest.raises(ValidationError, match="found StringIO"):
         parajob.load_component(source=io.StringIO(SCORE_COMPONENT))
+
+
+def test_printing_a_component_or_a_node_shows_its_yaml(sources: Path) -> None:
+    """``print(train_model)`` (1a) and ``print(node)`` showed ``<... object at 0x...>``;
+    the SDK prints the YAML. A node bound to another's output names it."""
+    (sources / "score_data.yml").write_text(SCORE_COMPONENT, encoding="utf-8")
+    score_data = parajob.load_component(source="score_data.yml")
+    assert str(score_data).splitlines() == ["type: command", "component: score_data.yml"]
+    assert repr(score_data) == "Command(name='score_data', component='score_data.yml')"
+    score = scorer()
+    assert "entry_script: entry.py" in str(score) and repr(score) == "Parallel(name='score')"
+
+    @dsl.pipeline()
+    def scoring(data: Input) -> None:
+        first = score(data=data, model=Input(path="./model"))
+        score_data(model_input=first.outputs.scores)
+
+    job = scoring(data=Input(path="./data"))
+    assert "model_input: ${{parent.jobs.first.outputs.scores}}" in str(job.jobs["score_data"])

@@ -196,6 +196,22 @@ class Node:
         return node
 
     # -- YAML -------------------------------------------------------------------------------
+    def __str__(self) -> str:
+        """The node as the YAML of a pipeline step (``print(component)`` as in the SDK);
+        an input bound to another node's output names that node as it is named now."""
+        from parajob.entities.pipeline import _dump  # pipeline imports this module
+
+        names = {id(self): self.name or ""}
+        for port in self._inputs.values():
+            if isinstance(port.data, NodeOutput):
+                owner = port.data.owner
+                names[id(owner)] = str(getattr(owner, "name", None) or "<unnamed node>")
+        return _dump(self._to_dict(names))
+
+    def __repr__(self) -> str:
+        where = f", component={self.component!r}" if self.component else ""
+        return f"{type(self).__name__}(name={self.name!r}{where})"
+
     def _fields(self) -> tuple[str, ...]:
         return ()
 
