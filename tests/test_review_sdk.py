@@ -316,3 +316,36 @@ def test_printing_a_component_or_a_node_shows_its_yaml(sources: Path) -> None:
 
     job = scoring(data=Input(path="./data"))
     assert "model_input: ${{parent.jobs.first.outputs.scores}}" in str(job.jobs["score_data"])
+
+
+# -- a sub-pipeline (the SDK makes it a pipeline component node) --------------------------------
+def test_a_pipeline_function_called_inside_another_is_refused_not_dropped(
+        sources: Path) -> None:
+    """The inner pipeline's steps were silently left out, and binding to its outputs
+    crashed the YAML dump with yaml's RepresenterError (a traceback from parajob)."""
+    score = scorer()
+
+    @dsl.pipeline()
+    def inner() -> dict[str, object]:
+        first = score(data=Input(path="./data"), model=Input(path="./model"))
+        return {"scores": first.outputs.scores}
+
+    @dsl.pipeline()
+    def outer() -> None:
+        sub = inner()
+        score(data=sub.outputs.scores, model=Input(path="./model"))
+
+    with pytest.raises(ValidationError, match=r"inner\(\): a dsl.pipeline function called "
+                                              "inside another one"):
+        outer()
+    assert list(inner().jobs) == ["first"]  # the failed build left no builder behind
+
+    built = inner()
+
+    @dsl.pipeline()
+    def after() -> None:
+        score(data=built.outputs.scores, model=Input(path="./model"))
+
+    with pytest.raises(ValidationError, match="input 'data' is bound to an Output "
+                                              "declaration"):
+        after().to_yaml()

@@ -28,7 +28,13 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from parajob.entities.io import NodeOutput, Output, PipelineInput
-from parajob.entities.nodes import Node, check_node_name, pop_builder, push_builder
+from parajob.entities.nodes import (
+    Node,
+    building,
+    check_node_name,
+    pop_builder,
+    push_builder,
+)
 from parajob.entities.pipeline import Pipeline
 from parajob.entities.settings import PipelineJobSettings
 from parajob.errors import ValidationError
@@ -73,6 +79,11 @@ def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
 
         @functools.wraps(fn)
         def build(*args: Any, **call_kwargs: Any) -> Pipeline:
+            if building() is not None:  # its steps would be dropped, its outputs unbound
+                raise ValidationError(f"{fn.__name__}(): a dsl.pipeline function called "
+                                      "inside another one (a sub-pipeline) is not supported "
+                                      "here: make its steps in the outer function, or run "
+                                      "the two pipelines one after the other")
             values = _bind(fn, signature, args, call_kwargs)
             params = {k: PipelineInput(k, v) for k, v in values.items()}
             nodes, local_vars, returned = _run_body(fn, params)

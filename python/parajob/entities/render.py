@@ -24,6 +24,7 @@ from parajob.entities.io import (
     Input,
     NodeInput,
     NodeOutput,
+    Output,
     PipelineInput,
 )
 from parajob.errors import ValidationError
@@ -62,6 +63,10 @@ def render_input(value: NodeInput, names: dict[int, str]) -> Any:
 
 def _render_input(value: NodeInput, names: dict[int, str]) -> Any:
     meta, data = value.meta, value.data
+    if isinstance(data, Output):  # e.g. a pipeline's outputs.<x>: a declaration, no data
+        raise ValidationError(f"input {value.name!r} is bound to an Output declaration "
+                              f"({data!r}); bind it to a node's output "
+                              "(node.outputs.<name>) or give an Input", value.name)
     rendered = render_value(data, names)
     if meta is None:
         return rendered
