@@ -10,7 +10,9 @@ pipelines run through ``parajob.run`` in this process.
 from __future__ import annotations
 
 import io
+import os
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -349,3 +351,19 @@ def test_a_pipeline_function_called_inside_another_is_refused_not_dropped(
     with pytest.raises(ValidationError, match="input 'data' is bound to an Output "
                                               "declaration"):
         after().to_yaml()
+
+
+# -- map_batches -----------------------------------------------------------------------------
+def test_serial_with_stream_runs_fn_in_this_process_in_the_streams_thread() -> None:
+    """README: serial=True runs fn "in the calling process and thread"; a stream's job runs
+    in its background thread, serial or not, which the README now says."""
+    caller = threading.get_ident()
+
+    def where(batch: list[int]) -> list[tuple[int, bool]]:
+        return [(os.getpid(), threading.get_ident() == caller) for _ in batch]
+
+    with parajob.map_batches(where, [1, 2, 3], serial=True, stream=True) as stream:
+        streamed = list(stream)
+    assert streamed == [(os.getpid(), False)] * 3
+    assert parajob.map_batches(where, [1, 2, 3], serial=True).results == \
+        [(os.getpid(), True)] * 3

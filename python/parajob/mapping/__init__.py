@@ -199,7 +199,8 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
     mini-batch that fails for good fails the job), unlike a YAML step's -1. ``resume``:
     finish the run in ``run_dir`` (a folder input only), running only what it had not
     accepted, if the input files are those it started with. ``serial``: fn runs in the
-    calling process and thread instead (pdb works; timeouts are reported, not enforced).
+    calling process and thread instead (pdb works; timeouts are reported, not enforced);
+    with ``stream=True``, in the stream's background thread of this process.
 
     Blocks until the run ends (stream=False). Raises MapArgumentError before anything runs
     for a bad argument; MapFailed / MapCancelled, carrying the RunResult, when the job did
