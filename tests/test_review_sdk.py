@@ -367,3 +367,25 @@ def test_serial_with_stream_runs_fn_in_this_process_in_the_streams_thread() -> N
     assert streamed == [(os.getpid(), False)] * 3
     assert parajob.map_batches(where, [1, 2, 3], serial=True).results == \
         [(os.getpid(), True)] * 3
+
+
+def test_a_stopped_map_names_map_batches_to_finish_it_never_parajob_run(
+        tmp_path: Path) -> None:
+    """The reason said "resume with: parajob run --resume <folder>": a map's folder has no
+    pipeline for the CLI, and a temporary one (in-memory items) cannot be resumed at all."""
+    make_files(tmp_path / "in", 3)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(parajob.MapCancelled) as cancelled:
+        parajob.map_batches(lambda batch: batch, [1, 2, 3], cancel=stop)
+    assert str(cancelled.value) == "map_batches was cancelled: cancelled by the caller"
+    assert cancelled.value.run.reason == "map: cancelled by the caller"
+    folder, run_dir = str(tmp_path / "in"), str(tmp_path / "run")
+    with pytest.raises(parajob.MapCancelled) as cancelled:
+        parajob.map_batches(lambda batch: batch, folder, cancel=stop, run_dir=run_dir)
+    hint = f"resume with: map_batches(fn, {folder!r}, run_dir={run_dir!r}, resume=True)"
+    assert str(cancelled.value).endswith(hint)
+    assert "parajob run" not in str(cancelled.value.run.to_dict())
+    result = parajob.map_batches(lambda batch: [os.path.basename(p) for p in batch], folder,
+                                 run_dir=run_dir, resume=True)
+    assert result.results == ["f00000.txt", "f00001.txt", "f00002.txt"]

@@ -228,8 +228,12 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
         except ResumeRefused as exc:
             raise _argument_error("resume", f"{run.run_dir} cannot be resumed: {exc}",
                                   "start a new run_dir") from None
+        # a stopped run names how to finish it: map_batches itself, never `parajob run`
+        hint = ("" if run.temporary or isinstance(plan, ItemBatchPlan) else
+                f"map_batches(fn, {os.fspath(items_or_folder)!r}, run_dir="
+                f"{os.fspath(run.run_dir)!r}, resume=True)")
         options = RunOptions(resume=resume, cancel=run.stop, on_progress=on_progress,
-                             quiet=quiet, serial=serial)
+                             quiet=quiet, serial=serial, resume_hint=hint)
         feed = Feed() if stream else None
         try:
             step = planned_step(run.layout, plan, limits, n_workers,
