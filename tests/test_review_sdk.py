@@ -389,3 +389,36 @@ def test_a_stopped_map_names_map_batches_to_finish_it_never_parajob_run(
     result = parajob.map_batches(lambda batch: [os.path.basename(p) for p in batch], folder,
                                  run_dir=run_dir, resume=True)
     assert result.results == ["f00000.txt", "f00001.txt", "f00002.txt"]
+
+
+# -- an output's registered name (node.outputs.<port>.name / .version, as in the SDK) ---------
+def test_naming_a_node_output_names_its_asset_not_its_port(sources: Path) -> None:
+    """``node.outputs.scores.name = "my_scores"`` (the SDK's name to register the output
+    under) renamed the port: the next step was bound to ``outputs.my_scores``, which the
+    step does not have; ``version`` was dropped."""
+    score = scorer()
+
+    @dsl.pipeline()
+    def scoring(data: Input, model: Input) -> dict[str, object]:
+        first = score(data=data, model=model)
+        first.outputs.scores.name = "my_scores"
+        first.outputs.scores.version = "1"
+        second = score(data=Input(path="./data"), model=model)
+        second.inputs.data = first.outputs.scores
+        second.inputs.data.type = "uri_file"
+        returned = score(data=data, model=model)
+        returned.outputs.scores.name = "kept"
+        return {"kept_scores": returned.outputs.scores}
+
+    job = scoring(data=Input(path="./data"), model=Input(path="./model"))
+    first = job.jobs["first"].outputs.scores
+    assert (first.port_name, first.name, first.version) == ("scores", "my_scores", "1")
+    tree = job._to_dict()
+    assert tree["jobs"]["first"]["outputs"]["scores"] == {
+        "type": "uri_file", "name": "my_scores", "version": "1"}
+    assert tree["jobs"]["second"]["inputs"]["data"]["path"] == \
+        "${{parent.jobs.first.outputs.scores}}"
+    # returned as a pipeline output, the name goes with the other settings (the SDK's
+    # copy_output_setting copies path, name and version)
+    assert tree["outputs"]["kept_scores"] == {"type": "uri_file", "name": "kept"}
+    assert parajob.load(job.dump(sources / "p.yml")) == job

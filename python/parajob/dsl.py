@@ -192,8 +192,8 @@ def _name_nodes(nodes: list[Node], local_vars: dict[str, Any]) -> dict[str, Node
 
 def _outputs(returned: Any, nodes: list[Node]) -> dict[str, Output]:
     """The returned mapping as pipeline outputs: each node output is bound to
-    ``${{parent.outputs.<key>}}`` and its settings (type, mode, path) move to the pipeline
-    output, as the SDK's ``copy_output_setting``."""
+    ``${{parent.outputs.<key>}}`` and its settings (type, mode, path, name, version) move
+    to the pipeline output, as the SDK's ``copy_output_setting``."""
     if returned is None:
         return {}
     if not isinstance(returned, dict):
@@ -204,7 +204,7 @@ def _outputs(returned: Any, nodes: list[Node]) -> dict[str, Output]:
                 value.owner is n for n in nodes):
             raise ValidationError(_RETURN_ERROR, str(key))
         out[key] = Output(type=value.type or "uri_folder", path=value.path, mode=value.mode,
-                          description=value.description)
+                          description=value.description, **value.extra)  # name, version
         value.binding = f"${{{{parent.outputs.{key}}}}}"
     return out
 

@@ -307,10 +307,15 @@ class NodeInput:
 class NodeOutput:
     """One output of a node. ``type``, ``mode``, ``path`` and ``description`` start from the
     declaration and may be set (``node.outputs.scores.path = "..."``); ``binding`` is the
-    pipeline output it was returned as, or YAML text read from a file."""
+    pipeline output it was returned as, or YAML text read from a file.
+
+    ``port_name`` is the port (``${{parent.jobs.<node>.outputs.<port_name>}}``); ``name``
+    and ``version`` are, as in the SDK, the asset the output is registered as
+    (``node.outputs.model.name = "my_model"``), written to the YAML beside ``type``.
+    """
 
     def __init__(self, name: str, owner: object, meta: Output | None = None) -> None:
-        self.name, self.owner = name, owner
+        self.port_name, self.owner = name, owner
         meta = meta or Output(type=None)  # type: ignore[arg-type]  # type unknown: left out
         self.type: str | None = meta.type
         self.path: str | None = meta.path
@@ -319,6 +324,28 @@ class NodeOutput:
         self.extra: dict[str, Any] = dict(meta.extra)
         self.binding: str | None = None
 
+    @property
+    def name(self) -> str | None:
+        return self.extra.get("name")
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._set_extra("name", value)
+
+    @property
+    def version(self) -> str | None:
+        return self.extra.get("version")
+
+    @version.setter
+    def version(self, value: str | None) -> None:
+        self._set_extra("version", value)
+
+    def _set_extra(self, key: str, value: Any) -> None:
+        if value is None:
+            self.extra.pop(key, None)
+        else:
+            self.extra[key] = value
+
     def _to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("type", "path", "mode", "description")
                if getattr(self, k) is not None}
@@ -326,7 +353,7 @@ class NodeOutput:
         return out
 
     def __repr__(self) -> str:
-        return f"NodeOutput({self.name!r}, {self._to_dict()!r})"
+        return f"NodeOutput({self.port_name!r}, {self._to_dict()!r})"
 
 
 class IODict:

@@ -38,9 +38,9 @@ def render_value(data: Any, names: dict[int, str]) -> Any:
         owner = names.get(id(data.owner))
         if owner is None:
             raise ValidationError(
-                f"input bound to output '{data.name}' of a node that is not in this pipeline: "
-                "create the node inside the dsl.pipeline function", data.name)
-        return f"${{{{parent.jobs.{owner}.outputs.{data.name}}}}}"
+                f"input bound to output '{data.port_name}' of a node that is not in this "
+                "pipeline: create the node inside the dsl.pipeline function", data.port_name)
+        return f"${{{{parent.jobs.{owner}.outputs.{data.port_name}}}}}"
     if isinstance(data, PipelineInput):
         return str(data)
     if isinstance(data, Input):
