@@ -422,3 +422,23 @@ def test_naming_a_node_output_names_its_asset_not_its_port(sources: Path) -> Non
     # copy_output_setting copies path, name and version)
     assert tree["outputs"]["kept_scores"] == {"type": "uri_file", "name": "kept"}
     assert parajob.load(job.dump(sources / "p.yml")) == job
+
+
+def test_a_setting_set_that_is_not_modelled_is_written_and_named_not_dropped(
+        sources: Path) -> None:
+    """``job.settings.on_init = "setup"`` (an SDK PipelineJobSettings field) vanished from
+    the YAML; now it is written, and validation names it as it names it in a YAML."""
+    setup = parajob.command(name="setup", command="echo setup")
+    job = parajob.Pipeline(jobs={"setup": setup})
+    job.settings.on_init = "setup"
+    job.settings.continue_on_step_failure = True
+    assert job.settings.on_init == "setup"
+    assert job._to_dict()["settings"] == {"continue_on_step_failure": True,
+                                          "on_init": "setup"}
+    with pytest.raises(SpecError, match=r"settings\.on_init: unknown key 'on_init'"):
+        parajob.load(job.to_yaml(), base_dir=sources)
+    retry = parajob.parallel.RetrySettings(max_retries=1)
+    retry.timeout = 5
+    assert retry._to_dict() == {"max_retries": 1, "timeout": 5}
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        retry.nope  # noqa: B018 (the attribute access is the test)
