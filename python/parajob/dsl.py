@@ -28,7 +28,13 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from parajob.entities.io import NodeOutput, Output, PipelineInput
-from parajob.entities.nodes import Node, check_node_name, pop_builder, push_builder
+from parajob.entities.nodes import (
+    Node,
+    building,
+    check_node_name,
+    pop_builder,
+    push_builder,
+)
 from parajob.entities.pipeline import Pipeline
 from parajob.entities.settings import PipelineJobSettings
 from parajob.errors import ValidationError
@@ -73,6 +79,11 @@ def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
 
         @functools.wraps(fn)
         def build(*args: Any, **call_kwargs: Any) -> Pipeline:
+            if building() is not None:  # its steps would be dropped, its outputs unbound
+                raise ValidationError(f"{fn.__name__}(): a dsl.pipeline function called "
+                                      "inside another one (a sub-pipeline) is not supported "
+                                      "here: make its steps in the outer function, or run "
+                                      "the two pipelines one after the other")
             values = _bind(fn, signature, args, call_kwargs)
             params = {k: PipelineInput(k, v) for k, v in values.items()}
             nodes, local_vars, returned = _run_body(fn, params)
@@ -181,8 +192,8 @@ def _name_nodes(nodes: list[Node], local_vars: dict[str, Any]) -> dict[str, Node
 
 def _outputs(returned: Any, nodes: list[Node]) -> dict[str, Output]:
     """The returned mapping as pipeline outputs: each node output is bound to
-    ``${{parent.outputs.<key>}}`` and its settings (type, mode, path) move to the pipeline
-    output, as the SDK's ``copy_output_setting``."""
+    ``${{parent.outputs.<key>}}`` and its settings (type, mode, path, name, version) move
+    to the pipeline output, as the SDK's ``copy_output_setting``."""
     if returned is None:
         return {}
     if not isinstance(returned, dict):
@@ -193,7 +204,7 @@ def _outputs(returned: Any, nodes: list[Node]) -> dict[str, Output]:
                 value.owner is n for n in nodes):
             raise ValidationError(_RETURN_ERROR, str(key))
         out[key] = Output(type=value.type or "uri_folder", path=value.path, mode=value.mode,
-                          description=value.description)
+                          description=value.description, **value.extra)  # name, version
         value.binding = f"${{{{parent.outputs.{key}}}}}"
     return out
 

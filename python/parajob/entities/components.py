@@ -13,7 +13,8 @@ node override the component's, as for a hand-written ``component:`` step.
 from __future__ import annotations
 
 import os
-from typing import Any
+import warnings
+from typing import IO, Any
 
 import yaml
 
@@ -24,13 +25,30 @@ from parajob.errors import ValidationError
 __all__ = ["load_component"]
 
 
-def load_component(source: str | os.PathLike[str] | None = None, **kwargs: Any) -> Node:
-    """A node for the ``type: parallel`` or ``type: command`` component file ``source``.
+def load_component(source: str | os.PathLike[str] | IO[str] | None = None,
+                   **kwargs: Any) -> Node:
+    """A node for the ``type: parallel`` or ``type: command`` component file ``source``
+    (a path, or a file opened from one). ``path=`` is the SDK's deprecated name for
+    ``source`` and works as there, with a DeprecationWarning.
     Raises ValidationError naming the file when it cannot be read or is not such a
     component (the rest is checked with file and line when the pipeline is validated)."""
+    path_kw = kwargs.pop("path", None)
+    if source is None and path_kw is not None:
+        source = path_kw
+        warnings.warn("the 'path' input for load functions is deprecated. Please use "
+                      "'source' instead.", DeprecationWarning, stacklevel=2)
     if source is None:
         raise ValidationError("load_component() needs source=<path of a component YAML>",
                               "source")
+    if not isinstance(source, (str, os.PathLike)):
+        # an open file: the step names the file it was opened from (its paths are
+        # relative to it), so a stream without a file name cannot be a component here
+        name = getattr(source, "name", None)
+        if not isinstance(name, str) or not os.path.isfile(name):
+            raise ValidationError("load_component(source=...): expected the path of a "
+                                  f"component YAML or a file opened from one, found "
+                                  f"{type(source).__name__}", "source")
+        source = name
     path = os.fspath(source)
     try:
         with open(path, encoding="utf-8-sig") as f:

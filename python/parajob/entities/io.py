@@ -19,6 +19,7 @@ loaded or run, with file, line and field.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterator
@@ -210,20 +211,94 @@ class PipelineInput:
 
 class NodeInput:
     """One input of a node: ``meta`` is its declaration (None when the node was read from
-    YAML or gives values without declarations), ``data`` what it is bound to."""
+    YAML or gives values without declarations), ``data`` what it is bound to.
+
+    ``type``, ``mode``, ``description`` and ``path`` may be set, as on the SDK's
+    ``NodeInput`` (``node.inputs.data.mode = "direct"``): on the bound ``Input`` (a copy:
+    the value may be shared with other nodes), on a new ``Input`` of the declared type when
+    nothing is bound (the SDK's ``_build_default_data``), else (a binding to a pipeline input
+    or another node's output) kept in ``overrides`` and written beside the binding.
+    """
 
     def __init__(self, name: str, meta: Input | None, data: Any = None) -> None:
         self.name, self.meta, self.data = name, meta, data
+        self.overrides: dict[str, Any] = {}
 
     @property
     def type(self) -> str | None:
+        if "type" in self.overrides:
+            return str(self.overrides["type"])
         if isinstance(self.data, Input):
             return self.data.type
         return self.meta.type if self.meta is not None else None
 
+    @type.setter
+    def type(self, value: str) -> None:
+        self._set("type", value)
+
+    @property
+    def mode(self) -> str | None:
+        return self._get("mode")
+
+    @mode.setter
+    def mode(self, value: str | None) -> None:
+        self._set("mode", value)
+
+    @property
+    def description(self) -> str | None:
+        return self._get("description")
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._set("description", value)
+
     @property
     def path(self) -> str | None:
-        return self.data.path if isinstance(self.data, Input) else None
+        if isinstance(self.data, Input):
+            return self.data.path
+        if isinstance(self.data, dict):
+            return self.data.get("path")
+        return self.data if self._is_path_str() else None
+
+    @path.setter
+    def path(self, value: str | os.PathLike[str] | None) -> None:
+        if isinstance(self.data, (NodeOutput, PipelineInput)):
+            raise ValidationError(f"{type(self.data)} does not support setting path.", "path")
+        self._set("path", None if value is None else os.fspath(value))
+
+    def _is_path_str(self) -> bool:
+        """A str given for a declared data input: its path (as the SDK reads it)."""
+        return (isinstance(self.data, str) and is_local_path(self.data)
+                and self.type in DATA_TYPES)
+
+    def _get(self, key: str) -> str | None:
+        value: Any = None
+        if key in self.overrides:
+            value = self.overrides[key]
+        elif isinstance(self.data, (Input, Output)):
+            value = getattr(self.data, key)
+        elif isinstance(self.data, dict):
+            value = self.data.get(key)
+        elif self.data is None and self.meta is not None:
+            value = getattr(self.meta, key)
+        return None if value is None else str(value)
+
+    def _set(self, key: str, value: Any) -> None:
+        data = self.data
+        if data is None:  # unbound: an Input of the declared type carries the setting;
+            # undeclared (a component file's port): a mapping, so no type is invented
+            data = Input(type=self.meta.type) if self.meta is not None else {}
+        elif self._is_path_str():
+            data = Input(type=self.type or "uri_folder", path=data)  # a path given as str
+        if isinstance(data, Input):
+            data = copy.copy(data)
+            data.extra = dict(data.extra)
+            setattr(data, key, value)
+            self.data = data
+        elif isinstance(data, dict):
+            self.data = {**data, key: value}
+        else:
+            self.overrides[key] = value
 
     def __repr__(self) -> str:
         return f"NodeInput({self.name!r}, data={self.data!r})"
@@ -232,10 +307,15 @@ class NodeInput:
 class NodeOutput:
     """One output of a node. ``type``, ``mode``, ``path`` and ``description`` start from the
     declaration and may be set (``node.outputs.scores.path = "..."``); ``binding`` is the
-    pipeline output it was returned as, or YAML text read from a file."""
+    pipeline output it was returned as, or YAML text read from a file.
+
+    ``port_name`` is the port (``${{parent.jobs.<node>.outputs.<port_name>}}``); ``name``
+    and ``version`` are, as in the SDK, the asset the output is registered as
+    (``node.outputs.model.name = "my_model"``), written to the YAML beside ``type``.
+    """
 
     def __init__(self, name: str, owner: object, meta: Output | None = None) -> None:
-        self.name, self.owner = name, owner
+        self.port_name, self.owner = name, owner
         meta = meta or Output(type=None)  # type: ignore[arg-type]  # type unknown: left out
         self.type: str | None = meta.type
         self.path: str | None = meta.path
@@ -244,6 +324,28 @@ class NodeOutput:
         self.extra: dict[str, Any] = dict(meta.extra)
         self.binding: str | None = None
 
+    @property
+    def name(self) -> str | None:
+        return self.extra.get("name")
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._set_extra("name", value)
+
+    @property
+    def version(self) -> str | None:
+        return self.extra.get("version")
+
+    @version.setter
+    def version(self, value: str | None) -> None:
+        self._set_extra("version", value)
+
+    def _set_extra(self, key: str, value: Any) -> None:
+        if value is None:
+            self.extra.pop(key, None)
+        else:
+            self.extra[key] = value
+
     def _to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("type", "path", "mode", "description")
                if getattr(self, k) is not None}
@@ -251,7 +353,7 @@ class NodeOutput:
         return out
 
     def __repr__(self) -> str:
-        return f"NodeOutput({self.name!r}, {self._to_dict()!r})"
+        return f"NodeOutput({self.port_name!r}, {self._to_dict()!r})"
 
 
 class IODict:

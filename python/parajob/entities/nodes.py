@@ -155,7 +155,8 @@ class Node:
         return IODict(self._outputs, self._set_output)
 
     def _bind(self, name: str, value: Any) -> None:
-        self._inputs[name].data = value
+        # a new binding starts afresh, as the SDK's (settings made on the old one go with it)
+        self._inputs[name] = NodeInput(name, self._inputs[name].meta, value)
 
     def _set_output(self, name: str, value: Any) -> None:
         check_type(f"outputs.{name}", value, (Output, str))
@@ -179,19 +180,38 @@ class Node:
         node = copy.copy(self)
         node.__dict__ = copy.deepcopy({k: v for k, v in self.__dict__.items()
                                        if k not in ("_inputs", "_outputs")})
-        node._inputs = {k: NodeInput(k, v.meta, v.data) for k, v in self._inputs.items()}
+        node._inputs = {}
+        for key, port in self._inputs.items():
+            node._inputs[key] = NodeInput(key, port.meta, port.data)
+            node._inputs[key].overrides = dict(port.overrides)
         node._outputs = {}
         for key, out in self._outputs.items():
             twin = copy.copy(out)
             twin.owner, twin.extra = node, dict(out.extra)
             node._outputs[key] = twin
         for key, value in kwargs.items():
-            node._inputs[key].data = value
+            node._bind(key, value)
         if nodes is not None:
             nodes.append(node)
         return node
 
     # -- YAML -------------------------------------------------------------------------------
+    def __str__(self) -> str:
+        """The node as the YAML of a pipeline step (``print(component)`` as in the SDK);
+        an input bound to another node's output names that node as it is named now."""
+        from parajob.entities.pipeline import _dump  # pipeline imports this module
+
+        names = {id(self): self.name or ""}
+        for port in self._inputs.values():
+            if isinstance(port.data, NodeOutput):
+                owner = port.data.owner
+                names[id(owner)] = str(getattr(owner, "name", None) or "<unnamed node>")
+        return _dump(self._to_dict(names))
+
+    def __repr__(self) -> str:
+        where = f", component={self.component!r}" if self.component else ""
+        return f"{type(self).__name__}(name={self.name!r}{where})"
+
     def _fields(self) -> tuple[str, ...]:
         return ()
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from parajob.entities.io import Input, Output, PipelineInput
+from parajob.entities.io import Input, Output, PipelineInput, UnexpectedAttributeError
 from parajob.entities.nodes import Node
 from parajob.entities.paths import absolute, map_paths, relative_to
 from parajob.entities.render import render_value
@@ -70,8 +70,8 @@ class Pipeline:
                 raise ValidationError(f"invalid step name {key!r}: use letters, digits, '_' "
                                       "and '-', starting with a letter or '_'", "jobs")
         self.jobs: dict[str, Node] = dict(jobs or {})
-        self.inputs: dict[str, Any] = dict(inputs or {})
-        self.outputs: dict[str, Any] = dict(outputs or {})
+        self.inputs = dict(inputs or {})
+        self.outputs = dict(outputs or {})
         self.name, self.display_name, self.description = name, display_name, description
         self.experiment_name = experiment_name
         self.tags: dict[str, str] = dict(tags or {})
@@ -85,6 +85,26 @@ class Pipeline:
                                             for k, v in (datastores or {}).items()}
         self.extra: dict[str, Any] = {}
         self.warnings: list[Diagnostic] = []  # from validation, when read by parajob.load
+
+    @property
+    def inputs(self) -> Ports:
+        """The pipeline's inputs by name; ``job.inputs.data.path = ...`` as in the SDK."""
+        return self._inputs
+
+    @inputs.setter
+    def inputs(self, value: dict[str, Any]) -> None:
+        check_type("inputs", value, dict)
+        self._inputs = Ports(value)
+
+    @property
+    def outputs(self) -> Ports:
+        """The pipeline's outputs by name; ``job.outputs.scores.type = "uri_file"``."""
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, value: dict[str, Any]) -> None:
+        check_type("outputs", value, dict)
+        self._outputs = Ports(value)
 
     # -- YAML -------------------------------------------------------------------------------
     def _to_dict(self) -> dict[str, Any]:
@@ -156,6 +176,22 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline(jobs={list(self.jobs)}, base_dir={str(self.base_dir)!r})"
+
+
+class Ports(dict[str, Any]):
+    """``Pipeline.inputs`` / ``.outputs``: a dict whose keys are also attributes
+    (``pipeline_job.outputs.scores.type = ...``, as the SDK's ``PipelineJob``); an unknown
+    name is an error naming the valid ones."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name not in self:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            raise UnexpectedAttributeError(name, list(self))
+        return self[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
 
 
 def _port(value: Any) -> Any:

@@ -24,6 +24,7 @@ from parajob.entities.io import (
     Input,
     NodeInput,
     NodeOutput,
+    Output,
     PipelineInput,
 )
 from parajob.errors import ValidationError
@@ -37,9 +38,9 @@ def render_value(data: Any, names: dict[int, str]) -> Any:
         owner = names.get(id(data.owner))
         if owner is None:
             raise ValidationError(
-                f"input bound to output '{data.name}' of a node that is not in this pipeline: "
-                "create the node inside the dsl.pipeline function", data.name)
-        return f"${{{{parent.jobs.{owner}.outputs.{data.name}}}}}"
+                f"input bound to output '{data.port_name}' of a node that is not in this "
+                "pipeline: create the node inside the dsl.pipeline function", data.port_name)
+        return f"${{{{parent.jobs.{owner}.outputs.{data.port_name}}}}}"
     if isinstance(data, PipelineInput):
         return str(data)
     if isinstance(data, Input):
@@ -48,7 +49,24 @@ def render_value(data: Any, names: dict[int, str]) -> Any:
 
 
 def render_input(value: NodeInput, names: dict[int, str]) -> Any:
+    rendered = _render_input(value, names)
+    if not value.overrides:
+        return rendered
+    if isinstance(rendered, dict):
+        return {**rendered, **value.overrides}
+    # a bare binding with ``node.inputs.x.mode = ...`` set: the mapping form carries both
+    data = value.data
+    if isinstance(data, NodeOutput) or (isinstance(data, PipelineInput) and not data.is_literal):
+        return {"path": rendered, **value.overrides}
+    return rendered  # a literal's binding has no mode or description to write
+
+
+def _render_input(value: NodeInput, names: dict[int, str]) -> Any:
     meta, data = value.meta, value.data
+    if isinstance(data, Output):  # e.g. a pipeline's outputs.<x>: a declaration, no data
+        raise ValidationError(f"input {value.name!r} is bound to an Output declaration "
+                              f"({data!r}); bind it to a node's output "
+                              "(node.outputs.<name>) or give an Input", value.name)
     rendered = render_value(data, names)
     if meta is None:
         return rendered

@@ -31,6 +31,20 @@ class _Settings:
             setattr(self, key, kwargs.pop(key, None))
         self.extra: dict[str, Any] = kwargs
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A field the SDK has and this class does not model (settings.on_init) is kept
+        # and written, so that validation names it, rather than being dropped.
+        if name in self._KEYS or name == "extra" or name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self.extra[name] = value
+
+    def __getattr__(self, name: str) -> Any:  # only for names not found the usual way
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._KEYS if getattr(self, k) is not None}
         out.update(self.extra)

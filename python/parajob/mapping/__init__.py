@@ -199,7 +199,8 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
     mini-batch that fails for good fails the job), unlike a YAML step's -1. ``resume``:
     finish the run in ``run_dir`` (a folder input only), running only what it had not
     accepted, if the input files are those it started with. ``serial``: fn runs in the
-    calling process and thread instead (pdb works; timeouts are reported, not enforced).
+    calling process and thread instead (pdb works; timeouts are reported, not enforced);
+    with ``stream=True``, in the stream's background thread of this process.
 
     Blocks until the run ends (stream=False). Raises MapArgumentError before anything runs
     for a bad argument; MapFailed / MapCancelled, carrying the RunResult, when the job did
@@ -227,8 +228,12 @@ def map_batches(fn: Callable[[list[Any]], Sequence[Any]], items_or_folder: Any, 
         except ResumeRefused as exc:
             raise _argument_error("resume", f"{run.run_dir} cannot be resumed: {exc}",
                                   "start a new run_dir") from None
+        # a stopped run names how to finish it: map_batches itself, never `parajob run`
+        hint = ("" if run.temporary or isinstance(plan, ItemBatchPlan) else
+                f"map_batches(fn, {os.fspath(items_or_folder)!r}, run_dir="
+                f"{os.fspath(run.run_dir)!r}, resume=True)")
         options = RunOptions(resume=resume, cancel=run.stop, on_progress=on_progress,
-                             quiet=quiet, serial=serial)
+                             quiet=quiet, serial=serial, resume_hint=hint)
         feed = Feed() if stream else None
         try:
             step = planned_step(run.layout, plan, limits, n_workers,

@@ -138,6 +138,7 @@ class Engine:
         self.cancelled = False
         self.failed_for_good: list[Failure] = []  # structured, for RunResult / job_result.json
         self.stops = StopRequests(options or RunOptions(), wake=executor.wake)
+        self.resume_hint = (options or RunOptions()).resume_hint
         self.started = time.monotonic()
         self.last_progress = self.started
         self.last_checkpoint = self.started
@@ -233,8 +234,9 @@ class Engine:
             return
         stop = self.stops.requested()  # a signal or the caller's cancel: resumable
         if stop is not None:
-            self.stop_reason = (f"{stop}; resume with: parajob run --resume "
-                                f"{self.layout.root.parent}")
+            hint = (self.resume_hint if self.resume_hint is not None
+                    else f"parajob run --resume {self.layout.root.parent}")
+            self.stop_reason = f"{stop}; resume with: {hint}" if hint else stop
             self.interrupted, self.cancelled = True, self.stops.cancelled
             return
         now = time.monotonic()

@@ -59,6 +59,9 @@ class RunOptions:
     on_progress: Callable[[ProgressEvent], Any] | None = None
     quiet: bool = False                  # no progress lines and no command output on stderr
     handle_signals: bool = False         # SIGINT/SIGTERM stop the run (the CLI asks for it)
+    # How a stopped run is finished, for its reason: None: "parajob run --resume <run_dir>";
+    # "" when it cannot be (map_batches over in-memory items, or a temporary folder).
+    resume_hint: str | None = None
 
 
 class StopRequests:
