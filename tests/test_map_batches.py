@@ -528,3 +528,15 @@ def test_the_readme_example_runs_as_shown() -> None:
     assert code is not None
     namespace: dict[str, object] = {}
     exec(compile(code.group(1), str(README), "exec"), namespace)  # noqa: S102
+
+
+def test_a_dataframe_is_refused_with_a_hint_not_mapped_over_its_column_names() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]})
+    with pytest.raises(parajob.MapArgumentError, match=r"items_or_folder: .*DataFrame") as info:
+        parajob.map_batches(lambda batch: batch, frame)
+    assert "to_dict('records')" in str(info.value)
+    rows = parajob.map_batches(lambda batch: [r["a"] + r["b"] for r in batch],
+                               frame.to_dict("records"), workers=1)
+    assert rows.results == [5, 7, 9]

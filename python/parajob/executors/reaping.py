@@ -21,8 +21,10 @@ started and are outside the driver's own process group (orphans: workers are eac
 own group, and so are their descendants unless they move), and repeats until a pass finds
 nothing. The driver's mapping is MADV_DONTFORK and each worker maps the memfd itself, so
 that a host program's own children (parajob.run in a process that forks or spawns for
-itself meanwhile) carry no mark and stay in its group: they are never swept. The driver sweeps at the end of the step
-(normal end, a limit exceeded, Ctrl-C, an exception), then says goodbye to the janitor;
+itself meanwhile) carry no mark and stay in its group: they are never swept.
+
+The driver sweeps at the end of the step (normal end, a limit exceeded, Ctrl-C, an
+exception), then says goodbye to the janitor;
 the janitor sweeps when the driver's pidfd becomes readable without a goodbye (the driver
 died, SIGKILL included), then exits. The janitor's sweep also kills every process in the
 process group of any worker the step forked (the driver writes each worker's pid, its

@@ -120,6 +120,12 @@ def _plan(items: object, size: int) -> BatchPlan:
     if isinstance(items, (bytes, bytearray)):
         raise _argument_error("items_or_folder", "got bytes",
                               "pass a list of items, or a folder as str / pathlib.Path")
+    if type(items).__name__ == "DataFrame" and hasattr(items, "to_dict"):
+        # Iterating a DataFrame gives its column names: never what a caller means here.
+        raise _argument_error("items_or_folder", "got a DataFrame, whose items would be its "
+                              "column names",
+                              "pass its rows, e.g. df.to_dict('records') or "
+                              "list(df.itertuples(index=False))")
     if isinstance(items, Sequence):
         return ItemBatchPlan(items, size)
     if isinstance(items, Iterable):  # a generator, a set: taken once, in its order
