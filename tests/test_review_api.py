@@ -46,3 +46,65 @@ def test_quitting_pdb_in_serial_stops_the_step_as_interrupted_and_resumes(tmp_pa
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == \
         [f"f{i:05d}.txt" for i in range(4)]
+
+
+# ---- bad input that only a step of the run itself produced ----------------------------
+
+MADE_BY_PREP = r"""type: pipeline
+jobs:
+  prep:
+    type: command
+    outputs:
+      table: {type: mltable}
+    command: >-
+      printf 'paths:\n  - file: ./rows.csv\ntransformations:\n  - read_delimited: {}\n'
+      > ${{outputs.table}}/MLTable && printf 'a,b\n1,2\n' > ${{outputs.table}}/rows.csv
+  score:
+    type: parallel
+    inputs:
+      data: ${{parent.jobs.prep.outputs.table}}
+    outputs:
+      out: {type: uri_file}
+    input_data: ${{inputs.data}}
+    partition_keys: [nosuchcolumn]
+    task: {type: run_function, code: ./src, entry_script: echo.py,
+           append_row_to: "${{outputs.out}}"}
+"""
+
+
+def _write_made_by_prep(tmp: Path) -> Path:
+    (tmp / "src").mkdir()
+    (tmp / "src" / "echo.py").write_text("def run(mini_batch):\n    return ['x']\n")
+    pipeline = tmp / "pipeline.yml"
+    pipeline.write_text(MADE_BY_PREP)
+    return pipeline
+
+
+def test_a_step_whose_produced_input_is_bad_does_not_run_and_the_run_still_returns(
+        tmp_path: Path) -> None:
+    # `prep` ran (its output is there); the table it wrote has no column `nosuchcolumn`,
+    # which nothing could check before the run. That was a SpecError ("nothing started")
+    # out of parajob.run: prep's result lost, no run_result.json, the CLI's exit 2.
+    import json
+
+    import parajob
+
+    pipeline = _write_made_by_prep(tmp_path)
+    result = parajob.run(pipeline, run_dir=tmp_path / "run")
+    assert result.step("prep").succeeded
+    score = result.step("score")
+    assert score.status == "not_run" and "nosuchcolumn" in score.reason, score
+    assert result.status == "not_run" and not result.succeeded
+    saved = json.loads((tmp_path / "run" / "run_result.json").read_text())
+    assert [s["status"] for s in saved["steps"]] == ["succeeded", "not_run"]
+
+
+def test_the_cli_reports_such_a_run_as_failed_with_every_summary(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    _write_made_by_prep(tmp_path)
+    proc = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "step:                 prep" in proc.stdout
+    assert "NOT RUN" in proc.stdout and "nosuchcolumn" in proc.stdout
+    assert (tmp_path / "run" / "run_result.json").exists()

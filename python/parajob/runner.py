@@ -51,8 +51,9 @@ class StepOutcome(Protocol):
 
 @dataclass
 class NotRun:
-    """A step that did not start: an input its producer did not write, or a failed
-    producer (with continue_on_step_failure)."""
+    """A step that did not start: an input its producer did not write, bad input found
+    once an earlier step had run (run_pipeline), or a failed producer (with
+    continue_on_step_failure)."""
 
     step: str
     reason: str
@@ -136,10 +137,14 @@ def _read_record(run_dir: Path) -> dict[str, Any]:
 def run_pipeline(pipeline: Pipeline, run_dir: Path,
                  options: RunOptions | None = None) -> list[StepOutcome]:
     """Run the steps; returns one outcome per step that was tried (or skipped). Raises
-    SpecError when a parallel step finds bad input before its workers start."""
+    SpecError when a parallel step finds bad input before its workers start and no step
+    of this call has run yet; after one has, such a step is NotRun with the diagnostics as
+    its reason (its input may be what an earlier step wrote, which nothing could check
+    before the run; a SpecError would lose the results of the steps that ran)."""
     options = options or RunOptions()
     outcomes: list[StepOutcome] = []
     failed: set[str] = set()
+    ran = False  # a step of this call ran: from here on, nothing is "before the start"
     for name in pipeline.run_order():
         step = pipeline.jobs[name]
         broken = [d for d in step.depends_on if d in failed]
@@ -158,9 +163,17 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
         except StageError as exc:
             outcome: StepOutcome = NotRun(name, str(exc))
         else:
-            outcome = run_parallel_step(step, run_dir, options) \
-                if isinstance(step, ParallelStep) else run_command_step(step, run_dir, options)
-            _record(pipeline, step, run_dir)
+            try:
+                outcome = run_parallel_step(step, run_dir, options) \
+                    if isinstance(step, ParallelStep) else run_command_step(step, run_dir,
+                                                                            options)
+            except SpecError as exc:
+                if not ran:
+                    raise
+                outcome = NotRun(name, str(exc))
+            else:
+                ran = True
+                _record(pipeline, step, run_dir)
         outcomes.append(outcome)
         if outcome.interrupted:
             break
