@@ -108,3 +108,22 @@ def test_the_cli_reports_such_a_run_as_failed_with_every_summary(tmp_path: Path)
     assert "step:                 prep" in proc.stdout
     assert "NOT RUN" in proc.stdout and "nosuchcolumn" in proc.stdout
     assert (tmp_path / "run" / "run_result.json").exists()
+
+
+# ---- the CLI's flags ------------------------------------------------------------------
+
+
+def test_resume_with_a_different_run_dir_is_a_usage_error(tmp_path: Path) -> None:
+    # --run-dir was ignored in silence: the run in --resume's folder went on, and the
+    # folder the user named stayed empty.
+    from conftest import ECHO_SCRIPT, run_cli
+
+    write_job(tmp_path, ECHO_SCRIPT, files=3)
+    first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    proc = run_cli("run", "--resume", "run", "--run-dir", "elsewhere", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--run-dir" in proc.stderr and "--resume" in proc.stderr
+    assert not (tmp_path / "elsewhere").exists()
+    same = run_cli("run", "--resume", "run", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert same.returncode == 0, same.stderr  # the same folder twice is no contradiction

@@ -174,6 +174,11 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         raise click.UsageError("--rerun-changed goes with --resume RUN_DIR")
     if resume_dir is None and pipeline_file is None:
         raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
+    if (resume_dir is not None and run_dir is not None
+            and run_dir.resolve() != resume_dir.resolve()):
+        raise click.UsageError(f"--run-dir {run_dir} and --resume {resume_dir} name two "
+                               "folders: a resumed run stays in its own folder (drop "
+                               "--run-dir)")
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
