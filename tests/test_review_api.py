@@ -6,11 +6,14 @@ processes and real files (tests/conftest.py), and fails without its fix.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import RUN_TIMEOUT_S, write_job
+from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, write_job
+
+import parajob
 
 BREAKPOINT_SCRIPT = """
     import os
@@ -85,10 +88,6 @@ def test_a_step_whose_produced_input_is_bad_does_not_run_and_the_run_still_retur
     # `prep` ran (its output is there); the table it wrote has no column `nosuchcolumn`,
     # which nothing could check before the run. That was a SpecError ("nothing started")
     # out of parajob.run: prep's result lost, no run_result.json, the CLI's exit 2.
-    import json
-
-    import parajob
-
     pipeline = _write_made_by_prep(tmp_path)
     result = parajob.run(pipeline, run_dir=tmp_path / "run")
     assert result.step("prep").succeeded
@@ -100,8 +99,6 @@ def test_a_step_whose_produced_input_is_bad_does_not_run_and_the_run_still_retur
 
 
 def test_the_cli_reports_such_a_run_as_failed_with_every_summary(tmp_path: Path) -> None:
-    from conftest import run_cli
-
     _write_made_by_prep(tmp_path)
     proc = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -116,8 +113,6 @@ def test_the_cli_reports_such_a_run_as_failed_with_every_summary(tmp_path: Path)
 def test_resume_with_a_different_run_dir_is_a_usage_error(tmp_path: Path) -> None:
     # --run-dir was ignored in silence: the run in --resume's folder went on, and the
     # folder the user named stayed empty.
-    from conftest import ECHO_SCRIPT, run_cli
-
     write_job(tmp_path, ECHO_SCRIPT, files=3)
     first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -127,3 +122,17 @@ def test_resume_with_a_different_run_dir_is_a_usage_error(tmp_path: Path) -> Non
     assert not (tmp_path / "elsewhere").exists()
     same = run_cli("run", "--resume", "run", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert same.returncode == 0, same.stderr  # the same folder twice is no contradiction
+
+
+# ---- on_progress ----------------------------------------------------------------------
+
+
+def test_a_step_with_no_input_files_still_reports_its_final_progress(tmp_path: Path) -> None:
+    # README: on_progress is called "once with final=True at each parallel step's end";
+    # a step over an empty folder ended without any call (a UI waiting for it waited on).
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=0)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    events: list[parajob.ProgressEvent] = []
+    result = parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=events.append)
+    assert result.succeeded and result.step("step").total_batches == 0
+    assert [(e.step, e.total_batches, e.final) for e in events] == [("step", 0, True)]

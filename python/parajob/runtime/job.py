@@ -163,7 +163,7 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
-        return _finish_empty(step.name, layout, output_file, started, plan)
+        return _finish_empty(step.name, layout, output_file, started, plan, options)
     limits = step.limits
     if options.serial:  # one worker, in this thread (executors/serial.py)
         instances, workers_per_node, limits = 1, 1, serial_limits(limits)
@@ -585,9 +585,13 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
 
 
 def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
-                  started: float, plan: BatchPlan) -> Outcome:
+                  started: float, plan: BatchPlan, options: RunOptions) -> Outcome:
     """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
-    succeeds at once, with an empty append_row output (README, "What happens when...")."""
+    succeeds at once, with an empty append_row output (README, "What happens when...").
+    Its progress is drawn once, final: an on_progress caller waits for ``final=True``."""
+    progress = Progress(layout, name, 0, quiet=options.quiet, on_progress=options.on_progress)
+    progress.update(Tally(0), lambda: 0, force=True)
+    progress.close()
     error = None
     if output_file is not None:
         error = _write_output(output_file, lambda: write_atomically(
