@@ -136,3 +136,55 @@ def test_a_step_with_no_input_files_still_reports_its_final_progress(tmp_path: P
     result = parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=events.append)
     assert result.succeeded and result.step("step").total_batches == 0
     assert [(e.step, e.total_batches, e.final) for e in events] == [("step", 0, True)]
+
+
+# ---- Ctrl-C in a host that runs serial=True -----------------------------------------
+
+HOLD_SCRIPT = """
+    import os, time
+    from pathlib import Path
+    def run(mini_batch):
+        if mini_batch[0].endswith("f00002.txt") and not Path(os.environ["READY"]).exists():
+            Path(os.environ["READY"]).touch()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # until Ctrl-C reaches us
+                time.sleep(0.01)
+        return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_ctrl_c_in_run_with_serial_true_comes_out_of_parajob_run(tmp_path: Path) -> None:
+    # README: parajob.run installs no handler, "its KeyboardInterrupt comes out of the run".
+    # With serial=True a Ctrl-C inside run() was swallowed into an "interrupted" result,
+    # so a host's `for p in pipelines: parajob.run(p, serial=True)` went on to the next.
+    write_job(tmp_path, HOLD_SCRIPT, files=5, mini_batch_size=1)
+    host = f"""
+import os, signal, sys, threading, time
+from pathlib import Path
+import parajob
+ready = Path({str(tmp_path / "ready")!r})
+os.environ["READY"] = str(ready)
+def interrupt():
+    while not ready.exists():
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    result = parajob.run("pipeline.yml", run_dir="run", serial=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt came out")
+    print("cwd back:", os.getcwd() == {str(tmp_path)!r}, "argv back:", sys.argv == ["-c"])
+else:
+    print("returned", result.status)
+resumed = parajob.run(run_dir="run", resume=True, serial=True)
+print("resumed", resumed.status, resumed.step("step").failed_attempts)
+"""
+    proc = subprocess.run([sys.executable, "-c", host], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=RUN_TIMEOUT_S,
+                          env={**__import__("os").environ, "READY": str(tmp_path / "ready")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "KeyboardInterrupt came out" in proc.stdout, proc.stdout + proc.stderr
+    assert "cwd back: True argv back: True" in proc.stdout
+    assert "resumed succeeded 0" in proc.stdout
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == \
+        [f"f{i:05d}.txt" for i in range(5)]

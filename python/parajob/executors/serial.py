@@ -26,7 +26,10 @@ What differs from the local executor, and why:
   --resume runs it again. So does quitting pdb (``q``: bdb.BdbQuit), which would otherwise
   be run() raising: a failed try, retried, the prompt back once per try and mini-batch.
   With the CLI's signal handlers installed, the engine's handler calls wake(), which
-  raises KeyboardInterrupt when user code is running.
+  raises KeyboardInterrupt when user code is running. Without them (parajob.run: Ctrl-C
+  is the host's, ``host_interrupts``) the exception goes on up instead, as it does from
+  a parallel run's engine: the engine's ``finally`` stops this worker (state put back,
+  journal written) and the host gets its KeyboardInterrupt (or BdbQuit).
 - No recycling (--max-tasks-per-worker, --max-worker-memory): there is no process to
   replace.
 
@@ -153,8 +156,11 @@ class SerialExecutor:
     """One worker slot, served in the calling thread from inside wait()."""
 
     def __init__(self, setup: WorkerSetup, limits: Limits, first_process: int = 1,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, host_interrupts: bool = False) -> None:
+        """host_interrupts: a KeyboardInterrupt/BdbQuit in user code is the host's (no
+        handler of ours is installed): raised on, not turned into Interrupted."""
         self._setup = setup
+        self._host_interrupts = host_interrupts
         self._run_timeout_s = limits.run_timeout_s  # reported, not enforced
         self._next_process = first_process
         self._quiet = quiet
@@ -226,6 +232,8 @@ class SerialExecutor:
             return self._next(worker)
         except _STOPS:
             self._in_user_code = False
+            if self._host_interrupts:
+                raise
             return [Interrupted()]
 
     def _start(self, worker: Worker) -> list[Event]:

@@ -183,7 +183,8 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     try:
         first = _next_process_id(layout)
         executor: Executor = (
-            SerialExecutor(setup, limits, first, quiet=options.quiet) if options.serial
+            SerialExecutor(setup, limits, first, quiet=options.quiet,
+                           host_interrupts=not options.handle_signals) if options.serial
             else LocalExecutor(setup, notify_fd, first_process=first))
         engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
                         attempt_log, progress, journal, restored.accepted,
