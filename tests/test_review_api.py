@@ -188,3 +188,24 @@ print("resumed", resumed.status, resumed.step("step").failed_attempts)
     assert "resumed succeeded 0" in proc.stdout
     assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == \
         [f"f{i:05d}.txt" for i in range(5)]
+
+
+def test_quitting_pdb_with_serial_true_raises_bdbquit_out_of_parajob_run(tmp_path: Path) -> None:
+    # As a breakpoint() in any function the host calls: `q` ends the call with BdbQuit.
+    write_job(tmp_path, BREAKPOINT_SCRIPT, files=3, mini_batch_size=1)
+    host = """
+import bdb
+import os
+import parajob
+try:
+    parajob.run("pipeline.yml", run_dir="run", serial=True)
+except bdb.BdbQuit:
+    print("BdbQuit came out")
+os.environ["PYTHONBREAKPOINT"] = "0"  # the workers' breakpoint() is a no-op
+resumed = parajob.run(run_dir="run", resume=True)
+print("resumed", resumed.status, resumed.step("step").failed_attempts)
+"""
+    proc = subprocess.run([sys.executable, "-c", host], cwd=tmp_path, input="q\n", text=True,
+                          capture_output=True, timeout=RUN_TIMEOUT_S)
+    assert "BdbQuit came out" in proc.stdout, proc.stdout + proc.stderr
+    assert "resumed succeeded 0" in proc.stdout, proc.stdout + proc.stderr
