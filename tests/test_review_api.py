@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, write_job
 
 import parajob
@@ -209,3 +210,27 @@ print("resumed", resumed.status, resumed.step("step").failed_attempts)
                           capture_output=True, timeout=RUN_TIMEOUT_S)
     assert "BdbQuit came out" in proc.stdout, proc.stdout + proc.stderr
     assert "resumed succeeded 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+# ---- a refused run leaves nothing behind ------------------------------------------------
+
+
+def test_a_refused_run_leaves_no_runs_folder_nor_parents_it_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Bad input raises SpecError before anything starts (no run folder is left)": the
+    # run folder went, but the ./runs it made for it (or --run-dir's new parents) stayed.
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=3)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for run_dir in (None, tmp_path / "a" / "b" / "run"):
+        with pytest.raises(parajob.SpecError, match="mini_batch_size"):
+            parajob.run(pipeline, run_dir=run_dir, set=["jobs.step.mini_batch_size=0"])
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    proc = run_cli("run", "pipeline.yml", "--set", "jobs.step.mini_batch_size=0", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    (tmp_path / "runs").mkdir()  # a ./runs of earlier runs stays, of course
+    (tmp_path / "runs" / "old").mkdir()
+    with pytest.raises(parajob.SpecError):
+        parajob.run(pipeline, set=["jobs.step.mini_batch_size=0"])
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["old"]

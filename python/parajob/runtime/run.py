@@ -47,7 +47,7 @@ from parajob.runner import (
     run_pipeline,
 )
 from parajob.runtime.options import RunOptions
-from parajob.runtime.run_folder import RunFolder
+from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
 
@@ -224,6 +224,7 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
         return RunFolder.claim(request.run_dir)
     name = request.name or (request.pipeline_file.stem if request.pipeline_file else "pipeline")
     base = new_run_dir_base(Path(name))
+    made_above = missing_ancestors(base)  # removed again if the run is refused
     try:
         base.parent.mkdir(parents=True, exist_ok=True)  # ./runs (claim_new makes the rest)
     except OSError as exc:
@@ -232,7 +233,7 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
                                     f"{exc.strerror or exc}",
                                     "run from a folder you can write to, or give a run "
                                     "folder (--run-dir, run_dir=)")]) from exc
-    return RunFolder.claim_new(base)
+    return RunFolder.claim_new(base, made_above)
 
 
 def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
