@@ -168,6 +168,8 @@ def make_unique_folder(base: Path) -> Path:
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}-{n}")
+        except FileNotFoundError:  # a refused run of another process removed ./runs just now
+            base.parent.mkdir(parents=True, exist_ok=True)
 
 
 def close_in_child() -> None:
