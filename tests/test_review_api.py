@@ -234,3 +234,40 @@ def test_a_refused_run_leaves_no_runs_folder_nor_parents_it_made(
     with pytest.raises(parajob.SpecError):
         parajob.run(pipeline, set=["jobs.step.mini_batch_size=0"])
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["old"]
+
+
+# ---- Ctrl-C before the steps start (the import check) ----------------------------------
+
+SLOW_IMPORT_SCRIPT = """
+    import os, time
+    from pathlib import Path
+    Path(os.environ["MARK"]).touch()  # the import check has started
+    time.sleep(60)
+    def run(mini_batch):
+        return mini_batch
+"""
+
+
+def test_ctrl_c_during_the_import_check_exits_130_and_leaves_no_run_folder(
+        tmp_path: Path) -> None:
+    # It was click's "Aborted!" with exit 1 ("the job ran and failed"), and the run folder
+    # stayed with only its lock file in it (not a run folder --resume accepts).
+    import os
+    import signal
+    import time
+
+    write_job(tmp_path, SLOW_IMPORT_SCRIPT, files=3)
+    mark = tmp_path / "mark"
+    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
+                             "--run-dir", "run"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "MARK": str(mark)})
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err and "Aborted" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()

@@ -194,6 +194,10 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     except ParajobError as exc:
         terminal.echo(f"parajob: {exc}", err=True)
         return EXIT_FAILED
+    except KeyboardInterrupt:  # outside a step's engine (its handler makes it a result)
+        terminal.echo("parajob: interrupted (a run folder left behind is finished with "
+                      "`parajob run --resume RUN_DIR`)", err=True)
+        return EXIT_INTERRUPTED
     outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write

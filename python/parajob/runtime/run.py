@@ -16,8 +16,9 @@
 
 Invariants:
 - The folder is held (a kernel lock) from before anything in it is read until the run's
-  end; a run refused before it started (SpecError) leaves no folder it made and no file it
-  wrote (discard_if_unused), and raises.
+  end; a run refused before it started (SpecError), or interrupted then (Ctrl-C in the
+  import check), leaves no folder it made and no file it wrote (discard_if_unused), and
+  raises.
 - A job that ran and failed is not an exception: its RunResult says "failed".
 - Nothing here prints: warnings go to the caller's ``warn``; summaries are the caller's.
 - Safe from any thread: no signal handler unless ``options.handle_signals`` (and then
@@ -143,7 +144,7 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
         wrote: list[Path] = []
         try:
             pipeline = _load(request, folder.path, warn, wrote)
-        except SpecError:
+        except BaseException:  # refused, or Ctrl-C in the import check: nothing started
             for path in wrote:  # a refused run leaves nothing of its own behind
                 path.unlink(missing_ok=True)
             folder.discard_if_unused()
