@@ -271,3 +271,19 @@ def test_ctrl_c_during_the_import_check_exits_130_and_leaves_no_run_folder(
     assert proc.returncode == 130, out + err
     assert "interrupted" in err and "Aborted" not in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+# ---- flags that --serial cannot honour ------------------------------------------------
+
+
+def test_recycling_flags_with_serial_are_warned_about(tmp_path: Path) -> None:
+    # README: --serial has "no recycling"; the flags were dropped in silence.
+    write_job(tmp_path, ECHO_SCRIPT, files=3)
+    proc = run_cli("run", "pipeline.yml", "--run-dir", "run", "--serial",
+                   "--max-tasks-per-worker", "1", "--max-worker-memory", "1gb", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "max_tasks_per_worker (--max-tasks-per-worker) does nothing with serial" in \
+        proc.stderr
+    assert "max_worker_memory (--max-worker-memory) does nothing with serial" in proc.stderr
+    plain = run_cli("run", "pipeline.yml", "--run-dir", "run2", "--serial", cwd=tmp_path)
+    assert "does nothing" not in plain.stderr

@@ -134,6 +134,14 @@ def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
     run's own callback) before any step started, having removed what it made; never for
     a job that ran and failed."""
     _check(request)
+    options = request.options
+    for flag, value in (("max_tasks_per_worker (--max-tasks-per-worker)",
+                         options.max_tasks_per_worker),
+                        ("max_worker_memory (--max-worker-memory)",
+                         options.max_worker_memory_bytes)):
+        if options.serial and value is not None:
+            warn(f"parajob: warning: {flag} does nothing with serial (--serial): there is "
+                 "no worker process to replace")
     with one_run_at_a_time():
         return _execute(request, warn)
 
