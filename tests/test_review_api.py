@@ -287,3 +287,46 @@ def test_recycling_flags_with_serial_are_warned_about(tmp_path: Path) -> None:
     assert "max_worker_memory (--max-worker-memory) does nothing with serial" in proc.stderr
     plain = run_cli("run", "pipeline.yml", "--run-dir", "run2", "--serial", cwd=tmp_path)
     assert "does nothing" not in plain.stderr
+
+
+# ---- a new run into a run folder of an earlier run ------------------------------------
+
+PREP_THEN_SCORE = """type: pipeline
+jobs:
+  prep:
+    type: command
+    inputs:
+      raw: {type: uri_folder, path: ./data}
+    outputs:
+      copied: {type: uri_folder}
+    command: cp -r ${{inputs.raw}}/. ${{outputs.copied}}/ && echo prep ran >> PREP_RAN
+  score:
+    type: parallel
+    inputs:
+      data: ${{parent.jobs.prep.outputs.copied}}
+    outputs:
+      out: {type: uri_file}
+    input_data: ${{inputs.data}}
+    task: {type: run_function, code: ./src, entry_script: entry.py,
+           append_row_to: "${{outputs.out}}"}
+"""
+
+
+def test_a_new_run_into_an_earlier_run_s_folder_is_refused_before_any_step_runs(
+        tmp_path: Path) -> None:
+    # The "already holds step" check was the parallel step's own: the command step before
+    # it ran again first, overwriting the earlier run's output, then the refusal came.
+    write_job(tmp_path, ECHO_SCRIPT, files=3)
+    (tmp_path / "pipeline.yml").write_text(
+        PREP_THEN_SCORE.replace("PREP_RAN", str(tmp_path / "prep-ran")))
+    first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (tmp_path / "prep-ran").read_text() == "prep ran\n"
+    second = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "the run folder already holds step 'prep'" in second.stderr
+    assert (tmp_path / "prep-ran").read_text() == "prep ran\n"  # not run again
+    with pytest.raises(parajob.SpecError, match="already holds step 'prep'"):
+        parajob.run(tmp_path / "pipeline.yml", run_dir=tmp_path / "run")
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.command_step import finished_before, run_command_step
-from parajob.runtime.job import run_parallel_step
+from parajob.runtime.job import check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
 
@@ -145,6 +145,9 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
     outcomes: list[StepOutcome] = []
     failed: set[str] = set()
     ran = False  # a step of this call ran: from here on, nothing is "before the start"
+    if not options.resume:  # every step, before the first runs (a command step reran)
+        for name in pipeline.run_order():
+            check_step_folder_fresh(pipeline.jobs[name], run_dir)
     for name in pipeline.run_order():
         step = pipeline.jobs[name]
         broken = [d for d in step.depends_on if d in failed]
