@@ -330,3 +330,23 @@ def test_a_new_run_into_an_earlier_run_s_folder_is_refused_before_any_step_runs(
         parajob.run(tmp_path / "pipeline.yml", run_dir=tmp_path / "run")
     resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+# ---- README promises without a test so far --------------------------------------------
+
+
+def test_failures_hold_the_first_1000_and_the_counts_hold_them_all(tmp_path: Path) -> None:
+    # README, "Failure (a mini-batch failed for good, the first 1000)".
+    pipeline = write_job(tmp_path, """
+        def run(mini_batch):
+            raise ValueError("no " + mini_batch[0].rsplit("/", 1)[-1])
+    """, files=1003, mini_batch_size=1, max_retries=0,
+        extra_step="mini_batch_error_threshold: -1\n")
+    result = parajob.run(pipeline, run_dir=tmp_path / "run")
+    step = result.step("step")
+    assert step.failed_batches == 1003 and len(step.failures) == 1000
+    assert sorted(f.batch for f in step.failures) == sorted({f.batch for f in step.failures})
+    first = min(step.failures, key=lambda f: f.batch)
+    assert (first.error_type, first.status, first.attempts) == ("ValueError", "raised", 1)
+    saved = json.loads((tmp_path / "run" / "step" / "logs" / "job_result.json").read_text())
+    assert len(saved["failures"]) == 1000 and saved["failed_batches"] == 1003
