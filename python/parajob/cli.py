@@ -21,6 +21,7 @@ Exit codes: 0 the job succeeded; 1 the job ran and failed (a limit was exceeded)
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -186,6 +187,10 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
                          options, overrides, folders)
+    # Outside a step's engine (which installs its own handlers) SIGTERM is Ctrl-C too:
+    # the default would end the process on the spot (exit 143), in the import check with
+    # the run folder it made left behind.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         finished = execute(request, warn=lambda text: terminal.echo(text, err=True))
     except SpecError as exc:
@@ -198,9 +203,15 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         terminal.echo("parajob: interrupted (a run folder left behind is finished with "
                       "`parajob run --resume RUN_DIR`)", err=True)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
