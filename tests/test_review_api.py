@@ -352,3 +352,10 @@ def test_failures_hold_the_first_1000_and_the_counts_hold_them_all(tmp_path: Pat
     assert (first.error_type, first.status, first.attempts) == ("ValueError", "raised", 1)
     saved = json.loads((tmp_path / "run" / "step" / "logs" / "job_result.json").read_text())
     assert len(saved["failures"]) == 1000 and saved["failed_batches"] == 1003
+
+
+def test_the_help_names_every_exit_code(tmp_path: Path) -> None:
+    # `parajob --help` listed 0, 1 and 2; README's 130 (interrupted) was missing.
+    proc = run_cli("--help", cwd=tmp_path)
+    text = " ".join(proc.stdout.split())
+    assert "0 success, 1 the job failed, 2 bad input, 130 interrupted" in text, proc.stdout

@@ -109,7 +109,8 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def main() -> None:
     """Run Azure ML parallel jobs on this machine.
 
-    Exit codes: 0 success, 1 the job failed, 2 bad input.
+    Exit codes: 0 success, 1 the job failed, 2 bad input, 130 interrupted (Ctrl-C,
+    SIGTERM: finish it with `parajob run --resume RUN_DIR`).
     """
     # Before any file is opened: a closed stdout/stderr must not become a log file's fd.
     terminal.ensure_standard_streams()
