@@ -359,3 +359,22 @@ def test_the_help_names_every_exit_code(tmp_path: Path) -> None:
     proc = run_cli("--help", cwd=tmp_path)
     text = " ".join(proc.stdout.split())
     assert "0 success, 1 the job failed, 2 bad input, 130 interrupted" in text, proc.stdout
+
+
+# ---- resume keeps what it is not given again ------------------------------------------
+
+
+def test_resume_with_only_a_datastore_keeps_the_run_s_own_set_overrides(tmp_path: Path) -> None:
+    # A --datastore given alone on --resume dropped the recorded --set: the step was
+    # planned anew (3 files per mini-batch instead of 1) and refused as "changed since the
+    # run started", blaming the input.
+    write_job(tmp_path, ECHO_SCRIPT, files=4, mini_batch_size=3)
+    first = run_cli("run", "pipeline.yml", "--run-dir", "run",
+                    "--set", "jobs.step.mini_batch_size=1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    store = tmp_path / "store"
+    store.mkdir()
+    resumed = run_cli("run", "--resume", "run", "--datastore", f"extra={store}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    result = parajob.run(run_dir=tmp_path / "run", resume=True, datastores={"extra": store})
+    assert result.succeeded and result.step("step").total_batches == 4, result.reason

@@ -261,9 +261,11 @@ def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
         _dump(request.dump, pipeline_file)
     if request.options.resume:
         pipeline_file = pipeline_file or recorded_pipeline(run_dir)
-        if not overrides and not folders:  # the run's own, unless given again
-            recorded_sets, folders = recorded_options(run_dir)
-            overrides = tuple(recorded_sets)
+        # The run's own --set and --datastore, each unless given again (one given alone
+        # must not drop the other's record: a run planned anew would "change").
+        recorded_sets, recorded_folders = recorded_options(run_dir)
+        overrides = overrides or tuple(recorded_sets)
+        folders = folders or recorded_folders
     assert pipeline_file is not None
     pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
                              overrides=overrides)
