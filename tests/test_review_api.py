@@ -43,7 +43,7 @@ def test_quitting_pdb_in_serial_stops_the_step_as_interrupted_and_resumes(tmp_pa
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert proc.stdout.count("(Pdb)") == 2, proc.stdout  # "p here", then "q": one prompt
     text = (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
-    assert "interrupted" in text and "failed attempts:      0" in text, text
+    assert "stopped by quitting pdb (q)" in text and "failed attempts:      0" in text, text
     assert "BdbQuit" not in proc.stderr
     resumed = _serial_under_pdb(tmp_path, "c\n" * 4, "--resume", "run")
     # (--resume with a PIPELINE given as well: the run folder's own pipeline is used)

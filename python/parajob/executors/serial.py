@@ -230,11 +230,12 @@ class SerialExecutor:
             if self._script is None:
                 return self._start(worker)
             return self._next(worker)
-        except _STOPS:
+        except _STOPS as stop:
             self._in_user_code = False
             if self._host_interrupts:
                 raise
-            return [Interrupted()]
+            quit_pdb = isinstance(stop, bdb.BdbQuit)
+            return [Interrupted(how="quitting pdb (q)" if quit_pdb else None)]
 
     def _start(self, worker: Worker) -> list[Event]:
         setup = self._setup
