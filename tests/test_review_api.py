@@ -378,3 +378,13 @@ def test_resume_with_only_a_datastore_keeps_the_run_s_own_set_overrides(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     result = parajob.run(run_dir=tmp_path / "run", resume=True, datastores={"extra": store})
     assert result.succeeded and result.step("step").total_batches == 4, result.reason
+
+
+def test_a_cancel_event_of_another_kind_is_named_in_full(tmp_path: Path) -> None:
+    # "expected a threading.Event, found Event" for a multiprocessing.Event.
+    import multiprocessing
+
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=1)
+    with pytest.raises(parajob.SpecError, match="found multiprocessing.synchronize.Event"):
+        parajob.run(pipeline, run_dir=tmp_path / "run", cancel=multiprocessing.Event())
+    assert not (tmp_path / "run").exists()
