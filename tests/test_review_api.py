@@ -388,3 +388,18 @@ def test_a_cancel_event_of_another_kind_is_named_in_full(tmp_path: Path) -> None
     with pytest.raises(parajob.SpecError, match="found multiprocessing.synchronize.Event"):
         parajob.run(pipeline, run_dir=tmp_path / "run", cancel=multiprocessing.Event())
     assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_mid_run_exits_130_and_resume_finishes(tmp_path: Path) -> None:
+    # README: exit 130 for "Ctrl-C or SIGTERM"; only Ctrl-C mid-run had a test.
+    from test_faults import KILL_DRIVER, _env
+
+    extra = _env(tmp_path) + "  KILL_AT: '7'\n  KILL_SIGNAL: SIGTERM\n"
+    write_job(tmp_path, KILL_DRIVER, files=30, mini_batch_size=1, extra_step=extra)
+    first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
+    assert first.returncode == 130, first.stdout + first.stderr
+    assert "interrupted by SIGTERM" in first.stdout
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == \
+        [f"f{i:05d}.txt" for i in range(30)]
