@@ -170,7 +170,8 @@ def _memory(name: str, value: object) -> int | None:
 def _event(value: object) -> threading.Event | None:
     if value is None or isinstance(value, threading.Event):
         return value
-    _bad("cancel", f"expected a threading.Event, found {type(value).__name__}",
+    kind = type(value)  # by its full name: multiprocessing's and asyncio's are "Event" too
+    _bad("cancel", f"expected a threading.Event, found {kind.__module__}.{kind.__qualname__}",
          "cancel = threading.Event(); parajob.run(..., cancel=cancel); cancel.set()")
 
 

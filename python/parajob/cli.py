@@ -21,6 +21,7 @@ Exit codes: 0 the job succeeded; 1 the job ran and failed (a limit was exceeded)
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -108,7 +109,8 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def main() -> None:
     """Run Azure ML parallel jobs on this machine.
 
-    Exit codes: 0 success, 1 the job failed, 2 bad input.
+    Exit codes: 0 success, 1 the job failed, 2 bad input, 130 interrupted (Ctrl-C,
+    SIGTERM: finish it with `parajob run --resume RUN_DIR`).
     """
     # Before any file is opened: a closed stdout/stderr must not become a log file's fd.
     terminal.ensure_standard_streams()
@@ -174,6 +176,11 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         raise click.UsageError("--rerun-changed goes with --resume RUN_DIR")
     if resume_dir is None and pipeline_file is None:
         raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
+    if (resume_dir is not None and run_dir is not None
+            and run_dir.resolve() != resume_dir.resolve()):
+        raise click.UsageError(f"--run-dir {run_dir} and --resume {resume_dir} name two "
+                               "folders: a resumed run stays in its own folder (drop "
+                               "--run-dir)")
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
@@ -181,6 +188,10 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
                          options, overrides, folders)
+    # Outside a step's engine (which installs its own handlers) SIGTERM is Ctrl-C too:
+    # the default would end the process on the spot (exit 143), in the import check with
+    # the run folder it made left behind.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         finished = execute(request, warn=lambda text: terminal.echo(text, err=True))
     except SpecError as exc:
@@ -189,9 +200,19 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     except ParajobError as exc:
         terminal.echo(f"parajob: {exc}", err=True)
         return EXIT_FAILED
+    except KeyboardInterrupt:  # outside a step's engine (its handler makes it a result)
+        terminal.echo("parajob: interrupted (a run folder left behind is finished with "
+                      "`parajob run --resume RUN_DIR`)", err=True)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt

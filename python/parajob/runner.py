@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.command_step import finished_before, run_command_step
-from parajob.runtime.job import run_parallel_step
+from parajob.runtime.job import check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
 
@@ -51,8 +51,9 @@ class StepOutcome(Protocol):
 
 @dataclass
 class NotRun:
-    """A step that did not start: an input its producer did not write, or a failed
-    producer (with continue_on_step_failure)."""
+    """A step that did not start: an input its producer did not write, bad input found
+    once an earlier step had run (run_pipeline), or a failed producer (with
+    continue_on_step_failure)."""
 
     step: str
     reason: str
@@ -136,10 +137,17 @@ def _read_record(run_dir: Path) -> dict[str, Any]:
 def run_pipeline(pipeline: Pipeline, run_dir: Path,
                  options: RunOptions | None = None) -> list[StepOutcome]:
     """Run the steps; returns one outcome per step that was tried (or skipped). Raises
-    SpecError when a parallel step finds bad input before its workers start."""
+    SpecError when a parallel step finds bad input before its workers start and no step
+    of this call has run yet; after one has, such a step is NotRun with the diagnostics as
+    its reason (its input may be what an earlier step wrote, which nothing could check
+    before the run; a SpecError would lose the results of the steps that ran)."""
     options = options or RunOptions()
     outcomes: list[StepOutcome] = []
     failed: set[str] = set()
+    ran = False  # a step of this call ran: from here on, nothing is "before the start"
+    if not options.resume:  # every step, before the first runs (a command step reran)
+        for name in pipeline.run_order():
+            check_step_folder_fresh(pipeline.jobs[name], run_dir)
     for name in pipeline.run_order():
         step = pipeline.jobs[name]
         broken = [d for d in step.depends_on if d in failed]
@@ -158,9 +166,17 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
         except StageError as exc:
             outcome: StepOutcome = NotRun(name, str(exc))
         else:
-            outcome = run_parallel_step(step, run_dir, options) \
-                if isinstance(step, ParallelStep) else run_command_step(step, run_dir, options)
-            _record(pipeline, step, run_dir)
+            try:
+                outcome = run_parallel_step(step, run_dir, options) \
+                    if isinstance(step, ParallelStep) else run_command_step(step, run_dir,
+                                                                            options)
+            except SpecError as exc:
+                if not ran:
+                    raise
+                outcome = NotRun(name, str(exc))
+            else:
+                ran = True
+                _record(pipeline, step, run_dir)
         outcomes.append(outcome)
         if outcome.interrupted:
             break

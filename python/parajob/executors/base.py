@@ -120,9 +120,11 @@ class DeadlineExpired:
 class Interrupted:
     """The user interrupted the run where the executor runs it (serial: a KeyboardInterrupt
     in the calling thread, Ctrl-C at a pdb prompt included). The engine stops the step as
-    interrupted, resumable."""
+    interrupted, resumable. ``how``: what the user did, when it was no signal (the stop
+    reason says "stopped by <how>" instead of "interrupted by SIGINT")."""
 
     signum: int = int(signal.SIGINT)
+    how: str | None = None
 
 
 Event = WorkerDied | DeadlineExpired | Interrupted

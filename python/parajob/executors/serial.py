@@ -23,8 +23,13 @@ What differs from the local executor, and why:
   and whoever debugs wants the first traceback.
 - A KeyboardInterrupt (Ctrl-C, also at a pdb prompt) in user code stops the step as
   interrupted and resumable (event Interrupted); the attempt it was in stays undecided, so
-  --resume runs it again. With the CLI's signal handlers installed, the engine's handler
-  calls wake(), which raises KeyboardInterrupt when user code is running.
+  --resume runs it again. So does quitting pdb (``q``: bdb.BdbQuit), which would otherwise
+  be run() raising: a failed try, retried, the prompt back once per try and mini-batch.
+  With the CLI's signal handlers installed, the engine's handler calls wake(), which
+  raises KeyboardInterrupt when user code is running. Without them (parajob.run: Ctrl-C
+  is the host's, ``host_interrupts``) the exception goes on up instead, as it does from
+  a parallel run's engine: the engine's ``finally`` stops this worker (state put back,
+  journal written) and the host gets its KeyboardInterrupt (or BdbQuit).
 - No recycling (--max-tasks-per-worker, --max-worker-memory): there is no process to
   replace.
 
@@ -35,6 +40,7 @@ logging handlers the run added are put back as they were, however the run ends.
 
 from __future__ import annotations
 
+import bdb
 import dataclasses
 import logging
 import math
@@ -72,6 +78,8 @@ from parajob.runtime.worker import (
 )
 
 WorkerState = _core.WorkerState
+# What stops the step as interrupted when user code raises it: Ctrl-C, and pdb's quit.
+_STOPS = (KeyboardInterrupt, bdb.BdbQuit)
 
 
 def serial_limits(limits: Limits) -> Limits:
@@ -85,13 +93,13 @@ def serial_limits(limits: Limits) -> Limits:
 
 class _InterruptibleWriter(_core.ResultWriter):
     """The C++ ResultWriter, except that the record of an attempt ended by a
-    KeyboardInterrupt is never written: the interrupt goes on up (the worker's _run_one
+    KeyboardInterrupt (or pdb's quit) is never written: it goes on up (the worker's _run_one
     turns every exception of run() into an ERRORED record, which would spend a try)."""
 
     def add(self, batch: int, attempt: int, ok: bool, payload: bytes, items_in: int,
             items_out: int, error_code: int, run_seconds: float) -> None:
         handling = sys.exc_info()[1]  # _run_one calls us from its except block
-        if isinstance(handling, KeyboardInterrupt):
+        if isinstance(handling, _STOPS):
             raise handling
         super().add(batch, attempt, ok, payload, items_in, items_out, error_code, run_seconds)
 
@@ -148,8 +156,11 @@ class SerialExecutor:
     """One worker slot, served in the calling thread from inside wait()."""
 
     def __init__(self, setup: WorkerSetup, limits: Limits, first_process: int = 1,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, host_interrupts: bool = False) -> None:
+        """host_interrupts: a KeyboardInterrupt/BdbQuit in user code is the host's (no
+        handler of ours is installed): raised on, not turned into Interrupted."""
         self._setup = setup
+        self._host_interrupts = host_interrupts
         self._run_timeout_s = limits.run_timeout_s  # reported, not enforced
         self._next_process = first_process
         self._quiet = quiet
@@ -219,9 +230,12 @@ class SerialExecutor:
             if self._script is None:
                 return self._start(worker)
             return self._next(worker)
-        except KeyboardInterrupt:
+        except _STOPS as stop:
             self._in_user_code = False
-            return [Interrupted()]
+            if self._host_interrupts:
+                raise
+            quit_pdb = isinstance(stop, bdb.BdbQuit)
+            return [Interrupted(how="quitting pdb (q)" if quit_pdb else None)]
 
     def _start(self, worker: Worker) -> list[Event]:
         setup = self._setup
@@ -233,7 +247,7 @@ class SerialExecutor:
         try:
             self._in_user_code = True
             self._script = load_and_init(setup)
-        except KeyboardInterrupt:
+        except _STOPS:
             raise
         except BaseException:  # noqa: BLE001 - user code may raise anything
             init_failed(setup, self._error_log(worker), worker.slot, worker.process)

@@ -135,6 +135,7 @@ class Engine:
         self.last_death: str | None = None  # how the last worker died before init() was done
         self.stop_reason: str | None = None
         self.interrupted = False
+        self.interrupted_how: str | None = None  # an Interrupted event's, if not a signal
         self.cancelled = False
         self.failed_for_good: list[Failure] = []  # structured, for RunResult / job_result.json
         self.stops = StopRequests(options or RunOptions(), wake=executor.wake)
@@ -218,6 +219,7 @@ class Engine:
             self._on_expired(event)
         elif isinstance(event, Interrupted) and self.stops.signalled is None:
             self.stops.signalled = event.signum  # stop as a signal would: resumable
+            self.interrupted_how = event.how
 
     def _worker_states(self) -> np.ndarray:
         """A snapshot of every worker slot's state. Never a live view: workers change the
@@ -233,6 +235,8 @@ class Engine:
         if self.stop_reason is not None:
             return
         stop = self.stops.requested()  # a signal or the caller's cancel: resumable
+        if stop is not None and self.interrupted_how is not None:
+            stop = f"stopped by {self.interrupted_how}"
         if stop is not None:
             hint = (self.resume_hint if self.resume_hint is not None
                     else f"parajob run --resume {self.layout.root.parent}")

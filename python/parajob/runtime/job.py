@@ -60,7 +60,7 @@ from parajob.runtime.output import load_csv_options
 from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
-from parajob.spec.model import ParallelStep
+from parajob.spec.model import CommandStep, ParallelStep
 
 
 def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
@@ -163,7 +163,7 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
-        return _finish_empty(step.name, layout, output_file, started, plan)
+        return _finish_empty(step.name, layout, output_file, started, plan, options)
     limits = step.limits
     if options.serial:  # one worker, in this thread (executors/serial.py)
         instances, workers_per_node, limits = 1, 1, serial_limits(limits)
@@ -183,7 +183,8 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     try:
         first = _next_process_id(layout)
         executor: Executor = (
-            SerialExecutor(setup, limits, first, quiet=options.quiet) if options.serial
+            SerialExecutor(setup, limits, first, quiet=options.quiet,
+                           host_interrupts=not options.handle_signals) if options.serial
             else LocalExecutor(setup, notify_fd, first_process=first))
         engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
                         attempt_log, progress, journal, restored.accepted,
@@ -311,13 +312,7 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
     whose digest is unchanged); on a fresh run, check the folder is new."""
     path = journal_path(layout.root)
     if not options.resume:
-        # inputs/: download copies the runner made for this step just before (SPEC §1)
-        if layout.root.exists() and any(p.name != "inputs" for p in layout.root.iterdir()):
-            raise SpecError([Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}",
-                                        f"the run folder already holds step {step.name!r}: "
-                                        f"{layout.root}",
-                                        "resume it with `parajob run --resume RUN_DIR`, or choose "
-                                        "another --run-dir")])
+        check_step_folder_fresh(step, run_dir)
     now = _fingerprint(step, plan, run_dir, settings)
     journal = read_journal(path) if options.resume else None
     if journal is None:  # fresh, or the run died before its journal was started
@@ -336,6 +331,19 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
                                      then.unchanged_batches(now) if then else None))
     return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept),
                     now)
+
+
+def check_step_folder_fresh(step: ParallelStep | CommandStep, run_dir: Path) -> None:
+    """A new run's step folder holds nothing yet (SpecError otherwise: the run folder is an
+    earlier run's, which only a resume may continue). ``inputs/``: the download copies the
+    runner makes for the step just before it runs (SPEC §1)."""
+    root = run_dir / step.name
+    if root.exists() and any(p.name != "inputs" for p in root.iterdir()):
+        raise SpecError([Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}",
+                                    f"the run folder already holds step {step.name!r}: {root}",
+                                    "resume it with `parajob run --resume RUN_DIR` "
+                                    "(parajob.run(run_dir=..., resume=True)), or choose "
+                                    "another --run-dir")])
 
 
 def _fingerprint(step: ParallelStep, plan: BatchPlan, run_dir: Path,
@@ -585,9 +593,13 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
 
 
 def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
-                  started: float, plan: BatchPlan) -> Outcome:
+                  started: float, plan: BatchPlan, options: RunOptions) -> Outcome:
     """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
-    succeeds at once, with an empty append_row output (README, "What happens when...")."""
+    succeeds at once, with an empty append_row output (README, "What happens when...").
+    Its progress is drawn once, final: an on_progress caller waits for ``final=True``."""
+    progress = Progress(layout, name, 0, quiet=options.quiet, on_progress=options.on_progress)
+    progress.update(Tally(0), lambda: 0, force=True)
+    progress.close()
     error = None
     if output_file is not None:
         error = _write_output(output_file, lambda: write_atomically(

@@ -16,8 +16,9 @@
 
 Invariants:
 - The folder is held (a kernel lock) from before anything in it is read until the run's
-  end; a run refused before it started (SpecError) leaves no folder it made and no file it
-  wrote (discard_if_unused), and raises.
+  end; a run refused before it started (SpecError), or interrupted then (Ctrl-C in the
+  import check), leaves no folder it made and no file it wrote (discard_if_unused), and
+  raises.
 - A job that ran and failed is not an exception: its RunResult says "failed".
 - Nothing here prints: warnings go to the caller's ``warn``; summaries are the caller's.
 - Safe from any thread: no signal handler unless ``options.handle_signals`` (and then
@@ -47,7 +48,7 @@ from parajob.runner import (
     run_pipeline,
 )
 from parajob.runtime.options import RunOptions
-from parajob.runtime.run_folder import RunFolder
+from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
 
@@ -133,6 +134,14 @@ def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
     run's own callback) before any step started, having removed what it made; never for
     a job that ran and failed."""
     _check(request)
+    options = request.options
+    for flag, value in (("max_tasks_per_worker (--max-tasks-per-worker)",
+                         options.max_tasks_per_worker),
+                        ("max_worker_memory (--max-worker-memory)",
+                         options.max_worker_memory_bytes)):
+        if options.serial and value is not None:
+            warn(f"parajob: warning: {flag} does nothing with serial (--serial): there is "
+                 "no worker process to replace")
     with one_run_at_a_time():
         return _execute(request, warn)
 
@@ -143,7 +152,7 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
         wrote: list[Path] = []
         try:
             pipeline = _load(request, folder.path, warn, wrote)
-        except SpecError:
+        except BaseException:  # refused, or Ctrl-C in the import check: nothing started
             for path in wrote:  # a refused run leaves nothing of its own behind
                 path.unlink(missing_ok=True)
             folder.discard_if_unused()
@@ -224,6 +233,7 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
         return RunFolder.claim(request.run_dir)
     name = request.name or (request.pipeline_file.stem if request.pipeline_file else "pipeline")
     base = new_run_dir_base(Path(name))
+    made_above = missing_ancestors(base)  # removed again if the run is refused
     try:
         base.parent.mkdir(parents=True, exist_ok=True)  # ./runs (claim_new makes the rest)
     except OSError as exc:
@@ -232,7 +242,7 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
                                     f"{exc.strerror or exc}",
                                     "run from a folder you can write to, or give a run "
                                     "folder (--run-dir, run_dir=)")]) from exc
-    return RunFolder.claim_new(base)
+    return RunFolder.claim_new(base, made_above)
 
 
 def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
@@ -251,9 +261,11 @@ def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
         _dump(request.dump, pipeline_file)
     if request.options.resume:
         pipeline_file = pipeline_file or recorded_pipeline(run_dir)
-        if not overrides and not folders:  # the run's own, unless given again
-            recorded_sets, folders = recorded_options(run_dir)
-            overrides = tuple(recorded_sets)
+        # The run's own --set and --datastore, each unless given again (one given alone
+        # must not drop the other's record: a run planned anew would "change").
+        recorded_sets, recorded_folders = recorded_options(run_dir)
+        overrides = overrides or tuple(recorded_sets)
+        folders = folders or recorded_folders
     assert pipeline_file is not None
     pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
                              overrides=overrides)

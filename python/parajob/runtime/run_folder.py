@@ -60,6 +60,9 @@ class RunFolder:
     created: bool  # this run made the folder (so it may remove it if it stays unused)
     _fd: int
     lock_created: bool = False  # this claim made the lock file (a refused run removes it)
+    # Folders above path this claim made (deepest first): ./runs, --run-dir's new parents;
+    # removed with the folder when it stays unused, so a refused run leaves none behind.
+    made_above: tuple[Path, ...] = ()
 
     @classmethod
     @contextmanager
@@ -75,22 +78,27 @@ class RunFolder:
 
     @classmethod
     @contextmanager
-    def claim_new(cls, base: Path) -> Iterator[RunFolder]:
+    def claim_new(cls, base: Path, made_above: tuple[Path, ...] | None = None
+                  ) -> Iterator[RunFolder]:
         """Make a folder that did not exist (base, base-2, ...: make_unique_folder) and hold
-        it for the with-block."""
-        folder = cls.acquire(make_unique_folder(base), created=True)
+        it for the with-block. made_above: the folders above base the caller made for it
+        (default: those missing now, which make_unique_folder makes)."""
+        above = missing_ancestors(base) if made_above is None else made_above
+        folder = cls.acquire(make_unique_folder(base), created=True, made_above=above)
         try:
             yield folder
         finally:
             folder.release()
 
     @classmethod
-    def acquire(cls, path: Path, create: bool = True, created: bool = False) -> RunFolder:
+    def acquire(cls, path: Path, create: bool = True, created: bool = False,
+                made_above: tuple[Path, ...] = ()) -> RunFolder:
         """claim() without the with-block: the caller calls release(). created: the
-        caller made the folder just before (claim_new)."""
+        caller made the folder just before (claim_new), and made_above above it."""
         path = path.resolve()
         try:
             if create and not path.exists():
+                made_above = missing_ancestors(path)
                 path.mkdir(parents=True, exist_ok=True)
                 created = True
             lock_created = not os.path.lexists(path / LOCK_NAME)
@@ -111,7 +119,7 @@ class RunFolder:
         _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(path, created, fd, lock_created)
+        return cls(path, created, fd, lock_created, made_above)
 
     def release(self) -> None:
         """Drop the lock (idempotent). The lock file stays (see the module docstring)."""
@@ -128,11 +136,24 @@ class RunFolder:
             if self.created and {p.name for p in self.path.iterdir()} == {LOCK_NAME}:
                 (self.path / LOCK_NAME).unlink()
                 self.path.rmdir()
+                for folder in self.made_above:
+                    folder.rmdir()  # OSError once one is not empty: another run's, keep it
             elif self.lock_created:
                 (self.path / LOCK_NAME).unlink()
         except OSError:
             pass  # someone else wrote there meanwhile: keep it
         self.release()
+
+
+def missing_ancestors(path: Path) -> tuple[Path, ...]:
+    """The folders above path that do not exist, deepest first (what mkdir(parents=True)
+    of path would make besides path)."""
+    missing = []
+    for parent in path.absolute().parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return tuple(missing)
 
 
 def make_unique_folder(base: Path) -> Path:
@@ -147,6 +168,8 @@ def make_unique_folder(base: Path) -> Path:
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}-{n}")
+        except FileNotFoundError:  # a refused run of another process removed ./runs just now
+            base.parent.mkdir(parents=True, exist_ok=True)
 
 
 def close_in_child() -> None:
