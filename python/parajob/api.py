@@ -76,7 +76,8 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
     on_progress
         Called with a ``ProgressEvent`` of a parallel step's counts now and then (at most
         every 0.2 s) and once with ``final=True`` at its end, in the calling thread. One
-        that raises is not called again for that step; the run goes on.
+        that raises is not called again for that step; the run goes on. It runs between
+        the engine's turns: keep it quick (hand slow work to another thread).
     quiet
         True (default): nothing on stdout/stderr. False: progress, warnings and each
         step's summary on stderr, as the CLI shows them.

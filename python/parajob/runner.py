@@ -98,7 +98,8 @@ def record_run(run_dir: Path, pipeline_file: Path, overrides: Sequence[str] = ()
         raise SpecError([Diagnostic("--run-dir", None, None, "",
                                     f"cannot create the run folder {run_dir}: "
                                     f"{exc.strerror or exc}",
-                                    "give --run-dir a folder you can write to")]) from exc
+                                    "give --run-dir (run_dir=) a folder you can write "
+                                    "to")]) from exc
     record = run_dir / RUN_RECORD
     if not record.exists():
         record.write_text(json.dumps({

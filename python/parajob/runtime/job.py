@@ -343,7 +343,7 @@ def check_step_folder_fresh(step: ParallelStep | CommandStep, run_dir: Path) -> 
                                     f"the run folder already holds step {step.name!r}: {root}",
                                     "resume it with `parajob run --resume RUN_DIR` "
                                     "(parajob.run(run_dir=..., resume=True)), or choose "
-                                    "another --run-dir")])
+                                    "another --run-dir (run_dir=)")])
 
 
 def _fingerprint(step: ParallelStep, plan: BatchPlan, run_dir: Path,

@@ -49,7 +49,8 @@ class RunFolderInUse(SpecError):
         super().__init__([Diagnostic(
             str(path), None, None, "", f"run folder {path} in use by {owner}",
             f"another parajob is running there: wait for it to end (or {stop}), then "
-            f"`parajob run --resume {path}` finishes it; or give another --run-dir")])
+            f"`parajob run --resume {path}` finishes it; or give another --run-dir "
+            "(run_dir=)")])
 
 
 @dataclass
