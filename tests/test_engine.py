@@ -518,3 +518,23 @@ def test_death_while_idle_costs_nothing(tmp_path: Path, sig: int) -> None:
     t = ran.result.tally
     assert (t.done_batches, t.failed_attempts, t.init_failures) == (2, 0, 0)
     assert ran.fake.claims == [(0, 0), (1, 0)]
+
+
+
+def test_a_cancel_set_before_the_start_runs_nothing(tmp_path: Path) -> None:
+    """A caller's cancel already set when the step starts: no worker is started, so no
+    mini-batch runs (the workers used to be started, and what they finished before the
+    first check was accepted)."""
+    cancel = threading.Event()
+    cancel.set()
+
+    def claim_all(f: FakeExecutor) -> None:
+        if f.live:  # only a started worker could claim
+            batch, attempt = f.claim()
+            f.succeed(batch, attempt)
+
+    ran = run_engine(tmp_path, 4, steps(claim_all), options=RunOptions(cancel=cancel))
+    assert ran.result.cancelled and ran.result.interrupted
+    assert ran.result.tally.settled_batches == 0
+    assert ran.fake.spawned == [] and ran.fake.claims == []
+    assert ran.journalled() == []

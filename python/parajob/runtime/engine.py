@@ -152,6 +152,9 @@ class Engine:
         self.stops.__enter__()
         try:
             self.executor.start()  # process hygiene: before any worker (it forks the janitor)
+            # A stop requested before the start (a cancel event already set) starts no
+            # worker: _spawn does nothing once there is a stop reason, so no mini-batch runs.
+            self._check_limits()
             for node in range(self.instance_count):
                 for rank in range(self.workers_per_node):
                     self._spawn(node * self.workers_per_node + rank, node, rank)
