@@ -469,3 +469,53 @@ def test_the_hosts_own_children_started_during_a_run_are_left_alone(tmp_path: Pa
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+LINGERS = """
+import os, signal, time
+
+def init():
+    # A worker that takes a second to go after SIGTERM: meanwhile a worker the engine did
+    # not know would go on ending attempts, which the engine then drains.
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.0), os._exit(0)))
+
+def run(mini_batch):
+    open(os.path.join(os.environ["MARKERS"], str(os.getpid())), "w").close()
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_a_ctrl_c_while_a_worker_is_being_started_leaves_no_unknown_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's SIGINT landing between a worker's fork and the engine recording it used
+    to leave a live worker the engine did not know: its first result then raised KeyError
+    out of the run's clean-up instead of the KeyboardInterrupt. The fork and its record are
+    now done with SIGINT/SIGTERM held, so the interrupt comes right after."""
+    from parajob.executors import reaping
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv("MARKERS", str(markers))
+    # Enough mini-batches that the second worker gets some before the first ran them all.
+    pipeline = write_job(tmp_path, LINGERS, files=2000, mini_batch_size=1, concurrency=2)
+    real_spawned = reaping.Descendants.spawned
+    forks: list[int] = []
+
+    def spawned_then_interrupted(self: reaping.Descendants, pid: int) -> None:
+        real_spawned(self, pid)
+        forks.append(pid)
+        if len(forks) == 2:  # mid-way through starting the second worker, once it ran one
+            deadline = time.monotonic() + 30
+            while not (markers / str(pid)).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(reaping.Descendants, "spawned", spawned_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        parajob.run(pipeline, run_dir=tmp_path / "run")
+    monkeypatch.setattr(reaping.Descendants, "spawned", real_spawned)
+    assert children() == []
+    resumed = parajob.run(run_dir=tmp_path / "run", resume=True)
+    assert resumed.succeeded and resumed.steps[0].failed_attempts == 0, resumed.reason
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == \
+        [f"f{i:05d}.txt" for i in range(2000)]

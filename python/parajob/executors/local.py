@@ -37,6 +37,7 @@ from parajob.executors.base import (
 from parajob.executors.reaping import Descendants
 from parajob.runtime import fd_guard
 from parajob.runtime.accounting import Limits
+from parajob.runtime.options import release_held_signals
 from parajob.runtime.run_folder import close_in_child
 from parajob.runtime.worker import WorkerSetup, worker_main
 
@@ -102,6 +103,7 @@ class LocalExecutor:
                              "(ulimit -u)") from exc
         self._next_process += 1
         if pid == 0:  # child: never returns
+            release_held_signals()  # forked inside the engine's signals_held()
             # Siblings' pidfds would keep their epoll registrations in the driver alive
             # after the driver closed them (the open file outlives the fd number).
             for fd in self._pidfds:

@@ -57,7 +57,7 @@ from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
-from parajob.runtime.options import RunOptions, StopRequests
+from parajob.runtime.options import RunOptions, StopRequests, signals_held
 from parajob.runtime.report import AttemptLog, Failure, Progress, append_line
 from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
@@ -398,16 +398,17 @@ class Engine:
     def _spawn(self, slot: int, node: int, rank: int) -> None:
         if self.stop_reason is not None:
             return
-        try:
-            worker = self.executor.spawn(slot, node, rank)
-        except SpawnError as exc:
-            self._spawn_refused(slot, str(exc))
-            return
-        self.refused_spawns.pop(slot, None)
-        self.workers[slot] = worker
-        self.by_process[worker.process] = worker
-        self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
-                                                               worker.process)))
+        with signals_held():  # a worker is started and recorded, or not started at all
+            try:
+                worker = self.executor.spawn(slot, node, rank)
+            except SpawnError as exc:
+                self._spawn_refused(slot, str(exc))
+                return
+            self.refused_spawns.pop(slot, None)
+            self.workers[slot] = worker
+            self.by_process[worker.process] = worker
+            self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
+                                                                   worker.process)))
 
     # ---- process hygiene (fork refused, orphans) ---------------------------------------
 

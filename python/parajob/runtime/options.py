@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-__all__ = ["ProgressEvent", "RunOptions", "StopRequests"]
+__all__ = ["ProgressEvent", "RunOptions", "StopRequests", "release_held_signals",
+           "signals_held"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,45 @@ class StopRequests:
         if self.cancelled:
             return "cancelled by the caller"
         return None
+
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_handlers_before_hold: dict[int, Any] | None = None  # inside signals_held(): to put back
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back inside the block: their handlers, a host's
+    KeyboardInterrupt included, run once it ends, never in its middle. For the few steps
+    that must happen together or not at all: forking a worker and recording it (a
+    KeyboardInterrupt between the two left a live worker the engine did not know, whose
+    first result then raised KeyError). Python runs signal handlers in the main thread
+    only, so only there is anything to hold; a signal mask would not do (the kernel hands
+    a process's signal to any thread that does not block it). A process forked inside
+    puts the handlers back first: release_held_signals()."""
+    global _handlers_before_hold
+    if threading.current_thread() is not threading.main_thread() or \
+            _handlers_before_hold is not None:
+        yield
+        return
+    caught: list[int] = []
+    _handlers_before_hold = {s: signal.signal(s, lambda signum, _frame: caught.append(signum))
+                             for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        release_held_signals()
+        for signum in dict.fromkeys(caught):  # each once, now, to the handler it was for
+            signal.raise_signal(signum)
+
+
+def release_held_signals() -> None:
+    """Put back the handlers signals_held() replaced (at its end, and first thing in a
+    process forked inside it)."""
+    global _handlers_before_hold
+    if _handlers_before_hold is not None:
+        for s, handler in _handlers_before_hold.items():
+            if handler is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(s, handler)
+        _handlers_before_hold = None
