@@ -58,20 +58,18 @@ class StepResult:
         from parajob.runtime.command_step import CommandOutcome
         from parajob.runtime.report import Outcome
 
-        status = ("succeeded" if outcome.succeeded
-                  else "cancelled" if getattr(outcome, "cancelled", False)
-                  else "interrupted" if outcome.interrupted else "failed")
+        if not isinstance(outcome, (Outcome, CommandOutcome)):  # runner.NotRun
+            return cls(outcome.step, "not_run", "not_run", outcome.reason)
+        status = outcome.status.lower()  # runtime.report.step_status: one rule for both
         if isinstance(outcome, Outcome):
             t = outcome.tally
             return cls(outcome.step, "parallel", status, outcome.reason, t.total_batches,
                        t.done_batches, t.failed_batches, t.items_in, t.items_out,
                        t.failed_items, t.failed_attempts, outcome.seconds, outcome.output,
                        {}, outcome.logs, tuple(outcome.failures))
-        if isinstance(outcome, CommandOutcome):
-            return cls(outcome.step, "command", status, outcome.reason,
-                       seconds=outcome.seconds, outputs=dict(outcome.outputs),
-                       logs=outcome.log.parent.parent)
-        return cls(outcome.step, "not_run", "not_run", outcome.reason)
+        return cls(outcome.step, "command", status, outcome.reason,
+                   seconds=outcome.seconds, outputs=dict(outcome.outputs),
+                   logs=outcome.log.parent.parent)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings, failures as dicts."""

@@ -29,7 +29,7 @@ from typing import BinaryIO, TextIO
 
 from parajob import terminal
 from parajob.runtime.options import RunOptions, StopRequests
-from parajob.runtime.report import write_step_result
+from parajob.runtime.report import step_status, write_step_result
 from parajob.spec.bindings import default_output_path
 from parajob.spec.model import CommandStep
 
@@ -56,9 +56,7 @@ class CommandOutcome:
 
     @property
     def status(self) -> str:
-        if self.succeeded:
-            return "SUCCEEDED"
-        return "CANCELLED" if self.cancelled else "INTERRUPTED" if self.interrupted else "FAILED"
+        return step_status(self.succeeded, self.interrupted, self.cancelled)
 
     def summary(self) -> str:
         lines = [

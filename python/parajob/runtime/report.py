@@ -24,6 +24,14 @@ CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "
                "status", "error"]
 
 
+def step_status(succeeded: bool, interrupted: bool, cancelled: bool) -> str:
+    """How a step ended, for every kind of step: SUCCEEDED, CANCELLED (the caller's cancel),
+    INTERRUPTED (a signal: resumable) or FAILED."""
+    if succeeded:
+        return "SUCCEEDED"
+    return "CANCELLED" if cancelled else "INTERRUPTED" if interrupted else "FAILED"
+
+
 @dataclass(frozen=True)
 class Failure:
     """A mini-batch that failed for good, as structured data (RunResult, job_result.json)."""
@@ -72,9 +80,7 @@ class Outcome:
 
     @property
     def status(self) -> str:
-        if self.succeeded:
-            return "SUCCEEDED"
-        return "CANCELLED" if self.cancelled else "INTERRUPTED" if self.interrupted else "FAILED"
+        return step_status(self.succeeded, self.interrupted, self.cancelled)
 
     def summary(self) -> str:
         t = self.tally
