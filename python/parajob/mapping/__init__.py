@@ -59,6 +59,7 @@ from parajob.runtime.options import ProgressEvent, RunOptions
 from parajob.runtime.report import Outcome
 from parajob.runtime.run import one_run_at_a_time
 from parajob.runtime.run_folder import RunFolder
+from parajob.spec.arguments import RuntimeArgs
 
 __all__ = ["MapArgumentError", "MapCancelled", "MapFailed", "MapResult", "MapStream",
            "map_batches"]
@@ -95,10 +96,11 @@ def _limits(timeout: float, max_retries: int, error_threshold: int,
             or not 0 < timeout <= MAX_TIMEOUT_S):
         raise _argument_error("timeout", f"must be seconds in (0, {MAX_TIMEOUT_S}], not "
                               f"{timeout!r}", "the longest one fn(mini_batch) call may take")
-    load = Limits().load_timeout_s
+    defaults = RuntimeArgs()  # the program arguments' defaults, as a YAML step without any
     return Limits(
         max_retries=_check_int("max_retries", max_retries, 0, "retries after the first try"),
-        run_timeout_s=float(timeout), progress_update_timeout_s=3 * (float(timeout) + load),
+        run_timeout_s=float(timeout), load_timeout_s=float(defaults.task_overhead_timeout),
+        progress_update_timeout_s=defaults.progress_timeout(float(timeout)),
         error_threshold=_check_int("error_threshold", error_threshold, -1,
                                    "failed items allowed; -1 ignores them"),
         mini_batch_error_threshold=_check_int(
