@@ -32,7 +32,7 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 from parajob import terminal
 from parajob.errors import Diagnostic, SpecError
 from parajob.results import RunResult
-from parajob.runtime.options import ProgressEvent, RunOptions
+from parajob.runtime.options import ProgressEvent, RunOptions, not_a_cancel_event
 from parajob.runtime.run import RunRequest, execute, parse_memory_size
 
 __all__ = ["run", "PipelineEntity"]
@@ -169,11 +169,12 @@ def _memory(name: str, value: object) -> int | None:
 
 
 def _event(value: object) -> threading.Event | None:
-    if value is None or isinstance(value, threading.Event):
-        return value
-    kind = type(value)  # by its full name: multiprocessing's and asyncio's are "Event" too
-    _bad("cancel", f"expected a threading.Event, found {kind.__module__}.{kind.__qualname__}",
-         "cancel = threading.Event(); parajob.run(..., cancel=cancel); cancel.set()")
+    problem = not_a_cancel_event(value)
+    if problem is not None:
+        _bad("cancel", problem,
+             "cancel = threading.Event(); parajob.run(..., cancel=cancel); cancel.set()")
+    assert value is None or isinstance(value, threading.Event)
+    return value
 
 
 def _callable(name: str, value: object) -> Any:

@@ -55,7 +55,7 @@ from parajob.runtime.map_step import (
     read_chunks,
     restored_batches,
 )
-from parajob.runtime.options import ProgressEvent, RunOptions
+from parajob.runtime.options import ProgressEvent, RunOptions, not_a_cancel_event
 from parajob.runtime.report import Outcome
 from parajob.runtime.run import one_run_at_a_time
 from parajob.runtime.run_folder import RunFolder
@@ -85,9 +85,9 @@ def _check_callables(fn: object, init: object, shutdown: object, cancel: object)
         if hook is not None and not callable(hook):
             raise _argument_error(name, f"expected a callable taking no arguments, not "
                                   f"{type(hook).__name__}")
-    if cancel is not None and not isinstance(cancel, threading.Event):
-        raise _argument_error("cancel", f"expected a threading.Event, not "
-                              f"{type(cancel).__name__}")
+    problem = not_a_cancel_event(cancel)
+    if problem is not None:
+        raise _argument_error("cancel", problem)
 
 
 def _limits(timeout: float, max_retries: int, error_threshold: int,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-__all__ = ["ProgressEvent", "RunOptions", "StopRequests", "release_held_signals",
-           "signals_held"]
+__all__ = ["ProgressEvent", "RunOptions", "StopRequests", "not_a_cancel_event",
+           "release_held_signals", "signals_held"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,15 @@ class RunOptions:
     # How a stopped run is finished, for its reason: None: "parajob run --resume <run_dir>";
     # "" when it cannot be (map_batches over in-memory items, or a temporary folder).
     resume_hint: str | None = None
+
+
+def not_a_cancel_event(value: object) -> str | None:
+    """Why ``value`` cannot be RunOptions.cancel (None: it can). Named in full: the
+    multiprocessing and asyncio events are called "Event" too, and are not checked here."""
+    if value is None or isinstance(value, threading.Event):
+        return None
+    kind = type(value)
+    return f"expected a threading.Event, found {kind.__module__}.{kind.__qualname__}"
 
 
 class StopRequests:
