@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -59,6 +59,9 @@ class RunOptions:
     on_progress: Callable[[ProgressEvent], Any] | None = None
     quiet: bool = False                  # no progress lines and no command output on stderr
     handle_signals: bool = False         # SIGINT/SIGTERM stop the run (the CLI asks for it)
+    # compute name -> Dask scheduler address (--compute NAME=ADDR): steps whose compute is
+    # mapped run their instance_count nodes on that cluster (runtime/computes.py).
+    computes: Mapping[str, str] = field(default_factory=dict)
 
 
 class StopRequests:
