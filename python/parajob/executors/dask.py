@@ -60,7 +60,7 @@ from parajob.executors.dask_wire import FrameReader, send_frame
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits
 from parajob.runtime.job import NodeRecipe
-from parajob.runtime.layout import StepLayout
+from parajob.runtime.layout import StepLayout, node_name
 
 CONNECT_TIMEOUT_S = 5.0      # reaching the scheduler: an unreachable one fails fast (exit 2)
 NODE_START_TIMEOUT_S = 120.0  # every node's hello (its process started, the folder checked)
@@ -232,6 +232,16 @@ class DaskExecutor:
                     "see the Dask workers' logs")])
             self._poll(0.1)
             self._check_futures(starting=True)
+        self._write_nodes()
+
+    def _write_nodes(self) -> None:
+        """logs/sys/nodes.txt: which host and Dask worker each node folder is."""
+        lines = [f"{node_name(n.index)} host={n.host} dask_worker={n.worker_address}\n"
+                 for n in self._nodes]
+        path = self._layout.logs / "sys" / "nodes.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"scheduler={self._cluster.address}\n" + "".join(lines),
+                        encoding="utf-8")
 
     def _accept(self) -> None:
         try:

@@ -16,8 +16,11 @@
                -> states(rows) every STATES_S (heartbeat + what each process runs)
 
 The node decides nothing: the driver's engine does (retries, limits, replacements). The
-node's region uses the driver's batch ids, attempt numbers and process ids, so its
-workers' spools and logs in the shared run folder are the run's own.
+node's region uses the driver's batch ids and process ids, so its workers' spools and logs
+in the shared run folder are the run's own. Attempt numbers: a local region queues a
+batch first as attempt 0 (from PENDING, only 0 is accepted), so the node keeps, per batch,
+the driver's attempt number at its first sighting (``base``): local = driver - base, and
+every frame carries the driver's number.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from parajob import _core
 from parajob.executors.base import Event, SpawnError, WorkerDied
@@ -121,6 +126,8 @@ class NodeLoop:
         self.reported: set[tuple[int, int, int, str]] = set()
         self.last_states = 0.0
         self.low, self.high = args.workers_per_node, 2 * args.workers_per_node + 4
+        self.base = np.full(args.recipe.n_batches, -1, dtype=np.int64)  # see the docstring
+        self.states: list[list[int]] = []  # last sent: [process, state, batch] per worker
 
     def send(self, kind: str, **fields: object) -> None:
         self.sock.setblocking(True)
@@ -194,14 +201,17 @@ class NodeLoop:
         """Queue the driver's attempt here; a local state left by an earlier attempt that
         the driver decided otherwise (a record it rejected) is cleared first."""
         region = self.region
-        if region.enqueue(batch, attempt):
+        if self.base[batch] < 0:
+            self.base[batch] = attempt
+        local = attempt - int(self.base[batch])
+        if region.enqueue(batch, local):
             return
         state, old, process = region.batch_state(batch)
         if state == int(BatchState.DONE):
             region.reject_done(batch, old, process)
         elif state in (RUNNING, FINISHING):
             region.take_back(batch, old, process, BatchState.CRASHED)
-        if not region.enqueue(batch, attempt):
+        if not region.enqueue(batch, local):
             print(f"parajob node {self.args.node}: mini-batch {batch} attempt {attempt + 1} "
                   f"refused by the local queue (state {region.batch_state(batch)})",
                   file=sys.stderr)
@@ -214,7 +224,8 @@ class NodeLoop:
         for batch in ended.tolist():
             state, attempt, process, items_in, items_out, offset, length, code, _s, _e = \
                 self.region.batch_result(batch)
-            rows.append([batch, attempt, process, int(state == int(BatchState.DONE)),
+            rows.append([batch, attempt + int(self.base[batch]), process,
+                         int(state == int(BatchState.DONE)),
                          items_in, items_out, offset, length, code])
         self.send("ended", rows=rows)
         return len(rows)
@@ -229,12 +240,13 @@ class NodeLoop:
         held = []
         unclaimed = region.reclaim_unclaimed(worker.slot, worker.process)
         if unclaimed >= 0:
-            held.append([unclaimed, region.batch_state(unclaimed)[1], 0])
+            held.append([unclaimed, region.batch_state(unclaimed)[1] + int(self.base[unclaimed]),
+                         0])
         for batch in range(region.n_batches):  # first cut: a scan; the slots view later
             state, attempt, process = region.batch_state(batch)
             if process == worker.process and state in (RUNNING, FINISHING):
                 region.take_back(batch, attempt, process, BatchState.CRASHED)
-                held.append([batch, attempt, int(batch == in_run)])
+                held.append([batch, attempt + int(self.base[batch]), int(batch == in_run)])
         status = event.status
         self.send("died", process=worker.process, code=status.code, signal=status.signal,
                   peak_rss=status.peak_rss_bytes, state=event.state, held=held)
@@ -245,18 +257,21 @@ class NodeLoop:
             if key in self.reported:
                 continue
             self.reported.add(key)
+            attempt = late.attempt + int(self.base[late.batch]) if late.batch >= 0 else -1
             self.send("expired", process=late.worker.process, batch=late.batch,
-                      attempt=late.attempt, kind=late.kind, elapsed_s=late.elapsed_s)
+                      attempt=attempt, kind=late.kind, elapsed_s=late.elapsed_s)
 
     def _report_states(self) -> None:
-        now = time.monotonic()
-        if now - self.last_states < STATES_S:
-            return
-        self.last_states = now
+        """What each process does, when it changed (the driver charges a lost node's
+        attempts by it: it must be fresh) and every STATES_S (the heartbeat)."""
         rows = []
         for process, worker in self.workers.items():
             _pid, _p, state, batch, *_ = self.region.worker_info(worker.slot)
             rows.append([process, state, batch])
+        now = time.monotonic()
+        if rows == self.states and now - self.last_states < STATES_S:
+            return
+        self.last_states, self.states = now, rows
         self.send("states", rows=rows)
 
     def _ask(self) -> None:

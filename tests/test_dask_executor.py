@@ -1,0 +1,119 @@
+"""The Dask executor on a real loopback cluster (tests/dask_cluster.py): a step's
+instance_count nodes on Dask workers give the local run's output; a node lost mid-run
+costs nothing but time; bad clusters are bad input (exit 2)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, write_job
+
+pytest.importorskip("distributed")
+
+from dask_cluster import DaskCluster, dask_cluster  # noqa: E402,F401 - the fixture
+
+COMPUTE = "compute: cpu-cluster\n"
+
+
+def _nodes(run_dir: Path) -> dict[str, str]:
+    """node folder -> Dask worker address, from logs/sys/nodes.txt."""
+    text = (run_dir / "step" / "logs" / "sys" / "nodes.txt").read_text()
+    return dict(re.findall(r"^(node\d+) host=\S+ dask_worker=(\S+)$", text, re.M))
+
+
+def test_cluster_run_gives_the_local_output(tmp_path: Path, dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=60, mini_batch_size=4, concurrency=2,
+                         instances=2, extra_step=COMPUTE)
+    local = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "local"), cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    assert "simulated on this machine" in local.stderr
+    remote = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "remote"),
+                     "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    assert remote.returncode == 0, remote.stderr
+    assert "simulated" not in remote.stderr
+    out = "step/outputs/out"
+    assert (tmp_path / "remote" / out).read_bytes() == (tmp_path / "local" / out).read_bytes()
+    nodes = _nodes(tmp_path / "remote")
+    assert sorted(nodes) == ["node000", "node001"]
+    assert len(set(nodes.values())) == 2
+    assert set(nodes.values()) <= set(dask_cluster.worker_pids())
+    stdout_logs = tmp_path / "remote" / "step" / "logs" / "user" / "stdout"
+    assert sorted(p.name for p in stdout_logs.iterdir()) == ["node000", "node001"]
+
+
+SLOW_SCRIPT = """
+import os, time
+
+def run(mini_batch):
+    time.sleep(0.8)
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_a_lost_node_costs_no_row(tmp_path: Path, dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, SLOW_SCRIPT, files=24, mini_batch_size=1, concurrency=2,
+                         instances=2, extra_step=COMPUTE, max_retries=3)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
+                             "--run-dir", str(run_dir),
+                             "--compute", f"cpu-cluster={dask_cluster.address}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        # Kill node 1's Dask worker once every node has ended a few mini-batches.
+        while time.monotonic() < deadline:
+            rows = "".join(p.read_text() for p in parts.glob("*.csv")) if parts.is_dir() else ""
+            if rows.count("node001") >= 2 and rows.count("node000") >= 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        victim = _nodes(run_dir)["node001"]
+        os.kill(dask_cluster.worker_pids()[victim], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    rows = (run_dir / "step" / "outputs" / "out").read_text().splitlines()
+    assert sorted(rows) == sorted(f"f{i:05d}.txt" for i in range(24))  # each exactly once
+    errors = (run_dir / "step" / "logs" / "job_error.txt").read_text()
+    assert "node 1" in errors and victim in errors and "was lost" in errors
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_scheduler_is_bad_input(tmp_path: Path) -> None:
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step=COMPUTE)
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                   "--compute", f"cpu-cluster={address}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot reach the Dask scheduler at {address}" in proc.stderr
+    assert "--compute cpu-cluster=" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "step" / "outputs").exists()
+
+
+def test_more_nodes_than_workers_is_bad_input(tmp_path: Path,
+                                              dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=3, extra_step=COMPUTE)
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "has 2 worker(s); the step asks for instance_count 3" in proc.stderr
