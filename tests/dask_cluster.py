@@ -85,8 +85,13 @@ class DaskCluster:
         pytest.fail(f"dask scheduler did not start in {START_TIMEOUT_S:g}s: "
                     f"{self.log('scheduler.log')}")
 
-    def add_worker(self, i: int) -> subprocess.Popen[bytes]:
-        worker = self._popen([sys.executable, "-m", "distributed.cli.dask_worker",
+    def add_worker(self, i: int, hide: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start worker i; with ``hide``, in its own mount namespace where an empty tmpfs
+        covers that folder (a node that does not see the run folder; needs root)."""
+        wrap = [] if hide is None else [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs parajob-hidden "$0" && exec "$@"', str(hide)]
+        worker = self._popen([*wrap, sys.executable, "-m", "distributed.cli.dask_worker",
                               "--scheduler-file", str(self.scheduler_file),
                               "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
                               "--no-nanny", "--no-dashboard", "--name", f"w{i}",

@@ -117,3 +117,30 @@ def test_more_nodes_than_workers_is_bad_input(tmp_path: Path,
                    "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "has 2 worker(s); the step asks for instance_count 3" in proc.stderr
+
+
+def _can_hide_folders() -> bool:
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+def test_a_node_that_cannot_see_the_run_folder_is_named(tmp_path: Path) -> None:
+    if not _can_hide_folders():
+        pytest.skip("needs unshare --mount (root)")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cluster = DaskCluster.start(tmp_path / "dask", 1)
+    try:
+        cluster.add_worker(1, hide=run_dir)  # this node's run folder is an empty tmpfs
+        cluster.wait_for_workers(2)
+        pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step=COMPUTE)
+        proc = run_cli("run", str(pipeline), "--run-dir", str(run_dir),
+                       "--compute", f"cpu-cluster={cluster.address}", cwd=tmp_path)
+    finally:
+        cluster.stop()
+    assert proc.returncode == 2, proc.stderr
+    assert f"on host {socket.gethostname()}" in proc.stderr
+    assert "cannot use the run folder" in proc.stderr
+    assert "dask-token" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -164,6 +164,7 @@ class _Node:
     reader: FrameReader | None = None
     last_heard: float = 0.0
     lost: str | None = None
+    ready: bool = False  # its "ready" came: the folder check passed
     want: int = 0
     closed_sent: bool = False
     workers: dict[int, RemoteWorker] = field(default_factory=dict)  # process -> worker
@@ -222,9 +223,9 @@ class DaskExecutor:
                 node_agent, args, workers=[node.worker_address], allow_other_workers=False,
                 pure=False, retries=0, key=f"parajob-node-{node.index}-{self._token}")
         deadline = time.monotonic() + NODE_START_TIMEOUT_S
-        while any(n.sock is None and n.lost is None for n in self._nodes):
+        while not all(n.ready for n in self._nodes):
             if time.monotonic() > deadline:
-                missing = [n for n in self._nodes if n.sock is None]
+                missing = [n for n in self._nodes if not n.ready]
                 raise SpecError([Diagnostic(
                     "parajob", None, None, f"--compute {self._cluster.compute}",
                     f"node(s) {', '.join(f'{n.index} ({n.worker_address})' for n in missing)} "
@@ -254,21 +255,33 @@ class DaskExecutor:
         self._unidentified[conn] = reader
         self._selector.register(conn, selectors.EVENT_READ, reader)
 
-    def _hello(self, reader: FrameReader, frame: dict[str, Any]) -> None:
+    def _hello(self, reader: FrameReader, frame: dict[str, Any]) -> _Node | None:
         conn = reader.sock
         del self._unidentified[conn]
         index = frame.get("node")
         if frame.get("t") != "hello" or frame.get("token") != self._token or not (
-                isinstance(index, int) and 0 <= index < len(self._nodes)):
+                isinstance(index, int) and 0 <= index < len(self._nodes)) or \
+                self._nodes[index].sock is not None:
             self._drop(conn)  # not one of ours
-            return
+            return None
         node = self._nodes[index]
         node.sock, node.reader, node.last_heard = conn, reader, time.monotonic()
         node.host = str(frame.get("host", node.host))
         self._selector.modify(conn, selectors.EVENT_READ, node)
+        return node
+
+    def _on_ready(self, node: _Node, frame: dict[str, Any]) -> None:
+        """Its folder check passed and its region exists: spawns may go."""
+        node.ready = True
         for rank, process in node.pending:
             self._send(node, "spawn", rank=rank, process=process)
         node.pending = []
+
+    def _not_started(self, node: _Node, why: str) -> None:
+        raise SpecError([Diagnostic("parajob", None, None, f"--compute {self._cluster.compute}",
+                                    f"node {node.index} on host {node.host} "
+                                    f"({node.worker_address}) could not start: {why}",
+                                    "see that Dask worker's log")])
 
     def _drop(self, conn: socket.socket) -> None:
         try:
@@ -289,7 +302,7 @@ class DaskExecutor:
         self._region.reset_worker(slot, process)
         worker = RemoteWorker(slot, process, node, local_rank)
         where.workers[process] = worker
-        if where.sock is None:
+        if not where.ready:
             where.pending.append((local_rank, process))
         else:
             self._send(where, "spawn", rank=local_rank, process=process)
@@ -361,7 +374,9 @@ class DaskExecutor:
                 reader = key.data
                 frames = reader.read()
                 if frames:
-                    self._hello(reader, frames[0])
+                    node = self._hello(reader, frames[0])
+                    if node is not None:
+                        self._handle(node, frames[1:])
                 elif reader.closed:
                     del self._unidentified[reader.sock]
                     self._drop(reader.sock)
@@ -370,13 +385,17 @@ class DaskExecutor:
 
     def _read_node(self, node: _Node) -> None:
         assert node.reader is not None
-        frames = node.reader.read()
+        self._handle(node, node.reader.read())
+
+    def _handle(self, node: _Node, frames: list[dict[str, Any]]) -> None:
         node.last_heard = time.monotonic()
         for frame in frames:
             handler = _HANDLERS.get(str(frame.get("t")))
             if handler is not None:
                 handler(self, node, frame)
-        if node.reader.closed and node.lost is None:
+        if node.reader is not None and node.reader.closed and node.lost is None:
+            if not node.ready:  # before its folder check passed: it could not start
+                self._not_started(node, node.reader.why)
             self._lose(node, node.reader.why)
 
     def _check_futures(self, starting: bool) -> None:
@@ -391,7 +410,7 @@ class DaskExecutor:
                 why = f"its node process ended ({result})"
             except Exception as exc:  # noqa: BLE001 - whatever Dask says about it
                 why = f"its Dask task failed: {type(exc).__name__}: {exc}"
-            if starting and node.sock is None:
+            if starting and not node.ready:
                 raise SpecError([Diagnostic("parajob", None, None,
                                             f"--compute {self._cluster.compute}",
                                             f"node {node.index} ({node.host}, "
@@ -525,6 +544,7 @@ class DaskExecutor:
 
 
 _HANDLERS = {
+    "ready": DaskExecutor._on_ready,
     "want": DaskExecutor._on_want,
     "ended": DaskExecutor._on_ended,
     "states": DaskExecutor._on_states,

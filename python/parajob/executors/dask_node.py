@@ -6,7 +6,7 @@
         v
     node process (fresh, single-threaded: safe to fork)          driver (executors/dask.py)
         connect -> hello(token, node, host) ------------------------------->
-        check the run folder (the driver's token file)  -> bad_folder(host, why)
+        check the run folder (the driver's token file)  -> bad_folder(host, why) | ready
         its own DispatchRegion (n_batches, W slots) + LocalExecutor
         loop:  <- spawn(rank, process) / batches / kill / terminate / close
                -> want(n) when its queue runs low (dispatch on demand)
@@ -326,6 +326,7 @@ def main() -> int:
         send_frame(sock, "bad_folder", host=host, why=why)
         sock.close()
         return EXIT_BAD_FOLDER
+    send_frame(sock, "ready")
     sock.setblocking(False)
     executor = NodeExecutor(setup, notify_fd, sock)
     try:

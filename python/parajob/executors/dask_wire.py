@@ -3,7 +3,8 @@ connection that the node opens to the driver (why a direct stream: executors/das
 
     frame = 4-byte big-endian length | UTF-8 JSON object {"t": kind, ...}
 
-    node -> driver   hello(token, node, host, pid) / bad_folder(host, why) / want(n) /
+    node -> driver   hello(token, node, host, pid) / bad_folder(host, why) / ready /
+                     want(n) /
                      ended(rows) / states(rows) / died(...) / expired(...)
     driver -> node   spawn(rank, process) / batches(pairs) / kill(process, because) /
                      terminate(process) / close
