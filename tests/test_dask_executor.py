@@ -144,3 +144,64 @@ def test_a_node_that_cannot_see_the_run_folder_is_named(tmp_path: Path) -> None:
     assert "cannot use the run folder" in proc.stderr
     assert "dask-token" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+TABLE_SCRIPT = """
+import pandas as pd
+
+def run(mini_batch):
+    assert isinstance(mini_batch, pd.DataFrame)
+    return mini_batch
+"""
+
+
+def test_a_tabular_cluster_run_gives_the_local_output(tmp_path: Path,
+                                                      dask_cluster: DaskCluster) -> None:
+    from test_table_jobs import IRIS_MLTABLE, iris_rows, write_table_job
+
+    rows = iris_rows(2000)
+    pipeline = write_table_job(
+        tmp_path, IRIS_MLTABLE,
+        {"iris.csv": "sepal_length,sepal_width,n,species\n" + "\n".join(rows) + "\n"},
+        TABLE_SCRIPT, mini_batch_size="4kb",
+        extra_step="resources: {instance_count: 2}\n" + COMPUTE)
+    local = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "local"), cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    remote = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "remote"),
+                     "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    assert remote.returncode == 0, remote.stderr
+    out = "step/outputs/out"
+    assert (tmp_path / "remote" / out).read_bytes() == (tmp_path / "local" / out).read_bytes()
+    assert (tmp_path / "remote" / out).read_text().splitlines() == \
+        [r.replace(",", " ") for r in rows]
+    assert sorted(_nodes(tmp_path / "remote")) == ["node000", "node001"]
+
+
+def test_a_killed_cluster_run_resumes(tmp_path: Path, dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, SLOW_SCRIPT.replace("0.8", "0.3"), files=30,
+                         mini_batch_size=1, concurrency=2, instances=2, extra_step=COMPUTE)
+    run_dir = tmp_path / "run"
+    compute = f"cpu-cluster={dask_cluster.address}"
+    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
+                             "--run-dir", str(run_dir), "--compute", compute],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
+        while time.monotonic() < deadline:  # a few accepted, then the driver dies
+            rows = "".join(p.read_text() for p in parts.glob("*.csv")) if parts.is_dir() else ""
+            if rows.count("\n") >= 6:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (run_dir / "step" / "outputs" / "out").exists()
+    resumed = run_cli("run", "--resume", str(run_dir), "--compute", compute, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = (run_dir / "step" / "outputs" / "out").read_text().splitlines()
+    assert sorted(rows) == sorted(f"f{i:05d}.txt" for i in range(30))  # each exactly once
