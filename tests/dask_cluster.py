@@ -144,8 +144,8 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+@pytest.fixture(name="dask_cluster")
+def dask_cluster_fixture(tmp_path: Path) -> Iterator[DaskCluster]:
     """Scheduler + 2 workers on loopback, for one test (a test may kill a worker)."""
     pytest.importorskip("distributed")
     cluster = DaskCluster.start(tmp_path / "dask", 2)

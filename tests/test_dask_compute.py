@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import ECHO_SCRIPT, run_cli, write_job
 
 import parajob

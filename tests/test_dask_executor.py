@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, write_job
 
 pytest.importorskip("distributed")
 
-from dask_cluster import DaskCluster, dask_cluster  # noqa: E402,F401 - the fixture
+from dask_cluster import DaskCluster, dask_cluster_fixture  # noqa: E402,F401 - the fixture
 
 COMPUTE = "compute: cpu-cluster\n"
 
@@ -205,3 +204,29 @@ def test_a_killed_cluster_run_resumes(tmp_path: Path, dask_cluster: DaskCluster)
     assert resumed.returncode == 0, resumed.stderr
     rows = (run_dir / "step" / "outputs" / "out").read_text().splitlines()
     assert sorted(rows) == sorted(f"f{i:05d}.txt" for i in range(30))  # each exactly once
+
+
+HANG_ONCE_SCRIPT = """
+import os, time
+
+def run(mini_batch):
+    marker = os.path.join(os.path.dirname(mini_batch[0]), "..", "hung-once")
+    if any(p.endswith("f00005.txt") for p in mini_batch) and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(600)  # past retry_settings.timeout: the node's watchdog reports it
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_a_timed_out_attempt_on_a_node_is_retried(tmp_path: Path,
+                                                  dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, HANG_ONCE_SCRIPT, files=20, mini_batch_size=2,
+                         concurrency=2, instances=2, timeout=3, extra_step=COMPUTE)
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
+    assert rows == [f"f{i:05d}.txt" for i in range(20)]
+    errors = (tmp_path / "run" / "step" / "logs" / "job_error.txt").read_text()
+    assert "mini-batch 2 attempt 1" in errors and "timed_out" in errors
+    assert "run() exceeded retry_settings.timeout of 3 s" in errors

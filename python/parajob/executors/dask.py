@@ -81,7 +81,8 @@ def connect_cluster(address: str, compute: str, instance_count: int) -> Cluster:
                                     "running on a Dask cluster needs the distributed package",
                                     'pip install "parajob[dask]"')]) from exc
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        client = Client(address, timeout=CONNECT_TIMEOUT_S,  # type: ignore[no-untyped-call]
+                        set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SpecError([Diagnostic("parajob", None, None, where,
                                     f"cannot reach the Dask scheduler at {address}: {exc}",
@@ -89,11 +90,11 @@ def connect_cluster(address: str, compute: str, instance_count: int) -> Cluster:
     try:
         workers = client.scheduler_info()["workers"]
     except Exception:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         raise
     chosen = choose_workers(workers, instance_count)
     if len(chosen) < instance_count:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         raise SpecError([Diagnostic("parajob", None, None, where,
                                     f"the Dask cluster at {address} has {len(workers)} "
                                     f"worker(s); the step asks for instance_count "
@@ -418,12 +419,12 @@ class DaskExecutor:
             if node.sock is None or node.reader is None or node.reader.closed:
                 self._lose(node, why)
 
-    def _send(self, node: _Node, kind: str, **fields: Any) -> None:
+    def _send(self, node: _Node, frame_type: str, /, **fields: Any) -> None:
         if node.sock is None or node.lost is not None:
             return
         try:
             node.sock.setblocking(True)
-            send_frame(node.sock, kind, **fields)
+            send_frame(node.sock, frame_type, **fields)
         except OSError as exc:
             self._lose(node, f"sending to it failed: {exc}")
         finally:

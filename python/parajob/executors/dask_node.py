@@ -129,10 +129,10 @@ class NodeLoop:
         self.base = np.full(args.recipe.n_batches, -1, dtype=np.int64)  # see the docstring
         self.states: list[list[int]] = []  # last sent: [process, state, batch] per worker
 
-    def send(self, kind: str, **fields: object) -> None:
+    def send(self, frame_type: str, /, **fields: object) -> None:
         self.sock.setblocking(True)
         try:
-            send_frame(self.sock, kind, **fields)
+            send_frame(self.sock, frame_type, **fields)
         finally:
             self.sock.setblocking(False)
 

@@ -28,9 +28,9 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20  # a frame larger than this is not ours: the connection is dropped
 
 
-def send_frame(sock: socket.socket, kind: str, **fields: Any) -> None:
+def send_frame(sock: socket.socket, frame_type: str, /, **fields: Any) -> None:
     """Send one frame (blocking until the kernel took it)."""
-    body = json.dumps({"t": kind, **fields}, separators=(",", ":")).encode()
+    body = json.dumps({**fields, "t": frame_type}, separators=(",", ":")).encode()
     sock.sendall(HEADER.pack(len(body)) + body)
 
 
