@@ -230,3 +230,18 @@ def test_a_timed_out_attempt_on_a_node_is_retried(tmp_path: Path,
     errors = (tmp_path / "run" / "step" / "logs" / "job_error.txt").read_text()
     assert "mini-batch 2 attempt 1" in errors and "timed_out" in errors
     assert "run() exceeded retry_settings.timeout of 3 s" in errors
+
+
+def test_parajob_run_takes_a_compute_mapping(tmp_path: Path, dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=12, instances=2, extra_step=COMPUTE)
+    code = (f"import parajob\n"
+            f"r = parajob.run({str(pipeline)!r}, run_dir={str(tmp_path / 'run')!r}, "
+            f"compute={{'cpu-cluster': {dask_cluster.address!r}}})\n"
+            f"print(r.status)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "succeeded"
+    assert sorted(_nodes(tmp_path / "run")) == ["node000", "node001"]
+    rows = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
+    assert rows == [f"f{i:05d}.txt" for i in range(12)]
