@@ -45,8 +45,7 @@ class DaskCluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ,
                     "PYTHONPATH": os.pathsep.join(
-                        p for p in (str(PYTHON_DIR), os.environ.get("PYTHONPATH")) if p),
-                    "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+                        p for p in (str(PYTHON_DIR), os.environ.get("PYTHONPATH")) if p)}
 
     @classmethod
     def start(cls, folder: Path, n_workers: int) -> DaskCluster:

@@ -93,3 +93,14 @@ def test_an_unmapped_compute_runs_here_without_importing_distributed(tmp_path: P
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_nodes_go_to_distinct_hosts_first() -> None:
+    from parajob.executors.dask import choose_workers
+
+    workers = {"tcp://10.0.0.1:1": {"host": "10.0.0.1"}, "tcp://10.0.0.1:2": {"host": "10.0.0.1"},
+               "tcp://10.0.0.2:1": {"host": "10.0.0.2"}}
+    assert choose_workers(workers, 2) == [("tcp://10.0.0.1:1", "10.0.0.1"),
+                                          ("tcp://10.0.0.2:1", "10.0.0.2")]
+    assert len(choose_workers(workers, 3)) == 3
+    assert len(choose_workers(workers, 4)) == 3  # fewer than asked: the caller refuses
