@@ -170,7 +170,7 @@ class _Node:
     closed_sent: bool = False
     workers: dict[int, RemoteWorker] = field(default_factory=dict)  # process -> worker
     in_run: dict[int, int] = field(default_factory=dict)  # process -> batch (last report)
-    pending: list[tuple[int, int]] = field(default_factory=list)  # spawns before hello
+    pending: list[tuple[int, int]] = field(default_factory=list)  # spawns before ready
 
 
 class DaskExecutor:
@@ -212,7 +212,8 @@ class DaskExecutor:
         return sock
 
     def start(self) -> None:
-        """Submit one node agent per chosen worker, pinned to it; wait for every hello."""
+        """Submit one node agent per chosen worker, pinned to it; wait until each is ready
+        (connected, its folder check passed). SpecError when one cannot start."""
         from parajob.executors.dask_node import NodeArgs, node_agent, write_token
 
         write_token(self._layout, self._token)  # the nodes read it back: the same folder
