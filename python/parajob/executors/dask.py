@@ -24,11 +24,12 @@ on the node (hundreds of ends), no scheduler round trip per end, and a dead node
 EOF at once (a heartbeat catches a silent host). See /work/notes/dask-status.md (the
 design) and the README's "On a Dask cluster".
 
-A node's death (EOF, no frame for HEARTBEAT_TIMEOUT_S, its task ended): every attempt it
-held is handed to one of its processes (the one its last report said was in run() of it:
-charged as a worker death is; the others free), and each of its processes is reported
-dead (WorkerDied, SIGKILL); the engine requeues, the other nodes pull. Spawns for a lost
-node are refused (SpawnError): the engine goes on with the nodes left.
+A node's death (EOF, no frame for HEARTBEAT_TIMEOUT_S, its task ended): the attempt each
+of its processes was in (by its last report) is handed to that process and charged as a
+worker death is; each process is reported dead (WorkerDied, SIGKILL); then the node's
+virtual worker is reported dead (code 0, EXITED: a normal exit to the engine), which
+takes back every other attempt claimed for the node, free; the other nodes pull them.
+Spawns for a lost node are refused (SpawnError): the engine goes on with the nodes left.
 
 Invariants: every RemoteWorker returned by spawn is reported dead exactly once; every
 attempt claimed under a node's virtual process is handed to a real process before that
@@ -519,8 +520,12 @@ class DaskExecutor:
         self._events.append(WorkerDied(worker, status, state))
 
     def _lose(self, node: _Node, why: str) -> None:
-        """The node is gone: its attempts go to its processes, which are reported dead."""
-        node.lost = f"{why}"
+        """The node is gone. The attempts its processes were running (by their last
+        report) go to those processes, charged as a worker death is; its processes are
+        reported dead; then the node's virtual worker is reported dead (a normal exit),
+        so that the engine takes back every other attempt claimed for the node, for free
+        (prefetched, or ended there but never reported)."""
+        node.lost = why
         if node.sock is not None:
             self._drop(node.sock)
             node.sock = None
@@ -528,21 +533,23 @@ class DaskExecutor:
                    f"lost: {why}")
         workers = list(node.workers.values())
         state, attempt, process = shm_view.unpack_states(self._slots["word"])
-        held = ((process == node.vproc) & (state == RUNNING)).nonzero()[0].tolist()
-        for batch in held:
-            owner = next((w for w in workers if node.in_run.get(w.process) == batch), None)
-            target = owner or (workers[0] if workers else None)
-            if target is None:
-                # No process to charge: give the attempt back to the queue as a crash of
-                # the virtual claim (free); the engine never saw it start.
-                continue
-            self._region.hand_over(target.slot, batch, int(attempt[batch]), node.vproc,
-                                   target.process, owner is not None)
+        held = set(((process == node.vproc) & (state == RUNNING)).nonzero()[0].tolist())
+        for worker in workers:
+            batch = node.in_run.get(worker.process, -1)
+            if batch in held:
+                self._region.hand_over(worker.slot, batch, int(attempt[batch]), node.vproc,
+                                       worker.process, True)
         for worker in workers:
             if worker.killed_because is None:
                 worker.killed_because = because
             self._died(node, worker, ExitStatus(None, int(signal.SIGKILL), 0),
                        int(_core.WorkerState.RUNNING))
+        # The virtual slot holds no attempt "in run()": reset, nothing of it is charged.
+        self._region.reset_worker(node.vslot, node.vproc)
+        self._region.set_worker_state(node.vslot, _core.WorkerState.EXITED)
+        virtual = RemoteWorker(node.vslot, node.vproc, node.index, -1, killed_because=because)
+        self._events.append(WorkerDied(virtual, ExitStatus(0, None, 0),
+                                       int(_core.WorkerState.EXITED)))
 
 
 _HANDLERS = {
