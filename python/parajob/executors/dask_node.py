@@ -48,6 +48,9 @@ from parajob.runtime.layout import StepLayout
 from parajob.runtime.worker import WorkerSetup
 
 STATES_S = 0.5
+PREFETCH_S = 0.1      # attempts queued on a node: about this much of its recent work
+RATE_WINDOW_S = 0.25  # ... measured over this window
+MAX_PREFETCH = 4096
 TICK_S = 0.25
 BUSY_NAP_S = 0.005
 TOKEN_FILE = "dask-token"  # in the step's work folder: written by the driver, read by nodes
@@ -125,7 +128,12 @@ class NodeLoop:
         self.closing = False
         self.reported: set[tuple[int, int, int, str]] = set()
         self.last_states = 0.0
-        self.low, self.high = args.workers_per_node, 2 * args.workers_per_node + 4
+        # The local queue's marks: at least 2W+4 attempts, and ~PREFETCH_S of this node's
+        # recent throughput (one want per few attempts capped short mini-batches at one
+        # round trip each few attempts); a slow node keeps few, so it takes fewer.
+        self.floor = 2 * args.workers_per_node + 4
+        self.low, self.high = args.workers_per_node, self.floor
+        self.ended_since, self.rate_since = 0, time.monotonic()
         self.base = np.full(args.recipe.n_batches, -1, dtype=np.int64)  # see the docstring
         self.states: list[list[int]] = []  # last sent: [process, state, batch] per worker
 
@@ -228,7 +236,17 @@ class NodeLoop:
                          int(state == int(BatchState.DONE)),
                          items_in, items_out, offset, length, code])
         self.send("ended", rows=rows)
+        self.ended_since += len(rows)
         return len(rows)
+
+    def _adapt(self, now: float) -> None:
+        """Resize the queue's marks from the throughput since the last resize."""
+        if now - self.rate_since < RATE_WINDOW_S:
+            return
+        rate = self.ended_since / (now - self.rate_since)
+        self.ended_since, self.rate_since = 0, now
+        self.high = min(MAX_PREFETCH, max(self.floor, int(rate * PREFETCH_S)))
+        self.low = max(self.args.workers_per_node, self.high // 2)
 
     def _on_died(self, event: WorkerDied) -> None:
         worker = event.worker
@@ -275,6 +293,7 @@ class NodeLoop:
         self.send("states", rows=rows)
 
     def _ask(self) -> None:
+        self._adapt(time.monotonic())
         if self.closing or self.asked:
             return
         depth = self.region.queued_approx()
