@@ -20,9 +20,13 @@ the process that ran the attempt; ``hand_over`` renames the claim to it (RUNNING
 -> RUNNING(k, p)) and ``finish`` lands the end in the driver's done ring, where the
 engine accepts it (CRC check of the record in the shared spool) or retries it, as it does
 locally. Why a TCP stream rather than Dask queues, pub/sub or actors: one frame per drain
-on the node (hundreds of ends), no scheduler round trip per end, and a dead node is an
-EOF at once (a heartbeat catches a silent host). See /work/notes/dask-status.md (the
-design) and the README's "On a Dask cluster".
+on the node (hundreds of ends), no scheduler round trip per end (a Dask Queue put/get is
+a scheduler RPC, serialised for the whole cluster; pub/sub is best-effort: a lost end
+would be a silent stall; an actor call is an RPC per call), and a dead node is an EOF at
+once (a heartbeat catches a silent host); it also fits the engine's one thread: wait()
+select()s over the eventfd, the listen socket and the nodes' sockets. Nothing read from
+the network is unpickled (dask_wire: JSON frames); a connection must show the run's
+token, which only the step's Dask tasks carry. See the README's "On a Dask cluster".
 
 A node's death (EOF, no frame for HEARTBEAT_TIMEOUT_S, its task ended): the attempt each
 of its processes was in (by its last report) is handed to that process and charged as a
