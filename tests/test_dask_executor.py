@@ -245,3 +245,38 @@ def test_parajob_run_takes_a_compute_mapping(tmp_path: Path, dask_cluster: DaskC
     assert sorted(_nodes(tmp_path / "run")) == ["node000", "node001"]
     rows = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
     assert rows == [f"f{i:05d}.txt" for i in range(12)]
+
+
+def test_a_silent_node_is_lost_after_the_node_timeout(tmp_path: Path,
+                                                      dask_cluster: DaskCluster) -> None:
+    pipeline = write_job(tmp_path, SLOW_SCRIPT.replace("0.8", "0.3"), files=24,
+                         mini_batch_size=1, concurrency=1, instances=2, extra_step=COMPUTE)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
+                             "--run-dir", str(run_dir),
+                             "--compute", f"cpu-cluster={dask_cluster.address}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PARAJOB_NODE_TIMEOUT": "3"})
+    stopped = None
+    try:
+        nodes_file = run_dir / "step" / "logs" / "sys" / "nodes.txt"
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not nodes_file.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        victim = _nodes(run_dir)["node001"]
+        # Stop (not kill) the Dask worker and its node process: the connection stays open,
+        # no frame comes: only the silence says the node is gone.
+        stopped = dask_cluster.worker_pids()[victim]
+        os.killpg(stopped, signal.SIGSTOP)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if stopped is not None:
+            os.killpg(stopped, signal.SIGCONT)
+    assert proc.returncode == 0, stderr
+    assert "no word from it for 3 s" in stderr
+    rows = (run_dir / "step" / "outputs" / "out").read_text().splitlines()
+    assert rows == [f"f{i:05d}.txt" for i in range(24)]

@@ -51,7 +51,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from parajob import _core
+from parajob import _core, terminal
 from parajob.errors import Diagnostic, SpecError
 from parajob.executors.base import (
     DeadlineExpired,
@@ -70,6 +70,7 @@ from parajob.runtime.layout import StepLayout, node_name
 CONNECT_TIMEOUT_S = 5.0      # reaching the scheduler: an unreachable one fails fast (exit 2)
 NODE_START_TIMEOUT_S = 120.0  # every node's hello (its process started, the folder checked)
 HEARTBEAT_TIMEOUT_S = 30.0    # a node silent this long is lost (it reports every 0.5 s)
+HEARTBEAT_ENV = "PARAJOB_NODE_TIMEOUT"  # seconds, instead of HEARTBEAT_TIMEOUT_S
 VIRTUAL_PROCESS_BASE = 1 << 30  # process ids of the nodes' virtual claims: never a spool's
 RUNNING = int(_core.BatchState.RUNNING)
 
@@ -193,6 +194,7 @@ class DaskExecutor:
         self._wpn = workers_per_node
         self._next_process = first_process
         self._token = secrets.token_hex(16)
+        self._silence_s = _silence_limit()
         self._selector = selectors.DefaultSelector()
         self._selector.register(notify_fd, selectors.EVENT_READ, "wake")
         self._listener = self._listen()
@@ -362,8 +364,8 @@ class DaskExecutor:
         now = time.monotonic()
         for node in self._nodes:
             if node.sock is not None and node.lost is None and \
-                    now - node.last_heard > HEARTBEAT_TIMEOUT_S:
-                self._lose(node, f"no word from it for {HEARTBEAT_TIMEOUT_S:g} s")
+                    now - node.last_heard > self._silence_s:
+                self._lose(node, f"no word from it for {self._silence_s:g} s")
         self._serve_wants()
         events, self._events = self._events, []
         return events
@@ -565,6 +567,23 @@ _HANDLERS = {
     "died": DaskExecutor._on_died,
     "bad_folder": DaskExecutor._on_bad_folder,
 }
+
+
+def _silence_limit() -> float:
+    """How long a node may stay silent: $PARAJOB_NODE_TIMEOUT seconds, else the default
+    (a value that is not a number above 1 s is ignored, with a warning)."""
+    text = os.environ.get(HEARTBEAT_ENV)
+    if text is None:
+        return HEARTBEAT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 1.0:
+        terminal.echo(f"parajob: warning: {HEARTBEAT_ENV}={text!r} is not a number of seconds "
+                      f"above 1; using {HEARTBEAT_TIMEOUT_S:g}", err=True)
+        return HEARTBEAT_TIMEOUT_S
+    return value
 
 
 def _local_ip_towards(address: str) -> str:
