@@ -85,6 +85,9 @@ void bind_dispatch(py::module_& m) {
              "DONE(attempt, process) -> CRASHED, for a record that does not validate; False otherwise.")
         .def("reclaim_unclaimed", &DispatchRegion::reclaim_unclaimed, py::arg("worker"), py::arg("process"),
              "After reaping `process`: the batch it popped but never claimed, taken back as CRASHED; else -1.")
+        .def("hand_over", &DispatchRegion::hand_over, py::arg("worker"), py::arg("batch"), py::arg("attempt"),
+             py::arg("from_process"), py::arg("to_process"), py::arg("in_run"),
+             "RUNNING(attempt, from) -> RUNNING(attempt, to) (a remote node's claim, named); False otherwise.")
         .def("restore_done", &DispatchRegion::restore_done, py::arg("batch"), py::arg("attempt"), py::arg("process"),
              py::arg("items_in"), py::arg("items_out"), py::arg("spool_offset"), py::arg("spool_length"),
              "On resume, before forking: mark a journalled batch DONE (it is never queued).")

@@ -199,6 +199,20 @@ std::int64_t DispatchRegion::reclaim_unclaimed(std::uint32_t worker, std::uint32
     return batch;
 }
 
+bool DispatchRegion::hand_over(std::uint32_t worker, std::uint32_t batch, std::uint32_t attempt, std::uint32_t from,
+                              std::uint32_t to, bool in_run) {
+    if (batch >= n_batches()) throw std::out_of_range("batch id out of range");
+    if (worker >= n_workers()) throw std::out_of_range("worker index out of range");
+    std::uint64_t expected = StateWord::pack(BatchState::kRunning, attempt, from);
+    // acq_rel: like take_back(), one CAS decides; the driver's own thread is the only caller.
+    if (!batches_[batch].word.compare_exchange_strong(expected, StateWord::pack(BatchState::kRunning, attempt, to),
+                                                      std::memory_order_acq_rel)) {
+        return false;
+    }
+    if (in_run) workers_[worker].current_batch.store(static_cast<std::int64_t>(batch), std::memory_order_release);
+    return true;
+}
+
 void DispatchRegion::restore_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process,
                                   std::uint64_t items_in, std::uint64_t items_out, std::uint64_t spool_offset,
                                   std::uint64_t spool_length) {

@@ -32,6 +32,7 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 from parajob import terminal
 from parajob.errors import Diagnostic, SpecError
 from parajob.results import RunResult
+from parajob.runtime.computes import check_address
 from parajob.runtime.options import ProgressEvent, RunOptions, not_a_cancel_event
 from parajob.runtime.run import RunRequest, execute, parse_memory_size
 
@@ -57,7 +58,8 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
         set: Iterable[str] | str = (),  # the CLI's --set, by name (shadows set() here)
         datastores: Mapping[str, str | os.PathLike[str]] | None = None,
         max_tasks_per_worker: int | None = None,
-        max_worker_memory: int | str | None = None) -> RunResult:
+        max_worker_memory: int | str | None = None,
+        compute: Mapping[str, str] | None = None) -> RunResult:
     """Run a pipeline on this machine, as ``parajob run`` does, and return how it ended.
 
     pipeline
@@ -91,6 +93,10 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
     max_tasks_per_worker, max_worker_memory
         Replace a worker after that many mini-batches, or once its memory exceeds that
         (bytes, or a size like ``"2gb"``).
+    compute
+        ``{compute name: Dask scheduler address}`` (``--compute NAME=ADDRESS``): steps
+        whose ``compute`` is mapped run their ``instance_count`` nodes on that cluster
+        (``pip install "parajob[dask]"``); the others on this machine.
 
     Blocks until the run ends. Raises :class:`parajob.SpecError` for bad input (nothing
     started); a job that ran and failed returns a RunResult with ``status == "failed"``.
@@ -104,7 +110,8 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
         max_worker_memory_bytes=_memory("max_worker_memory", max_worker_memory),
         serial=_flag("serial", serial), cancel=_event(cancel),
         on_progress=_callable("on_progress", on_progress), quiet=_flag("quiet", quiet),
-        handle_signals=False)  # the host's handlers are the host's
+        handle_signals=False,  # the host's handlers are the host's
+        computes=_computes(compute, serial))
     request = _request(pipeline, run_dir, options, _overrides(set), datastores)
     show = None if quiet else sys.stderr
     with terminal.muted() if quiet else nullcontext():
@@ -166,6 +173,23 @@ def _memory(name: str, value: object) -> int | None:
         except ValueError as exc:
             _bad(name, str(exc), "give bytes as an int, or a size like '512mb' or '2gb'")
     return _count(name, value)
+
+
+def _computes(value: object, serial: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    hint = "compute={'cpu-cluster': 'tcp://10.0.0.5:8786'}"
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+        _bad("compute", f"expected a mapping compute name -> scheduler address, found "
+             f"{value!r}", hint)
+    for name, address in value.items():
+        if (why := check_address(name, address)) is not None:
+            _bad("compute", why, hint)
+    if value and serial is True:
+        _bad("compute", "serial=True runs everything in this process: it does not go with "
+             "compute=", "drop one of the two")
+    return dict(value)
 
 
 def _event(value: object) -> threading.Event | None:

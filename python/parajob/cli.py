@@ -92,6 +92,10 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--max-worker-memory", default=None,
                   help="Replace a worker once its resident memory exceeds this (e.g. 2gb), "
                   "between mini-batches.")
+    @click.option("--compute", "computes", multiple=True, metavar="NAME=ADDRESS",
+                  help="Run the steps whose compute is NAME on the Dask cluster whose "
+                  "scheduler is at ADDRESS (tcp://host:8786); repeatable. Other steps run "
+                  "on this machine.")
     @click.option("--serial", is_flag=True, default=False,
                   help="Debug mode: init/run/shutdown in this process, one mini-batch at a "
                   "time, so breakpoint() and pdb work (stdin/stdout stay the terminal's). "
@@ -167,8 +171,10 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
          max_tasks_per_worker: int | None, max_worker_memory: str | None,
          rerun_changed: bool = False, overrides: tuple[str, ...] = (),
-         datastores: tuple[str, ...] = (), serial: bool = False) -> int:
+         datastores: tuple[str, ...] = (), serial: bool = False,
+         computes: tuple[str, ...] = ()) -> int:
     """A thin client of runtime.run: the options in, the summaries out, an exit code."""
+    from parajob.runtime.computes import check_address
     from parajob.runtime.options import RunOptions
     from parajob.runtime.run import RunRequest, execute
 
@@ -181,10 +187,17 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         raise click.UsageError(f"--run-dir {run_dir} and --resume {resume_dir} name two "
                                "folders: a resumed run stays in its own folder (drop "
                                "--run-dir)")
+    clusters = _pairs("--compute", computes)
+    for name, address in clusters.items():
+        if (why := check_address(name, address)) is not None:
+            raise click.BadParameter(why, param_hint="--compute")
+    if clusters and serial:
+        raise click.UsageError("--serial runs everything in this process: it does not go "
+                               "with --compute")
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
-                         serial=serial, handle_signals=True)
+                         serial=serial, handle_signals=True, computes=clusters)
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
                          options, overrides, folders)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.command_step import finished_before, run_command_step
+from parajob.runtime.computes import cluster_for
 from parajob.runtime.job import check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
@@ -168,7 +169,8 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
             outcome: StepOutcome = NotRun(name, str(exc))
         else:
             try:
-                outcome = run_parallel_step(step, run_dir, options) \
+                outcome = run_parallel_step(step, run_dir, options,
+                                            compute=step.compute or pipeline.default_compute) \
                     if isinstance(step, ParallelStep) else run_command_step(step, run_dir,
                                                                             options)
             except SpecError as exc:
@@ -177,7 +179,7 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
                 outcome = NotRun(name, str(exc))
             else:
                 ran = True
-                _record(pipeline, step, run_dir)
+                _record(pipeline, step, run_dir, options)
         outcomes.append(outcome)
         if outcome.interrupted:
             break
@@ -212,16 +214,18 @@ def _copy(inp: Input) -> None:
         shutil.copy2(inp.origin, inp.path)
 
 
-def _record(pipeline: Pipeline, step: Step, run_dir: Path) -> None:
+def _record(pipeline: Pipeline, step: Step, run_dir: Path, options: RunOptions) -> None:
     """What the YAML asked for and what runs instead (SPEC §1: recorded, not provisioned)."""
     if isinstance(step, CommandStep):
         environment, conda = step.environment, step.conda_file
     else:
         environment, conda = step.task.environment, step.task.conda_file
     compute = step.compute or pipeline.default_compute
+    cluster = cluster_for(options, compute) if isinstance(step, ParallelStep) else None
+    where = f"the Dask cluster at {cluster}" if cluster else "this machine"
     text = (
         f"step:          {step.name} ({step.type})\n"
-        f"compute:       {compute or '(not given)'} -> this machine\n"
+        f"compute:       {compute or '(not given)'} -> {where}\n"
         f"environment:   {json.dumps(environment, default=str) if environment else '(none)'}\n"
         f"conda_file:    {conda or '(none)'}\n"
         f"runs with:     {sys.executable} (Python {sys.version.split()[0]}); the environment "

@@ -61,6 +61,14 @@ public:
     // attempt it never claimed (it died between the pop and the claim), that batch is
     // taken back as CRASHED and its id returned; else -1.
     std::int64_t reclaim_unclaimed(std::uint32_t worker, std::uint32_t process);
+    // Remote executors (executors/dask.py): the driver claims attempts for a whole node under
+    // one virtual process; once the node says which of its processes ran one, the attempt
+    // passes to that process: RUNNING(attempt, from) -> RUNNING(attempt, to), so that its
+    // finish() (and the merge) name the process whose spool holds the record. With in_run,
+    // worker slot `worker` also records the batch as the one in its run() (what a death
+    // costs). False, nothing changed, when the word is anything else.
+    bool hand_over(std::uint32_t worker, std::uint32_t batch, std::uint32_t attempt, std::uint32_t from,
+                   std::uint32_t to, bool in_run);
     // Before any fork, on resume: a batch the journal says was accepted becomes DONE with
     // its spool record's place, and is never queued.
     void restore_done(std::uint32_t batch, std::uint32_t attempt, std::uint32_t process, std::uint64_t items_in,

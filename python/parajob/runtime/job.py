@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from parajob.executors.local import LocalExecutor
 from parajob.executors.serial import SerialExecutor, serial_limits
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
+from parajob.runtime.computes import cluster_for, simulated_nodes_note
 from parajob.runtime.engine import Engine
 from parajob.runtime.fingerprint import (
     Change,
@@ -61,6 +63,9 @@ from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_resu
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
 from parajob.spec.model import CommandStep, ParallelStep
+
+if TYPE_CHECKING:
+    from parajob.executors.dask import Cluster
 
 
 def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
@@ -90,14 +95,22 @@ def worker_counts(instance_count: int, per_node: int, n_batches: int) -> tuple[i
     return instances, workers
 
 
-def run_parallel_step(step: ParallelStep, run_dir: Path,
-                      options: RunOptions | None = None) -> Outcome:
-    """Run one step to the end. Raises SpecError for bad input before any worker starts."""
+def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | None = None,
+                      compute: str | None = None) -> Outcome:
+    """Run one step to the end. Raises SpecError for bad input before any worker starts.
+    compute: the step's compute name (the pipeline's default_compute when the step names
+    none); mapped in options.computes, the step runs on that Dask cluster."""
     options = options or RunOptions()
     started = time.monotonic()
     layout = StepLayout(run_dir / step.name)
     check_entry_script(step)
     plan = _plan(step)
+    address = cluster_for(options, compute)
+    cluster = None
+    if address is not None and not options.serial:
+        from parajob.executors.dask import connect_cluster  # imports distributed: only here
+
+        cluster = connect_cluster(address, compute or "", step.instance_count)
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
     restored = _restored_batches(step, layout, plan, run_dir, options,
@@ -111,22 +124,69 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
              or default_concurrency(gpus))
 
     def make_setup(region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
-        return WorkerSetup(
-            region=region, plan=plan, layout=layout, code_dir=step.task.code,
-            entry_script=step.task.entry_script, argv=step.task.argv,
-            environment=dict(step.environment_variables), append_row=output_file is not None,
-            csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
-            output_dir=(output_file.parent if output_file else layout.outputs_dir),
-            driver_pid=os.getpid(), max_tasks=options.max_tasks_per_worker,
-            max_memory_bytes=options.max_worker_memory_bytes,
-            gpus=gpus, workers_per_node=workers_per_node,
-        )
+        return _worker_setup(step, layout, plan, output_file, csv_options, gpus,
+                             options.max_tasks_per_worker, options.max_worker_memory_bytes,
+                             region, workers_per_node)
 
+    recipe = NodeRecipe(step, run_dir, options.max_tasks_per_worker,
+                        options.max_worker_memory_bytes, plan.n_batches, plan.n_items)
     planned = PlannedStep(step.name, layout, plan,
                           step_limits(step, append_row=output_file is not None), restored,
                           step.instance_count, asked, make_setup, output_file,
-                          CodeGuard(step, run_dir, restored.fingerprint))
-    return run_planned(planned, run_dir, options, started)
+                          CodeGuard(step, run_dir, restored.fingerprint),
+                          cluster=cluster, node_recipe=recipe, compute=compute)
+    try:
+        return run_planned(planned, run_dir, options, started)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
+                  output_file: Path | None, csv_options: dict,  # type: ignore[type-arg]
+                  gpus: tuple[str, ...], max_tasks: int | None, max_memory: int | None,
+                  region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
+    """A YAML step's WorkerSetup, in the driver or on a remote node (node_setup)."""
+    args = step.runtime_args
+    return WorkerSetup(
+        region=region, plan=plan, layout=layout, code_dir=step.task.code,
+        entry_script=step.task.entry_script, argv=step.task.argv,
+        environment=dict(step.environment_variables), append_row=output_file is not None,
+        csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
+        output_dir=(output_file.parent if output_file else layout.outputs_dir),
+        driver_pid=os.getpid(), max_tasks=max_tasks, max_memory_bytes=max_memory,
+        gpus=gpus, workers_per_node=workers_per_node,
+    )
+
+
+@dataclass(frozen=True)
+class NodeRecipe:
+    """What a remote node (executors/dask_node.py) needs to rebuild a YAML step's
+    WorkerSetup: picklable (the plan, C++, is not: the node plans again and must find the
+    same number of mini-batches and items)."""
+
+    step: ParallelStep
+    run_dir: Path
+    max_tasks: int | None
+    max_memory_bytes: int | None
+    n_batches: int
+    n_items: int
+
+
+def node_setup(recipe: NodeRecipe, region: _core.DispatchRegion,
+               workers_per_node: int) -> WorkerSetup:
+    """On a node: the step planned again from the shared input, its WorkerSetup. Raises
+    ValueError when the node sees another input than the driver did."""
+    step = recipe.step
+    layout = StepLayout(recipe.run_dir / step.name)
+    plan = _plan(step)
+    if (plan.n_batches, plan.n_items) != (recipe.n_batches, recipe.n_items):
+        raise ValueError(f"this node sees {plan.n_items} input items in {plan.n_batches} "
+                         f"mini-batches, the driver {recipe.n_items} in {recipe.n_batches}: "
+                         "the input folder is not the same on every node")
+    return _worker_setup(step, layout, plan, append_row_target(step, layout),
+                         _csv_options(step), tuple(visible_gpus()), recipe.max_tasks,
+                         recipe.max_memory_bytes, region, workers_per_node)
 
 
 @dataclass(frozen=True)
@@ -151,6 +211,11 @@ class PlannedStep:
     output_file: Path | None
     code_guard: CodeGuard | None = None  # None: no task.code folder to watch
     on_accepted: Callable[[Accepted], None] | None = None
+    # On a Dask cluster (executors/dask.py): the connected cluster, and what its nodes
+    # rebuild the step from. None: this machine.
+    cluster: Cluster | None = None
+    node_recipe: NodeRecipe | None = None
+    compute: str | None = None  # the step's compute name, for the simulated-nodes note
 
 
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
@@ -165,15 +230,31 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
         return _finish_empty(step.name, layout, output_file, started, plan, options)
     limits = step.limits
+    extra_slots = 0
     if options.serial:  # one worker, in this thread (executors/serial.py)
         instances, workers_per_node, limits = 1, 1, serial_limits(limits)
         notify_fd = -1  # nothing to wake: the engine and the worker take turns
     else:
-        instances, workers_per_node = worker_counts(step.instance_count, step.workers_per_node,
-                                                    plan.n_batches)
+        if step.cluster is not None:
+            instances, workers_per_node = step.cluster.counts(step.workers_per_node,
+                                                              plan.n_batches)
+            extra_slots = instances  # one virtual slot per node (executors/dask.py)
+        else:
+            instances, workers_per_node = worker_counts(step.instance_count,
+                                                        step.workers_per_node, plan.n_batches)
+            if step.instance_count > 1:
+                terminal.echo(simulated_nodes_note(step.name, step.instance_count,
+                                                   step.compute), err=True)
+                cores = default_concurrency()
+                if instances * workers_per_node > cores:
+                    terminal.echo(f"parajob: warning: step {step.name}: {instances} simulated "
+                                  f"node(s) x {workers_per_node} workers = "
+                                  f"{instances * workers_per_node} processes on {cores} "
+                                  "core(s): they oversubscribe this machine", err=True)
         # High: workers inherit it, and user code there may write to or dup2 over low fds.
         notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
-    region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node, notify_fd)
+    region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node + extra_slots,
+                                  notify_fd)
     setup = step.make_setup(region, workers_per_node)
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches, quiet=options.quiet,
@@ -182,10 +263,19 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
                             on_checkpoint=step.on_accepted)
     try:
         first = _next_process_id(layout)
-        executor: Executor = (
-            SerialExecutor(setup, limits, first, quiet=options.quiet,
-                           host_interrupts=not options.handle_signals) if options.serial
-            else LocalExecutor(setup, notify_fd, first_process=first))
+        executor: Executor
+        if options.serial:
+            executor = SerialExecutor(setup, limits, first, quiet=options.quiet,
+                                      host_interrupts=not options.handle_signals)
+        elif step.cluster is not None:
+            if step.node_recipe is None:
+                raise SpecError([Diagnostic("parajob", None, None, f"jobs.{step.name}",
+                                            "this step cannot run on a Dask cluster (only "
+                                            "YAML parallel steps can, for now)")])
+            executor = step.cluster.executor(region, notify_fd, step.node_recipe, layout,
+                                             limits, instances, workers_per_node, first)
+        else:
+            executor = LocalExecutor(setup, notify_fd, first_process=first)
         engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
                         attempt_log, progress, journal, restored.accepted,
                         before_replacement=code_guard, options=options)

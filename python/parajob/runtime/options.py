@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -64,6 +64,9 @@ class RunOptions:
     # How a stopped run is finished, for its reason: None: "parajob run --resume <run_dir>";
     # "" when it cannot be (map_batches over in-memory items, or a temporary folder).
     resume_hint: str | None = None
+    # compute name -> Dask scheduler address (--compute NAME=ADDR): steps whose compute is
+    # mapped run their instance_count nodes on that cluster (runtime/computes.py).
+    computes: Mapping[str, str] = field(default_factory=dict)
 
 
 def not_a_cancel_event(value: object) -> str | None:
