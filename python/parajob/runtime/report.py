@@ -14,14 +14,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from parajob import terminal
+from parajob.executors.base import NodeHost
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.options import ProgressEvent
 from parajob.runtime.spool import write_atomically
 
+# The first nine are the first cut's, unchanged (readers by position keep working); the
+# rest say when and where each attempt ran: UTC ISO-8601 with milliseconds, the worker's
+# OS pid on its host, the node's index and the host's name (README, "Logs").
 CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
-               "status", "error"]
+               "status", "error", "start_time", "end_time", "pid", "node_index", "host"]
+_NO_WHERE = b",,,,,"  # the last five columns, unknown (a row of a driver that was killed)
+
+
+def iso_times(ns: np.ndarray) -> list[str]:
+    """Wall-clock ns since the epoch as UTC ISO-8601 with milliseconds ("...T14:07:08.123Z"),
+    vectorised (numpy's formatter, not one datetime per row)."""
+    stamps = np.asarray(ns, dtype=np.int64).astype("datetime64[ns]").astype("datetime64[ms]")
+    return [str(t) for t in np.datetime_as_string(stamps, unit="ms", timezone="UTC")]
+
+
+def _csv_field(text: str) -> str:
+    """A host name as one CSV field (a Dask node names its own host: quote what needs it)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def step_status(succeeded: bool, interrupted: bool, cancelled: bool) -> str:
@@ -77,6 +98,9 @@ class Outcome:
     interrupted: bool = False         # stopped by Ctrl-C / SIGTERM / cancel: resumable
     cancelled: bool = False           # stopped by the caller's cancel (parajob.run)
     failures: list[Failure] = field(default_factory=list)  # mini-batches failed for good
+    hosts: list[NodeHost] = field(default_factory=list)    # where each node ran
+    settings: dict[str, Any] = field(default_factory=dict)  # what it ran with, resolved
+    started_at: float = 0.0           # wall clock, s since the epoch (0: not known)
 
     @property
     def status(self) -> str:
@@ -97,6 +121,8 @@ class Outcome:
             f"output:               {self.output if self.output else '(summary_only)'}",
             f"logs:                 {self.logs}",
         ]
+        lines += [f"{'hosts:' if i == 0 else '':22}{h.describe()}"
+                  for i, h in enumerate(self.hosts)]
         if self.first_failure:
             lines += ["", "first failed mini-batch:", self.first_failure.rstrip()]
         return "\n".join(lines) + "\n"
@@ -107,7 +133,17 @@ class AttemptLog:
 
     Workers write the rows of their accepted attempts to their own part files (a row costs
     a worker ~0.5 us, the single-threaded driver several); the driver writes the rows of
-    failed attempts. close() joins the parts into processed_mini-batches.csv.
+    failed attempts. close() joins the parts into processed_mini-batches.csv:
+
+        parts/process<P>.csv (worker rows: index .. error)  --+
+        accepted(): when each accepted attempt ran  ----------+--> close(): each worker
+        worker(): pid, node, host of process P  --------------+    row + its 5 last columns
+        parts/driver.csv (failed attempts: every column)  -------> copied as it is
+
+    The engine hands over accepted() and worker() at its checkpoints, from the batch slots
+    it reads there anyway: nothing is added per mini-batch in the workers or the accept
+    path. They are kept in memory: a driver killed before close() leaves its workers'
+    rows with those five columns empty after --resume.
     """
 
     def __init__(self, layout: StepLayout) -> None:
@@ -125,12 +161,20 @@ class AttemptLog:
         self._csv = csv.writer(self._csv_file)
         self._errors_path = layout.job_error
         self._errors: TextIO | None = None
+        self._accepted: list[np.ndarray] = []   # (batch, attempt, process, start, end)
+        self._workers: dict[int, tuple[int, int, str]] = {}  # process -> pid, node, host
 
     def attempt(self, index: int, attempt: int, node: str, process: str, items_in: int,
-                items_out: int, seconds: float, status: str, error: str = "") -> None:
+                items_out: int, seconds: float, status: str, error: str = "", *,
+                when: tuple[int, int] | None = None, pid: int = 0, node_index: int = -1,
+                host: str = "") -> None:
+        """A failed attempt's row (the driver's). ``when``: its wall-clock start and end,
+        ns since the epoch."""
         first_line = error.strip().splitlines()[-1] if error.strip() else ""
+        start, end = iso_times(np.array(when)) if when is not None else ("", "")
         self._csv.writerow([index, attempt + 1, node, process, items_in, items_out,
-                            f"{seconds:.4f}", status, first_line])
+                            f"{seconds:.4f}", status, first_line, start, end, pid or "",
+                            node_index if node_index >= 0 else "", host])
         if error:
             if self._errors is None:
                 self._errors = open(self._errors_path, "a", encoding="utf-8",
@@ -138,15 +182,44 @@ class AttemptLog:
             self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
                                f"{status}\n{error.rstrip()}\n")
 
+    def worker(self, process: int, pid: int, node: int, host: str) -> None:
+        """Where worker process ``process`` ran (its pid may be learnt late: the last wins)."""
+        self._workers[process] = (pid, node, host)
+
+    def accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
+                 start_ns: np.ndarray, end_ns: np.ndarray) -> None:
+        """When these accepted attempts ran (wall-clock ns since the epoch). Vectorised."""
+        self._accepted.append(np.stack([batches.astype(np.int64), attempt.astype(np.int64),
+                                        process.astype(np.int64), start_ns.astype(np.int64),
+                                        end_ns.astype(np.int64)]))
+
+    def _where(self) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        """(batch, process) -> (the driver's attempt number, the row's last five columns)."""
+        if not self._accepted:
+            return {}
+        table = np.concatenate(self._accepted, axis=1)
+        starts, ends = iso_times(table[3]), iso_times(table[4])
+        places = {p: f"{pid or ''},{node},{_csv_field(host)}".encode()
+                  for p, (pid, node, host) in self._workers.items()}
+        where = {}
+        for batch, attempt, process, start, end in zip(
+                table[0].tolist(), table[1].tolist(), table[2].tolist(), starts, ends):
+            place = places.get(process, b",,")
+            where[(batch, process)] = (str(attempt + 1).encode(),
+                                       f",{start},{end},".encode() + place)
+        return where
+
     def close(self) -> None:
         self._csv_file.close()
         if self._errors is not None:
             self._errors.close()
+        where = self._where()
         with open(self._layout.processed_csv, "wb") as out:
             out.write((",".join(CSV_COLUMNS) + "\n").encode())
             for part in sorted(self._parts.iterdir()):
                 if part.name.startswith("process"):  # a worker's: user code could write there
-                    out.writelines(_worker_rows(part.read_bytes()))
+                    out.writelines(_worker_rows(part.read_bytes(), _part_process(part.name),
+                                                where))
                 else:  # the driver's own (driver.csv, earlier.csv): copied as they are
                     with open(part, "rb") as f:
                         while chunk := f.read(1 << 20):
@@ -163,8 +236,28 @@ _WORKER_ROW = re.compile(
     rb"\d+,\d+,node\d+,process\d+,\d+,\d+,\d+\.\d+,(?:succeeded|short_return),\n")
 
 
-def _worker_rows(data: bytes) -> list[bytes]:
-    return [line for line in data.splitlines(keepends=True) if _WORKER_ROW.fullmatch(line)]
+def _worker_rows(data: bytes, process: int,
+                 where: dict[tuple[int, int], tuple[bytes, bytes]]) -> list[bytes]:
+    """A worker part's valid rows, each completed with when and where it ran. The attempt
+    number is the driver's (a Dask node numbers its local queue's attempts from its first
+    sighting of a batch)."""
+    rows = []
+    for line in data.splitlines(keepends=True):
+        if not _WORKER_ROW.fullmatch(line):
+            continue
+        index, _attempt, rest = line.split(b",", 2)
+        found = where.get((int(index), process))
+        if found is None:
+            rows.append(line[:-1] + _NO_WHERE + b"\n")
+        else:
+            rows.append(b"%s,%s,%s%s\n" % (index, found[0], rest[:-1], found[1]))
+    return rows
+
+
+def _part_process(name: str) -> int:
+    """The process id in a worker part's name (worker_attempts_part); -1 if none."""
+    digits = name[len("process"):].partition(".")[0]
+    return int(digits) if digits.isdigit() else -1
 
 
 def worker_attempts_part(layout: StepLayout, process: int) -> Path:
