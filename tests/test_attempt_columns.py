@@ -10,6 +10,7 @@ import re
 import socket
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import run_cli, run_job, write_job
@@ -78,8 +79,8 @@ def printed_pids(run_dir: Path) -> dict[tuple[str, str], set[str]]:
     return pids
 
 
-def job_result_json(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((run_dir / "step" / "logs" / "job_result.json").read_text())  # type: ignore[no-any-return]
+def job_result_json(run_dir: Path) -> Any:
+    return json.loads((run_dir / "step" / "logs" / "job_result.json").read_text())
 
 
 def check_where(rows: list[dict[str, str]], run_dir: Path) -> None:

@@ -18,12 +18,13 @@ This module wires the pieces; each has its own module:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import filecmp
 import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -231,7 +232,7 @@ class PlannedStep:
     cluster: Cluster | None = None
     node_recipe: NodeRecipe | None = None
     compute: str | None = None  # the step's compute name, for the simulated-nodes note
-    settings: dict[str, Any] = field(default_factory=dict)  # its own, for job_result.json
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # its own: job_result.json
 
 
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
