@@ -89,6 +89,8 @@ def check_where(rows: list[dict[str, str]], run_dir: Path) -> None:
     for row in rows:
         start, end = when(row)
         assert start <= end, row
+        # run() alone is within the claim-to-publish span (stamps truncated to the ms).
+        assert float(row["seconds"]) <= (end - start).total_seconds() + 0.001, row
         assert row["pid"] in pids[(row["node"], row["process"])], (row, pids)
         assert int(row["node_index"]) == int(row["node"].removeprefix("node")), row
         assert row["host"] == socket.gethostname(), row
@@ -136,6 +138,37 @@ def test_a_retried_attempt_has_two_rows_with_their_own_times(tmp_path: Path) -> 
         assert row["pid"].isdigit() and row["node_index"] == "0"
         assert row["host"] == socket.gethostname()
     assert tries[0]["pid"] == tries[1]["pid"]  # a raise costs the worker nothing
+
+
+# The driver SIGKILLs itself (by the worker's hand) at one mini-batch, on the first run.
+KILLS_DRIVER = """
+import os, pathlib, signal
+MARK = pathlib.Path(__file__).resolve().parent.parent / "killed"
+
+def run(mini_batch, context):
+    if context.minibatch_index == 9 and not MARK.exists():
+        MARK.touch()
+        os.kill(os.getppid(), signal.SIGKILL)
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_rows_of_a_killed_driver_keep_their_columns_empty_after_resume(tmp_path: Path) -> None:
+    write_job(tmp_path, KILLS_DRIVER, files=20, mini_batch_size=1, concurrency=1)
+    first = run_job(tmp_path)
+    assert first.returncode == -9, first.stderr
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    columns, rows = attempts(first.run_dir)
+    assert columns == OLD_COLUMNS + NEW_COLUMNS
+    filled = [r for r in rows if all(r[c] for c in NEW_COLUMNS)]
+    empty = [r for r in rows if not any(r[c] for c in NEW_COLUMNS)]
+    assert len(filled) + len(empty) == len(rows)  # all five columns, or none
+    assert empty  # the killed driver's workers' rows (its worker ran on a little)
+    assert {int(r["index"]) for r in filled} >= set(range(10, 20))  # the resumed run's
+    for row in filled:
+        when(row)
+    assert {r["status"] for r in rows} == {"succeeded"}
 
 
 pytest.importorskip("distributed")

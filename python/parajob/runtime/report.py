@@ -140,9 +140,8 @@ class Outcome:
             f"elapsed:              {self.seconds:.2f} s",
             f"output:               {self.output if self.output else '(summary_only)'}",
             f"logs:                 {self.logs}",
+            *(f"{'hosts:' if i == 0 else '':22}{h.describe()}" for i, h in enumerate(self.hosts)),
         ]
-        lines += [f"{'hosts:' if i == 0 else '':22}{h.describe()}"
-                  for i, h in enumerate(self.hosts)]
         if self.first_failure:
             lines += ["", "first failed mini-batch:", self.first_failure.rstrip()]
         return "\n".join(lines) + "\n"
@@ -202,6 +201,23 @@ class AttemptLog:
             self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
                                f"{status}\n{error.rstrip()}\n")
 
+    def close(self) -> None:
+        self._csv_file.close()
+        if self._errors is not None:
+            self._errors.close()
+        where = self._where()
+        with open(self._layout.processed_csv, "wb") as out:
+            out.write((",".join(CSV_COLUMNS) + "\n").encode())
+            for part in sorted(self._parts.iterdir()):
+                if part.name.startswith("process"):  # a worker's: user code could write there
+                    out.write(_worker_rows(part.read_bytes(), _part_process(part.name), where))
+                else:  # the driver's own (driver.csv, earlier.csv): copied as they are
+                    with open(part, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            out.write(chunk)
+                part.unlink()
+        self._parts.rmdir()
+
     def worker(self, process: int, pid: int, node: int, host: str) -> None:
         """Where worker process ``process`` ran (its pid may be learnt late: the last wins)."""
         self._workers[process] = (pid, node, host)
@@ -232,23 +248,6 @@ class AttemptLog:
         """pid,node_index,host of a worker process ("" for what is not known)."""
         pid, node, host = self._workers.get(process, (0, -1, ""))
         return f"{pid or ''},{node if node >= 0 else ''},{_csv_field(host)}".encode()
-
-    def close(self) -> None:
-        self._csv_file.close()
-        if self._errors is not None:
-            self._errors.close()
-        where = self._where()
-        with open(self._layout.processed_csv, "wb") as out:
-            out.write((",".join(CSV_COLUMNS) + "\n").encode())
-            for part in sorted(self._parts.iterdir()):
-                if part.name.startswith("process"):  # a worker's: user code could write there
-                    out.write(_worker_rows(part.read_bytes(), _part_process(part.name), where))
-                else:  # the driver's own (driver.csv, earlier.csv): copied as they are
-                    with open(part, "rb") as f:
-                        while chunk := f.read(1 << 20):
-                            out.write(chunk)
-                part.unlink()
-        self._parts.rmdir()
 
 
 # A row as the workers' C++ ResultWriter writes it (index, attempt, node, process, items in,
