@@ -201,3 +201,23 @@ def test_a_dask_run_names_each_nodes_host_and_worker(tmp_path: Path,
     assert sorted(int(r["index"]) for r in rows) == list(range(24))
     assert {r["attempt"] for r in rows} == {"1"}
     check_where(rows, run_dir)  # the pids are the node's worker processes'
+
+
+def test_a_retry_on_a_dask_cluster_keeps_the_drivers_attempt_numbers(
+        tmp_path: Path, dask_cluster: DaskCluster) -> None:
+    # A node numbers its local queue's attempts from its first sighting of a batch; the
+    # report must give the driver's (a retry that lands on the other node is attempt 2).
+    pipeline = write_job(tmp_path, FAILS_ONCE, files=12, mini_batch_size=2, instances=2,
+                         concurrency=1, extra_step="compute: cpu-cluster\n")
+    run_dir = tmp_path / "run"
+    proc = run_cli("run", str(pipeline), "--run-dir", str(run_dir),
+                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _, rows = attempts(run_dir)
+    tries = sorted((r for r in rows if r["index"] == "1"), key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["status"]) for r in tries] == [("1", "raised"), ("2", "succeeded")]
+    for row in tries:
+        start, end = when(row)
+        assert start <= end and row["pid"].isdigit() and row["host"] == socket.gethostname()
+        assert int(row["node_index"]) == int(row["node"].removeprefix("node"))
+    assert when(tries[0])[1] <= when(tries[1])[0]
