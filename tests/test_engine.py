@@ -31,6 +31,7 @@ from parajob.executors.base import (
     Event,
     ExitStatus,
     Interrupted,
+    OnThisMachine,
     Worker,
     WorkerDied,
 )
@@ -78,7 +79,7 @@ Step = Callable[["FakeExecutor"], list[Event] | None]
 
 
 @dataclass
-class FakeExecutor:
+class FakeExecutor(OnThisMachine):  # node_host, attempt_times: this machine
     """Workers played in this thread. ``script``: one step per wait(), in order."""
 
     region: _core.DispatchRegion

@@ -16,9 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parajob.runtime.report import Failure
+import numpy as np
 
-__all__ = ["Failure", "RunResult", "StepResult", "STATUSES"]
+from parajob.executors.base import NodeHost
+from parajob.runtime.report import Failure, iso_times
+
+__all__ = ["Failure", "NodeHost", "RunResult", "StepResult", "STATUSES"]
 
 # How a step or a run ended. "not_run": a step a failed producer (or a missing input) kept
 # from starting. A run's status is its worst step's, in this order of precedence.
@@ -46,6 +49,10 @@ class StepResult:
     outputs: Mapping[str, Path] = field(default_factory=dict)  # a command step's outputs
     logs: Path | None = None
     failures: tuple[Failure, ...] = ()  # mini-batches failed for good (first 1000)
+    hosts: tuple[NodeHost, ...] = ()    # where each node of a parallel step ran
+    settings: Mapping[str, Any] = field(default_factory=dict)  # a parallel step's, resolved
+    started_at: str = ""                # UTC ISO-8601 with ms ("" when not known)
+    ended_at: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -63,10 +70,16 @@ class StepResult:
         status = outcome.status.lower()  # runtime.report.step_status: one rule for both
         if isinstance(outcome, Outcome):
             t = outcome.tally
+            started, ended = "", ""
+            if outcome.started_at > 0:
+                start_ns = int(outcome.started_at * 1e9)
+                started, ended = iso_times(np.array([start_ns,
+                                                     start_ns + int(outcome.seconds * 1e9)]))
             return cls(outcome.step, "parallel", status, outcome.reason, t.total_batches,
                        t.done_batches, t.failed_batches, t.items_in, t.items_out,
                        t.failed_items, t.failed_attempts, outcome.seconds, outcome.output,
-                       {}, outcome.logs, tuple(outcome.failures))
+                       {}, outcome.logs, tuple(outcome.failures), tuple(outcome.hosts),
+                       dict(outcome.settings), started, ended)
         return cls(outcome.step, "command", status, outcome.reason,
                    seconds=outcome.seconds, outputs=dict(outcome.outputs),
                    logs=outcome.log.parent.parent)
@@ -79,6 +92,8 @@ class StepResult:
             data[key] = str(data[key]) if data[key] is not None else None
         data["outputs"] = {k: str(v) for k, v in self.outputs.items()}
         data["failures"] = [asdict(f) for f in self.failures]
+        data["hosts"] = [h.to_dict() for h in self.hosts]
+        data["settings"] = dict(self.settings)
         return data
 
 

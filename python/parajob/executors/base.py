@@ -6,6 +6,8 @@ mean. They meet in two places:
     engine                                   executor (local: forked processes;
       |  commands:                            serial: the calling thread)
       |    start() / spawn(slot) / kill(w) / terminate(w) / tend() / stop() / close()
+      |  questions (for the reports, never block):
+      |    node_host(node) -> NodeHost / attempt_times(batches, attempts, slot times)
       |--------------------------------------------------------------------------->
       |  events, from wait(timeout) and expired(limits):
       |    WorkerDied(worker, status, state at death) / DeadlineExpired(...) / Interrupted
@@ -31,14 +33,19 @@ the serial executor, which runs user code inside it.
 from __future__ import annotations
 
 import signal
+import socket
+import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+import numpy as np
+
+from parajob import _core
 from parajob.runtime.accounting import Limits
 from parajob.runtime.layout import node_name, process_name
 
-__all__ = ["DeadlineExpired", "Event", "ExitStatus", "Executor", "Interrupted", "SpawnError",
-           "Worker", "WorkerDied"]
+__all__ = ["DeadlineExpired", "Event", "ExitStatus", "Executor", "Interrupted", "NodeHost",
+           "OnThisMachine", "SpawnError", "Worker", "WorkerDied"]
 
 
 @dataclass(eq=False)  # identity: a slot's worker is replaced by another Worker object
@@ -50,6 +57,7 @@ class Worker:
     node: int
     local_rank: int
     killed_because: str | None = None  # set when the engine killed it on purpose
+    pid: int = 0       # its OS process id where it runs (0: not known yet; Dask: the node's)
 
     @property
     def node_name(self) -> str:
@@ -87,6 +95,37 @@ class ExitStatus:
             hint = SIGNAL_HINTS.get(self.signal)  # type: ignore[call-overload]
             return f"killed by {name}{f' ({hint})' if hint else ''}, {memory}"
         return f"exited with code {self.code}, {memory}"
+
+
+@dataclass(frozen=True)
+class NodeHost:
+    """Where one node of a step runs, as job_result.* and processed_mini-batches.csv name
+    it: the host's name and, on a Dask cluster, the Dask worker's address ("" otherwise)."""
+
+    node: int
+    host: str
+    address: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "host": self.host, "address": self.address}
+
+    def describe(self) -> str:
+        """"node000 myhost", "node001 other (Dask worker tcp://10.0.0.2:40331)"."""
+        where = f" (Dask worker {self.address})" if self.address else ""
+        return f"{node_name(self.node)} {self.host}{where}"
+
+
+class OnThisMachine:
+    """node_host and attempt_times for executors whose workers run on this machine and
+    stamp the batch slots with its CLOCK_MONOTONIC (local, serial)."""
+
+    def node_host(self, node: int) -> NodeHost:
+        return NodeHost(node, socket.gethostname())
+
+    def attempt_times(self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray,
+                      end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        offset = time.time_ns() - _core.monotonic_ns()  # monotonic -> wall clock, now
+        return (start_ns.astype(np.int64) + offset, end_ns.astype(np.int64) + offset)
 
 
 class SpawnError(Exception):
@@ -164,3 +203,14 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release the executor's own resources (descriptors). Last call."""
+
+    def node_host(self, node: int) -> NodeHost:
+        """Where node ``node`` runs (after start(): a Dask node names its host on arrival)."""
+
+    def attempt_times(self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray,
+                      end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Wall-clock start and end (ns since the epoch) of these ended attempts (batch
+        ids, attempt numbers), given their batch slots' CLOCK_MONOTONIC stamps in the
+        driver's region. Local and serial: those stamps shifted to the wall clock; Dask:
+        the times the nodes reported (the driver's slot only saw the claim and the
+        report arrive). Vectorised; never blocks."""

@@ -51,12 +51,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from parajob import _core, terminal
 from parajob.errors import Diagnostic, SpecError
 from parajob.executors.base import (
     DeadlineExpired,
     Event,
     ExitStatus,
+    NodeHost,
     SpawnError,
     Worker,
     WorkerDied,
@@ -205,6 +208,10 @@ class DaskExecutor:
                        for i, (addr, host) in enumerate(cluster.chosen[:instances])]
         self._events: list[Event] = []
         self._slots = shm_view.batch_slots(region)
+        # Per batch, the wall-clock times its last reported attempt ran on its node (the
+        # driver's slot stamps are the claim for the node and the report's arrival).
+        self._ran_attempt = np.full(region.n_batches, -1, dtype=np.int64)
+        self._ran_ns = np.zeros((region.n_batches, 2), dtype=np.int64)
         for node in self._nodes:  # the engine reads every slot's state: virtual ones idle
             region.reset_worker(node.vslot, node.vproc)
             region.set_worker_state(node.vslot, _core.WorkerState.IDLE)
@@ -341,6 +348,22 @@ class DaskExecutor:
     def stop(self) -> None:
         pass  # each node process cleans up after its own workers (LocalExecutor.stop)
 
+    def node_host(self, node: int) -> NodeHost:
+        where = self._nodes[node]
+        return NodeHost(node, where.host, where.worker_address)
+
+    def attempt_times(self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray,
+                      end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The nodes' times where a node reported this attempt's end; otherwise (a timeout,
+        a lost node) the driver's stamps shifted to its wall clock."""
+        offset = time.time_ns() - _core.monotonic_ns()
+        start, end = start_ns.astype(np.int64) + offset, end_ns.astype(np.int64) + offset
+        batches = batches.astype(np.int64)
+        reported = self._ran_attempt[batches] == attempts.astype(np.int64)
+        start[reported] = self._ran_ns[batches[reported], 0]
+        end[reported] = self._ran_ns[batches[reported], 1]
+        return start, end
+
     def close(self) -> None:
         for node in self._nodes:
             if node.sock is not None:
@@ -473,19 +496,24 @@ class DaskExecutor:
     def _on_ended(self, node: _Node, frame: dict[str, Any]) -> None:
         region = self._region
         for row in frame.get("rows", []):
-            batch, attempt, process, ok, items_in, items_out, offset, length, code = row
+            batch, attempt, process, ok, items_in, items_out, offset, length, code = row[:9]
             worker = node.workers.get(process)
             if worker is None:
                 continue
+            if len(row) >= 11:  # the node's wall-clock start and end
+                self._ran_attempt[batch] = attempt
+                self._ran_ns[batch] = row[9:11]
             region.hand_over(worker.slot, batch, attempt, node.vproc, process, False)
             region.finish(worker.slot, batch, attempt, process, bool(ok), items_in, items_out,
                           offset, length, code)
 
     def _on_states(self, node: _Node, frame: dict[str, Any]) -> None:
-        for process, state, batch in frame.get("rows", []):
+        for process, state, batch, *pid in frame.get("rows", []):
             worker = node.workers.get(process)
             if worker is None or worker.dead:
                 continue
+            if pid:
+                worker.pid = int(pid[0])
             node.in_run[process] = batch
             if self._region.worker_info(worker.slot)[1] == process:
                 self._region.set_worker_state(worker.slot, _core.WorkerState(state))

@@ -10,10 +10,10 @@
         its own DispatchRegion (n_batches, W slots) + LocalExecutor
         loop:  <- spawn(rank, process) / batches / kill / terminate / close
                -> want(n) when its queue runs low (dispatch on demand)
-               -> ended(rows) once per drain of its done ring
+               -> ended(rows) once per drain of its done ring (with its wall-clock times)
                -> died(process, status, state, held) after a local reap
                -> expired(process, batch, attempt, kind) from its watchdog
-               -> states(rows) every STATES_S (heartbeat + what each process runs)
+               -> states(rows) every STATES_S (heartbeat + what each process runs, its pid)
 
 The node decides nothing: the driver's engine does (retries, limits, replacements). The
 node's region uses the driver's batch ids and process ids, so its workers' spools and logs
@@ -229,12 +229,15 @@ class NodeLoop:
         if not len(ended):
             return 0
         rows = []
+        # This node's monotonic stamps as wall-clock ns: the driver's clock is another
+        # machine's (processed_mini-batches.csv's times are the nodes' own).
+        wall = time.time_ns() - _core.monotonic_ns()
         for batch in ended.tolist():
-            state, attempt, process, items_in, items_out, offset, length, code, _s, _e = \
+            state, attempt, process, items_in, items_out, offset, length, code, start, end = \
                 self.region.batch_result(batch)
             rows.append([batch, attempt + int(self.base[batch]), process,
                          int(state == int(BatchState.DONE)),
-                         items_in, items_out, offset, length, code])
+                         items_in, items_out, offset, length, code, start + wall, end + wall])
         self.send("ended", rows=rows)
         self.ended_since += len(rows)
         return len(rows)
@@ -284,8 +287,8 @@ class NodeLoop:
         attempts by it: it must be fresh) and every STATES_S (the heartbeat)."""
         rows = []
         for process, worker in self.workers.items():
-            _pid, _p, state, batch, *_ = self.region.worker_info(worker.slot)
-            rows.append([process, state, batch])
+            pid, _p, state, batch, *_ = self.region.worker_info(worker.slot)
+            rows.append([process, state, batch, pid])
         now = time.monotonic()
         if rows == self.states and now - self.last_states < STATES_S:
             return

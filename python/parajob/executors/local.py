@@ -30,6 +30,7 @@ from parajob.executors.base import (
     DeadlineExpired,
     Event,
     ExitStatus,
+    OnThisMachine,
     SpawnError,
     Worker,
     WorkerDied,
@@ -44,13 +45,12 @@ from parajob.runtime.worker import WorkerSetup, worker_main
 
 @dataclass(eq=False)
 class WorkerProcess(Worker):
-    """A forked worker: its pid and the pidfd the executor waits on."""
+    """A forked worker: its pid (Worker.pid) and the pidfd the executor waits on."""
 
-    pid: int = 0
     pidfd: int = -1
 
 
-class LocalExecutor:
+class LocalExecutor(OnThisMachine):
     """Forks workers for the engine. Not thread-safe: the engine has one thread.
 
     notify_fd: the eventfd the workers write while the engine sleeps (the region's); kept

@@ -59,6 +59,7 @@ from parajob.executors.base import (
     Event,
     ExitStatus,
     Interrupted,
+    OnThisMachine,
     Worker,
     WorkerDied,
 )
@@ -152,7 +153,7 @@ class _HostState:
                     handler.close()
 
 
-class SerialExecutor:
+class SerialExecutor(OnThisMachine):
     """One worker slot, served in the calling thread from inside wait()."""
 
     def __init__(self, setup: WorkerSetup, limits: Limits, first_process: int = 1,
@@ -184,7 +185,7 @@ class SerialExecutor:
         self._next_process += 1
         self._setup.region.reset_worker(slot, process)
         self._setup.region.set_worker_pid(slot, os.getpid())
-        self._worker = Worker(slot, process, node, local_rank)
+        self._worker = Worker(slot, process, node, local_rank, pid=os.getpid())
         self._ending = None
         return self._worker
 

@@ -49,6 +49,7 @@ from parajob.executors.base import (
     Executor,
     ExitStatus,
     Interrupted,
+    NodeHost,
     SpawnError,
     Worker,
     WorkerDied,
@@ -88,6 +89,7 @@ class EngineResult:
     interrupted: bool = False  # stopped by a signal or the caller's cancel: resumable
     cancelled: bool = False    # ... by the caller's cancel (RunOptions.cancel)
     failures: list[Failure] = field(default_factory=list)  # batches failed for good
+    hosts: list[NodeHost] = field(default_factory=list)    # where each node ran
 
 
 class Engine:
@@ -181,7 +183,8 @@ class Engine:
             self.spools.close()
             self.executor.close()  # last: a signal handler's wake() may use it until here
         return EngineResult(self.tally, self.stop_reason, self.first_failure, self.interrupted,
-                            self.cancelled, self.failed_for_good)
+                            self.cancelled, self.failed_for_good,
+                            [self.executor.node_host(n) for n in range(self.instance_count)])
 
     def _restore_and_queue(self) -> None:
         """Journalled batches (resume) become DONE; every other batch is queued."""
@@ -272,6 +275,7 @@ class Engine:
         self.unjournalled = []
         rows = self.slots[batches]
         _, attempt, process = shm_view.unpack_states(rows["word"])
+        self._log_accepted(batches, attempt, process, rows)
         try:
             self.journal.checkpoint(batches, attempt, process, rows["spool_offset"],
                                     rows["spool_length"], rows["items_in"], rows["items_out"])
@@ -281,6 +285,20 @@ class Engine:
                                     f"({exc.strerror or exc}): free some space, then "
                                     f"`parajob run --resume {self.layout.root.parent}` "
                                     "runs again what it could not record")
+
+    def _log_accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
+                      rows: np.ndarray) -> None:
+        """The columns of processed_mini-batches.csv that the workers' rows lack (when and
+        where each accepted attempt ran): from the slots the checkpoint reads anyway, and
+        per process, not per batch, for its pid and host. In memory until the log closes."""
+        start, end = self.executor.attempt_times(batches, attempt, rows["start_ns"],
+                                                 rows["end_ns"])
+        for p in np.unique(process).tolist():
+            worker = self.by_process.get(int(p))
+            if worker is not None:
+                self.attempt_log.worker(worker.process, worker.pid, worker.node,
+                                        self.executor.node_host(worker.node).host)
+        self.attempt_log.accepted(batches, attempt, process, start, end)
 
     # ---- attempts -------------------------------------------------------------------
 
@@ -338,7 +356,8 @@ class Engine:
             # DONE -> CRASHED first: only an ended attempt may be queued again.
             if self.region.reject_done(int(batches[i]), int(attempt[i]), worker.process):
                 self._end_attempt(int(batches[i]), int(attempt[i]), worker, "corrupt_record",
-                                  why + "\n", seconds, int(rows["items_in"][i]))
+                                  why + "\n", seconds, int(rows["items_in"][i]),
+                                  ended_ns=int(rows["end_ns"][i]))
         return intact
 
     def _on_errored(self, batch: int, attempt: int, process: int, row: np.void) -> None:
@@ -350,15 +369,17 @@ class Engine:
         status = "wrong_return_type" if int(row["error_code"]) == ERROR_WRONG_TYPE else "raised"
         seconds = (int(row["end_ns"]) - int(row["start_ns"])) / 1e9
         self._end_attempt(batch, attempt, self.by_process[process], status, error, seconds,
-                          int(row["items_in"]))
+                          int(row["items_in"]), ended_ns=int(row["end_ns"]))
 
     def _end_attempt(self, batch: int, attempt: int, worker: Worker, status: str,
                      error: str, seconds: float, items_in: int | None = None, *,
-                     charged: bool = True) -> None:
+                     charged: bool = True, ended_ns: int | None = None) -> None:
         """The one decision per (batch, attempt) that ended without being accepted: queue
         the next attempt while tries remain, else fail the batch for good. ``charged=False``
         is a rerun that costs no try (the attempt's result was lost with its worker, or it
-        never started). The batch's slot is in an ended state (ERRORED, TIMED_OUT, CRASHED)."""
+        never started). The batch's slot is in an ended state (ERRORED, TIMED_OUT, CRASHED).
+        ``ended_ns``: its end's monotonic stamp when the slot has one; else now (a timeout,
+        a death: when the driver ended it)."""
         if attempt <= self.handled_attempt[batch]:
             return  # already decided: e.g. timed out, then its killed worker was reaped
         self.handled_attempt[batch] = attempt
@@ -368,8 +389,14 @@ class Engine:
         self.failures[batch] += 1
         self.tally.failed_attempts += 1
         n_items = items_in if items_in else self.plan.items_in(batch)
+        end = _core.monotonic_ns() if ended_ns is None else ended_ns
+        start_ns, end_ns = self.executor.attempt_times(
+            np.array([batch]), np.array([attempt]), np.array([end - int(seconds * 1e9)]),
+            np.array([end]))
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
-                                 seconds, status, error)
+                                 seconds, status, error, when=(int(start_ns[0]), int(end_ns[0])),
+                                 pid=worker.pid, node_index=worker.node,
+                                 host=self.executor.node_host(worker.node).host)
         if self.failures[batch] <= self.limits.max_retries:
             self._queue_next(batch, attempt)
             return

@@ -18,14 +18,15 @@ This module wires the pieces; each has its own module:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import filecmp
 import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,8 +114,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
         cluster = connect_cluster(address, compute or "", step.instance_count)
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
-    restored = _restored_batches(step, layout, plan, run_dir, options,
-                                 step_settings(step, output_file, run_dir))
+    settings = step_settings(step, output_file, run_dir)
+    restored = _restored_batches(step, layout, plan, run_dir, options, settings)
     layout.create()
     _make_output_folders(step, layout)
     args = step.runtime_args
@@ -134,12 +135,27 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
                           step_limits(step, append_row=output_file is not None), restored,
                           step.instance_count, asked, make_setup, output_file,
                           CodeGuard(step, run_dir, restored.fingerprint),
-                          cluster=cluster, node_recipe=recipe, compute=compute)
+                          cluster=cluster, node_recipe=recipe, compute=compute,
+                          settings=_reported_settings(step, settings))
     try:
         return run_planned(planned, run_dir, options, started)
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _reported_settings(step: ParallelStep, settings: dict[str, str]) -> dict[str, Any]:
+    """A YAML step's own settings for job_result.json (run_planned adds the resolved
+    limits and worker counts)."""
+    args = step.runtime_args
+    return {
+        "mini_batch_size": (args.mini_batch_size or
+                            (step.mini_batch_size.raw if step.mini_batch_size else None)),
+        "partition_keys": list(step.partition_keys) if step.partition_keys else None,
+        "logging_level": args.logging_level or step.logging_level,
+        "task.code": str(step.task.code),
+        **settings,
+    }
 
 
 def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
@@ -216,6 +232,7 @@ class PlannedStep:
     cluster: Cluster | None = None
     node_recipe: NodeRecipe | None = None
     compute: str | None = None  # the step's compute name, for the simulated-nodes note
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # its own: job_result.json
 
 
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
@@ -225,10 +242,14 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     others must hold no lock a forked child needs: DESIGN, "fork first, then threads")."""
     layout, plan, restored, output_file = step.layout, step.plan, step.restored, step.output_file
     code_guard = step.code_guard
+    settings = {**step.settings, "compute": step.compute or "local",
+                "instance_count": step.instance_count,
+                "max_concurrency_per_instance": step.workers_per_node,
+                "total_batches": plan.n_batches, "total_items": plan.n_items}
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
-        return _finish_empty(step.name, layout, output_file, started, plan, options)
+        return _finish_empty(step.name, layout, output_file, started, plan, options, settings)
     limits = step.limits
     extra_slots = 0
     if options.serial:  # one worker, in this thread (executors/serial.py)
@@ -253,6 +274,11 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
                                   "core(s): they oversubscribe this machine", err=True)
         # High: workers inherit it, and user code there may write to or dup2 over low fds.
         notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
+    settings.update(executor="serial" if options.serial else "local" if step.cluster is None
+                    else "dask", nodes=instances, workers_per_node=workers_per_node,
+                    limits=asdict(limits))
+    if step.cluster is not None:
+        settings["scheduler"] = step.cluster.address
     region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node + extra_slots,
                                   notify_fd)
     setup = step.make_setup(region, workers_per_node)
@@ -307,9 +333,11 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
                  and log_error is None)
     reason = "; ".join(r for r in (stop_reason, write_error, log_error) if r) or (
         "all mini-batches processed" if succeeded else "stopped")
+    seconds = time.monotonic() - started
     outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
-                      result.first_failure, time.monotonic() - started, result.interrupted,
-                      result.cancelled, result.failures)
+                      result.first_failure, seconds, result.interrupted,
+                      result.cancelled, result.failures, result.hosts, settings,
+                      time.time() - seconds)
     write_job_result(layout, outcome)
     return outcome
 
@@ -683,7 +711,8 @@ def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
 
 
 def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
-                  started: float, plan: BatchPlan, options: RunOptions) -> Outcome:
+                  started: float, plan: BatchPlan, options: RunOptions,
+                  settings: dict[str, Any]) -> Outcome:
     """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
     succeeds at once, with an empty append_row output (README, "What happens when...").
     Its progress is drawn once, final: an on_progress caller waits for ``final=True``."""
@@ -695,8 +724,10 @@ def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
         error = _write_output(output_file, lambda: write_atomically(
             output_file, lambda tmp: tmp.write_bytes(b"")), layout.root.parent)
     what = "rows" if plan.loads_data else "files"
+    seconds = time.monotonic() - started
     outcome = Outcome(name, error is None,
                       error or f"the input has no {what}: 0 mini-batches, nothing to do",
-                      Tally(0), output_file, layout.logs, None, time.monotonic() - started)
+                      Tally(0), output_file, layout.logs, None, seconds, settings=settings,
+                      started_at=time.time() - seconds)
     write_job_result(layout, outcome)
     return outcome

@@ -18,7 +18,8 @@ user/error/<node>/processNNN.txt            tracebacks of failed run()/init() ca
 user/entry_script_log/<node>/processNNN.log.txt
                         lines logged through EntryScript().logger
 sys/job_report/processed_mini-batches.csv   one row per attempt: index, attempt, node,
-                        process, items in/out, seconds, status, error
+                        process, items in/out, seconds, status, error, start/end
+                        time (UTC), pid, node index, host
 sys/spool/              per-process result spools (internal; merged into the output)
 """
 
