@@ -92,5 +92,6 @@ def terminal_block(step: str, status: str, reason: str, first_failure: str | Non
         lines += ["first failure (also in job_result.txt and job_error.txt):",
                   first_failure.rstrip()]
     if run_dir is not None and "resume with:" not in reason:
-        lines.append(f"to run what did not finish again: {resume_command(run_dir)}")
+        lines.append(f"resume with: {resume_command(run_dir)}  (runs again only what did not "
+                     "succeed)")
     return "\n".join(lines)
