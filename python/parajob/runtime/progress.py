@@ -81,46 +81,58 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+COMPACT_BELOW = 100   # columns: short labels below this width
+MIN_FAILURE = 16      # columns kept for the latest failure when there is one
+
+
 def format_line(snap: Snapshot, width: int | None = None) -> str:
-    """The progress line; with ``width``, the pieces that fit, most important first (the
-    counts, ETA, rate, running, then the rest), and the latest failure cut to what is left.
-    Without ``width`` (the overview file) every piece."""
+    """The progress line. Without ``width`` (the overview file, plain lines) every piece,
+    labelled in full. With ``width`` (a terminal) the pieces that fit, most important
+    first (counts, failures, ETA, rate, running, the latest failure, retries, ...), with
+    short labels below COMPACT_BELOW columns; the latest failure gets what is left."""
+    short = width is not None and width < COMPACT_BELOW
     pct = 100.0 * snap.settled / snap.total if snap.total else 100.0
     eta = ("ETA " + duration(snap.eta_s)) if snap.eta_s is not None else "ETA ?"
     items = (f"items {snap.items_done}/{snap.items_total}" if snap.items_total is not None
              else f"items {snap.items_done}")
     if snap.items_failed:
         items += f" ({snap.items_failed} failed)"
+    retries = f"{snap.retries} retr{'y' if snap.retries == 1 else 'ies'}"
     # (priority, text) in display order; a lower priority number is kept first.
     pieces: list[tuple[int, str]] = [
-        (0, f"[{snap.step}] {snap.settled}/{snap.total} mini-batches"),
-        (3, f"{pct:.0f}%"),
-        (1, f"{snap.failed} failed"),
+        (0, f"[{snap.step}] {snap.settled}/{snap.total}" + (" mb" if short else " mini-batches")),
+        (7, f"{pct:.0f}%"),
+        (1, f"{snap.failed} " + ("fail" if short else "failed")),
         (2, eta),
-        (4, f"{snap.rate:.1f}/s"),
-        (5, f"{snap.running} running"),
-        (6, f"{snap.retries} retries"),
-        (7, items),
-        (8, duration(snap.elapsed_s)),
+        (3, f"{snap.rate:.1f}/s"),
+        (4, f"{snap.running} " + ("run" if short else "running")),
+        (6, retries),
+        (8, items),
+        (9, duration(snap.elapsed_s)),
     ]
+    sep = " " if short else " | "
     if width is None:
-        line = " | ".join(text for _, text in pieces)
-        return line + (f" | last failure: {snap.latest_failure}" if snap.latest_failure else "")
+        line = sep.join(text for _, text in pieces)
+        return line + (f"{sep}last failure: {snap.latest_failure}" if snap.latest_failure
+                       else "")
+    failure_label = f"{sep}last: " if not short else " last:"
+    reserve = MIN_FAILURE + len(failure_label) if snap.latest_failure else 0
     kept: set[int] = set()
     used = 0
     for prio, text in sorted(pieces):
-        cost = len(text) + (3 if kept else 0)
-        if used + cost > width and prio != 0:
+        cost = len(text) + (len(sep) if kept else 0)
+        budget = width - (reserve if prio > 4 else 0)  # the failure outranks priorities > 4
+        if prio != 0 and used + cost > budget:
             continue
         kept.add(prio)
         used += cost
-    line = " | ".join(text for prio, text in pieces if prio in kept)
-    room = width - len(line) - len(" | last: ")
-    if snap.latest_failure and room >= 12:
+    line = sep.join(text for prio, text in pieces if prio in kept)
+    room = width - len(line) - len(failure_label)
+    if snap.latest_failure and room >= 8:
         failure = snap.latest_failure
         if len(failure) > room:
             failure = failure[:room - 1] + "…"
-        line += f" | last: {failure}"
+        line += failure_label + failure
     return line[:width]
 
 
