@@ -81,14 +81,14 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-COMPACT_BELOW = 100   # columns: short labels below this width
+COMPACT_BELOW = 130   # columns: short labels below this width
 MIN_FAILURE = 16      # columns kept for the latest failure when there is one
 
 
 def format_line(snap: Snapshot, width: int | None = None) -> str:
     """The progress line. Without ``width`` (the overview file, plain lines) every piece,
     labelled in full. With ``width`` (a terminal) the pieces that fit, most important
-    first (counts, failures, ETA, rate, running, the latest failure, retries, ...), with
+    first (counts, failures, ETA, rate, running, items, the latest failure, retries, ...), with
     short labels below COMPACT_BELOW columns; the latest failure gets what is left."""
     short = width is not None and width < COMPACT_BELOW
     pct = 100.0 * snap.settled / snap.total if snap.total else 100.0
@@ -107,8 +107,8 @@ def format_line(snap: Snapshot, width: int | None = None) -> str:
         (3, f"{snap.rate:.1f}/s"),
         (4, f"{snap.running} " + ("run" if short else "running")),
         (6, retries),
-        (8, items),
-        (9, duration(snap.elapsed_s)),
+        (5, items),
+        (8, duration(snap.elapsed_s)),
     ]
     sep = " " if short else " | "
     if width is None:
@@ -121,7 +121,7 @@ def format_line(snap: Snapshot, width: int | None = None) -> str:
     used = 0
     for prio, text in sorted(pieces):
         cost = len(text) + (len(sep) if kept else 0)
-        budget = width - (reserve if prio > 4 else 0)  # the failure outranks priorities > 4
+        budget = width - (reserve if prio > 5 else 0)  # the failure outranks priorities > 5
         if prio != 0 and used + cost > budget:
             continue
         kept.add(prio)
@@ -241,7 +241,7 @@ class Progress:
         from rich.text import Text
 
         width = max(20, width - 1)  # never the last column: some terminals wrap there
-        bar_width = min(30, width // 5) if width >= 70 else 0
+        bar_width = min(25, width // 8) if width >= 140 else 0  # counts before the bar
         text = Text(format_line(snap, width - (bar_width + 1 if bar_width else 0)),
                     no_wrap=True, overflow="ellipsis")
         if not bar_width:
