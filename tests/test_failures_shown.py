@@ -108,7 +108,7 @@ def run(mini_batch):
 
 
 def test_run_failure_traceback_in_job_result_job_error_and_stderr(tmp_path: Path) -> None:
-    write_job(tmp_path, RUN_FAILS, files=6, max_retries=1)
+    write_job(tmp_path, RUN_FAILS, files=6, max_retries=1, concurrency=1)  # batch 0 first
     result = run_job(tmp_path)
     assert result.returncode == 1
     logs = _logs(result.run_dir)
