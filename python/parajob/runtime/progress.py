@@ -230,6 +230,9 @@ class Progress:
                 self._live = Live(console=self._console, auto_refresh=False, transient=False,
                                   redirect_stdout=False, redirect_stderr=False)
                 self._live.start()
+                # Live hides the cursor until stop(): a driver killed by SIGKILL would leave
+                # the user's terminal without one.
+                self._console.show_cursor(True)
             self._live.update(self._renderable(snap, self._console.width), refresh=True)
         except (OSError, ValueError):  # the terminal went away: no more drawing
             self._stream, self._tty = None, False
