@@ -142,3 +142,24 @@ def test_the_full_line_has_every_piece() -> None:
                   "items 654321/1234567 (4321 failed)", "1:02:05",
                   "last failure: ValueError: could not convert"):
         assert piece in line, piece
+
+
+OVERRUN = """
+import os, time
+
+def run(mini_batch):
+    if any(p.endswith("f00002.txt") for p in mini_batch):
+        time.sleep(1.5)  # past retry_settings.timeout (1 s): --serial warns, does not kill
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_a_warning_while_the_line_is_drawn_gets_a_line_of_its_own(tmp_path: Path) -> None:
+    write_job(tmp_path, OVERRUN, files=4, mini_batch_size=1, timeout=1)
+    code, out = _run_in_pty(tmp_path, 120, "run", "pipeline.yml", "--run-dir", "run",
+                            "--serial")
+    assert code == 0, out
+    text = ANSI.sub("", out)
+    (warning,) = [ln for ln in text.split("\r\n") if "parajob: warning: mini-batch 2" in ln]
+    # The progress line was erased before the warning, not left in front of it.
+    assert warning.rsplit("\r", 1)[-1].startswith("parajob: warning: mini-batch 2 attempt 1 ran")

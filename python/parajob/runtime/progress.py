@@ -233,8 +233,10 @@ class Progress:
                 # Live hides the cursor until stop(): a driver killed by SIGKILL would leave
                 # the user's terminal without one.
                 self._console.show_cursor(True)
+                terminal.live_line(self._stream)  # warnings meanwhile: a line of their own
             self._live.update(self._renderable(snap, self._console.width), refresh=True)
         except (OSError, ValueError):  # the terminal went away: no more drawing
+            terminal.live_line(None)
             self._stream, self._tty = None, False
 
     @staticmethod
@@ -269,6 +271,7 @@ class Progress:
 
     def close(self) -> None:
         if self._live is not None:
+            terminal.live_line(None)
             with contextlib.suppress(OSError, ValueError):
                 self._live.stop()  # leaves the last line drawn, cursor on the next line
             self._live = None
