@@ -96,6 +96,9 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
                   help="Run the steps whose compute is NAME on the Dask cluster whose "
                   "scheduler is at ADDRESS (tcp://host:8786); repeatable. Other steps run "
                   "on this machine.")
+    @click.option("--quiet", "-q", is_flag=True, default=False,
+                  help="No live progress line (nor a command step's output) on stderr; the "
+                  "summary, warnings and failures are still shown.")
     @click.option("--serial", is_flag=True, default=False,
                   help="Debug mode: init/run/shutdown in this process, one mini-batch at a "
                   "time, so breakpoint() and pdb work (stdin/stdout stay the terminal's). "
@@ -172,7 +175,7 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
          max_tasks_per_worker: int | None, max_worker_memory: str | None,
          rerun_changed: bool = False, overrides: tuple[str, ...] = (),
          datastores: tuple[str, ...] = (), serial: bool = False,
-         computes: tuple[str, ...] = ()) -> int:
+         computes: tuple[str, ...] = (), quiet: bool = False) -> int:
     """A thin client of runtime.run: the options in, the summaries out, an exit code."""
     from parajob.runtime.computes import check_address
     from parajob.runtime.options import RunOptions
@@ -197,7 +200,8 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
-                         serial=serial, handle_signals=True, computes=clusters)
+                         serial=serial, handle_signals=True, computes=clusters,
+                         quiet=quiet)
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
                          options, overrides, folders)
@@ -222,9 +226,24 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write
+    _show_failure(finished.result.run_dir, outcomes)
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
+
+
+def _show_failure(run_dir: Path, outcomes: tuple[Any, ...]) -> None:
+    """On stderr, where the user looks (stdout may go to a file): the first step that did
+    not succeed, its first failure with the traceback, and the command that resumes the
+    run (for a failed run too: --resume runs again what did not succeed)."""
+    from parajob.runtime.failures import terminal_block
+
+    for outcome in outcomes:
+        if not outcome.succeeded:
+            terminal.echo(terminal_block(outcome.step, outcome.status, outcome.reason,
+                                         getattr(outcome, "first_failure", None), run_dir),
+                          err=True)
+            return
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

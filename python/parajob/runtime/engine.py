@@ -55,10 +55,12 @@ from parajob.executors.base import (
 )
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
+from parajob.runtime.failures import crash_trace, init_traceback
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.options import RunOptions, StopRequests, signals_held
-from parajob.runtime.report import AttemptLog, Failure, Progress, append_line
+from parajob.runtime.progress import Progress
+from parajob.runtime.report import AttemptLog, Failure, append_line
 from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
 
@@ -368,6 +370,10 @@ class Engine:
         self.failures[batch] += 1
         self.tally.failed_attempts += 1
         n_items = items_in if items_in else self.plan.items_in(batch)
+        if status == "crashed":  # the Python stack faulthandler wrote to its stderr log
+            error += crash_trace(self.layout.user_log("stderr", worker.node_name, worker.name),
+                                 error)
+        self.progress.note_failure(error or status)
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
                                  seconds, status, error)
         if self.failures[batch] <= self.limits.max_retries:
@@ -461,6 +467,8 @@ class Engine:
             self.last_death = (f"process {worker.process} ({worker.node_name}/{worker.name}) "
                                f"died {died_in}: {worker.killed_because or status.describe()}")
             self._note_in_error_log(worker, self.last_death)
+        if died_in is not None:
+            self._note_init_failure(worker, state, status)
         if not self.tally.finished and self.stop_reason is None:
             self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
             if self.stop_reason is not None and self.last_death is not None:
@@ -474,6 +482,25 @@ class Engine:
         if self.before_replacement is not None and self.stop_reason is None:
             self.stop_reason = self.before_replacement()
         self._spawn(slot, node, rank)
+
+    def _note_init_failure(self, worker: Worker, state: int, status: ExitStatus) -> None:
+        """A worker that never got past init(): its traceback (or how it died, with the
+        faulthandler trace of a crash) into job_error.txt, and the step's first failure
+        when no mini-batch has failed before it (job_result.txt, the terminal)."""
+        where = f"process {worker.process} ({worker.node_name}/{worker.name})"
+        if state == int(WorkerState.INIT_FAILED):
+            text = init_traceback(self.layout.user_log("error", worker.node_name, worker.name),
+                                  worker.process) or "(no traceback in its error log)\n"
+            head = f"init() failed in {where}:"
+        else:
+            why = worker.killed_because or status.describe()
+            text = f"{why}\n" + crash_trace(
+                self.layout.user_log("stderr", worker.node_name, worker.name), why)
+            head = f"{where} died before init() was done:"
+        self.attempt_log.worker_failed(head, text)
+        self.progress.note_failure(text)
+        if self.first_failure is None:
+            self.first_failure = f"{head}\n{text}"
 
     def _note_in_error_log(self, worker: Worker, text: str) -> None:
         try:

@@ -59,7 +59,8 @@ from parajob.runtime.journal import (
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.options import RunOptions
 from parajob.runtime.output import load_csv_options
-from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
+from parajob.runtime.progress import Progress
+from parajob.runtime.report import AttemptLog, Outcome, write_job_result
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
 from parajob.spec.model import CommandStep, ParallelStep
@@ -258,7 +259,7 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     setup = step.make_setup(region, workers_per_node)
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches, quiet=options.quiet,
-                        on_progress=options.on_progress)
+                        on_progress=options.on_progress, total_items=plan.n_items)
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start,
                             on_checkpoint=step.on_accepted)
     try:
