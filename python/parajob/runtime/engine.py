@@ -35,6 +35,7 @@ rerun that was not the batch's fault never costs it a try.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from parajob.runtime.options import RunOptions, StopRequests
 from parajob.runtime.report import AttemptLog, Failure, Progress, append_line
 from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
+from parajob.runtime.timeline import StepSettings, TimelineWriter
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
@@ -144,11 +146,14 @@ class Engine:
         self.last_progress = self.started
         self.last_checkpoint = self.started
         self.any_started = False
+        # When each attempt ran (for `parajob show`): rows from the slots read here anyway.
+        self.timeline = TimelineWriter(layout)
 
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> EngineResult:
         self._restore_and_queue()
+        self._start_timeline()
         self.stops.__enter__()
         try:
             self.executor.start()  # process hygiene: before any worker (it forks the janitor)
@@ -172,6 +177,7 @@ class Engine:
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
             self.executor.stop()  # process hygiene: nothing the workers started outlives them
             self._checkpoint()
+            self.timeline.close()
             self.records.close()
             self.stops.__exit__(None, None, None)
             self.progress.update(self.tally, lambda: 0, force=True)
@@ -198,6 +204,15 @@ class Engine:
         todo[r.batch.astype(np.int64)] = False
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
+
+    def _start_timeline(self) -> None:
+        try:
+            self.timeline.start(StepSettings(
+                self.layout.root.name, self.tally.total_batches, self.plan.n_items,
+                self.instance_count, self.workers_per_node, self.limits, time.time(),
+                os.getpid()))
+        except OSError:
+            pass  # a report only; a disk too full for it fails the journal soon enough
 
     def _sleep(self, busy: bool) -> None:
         if busy:
@@ -263,6 +278,7 @@ class Engine:
 
     def _checkpoint(self) -> None:
         self.last_checkpoint = time.monotonic()
+        self.timeline.flush()
         if not self.unjournalled:
             return
         batches = np.concatenate(self.unjournalled)
@@ -298,14 +314,16 @@ class Engine:
         done = fresh & (state == DONE)
         if done.any():
             done &= self._records_intact(batches, attempt, process, rows, done)
-            self._accept(batches[done], attempt[done], rows[done])
+            self._accept(batches[done], attempt[done], rows[done], process[done])
         for i in (fresh & (state == ERRORED)).nonzero()[0].tolist():
             self._on_errored(int(batches[i]), int(attempt[i]), int(process[i]), rows[i])
 
-    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray) -> None:
+    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray,
+                process: np.ndarray) -> None:
         # Their rows in processed_mini-batches.csv are written by the workers.
         self.handled_attempt[batches] = attempt
         self.unjournalled.append(batches.astype(np.int64))
+        self.timeline.accepted(batches, attempt, process, rows)
         items_in, items_out = rows["items_in"], rows["items_out"]
         self.tally.accept_many(batches, items_in, items_out, self.limits)
         if self.first_failure is None and self.limits.error_threshold != -1:
@@ -365,6 +383,8 @@ class Engine:
         self.failures[batch] += 1
         self.tally.failed_attempts += 1
         n_items = items_in if items_in else self.plan.items_in(batch)
+        self.timeline.failed(batch, attempt, worker.process, status, n_items,
+                             int(self.slots["start_ns"][batch]), seconds)
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
                                  seconds, status, error)
         if self.failures[batch] <= self.limits.max_retries:
@@ -403,6 +423,10 @@ class Engine:
         self.refused_spawns.pop(slot, None)
         self.workers[slot] = worker
         self.by_process[worker.process] = worker
+        try:
+            self.timeline.worker(worker.process, worker.node_name, worker.name, slot)
+        except OSError:
+            pass  # a report only
         self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
                                                                worker.process)))
 
