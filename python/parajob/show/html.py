@@ -63,7 +63,8 @@ def render(run: RunView) -> str:
              f"<style>{CSS}</style></head><body>",
              f"<h1>parajob run {e(str(run.run_dir))}</h1>",
              "<table>",
-             _tr("status", f'<span class="status-{e(run.status)}">{e(run.status)}</span>', raw=True)]
+             _tr("status", f'<span class="status-{e(run.status)}">{e(run.status)}</span>',
+                 raw=True)]
     if run.pipeline:
         parts.append(_tr("pipeline", run.pipeline))
     if run.created:
