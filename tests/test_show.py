@@ -171,6 +171,15 @@ def test_show_a_run_whose_driver_was_killed_names_the_resume_command(tmp_path: P
     assert "status:    stopped" in shown.stdout
     assert "step step (parallel): STOPPED" in shown.stdout
     assert f"`parajob run --resume {run_dir}` finishes it" in shown.stdout
+    # The resumed run appends its attempts to the same timeline; show reads the result.
+    gate.write_text("open")
+    resumed = run_cli("run", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = run_cli("show", str(run_dir), cwd=tmp_path)
+    assert "step step (parallel): SUCCEEDED" in after.stdout
+    assert "20 total, 20 completed, 0 failed" in after.stdout
+    batches = _timeline(run_dir)["batch"]
+    assert sorted(set(batches.tolist())) == list(range(20))
 
 
 class _Page(html.parser.HTMLParser):
@@ -221,6 +230,9 @@ def test_html_report_is_one_self_contained_file(tmp_path: Path) -> None:
             "resources-step"} <= page.ids
     assert "ValueError: bad input f00004" in text
     assert "max_retries" in text
+    # Hovering a bar names its attempt (an SVG <title> in each bar).
+    assert "<title>mini-batch 1 attempt 3 on node000/process00" in text
+    assert text.count("<title>mini-batch ") == len(records)
 
 
 def test_html_report_goes_where_o_says(tmp_path: Path) -> None:
@@ -231,3 +243,18 @@ def test_html_report_goes_where_o_says(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert not (run_dir / "parajob-report.html").exists()
     assert os.access(target, os.R_OK)
+
+
+def test_show_a_run_of_an_older_parajob_from_its_job_result(tmp_path: Path) -> None:
+    run_dir = _flaky_run(tmp_path)
+    report = run_dir / "step" / "logs" / "sys" / "job_report"
+    for name in ("settings.json", "workers.csv", "attempts_timeline.bin"):
+        (report / name).unlink()
+    shown = run_cli("show", str(run_dir), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "settings:        (not recorded: a run of an older parajob)" in shown.stdout
+    assert "7 total, 6 completed, 1 failed" in shown.stdout
+    assert "mini-batch 1: 3 attempt(s), last raised: ValueError: bad input f00004" in shown.stdout
+    page = run_cli("show", "--html", str(run_dir), cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert "No attempts recorded" in (run_dir / "parajob-report.html").read_text()

@@ -26,7 +26,7 @@ from parajob.show.model import RunView, StepView
 from parajob.show.text import settings_rows
 
 MAX_BARS = 20000  # attempts drawn per step: a browser stays responsive
-BUCKETS = 40      # throughput samples over the step's span
+BUCKETS = 40      # throughput samples over the step's span, at most (4+ attempts each)
 WIDTH, LANE, LEFT = 960, 18, 150  # SVG geometry (px): chart width, lane height, label column
 
 COLOURS = {
@@ -61,7 +61,7 @@ def render(run: RunView) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>parajob run {e(run.run_dir.name)}</title>",
              f"<style>{CSS}</style></head><body>",
-             f"<h1>parajob run {e(str(run.run_dir))}</h1>",
+             f"<h1>parajob run: {e(str(run.run_dir))}</h1>",
              "<table>",
              _tr("status", f'<span class="status-{e(run.status)}">{e(run.status)}</span>',
                  raw=True)]
@@ -70,7 +70,7 @@ def render(run: RunView) -> str:
     if run.created:
         parts.append(_tr("created", run.created))
     parts.append("</table>")
-    parts.append(_legend())
+    parts.append(_legend(run))
     for step in run.steps:
         parts += _step(step)
     parts.append("</body></html>")
@@ -81,9 +81,12 @@ def _tr(label: str, value: str, raw: bool = False) -> str:
     return f"<tr><th>{html.escape(label)}</th><td>{value if raw else html.escape(value)}</td></tr>"
 
 
-def _legend() -> str:
-    items = "".join(f'<span><i style="background:{c}"></i>{html.escape(s)}</span>'
-                    for s, c in COLOURS.items())
+def _legend(run: RunView) -> str:
+    """The colours of the statuses the run's attempts ended with."""
+    codes = {int(c) for step in run.steps for c in np.unique(step.attempts["status"])}
+    shown = [timeline.STATUSES[min(c, len(timeline.STATUSES) - 1)] for c in sorted(codes)]
+    items = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{html.escape(s)}</span>'
+                    for s in shown)
     return f'<p class="legend">{items}</p>'
 
 
@@ -161,14 +164,16 @@ def _throughput(step: StepView) -> str:
     ok = a[np.isin(a["status"], (0, 1))]
     if not len(ok):
         return '<p class="note">No accepted mini-batch yet.</p>'
-    t0, t1 = int(a["start_ns"].min()), int(ok["end_ns"].max())
+    # The timeline's time axis, so that a dip lines up with the bars above it.
+    t0, t1 = int(a["start_ns"].min()), int(a["end_ns"].max())
     span = max(t1 - t0, 1)
-    edges = np.linspace(t0, t1, BUCKETS + 1)
+    buckets = max(1, min(BUCKETS, len(ok) // 4))
+    edges = np.linspace(t0, t1, buckets + 1)
     items, _ = np.histogram(ok["end_ns"], bins=edges, weights=ok["items_in"].astype(float))
-    per_s = items / (span / 1e9 / BUCKETS)
+    per_s = items / (span / 1e9 / buckets)
     top = float(per_s.max()) or 1.0
     h, plot = 160, WIDTH - LEFT - 10
-    bar = plot / BUCKETS
+    bar = plot / buckets
     parts = [f'<svg class="throughput" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
              f'height="{h + 24}" role="img" aria-label="items per second over time">',
              f'<text x="4" y="12">{top:.1f} items/s</text>', f'<text x="4" y="{h}">0</text>']
