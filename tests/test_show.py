@@ -258,3 +258,13 @@ def test_show_a_run_of_an_older_parajob_from_its_job_result(tmp_path: Path) -> N
     page = run_cli("show", "--html", str(run_dir), cwd=tmp_path)
     assert page.returncode == 0, page.stderr
     assert "No attempts recorded" in (run_dir / "parajob-report.html").read_text()
+
+
+def test_a_finished_run_is_not_running_whoever_has_its_old_pid(tmp_path: Path) -> None:
+    """The lock file keeps the last owner's pid; a live process with that pid (reused)
+    does not make the run look running: show asks the kernel who holds the lock."""
+    run_dir = _flaky_run(tmp_path)
+    (run_dir / ".parajob.lock").write_text(str(os.getpid()))  # alive: this test
+    shown = run_cli("show", str(run_dir), cwd=tmp_path)
+    assert "status:    succeeded\n" in shown.stdout
+    assert "running" not in shown.stdout

@@ -234,20 +234,57 @@ def _now() -> float:
 
 
 def _live_owner(run_dir: Path) -> int | None:
-    """The pid written in the lock file, if that process is alive. Read, never locked."""
+    """The pid of the process holding the run folder's lock, None when nobody holds it.
+    Asked of the kernel's lock table (/proc/locks), never by taking the lock: a flock of
+    ours, however short, could make the run's own `--resume` or a second claimant fail.
+    Without /proc/locks: the pid written in the lock file, if that process is alive (a
+    reused pid can then make a finished run look running)."""
+    lock = run_dir / LOCK_NAME
     try:
-        pid = int((run_dir / LOCK_NAME).read_text(encoding="utf-8").strip() or "0")
-    except (OSError, ValueError):
+        st = lock.stat()
+        text = lock.read_text(encoding="utf-8").strip()
+    except OSError:
         return None
-    if pid <= 0:
+    written = int(text) if text.isdigit() and int(text) > 0 else None
+    holder = _flock_holder(st)
+    if holder is not _UNKNOWN:
+        return written if holder is not None and written is not None else holder
+    if written is None:
         return None
     try:
-        os.kill(pid, 0)
+        os.kill(written, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        return pid  # alive, someone else's
-    return pid
+        pass  # alive, someone else's
+    return written
+
+
+_UNKNOWN = -1
+
+
+def _flock_holder(st: os.stat_result) -> int | None:
+    """The pid /proc/locks names for a flock on this file, None if none, _UNKNOWN when
+    the table cannot be read. Its lines: "1: FLOCK ADVISORY WRITE <pid> <maj>:<min>:<ino>
+    0 EOF" (major and minor in hex)."""
+    try:
+        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return _UNKNOWN
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields[0]:
+            continue  # "->" lines are waiters, not holders
+        parts = fields[5].split(":")
+        try:
+            key = (int(parts[0], 16), int(parts[1], 16), int(parts[2]))
+            pid = int(fields[4])
+        except (ValueError, IndexError):
+            continue
+        if key == want:
+            return pid
+    return None
 
 
 def _json(path: Path) -> dict[str, Any] | None:
