@@ -268,3 +268,22 @@ def test_a_finished_run_is_not_running_whoever_has_its_old_pid(tmp_path: Path) -
     shown = run_cli("show", str(run_dir), cwd=tmp_path)
     assert "status:    succeeded\n" in shown.stdout
     assert "running" not in shown.stdout
+
+
+def test_show_a_pipeline_of_a_parallel_and_a_command_step(tmp_path: Path) -> None:
+    pipeline = write_job(tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")',
+                                                 repr(str(tmp_path))))
+    pipeline.write_text(pipeline.read_text() + (
+        "  after:\n    type: command\n    command: echo done\n"
+        "    inputs:\n      rows: ${{parent.jobs.step.outputs.out}}\n"))
+    result = run_job(tmp_path, pipeline)
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "step after (command): SUCCEEDED" in out
+    assert out.index("step step (parallel)") < out.index("step after (command)")  # run order
+    page = run_cli("show", "--html", str(result.run_dir), cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    text = (result.run_dir / "parajob-report.html").read_text()
+    assert 'id="step-after"' in text and 'id="timeline-after"' not in text
