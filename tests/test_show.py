@@ -287,3 +287,33 @@ def test_show_a_pipeline_of_a_parallel_and_a_command_step(tmp_path: Path) -> Non
     assert page.returncode == 0, page.stderr
     text = (result.run_dir / "parajob-report.html").read_text()
     assert 'id="step-after"' in text and 'id="timeline-after"' not in text
+
+
+CRASH_ONCE = """
+import os, pathlib, signal
+
+MARK = pathlib.Path({mark!r})
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    if "f00004.txt" in names and not MARK.exists():
+        MARK.write_text("once")
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return names
+"""
+
+
+def test_a_crashed_attempt_has_its_bar_with_the_worker_that_died(tmp_path: Path) -> None:
+    pipeline = write_job(tmp_path, CRASH_ONCE.format(mark=str(tmp_path / "mark")))
+    result = run_job(tmp_path, pipeline)
+    assert result.returncode == 0, result.stderr
+    records = _timeline(result.run_dir)
+    crashed = records[records["status"] == STATUSES.index("crashed")]
+    assert len(crashed) == 1 and int(crashed[0]["batch"]) == 1
+    assert int(crashed[0]["end_ns"]) >= int(crashed[0]["start_ns"])
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    assert "mini-batch 1 attempt 1 on node000/process00" in shown.stdout
+    assert ": crashed, " in shown.stdout
+    # Its replacement worker is another lane entry of the same slot name, another process id.
+    workers = (result.run_dir / "step/logs/sys/job_report/workers.csv").read_text().splitlines()
+    assert workers[0] == "process,node,name,slot,started" and len(workers) == 1 + 3

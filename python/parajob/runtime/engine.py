@@ -425,10 +425,7 @@ class Engine:
         self.refused_spawns.pop(slot, None)
         self.workers[slot] = worker
         self.by_process[worker.process] = worker
-        try:
-            self.timeline.worker(worker.process, worker.node_name, worker.name, slot)
-        except OSError:
-            pass  # a report only
+        self.timeline.worker(worker.process, worker.node_name, worker.name, slot)
         self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
                                                                worker.process)))
 

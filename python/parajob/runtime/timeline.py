@@ -11,7 +11,8 @@ holds when it decides an attempt (no new work in the workers' hot path, no C++ c
       |  Engine._checkpoint (every CHECKPOINT_S, and at the end)
       v
     logs/sys/job_report/attempts_timeline.bin   appended, whole records per os.write
-    logs/sys/job_report/workers.csv             one row per worker process started
+    logs/sys/job_report/workers.csv             one row per worker process started (flushed
+                                                with the records)
     logs/sys/job_report/settings.json           the step's resolved settings, at start
 
 Invariants:
@@ -92,6 +93,7 @@ class TimelineWriter:
     def __init__(self, layout: StepLayout) -> None:
         self._layout = layout
         self._pending: list[np.ndarray] = []
+        self._new_workers: list[list[object]] = []
         # Monotonic -> wall clock, once: the workers' stamps share the driver's monotonic clock.
         self._offset_ns = time.time_ns() - _core.monotonic_ns()
         self._fd: int | None = None
@@ -103,14 +105,9 @@ class TimelineWriter:
         write_atomically(settings_path(self._layout), lambda tmp: tmp.write_bytes(text))
 
     def worker(self, process: int, node: str, name: str, slot: int) -> None:
-        """A worker process was started (rare: not on the per-mini-batch path)."""
-        path = workers_path(self._layout)
-        new = not path.exists()
-        with open(path, "a", newline="", encoding="utf-8") as f:
-            out = csv.writer(f)
-            if new:
-                out.writerow(WORKER_COLUMNS)
-            out.writerow([process, node, name, slot, f"{time.time():.3f}"])
+        """A worker process was started; written at the next flush (no file I/O between a
+        fork and the driver's next look at the region)."""
+        self._new_workers.append([process, node, name, slot, f"{time.time():.3f}"])
 
     def accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
                  rows: np.ndarray) -> None:
@@ -138,6 +135,12 @@ class TimelineWriter:
     def flush(self) -> None:
         """Append what was collected since the last flush. Never raises OSError: the
         timeline is a report; the job does not depend on it."""
+        if self._new_workers:
+            rows, self._new_workers = self._new_workers, []
+            try:
+                self._write_workers(rows)
+            except OSError:
+                pass  # a report only
         if not self._pending:
             return
         data = np.concatenate(self._pending).tobytes()
@@ -149,6 +152,15 @@ class TimelineWriter:
             os.write(self._fd, data)
         except OSError:
             pass  # a full disk: the journal's checkpoint says so, and stops the job
+
+    def _write_workers(self, rows: list[list[object]]) -> None:
+        path = workers_path(self._layout)
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            if new:
+                out.writerow(WORKER_COLUMNS)
+            out.writerows(rows)
 
     def close(self) -> None:
         self.flush()
