@@ -154,8 +154,8 @@ class Engine:
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> EngineResult:
+        self._start_timeline()  # before anything is queued: its write delays no decision
         self._restore_and_queue()
-        self._start_timeline()
         self.stops.__enter__()
         try:
             self.executor.start()  # process hygiene: before any worker (it forks the janitor)
