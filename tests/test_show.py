@@ -317,3 +317,31 @@ def test_a_crashed_attempt_has_its_bar_with_the_worker_that_died(tmp_path: Path)
     # Its replacement worker is another lane entry of the same slot name, another process id.
     workers = (result.run_dir / "step/logs/sys/job_report/workers.csv").read_text().splitlines()
     assert workers[0] == "process,node,name,slot,started" and len(workers) == 1 + 3
+
+
+HANG_ONCE = """
+import os, pathlib, time
+
+MARK = pathlib.Path({mark!r})
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    if "f00004.txt" in names and not MARK.exists():
+        MARK.write_text("once")
+        time.sleep(60)  # past retry_settings.timeout: killed, then retried
+    return names
+"""
+
+
+def test_a_timed_out_attempt_is_drawn_from_its_start_to_its_kill(tmp_path: Path) -> None:
+    pipeline = write_job(tmp_path, HANG_ONCE.format(mark=str(tmp_path / "mark")), timeout=1)
+    result = run_job(tmp_path, pipeline)
+    assert result.returncode == 0, result.stderr
+    records = _timeline(result.run_dir)
+    timed_out = records[records["status"] == STATUSES.index("timed_out")]
+    assert len(timed_out) == 1 and int(timed_out[0]["batch"]) == 1
+    # At least the timeout long: it ran until the watchdog killed it.
+    assert int(timed_out[0]["end_ns"]) - int(timed_out[0]["start_ns"]) >= 1e9
+    page = run_cli("show", "--html", str(result.run_dir), cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert 'data-status="timed_out"' in (result.run_dir / "parajob-report.html").read_text()
