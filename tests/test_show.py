@@ -345,3 +345,17 @@ def test_a_timed_out_attempt_is_drawn_from_its_start_to_its_kill(tmp_path: Path)
     page = run_cli("show", "--html", str(result.run_dir), cwd=tmp_path)
     assert page.returncode == 0, page.stderr
     assert 'data-status="timed_out"' in (result.run_dir / "parajob-report.html").read_text()
+
+
+def test_settings_shown_are_the_resolved_ones(tmp_path: Path) -> None:
+    """Program arguments win over the YAML fields (as on Azure): show prints what ran."""
+    write_job(tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")',
+                                      repr(str(tmp_path))),
+              program_arguments="--error_threshold 5 --run_invocation_timeout 7",
+              concurrency=3, timeout=60)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = run_cli("show", str(result.run_dir), cwd=tmp_path).stdout
+    assert "    error_threshold                  5\n" in out
+    assert "    run timeout (s)                  7\n" in out
+    assert "    workers per node                 3\n" in out
