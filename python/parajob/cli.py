@@ -3,6 +3,7 @@
     parajob run PIPELINE.yml [--run-dir DIR]      run a pipeline here
     parajob job create --file PIPELINE.yml        the same, named as Azure's CLI names it
     parajob validate PIPELINE.yml                 check a pipeline without running it
+    parajob show RUN_DIR [--html [-o FILE]]       what happened in a run (one still going too)
     parajob run --resume RUN_DIR [--rerun-changed]
                                                   finish a killed run; refused while another
                                                   parajob holds RUN_DIR, and when its input or
@@ -169,6 +170,45 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
         terminal.echo(str(warning), err=True)
     steps = ", ".join(f"{name} ({loaded.jobs[name].type})" for name in loaded.run_order())
     terminal.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s): {steps})")
+
+
+@main.command("show")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--html", "html", is_flag=True, default=False,
+              help="Write one self-contained HTML report (timeline, throughput, failures, "
+              "settings) instead of printing a summary.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --html: the file to write (default RUN_DIR/parajob-report.html).")
+def show_command(run_dir: Path, html: bool, output: Path | None) -> None:
+    """Show what happened in RUN_DIR: settings, status, counts, throughput, the slowest and
+    failed mini-batches with their log files. Works on a run that is still going (reads
+    its files, never takes its lock)."""
+    sys.exit(_show(run_dir, html, output))
+
+
+def _show(run_dir: Path, html: bool, output: Path | None) -> int:
+    from parajob.show import html as html_report
+    from parajob.show import text
+    from parajob.show.model import load_run
+
+    if output is not None and not html:
+        raise click.UsageError("-o/--output goes with --html")
+    try:
+        run = load_run(run_dir)
+    except SpecError as exc:
+        terminal.echo(str(exc), err=True)
+        return EXIT_BAD_INPUT
+    if not html:
+        terminal.write(sys.stdout, text.render(run))
+        return EXIT_OK
+    target = output if output is not None else run_dir / "parajob-report.html"
+    try:
+        html_report.write(run, target)
+    except OSError as exc:
+        terminal.echo(f"parajob: could not write {target}: {exc.strerror or exc}", err=True)
+        return EXIT_BAD_INPUT
+    terminal.echo(f"wrote {target}")
+    return EXIT_OK
 
 
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,

@@ -16,7 +16,9 @@ One thread, never blocking on any one worker. Each turn of the loop:
   3. ask the executor for expired deadlines: take back those batches (CAS), kill those
      workers;
   4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
-  5. checkpoint the journal now and then (spools fsync'd first, then the journal);
+  5. checkpoint the journal now and then (spools fsync'd first, then the journal), and
+     append the attempts decided since to the timeline `parajob show` reads
+     (runtime/timeline.py: from the batch slots already read, nothing new per batch);
   6. wait in the executor (local: select() on the eventfd and every pidfd) after arming
      the region so that the next worker to end an attempt wakes us (or a short nap while
      busy).
@@ -35,6 +37,7 @@ rerun that was not the batch's fault never costs it a try.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +66,7 @@ from parajob.runtime.progress import Progress
 from parajob.runtime.report import AttemptLog, Failure, append_line
 from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
+from parajob.runtime.timeline import StepSettings, TimelineWriter
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
@@ -146,10 +150,13 @@ class Engine:
         self.last_progress = self.started
         self.last_checkpoint = self.started
         self.any_started = False
+        # When each attempt ran (for `parajob show`): rows from the slots read here anyway.
+        self.timeline = TimelineWriter(layout)
 
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> EngineResult:
+        self._start_timeline()  # before anything is queued: its write delays no decision
         self._restore_and_queue()
         self.stops.__enter__()
         try:
@@ -177,6 +184,7 @@ class Engine:
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
             self.executor.stop()  # process hygiene: nothing the workers started outlives them
             self._checkpoint()
+            self.timeline.close()
             self.records.close()
             self.stops.__exit__(None, None, None)
             self.progress.update(self.tally, lambda: 0, force=True)
@@ -203,6 +211,15 @@ class Engine:
         todo[r.batch.astype(np.int64)] = False
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
+
+    def _start_timeline(self) -> None:
+        try:
+            self.timeline.start(StepSettings(
+                self.layout.root.name, self.tally.total_batches, self.plan.n_items,
+                self.instance_count, self.workers_per_node, self.limits, time.time(),
+                os.getpid()))
+        except OSError:
+            pass  # a report only; a disk too full for it fails the journal soon enough
 
     def _sleep(self, busy: bool) -> None:
         if busy:
@@ -268,6 +285,7 @@ class Engine:
 
     def _checkpoint(self) -> None:
         self.last_checkpoint = time.monotonic()
+        self.timeline.flush()
         if not self.unjournalled:
             return
         batches = np.concatenate(self.unjournalled)
@@ -303,14 +321,16 @@ class Engine:
         done = fresh & (state == DONE)
         if done.any():
             done &= self._records_intact(batches, attempt, process, rows, done)
-            self._accept(batches[done], attempt[done], rows[done])
+            self._accept(batches[done], attempt[done], rows[done], process[done])
         for i in (fresh & (state == ERRORED)).nonzero()[0].tolist():
             self._on_errored(int(batches[i]), int(attempt[i]), int(process[i]), rows[i])
 
-    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray) -> None:
+    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray,
+                process: np.ndarray) -> None:
         # Their rows in processed_mini-batches.csv are written by the workers.
         self.handled_attempt[batches] = attempt
         self.unjournalled.append(batches.astype(np.int64))
+        self.timeline.accepted(batches, attempt, process, rows)
         items_in, items_out = rows["items_in"], rows["items_out"]
         self.tally.accept_many(batches, items_in, items_out, self.limits)
         if self.first_failure is None and self.limits.error_threshold != -1:
@@ -374,6 +394,8 @@ class Engine:
             error += crash_trace(self.layout.user_log("stderr", worker.node_name, worker.name),
                                  error)
         self.progress.note_failure(error or status)
+        self.timeline.failed(batch, attempt, worker.process, status, n_items,
+                             int(self.slots["start_ns"][batch]), seconds)
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
                                  seconds, status, error)
         if self.failures[batch] <= self.limits.max_retries:
@@ -413,6 +435,7 @@ class Engine:
             self.refused_spawns.pop(slot, None)
             self.workers[slot] = worker
             self.by_process[worker.process] = worker
+            self.timeline.worker(worker.process, worker.node_name, worker.name, slot)
             self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
                                                                    worker.process)))
 
