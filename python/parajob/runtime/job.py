@@ -55,8 +55,10 @@ from parajob.runtime.journal import (
     read_journal,
 )
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.monitor import Monitor
 from parajob.runtime.options import RunOptions
 from parajob.runtime.output import load_csv_options
+from parajob.runtime.parent_logs import copy_logs_to_parent
 from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
@@ -120,13 +122,18 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
             driver_pid=os.getpid(), max_tasks=options.max_tasks_per_worker,
             max_memory_bytes=options.max_worker_memory_bytes,
             gpus=gpus, workers_per_node=workers_per_node,
+            profiling_module=args.profiling_module,
         )
 
     planned = PlannedStep(step.name, layout, plan,
                           step_limits(step, append_row=output_file is not None), restored,
                           step.instance_count, asked, make_setup, output_file,
-                          CodeGuard(step, run_dir, restored.fingerprint))
-    return run_planned(planned, run_dir, options, started)
+                          CodeGuard(step, run_dir, restored.fingerprint),
+                          monitor_interval_s=float(args.resource_monitor_interval))
+    outcome = run_planned(planned, run_dir, options, started)
+    if args.copy_logs_to_parent:
+        copy_logs_to_parent(layout, run_dir)
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ class PlannedStep:
     output_file: Path | None
     code_guard: CodeGuard | None = None  # None: no task.code folder to watch
     on_accepted: Callable[[Accepted], None] | None = None
+    monitor_interval_s: float = 0.0  # --resource_monitor_interval; 0: no resource monitor
 
 
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
@@ -180,6 +188,7 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
                         on_progress=options.on_progress)
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start,
                             on_checkpoint=step.on_accepted)
+    monitor = start_monitor(layout, step.monitor_interval_s, instances, run_dir)
     try:
         first = _next_process_id(layout)
         executor: Executor = (
@@ -188,9 +197,11 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
             else LocalExecutor(setup, notify_fd, first_process=first))
         engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
                         attempt_log, progress, journal, restored.accepted,
-                        before_replacement=code_guard, options=options)
+                        before_replacement=code_guard, options=options, monitor=monitor)
         result = engine.run()
     finally:
+        if monitor is not None:
+            monitor.close()
         log_error = _close_logs([("the journal", journal.close),
                                  (layout.processed_csv.name, attempt_log.close),
                                  ("the progress overview", progress.close)])
@@ -222,6 +233,20 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
                       result.cancelled, result.failures)
     write_job_result(layout, outcome)
     return outcome
+
+
+def start_monitor(layout: StepLayout, interval_s: float, nodes: int,
+                  run_dir: Path) -> Monitor | None:
+    """The step's resource monitor, or None at interval 0 or when it cannot start (psutil
+    missing, logs/sys/perf not writable): a warning then, never a failed job."""
+    if interval_s <= 0:
+        return None
+    try:
+        return Monitor(layout.logs, interval_s, nodes, run_dir)
+    except (ImportError, OSError) as exc:
+        terminal.echo(f"parajob: warning: --resource_monitor_interval {interval_s:g}: the "
+                      f"resource monitor is off ({exc})", err=True)
+        return None
 
 
 def step_limits(step: ParallelStep, append_row: bool) -> Limits:
