@@ -107,6 +107,10 @@ def run_parallel_step(step: ParallelStep, run_dir: Path,
     layout.create()
     _make_output_folders(step, layout)
     args = step.runtime_args
+    if args.profiling_module and options.serial:
+        terminal.echo(f"parajob: warning: --profiling_module {args.profiling_module} has no "
+                      "effect with --serial (it profiles worker processes); run without "
+                      "--serial to profile run()", err=True)
     gpus = tuple(visible_gpus())
     # The program argument wins over the YAML field, as on Azure (it comes last there).
     asked = (args.process_count_per_node or step.max_concurrency_per_instance

@@ -1,0 +1,102 @@
+"""--resource_monitor_interval: CSV samples under logs/sys/perf/<node>/ (README "Resource
+monitor"), taken from the driver's engine loop, none at 0, and no hang while the engine
+forks replacement workers under a monitor sampling at every turn it can."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from conftest import run_cli, run_job, write_job
+
+from parajob.runtime.monitor import COLUMNS
+
+# The first mini-batch waits (deadline: 60 s) until the monitor has sampled the workers,
+# so the run is certain to hold samples without sleeping a guessed time.
+WAIT_FOR_A_SAMPLE = """
+import os, time
+from pathlib import Path
+
+def run(mini_batch):
+    step = Path(os.getcwd()).parents[3]  # <run>/<step>/sys/work/<node>/<process>
+    samples = step / "logs" / "sys" / "perf" / "node000" / "processes.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if samples.exists() and len(samples.read_text().splitlines()) > 1:
+            break
+        time.sleep(0.05)
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def header(path: Path) -> tuple[str, ...]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return tuple(next(csv.reader(f)))
+
+
+def test_interval_1_writes_the_documented_columns_per_node(tmp_path: Path) -> None:
+    write_job(tmp_path, WAIT_FOR_A_SAMPLE, files=8, mini_batch_size=2, concurrency=2,
+              instances=2, program_arguments="--resource_monitor_interval 1")
+    job = run_job(tmp_path)
+    assert job.returncode == 0, job.stderr
+    perf = job.step_dir() / "logs" / "sys" / "perf"
+    assert sorted(p.name for p in perf.iterdir()) == ["node000", "node001"]
+    for node in ("node000", "node001"):
+        machine, processes = perf / node / "machine.csv", perf / node / "processes.csv"
+        assert header(machine) == COLUMNS["machine"]
+        assert header(processes) == COLUMNS["processes"]
+        sample = rows(machine)[0]
+        assert 0 <= float(sample["cpu_percent"]) and int(sample["memory_used_bytes"]) > 0
+        assert int(sample["disk_free_bytes"]) > 0
+    workers = rows(perf / "node000" / "processes.csv")
+    assert {w["worker"] for w in workers} <= {"process001", "process002"}
+    assert all(int(w["pid"]) > 0 and int(w["rss_bytes"]) > 0 for w in workers)
+    # No GPU library on this machine (or no GPU): no gpu.csv rather than an empty one.
+    gpu = perf / "node000" / "gpu.csv"
+    if gpu.exists():
+        assert header(gpu) == COLUMNS["gpu"]
+    # The README documents exactly these columns.
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for kind, columns in COLUMNS.items():
+        assert f"`{kind}.csv`: " + ", ".join(columns) in readme, kind
+
+
+def test_interval_0_writes_no_perf_files(tmp_path: Path) -> None:
+    write_job(tmp_path, "def run(mb):\n    return mb\n", files=4,
+              program_arguments="--resource_monitor_interval 0")
+    job = run_job(tmp_path)
+    assert job.returncode == 0, job.stderr
+    assert not (job.step_dir() / "logs" / "sys" / "perf").exists()
+
+
+def test_replacement_workers_forked_while_the_monitor_samples_do_not_hang(
+        tmp_path: Path) -> None:
+    # --max-tasks-per-worker 1: every mini-batch ends with its worker recycled and a fresh
+    # one forked, while the monitor (interval 0.001: at every checkpoint turn) samples.
+    # Crashes (os._exit) on first attempts add replacements after deaths too.
+    # Crash markers beside the data (absolute paths): each worker has its own cwd.
+    script = """
+    import os, time
+
+    def run(mini_batch):
+        marker = mini_batch[0] + ".crashed"
+        if not os.path.exists(marker) and int(mini_batch[0][-6:-4]) % 3 == 0:
+            open(marker, "w").close()
+            os._exit(1)
+        time.sleep(0.02)
+        return [os.path.basename(p) for p in mini_batch]
+    """
+    pipeline = write_job(tmp_path, script, files=40, mini_batch_size=1, concurrency=3,
+                         max_retries=3, program_arguments="--resource_monitor_interval 0.001")
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                   "--max-tasks-per-worker", "1", cwd=tmp_path, timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    samples = rows(tmp_path / "run" / "step" / "logs" / "sys" / "perf" / "node000"
+                   / "processes.csv")
+    assert samples, "the monitor took no sample of the workers"
+    assert len({s["process"] for s in samples}) > 1  # it saw replacements come and go
