@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, run_job, write_job
 
 from parajob.runtime.monitor import COLUMNS
@@ -100,3 +101,29 @@ def test_replacement_workers_forked_while_the_monitor_samples_do_not_hang(
                    / "processes.csv")
     assert samples, "the monitor took no sample of the workers"
     assert len({s["process"] for s in samples}) > 1  # it saw replacements come and go
+
+
+def test_a_flag_read_but_not_acted_upon_is_warned_about_by_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from parajob.spec import arguments
+
+    # None is left today; the mechanism stays for a flag a later Azure runtime adds.
+    assert arguments.NOT_IMPLEMENTED == frozenset()
+    monkeypatch.setattr(arguments, "NOT_IMPLEMENTED", frozenset({"profiling_module"}))
+    args, problems = arguments.read_runtime_args(["--profiling_module", "cProfile", "--x", "1"])
+    assert args.profiling_module == "cProfile"
+    assert [(p.token, p.severity) for p in problems] == [("--profiling_module", "warning")]
+    assert "'--profiling_module' is accepted but not implemented" in problems[0].message
+
+
+def test_the_three_monitoring_flags_are_honoured_without_a_warning(tmp_path: Path) -> None:
+    write_job(tmp_path, "def run(mb):\n    return mb\n", files=2,
+              program_arguments="--resource_monitor_interval 5 --copy_logs_to_parent True "
+                                "--profiling_module cProfile")
+    job = run_job(tmp_path)
+    assert job.returncode == 0, job.stderr
+    assert "warning" not in job.stderr.lower()
+    logs = job.step_dir() / "logs" / "sys"
+    assert (logs / "perf" / "node000" / "machine.csv").exists()
+    assert (logs / "profile" / "node000").is_dir()
+    assert (job.run_dir / "logs" / "step" / "job_result.txt").exists()

@@ -44,7 +44,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "machine": ("time", "elapsed_s", "cpu_percent", "memory_used_bytes",
                 "memory_available_bytes", "memory_percent", "disk_used_bytes",
                 "disk_free_bytes", "disk_read_bytes", "disk_write_bytes", "net_sent_bytes",
-                "net_recv_bytes"),
+                "net_recv_bytes", "monitor_s"),
     "processes": ("time", "elapsed_s", "worker", "process", "pid", "cpu_percent",
                   "rss_bytes"),
     "gpu": ("time", "elapsed_s", "gpu", "utilization_percent", "memory_used_bytes",
@@ -74,7 +74,9 @@ class Monitor:
     psutil's counters); cpu_percent is over the time since the previous sample."""
 
     def __init__(self, logs: Path, interval_s: float, nodes: int, disk_path: Path) -> None:
-        import psutil  # a runtime dependency; imported here so that interval 0 never pays
+        # A runtime dependency; imported here so that interval 0 never pays for it. Typed
+        # as Any: types-psutil is not a dependency.
+        import psutil  # type: ignore[import-untyped, unused-ignore]
 
         self._psutil = psutil
         self.interval_s = interval_s
@@ -82,6 +84,7 @@ class Monitor:
         self.started = time.monotonic()
         self.next_due = self.started  # the first tick samples at once
         self.samples = 0
+        self.busy_s = 0.0  # time spent in sample() so far: the monitor's own cost
         self._files: list[IO[str]] = []
         self._writers: dict[tuple[int, str], Any] = {}
         self._procs: dict[tuple[int, int], Any] = {}  # (pid, process) -> psutil.Process
@@ -111,6 +114,7 @@ class Monitor:
         self.sample(workers)
 
     def sample(self, workers: Iterable[MonitoredWorker]) -> None:
+        began = time.perf_counter()
         psutil = self._psutil
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         elapsed = f"{time.monotonic() - self.started:.3f}"
@@ -143,6 +147,7 @@ class Monitor:
         for f in self._files:
             f.flush()
         self.samples += 1
+        self.busy_s += time.perf_counter() - began
 
     def _machine_row(self, stamp: str, elapsed: str) -> tuple[object, ...]:
         psutil = self._psutil
@@ -155,7 +160,7 @@ class Monitor:
         io = _counters(psutil)
         return (stamp, elapsed, f"{psutil.cpu_percent(None):.1f}", memory.used,
                 memory.available, f"{memory.percent:.1f}", used, free,
-                *(_delta(io[i], self._io0[i]) for i in range(4)))
+                *(_delta(io[i], self._io0[i]) for i in range(4)), f"{self.busy_s:.6f}")
 
     def _gpu_rows(self, stamp: str, elapsed: str) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = []

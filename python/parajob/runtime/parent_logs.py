@@ -15,6 +15,7 @@ never a change of the step's outcome (the originals stand).
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 from parajob import terminal
@@ -22,6 +23,10 @@ from parajob.runtime.layout import StepLayout
 from parajob.runtime.spool import write_atomically
 
 __all__ = ["copy_logs_to_parent", "parent_logs_dir"]
+
+
+def _copy(source: Path, tmp: Path) -> None:
+    shutil.copyfile(source, tmp)
 
 
 def parent_logs_dir(run_dir: Path, step: str) -> Path:
@@ -40,7 +45,7 @@ def copy_logs_to_parent(layout: StepLayout, run_dir: Path) -> list[Path]:
             if not source.is_file():
                 continue  # e.g. a disk too full for job_result.json: said when it happened
             dest = target / source.name
-            write_atomically(dest, lambda tmp, src=source: shutil.copyfile(src, tmp))
+            write_atomically(dest, partial(_copy, source))
             copied.append(dest)
     except OSError as exc:
         terminal.echo(f"parajob: warning: --copy_logs_to_parent: could not copy the logs of "
