@@ -19,11 +19,11 @@ loop turns at least every TICK_S (0.25 s) and checks the interval at checkpoint 
 executor (user code runs inside the engine's wait) samples are taken between mini-batches.
 
 Invariants: never imported by a worker, never called after fork in a child; every file is
-opened by the driver, flushed after each sample (a run killed now keeps its samples) and
-closed by :meth:`Monitor.close`. A sampling error (a process gone between listing and
-reading it) skips that value, never the job. Simulated nodes share this machine: each
-node's machine.csv holds the same machine-wide figures; processes.csv holds that node's
-workers only.
+opened by the driver for one sample and closed at once (a run killed now keeps its
+samples, and a worker forked later inherits no descriptor of the monitor's). A sampling
+error (a process gone between listing and reading it) skips that value, never the job.
+Simulated nodes share this machine: each node's machine.csv holds the same machine-wide
+figures; processes.csv holds that node's workers only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from parajob.runtime.layout import node_name
 
@@ -85,21 +85,16 @@ class Monitor:
         self.next_due = self.started  # the first tick samples at once
         self.samples = 0
         self.busy_s = 0.0  # time spent in sample() so far: the monitor's own cost
-        self._files: list[IO[str]] = []
-        self._writers: dict[tuple[int, str], Any] = {}
         self._procs: dict[tuple[int, int], Any] = {}  # (pid, process) -> psutil.Process
         self._gpus = _open_gpus()
-        kinds = ["machine", "processes"] + (["gpu"] if self._gpus else [])
-        for node in range(nodes):
-            folder = perf_dir(logs) / node_name(node)
+        self.kinds = ["machine", "processes"] + (["gpu"] if self._gpus else [])
+        self.folders = [perf_dir(logs) / node_name(node) for node in range(nodes)]
+        for folder in self.folders:
             folder.mkdir(parents=True, exist_ok=True)
-            for kind in kinds:
-                f = open(folder / f"{kind}.csv", "a", encoding="utf-8", newline="")
-                self._files.append(f)
-                writer = csv.writer(f)
-                if f.tell() == 0:  # a resumed run appends to the same files
-                    writer.writerow(COLUMNS[kind])
-                self._writers[(node, kind)] = writer
+            for kind in self.kinds:
+                with open(folder / f"{kind}.csv", "a", encoding="utf-8", newline="") as f:
+                    if f.tell() == 0:  # a resumed run appends to the same files
+                        csv.writer(f).writerow(COLUMNS[kind])
         self.nodes = nodes
         self._io0 = _counters(psutil)
         psutil.cpu_percent(None)  # primes the machine-wide figure (first call returns 0)
@@ -120,10 +115,7 @@ class Monitor:
         elapsed = f"{time.monotonic() - self.started:.3f}"
         machine = self._machine_row(stamp, elapsed)
         gpu_rows = self._gpu_rows(stamp, elapsed)
-        for node in range(self.nodes):
-            self._writers[(node, "machine")].writerow(machine)
-            for row in gpu_rows:
-                self._writers[(node, "gpu")].writerow(row)
+        by_node: list[list[tuple[object, ...]]] = [[] for _ in range(self.nodes)]
         alive: set[tuple[int, int]] = set()
         for worker in workers:
             pid = int(getattr(worker, "pid", 0) or 0)
@@ -140,12 +132,18 @@ class Monitor:
                     cpu, rss = proc.cpu_percent(None), proc.memory_info().rss
             except (psutil.Error, OSError):
                 continue  # it ended between the engine's list and this read
-            self._writers[(worker.node, "processes")].writerow(
+            by_node[worker.node].append(
                 (stamp, elapsed, worker.name, worker.process, pid, f"{cpu:.1f}", rss))
         for key in set(self._procs) - alive:
             del self._procs[key]
-        for f in self._files:
-            f.flush()
+        # Opened for each sample, never held: a worker forked later inherits no descriptor
+        # of ours (user code may write to "every" fd), and there is nothing to close.
+        for node, folder in enumerate(self.folders):
+            rows = {"machine": [machine], "processes": by_node[node], "gpu": gpu_rows}
+            for kind in self.kinds:
+                if rows[kind]:
+                    with open(folder / f"{kind}.csv", "a", encoding="utf-8", newline="") as f:
+                        csv.writer(f).writerows(rows[kind])
         self.samples += 1
         self.busy_s += time.perf_counter() - began
 
@@ -177,10 +175,7 @@ class Monitor:
         return rows
 
     def close(self) -> None:
-        """Close the files (every sample is already flushed); idempotent."""
-        for f in self._files:
-            f.close()
-        self._files = []
+        """Release NVML (no file is held between samples); idempotent."""
         if self._gpus:
             try:
                 self._gpus[0].nvmlShutdown()
