@@ -5,6 +5,7 @@ forks replacement workers under a monitor sampling at every turn it can."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,38 @@ def test_the_three_monitoring_flags_are_honoured_without_a_warning(tmp_path: Pat
     assert (logs / "perf" / "node000" / "machine.csv").exists()
     assert (logs / "profile" / "node000").is_dir()
     assert (job.run_dir / "logs" / "step" / "job_result.txt").exists()
+
+
+FAKE_PYNVML = """
+class _Util:
+    gpu = 37
+
+class _Memory:
+    used, total = 1024, 4096
+
+def nvmlInit(): pass
+def nvmlShutdown(): pass
+def nvmlDeviceGetCount(): return 2
+def nvmlDeviceGetHandleByIndex(i): return i
+def nvmlDeviceGetUtilizationRates(handle): return _Util()
+def nvmlDeviceGetMemoryInfo(handle): return _Memory()
+"""
+
+
+def test_gpu_rows_come_from_nvidia_ml_py_when_a_gpu_is_present(tmp_path: Path) -> None:
+    # A stand-in for nvidia-ml-py's pynvml reporting two GPUs (no GPU on CI machines).
+    fake = tmp_path / "fake_nvml"
+    fake.mkdir()
+    (fake / "pynvml.py").write_text(FAKE_PYNVML)
+    pipeline = write_job(tmp_path, WAIT_FOR_A_SAMPLE, files=2, mini_batch_size=1,
+                         concurrency=1, program_arguments="--resource_monitor_interval 1")
+    path = os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
+                   env={"PYTHONPATH": path})
+    assert proc.returncode == 0, proc.stderr
+    gpu = tmp_path / "run" / "step" / "logs" / "sys" / "perf" / "node000" / "gpu.csv"
+    assert header(gpu) == COLUMNS["gpu"]
+    samples = rows(gpu)
+    assert {s["gpu"] for s in samples} == {"0", "1"}
+    assert all((s["utilization_percent"], s["memory_used_bytes"], s["memory_total_bytes"])
+               == ("37", "1024", "4096") for s in samples)
