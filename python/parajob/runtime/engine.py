@@ -61,6 +61,7 @@ from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.failures import crash_trace, init_traceback
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.monitor import Monitor
 from parajob.runtime.options import RunOptions, StopRequests, signals_held
 from parajob.runtime.progress import Progress
 from parajob.runtime.report import AttemptLog, Failure, append_line
@@ -106,8 +107,11 @@ class Engine:
                  limits: Limits, attempt_log: AttemptLog, progress: Progress,
                  journal: JournalWriter, restored: Accepted,
                  before_replacement: Callable[[], str | None] | None = None,
-                 options: RunOptions | None = None) -> None:
-        """before_replacement: asked before a replacement worker is started (after a crash,
+                 options: RunOptions | None = None,
+                 monitor: Monitor | None = None) -> None:
+        """monitor: the resource monitor (runtime/monitor.py), ticked from this loop at
+        checkpoint cadence, never from a thread (no sampler code runs while a worker is
+        forked). before_replacement: asked before a replacement worker is started (after a crash,
         a timeout, recycling, a refused fork); a reason it returns stops the job, so that
         the fresh process, which imports task.code again, never runs edited code."""
         self.executor = executor
@@ -125,6 +129,7 @@ class Engine:
         self.journal = journal
         self.restored = restored
         self.before_replacement = before_replacement
+        self.monitor = monitor
         self.spools = SpoolReader(layout.spool_dir)
         self.records = _core.SpoolChecker()  # CRC check of each record before it is accepted
         self.refused_spawns: dict[int, int] = {}  # slot -> fork() refusals (see _spawn)
@@ -178,6 +183,8 @@ class Engine:
                 if time.monotonic() - self.last_checkpoint >= CHECKPOINT_S:
                     self._checkpoint()
                     self._tend_processes()
+                    if self.monitor is not None:
+                        self.monitor.tick(self.workers.values())
                 self.progress.update(self.tally, self._running)
                 self._sleep(busy=drained > 0)
         finally:
