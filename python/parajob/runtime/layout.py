@@ -27,6 +27,26 @@ user/entry_script_log/<node>/processNNN.log.txt
                         lines logged through EntryScript().logger
 sys/job_report/processed_mini-batches.csv   one row per attempt: index, attempt, node,
                         process, items in/out, seconds, status, error
+sys/job_report/settings.json        the step's resolved settings (limits, workers, totals)
+sys/job_report/workers.csv          one row per worker process: process, node, name, slot,
+                        start time
+sys/job_report/attempts_timeline.bin
+                        when each attempt ran (binary; `parajob show` reads it)
+sys/perf/<node>/machine.csv, processes.csv, gpu.csv
+                        resource samples every --resource_monitor_interval seconds
+                        (0: none; gpu.csv only with a GPU and nvidia-ml-py); columns in
+                        the README's "Resource monitor"
+
+Only when asked for:
+  sys/profile/<node>/processNNN.<id>.prof and .txt
+                        --profiling_module cProfile: each worker's run() profile (pstats)
+                        and its top 20 functions
+  sys/nodes.txt         --compute NAME=ADDRESS (a Dask cluster): the host of each node
+  <run>/logs/{step}/
+                        --copy_logs_to_parent True: job_result.txt, job_result.json and the
+                        progress overview, copied there when the step ends
+  <run>/parajob-report.html
+                        `parajob show --html <run>`: the run's report, one HTML file
 
 Beside this folder (internal, read by parajob; do not edit):
 ../outputs/             the step's outputs (append_row_to's file)

@@ -10,7 +10,9 @@ text from the run (file names, error messages) goes through html.escape.
 Invariants the tests read: the timeline has one ``<rect class="attempt">`` per attempt in
 the step's timeline file (up to MAX_BARS), with data-batch, data-attempt, data-status and
 data-worker attributes; the sections have ids (timeline-<step>, throughput-<step>,
-failures-<step>, settings-<step>, resources-<step>).
+failures-<step>, settings-<step>, resources-<step>); the resource charts (show/resources.py)
+are ``<svg class="resource-chart" data-chart="cpu|memory|rss|gpu">`` with one
+``class="series"`` line per node, worker process or GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from parajob.runtime import timeline
 from parajob.runtime.spool import write_atomically
+from parajob.show import resources
 from parajob.show.model import RunView, StepView
 from parajob.show.text import settings_rows
 
@@ -110,9 +113,7 @@ def _step(step: StepView) -> list[str]:
         return out
     out += [f'<h3 id="timeline-{sid}">Attempts per worker</h3>', _timeline(step),
             f'<h3 id="throughput-{sid}">Throughput</h3>', _throughput(step),
-            f'<h3 id="resources-{sid}">Resources</h3>',
-            '<p class="note">No resource samples: the resource monitor '
-            "(--resource_monitor_interval, logs/sys/perf/) is not built yet.</p>",
+            f'<h3 id="resources-{sid}">Resources</h3>', resources.render(step.resources),
             f'<h3 id="failures-{sid}">Failures</h3>', _failures(step),
             f'<h3 id="settings-{sid}">Settings</h3>', _settings(step)]
     return out

@@ -5,6 +5,7 @@
     <run>/<step>/logs/sys/job_report/settings.json       a step that started (engine)
                                   attempts_timeline.bin  its decided attempts so far
                                   workers.csv            its worker processes
+    <run>/<step>/logs/sys/perf/<node>/*.csv              resource samples (show/resources.py)
         |  load_run()
         v
     RunView(steps=[StepView ...])  -->  show.text.render / show.html.render
@@ -29,6 +30,8 @@ from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import timeline
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.run_folder import LOCK_NAME
+from parajob.show.resources import Resources
+from parajob.show.resources import load as load_resources
 
 SLOWEST = 5  # mini-batch attempts listed as the slowest
 
@@ -75,6 +78,7 @@ class StepView:
     attempts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=timeline.RECORD))
     workers: dict[int, dict[str, str]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def logs(self) -> Path:
@@ -177,6 +181,7 @@ def _load_step(root: Path) -> StepView:
     view.settings = timeline.read_settings(timeline.settings_path(layout))
     view.attempts = timeline.read_timeline(timeline.timeline_path(layout)).copy()
     view.workers = timeline.read_workers(timeline.workers_path(layout))
+    view.resources = load_resources(layout.logs)
     result = _json(layout.job_result.with_suffix(".json"))
     settings_file = timeline.settings_path(layout)
     ended = result is not None and (
