@@ -9,7 +9,9 @@ import csv
 import re
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, run_job, write_job
+from test_html_report import BROWSER, _open
 
 # Each mini-batch waits (deadline: 60 s) until the monitor has sampled this worker twice,
 # so every worker has an RSS line of two points without sleeping a guessed time.
@@ -65,6 +67,9 @@ def test_the_report_draws_the_monitors_samples(tmp_path: Path) -> None:
     cpu = section[section.index('data-chart="cpu"'):]
     assert '<polyline class="series" data-label="node000"' in cpu[:cpu.index("</svg>")]
     assert "<script" not in section and "href" not in section
+    text = run_cli("show", str(job.run_dir), cwd=tmp_path)
+    assert re.search(r"resources: +\d+ sample\(s\) in logs/sys/perf/ \(peak machine CPU "
+                     r"\d+ %, peak worker RSS \d+ MiB\)", text.stdout), text.stdout
 
 
 def test_no_samples_at_interval_0_says_so(tmp_path: Path) -> None:
@@ -76,6 +81,8 @@ def test_no_samples_at_interval_0_says_so(tmp_path: Path) -> None:
     section = _section(_report(tmp_path, job.run_dir))
     assert 'id="no-resource-samples"' in section
     assert "resource-chart" not in section
+    text = run_cli("show", str(job.run_dir), cwd=tmp_path)
+    assert "resources:       no samples in logs/sys/perf/" in text.stdout
 
 
 def test_a_half_written_sample_is_skipped(tmp_path: Path) -> None:
@@ -115,3 +122,16 @@ def test_readme_txt_names_every_folder_a_monitored_profiled_run_leaves(tmp_path:
             assert folder + "/" in readme, f"readme.txt does not name the folder of {rel}"
     assert (job.run_dir / "logs" / "step" / "job_result.txt").is_file()
     assert "<run>/logs/step/" in readme
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine (`apt-get install "
+                    "chromium`; .ci/run installs it)")
+def test_the_charts_open_offline_in_chromium(tmp_path: Path) -> None:
+    write_job(tmp_path, WAIT_FOR_SAMPLES, files=2, mini_batch_size=1, concurrency=2,
+              program_arguments="--resource_monitor_interval 1")
+    job = run_job(tmp_path)
+    assert job.returncode == 0, job.stderr
+    _report(tmp_path, job.run_dir)
+    dom, console, requests = _open(tmp_path / "report.html", tmp_path)
+    assert console == [] and requests == []
+    assert dom.count('class="resource-chart"') == 3

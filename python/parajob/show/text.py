@@ -97,8 +97,21 @@ def _step(step: StepView) -> list[str]:
         out += _attempts(failed[:20])
         if len(failed) > 20:
             out.append(f"    ... {len(failed) - 20} more in {step.logs / 'job_error.txt'}")
+    out.append(f"  resources:       {_resources(step)}")
     out.append(f"  logs:            {step.logs}")
     return out
+
+
+def _resources(step: StepView) -> str:
+    """One line on the monitor's samples (the HTML report draws them)."""
+    res = step.resources
+    if res.empty:
+        return "no samples in logs/sys/perf/ (--resource_monitor_interval 0: off)"
+    peaks = [f"peak machine CPU {max(s.peak for s in res.cpu):.0f} %"] if res.cpu else []
+    if res.rss:
+        peaks.append(f"peak worker RSS {max(s.peak for s in res.rss) / 2**20:.0f} MiB")
+    return (f"{res.samples} sample(s) in logs/sys/perf/"
+            + (f" ({', '.join(peaks)})" if peaks else ""))
 
 
 def _attempts(rows: list[AttemptRow]) -> list[str]:
