@@ -135,3 +135,23 @@ def test_the_charts_open_offline_in_chromium(tmp_path: Path) -> None:
     dom, console, requests = _open(tmp_path / "report.html", tmp_path)
     assert console == [] and requests == []
     assert dom.count('class="resource-chart"') == 3
+
+
+def test_a_step_on_a_dask_cluster_is_not_sampled_and_says_so(tmp_path: Path) -> None:
+    """The driver's psutil sees the driver's machine: it is not drawn as the nodes'."""
+    pytest.importorskip("distributed")
+    from dask_cluster import DaskCluster
+
+    cluster = DaskCluster.start(tmp_path / "cluster", 1)
+    try:
+        write_job(tmp_path, WAIT_FOR_SAMPLES.replace("60", "0"), files=4, mini_batch_size=2,
+                  concurrency=1, extra_step="compute: cpu-cluster\n",
+                  program_arguments="--resource_monitor_interval 1")
+        job = run_cli("run", str(tmp_path / "pipeline.yml"), "--run-dir", str(tmp_path / "run"),
+                      "--compute", f"cpu-cluster={cluster.address}", cwd=tmp_path)
+    finally:
+        cluster.stop()
+    assert job.returncode == 0, job.stderr
+    assert "--resource_monitor_interval 1: not sampled on Dask cluster nodes yet" in job.stderr
+    assert not (tmp_path / "run" / "step" / "logs" / "sys" / "perf").exists()
+    assert 'id="no-resource-samples"' in _section(_report(tmp_path, tmp_path / "run"))
