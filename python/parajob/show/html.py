@@ -48,6 +48,7 @@ pre { margin: 0; white-space: pre-wrap; font-size: .85em; }
 .status-succeeded { color: #2e7d32; } .status-failed, .status-stopped { color: #c62828; }
 .legend span { display: inline-block; margin-right: 1em; }
 .legend i { display: inline-block; width: .9em; height: .9em; margin-right: .3em; }
+.series-legend { font-size: .8em; margin-top: 0; }
 .note { color: #666; }
 svg text { font-size: 11px; fill: #333; }
 """
@@ -111,15 +112,31 @@ def _step(step: StepView) -> list[str]:
     out += [_tr("elapsed", f"{step.seconds:.2f} s"), _tr("logs", str(step.logs)), "</table>"]
     if step.kind != "parallel":
         return out
-    out += [f'<h3 id="timeline-{sid}">Attempts per worker</h3>', _timeline(step),
-            f'<h3 id="throughput-{sid}">Throughput</h3>', _throughput(step),
-            f'<h3 id="resources-{sid}">Resources</h3>', resources.render(step.resources),
+    axis = _axis(step)
+    out += [f'<h3 id="timeline-{sid}">Attempts per worker</h3>', _timeline(step, axis),
+            f'<h3 id="throughput-{sid}">Throughput</h3>', _throughput(step, axis),
+            f'<h3 id="resources-{sid}">Resources</h3>',
+            resources.render(step.resources, axis, WIDTH, LEFT),
             f'<h3 id="failures-{sid}">Failures</h3>', _failures(step),
             f'<h3 id="settings-{sid}">Settings</h3>', _settings(step)]
     return out
 
 
-def _timeline(step: StepView) -> str:
+def _axis(step: StepView) -> tuple[int, int]:
+    """(first, last) epoch ns shared by the timeline, throughput and resource charts, so
+    that a dip in one lines up with the bars above it: the attempts' span and the
+    monitor's samples' together (the first sample is taken before any attempt starts)."""
+    a = step.attempts
+    ends = [(int(a["start_ns"].min()), int(a["end_ns"].max()))] if len(a) else []
+    sampled = step.resources.span()
+    if sampled is not None:
+        ends.append((int(sampled[0] * 1e9), int(sampled[1] * 1e9)))
+    if not ends:
+        return 0, 1
+    return min(e[0] for e in ends), max(e[1] for e in ends)
+
+
+def _timeline(step: StepView, axis: tuple[int, int]) -> str:
     a = step.attempts
     if not len(a):
         return '<p class="note">No attempts recorded (a run of an older parajob, or none ' \
@@ -130,7 +147,7 @@ def _timeline(step: StepView) -> str:
         a = a[:MAX_BARS]
     lanes = sorted({step.worker_name(int(p)) for p in np.unique(a["process"]).tolist()})
     lane_of = {name: i for i, name in enumerate(lanes)}
-    t0, t1 = int(a["start_ns"].min()), int(a["end_ns"].max())
+    t0, t1 = axis
     span = max(t1 - t0, 1)
     scale = (WIDTH - LEFT - 10) / span
     height = LANE * len(lanes) + 24
@@ -160,13 +177,12 @@ def _timeline(step: StepView) -> str:
     return note + "".join(parts)
 
 
-def _throughput(step: StepView) -> str:
+def _throughput(step: StepView, axis: tuple[int, int]) -> str:
     a = step.attempts
     ok = a[np.isin(a["status"], (0, 1))]
     if not len(ok):
         return '<p class="note">No accepted mini-batch yet.</p>'
-    # The timeline's time axis, so that a dip lines up with the bars above it.
-    t0, t1 = int(a["start_ns"].min()), int(a["end_ns"].max())
+    t0, t1 = axis  # the timeline's time axis, so that a dip lines up with the bars above it
     span = max(t1 - t0, 1)
     buckets = max(1, min(BUCKETS, len(ok) // 4))
     edges = np.linspace(t0, t1, buckets + 1)

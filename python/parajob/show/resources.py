@@ -36,7 +36,7 @@ __all__ = ["MAX_POINTS", "MAX_SERIES", "Resources", "Series", "load", "render"]
 
 MAX_POINTS = 600   # per series drawn
 MAX_SERIES = 48    # worker processes drawn in the RSS chart
-WIDTH, HEIGHT, LEFT, RIGHT = 960, 150, 150, 190  # px; RIGHT: the legend column
+WIDTH, HEIGHT, LEFT = 960, 150, 150  # px, defaults; the report passes its timeline's
 PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457",
            "#4e342e", "#558b2f", "#283593")
 
@@ -67,6 +67,13 @@ class Resources:
     @property
     def empty(self) -> bool:
         return self.samples == 0 and not self.rss
+
+    def span(self) -> tuple[float, float] | None:
+        """(first, last) sample time, epoch seconds; None without samples."""
+        series = [s for s in (*self.cpu, *self.memory, *self.rss, *self.gpu) if len(s.t)]
+        if not series:
+            return None
+        return min(float(s.t.min()) for s in series), max(float(s.t.max()) for s in series)
 
 
 def load(logs: Path) -> Resources:
@@ -103,56 +110,59 @@ def load(logs: Path) -> Resources:
     return res
 
 
-def render(res: Resources) -> str:
-    """The section's body: three or four charts, or one line saying there is nothing."""
-    if res.empty:
+def render(res: Resources, axis_ns: tuple[int, int] | None = None, width: int = WIDTH,
+           left: int = LEFT) -> str:
+    """The section's body: three or four charts, or one line saying there is nothing.
+    axis_ns: the report's time axis (epoch ns; default: the samples' own span), drawn
+    over [left, width - 10] px as the timeline is, so that times line up with its bars."""
+    span = res.span()
+    if res.empty or span is None:
         return ('<p class="note" id="no-resource-samples">No resource samples in '
                 "logs/sys/perf/: the resource monitor was off (--resource_monitor_interval "
                 "0) or the step ran on a Dask cluster; --resource_monitor_interval N samples "
                 "every N seconds.</p>")
-    series = [*res.cpu, *res.memory, *res.rss, *res.gpu]
-    t0 = min(float(s.t.min()) for s in series)
-    t1 = max(float(s.t.max()) for s in series)
+    axis = (axis_ns[0] / 1e9, axis_ns[1] / 1e9) if axis_ns is not None else span
     mb = 1024.0 * 1024.0
     parts = [f'<p class="note">{res.samples} machine sample(s); {res.processes} worker '
              "process(es) sampled" + (f", the {MAX_SERIES} largest drawn"
                                       if res.processes > MAX_SERIES else "") + ".</p>"]
-    parts.append(_chart("cpu", "machine CPU %", res.cpu, t0, t1, 100.0,
-                        lambda v: f"{v:.0f} %"))
-    parts.append(_chart("memory", "machine memory used", res.memory, t0, t1,
-                        res.memory_total or max(s.peak for s in res.memory),
-                        lambda v: f"{v / mb / 1024:.1f} GiB"))
+    charts = [("cpu", "machine CPU %", res.cpu, 100.0, lambda v: f"{v:.0f} %"),
+              ("memory", "machine memory used", res.memory,
+               res.memory_total or max((s.peak for s in res.memory), default=0.0),
+               lambda v: f"{v / mb / 1024:.1f} GiB")]
     if res.rss:
-        parts.append(_chart("rss", "worker RSS", res.rss, t0, t1,
-                            max(s.peak for s in res.rss), lambda v: f"{v / mb:.0f} MiB"))
-    else:
+        charts.append(("rss", "worker RSS", res.rss, max(s.peak for s in res.rss),
+                       lambda v: f"{v / mb:.0f} MiB"))
+    if res.gpu:
+        charts.append(("gpu", "GPU utilisation %", res.gpu, 100.0, lambda v: f"{v:.0f} %"))
+    for kind, title, series, top, fmt in charts:
+        parts.append(_chart(kind, title, series, axis, top, fmt, width, left))
+        parts.append(_legend(series))
+    if not res.rss:
         parts.append('<p class="note">No worker process was sampled (the serial executor '
                      "runs the step in the driver: see machine CPU and memory).</p>")
-    if res.gpu:
-        parts.append(_chart("gpu", "GPU utilisation %", res.gpu, t0, t1, 100.0,
-                            lambda v: f"{v:.0f} %"))
     return "".join(parts)
 
 
-def _chart(kind: str, title: str, series: list[Series], t0: float, t1: float, top: float,
-           fmt: Callable[[float], str]) -> str:
-    """A line chart on the shared time axis: one polyline per series (a dot when it has
-    one point), its label and peak in the legend column and in its hover title."""
+def _chart(kind: str, title: str, series: list[Series], axis: tuple[float, float],
+           top: float, fmt: Callable[[float], str], width: int, left: int) -> str:
+    """A line chart on the report's time axis: one polyline per series (a dot when it has
+    one point) with its label and peak as its hover title."""
     e = html.escape
     top = top if top > 0 else 1.0
-    span = max(t1 - t0, 1e-9)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - 30
+    t0, span = axis[0], max(axis[1] - axis[0], 1e-9)
+    plot_w, plot_h = width - left - 10, HEIGHT - 30
     out = [f'<svg class="resource-chart" data-chart="{kind}" xmlns="http://www.w3.org/2000/svg"'
-           f' width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{e(title)} over time">',
+           f' width="{width}" height="{HEIGHT}" role="img" aria-label="{e(title)} over time">',
            f'<text x="4" y="14">{e(title)}</text>',
            f'<text x="4" y="30">{e(fmt(top))}</text>',
            f'<text x="4" y="{plot_h + 10}">0</text>',
-           f'<rect x="{LEFT}" y="10" width="{plot_w}" height="{plot_h}" fill="none" '
+           f'<rect x="{left}" y="10" width="{plot_w}" height="{plot_h}" fill="none" '
            'stroke="#ccc"/>']
     for i, s in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         t, v = _thin(s.t, s.v)
-        xs = LEFT + (t - t0) / span * plot_w
+        xs = left + (t - t0) / span * plot_w
         ys = 10 + plot_h - np.clip(v / top, 0.0, 1.0) * plot_h
         tip = f"<title>{e(s.label)}: peak {e(fmt(s.peak))}</title>"
         if len(xs) == 1:
@@ -163,12 +173,16 @@ def _chart(kind: str, title: str, series: list[Series], t0: float, t1: float, to
             out.append(f'<polyline class="series" data-label="{e(s.label, quote=True)}" '
                        f'points="{points}" fill="none" stroke="{colour}" stroke-width="1.5">'
                        f"{tip}</polyline>")
-        if i < (HEIGHT - 20) // 12:  # the legend column holds this many labels
-            out.append(f'<text x="{WIDTH - RIGHT + 8}" y="{22 + i * 12}" fill="{colour}">'
-                       f"{e(s.label)}</text>")
-    out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}">0 s</text>')
-    out.append(f'<text x="{WIDTH - RIGHT - 60}" y="{HEIGHT - 4}">{span:.1f} s</text></svg>')
+    out.append(f'<text x="{left}" y="{HEIGHT - 4}">0 s</text>')
+    out.append(f'<text x="{width - 60}" y="{HEIGHT - 4}">{span:.2f} s</text></svg>')
     return "".join(out)
+
+
+def _legend(series: list[Series]) -> str:
+    """Below a chart, in HTML (it wraps): each line's colour and label."""
+    items = "".join(f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>'
+                    f"{html.escape(s.label)}</span>" for i, s in enumerate(series))
+    return f'<p class="legend series-legend">{items}</p>'
 
 
 def _thin(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
