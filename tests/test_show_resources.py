@@ -155,3 +155,39 @@ def test_a_step_on_a_dask_cluster_is_not_sampled_and_says_so(tmp_path: Path) -> 
     assert "--resource_monitor_interval 1: not sampled on Dask cluster nodes yet" in job.stderr
     assert not (tmp_path / "run" / "step" / "logs" / "sys" / "perf").exists()
     assert 'id="no-resource-samples"' in _section(_report(tmp_path, tmp_path / "run"))
+
+
+def test_many_processes_and_samples_are_cut_to_what_a_browser_draws_at_once(
+        tmp_path: Path) -> None:
+    """A long run (more samples than MAX_POINTS) with worker recycling (more processes than
+    MAX_SERIES): the largest processes are drawn, and a peak survives the thinning."""
+    from parajob.show.resources import MAX_POINTS, MAX_SERIES
+
+    write_job(tmp_path, WAIT_FOR_SAMPLES, files=1, mini_batch_size=1, concurrency=1,
+              program_arguments="--resource_monitor_interval 1")
+    job = run_job(tmp_path)
+    assert job.returncode == 0, job.stderr
+    perf = job.step_dir() / "logs" / "sys" / "perf" / "node000"
+    with open(perf / "processes.csv", "a", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        for process in range(100, 100 + MAX_SERIES + 12):  # recycled workers, 1 MiB apart
+            out.writerow(["2026-12-01T10:00:00.000+00:00", "1.0", "process001", process,
+                          process, "1.0", (process + 1000) * 2**20])
+        for i in range(3 * MAX_POINTS):  # one process sampled for a long time, one peak
+            rss = 2 * 2**30 if i == 1001 else 2**30
+            out.writerow([f"2026-12-01T10:{i // 60 % 60:02d}:{i % 60:02d}.000+00:00", i,
+                          "process001", 99, 99, "1.0", rss])
+    section = _section(_report(tmp_path, job.run_dir))
+    rss = section[section.index('data-chart="rss"'):]
+    rss = rss[:rss.index("</svg>")]
+    drawn = re.findall(r'data-label="node000/process001 \(id (\d+)\)"', rss)
+    assert len(drawn) == MAX_SERIES
+    assert "99" in drawn and str(100 + MAX_SERIES + 11) in drawn and "100" not in drawn
+    assert f", the {MAX_SERIES} largest drawn." in section
+    long_line = re.search(r'data-label="node000/process001 \(id 99\)" points="([^"]*)"', rss)
+    assert long_line is not None
+    points = long_line.group(1).split()
+    assert len(points) == MAX_POINTS
+    # The peak is the chart's top (y = 10 px): kept although a stride would skip it.
+    assert sum(p.endswith(",10.0") for p in points) == 1
+    assert "peak 2048 MiB" in rss
