@@ -3,6 +3,7 @@
     parajob run PIPELINE.yml [--run-dir DIR]      run a pipeline here
     parajob job create --file PIPELINE.yml        the same, named as Azure's CLI names it
     parajob validate PIPELINE.yml                 check a pipeline without running it
+    parajob show RUN_DIR [--html [-o FILE]]       what happened in a run (one still going too)
     parajob run --resume RUN_DIR [--rerun-changed]
                                                   finish a killed run; refused while another
                                                   parajob holds RUN_DIR, and when its input or
@@ -96,6 +97,9 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
                   help="Run the steps whose compute is NAME on the Dask cluster whose "
                   "scheduler is at ADDRESS (tcp://host:8786); repeatable. Other steps run "
                   "on this machine.")
+    @click.option("--quiet", "-q", is_flag=True, default=False,
+                  help="No live progress line (nor a command step's output) on stderr; the "
+                  "summary, warnings and failures are still shown.")
     @click.option("--serial", is_flag=True, default=False,
                   help="Debug mode: init/run/shutdown in this process, one mini-batch at a "
                   "time, so breakpoint() and pdb work (stdin/stdout stay the terminal's). "
@@ -168,11 +172,50 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
     terminal.echo(f"{pipeline}: valid ({len(loaded.jobs)} step(s): {steps})")
 
 
+@main.command("show")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--html", "html", is_flag=True, default=False,
+              help="Write one self-contained HTML report (timeline, throughput, failures, "
+              "settings) instead of printing a summary.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --html: the file to write (default RUN_DIR/parajob-report.html).")
+def show_command(run_dir: Path, html: bool, output: Path | None) -> None:
+    """Show what happened in RUN_DIR: settings, status, counts, throughput, the slowest and
+    failed mini-batches with their log files. Works on a run that is still going (reads
+    its files, never takes its lock)."""
+    sys.exit(_show(run_dir, html, output))
+
+
+def _show(run_dir: Path, html: bool, output: Path | None) -> int:
+    from parajob.show import html as html_report
+    from parajob.show import text
+    from parajob.show.model import load_run
+
+    if output is not None and not html:
+        raise click.UsageError("-o/--output goes with --html")
+    try:
+        run = load_run(run_dir)
+    except SpecError as exc:
+        terminal.echo(str(exc), err=True)
+        return EXIT_BAD_INPUT
+    if not html:
+        terminal.write(sys.stdout, text.render(run))
+        return EXIT_OK
+    target = output if output is not None else run_dir / "parajob-report.html"
+    try:
+        html_report.write(run, target)
+    except OSError as exc:
+        terminal.echo(f"parajob: could not write {target}: {exc.strerror or exc}", err=True)
+        return EXIT_BAD_INPUT
+    terminal.echo(f"wrote {target}")
+    return EXIT_OK
+
+
 def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
          max_tasks_per_worker: int | None, max_worker_memory: str | None,
          rerun_changed: bool = False, overrides: tuple[str, ...] = (),
          datastores: tuple[str, ...] = (), serial: bool = False,
-         computes: tuple[str, ...] = ()) -> int:
+         computes: tuple[str, ...] = (), quiet: bool = False) -> int:
     """A thin client of runtime.run: the options in, the summaries out, an exit code."""
     from parajob.runtime.computes import check_address
     from parajob.runtime.options import RunOptions
@@ -197,7 +240,8 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
                          max_tasks_per_worker=max_tasks_per_worker,
                          max_worker_memory_bytes=_memory_size(max_worker_memory),
-                         serial=serial, handle_signals=True, computes=clusters)
+                         serial=serial, handle_signals=True, computes=clusters,
+                         quiet=quiet)
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
                          options, overrides, folders)
@@ -222,9 +266,24 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write
+    _show_failure(finished.result.run_dir, outcomes)
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
+
+
+def _show_failure(run_dir: Path, outcomes: tuple[Any, ...]) -> None:
+    """On stderr, where the user looks (stdout may go to a file): the first step that did
+    not succeed, its first failure with the traceback, and the command that resumes the
+    run (for a failed run too: --resume runs again what did not succeed)."""
+    from parajob.runtime.failures import terminal_block
+
+    for outcome in outcomes:
+        if not outcome.succeeded:
+            terminal.echo(terminal_block(outcome.step, outcome.status, outcome.reason,
+                                         getattr(outcome, "first_failure", None), run_dir),
+                          err=True)
+            return
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TextIO
 
-__all__ = ["echo", "ensure_standard_streams", "muted", "write"]
+__all__ = ["echo", "ensure_standard_streams", "live_line", "muted", "write"]
 
 _muted: ContextVar[bool] = ContextVar("parajob_terminal_muted", default=False)
 _log = logging.getLogger("parajob")
@@ -46,6 +46,18 @@ _log.addHandler(logging.NullHandler())  # a library: silent unless the host sets
 
 # Streams whose writes failed: their descriptor is /dev/null now, nothing more is written.
 _dropped: weakref.WeakSet[TextIO] = weakref.WeakSet()
+
+# The terminal stream a progress line is being redrawn on (runtime/progress.py), if any.
+_live_stream: TextIO | None = None
+CLEAR_LINE = "\r\x1b[2K"  # back to the line's start, erase it (ECMA-48 EL 2)
+
+
+def live_line(stream: TextIO | None) -> None:
+    """Say that a progress line is drawn in place on ``stream`` (None: no longer). Text
+    written there meanwhile first erases that line, so a warning gets a line of its own;
+    the progress line is drawn again below it at its next redraw."""
+    global _live_stream
+    _live_stream = stream
 
 
 def ensure_standard_streams() -> None:
@@ -96,6 +108,8 @@ def write(stream: TextIO | None, text: str) -> bool:
     """Write and flush ``text``; False when the stream is gone (then it stays dropped)."""
     if stream is None or stream in _dropped:
         return False
+    if stream is _live_stream and text:
+        text = CLEAR_LINE + text
     if not text.isascii():  # lone surrogates (os.fsdecode'd names) as job_result.txt shows them
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     try:

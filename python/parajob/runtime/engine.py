@@ -16,7 +16,9 @@ One thread, never blocking on any one worker. Each turn of the loop:
   3. ask the executor for expired deadlines: take back those batches (CAS), kill those
      workers;
   4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
-  5. checkpoint the journal now and then (spools fsync'd first, then the journal);
+  5. checkpoint the journal now and then (spools fsync'd first, then the journal), and
+     append the attempts decided since to the timeline `parajob show` reads
+     (runtime/timeline.py: from the batch slots already read, nothing new per batch);
   6. wait in the executor (local: select() on the eventfd and every pidfd) after arming
      the region so that the next worker to end an attempt wakes us (or a short nap while
      busy).
@@ -35,6 +37,7 @@ rerun that was not the batch's fault never costs it a try.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,12 +59,16 @@ from parajob.executors.base import (
 )
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
+from parajob.runtime.failures import crash_trace, init_traceback
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.monitor import Monitor
 from parajob.runtime.options import RunOptions, StopRequests, signals_held
-from parajob.runtime.report import AttemptLog, Failure, Progress, append_line
+from parajob.runtime.progress import Progress
+from parajob.runtime.report import AttemptLog, Failure, append_line
 from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
+from parajob.runtime.timeline import StepSettings, TimelineWriter
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
@@ -102,8 +109,11 @@ class Engine:
                  limits: Limits, attempt_log: AttemptLog, progress: Progress,
                  journal: JournalWriter, restored: Accepted,
                  before_replacement: Callable[[], str | None] | None = None,
-                 options: RunOptions | None = None) -> None:
-        """before_replacement: asked before a replacement worker is started (after a crash,
+                 options: RunOptions | None = None,
+                 monitor: Monitor | None = None) -> None:
+        """monitor: the resource monitor (runtime/monitor.py), ticked from this loop at
+        checkpoint cadence, never from a thread (no sampler code runs while a worker is
+        forked). before_replacement: asked before a replacement worker is started (after a crash,
         a timeout, recycling, a refused fork); a reason it returns stops the job, so that
         the fresh process, which imports task.code again, never runs edited code."""
         self.executor = executor
@@ -121,6 +131,7 @@ class Engine:
         self.journal = journal
         self.restored = restored
         self.before_replacement = before_replacement
+        self.monitor = monitor
         self.spools = SpoolReader(layout.spool_dir)
         self.records = _core.SpoolChecker()  # CRC check of each record before it is accepted
         self.refused_spawns: dict[int, int] = {}  # slot -> fork() refusals (see _spawn)
@@ -146,10 +157,13 @@ class Engine:
         self.last_progress = self.started
         self.last_checkpoint = self.started
         self.any_started = False
+        # When each attempt ran (for `parajob show`): rows from the slots read here anyway.
+        self.timeline = TimelineWriter(layout)
 
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> EngineResult:
+        self._start_timeline()  # before anything is queued: its write delays no decision
         self._restore_and_queue()
         self.stops.__enter__()
         try:
@@ -171,12 +185,15 @@ class Engine:
                 if time.monotonic() - self.last_checkpoint >= CHECKPOINT_S:
                     self._checkpoint()
                     self._tend_processes()
+                    if self.monitor is not None:
+                        self.monitor.tick(self.workers.values())
                 self.progress.update(self.tally, self._running)
                 self._sleep(busy=drained > 0)
         finally:
             self._stop_workers(abort=self.stop_reason is not None or not self.tally.finished)
             self.executor.stop()  # process hygiene: nothing the workers started outlives them
             self._checkpoint()
+            self.timeline.close()
             self.records.close()
             self.stops.__exit__(None, None, None)
             self.progress.update(self.tally, lambda: 0, force=True)
@@ -204,6 +221,15 @@ class Engine:
         todo[r.batch.astype(np.int64)] = False
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
+
+    def _start_timeline(self) -> None:
+        try:
+            self.timeline.start(StepSettings(
+                self.layout.root.name, self.tally.total_batches, self.plan.n_items,
+                self.instance_count, self.workers_per_node, self.limits, time.time(),
+                os.getpid()))
+        except OSError:
+            pass  # a report only; a disk too full for it fails the journal soon enough
 
     def _sleep(self, busy: bool) -> None:
         if busy:
@@ -269,8 +295,11 @@ class Engine:
 
     def _checkpoint(self) -> None:
         self.last_checkpoint = time.monotonic()
-        if not self.unjournalled:
-            return
+        if self.unjournalled:
+            self._checkpoint_accepted()
+        self.timeline.flush()
+
+    def _checkpoint_accepted(self) -> None:
         batches = np.concatenate(self.unjournalled)
         self.unjournalled = []
         rows = self.slots[batches]
@@ -289,8 +318,9 @@ class Engine:
     def _log_accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
                       rows: np.ndarray) -> None:
         """The columns of processed_mini-batches.csv that the workers' rows lack (when and
-        where each accepted attempt ran): from the slots the checkpoint reads anyway, and
-        per process, not per batch, for its pid and host. In memory until the log closes."""
+        where each accepted attempt ran), and the same times for the attempts timeline:
+        from the slots the checkpoint reads anyway, and per process, not per batch, for its
+        pid and host. In memory until the log closes or the timeline flushes."""
         start, end = self.executor.attempt_times(batches, attempt, rows["start_ns"],
                                                  rows["end_ns"])
         for p in np.unique(process).tolist():
@@ -299,6 +329,7 @@ class Engine:
                 self.attempt_log.worker(worker.process, worker.pid, worker.node,
                                         self.executor.node_host(worker.node).host)
         self.attempt_log.accepted(batches, attempt, process, start, end)
+        self.timeline.accepted(batches, attempt, process, rows, start, end)
 
     # ---- attempts -------------------------------------------------------------------
 
@@ -319,11 +350,12 @@ class Engine:
         done = fresh & (state == DONE)
         if done.any():
             done &= self._records_intact(batches, attempt, process, rows, done)
-            self._accept(batches[done], attempt[done], rows[done])
+            self._accept(batches[done], attempt[done], rows[done], process[done])
         for i in (fresh & (state == ERRORED)).nonzero()[0].tolist():
             self._on_errored(int(batches[i]), int(attempt[i]), int(process[i]), rows[i])
 
-    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray) -> None:
+    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray,
+                process: np.ndarray) -> None:
         # Their rows in processed_mini-batches.csv are written by the workers.
         self.handled_attempt[batches] = attempt
         self.unjournalled.append(batches.astype(np.int64))
@@ -393,6 +425,12 @@ class Engine:
         start_ns, end_ns = self.executor.attempt_times(
             np.array([batch]), np.array([attempt]), np.array([end - int(seconds * 1e9)]),
             np.array([end]))
+        if status == "crashed":  # the Python stack faulthandler wrote to its stderr log
+            error += crash_trace(self.layout.user_log("stderr", worker.node_name, worker.name),
+                                 error)
+        self.progress.note_failure(error or status)
+        self.timeline.failed(batch, attempt, worker.process, status, n_items, int(start_ns[0]),
+                             int(end_ns[0]))
         self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
                                  seconds, status, error, when=(int(start_ns[0]), int(end_ns[0])),
                                  pid=worker.pid, node_index=worker.node,
@@ -434,6 +472,7 @@ class Engine:
             self.refused_spawns.pop(slot, None)
             self.workers[slot] = worker
             self.by_process[worker.process] = worker
+            self.timeline.worker(worker.process, worker.node_name, worker.name, slot)
             self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
                                                                    worker.process)))
 
@@ -488,6 +527,8 @@ class Engine:
             self.last_death = (f"process {worker.process} ({worker.node_name}/{worker.name}) "
                                f"died {died_in}: {worker.killed_because or status.describe()}")
             self._note_in_error_log(worker, self.last_death)
+        if died_in is not None:
+            self._note_init_failure(worker, state, status)
         if not self.tally.finished and self.stop_reason is None:
             self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
             if self.stop_reason is not None and self.last_death is not None:
@@ -501,6 +542,25 @@ class Engine:
         if self.before_replacement is not None and self.stop_reason is None:
             self.stop_reason = self.before_replacement()
         self._spawn(slot, node, rank)
+
+    def _note_init_failure(self, worker: Worker, state: int, status: ExitStatus) -> None:
+        """A worker that never got past init(): its traceback (or how it died, with the
+        faulthandler trace of a crash) into job_error.txt, and the step's first failure
+        when no mini-batch has failed before it (job_result.txt, the terminal)."""
+        where = f"process {worker.process} ({worker.node_name}/{worker.name})"
+        if state == int(WorkerState.INIT_FAILED):
+            text = init_traceback(self.layout.user_log("error", worker.node_name, worker.name),
+                                  worker.process) or "(no traceback in its error log)\n"
+            head = f"init() failed in {where}:"
+        else:
+            why = worker.killed_because or status.describe()
+            text = f"{why}\n" + crash_trace(
+                self.layout.user_log("stderr", worker.node_name, worker.name), why)
+            head = f"{where} died before init() was done:"
+        self.attempt_log.worker_failed(head, text)
+        self.progress.note_failure(text)
+        if self.first_failure is None:
+            self.first_failure = f"{head}\n{text}"
 
     def _note_in_error_log(self, worker: Worker, text: str) -> None:
         try:

@@ -58,9 +58,12 @@ from parajob.runtime.journal import (
     read_journal,
 )
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.monitor import Monitor
 from parajob.runtime.options import RunOptions
 from parajob.runtime.output import load_csv_options
-from parajob.runtime.report import AttemptLog, Outcome, Progress, write_job_result
+from parajob.runtime.parent_logs import copy_logs_to_parent
+from parajob.runtime.progress import Progress
+from parajob.runtime.report import AttemptLog, Outcome, write_job_result
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
 from parajob.spec.model import CommandStep, ParallelStep
@@ -119,6 +122,10 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     layout.create()
     _make_output_folders(step, layout)
     args = step.runtime_args
+    if args.profiling_module and options.serial:
+        terminal.echo(f"parajob: warning: --profiling_module {args.profiling_module} has no "
+                      "effect with --serial (it profiles worker processes); run without "
+                      "--serial to profile run()", err=True)
     gpus = tuple(visible_gpus())
     # The program argument wins over the YAML field, as on Azure (it comes last there).
     asked = (args.process_count_per_node or step.max_concurrency_per_instance
@@ -136,12 +143,16 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
                           step.instance_count, asked, make_setup, output_file,
                           CodeGuard(step, run_dir, restored.fingerprint),
                           cluster=cluster, node_recipe=recipe, compute=compute,
-                          settings=_reported_settings(step, settings))
+                          settings=_reported_settings(step, settings),
+                          monitor_interval_s=float(args.resource_monitor_interval))
     try:
-        return run_planned(planned, run_dir, options, started)
+        outcome = run_planned(planned, run_dir, options, started)
     finally:
         if cluster is not None:
             cluster.close()
+    if args.copy_logs_to_parent:
+        copy_logs_to_parent(layout, run_dir)
+    return outcome
 
 
 def _reported_settings(step: ParallelStep, settings: dict[str, str]) -> dict[str, Any]:
@@ -171,7 +182,7 @@ def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
         csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
         output_dir=(output_file.parent if output_file else layout.outputs_dir),
         driver_pid=os.getpid(), max_tasks=max_tasks, max_memory_bytes=max_memory,
-        gpus=gpus, workers_per_node=workers_per_node,
+        gpus=gpus, workers_per_node=workers_per_node, profiling_module=args.profiling_module,
     )
 
 
@@ -233,6 +244,7 @@ class PlannedStep:
     node_recipe: NodeRecipe | None = None
     compute: str | None = None  # the step's compute name, for the simulated-nodes note
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # its own: job_result.json
+    monitor_interval_s: float = 0.0  # --resource_monitor_interval; 0: no resource monitor
 
 
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
@@ -284,9 +296,11 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
     setup = step.make_setup(region, workers_per_node)
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, step.name, plan.n_batches, quiet=options.quiet,
-                        on_progress=options.on_progress)
+                        on_progress=options.on_progress, total_items=plan.n_items)
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start,
                             on_checkpoint=step.on_accepted)
+    monitor = start_monitor(layout, step.monitor_interval_s, instances, run_dir,
+                            on_cluster=step.cluster is not None)
     try:
         first = _next_process_id(layout)
         executor: Executor
@@ -304,9 +318,11 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
             executor = LocalExecutor(setup, notify_fd, first_process=first)
         engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
                         attempt_log, progress, journal, restored.accepted,
-                        before_replacement=code_guard, options=options)
+                        before_replacement=code_guard, options=options, monitor=monitor)
         result = engine.run()
     finally:
+        if monitor is not None:
+            monitor.close()
         log_error = _close_logs([("the journal", journal.close),
                                  (layout.processed_csv.name, attempt_log.close),
                                  ("the progress overview", progress.close)])
@@ -340,6 +356,28 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
                       time.time() - seconds)
     write_job_result(layout, outcome)
     return outcome
+
+
+def start_monitor(layout: StepLayout, interval_s: float, nodes: int,
+                  run_dir: Path, on_cluster: bool = False) -> Monitor | None:
+    """The step's resource monitor, or None at interval 0 or when it cannot start (psutil
+    missing, logs/sys/perf not writable): a warning then, never a failed job.
+    on_cluster: the nodes are other machines; this driver's psutil would sample its own
+    machine under their names (and read a local process with a remote worker's pid), so
+    there is no monitor, and a note says so."""
+    if interval_s <= 0:
+        return None
+    if on_cluster:
+        terminal.echo(f"parajob: note: --resource_monitor_interval {interval_s:g}: not "
+                      f"sampled on Dask cluster nodes yet (no logs/sys/perf for step "
+                      f"{layout.root.name})", err=True)
+        return None
+    try:
+        return Monitor(layout.logs, interval_s, nodes, run_dir)
+    except (ImportError, OSError) as exc:
+        terminal.echo(f"parajob: warning: --resource_monitor_interval {interval_s:g}: the "
+                      f"resource monitor is off ({exc})", err=True)
+        return None
 
 
 def step_limits(step: ParallelStep, append_row: bool) -> Limits:

@@ -8,19 +8,52 @@ from pathlib import Path
 README = """\
 parajob logs of step {step}
 
-job_result.txt          status, reason, counts; the first failing mini-batch and its traceback
-job_error.txt           the errors of failed mini-batches (one block per failed attempt)
+This folder is <run>/{step}/logs/. Paths below are relative to it; ../ is <run>/{step}/.
+
+job_result.txt          status, reason, counts; the first failure (a mini-batch's inputs,
+                        attempt and traceback, or init()'s traceback, or a crashed worker's
+                        faulthandler trace)
+job_result.json         the same as data: settings, counts, timings, failures
+job_error.txt           one block per failed attempt (and per failed init()): its traceback
 job_progress_overview.<timestamp>.txt
-                        progress lines: scheduled / processed mini-batches over time
+                        one progress line every 5 s: counts, rate, ETA, latest failure
+environment.txt         the compute and environment the YAML asked for, and the Python
+                        that actually ran the step
+readme.txt              this file
 user/stdout/<node>/processNNN.stdout.txt    what each worker process printed
-user/stderr/<node>/processNNN.stderr.txt    its standard error (crash dumps included)
+user/stderr/<node>/processNNN.stderr.txt    its standard error (faulthandler crash traces)
 user/error/<node>/processNNN.txt            tracebacks of failed run()/init() calls
 user/entry_script_log/<node>/processNNN.log.txt
                         lines logged through EntryScript().logger
 sys/job_report/processed_mini-batches.csv   one row per attempt: index, attempt, node,
                         process, items in/out, seconds, status, error, start/end
                         time (UTC), pid, node index, host
-sys/spool/              per-process result spools (internal; merged into the output)
+sys/job_report/settings.json        the step's resolved settings (limits, workers, totals)
+sys/job_report/workers.csv          one row per worker process: process, node, name, slot,
+                        start time
+sys/job_report/attempts_timeline.bin
+                        when each attempt ran (binary; `parajob show` reads it)
+sys/perf/<node>/machine.csv, processes.csv, gpu.csv
+                        resource samples every --resource_monitor_interval seconds
+                        (0: none; gpu.csv only with a GPU and nvidia-ml-py); columns in
+                        the README's "Resource monitor"
+
+Only when asked for:
+  sys/profile/<node>/processNNN.<id>.prof and .txt
+                        --profiling_module cProfile: each worker's run() profile (pstats)
+                        and its top 20 functions
+  sys/nodes.txt         --compute NAME=ADDRESS (a Dask cluster): the host of each node
+  <run>/logs/{step}/
+                        --copy_logs_to_parent True: job_result.txt, job_result.json and the
+                        progress overview, copied there when the step ends
+  <run>/parajob-report.html
+                        `parajob show --html <run>`: the run's report, one HTML file
+
+Beside this folder (internal, read by parajob; do not edit):
+../outputs/             the step's outputs (append_row_to's file)
+../sys/journal.bin      the accepted mini-batches (what --resume keeps)
+../sys/spool/           per-process result spools (merged into the output)
+../sys/work/<node>/processNNN/   each worker's working folder
 """
 
 

@@ -1,5 +1,5 @@
-"""The step's reports: the per-attempt CSV, job_error.txt, progress overview, job_result.txt
-and job_result.json."""
+"""The step's reports: the per-attempt CSV, job_error.txt, job_result.txt and job_result.json
+(the live progress and its overview file: runtime/progress.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ import contextlib
 import csv
 import json
 import re
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,7 +17,7 @@ from parajob import terminal
 from parajob.executors.base import NodeHost
 from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
-from parajob.runtime.options import ProgressEvent
+from parajob.runtime.progress import Progress as Progress  # re-exported: its old home
 from parajob.runtime.spool import write_atomically
 
 # The first nine are the first cut's, unchanged (readers by position keep working); the
@@ -143,7 +140,9 @@ class Outcome:
             *(f"{'hosts:' if i == 0 else '':22}{h.describe()}" for i, h in enumerate(self.hosts)),
         ]
         if self.first_failure:
-            lines += ["", "first failed mini-batch:", self.first_failure.rstrip()]
+            title = ("first failure:" if self.first_failure.startswith(("init() ", "process "))
+                     else "first failed mini-batch:")
+            lines += ["", title, self.first_failure.rstrip()]
         return "\n".join(lines) + "\n"
 
 
@@ -200,6 +199,15 @@ class AttemptLog:
                                     errors="backslashreplace")
             self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
                                f"{status}\n{error.rstrip()}\n")
+
+    def worker_failed(self, head: str, text: str) -> None:
+        """A failure that is no attempt's (init() raised, a worker died before init() was
+        done): a block in job_error.txt, as an attempt's is."""
+        if self._errors is None:
+            self._errors = open(self._errors_path, "a", encoding="utf-8",
+                                errors="backslashreplace")
+        self._errors.write(f"--- {head}\n{text.rstrip()}\n")
+        self._errors.flush()
 
     def close(self) -> None:
         self._csv_file.close()
@@ -307,75 +315,6 @@ def _part_process(name: str) -> int:
 def worker_attempts_part(layout: StepLayout, process: int) -> Path:
     """Where a worker process writes the CSV rows of its accepted attempts."""
     return layout.processed_csv.parent / "parts" / f"process{process:06d}.csv"
-
-
-class Progress:
-    """Live progress on the terminal and in job_progress_overview.<timestamp>.txt.
-
-    No thread: the driver calls update() from its loop (fork-safety: workers are forked
-    from a process with no other threads).
-    """
-
-    def __init__(self, layout: StepLayout, step: str, total: int,
-                 stream: TextIO | None = None, quiet: bool = False,
-                 on_progress: Callable[[ProgressEvent], object] | None = None) -> None:
-        """``stream``: the terminal (default sys.stderr; none when ``quiet``); writes that
-        fail are dropped. ``on_progress`` is called as often as a terminal is redrawn."""
-        self._stream = None if quiet else stream if stream is not None else sys.stderr
-        try:
-            self._tty = bool(self._stream and self._stream.isatty())
-        except (OSError, ValueError):  # a closed stream: no terminal to draw on
-            self._tty = False
-        self._on_progress = on_progress
-        self._last_event = 0.0
-        stamp = time.strftime("%Y%m%d%H%M%S")
-        self._file = open(layout.logs / f"job_progress_overview.{stamp}.txt", "w", encoding="utf-8")
-        self._step, self._total = step, total
-        self._start = time.monotonic()
-        self._last_line = 0.0
-        self._last_file = 0.0
-
-    def update(self, tally: Tally, running: Callable[[], int], force: bool = False) -> None:
-        """Redraw if due. Called on every driver wake-up, so it is cheap when not due."""
-        now = time.monotonic()
-        file_due = force or now - self._last_file >= 5.0
-        line_due = self._stream is not None and (
-            force or now - self._last_line >= (0.2 if self._tty else 30.0))
-        if self._on_progress is not None and (force or now - self._last_event >= 0.2):
-            self._last_event = now
-            self._call_back(ProgressEvent(
-                self._step, self._total, tally.settled_batches, tally.done_batches,
-                tally.failed_batches, tally.failed_attempts, tally.items_in, tally.items_out,
-                tally.failed_items, running(), now - self._start, final=force))
-        if not (file_due or line_due):
-            return
-        text = (f"[{self._step}] {tally.settled_batches}/{self._total} mini-batches "
-                f"({tally.failed_batches} failed, {running()} running, "
-                f"{tally.failed_attempts} failed attempts) {now - self._start:.1f}s")
-        if file_due:
-            self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
-            self._file.flush()
-            self._last_file = now
-        if line_due:
-            # A failed write (`| head -1`, a closed stderr) is dropped: the job goes on.
-            terminal.write(self._stream, "\r" + text + " " * 4 if self._tty else text + "\n")
-            self._last_line = now
-
-    def _call_back(self, event: ProgressEvent) -> None:
-        """The caller's on_progress. One that raises is reported once and not called again:
-        the job's result does not depend on a progress display."""
-        assert self._on_progress is not None
-        try:
-            self._on_progress(event)
-        except Exception as exc:  # noqa: BLE001 - the caller's code
-            self._on_progress = None
-            terminal.echo(f"parajob: warning: on_progress raised {type(exc).__name__}: {exc}; "
-                          "it is not called again for this step", err=True)
-
-    def close(self) -> None:
-        if self._tty:
-            terminal.write(self._stream, "\n")
-        self._file.close()
 
 
 def write_job_result(layout: StepLayout, outcome: Outcome) -> None:

@@ -43,6 +43,7 @@ from parajob.runtime.entry_script import (
     import_entry_script,
 )
 from parajob.runtime.layout import StepLayout, node_name, process_name
+from parajob.runtime.profiling import RunProfiler, profile_paths
 from parajob.runtime.report import append_line, worker_attempts_part
 from parajob.runtime.shm_view import ERROR_RAISED, ERROR_WRONG_TYPE
 from parajob.runtime.spool import spool_path
@@ -86,6 +87,7 @@ class WorkerSetup:
     # How an accepted run() result becomes its spool record; None: append_row's text rows
     # (or nothing, without append_row).
     encode: Callable[[Any], bytes] | None = None
+    profiling_module: str | None = None  # --profiling_module: run() profiled (profiling.py)
 
 
 def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
@@ -197,6 +199,10 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
         init_failed(setup, error_log, slot, process)
         return EXIT_INIT_FAILED
+    # Chosen once here, never per call: the option off leaves _run_one's path untouched.
+    profiler = RunProfiler(setup.profiling_module) if setup.profiling_module else None
+    if profiler is not None:
+        script = profiler.wrap(script)
 
     spool_fd, attempts_fd = open_result_files(setup, process)
     writer = _core.ResultWriter(region, slot, process, spool_fd, attempts_fd,
@@ -228,8 +234,20 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     writer.flush()
     os.close(spool_fd)
     os.close(attempts_fd)
+    if profiler is not None:
+        _write_profile(setup, profiler, error_log, node, local_rank, process)
     shut_down(setup, script, error_log, slot, process)
     return exit_code
+
+
+def _write_profile(setup: WorkerSetup, profiler: RunProfiler, error_log: Path, node: int,
+                   local_rank: int, process: int) -> None:
+    prof, text = profile_paths(setup.layout.logs, node_name(node), process_name(local_rank),
+                               process)
+    try:
+        profiler.write(prof, text)
+    except OSError as exc:  # the stats are lost, the results are not
+        append_line(error_log, f"--profiling_module: could not write {prof}: {exc}")
 
 
 # ---- the pieces of a worker's life, shared with the serial executor (executors/serial.py) --

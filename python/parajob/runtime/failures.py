@@ -1,0 +1,97 @@
+"""Failures where the user looks: what a worker left in its own logs, brought into the
+step's reports (job_error.txt, job_result.txt) and onto the terminal.
+
+    worker: faulthandler -> logs/user/stderr/<node>/<proc>.stderr.txt  (a crash's Python stack)
+            init_failed  -> logs/user/error/<node>/<proc>.txt          (init()'s traceback)
+                 |  read by the engine once the worker is reaped (never on the hot path)
+                 v
+    crash_trace() / init_traceback() -> the attempt's error text / the step's first failure
+                 -> job_error.txt, job_result.txt (Outcome.first_failure), and on stderr
+                    (terminal_block, by the CLI) with the command that resumes the run
+
+Invariant: reading a log never raises (a log the user's code removed or filled with
+garbage gives no text), and what is read is bounded (TAIL_BYTES, MAX_LINES).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+TAIL_BYTES = 256 * 1024   # a crash's trace is at the end of its stderr log
+MAX_LINES = 60            # of a trace kept in a report
+# Signals on which faulthandler (enabled in every worker) dumps the Python stack.
+FAULT_SIGNALS = ("SIGSEGV", "SIGFPE", "SIGABRT", "SIGBUS", "SIGILL")
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _cap(lines: list[str]) -> str:
+    if len(lines) > MAX_LINES:
+        lines = lines[:MAX_LINES] + [f"... ({len(lines) - MAX_LINES} more lines in the log)"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def crash_trace(stderr_log: Path, why: str) -> str:
+    """The Python stack faulthandler wrote to a crashed worker's stderr log, as text to
+    append to the attempt's error ("" when ``why`` names no signal faulthandler handles,
+    or the log has no trace: a SIGKILL leaves none)."""
+    if not any(sig in why for sig in FAULT_SIGNALS):
+        return ""
+    text = _tail(stderr_log)
+    start = text.rfind("Fatal Python error:")
+    if start < 0:
+        return ""
+    lines = text[start:].splitlines()
+    # Most recent call first: below the worker's entry frame is the driver that forked it.
+    entry = next((i for i, ln in enumerate(lines) if ln.rstrip().endswith(" in worker_main")),
+                 None)
+    if entry is not None:
+        lines = lines[:entry + 1]
+    return f"faulthandler trace (from {stderr_log}):\n" + _cap(lines)
+
+
+_INIT_HEAD = re.compile(r"^init\(\) failed in process (\d+):$", re.MULTILINE)
+
+
+def init_traceback(error_log: Path, process: int) -> str:
+    """init()'s traceback as the worker wrote it to its error log (runtime/worker.py
+    init_failed), for that process; "" when none is there."""
+    text = _tail(error_log)
+    found = [m for m in _INIT_HEAD.finditer(text) if int(m.group(1)) == process]
+    if not found:
+        return ""
+    body = text[found[-1].end():].lstrip("\n")
+    following = _INIT_HEAD.search(body)
+    if following is not None:
+        body = body[:following.start()]
+    return _cap(body.splitlines())
+
+
+def resume_command(run_dir: Path) -> str:
+    """The exact command that finishes (or retries the failed part of) a run."""
+    return f"parajob run --resume {shlex.quote(str(run_dir))}"
+
+
+def terminal_block(step: str, status: str, reason: str, first_failure: str | None,
+                   run_dir: Path | None) -> str:
+    """What stderr shows after a step that did not succeed: its status and reason, the
+    first failure (traceback included) and the command that resumes the run."""
+    lines = [f"parajob: step {step} {status}: {reason}"]
+    if first_failure:
+        lines += ["first failure (also in job_result.txt and job_error.txt):",
+                  first_failure.rstrip()]
+    if run_dir is not None and "resume with:" not in reason:
+        lines.append(f"resume with: {resume_command(run_dir)}  (runs again only what did not "
+                     "succeed)")
+    return "\n".join(lines)
