@@ -119,6 +119,9 @@ def run(mini_batch):
 
 # (workload, runner, mini-batches) -> seconds of each round
 timings: dict[tuple[str, str, int], list[float]] = {}
+# workload -> the 1-minute load average before each case (the machine is shared: a
+# reader of the table needs to know how busy it was)
+loads: dict[str, list[float]] = {}
 
 
 # ---------------------------------------------------------------- inputs and the work
@@ -317,6 +320,7 @@ CASES = [(kind, runner, size(kind, runner) * factor) for kind in SIZES
 def test_runner(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, tmp_path: Path,
                 work: ModuleType, kind: str, runner: str, n_batches: int) -> None:
     benchmark.group = f"dask-{kind}"
+    loads.setdefault(kind, []).append(os.getloadavg()[0])
     data = inputs(kind, n_batches)
     want = expected(kind, n_batches, work)
     call = make_runner(runner, kind, data, request, tmp_path)
@@ -357,12 +361,13 @@ def us(seconds: float) -> str:
 def report_table(kind: str) -> dict[str, tuple[float, float, float, float]]:
     per_batch = SIZES[kind][0]
     fits = {r: f for r in RUNNERS if (f := fit(kind, r)) is not None}
+    more = "".join(f" ({r}: {k})" for (w, r), k in ROUNDS_FOR.items() if w == kind)
+    load = loads.get(kind, [0.0])
     report(f"dask bench, {kind} workload ({per_batch} file(s) per mini-batch, runs at N and "
-           f"4N mini-batches, 2 processes in all, medians of {ROUNDS} rounds"
-           f"{''.join(f' ({r}: {k})' for (w, r), k in ROUNDS_FOR.items() if w == kind)}; "
-           f"per mini-batch = "
-           f"(wall 4N - wall N) / 3N, spread from the extreme rounds; start-up = "
-           f"wall N - N x per mini-batch):")
+           f"4N mini-batches, 2 processes in all, medians of {ROUNDS} rounds{more}; "
+           f"per mini-batch = (wall 4N - wall N) / 3N, spread from the extreme rounds; "
+           f"start-up = wall N - N x per mini-batch; 1-minute load average "
+           f"{min(load):.1f}..{max(load):.1f} on {len(os.sched_getaffinity(0))} cores):")
     report(f"  {'runner':<14} {'N':>5} {'wall N':>8} {'wall 4N':>8} {'per mini-batch':>14} "
            f"{'(spread)':>22} {'start-up':>9}")
     for runner, (slope, intercept, low, high) in fits.items():
