@@ -18,16 +18,17 @@ processes in all:
                      .map(row), compute
 
     loopback cluster: tests/dask_cluster.py, one `dask scheduler` + 2 `dask worker`s
-    (1 thread each), started once for the module; the work module is shipped to it with
-    client.upload_file (the way a Dask user ships code), and the same file is the parajob
-    entry script's helper module, so every runner calls the same functions.
+    (1 thread each), started once for the module, in this session (see
+    SameSessionCluster); the work module is shipped to it with client.upload_file (the
+    way a Dask user ships code), and the same file is the parajob entry script's helper
+    module, so every runner calls the same functions.
 
 Each runner runs at two sizes, N and 4N mini-batches (N = SIZES, but dask.bag's tiny
 runs use N_OVERRIDES: at ~10 ms per task 4 x 1000 of them would take half the file's
 time); wall time is the whole call (listing the folder included: every peer lists it
-too; the pytest process is the driver, its Client is connected once for the module). The slope
-(wall(4N) - wall(N)) / 3N is the cost per mini-batch past the start-up, and the intercept
-wall(N) - N x slope the start-up. With the tiny workload the work is ~nothing, so the
+too; the pytest process is the driver, its Client is connected once for the module).
+The slope (wall(4N) - wall(N)) / 3N is the cost per mini-batch past the start-up, and
+the intercept wall(N) - N x slope the start-up. With the tiny workload the work is ~nothing, so the
 slope is the runner's overhead per mini-batch; the issue's target is asserted on it:
 parajob-dask's slope <= 1/5 of client.map's per task. Every runner's rows are checked
 against the serial loop's (same multiset), so nobody wins by dropping work.
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -224,9 +226,27 @@ def write_pipeline(src: Path, kind: str, data: Path, on_dask: bool) -> Path:
 
 # ---------------------------------------------------------------- the cluster
 
+class SameSessionCluster(DaskCluster):
+    """tests/dask_cluster.py's cluster, its processes in this process's session (each in
+    a process group of its own, so stop() still signals what they started).
+
+    Why: with autogroup scheduling (Linux's default, /proc/sys/kernel/sched_autogroup_
+    enabled = 1) every session gets an equal share of a busy machine's CPU. In sessions
+    of their own the scheduler and each worker (and the node processes and workers they
+    start) would get a share each, while the local runners' workers share this session's
+    one: on a loaded machine the cluster runners would win by scheduling, not by design."""
+
+    def _popen(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+        with open(self.folder / log, "wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                    cwd=self.folder, process_group=0)
+        self.procs.append(proc)
+        return proc
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    started = DaskCluster.start(tmp_path_factory.mktemp("dask-cluster"), 2)
+    started = SameSessionCluster.start(tmp_path_factory.mktemp("dask-cluster"), 2)
     try:
         yield started
     finally:
