@@ -75,11 +75,13 @@ VIRTUAL_PROCESS_BASE = 1 << 30  # process ids of the nodes' virtual claims: neve
 RUNNING = int(_core.BatchState.RUNNING)
 
 
-def connect_cluster(address: str, compute: str, instance_count: int) -> Cluster:
+def connect_cluster(address: str, compute: str, instance_count: int,
+                    where: str | None = None) -> Cluster:
     """Connect to the scheduler and choose instance_count workers (distinct hosts first).
     SpecError (exit 2) when the scheduler cannot be reached within CONNECT_TIMEOUT_S or has
-    fewer workers than asked."""
-    where = f"--compute {compute}={address}"
+    fewer workers than asked. ``where``: where the mapping was written, for messages
+    (runtime.computes.compute_origin); ``--compute NAME=ADDRESS`` by default."""
+    where = where or f"--compute {compute}={address}"
     try:
         from distributed import Client
     except ImportError as exc:
@@ -107,7 +109,7 @@ def connect_cluster(address: str, compute: str, instance_count: int) -> Cluster:
                                     f"{instance_count} nodes",
                                     "start more `dask worker`s, or lower "
                                     "resources.instance_count")])
-    return Cluster(client, address, compute, chosen)
+    return Cluster(client, address, compute, chosen, where)
 
 
 def choose_workers(workers: dict[str, dict[str, Any]], n: int) -> list[tuple[str, str]]:
@@ -127,10 +129,11 @@ class Cluster:
     """A connected Dask client and the workers chosen for one step's nodes."""
 
     def __init__(self, client: Any, address: str, compute: str,
-                 chosen: list[tuple[str, str]]) -> None:
+                 chosen: list[tuple[str, str]], where: str = "") -> None:
         self.client = client
         self.address = address
         self.compute = compute
+        self.where = where or f"--compute {compute}={address}"  # for messages
         self.chosen = chosen
 
     def counts(self, per_node: int, n_batches: int) -> tuple[int, int]:
@@ -236,7 +239,7 @@ class DaskExecutor:
             if time.monotonic() > deadline:
                 missing = [n for n in self._nodes if not n.ready]
                 raise SpecError([Diagnostic(
-                    "parajob", None, None, f"--compute {self._cluster.compute}",
+                    "parajob", None, None, self._cluster.where,
                     f"node(s) {', '.join(f'{n.index} ({n.worker_address})' for n in missing)} "
                     f"did not start within {NODE_START_TIMEOUT_S:g} s",
                     "see the Dask workers' logs")])
@@ -287,7 +290,7 @@ class DaskExecutor:
         node.pending = []
 
     def _not_started(self, node: _Node, why: str) -> None:
-        raise SpecError([Diagnostic("parajob", None, None, f"--compute {self._cluster.compute}",
+        raise SpecError([Diagnostic("parajob", None, None, self._cluster.where,
                                     f"node {node.index} on host {node.host} "
                                     f"({node.worker_address}) could not start: {why}",
                                     "see that Dask worker's log")])
@@ -421,7 +424,7 @@ class DaskExecutor:
                 why = f"its Dask task failed: {type(exc).__name__}: {exc}"
             if starting and not node.ready:
                 raise SpecError([Diagnostic("parajob", None, None,
-                                            f"--compute {self._cluster.compute}",
+                                            self._cluster.where,
                                             f"node {node.index} ({node.host}, "
                                             f"{node.worker_address}) could not start: {why}")])
             if node.sock is None or node.reader is None or node.reader.closed:
@@ -512,7 +515,7 @@ class DaskExecutor:
         self._died(node, worker, status, int(frame.get("state", 0)))
 
     def _on_bad_folder(self, node: _Node, frame: dict[str, Any]) -> None:
-        raise SpecError([Diagnostic("parajob", None, None, f"--compute {self._cluster.compute}",
+        raise SpecError([Diagnostic("parajob", None, None, self._cluster.where,
                                     f"node {node.index} on host {frame.get('host', node.host)} "
                                     f"({node.worker_address}) cannot use the run folder "
                                     f"{self._layout.root.parent}: {frame.get('why')}",

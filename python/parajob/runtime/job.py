@@ -39,7 +39,7 @@ from parajob.executors.local import LocalExecutor
 from parajob.executors.serial import SerialExecutor, serial_limits
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
-from parajob.runtime.computes import cluster_for, simulated_nodes_note
+from parajob.runtime.computes import cluster_for, compute_origin, simulated_nodes_note
 from parajob.runtime.engine import Engine
 from parajob.runtime.fingerprint import (
     Change,
@@ -110,7 +110,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     if address is not None and not options.serial:
         from parajob.executors.dask import connect_cluster  # imports distributed: only here
 
-        cluster = connect_cluster(address, compute or "", step.instance_count)
+        cluster = connect_cluster(address, compute or "", step.instance_count,
+                                  compute_origin(options, compute or ""))
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
     restored = _restored_batches(step, layout, plan, run_dir, options,
