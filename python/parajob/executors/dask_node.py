@@ -5,7 +5,8 @@
         | PR_SET_PDEATHSIG: the node process dies with the Dask worker
         v
     node process (fresh, single-threaded: safe to fork)          driver (executors/dask.py)
-        connect -> hello(token, node, host) ------------------------------->
+        connect (TLS with the Dask worker's Security on a tls:// cluster)
+                -> hello(token, node, host) ------------------------------->
         check the run folder (the driver's token file)  -> bad_folder(host, why) | ready
         its own DispatchRegion (n_batches, W slots) + LocalExecutor
         loop:  <- spawn(rank, process) / batches / kill / terminate / close
@@ -32,8 +33,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +57,7 @@ TICK_S = 0.25
 BUSY_NAP_S = 0.005
 TOKEN_FILE = "dask-token"  # in the step's work folder: written by the driver, read by nodes
 EXIT_BAD_FOLDER = 3
+EXIT_NO_TLS = 4
 BatchState = _core.BatchState
 RUNNING, FINISHING = int(BatchState.RUNNING), int(BatchState.FINISHING)
 
@@ -70,11 +73,25 @@ class NodeArgs:
     workers_per_node: int
     recipe: NodeRecipe
     limits: Limits
+    tls: bool = False  # the driver's channel is TLS (a tls:// cluster)
+    # The Dask worker's distributed.Security, filled in by node_agent on the node (never
+    # sent by the driver: no key material travels), handed to the node process on its stdin.
+    security: Any = None
+
+
+EXIT_CODES = {EXIT_BAD_FOLDER: "it cannot use the run folder",
+              EXIT_NO_TLS: "its TLS connection to the driver failed (see the Dask worker's "
+                           "log)"}
 
 
 def node_agent(args: NodeArgs) -> str:
     """The Dask task: run the node process to its end; how it ended."""
     import ctypes
+
+    if args.tls:
+        from distributed import get_worker
+
+        args = replace(args, security=get_worker().security)
 
     def die_with_agent() -> None:  # in the child, before exec: only async-signal-safe work
         ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
@@ -84,7 +101,9 @@ def node_agent(args: NodeArgs) -> str:
     assert proc.stdin is not None
     proc.stdin.write(pickle.dumps(args))
     proc.stdin.close()
-    return f"exit code {proc.wait()}"
+    code = proc.wait()
+    why = EXIT_CODES.get(code)
+    return f"exit code {code}" + (f": {why}" if why else "")
 
 
 class NodeExecutor(LocalExecutor):
@@ -328,6 +347,14 @@ def main() -> int:
     args: NodeArgs = pickle.loads(sys.stdin.buffer.read())
     sock = socket.create_connection((args.driver_host, args.driver_port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if args.tls:
+        try:
+            sock = _tls_wrap(args, sock)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            print(f"parajob node {args.node}: the TLS connection to the driver at "
+                  f"{args.driver_host}:{args.driver_port} failed: {exc}", file=sys.stderr)
+            sock.close()
+            return EXIT_NO_TLS
     host = socket.gethostname()
     send_frame(sock, "hello", token=args.token, node=args.node, host=host, pid=os.getpid())
     why = _check_folder(args)
@@ -353,6 +380,19 @@ def main() -> int:
     finally:
         executor.close()
         sock.close()
+
+
+def _tls_wrap(args: NodeArgs, sock: socket.socket) -> socket.socket:
+    """The node's end of a TLS channel: the Dask worker's own certificate (worker role),
+    the driver's verified against the cluster's CA, as Dask's comms do (no host name
+    check: Dask clusters are addressed by IP)."""
+    if args.security is None:
+        raise ValueError("the Dask worker has no TLS configuration")
+    context = args.security.get_connection_args("worker")["ssl_context"]
+    if context is None:
+        raise ValueError("the Dask worker's TLS configuration has no CA file or certificate")
+    wrapped: socket.socket = context.wrap_socket(sock)
+    return wrapped
 
 
 def write_token(layout: StepLayout, token: str) -> Path:
