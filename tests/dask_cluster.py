@@ -150,7 +150,8 @@ def _tls_with_openssl(files: TlsFiles, folder: Path) -> None:
 class DaskCluster:
     """A started scheduler and its workers (see the module docstring)."""
 
-    def __init__(self, folder: Path, tls: TlsFiles | None = None) -> None:
+    def __init__(self, folder: Path, tls: TlsFiles | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.tls = tls
         self.tls_env = tls.client_env() if tls is not None else {}
@@ -160,12 +161,15 @@ class DaskCluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ,
                     "PYTHONPATH": os.pathsep.join(
-                        p for p in (str(PYTHON_DIR), os.environ.get("PYTHONPATH")) if p)}
+                        p for p in (str(PYTHON_DIR), os.environ.get("PYTHONPATH")) if p),
+                    **(env or {})}
 
     @classmethod
-    def start(cls, folder: Path, n_workers: int, tls: TlsFiles | None = None) -> DaskCluster:
+    def start(cls, folder: Path, n_workers: int, tls: TlsFiles | None = None,
+              env: dict[str, str] | None = None) -> DaskCluster:
+        """``env``: extra environment variables of every process (a node's GPUs)."""
         folder.mkdir(parents=True, exist_ok=True)
-        cluster = cls(folder, tls)
+        cluster = cls(folder, tls, env)
         try:
             cluster._start_scheduler()
             for i in range(n_workers):

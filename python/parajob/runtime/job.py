@@ -146,8 +146,10 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
 def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
                   output_file: Path | None, csv_options: dict,  # type: ignore[type-arg]
                   gpus: tuple[str, ...], max_tasks: int | None, max_memory: int | None,
-                  region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
-    """A YAML step's WorkerSetup, in the driver or on a remote node (node_setup)."""
+                  region: _core.DispatchRegion, workers_per_node: int,
+                  nodes_share_gpus: bool = True) -> WorkerSetup:
+    """A YAML step's WorkerSetup, in the driver or on a remote node (node_setup: its GPUs
+    are its own, ``nodes_share_gpus=False``)."""
     args = step.runtime_args
     return WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
@@ -156,7 +158,7 @@ def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
         csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
         output_dir=(output_file.parent if output_file else layout.outputs_dir),
         driver_pid=os.getpid(), max_tasks=max_tasks, max_memory_bytes=max_memory,
-        gpus=gpus, workers_per_node=workers_per_node,
+        gpus=gpus, workers_per_node=workers_per_node, nodes_share_gpus=nodes_share_gpus,
     )
 
 
@@ -187,7 +189,8 @@ def node_setup(recipe: NodeRecipe, region: _core.DispatchRegion,
                          "the input folder is not the same on every node")
     return _worker_setup(step, layout, plan, append_row_target(step, layout),
                          _csv_options(step), tuple(visible_gpus()), recipe.max_tasks,
-                         recipe.max_memory_bytes, region, workers_per_node)
+                         recipe.max_memory_bytes, region, workers_per_node,
+                         nodes_share_gpus=False)  # this machine is one node: GPUs by rank
 
 
 @dataclass(frozen=True)
