@@ -1,9 +1,9 @@
 """A real Dask cluster on loopback for tests: one `dask scheduler` and N `dask worker`
 processes, with random ports, torn down with nothing left running.
 
-    DaskCluster.start(tmp, n_workers)
+    DaskCluster.start(tmp, n_workers)       (the README's commands, on loopback)
         dask scheduler --host 127.0.0.1 --port 0 --scheduler-file tmp/scheduler.json
-        dask worker --scheduler-file ... --nthreads 1 --nworkers 1 --no-nanny  (x N)
+        dask worker tcp://127.0.0.1:PORT --nthreads 1 --nworkers 1 --no-nanny  (x N)
         -> waits until the scheduler lists N workers (Client.wait_for_workers)
     .address            tcp://127.0.0.1:<port>
     .worker_pids()      {worker address: pid}, to SIGKILL one mid-run
@@ -188,7 +188,7 @@ class DaskCluster:
         return proc
 
     def _start_scheduler(self) -> None:
-        self._popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+        self._popen([sys.executable, "-m", "dask", "scheduler",  # = `dask scheduler`
                      "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                      "--scheduler-file", str(self.scheduler_file), *self._tls_args()],
                     "scheduler.log")
@@ -210,8 +210,9 @@ class DaskCluster:
         wrap = [] if hide is None else [
             "unshare", "--mount", "--propagation", "private", "sh", "-c",
             'mount -t tmpfs parajob-hidden "$0" && exec "$@"', str(hide)]
-        worker = self._popen([*wrap, sys.executable, "-m", "distributed.cli.dask_worker",
-                              "--scheduler-file", str(self.scheduler_file),
+        # The README's command (`dask worker ADDRESS --nthreads 1 --nworkers 1`), plus what
+        # a test needs: loopback, no nanny, a name and a folder of its own.
+        worker = self._popen([*wrap, sys.executable, "-m", "dask", "worker", self.address,
                               "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
                               "--no-nanny", "--no-dashboard", "--name", f"w{i}",
                               "--local-directory", str(self.folder / f"w{i}"),
