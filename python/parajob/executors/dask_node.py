@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import selectors
 import socket
 import subprocess
 import sys
@@ -47,7 +46,6 @@ from parajob.runtime import fd_guard
 from parajob.runtime.accounting import Limits
 from parajob.runtime.job import NodeRecipe
 from parajob.runtime.layout import StepLayout
-from parajob.runtime.worker import WorkerSetup
 
 STATES_S = 0.5
 PREFETCH_S = 0.1      # attempts queued on a node: about this much of its recent work
@@ -106,40 +104,11 @@ def node_agent(args: NodeArgs) -> str:
     return f"exit code {code}" + (f": {why}" if why else "")
 
 
-class NodeExecutor(LocalExecutor):
-    """The local executor, with process ids given by the driver and the driver's socket in
-    the same select() as the eventfd and the pidfds."""
-
-    def __init__(self, setup: WorkerSetup, notify_fd: int, sock: socket.socket) -> None:
-        super().__init__(setup, notify_fd)
-        self._selector.register(sock, selectors.EVENT_READ, "driver")
-
-    def spawn_as(self, slot: int, process: int, node: int, rank: int) -> WorkerProcess:
-        self._next_process = process
-        return self.spawn(slot, node, rank)
-
-    def wait(self, timeout: float) -> list[Event]:
-        died: list[Event] = []
-        for key, _ in self._selector.select(timeout):
-            if key.data == "driver":
-                continue  # the loop reads the socket after every wait
-            if key.data is None:
-                try:
-                    os.eventfd_read(self._notify_fd)
-                except BlockingIOError:
-                    pass
-            elif (status := self._reap(key.data)) is not None:
-                worker = key.data
-                state = self._setup.region.worker_info(worker.slot)[2]
-                died.append(WorkerDied(worker, status, state))
-        return died
-
-
 class NodeLoop:
     """One node's life: forward what happens to the driver, do what it says."""
 
     def __init__(self, args: NodeArgs, sock: socket.socket, region: _core.DispatchRegion,
-                 executor: NodeExecutor) -> None:
+                 executor: LocalExecutor) -> None:
         self.args, self.sock, self.region, self.executor = args, sock, region, executor
         self.reader = FrameReader(sock)
         self.workers: dict[int, WorkerProcess] = {}  # process -> live local worker
@@ -204,8 +173,8 @@ class NodeLoop:
             if kind == "spawn":
                 process, rank = int(frame["process"]), int(frame["rank"])
                 try:
-                    self.workers[process] = self.executor.spawn_as(rank, process,
-                                                                   self.args.node, rank)
+                    self.workers[process] = self.executor.spawn(rank, self.args.node, rank,
+                                                                process=process)
                 except SpawnError as exc:
                     self.send("died", process=process, code=70, signal=None, peak_rss=0,
                               state=int(_core.WorkerState.STARTING), held=[], why=str(exc))
@@ -374,7 +343,8 @@ def main() -> int:
         return EXIT_BAD_FOLDER
     send_frame(sock, "ready")
     sock.setblocking(False)
-    executor = NodeExecutor(setup, notify_fd, sock)
+    executor = LocalExecutor(setup, notify_fd)
+    executor.wake_on(sock)  # the loop reads the driver's frames after every wait
     try:
         return NodeLoop(args, sock, region, executor).run()  # type: ignore[arg-type]
     finally:
