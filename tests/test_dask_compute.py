@@ -251,3 +251,16 @@ def test_a_computes_file_runs_the_step_on_its_cluster(tmp_path: Path) -> None:
     environment = (tmp_path / "run" / "step" / "logs" / "environment.txt").read_text()
     assert f"cpu-cluster -> the Dask cluster at {cluster.address} (computes file {file})" \
         in environment
+    nodes = (tmp_path / "run" / "step" / "logs" / "sys" / "nodes.txt").read_text()
+    assert "channel=tcp+token" in nodes  # a tcp:// cluster: no TLS on parajob's channel
+
+
+def test_an_empty_parajob_computes_reads_no_file(tmp_path: Path) -> None:
+    env = _no_file_env(tmp_path)
+    file = tmp_path / "home" / ".config" / "parajob" / "computes.yml"
+    file.parent.mkdir(parents=True)
+    file.write_text(f"computes:\n  cpu-cluster: {_unreachable()}\n")
+    env["PARAJOB_COMPUTES"] = ""  # not even the default file
+    proc = _run_env(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert "simulated on this machine" in proc.stderr
