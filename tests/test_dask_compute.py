@@ -104,3 +104,163 @@ def test_nodes_go_to_distinct_hosts_first() -> None:
                                           ("tcp://10.0.0.2:1", "10.0.0.2")]
     assert len(choose_workers(workers, 3)) == 3
     assert len(choose_workers(workers, 4)) == 3  # fewer than asked: the caller refuses
+
+
+# ---- the computes file: $PARAJOB_COMPUTES, else $XDG_CONFIG_HOME (~/.config)/parajob/ ----
+
+def _unreachable() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _no_file_env(tmp_path: Path) -> dict[str, str]:
+    """An environment where only what the test writes is a computes file."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PARAJOB_COMPUTES",
+                                                            "XDG_CONFIG_HOME")}
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+def _run_env(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, concurrency=1,
+                         extra_step="compute: cpu-cluster\n")
+    return subprocess.run([sys.executable, "-m", "parajob", "run", str(pipeline),
+                           "--run-dir", str(tmp_path / "run"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("where", ["PARAJOB_COMPUTES", "XDG_CONFIG_HOME", "HOME"])
+def test_a_computes_file_maps_the_step_to_its_cluster(tmp_path: Path, where: str) -> None:
+    address = _unreachable()  # reaching for it proves the mapping was used
+    env = _no_file_env(tmp_path)
+    folder = {"PARAJOB_COMPUTES": tmp_path / "etc", "XDG_CONFIG_HOME": tmp_path / "xdg" /
+              "parajob", "HOME": tmp_path / "home" / ".config" / "parajob"}[where]
+    folder.mkdir(parents=True)
+    file = folder / "computes.yml"
+    file.write_text(f"computes:\n  cpu-cluster: {address}\n  other: tcp://10.0.0.9:8786\n")
+    if where == "PARAJOB_COMPUTES":
+        env[where] = str(file)
+    elif where == "XDG_CONFIG_HOME":
+        env[where] = str(tmp_path / "xdg")
+    proc = _run_env(tmp_path, env)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot reach the Dask scheduler at {address}" in proc.stderr
+    assert f"computes.cpu-cluster in {file}" in proc.stderr  # where the mapping came from
+    assert "Traceback" not in proc.stderr
+
+
+def test_compute_options_win_over_the_computes_file(tmp_path: Path) -> None:
+    env = _no_file_env(tmp_path)
+    file = tmp_path / "computes.yml"
+    file.write_text(f"computes:\n  cpu-cluster: {_unreachable()}\n")
+    env["PARAJOB_COMPUTES"] = str(file)
+    given = _unreachable().replace("127.0.0.1", "localhost")
+    proc = _run_env(tmp_path, env, "--compute", f"cpu-cluster={given}")
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot reach the Dask scheduler at {given}" in proc.stderr
+    assert f"--compute cpu-cluster={given}" in proc.stderr
+    code = textwrap.dedent(f"""
+        import parajob
+        try:
+            parajob.run({str(tmp_path / "pipeline.yml")!r}, run_dir={str(tmp_path / "api")!r},
+                        compute={{"cpu-cluster": {given!r}}})
+        except parajob.SpecError as exc:
+            print(exc)
+    """)
+    api = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert f"cannot reach the Dask scheduler at {given}" in api.stdout, api.stderr
+
+
+def test_a_serial_run_and_an_unmapped_step_ignore_the_computes_file(tmp_path: Path) -> None:
+    env = _no_file_env(tmp_path)
+    file = tmp_path / "computes.yml"
+    file.write_text(f"computes:\n  cpu-cluster: {_unreachable()}\n  gpu: tcp://10.0.0.9:1\n")
+    env["PARAJOB_COMPUTES"] = str(file)
+    serial = _run_env(tmp_path, env, "--serial")
+    assert serial.returncode == 0, serial.stderr
+    (tmp_path / "pipeline.yml").write_text(
+        (tmp_path / "pipeline.yml").read_text().replace("compute: cpu-cluster", "compute: cpu"))
+    other = subprocess.run([sys.executable, "-m", "parajob", "run", "pipeline.yml",
+                            "--run-dir", str(tmp_path / "run2")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert other.returncode == 0, other.stderr
+    assert "simulated on this machine" in other.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("computes:\n  cpu-cluster: http://h:1\n",
+     ":2:16: error: computes.cpu-cluster: compute 'cpu-cluster': 'http://h:1' is not a Dask "
+     "scheduler address"),
+    ("computes:\n  cpu-cluster: 8786\n",
+     ":2:16: error: computes.cpu-cluster: expected a string, found integer 8786"),
+    ("computes: [tcp://h:1]\n", ":1:11: error: computes: expected a mapping, found a list"),
+    ("computes:\n  cpu-cluster: tcp://h:1\nclusters: {}\n",
+     ":3:1: error: clusters: unknown key 'clusters'"),
+    ("cpu-cluster: tcp://h:1\n", "error: cpu-cluster: unknown key 'cpu-cluster'"),
+    ("computes:\n  a: 'tcp://h:1\n", "error: invalid YAML"),
+])
+def test_a_bad_computes_file_is_bad_input(tmp_path: Path, text: str, message: str) -> None:
+    env = _no_file_env(tmp_path)
+    file = tmp_path / "computes.yml"
+    file.write_text(text)
+    env["PARAJOB_COMPUTES"] = str(file)
+    proc = _run_env(tmp_path, env)
+    assert proc.returncode == 2, proc.stderr
+    if message.startswith(":"):  # located: FILE:LINE:COLUMN
+        assert f"{file}{message}" in proc.stderr, proc.stderr
+    else:
+        assert f"{file}:" in proc.stderr and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_parajob_computes_file_is_bad_input(tmp_path: Path) -> None:
+    env = _no_file_env(tmp_path)
+    env["PARAJOB_COMPUTES"] = str(tmp_path / "nope.yml")
+    proc = _run_env(tmp_path, env)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"{tmp_path / 'nope.yml'}: error: cannot read the computes file "
+            "($PARAJOB_COMPUTES): No such file or directory") in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_computes_file_runs_the_step_on_its_cluster(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from dask_cluster import DaskCluster
+
+    cluster = DaskCluster.start(tmp_path / "dask", 2)
+    try:
+        env = _no_file_env(tmp_path)
+        file = tmp_path / "home" / ".config" / "parajob" / "computes.yml"
+        file.parent.mkdir(parents=True)
+        file.write_text(f"computes:\n  cpu-cluster: {cluster.address}\n")
+        proc = _run_env(tmp_path, env)
+    finally:
+        cluster.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "simulated" not in proc.stderr
+    rows = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
+    assert rows == [f"f{i:05d}.txt" for i in range(20)]
+    environment = (tmp_path / "run" / "step" / "logs" / "environment.txt").read_text()
+    assert f"cpu-cluster -> the Dask cluster at {cluster.address} (computes file {file})" \
+        in environment
+    nodes = (tmp_path / "run" / "step" / "logs" / "sys" / "nodes.txt").read_text()
+    assert "channel=tcp+token" in nodes  # a tcp:// cluster: no TLS on parajob's channel
+
+
+def test_an_empty_parajob_computes_reads_no_file(tmp_path: Path) -> None:
+    env = _no_file_env(tmp_path)
+    file = tmp_path / "home" / ".config" / "parajob" / "computes.yml"
+    file.parent.mkdir(parents=True)
+    file.write_text(f"computes:\n  cpu-cluster: {_unreachable()}\n")
+    env["PARAJOB_COMPUTES"] = ""  # not even the default file
+    proc = _run_env(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert "simulated on this machine" in proc.stderr

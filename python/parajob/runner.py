@@ -223,6 +223,8 @@ def _record(pipeline: Pipeline, step: Step, run_dir: Path, options: RunOptions) 
     compute = step.compute or pipeline.default_compute
     cluster = cluster_for(options, compute) if isinstance(step, ParallelStep) else None
     where = f"the Dask cluster at {cluster}" if cluster else "this machine"
+    if cluster and compute and compute in options.computes_from_file:
+        where += f" (computes file {options.computes_from_file[compute]})"
     text = (
         f"step:          {step.name} ({step.type})\n"
         f"compute:       {compute or '(not given)'} -> {where}\n"

@@ -26,7 +26,12 @@ would be a silent stall; an actor call is an RPC per call), and a dead node is a
 once (a heartbeat catches a silent host); it also fits the engine's one thread: wait()
 select()s over the eventfd, the listen socket and the nodes' sockets. Nothing read from
 the network is unpickled (dask_wire: JSON frames); a connection must show the run's
-token, which only the step's Dask tasks carry. See the README's "On a Dask cluster".
+token, which only the step's Dask tasks carry. On a tls:// cluster the channel is TLS too,
+with the cluster's own certificates, both ends verifying (as Dask's comms do): the driver
+listens with the Dask *client* role's cert from ``distributed.Security()`` (Dask config /
+DASK_DISTRIBUTED__COMM__TLS__* variables), the node connects with its Dask worker's
+Security (*worker* role), so the channel exposes nothing the scheduler does not.
+See the README's "On a Dask cluster".
 
 A node's death (EOF, no frame for HEARTBEAT_TIMEOUT_S, its task ended): the attempt each
 of its processes was in (by its last report) is handed to that process and charged as a
@@ -47,6 +52,7 @@ import secrets
 import selectors
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,20 +84,23 @@ VIRTUAL_PROCESS_BASE = 1 << 30  # process ids of the nodes' virtual claims: neve
 RUNNING = int(_core.BatchState.RUNNING)
 
 
-def connect_cluster(address: str, compute: str, instance_count: int) -> Cluster:
+def connect_cluster(address: str, compute: str, instance_count: int,
+                    where: str | None = None) -> Cluster:
     """Connect to the scheduler and choose instance_count workers (distinct hosts first).
     SpecError (exit 2) when the scheduler cannot be reached within CONNECT_TIMEOUT_S or has
-    fewer workers than asked."""
-    where = f"--compute {compute}={address}"
+    fewer workers than asked. ``where``: where the mapping was written, for messages
+    (runtime.computes.compute_origin); ``--compute NAME=ADDRESS`` by default."""
+    where = where or f"--compute {compute}={address}"
     try:
         from distributed import Client
     except ImportError as exc:
         raise SpecError([Diagnostic("parajob", None, None, where,
                                     "running on a Dask cluster needs the distributed package",
                                     'pip install "parajob[dask]"')]) from exc
+    security, tls = tls_security(address, where)
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S,  # type: ignore[no-untyped-call]
-                        set_as_default=False)
+                        set_as_default=False, security=security)
     except (OSError, TimeoutError) as exc:
         raise SpecError([Diagnostic("parajob", None, None, where,
                                     f"cannot reach the Dask scheduler at {address}: {exc}",
@@ -110,7 +119,42 @@ def connect_cluster(address: str, compute: str, instance_count: int) -> Cluster:
                                     f"{instance_count} nodes",
                                     "start more `dask worker`s, or lower "
                                     "resources.instance_count")])
-    return Cluster(client, address, compute, chosen)
+    return Cluster(client, address, compute, chosen, where, tls)
+
+
+TLS_ENV = "DASK_DISTRIBUTED__COMM__TLS__"  # + CA_FILE, CLIENT__CERT, CLIENT__KEY
+
+
+def tls_security(address: str, where: str) -> tuple[Any, ssl.SSLContext | None]:
+    """For a tls:// scheduler: Dask's Security from its configuration and the server
+    context parajob's channel listens with (client role, both directions verified);
+    (None, None) for any other scheme (Dask's defaults; the channel keeps the token
+    check alone). SpecError when the configuration lacks the CA or the client certificate,
+    or its files cannot be loaded."""
+    if not address.startswith("tls://"):
+        return None, None
+    from distributed import Security
+
+    hint = (f"configure Dask's TLS: distributed.comm.tls.ca-file, .client.cert and "
+            f".client.key in ~/.config/dask/*.yaml, or {TLS_ENV}CA_FILE, "
+            f"{TLS_ENV}CLIENT__CERT and {TLS_ENV}CLIENT__KEY")
+    try:
+        security: Any = Security()  # type: ignore[no-untyped-call]
+        missing = [name for name, value in (("distributed.comm.tls.ca-file",
+                                             security.tls_ca_file),
+                                            ("distributed.comm.tls.client.cert",
+                                             security.tls_client_cert)) if not value]
+        if missing:
+            raise SpecError([Diagnostic("parajob", None, None, where,
+                                        f"{address} is a TLS scheduler, but Dask's "
+                                        f"configuration has no {' and no '.join(missing)}",
+                                        hint)])
+        context = security.get_listen_args("client")["ssl_context"]
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise SpecError([Diagnostic("parajob", None, None, where,
+                                    f"cannot use Dask's TLS configuration: {exc}", hint)]) \
+            from exc
+    return security, context
 
 
 def choose_workers(workers: dict[str, dict[str, Any]], n: int) -> list[tuple[str, str]]:
@@ -130,10 +174,13 @@ class Cluster:
     """A connected Dask client and the workers chosen for one step's nodes."""
 
     def __init__(self, client: Any, address: str, compute: str,
-                 chosen: list[tuple[str, str]]) -> None:
+                 chosen: list[tuple[str, str]], where: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.client = client
+        self.tls = tls  # the channel's server context on a tls:// cluster, else None
         self.address = address
         self.compute = compute
+        self.where = where or f"--compute {compute}={address}"  # for messages
         self.chosen = chosen
 
     def counts(self, per_node: int, n_batches: int) -> tuple[int, int]:
@@ -234,7 +281,7 @@ class DaskExecutor:
         host, port = self._listener.getsockname()[:2]
         for node in self._nodes:
             args = NodeArgs(host, port, self._token, node.index, self._wpn, self._recipe,
-                            self._limits)
+                            self._limits, tls=self._cluster.tls is not None)
             node.future = self._cluster.client.submit(
                 node_agent, args, workers=[node.worker_address], allow_other_workers=False,
                 pure=False, retries=0, key=f"parajob-node-{node.index}-{self._token}")
@@ -243,7 +290,7 @@ class DaskExecutor:
             if time.monotonic() > deadline:
                 missing = [n for n in self._nodes if not n.ready]
                 raise SpecError([Diagnostic(
-                    "parajob", None, None, f"--compute {self._cluster.compute}",
+                    "parajob", None, None, self._cluster.where,
                     f"node(s) {', '.join(f'{n.index} ({n.worker_address})' for n in missing)} "
                     f"did not start within {NODE_START_TIMEOUT_S:g} s",
                     "see the Dask workers' logs")])
@@ -257,7 +304,9 @@ class DaskExecutor:
                  for n in self._nodes]
         path = self._layout.logs / "sys" / "nodes.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"scheduler={self._cluster.address}\n" + "".join(lines),
+        channel = "tls" if self._cluster.tls is not None else "tcp+token"
+        path.write_text(f"scheduler={self._cluster.address} channel={channel}\n"
+                        + "".join(lines),
                         encoding="utf-8")
 
     def _accept(self) -> None:
@@ -267,7 +316,10 @@ class DaskExecutor:
             return
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = FrameReader(conn)
+        tls = self._cluster.tls
+        if tls is not None:  # the handshake goes on in the reader, never blocking here
+            conn = tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        reader = FrameReader(conn, handshake=tls is not None)
         self._unidentified[conn] = reader
         self._selector.register(conn, selectors.EVENT_READ, reader)
 
@@ -294,7 +346,7 @@ class DaskExecutor:
         node.pending = []
 
     def _not_started(self, node: _Node, why: str) -> None:
-        raise SpecError([Diagnostic("parajob", None, None, f"--compute {self._cluster.compute}",
+        raise SpecError([Diagnostic("parajob", None, None, self._cluster.where,
                                     f"node {node.index} on host {node.host} "
                                     f"({node.worker_address}) could not start: {why}",
                                     "see that Dask worker's log")])
@@ -444,7 +496,7 @@ class DaskExecutor:
                 why = f"its Dask task failed: {type(exc).__name__}: {exc}"
             if starting and not node.ready:
                 raise SpecError([Diagnostic("parajob", None, None,
-                                            f"--compute {self._cluster.compute}",
+                                            self._cluster.where,
                                             f"node {node.index} ({node.host}, "
                                             f"{node.worker_address}) could not start: {why}")])
             if node.sock is None or node.reader is None or node.reader.closed:
@@ -540,7 +592,7 @@ class DaskExecutor:
         self._died(node, worker, status, int(frame.get("state", 0)))
 
     def _on_bad_folder(self, node: _Node, frame: dict[str, Any]) -> None:
-        raise SpecError([Diagnostic("parajob", None, None, f"--compute {self._cluster.compute}",
+        raise SpecError([Diagnostic("parajob", None, None, self._cluster.where,
                                     f"node {node.index} on host {frame.get('host', node.host)} "
                                     f"({node.worker_address}) cannot use the run folder "
                                     f"{self._layout.root.parent}: {frame.get('why')}",
@@ -629,4 +681,5 @@ def _local_ip_towards(address: str) -> str:
         probe.close()
 
 
-__all__ = ["Cluster", "DaskExecutor", "RemoteWorker", "choose_workers", "connect_cluster"]
+__all__ = ["Cluster", "DaskExecutor", "RemoteWorker", "choose_workers", "connect_cluster",
+           "tls_security"]

@@ -5,7 +5,8 @@
         | PR_SET_PDEATHSIG: the node process dies with the Dask worker
         v
     node process (fresh, single-threaded: safe to fork)          driver (executors/dask.py)
-        connect -> hello(token, node, host) ------------------------------->
+        connect (TLS with the Dask worker's Security on a tls:// cluster)
+                -> hello(token, node, host) ------------------------------->
         check the run folder (the driver's token file)  -> bad_folder(host, why) | ready
         its own DispatchRegion (n_batches, W slots) + LocalExecutor
         loop:  <- spawn(rank, process) / batches / kill / terminate / close
@@ -27,13 +28,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import selectors
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,6 @@ from parajob.runtime import fd_guard
 from parajob.runtime.accounting import Limits
 from parajob.runtime.job import NodeRecipe
 from parajob.runtime.layout import StepLayout
-from parajob.runtime.worker import WorkerSetup
 
 STATES_S = 0.5
 PREFETCH_S = 0.1      # attempts queued on a node: about this much of its recent work
@@ -55,6 +55,7 @@ TICK_S = 0.25
 BUSY_NAP_S = 0.005
 TOKEN_FILE = "dask-token"  # in the step's work folder: written by the driver, read by nodes
 EXIT_BAD_FOLDER = 3
+EXIT_NO_TLS = 4
 BatchState = _core.BatchState
 RUNNING, FINISHING = int(BatchState.RUNNING), int(BatchState.FINISHING)
 
@@ -70,11 +71,25 @@ class NodeArgs:
     workers_per_node: int
     recipe: NodeRecipe
     limits: Limits
+    tls: bool = False  # the driver's channel is TLS (a tls:// cluster)
+    # The Dask worker's distributed.Security, filled in by node_agent on the node (never
+    # sent by the driver: no key material travels), handed to the node process on its stdin.
+    security: Any = None
+
+
+EXIT_CODES = {EXIT_BAD_FOLDER: "it cannot use the run folder",
+              EXIT_NO_TLS: "its TLS connection to the driver failed (see the Dask worker's "
+                           "log)"}
 
 
 def node_agent(args: NodeArgs) -> str:
     """The Dask task: run the node process to its end; how it ended."""
     import ctypes
+
+    if args.tls:
+        from distributed import get_worker
+
+        args = replace(args, security=get_worker().security)
 
     def die_with_agent() -> None:  # in the child, before exec: only async-signal-safe work
         ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
@@ -84,43 +99,16 @@ def node_agent(args: NodeArgs) -> str:
     assert proc.stdin is not None
     proc.stdin.write(pickle.dumps(args))
     proc.stdin.close()
-    return f"exit code {proc.wait()}"
-
-
-class NodeExecutor(LocalExecutor):
-    """The local executor, with process ids given by the driver and the driver's socket in
-    the same select() as the eventfd and the pidfds."""
-
-    def __init__(self, setup: WorkerSetup, notify_fd: int, sock: socket.socket) -> None:
-        super().__init__(setup, notify_fd)
-        self._selector.register(sock, selectors.EVENT_READ, "driver")
-
-    def spawn_as(self, slot: int, process: int, node: int, rank: int) -> WorkerProcess:
-        self._next_process = process
-        return self.spawn(slot, node, rank)
-
-    def wait(self, timeout: float) -> list[Event]:
-        died: list[Event] = []
-        for key, _ in self._selector.select(timeout):
-            if key.data == "driver":
-                continue  # the loop reads the socket after every wait
-            if key.data is None:
-                try:
-                    os.eventfd_read(self._notify_fd)
-                except BlockingIOError:
-                    pass
-            elif (status := self._reap(key.data)) is not None:
-                worker = key.data
-                state = self._setup.region.worker_info(worker.slot)[2]
-                died.append(WorkerDied(worker, status, state))
-        return died
+    code = proc.wait()
+    why = EXIT_CODES.get(code)
+    return f"exit code {code}" + (f": {why}" if why else "")
 
 
 class NodeLoop:
     """One node's life: forward what happens to the driver, do what it says."""
 
     def __init__(self, args: NodeArgs, sock: socket.socket, region: _core.DispatchRegion,
-                 executor: NodeExecutor) -> None:
+                 executor: LocalExecutor) -> None:
         self.args, self.sock, self.region, self.executor = args, sock, region, executor
         self.reader = FrameReader(sock)
         self.workers: dict[int, WorkerProcess] = {}  # process -> live local worker
@@ -185,8 +173,8 @@ class NodeLoop:
             if kind == "spawn":
                 process, rank = int(frame["process"]), int(frame["rank"])
                 try:
-                    self.workers[process] = self.executor.spawn_as(rank, process,
-                                                                   self.args.node, rank)
+                    self.workers[process] = self.executor.spawn(rank, self.args.node, rank,
+                                                                process=process)
                 except SpawnError as exc:
                     self.send("died", process=process, code=70, signal=None, peak_rss=0,
                               state=int(_core.WorkerState.STARTING), held=[], why=str(exc))
@@ -331,6 +319,14 @@ def main() -> int:
     args: NodeArgs = pickle.loads(sys.stdin.buffer.read())
     sock = socket.create_connection((args.driver_host, args.driver_port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if args.tls:
+        try:
+            sock = _tls_wrap(args, sock)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            print(f"parajob node {args.node}: the TLS connection to the driver at "
+                  f"{args.driver_host}:{args.driver_port} failed: {exc}", file=sys.stderr)
+            sock.close()
+            return EXIT_NO_TLS
     host = socket.gethostname()
     send_frame(sock, "hello", token=args.token, node=args.node, host=host, pid=os.getpid())
     why = _check_folder(args)
@@ -350,12 +346,26 @@ def main() -> int:
         return EXIT_BAD_FOLDER
     send_frame(sock, "ready")
     sock.setblocking(False)
-    executor = NodeExecutor(setup, notify_fd, sock)
+    executor = LocalExecutor(setup, notify_fd)
+    executor.wake_on(sock)  # the loop reads the driver's frames after every wait
     try:
         return NodeLoop(args, sock, region, executor).run()  # type: ignore[arg-type]
     finally:
         executor.close()
         sock.close()
+
+
+def _tls_wrap(args: NodeArgs, sock: socket.socket) -> socket.socket:
+    """The node's end of a TLS channel: the Dask worker's own certificate (worker role),
+    the driver's verified against the cluster's CA, as Dask's comms do (no host name
+    check: Dask clusters are addressed by IP)."""
+    if args.security is None:
+        raise ValueError("the Dask worker has no TLS configuration")
+    context = args.security.get_connection_args("worker")["ssl_context"]
+    if context is None:
+        raise ValueError("the Dask worker's TLS configuration has no CA file or certificate")
+    wrapped: socket.socket = context.wrap_socket(sock)
+    return wrapped
 
 
 def write_token(layout: StepLayout, token: str) -> Path:

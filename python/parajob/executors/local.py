@@ -5,6 +5,7 @@
        |                v
     wait(): one select() over the eventfd (workers write it while the engine sleeps)
        |    and one pidfd per worker -> waitid/wait4 -> WorkerDied(worker, status, state)
+       |    (+ the caller's own descriptors given to wake_on(): they end the wait, no event)
     expired(): _core.scan_expired over the worker slots -> DeadlineExpired
     kill(): SIGKILL the worker's process group; terminate(): SIGTERM it
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 from dataclasses import dataclass
 
 from parajob import _core
@@ -41,6 +43,8 @@ from parajob.runtime.accounting import Limits
 from parajob.runtime.options import release_held_signals
 from parajob.runtime.run_folder import close_in_child
 from parajob.runtime.worker import WorkerSetup, worker_main
+
+_WAKE_ONLY = "wake-only"  # selector data of a wake_on() descriptor
 
 
 @dataclass(eq=False)
@@ -90,8 +94,19 @@ class LocalExecutor(OnThisMachine):
     def wake(self) -> None:
         os.eventfd_write(self._notify_fd, 1)
 
-    def spawn(self, slot: int, node: int, local_rank: int) -> WorkerProcess:
-        """Fork a worker into slot. Raises SpawnError when fork() is refused."""
+    def wake_on(self, source: socket.socket | int) -> None:
+        """Also end wait() when ``source`` is readable (it reports no event for it: the
+        caller reads it after each wait). A Dask node's channel to its driver
+        (executors/dask_node.py), waited on in the same select() as the workers."""
+        self._selector.register(source, selectors.EVENT_READ, _WAKE_ONLY)
+
+    def spawn(self, slot: int, node: int, local_rank: int,
+              process: int | None = None) -> WorkerProcess:
+        """Fork a worker into slot, with the next process id, or ``process`` when given (a
+        Dask node takes its driver's ids; later ones follow it). Raises SpawnError when
+        fork() is refused."""
+        if process is not None:
+            self._next_process = process
         process = self._next_process
         region = self._setup.region
         region.reset_worker(slot, process)
@@ -155,11 +170,17 @@ class LocalExecutor(OnThisMachine):
             pass
 
     def wait(self, timeout: float) -> list[Event]:
-        """One select() over the eventfd and every live worker's pidfd."""
+        """One select() over the eventfd, every live worker's pidfd and the wake_on()
+        descriptors."""
         died: list[Event] = []
         for key, _ in self._selector.select(timeout):
+            if key.data is _WAKE_ONLY:
+                continue
             if key.data is None:
-                os.eventfd_read(self._notify_fd)
+                try:
+                    os.eventfd_read(self._notify_fd)
+                except BlockingIOError:  # already read: nothing to do
+                    pass
             elif (status := self._reap(key.data)) is not None:
                 worker = key.data
                 state = self._setup.region.worker_info(worker.slot)[2]

@@ -3,23 +3,44 @@
     --compute NAME=tcp://host:8786 (CLI, repeatable) / parajob.run(compute={NAME: ADDR})
         |  check_address(): a Dask scheduler address, else bad input (exit 2)
         v
-    RunOptions.computes {name: address}
+    RunOptions.computes {name: address}  (what the caller gave)
+        |  runtime.run.execute -> with_file_computes(): the computes file's mapping
+        |  ($PARAJOB_COMPUTES, else $XDG_CONFIG_HOME/parajob/computes.yml, else
+        |  ~/.config/parajob/computes.yml) under it: the caller's names win
+        v
+    RunOptions.computes {name: address}  (what the run uses)
         |  runner: compute = step.compute or pipeline.default_compute
         v
     cluster_for(options, compute) -> address: the step runs on that cluster (executors/dask)
                                    -> None: on this machine, as ever; instance_count > 1
                                       then prints simulated_nodes_note()
 
-Nothing here imports distributed: the local path never does.
+Invariants: the precedence rule (given names over the file's) lives only in
+with_file_computes; a computes file that is bad in any way is a SpecError naming the file
+and the field, raised before the run folder exists; a serial run reads no file (it runs
+everything in this process). Nothing here imports distributed: the local path never does.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 
+import yaml
+
+from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.options import RunOptions
+from parajob.spec.report import Reporter
+from parajob.spec.yaml_nodes import compose, get_str, named_entries, read_mapping
 
-__all__ = ["SCHEMES", "check_address", "cluster_for", "simulated_nodes_note"]
+__all__ = ["COMPUTES_ENV", "SCHEMES", "check_address", "cluster_for", "compute_origin",
+           "computes_file",
+           "read_computes_file", "simulated_nodes_note", "with_file_computes"]
+
+COMPUTES_ENV = "PARAJOB_COMPUTES"  # a computes file's path; empty: no file at all
+FILE_EXAMPLE = "computes:\n    cpu-cluster: tcp://10.0.0.5:8786"
 
 SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")  # Dask's comm schemes
 
@@ -60,3 +81,83 @@ def simulated_nodes_note(step: str, instance_count: int, compute: str | None) ->
     mapped = f"--compute {compute}=tcp://HOST:PORT" if compute else "--compute NAME=tcp://HOST:PORT"
     return (f"parajob: note: step {step}: the {instance_count} nodes of instance_count are "
             f"simulated on this machine (to run them on a Dask cluster: {mapped})")
+
+
+def computes_file() -> Path | None:
+    """The computes file this run reads: $PARAJOB_COMPUTES (must exist; empty: none), else
+    $XDG_CONFIG_HOME/parajob/computes.yml (XDG_CONFIG_HOME defaults to ~/.config) when it
+    exists, else None."""
+    given = os.environ.get(COMPUTES_ENV)
+    if given is not None:
+        return Path(given).expanduser() if given else None
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    path = Path(config) / "parajob" / "computes.yml"
+    return path if path.is_file() else None
+
+
+def read_computes_file(path: Path) -> dict[str, str]:
+    """``computes: {NAME: ADDRESS}`` from ``path``; SpecError naming the file, the line and
+    the field (computes.NAME) for anything else."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        via = f" (${COMPUTES_ENV})" if os.environ.get(COMPUTES_ENV) else ""
+        raise SpecError([Diagnostic(shown, None, None, "",
+                                    f"cannot read the computes file{via}: {why}",
+                                    f"fix the path, or unset {COMPUTES_ENV}" if via else
+                                    "fix or remove the file")]) from exc
+    r = Reporter(shown, text)
+    computes = _computes_in(r, compose(text, r))
+    if r.error_count:  # in the file's order: fixed top to bottom
+        raise SpecError(sorted(r.diagnostics, key=lambda d: (d.line or 0, d.column or 0)))
+    return computes
+
+
+def _computes_in(r: Reporter, root: yaml.Node | None) -> dict[str, str]:
+    if r.error_count:  # invalid YAML, located by compose
+        return {}
+    if root is None:  # an empty file maps nothing
+        return {}
+    top = read_mapping(r, root, "", ("computes",))
+    if top is None or "computes" not in top:
+        if top is not None and not r.error_count:
+            r.error(root, "computes", "missing required field 'computes'",
+                    f"a computes file looks like:  {FILE_EXAMPLE}")
+        return {}
+    out: dict[str, str] = {}
+    for entry in named_entries(r, top["computes"].value, "computes") or []:
+        address = get_str(r, entry.value, entry.field)
+        if address is None:
+            continue
+        name = str(entry.key.value)
+        why = check_address(name, address)
+        if why is not None:
+            r.error(entry.value, entry.field, why, "e.g. cpu-cluster: tcp://10.0.0.5:8786")
+        else:
+            out[name] = address
+    return out
+
+
+def with_file_computes(options: RunOptions) -> RunOptions:
+    """The run's options with the computes file's mapping added under the given one
+    (--compute / compute= win, name by name). A serial run reads no file."""
+    if options.serial:
+        return options
+    path = computes_file()
+    if path is None:
+        return options
+    from_file = read_computes_file(path)
+    merged = {**from_file, **options.computes}
+    origins = {name: str(path) for name in from_file if name not in options.computes}
+    return replace(options, computes=merged, computes_from_file=origins)
+
+
+def compute_origin(options: RunOptions, compute: str) -> str:
+    """Where the mapping of ``compute`` was written, for messages: ``--compute NAME=ADDR``
+    or ``computes.NAME in FILE``."""
+    file = options.computes_from_file.get(compute)
+    if file is not None:
+        return f"computes.{compute} in {file}"
+    return f"--compute {compute}={options.computes.get(compute, '')}"

@@ -40,7 +40,7 @@ from parajob.executors.local import LocalExecutor
 from parajob.executors.serial import SerialExecutor, serial_limits
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
-from parajob.runtime.computes import cluster_for, simulated_nodes_note
+from parajob.runtime.computes import cluster_for, compute_origin, simulated_nodes_note
 from parajob.runtime.engine import Engine
 from parajob.runtime.fingerprint import (
     Change,
@@ -114,7 +114,8 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     if address is not None and not options.serial:
         from parajob.executors.dask import connect_cluster  # imports distributed: only here
 
-        cluster = connect_cluster(address, compute or "", step.instance_count)
+        cluster = connect_cluster(address, compute or "", step.instance_count,
+                                  compute_origin(options, compute or ""))
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
     settings = step_settings(step, output_file, run_dir)
@@ -172,8 +173,10 @@ def _reported_settings(step: ParallelStep, settings: dict[str, str]) -> dict[str
 def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
                   output_file: Path | None, csv_options: dict,  # type: ignore[type-arg]
                   gpus: tuple[str, ...], max_tasks: int | None, max_memory: int | None,
-                  region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
-    """A YAML step's WorkerSetup, in the driver or on a remote node (node_setup)."""
+                  region: _core.DispatchRegion, workers_per_node: int,
+                  nodes_share_gpus: bool = True) -> WorkerSetup:
+    """A YAML step's WorkerSetup, in the driver or on a remote node (node_setup: its GPUs
+    are its own, ``nodes_share_gpus=False``)."""
     args = step.runtime_args
     return WorkerSetup(
         region=region, plan=plan, layout=layout, code_dir=step.task.code,
@@ -182,7 +185,8 @@ def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
         csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
         output_dir=(output_file.parent if output_file else layout.outputs_dir),
         driver_pid=os.getpid(), max_tasks=max_tasks, max_memory_bytes=max_memory,
-        gpus=gpus, workers_per_node=workers_per_node, profiling_module=args.profiling_module,
+        gpus=gpus, workers_per_node=workers_per_node, nodes_share_gpus=nodes_share_gpus,
+        profiling_module=args.profiling_module,
     )
 
 
@@ -213,7 +217,8 @@ def node_setup(recipe: NodeRecipe, region: _core.DispatchRegion,
                          "the input folder is not the same on every node")
     return _worker_setup(step, layout, plan, append_row_target(step, layout),
                          _csv_options(step), tuple(visible_gpus()), recipe.max_tasks,
-                         recipe.max_memory_bytes, region, workers_per_node)
+                         recipe.max_memory_bytes, region, workers_per_node,
+                         nodes_share_gpus=False)  # this machine is one node: GPUs by rank
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ class RunOptions:
     # compute name -> Dask scheduler address (--compute NAME=ADDR): steps whose compute is
     # mapped run their instance_count nodes on that cluster (runtime/computes.py).
     computes: Mapping[str, str] = field(default_factory=dict)
+    # compute name -> the computes file it came from, for the names of `computes` that the
+    # file gave (not --compute / compute=): messages name where a mapping was written.
+    computes_from_file: Mapping[str, str] = field(default_factory=dict)
 
 
 def not_a_cancel_event(value: object) -> str | None:

@@ -5,6 +5,7 @@
              +------------> RunRequest ------+                          |
                                  |  execute()                           |
                                  v                                      |
+    computes   the computes file under --compute / compute= (runtime/computes.py)
     claim      RunFolder.claim / claim_new: one owner per run folder     |
     record?    --resume: read parajob-run.json (pipeline, --set, --datastore)
     write      an SDK entity: dumped to <run>/parajob-pipeline.yml       |
@@ -34,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from parajob.errors import Diagnostic, SpecError
@@ -47,6 +48,7 @@ from parajob.runner import (
     recorded_pipeline,
     run_pipeline,
 )
+from parajob.runtime.computes import with_file_computes
 from parajob.runtime.options import RunOptions
 from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
@@ -134,6 +136,9 @@ def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
     run's own callback) before any step started, having removed what it made; never for
     a job that ran and failed."""
     _check(request)
+    # The computes file (runtime/computes.py) is read here, once per run, for the CLI and
+    # parajob.run alike: a bad one is refused before any folder exists.
+    request = replace(request, options=with_file_computes(request.options))
     options = request.options
     for flag, value in (("max_tasks_per_worker (--max-tasks-per-worker)",
                          options.max_tasks_per_worker),

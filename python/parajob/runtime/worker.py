@@ -76,10 +76,12 @@ class WorkerSetup:
     dataset: Any = None
     max_tasks: int | None = None         # recycle the process after this many mini-batches
     max_memory_bytes: int | None = None  # recycle it once its resident memory exceeds this
-    # GPU ids handed out one per worker (SPEC §3); index node * workers_per_node + rank, so
-    # nodes simulated on this machine do not share a GPU, and a replacement reuses its id.
+    # GPU ids handed out one per worker (SPEC §3), a replacement reusing its id: see gpu_for.
     gpus: tuple[str, ...] = ()
     workers_per_node: int = 1
+    # True: every node of the step runs on this machine (simulated nodes) and shares its
+    # GPUs; False: this is one real node (a Dask cluster's) and its GPUs are its own.
+    nodes_share_gpus: bool = True
     # A caller's callables (parajob.map_batches), inherited through fork, never imported
     # nor pickled: used instead of importing entry_script from code_dir. Such a worker keeps
     # the caller's working folder and sys.argv (a closure's relative paths still resolve).
@@ -173,11 +175,12 @@ def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
     os.environ["AZUREML_BI_OUTPUT_PATH"] = str(setup.output_dir)
     if setup.gpus:
         os.environ["AZ_BATCHAI_GPU_COUNT_FOUND"] = str(len(setup.gpus))
-        index = node * setup.workers_per_node + local_rank
+        gpu = gpu_for(setup.gpus, setup.workers_per_node, node, local_rank,
+                      setup.nodes_share_gpus)
         # Workers beyond the GPU count get no variable (as on Azure); a value the step sets
         # in environment_variables is the user's choice and stays.
-        if index < len(setup.gpus) and "CUDA_VISIBLE_DEVICES" not in setup.environment:
-            os.environ["CUDA_VISIBLE_DEVICES"] = setup.gpus[index]
+        if gpu is not None and "CUDA_VISIBLE_DEVICES" not in setup.environment:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     install_azureml_user_shim()
     CompatEntryScript.configure(
         agent_name=name,
@@ -186,6 +189,17 @@ def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
         output_dir=setup.output_dir,
         logging_level=setup.logging_level,
     )
+
+
+def gpu_for(gpus: tuple[str, ...], workers_per_node: int, node: int, local_rank: int,
+            nodes_share_gpus: bool) -> str | None:
+    """The GPU id (CUDA_VISIBLE_DEVICES value) of worker ``local_rank`` of ``node``; None
+    for a worker beyond the GPU count. Nodes simulated on one machine share its GPUs, so
+    they are numbered across nodes (node * workers_per_node + rank: no two workers of the
+    step get the same GPU); a real node has its own, numbered by rank alone (node 1's
+    first worker gets that machine's first GPU, as on Azure)."""
+    index = node * workers_per_node + local_rank if nodes_share_gpus else local_rank
+    return gpus[index] if index < len(gpus) else None
 
 
 def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int) -> int:
