@@ -18,6 +18,10 @@ import pytest
 
 RUN_TIMEOUT_S = 180
 
+# A developer's own ~/.config/parajob/computes.yml must not send the tests' steps to a
+# cluster: no computes file unless a test names one (tests/test_dask_compute.py does).
+os.environ["PARAJOB_COMPUTES"] = ""
+
 
 @dataclass
 class JobRun:
