@@ -18,8 +18,9 @@ DASK_DISTRIBUTED__COMM__TLS__* variables a Dask client (the driver) needs.
 Each process runs in its own session (start_new_session), so stop() takes whatever a
 worker started (node processes, their workers) with it. `--no-nanny`: a SIGKILLed worker
 stays dead (a nanny would start a new one with a new address), which is what a lost
-node is. Workers get this checkout's python/ on PYTHONPATH, so node agents import the
-parajob under test.
+node is. Workers get the folder of the parajob these tests imported on PYTHONPATH (this
+checkout's python/ in a dev tree, site-packages when installed: a clean clone's python/
+has no compiled core), so node agents import the parajob under test.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from typing import Any
 
 import pytest
 
+import parajob
+
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
-PYTHON_DIR = Path(__file__).resolve().parent.parent / "python"
+PYTHON_DIR = Path(parajob.__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
