@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import parajob.spec
 from parajob.errors import Diagnostic, SpecError
 from parajob.spec import (
     MiniBatchSize,
@@ -647,7 +648,8 @@ def test_diagnostic_format() -> None:
 
 def test_spec_does_not_import_the_compiled_core() -> None:
     # parajob/__init__ imports _core itself; what matters is that spec's modules don't.
-    src = Path(__file__).parent.parent / "python" / "parajob" / "spec"
+    # The package as imported: the source tree, or site-packages when run against a wheel.
+    src = Path(parajob.spec.__file__).parent
     for module in [*src.glob("*.py"), src.parent / "errors.py"]:
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.ImportFrom):
