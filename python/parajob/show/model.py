@@ -78,6 +78,7 @@ class StepView:
     attempts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=timeline.RECORD))
     workers: dict[int, dict[str, str]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    first_failure: str = ""  # job_result.json's: also init()'s or a crashed worker's
     resources: Resources = field(default_factory=Resources)
 
     @property
@@ -190,7 +191,7 @@ def _load_step(root: Path) -> StepView:
     if result is not None and ended:
         for key in ("kind", "status", "reason", "total_batches", "completed_batches",
                     "failed_batches", "items_in", "items_out", "failed_items", "failed_attempts",
-                    "seconds"):
+                    "seconds", "first_failure"):
             if key in result:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]

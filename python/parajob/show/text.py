@@ -91,6 +91,9 @@ def _step(step: StepView) -> list[str]:
                        f"last {f.get('status')}" + (f": {what}" if what else ""))
             inputs = str(f.get("inputs", "")).splitlines()[1:4]
             out += [f"      {line.strip()}" for line in inputs]
+    if step.first_failure:  # job_result.txt's block: also init()'s, a crash's trace
+        out.append("  first failure:")
+        out += [f"    {line}" for line in step.first_failure.splitlines()]
     failed = step.failed_attempt_rows()
     if failed:
         out.append("  failed attempts (with their logs):")

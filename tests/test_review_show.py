@@ -1,0 +1,147 @@
+"""A user's-eye review of "see what happened" (issue 11): what `parajob show`, its HTML
+report, job_result.json and the terminal say after real runs (the real CLI, real files)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import struct
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, run_job, write_job
+
+INIT_FAILS = """
+def init():
+    raise RuntimeError("model file /models/m.bin not found")
+
+def run(mini_batch):
+    return mini_batch
+"""
+
+SLOW = """
+import os, time
+
+def run(mini_batch):
+    time.sleep(0.15)
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_init_failure_is_in_job_result_json_and_in_show(tmp_path: Path) -> None:
+    # job_result.txt and stderr hold init()'s traceback; job_result.json ("the same as
+    # data"), `parajob show` and the HTML report said only "see logs/user/error/".
+    write_job(tmp_path, INIT_FAILS, files=4)
+    result = run_job(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "RuntimeError: model file" in result.job_result()
+    saved = json.loads((result.step_dir() / "logs" / "job_result.json").read_text())
+    assert saved["first_failure"].startswith("init() failed in process")
+    assert "RuntimeError: model file /models/m.bin not found" in saved["first_failure"]
+    run_result = json.loads((result.run_dir / "run_result.json").read_text())
+    assert "RuntimeError: model file" in run_result["steps"][0]["first_failure"]
+
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "first failure:" in shown.stdout
+    assert "RuntimeError: model file /models/m.bin not found" in shown.stdout
+
+    report = tmp_path / "report.html"
+    made = run_cli("show", "--html", str(result.run_dir), "-o", str(report), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    page = report.read_text(encoding="utf-8")
+    assert "RuntimeError: model file /models/m.bin not found" in page
+    assert "No failed attempt." not in page
+
+
+def test_succeeded_step_has_an_empty_first_failure(tmp_path: Path) -> None:
+    write_job(tmp_path, ECHO_SCRIPT, files=4)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((result.step_dir() / "logs" / "job_result.json").read_text())
+    assert saved["first_failure"] == ""
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    assert "first failure" not in shown.stdout
+
+
+def test_monitor_on_but_no_sample_yet_is_not_called_off(tmp_path: Path) -> None:
+    # The default interval is 600 s: a short step ends before the first sample. show said
+    # "--resource_monitor_interval 0: off", the report "the resource monitor was off".
+    write_job(tmp_path, ECHO_SCRIPT, files=4)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    line = next(x for x in shown.stdout.splitlines() if x.strip().startswith("resources:"))
+    assert "interval 0" not in line and "off" not in line, line
+    assert "before the first sample" in line, line
+    report = tmp_path / "report.html"
+    run_cli("show", "--html", str(result.run_dir), "-o", str(report), cwd=tmp_path)
+    page = report.read_text(encoding="utf-8")
+    assert "monitor was off" not in page
+    assert "before the first sample" in page
+
+    # At interval 0 it was off, and both still say so.
+    off = tmp_path / "off"
+    off.mkdir()
+    write_job(off, ECHO_SCRIPT, files=4, program_arguments="--resource_monitor_interval 0")
+    result = run_job(off)
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("show", str(result.run_dir), cwd=off)
+    line = next(x for x in shown.stdout.splitlines() if x.strip().startswith("resources:"))
+    assert "--resource_monitor_interval 0: off" in line, line
+    run_cli("show", "--html", str(result.run_dir), "-o", str(report), cwd=off)
+    assert "monitor was off" in report.read_text(encoding="utf-8")
+
+
+def _run_in_pty(cwd: Path, columns: int, *args: str) -> str:
+    """parajob on a pseudo-terminal of ``columns`` x 24: all it wrote."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+            env["TERM"] = "xterm-256color"
+            os.execve(sys.executable, [sys.executable, "-m", "parajob", *args], env)
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    out = b""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"parajob did not finish in {RUN_TIMEOUT_S}s on the terminal:\n{out!r}")
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return out.decode("utf-8", "replace")
+
+
+# rich's default bar colours: "bar.complete" rgb(249,38,114), on 256 colours 38;5;197 (a
+# red), "bar.finished" rgb(114,156,31).
+RED_SGR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:31|91|38;5;(?:1|9|160|196|197|198|203))m")
+
+
+def test_progress_bar_is_not_red_when_nothing_failed(tmp_path: Path) -> None:
+    # From 140 columns the line has a bar: it was drawn red while nothing had failed.
+    write_job(tmp_path, SLOW, files=16, mini_batch_size=1)
+    out = _run_in_pty(tmp_path, 200, "run", "pipeline.yml", "--run-dir", "run")
+    assert "━" in out, repr(out[-2000:])  # the bar was drawn
+    assert "status:               SUCCEEDED" in out, out[-2000:]
+    assert not RED_SGR.search(out), repr(out[:3000])
