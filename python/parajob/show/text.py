@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from parajob.show.model import AttemptRow, RunView, StepView
+from parajob.show.resources import NOT_YET
 
 # The resolved settings shown first, as (label, key in settings.json's "limits").
 LIMIT_LABELS = (
@@ -108,6 +109,8 @@ def _step(step: StepView) -> list[str]:
 def _resources(step: StepView) -> str:
     """One line on the monitor's samples (the HTML report draws them)."""
     res = step.resources
+    if res.empty and res.monitored:
+        return f"no samples in logs/sys/perf/ yet: {NOT_YET}"
     if res.empty:
         return "no samples in logs/sys/perf/ (--resource_monitor_interval 0: off)"
     peaks = [f"peak machine CPU {max(s.peak for s in res.cpu):.0f} %"] if res.cpu else []
