@@ -10,6 +10,7 @@ import pty
 import re
 import select
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -145,3 +146,34 @@ def test_progress_bar_is_not_red_when_nothing_failed(tmp_path: Path) -> None:
     assert "━" in out, repr(out[-2000:])  # the bar was drawn
     assert "status:               SUCCEEDED" in out, out[-2000:]
     assert not RED_SGR.search(out), repr(out[:3000])
+
+
+def test_stopped_step_elapsed_ends_when_its_driver_last_wrote(tmp_path: Path) -> None:
+    # A driver killed (SIGKILL) leaves a "stopped" step; show gave it the time from its
+    # start until now, so a run killed after 2 s read "elapsed: 3600 s" an hour later.
+    write_job(tmp_path, SLOW, files=40, mini_batch_size=1)
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
+                               "--run-dir", str(run_dir)], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline_file = run_dir / "step" / "logs" / "sys" / "job_report" / "attempts_timeline.bin"
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (timeline_file.exists() and timeline_file.stat().st_size > 0):
+        assert driver.poll() is None, "the step ended before it could be killed"
+        assert time.monotonic() < deadline, "no attempt decided"
+        time.sleep(0.05)
+    driver.kill()
+    driver.wait()
+    # As if an hour had passed since: every file, and the recorded start, an hour older.
+    settings_file = timeline_file.parent / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    settings["started"] -= 3600
+    settings_file.write_text(json.dumps(settings))
+    for path in run_dir.rglob("*"):
+        st = path.lstat()
+        os.utime(path, (st.st_atime - 3600, st.st_mtime - 3600), follow_symlinks=False)
+    shown = run_cli("show", str(run_dir), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "STOPPED" in shown.stdout, shown.stdout
+    elapsed = next(x for x in shown.stdout.splitlines() if x.strip().startswith("elapsed:"))
+    assert float(elapsed.split()[1]) < 600, elapsed

@@ -28,7 +28,9 @@ import numpy as np
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import timeline
+from parajob.runtime.journal import journal_path
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.monitor import perf_dir
 from parajob.runtime.run_folder import LOCK_NAME
 from parajob.show.resources import Resources
 from parajob.show.resources import load as load_resources
@@ -157,6 +159,11 @@ def load_run(run_dir: Path) -> RunView:
             if step.status == "stopped":
                 step.reason = ("the driver is gone before the step ended: "
                                f"`parajob run --resume {run_dir}` finishes it")
+                # Not "until now": until the driver last wrote (it writes the overview
+                # every 5 s, the timeline and journal at its checkpoints).
+                started = float((step.settings or {}).get("started", 0.0))
+                if started > 0:
+                    step.seconds = max(0.0, min(step.seconds, _last_write(step) - started))
     result = _json(run_dir / "run_result.json")
     names = [str(s.get("name")) for s in (result or {}).get("steps", []) if isinstance(s, dict)]
     order = {name: i for i, name in enumerate(names)}
@@ -224,6 +231,27 @@ def _count_so_far(view: StepView) -> None:
         view.failures.append({"batch": batch, "attempts": int((a["batch"][~ok] == batch).sum()),
                               "status": row.status, "error_type": "", "message":
                               f"see {view.logs / 'job_error.txt'}", "inputs": "", "traceback": ""})
+
+
+def _last_write(step: StepView) -> float:
+    """When the step's driver last wrote one of the files it keeps writing while it runs
+    (epoch seconds; 0 when none is there)."""
+    layout = StepLayout(step.root)
+    paths = [*step.logs.glob("job_progress_overview.*.txt"), timeline.timeline_path(layout),
+             timeline.workers_path(layout), timeline.settings_path(layout),
+             journal_path(step.root), *perf_files(step.logs)]
+    last = 0.0
+    for path in paths:
+        try:
+            last = max(last, path.stat().st_mtime)
+        except OSError:
+            continue
+    return last
+
+
+def perf_files(logs: Path) -> list[Path]:
+    """The resource monitor's CSVs (logs/sys/perf/<node>/*.csv)."""
+    return sorted(perf_dir(logs).glob("*/*.csv"))
 
 
 def _size(path: Path) -> int:
