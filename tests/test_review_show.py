@@ -177,3 +177,52 @@ def test_stopped_step_elapsed_ends_when_its_driver_last_wrote(tmp_path: Path) ->
     assert "STOPPED" in shown.stdout, shown.stdout
     elapsed = next(x for x in shown.stdout.splitlines() if x.strip().startswith("elapsed:"))
     assert float(elapsed.split()[1]) < 600, elapsed
+
+
+def test_running_command_step_is_shown_as_one(tmp_path: Path) -> None:
+    # A command step has no settings.json: while it ran, show called it "(parallel):
+    # UNKNOWN", with "settings: (not recorded: a run of an older parajob)".
+    (tmp_path / "pipeline.yml").write_text(
+        "type: pipeline\njobs:\n  prep:\n    type: command\n"
+        "    command: echo hello; sleep 60\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
+                               "--run-dir", str(run_dir)], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        log = run_dir / "prep" / "logs" / "user" / "std_log.txt"
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not log.exists():
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        shown = run_cli("show", str(run_dir), cwd=tmp_path)
+    finally:
+        driver.send_signal(2)  # Ctrl-C: the command's process group goes with it
+        driver.wait(RUN_TIMEOUT_S)
+    assert shown.returncode == 0, shown.stderr
+    assert "step prep (command): RUNNING" in shown.stdout, shown.stdout
+    assert "older parajob" not in shown.stdout and "UNKNOWN" not in shown.stdout
+
+
+def test_step_being_planned_is_starting_not_an_older_run(tmp_path: Path) -> None:
+    # A parallel step's folder exists before settings.json (its input is still being
+    # listed, which takes a while for a large one): show called it UNKNOWN, "a run of an
+    # older parajob". Here the driver is a process holding the run folder's lock.
+    run_dir = tmp_path / "run"
+    (run_dir / "step" / "logs").mkdir(parents=True)
+    (run_dir / "parajob-run.json").write_text('{"pipeline": "p.yml"}', encoding="utf-8")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys\n"
+         f"f = open({str(run_dir / '.parajob.lock')!r}, 'w')\n"
+         "f.write(str(os.getpid())); f.flush(); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        shown = run_cli("show", str(run_dir), cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert shown.returncode == 0, shown.stderr
+    assert "step step (parallel): STARTING" in shown.stdout, shown.stdout
+    assert "older parajob" not in shown.stdout

@@ -66,7 +66,8 @@ class StepView:
     name: str
     root: Path
     kind: str = "parallel"
-    status: str = "unknown"  # succeeded, failed, interrupted, cancelled, running, stopped ...
+    status: str = "unknown"  # succeeded, failed, interrupted, cancelled, running, stopped,
+                             # starting (being planned) ...
     reason: str = ""
     settings: dict[str, Any] | None = None
     total_batches: int = 0
@@ -154,6 +155,18 @@ def load_run(run_dir: Path) -> RunView:
                             "no step folder with logs/)")
     pid = _live_owner(run_dir)
     for step in steps:
+        if step.status == "unknown" and step.settings is None and pid is not None:
+            # Its folder, no settings.json yet, a live driver: not a run of an older
+            # parajob but a command step running, or a parallel step being planned
+            # (its input listed and fingerprinted).
+            if (step.logs / "user" / "std_log.txt").exists():
+                step.kind, step.status = "command", "running"
+                step.reason = "its output so far: logs/user/std_log.txt"
+            else:
+                step.status = "starting"
+                step.reason = ("the driver is planning the step (listing its input); its "
+                               "settings and counts come when its workers start")
+            continue
         if step.status == "started":
             step.status = "running" if pid is not None else "stopped"
             if step.status == "stopped":

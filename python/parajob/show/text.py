@@ -60,6 +60,9 @@ def _step(step: StepView) -> list[str]:
     out = [f"step {step.name} ({step.kind}): {step.status.upper()}"]
     if step.reason:
         out.append(f"  reason:          {step.reason}")
+    if step.status == "starting" or (step.kind, step.status) == ("command", "running"):
+        # nothing recorded yet but its folder (and a command's log)
+        return [*out, f"  logs:            {step.logs}"]
     rows = settings_rows(step)
     if rows:
         out.append("  settings:")
