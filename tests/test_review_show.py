@@ -226,3 +226,36 @@ def test_step_being_planned_is_starting_not_an_older_run(tmp_path: Path) -> None
     assert shown.returncode == 0, shown.stderr
     assert "step step (parallel): STARTING" in shown.stdout, shown.stdout
     assert "older parajob" not in shown.stdout
+
+
+SEGFAULT = """
+import ctypes, os
+
+def run(mini_batch):
+    if any(p.endswith("f00004.txt") for p in mini_batch):
+        ctypes.string_at(0)
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_crashed_attempt_says_why_not_its_outermost_frame(tmp_path: Path) -> None:
+    # A segfault's error text ends with faulthandler's trace; its "last line" (the error
+    # column of processed_mini-batches.csv, Failure.message in job_result.json, show, the
+    # report) was the trace's outermost frame, 'File ".../worker.py", line 110 in
+    # worker_main', not "worker killed by SIGSEGV".
+    write_job(tmp_path, SEGFAULT, files=9, max_retries=1)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((result.step_dir() / "logs" / "job_result.json").read_text())
+    (failure,) = saved["failures"]
+    assert failure["status"] == "crashed"
+    assert failure["message"].startswith("worker killed by SIGSEGV"), failure
+    assert "Fatal Python error: Segmentation fault" in failure["traceback"], failure
+    assert "entry.py" in failure["traceback"]
+    rows = (result.step_dir() / "logs" / "sys" / "job_report"
+            / "processed_mini-batches.csv").read_text().splitlines()
+    crashed = [r for r in rows if ",crashed," in r]
+    assert len(crashed) == 2 and all("worker killed by SIGSEGV" in r for r in crashed), rows
+    assert not any("worker_main" in r for r in rows), rows
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    assert "last crashed: worker killed by SIGSEGV" in shown.stdout, shown.stdout

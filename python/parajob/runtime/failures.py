@@ -8,6 +8,9 @@ step's reports (job_error.txt, job_result.txt) and onto the terminal.
     crash_trace() / init_traceback() -> the attempt's error text / the step's first failure
                  -> job_error.txt, job_result.txt (Outcome.first_failure), and on stderr
                     (terminal_block, by the CLI) with the command that resumes the run
+    split_crash() / error_line() -> the one line of a failed attempt (the error column of
+                 processed_mini-batches.csv, Failure.message): a crash's reason, its trace
+                 apart (Failure.traceback)
 
 Invariant: reading a log never raises (a log the user's code removed or filled with
 garbage gives no text), and what is read is bounded (TAIL_BYTES, MAX_LINES).
@@ -58,7 +61,25 @@ def crash_trace(stderr_log: Path, why: str) -> str:
                  None)
     if entry is not None:
         lines = lines[:entry + 1]
-    return f"faulthandler trace (from {stderr_log}):\n" + _cap(lines)
+    return f"{TRACE_HEAD}{stderr_log}):\n" + _cap(lines)
+
+
+TRACE_HEAD = "faulthandler trace (from "  # crash_trace's first line, up to the log's path
+
+
+def split_crash(error: str) -> tuple[str, str]:
+    """An attempt's error text as (what ended it, faulthandler's trace or ""): a crashed
+    worker's text is "worker killed by SIGSEGV ..." then crash_trace(), whose last line is
+    a frame, not the reason."""
+    head, sep, trace = error.partition("\n" + TRACE_HEAD)
+    return (head, TRACE_HEAD + trace) if sep else (error, "")
+
+
+def error_line(error: str) -> str:
+    """The one line that says how an attempt failed: an exception's "Type: message" (the
+    traceback's last line), or why a worker crashed (not its trace's outermost frame)."""
+    lines = split_crash(error.strip())[0].strip().splitlines()
+    return lines[-1].strip() if lines else ""
 
 
 _INIT_HEAD = re.compile(r"^init\(\) failed in process (\d+):$", re.MULTILINE)

@@ -37,7 +37,7 @@ __all__ = ["MAX_POINTS", "MAX_SERIES", "NOT_YET", "Resources", "Series", "load",
 MAX_POINTS = 600   # per series drawn
 # The monitor is on (its files have their header) but has no row: the step is younger than
 # one interval, or ended before (the default interval is 600 s, as on Azure).
-NOT_YET = ("the step ended (or is running) before the first sample, taken "
+NOT_YET = ("the step ended before the first sample (or has not reached it yet), taken "
            "--resource_monitor_interval seconds after the start (default 600; "
            "--resource_monitor_interval 1 samples every second)")
 MAX_SERIES = 48    # worker processes drawn in the RSS chart
