@@ -259,3 +259,43 @@ def test_crashed_attempt_says_why_not_its_outermost_frame(tmp_path: Path) -> Non
     assert not any("worker_main" in r for r in rows), rows
     shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
     assert "last crashed: worker killed by SIGSEGV" in shown.stdout, shown.stdout
+
+
+RAISES = """
+import os
+
+def run(mini_batch):
+    if any(p.endswith("f00004.txt") for p in mini_batch):
+        raise ValueError("cannot parse f00004.txt")
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+@pytest.mark.parametrize("program_arguments", ["", "--profiling_module cProfile"])
+def test_run_traceback_starts_at_the_entry_script(tmp_path: Path,
+                                                  program_arguments: str) -> None:
+    # The traceback of a failed run() began with parajob's own frames (worker.py _run_one;
+    # with --profiling_module also profiling.py and cProfile.py's runcall): noise above
+    # the user's frame in job_result.txt, job_error.txt, logs/user/error and show.
+    write_job(tmp_path, RAISES, files=9, max_retries=0, program_arguments=program_arguments)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    error_log = next((result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
+    for text in (result.job_result(), (result.step_dir() / "logs" / "job_error.txt")
+                 .read_text(), error_log.read_text(), result.stdout):
+        tb = text[text.index("Traceback (most recent call last):"):]
+        first_frame = tb.splitlines()[1]
+        assert "entry.py" in first_frame and "in run" in first_frame, tb
+        assert "ValueError: cannot parse f00004.txt" in tb
+        assert "parajob/runtime" not in tb and "cProfile.py" not in tb, tb
+
+
+def test_init_traceback_starts_at_the_entry_script(tmp_path: Path) -> None:
+    write_job(tmp_path, INIT_FAILS, files=4)
+    result = run_job(tmp_path)
+    assert result.returncode == 1
+    for text in (result.job_result(), result.stderr):
+        tb = text[text.index("Traceback (most recent call last):"):]
+        first_frame = tb.splitlines()[1]
+        assert "entry.py" in first_frame and "in init" in first_frame, tb
+        assert "parajob/runtime" not in tb.split("RuntimeError: model file")[0], tb

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import traceback
 from pathlib import Path
 
 TAIL_BYTES = 256 * 1024   # a crash's trace is at the end of its stderr log
@@ -116,3 +117,25 @@ def terminal_block(step: str, status: str, reason: str, first_failure: str | Non
         lines.append(f"resume with: {resume_command(run_dir)}  (runs again only what did not "
                      "succeed)")
     return "\n".join(lines)
+
+
+# Where the frames that call the user's init() and run() live: parajob's package, the
+# profiler's runcall under --profiling_module, importlib's (<frozen ...>) for the import.
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+_CALLERS = ("cProfile.py", "profile.py")
+
+
+def user_traceback(exc: BaseException) -> str:
+    """format_exc() for an exception of the user's init() or run(), without the outer
+    frames that are parajob's (the worker's loop, the profiler that wraps run()): the
+    traceback starts at the entry script. One raised in parajob's own code (no frame
+    below ours) keeps every frame. Called only on a failure, never on the hot path."""
+    info = traceback.TracebackException.from_exception(exc)
+    frames = list(info.stack)
+    outer = 0
+    while outer < len(frames) and (frames[outer].filename.startswith((_PACKAGE, "<frozen"))
+                                   or frames[outer].filename.endswith(_CALLERS)):
+        outer += 1
+    if 0 < outer < len(frames):
+        info.stack = traceback.StackSummary.from_list(frames[outer:])
+    return "".join(info.format())
