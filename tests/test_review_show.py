@@ -299,3 +299,15 @@ def test_init_traceback_starts_at_the_entry_script(tmp_path: Path) -> None:
         first_frame = tb.splitlines()[1]
         assert "entry.py" in first_frame and "in init" in first_frame, tb
         assert "parajob/runtime" not in tb.split("RuntimeError: model file")[0], tb
+
+
+def test_show_of_a_step_folder_names_the_run_folder(tmp_path: Path) -> None:
+    # `parajob show RUN/step` (the folder a step's logs are in) said only "holds no
+    # parajob run".
+    write_job(tmp_path, ECHO_SCRIPT, files=4)
+    result = run_job(tmp_path)
+    shown = run_cli("show", str(result.step_dir()), cwd=tmp_path)
+    assert shown.returncode == 2
+    assert "is the folder of one step of a run" in shown.stderr, shown.stderr
+    assert f"parajob show {result.run_dir}" in shown.stderr
+    assert "Traceback" not in shown.stderr

@@ -41,10 +41,10 @@ SLOWEST = 5  # mini-batch attempts listed as the slowest
 class NotARunFolder(SpecError):
     """RUN_DIR is missing or holds no parajob run."""
 
-    def __init__(self, path: Path, why: str) -> None:
+    def __init__(self, path: Path, why: str, hint: str = "") -> None:
         super().__init__([Diagnostic(str(path), None, None, "", why,
-                                     "give the folder a run wrote (its --run-dir, or "
-                                     "./runs/<pipeline>-<time>)")])
+                                     hint or "give the folder a run wrote (its --run-dir, "
+                                     "or ./runs/<pipeline>-<time>)")])
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,10 @@ def load_run(run_dir: Path) -> RunView:
         raise NotARunFolder(run_dir, f"{run_dir} is not a folder")
     record = _json(run_dir / "parajob-run.json") or {}
     steps = [_load_step(p) for p in sorted(run_dir.iterdir()) if _is_step(p)]
+    if not record and not steps and _is_step(run_dir) and (
+            run_dir.parent / "parajob-run.json").exists():
+        raise NotARunFolder(run_dir, f"{run_dir} is the folder of one step of a run",
+                            f"give the run's folder: parajob show {run_dir.parent}")
     if not record and not steps:
         raise NotARunFolder(run_dir, f"{run_dir} holds no parajob run (no parajob-run.json, "
                             "no step folder with logs/)")
