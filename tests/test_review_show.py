@@ -252,6 +252,9 @@ def test_crashed_attempt_says_why_not_its_outermost_frame(tmp_path: Path) -> Non
     assert failure["message"].startswith("worker killed by SIGSEGV"), failure
     assert "Fatal Python error: Segmentation fault" in failure["traceback"], failure
     assert "entry.py" in failure["traceback"]
+    # Its frames below the user's (parajob's worker loop) are left out, as from a traceback.
+    assert "parajob/runtime" not in failure["traceback"], failure["traceback"]
+    assert "parajob/runtime" not in result.job_result(), result.job_result()
     rows = (result.step_dir() / "logs" / "sys" / "job_report"
             / "processed_mini-batches.csv").read_text().splitlines()
     crashed = [r for r in rows if ",crashed," in r]

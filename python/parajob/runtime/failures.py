@@ -62,6 +62,14 @@ def crash_trace(stderr_log: Path, why: str) -> str:
                  None)
     if entry is not None:
         lines = lines[:entry + 1]
+        # Then the worker's own frames that called run() or init(): left out, as from a
+        # traceback (user_traceback), unless no frame above them is the user's.
+        ours = f'File "{_PACKAGE}'
+        last = entry
+        while last > 0 and lines[last].strip().startswith(ours):
+            last -= 1
+        if lines[last].strip().startswith("File "):
+            lines = lines[:last + 1]
     return f"{TRACE_HEAD}{stderr_log}):\n" + _cap(lines)
 
 
