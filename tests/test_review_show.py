@@ -314,3 +314,19 @@ def test_show_of_a_step_folder_names_the_run_folder(tmp_path: Path) -> None:
     assert "is the folder of one step of a run" in shown.stderr, shown.stderr
     assert f"parajob show {result.run_dir}" in shown.stderr
     assert "Traceback" not in shown.stderr
+
+
+def test_show_lists_the_program_arguments_the_step_ran_with(tmp_path: Path) -> None:
+    # The resolved settings left out task.program_arguments, so show did not say what
+    # --resource_monitor_interval (or --profiling_module ...) a step ran with.
+    write_job(tmp_path, ECHO_SCRIPT, files=4,
+              program_arguments="--resource_monitor_interval 1 --copy_logs_to_parent True")
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    line = next(x for x in shown.stdout.splitlines() if "program_arguments" in x)
+    assert line.split() == ["program_arguments", "--resource_monitor_interval", "1",
+                            "--copy_logs_to_parent", "True"], line
+    report = tmp_path / "report.html"
+    run_cli("show", "--html", str(result.run_dir), "-o", str(report), cwd=tmp_path)
+    assert "--resource_monitor_interval 1 --copy_logs_to_parent True" in report.read_text()

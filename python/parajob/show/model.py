@@ -82,6 +82,7 @@ class StepView:
     workers: dict[int, dict[str, str]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     first_failure: str = ""  # job_result.json's: also init()'s or a crashed worker's
+    program_arguments: str = ""  # task.program_arguments as run (job_result.json's)
     resources: Resources = field(default_factory=Resources)
 
     @property
@@ -219,6 +220,7 @@ def _load_step(root: Path) -> StepView:
             if key in result:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]
+        view.program_arguments = _arguments(result.get("settings"))
         return view
     if view.settings is not None:
         view.status = "started"  # running or stopped: load_run asks the lock file's pid
@@ -269,6 +271,16 @@ def _last_write(step: StepView) -> float:
 def perf_files(logs: Path) -> list[Path]:
     """The resource monitor's CSVs (logs/sys/perf/<node>/*.csv)."""
     return sorted(perf_dir(logs).glob("*/*.csv"))
+
+
+def _arguments(settings: object) -> str:
+    """job_result.json's task.program_arguments (a JSON list of words) as one line."""
+    text = settings.get("task.program_arguments") if isinstance(settings, dict) else None
+    try:
+        words = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return ""
+    return " ".join(str(w) for w in words) if isinstance(words, list) else ""
 
 
 def _size(path: Path) -> int:

@@ -49,6 +49,8 @@ def settings_rows(step: StepView) -> list[tuple[str, str]]:
             ("workers per node", str(s.get("workers_per_node", "?")))]
     limits: dict[str, Any] = s.get("limits", {})
     rows += [(label, _value(limits[key])) for label, key in LIMIT_LABELS if key in limits]
+    if step.program_arguments:  # --resource_monitor_interval, --profiling_module, ...
+        rows.append(("program_arguments", step.program_arguments))
     return rows
 
 
