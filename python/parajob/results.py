@@ -53,6 +53,8 @@ class StepResult:
     settings: Mapping[str, Any] = field(default_factory=dict)  # a parallel step's, resolved
     started_at: str = ""                # UTC ISO-8601 with ms ("" when not known)
     ended_at: str = ""
+    first_failure: str = ""             # job_result.txt's "first failure" block ("": none):
+                                        # a mini-batch's, init()'s or a crashed worker's
 
     @property
     def succeeded(self) -> bool:
@@ -79,7 +81,8 @@ class StepResult:
                        t.done_batches, t.failed_batches, t.items_in, t.items_out,
                        t.failed_items, t.failed_attempts, outcome.seconds, outcome.output,
                        {}, outcome.logs, tuple(outcome.failures), tuple(outcome.hosts),
-                       dict(outcome.settings), started, ended)
+                       dict(outcome.settings), started, ended,
+                       (outcome.first_failure or "").rstrip())
         return cls(outcome.step, "command", status, outcome.reason,
                    seconds=outcome.seconds, outputs=dict(outcome.outputs),
                    logs=outcome.log.parent.parent)

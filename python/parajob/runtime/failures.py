@@ -8,6 +8,9 @@ step's reports (job_error.txt, job_result.txt) and onto the terminal.
     crash_trace() / init_traceback() -> the attempt's error text / the step's first failure
                  -> job_error.txt, job_result.txt (Outcome.first_failure), and on stderr
                     (terminal_block, by the CLI) with the command that resumes the run
+    split_crash() / error_line() -> the one line of a failed attempt (the error column of
+                 processed_mini-batches.csv, Failure.message): a crash's reason, its trace
+                 apart (Failure.traceback)
 
 Invariant: reading a log never raises (a log the user's code removed or filled with
 garbage gives no text), and what is read is bounded (TAIL_BYTES, MAX_LINES).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import traceback
 from pathlib import Path
 
 TAIL_BYTES = 256 * 1024   # a crash's trace is at the end of its stderr log
@@ -58,7 +62,33 @@ def crash_trace(stderr_log: Path, why: str) -> str:
                  None)
     if entry is not None:
         lines = lines[:entry + 1]
-    return f"faulthandler trace (from {stderr_log}):\n" + _cap(lines)
+        # Then the worker's own frames that called run() or init(): left out, as from a
+        # traceback (user_traceback), unless no frame above them is the user's.
+        ours = f'File "{_PACKAGE}'
+        last = entry
+        while last > 0 and lines[last].strip().startswith(ours):
+            last -= 1
+        if lines[last].strip().startswith("File "):
+            lines = lines[:last + 1]
+    return f"{TRACE_HEAD}{stderr_log}):\n" + _cap(lines)
+
+
+TRACE_HEAD = "faulthandler trace (from "  # crash_trace's first line, up to the log's path
+
+
+def split_crash(error: str) -> tuple[str, str]:
+    """An attempt's error text as (what ended it, faulthandler's trace or ""): a crashed
+    worker's text is "worker killed by SIGSEGV ..." then crash_trace(), whose last line is
+    a frame, not the reason."""
+    head, sep, trace = error.partition("\n" + TRACE_HEAD)
+    return (head, TRACE_HEAD + trace) if sep else (error, "")
+
+
+def error_line(error: str) -> str:
+    """The one line that says how an attempt failed: an exception's "Type: message" (the
+    traceback's last line), or why a worker crashed (not its trace's outermost frame)."""
+    lines = split_crash(error.strip())[0].strip().splitlines()
+    return lines[-1].strip() if lines else ""
 
 
 _INIT_HEAD = re.compile(r"^init\(\) failed in process (\d+):$", re.MULTILINE)
@@ -95,3 +125,25 @@ def terminal_block(step: str, status: str, reason: str, first_failure: str | Non
         lines.append(f"resume with: {resume_command(run_dir)}  (runs again only what did not "
                      "succeed)")
     return "\n".join(lines)
+
+
+# Where the frames that call the user's init() and run() live: parajob's package, the
+# profiler's runcall under --profiling_module, importlib's (<frozen ...>) for the import.
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+_CALLERS = ("cProfile.py", "profile.py")
+
+
+def user_traceback(exc: BaseException) -> str:
+    """format_exc() for an exception of the user's init() or run(), without the outer
+    frames that are parajob's (the worker's loop, the profiler that wraps run()): the
+    traceback starts at the entry script. One raised in parajob's own code (no frame
+    below ours) keeps every frame. Called only on a failure, never on the hot path."""
+    info = traceback.TracebackException.from_exception(exc)
+    frames = list(info.stack)
+    outer = 0
+    while outer < len(frames) and (frames[outer].filename.startswith((_PACKAGE, "<frozen"))
+                                   or frames[outer].filename.endswith(_CALLERS)):
+        outer += 1
+    if 0 < outer < len(frames):
+        info.stack = traceback.StackSummary.from_list(frames[outer:])
+    return "".join(info.format())

@@ -254,8 +254,12 @@ class Progress:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(width=bar_width, no_wrap=True)
         grid.add_column(no_wrap=True, overflow="ellipsis")
+        # rich's default "complete" colour is a red (rgb(249,38,114)): a healthy step's bar
+        # looked failed. Green while nothing failed for good, red once a mini-batch has.
+        colour = "red" if snap.failed else "green"
         grid.add_row(ProgressBar(total=max(snap.total, 1), completed=snap.settled,
-                                 width=bar_width), text)
+                                 width=bar_width, complete_style=colour,
+                                 finished_style=colour), text)
         return grid
 
     def _call_back(self, event: ProgressEvent) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from parajob import terminal
 from parajob.executors.base import NodeHost
 from parajob.runtime.accounting import Tally
+from parajob.runtime.failures import error_line, split_crash
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.progress import Progress as Progress  # re-exported: its old home
 from parajob.runtime.spool import write_atomically
@@ -87,6 +88,7 @@ class Failure:
         """From the text the driver logs for an attempt: a worker's "mini-batch N attempt K
         (process P):" line, then a Python traceback whose last line is "Type: message", or
         one line saying why the attempt ended (a timeout, a signal)."""
+        error, trace = split_crash(error.strip())  # a crash: its faulthandler trace
         lines = error.strip().splitlines()
         if lines and lines[0].startswith("mini-batch ") and lines[0].endswith(":"):
             lines = lines[1:]
@@ -96,7 +98,8 @@ class Failure:
             head, colon, rest = lines[-1].partition(": ")
             if head and " " not in head.strip():
                 error_type, message = head.strip(), rest.strip() if colon else ""
-        traceback = text + "\n" if text.startswith("Traceback") else ""
+        traceback = (text + "\n" if text.startswith("Traceback")
+                     else trace.rstrip() + "\n" if trace else "")
         return cls(batch, inputs, attempts, status, error_type, message, traceback)
 
 
@@ -188,7 +191,7 @@ class AttemptLog:
                 host: str = "") -> None:
         """A failed attempt's row (the driver's). ``when``: its wall-clock start and end,
         ns since the epoch."""
-        first_line = error.strip().splitlines()[-1] if error.strip() else ""
+        first_line = error_line(error)
         start, end = iso_times(np.array(when)) if when is not None else ("", "")
         self._csv.writerow([index, attempt + 1, node, process, items_in, items_out,
                             f"{seconds:.4f}", status, first_line, start, end, pid or "",

@@ -42,6 +42,7 @@ from parajob.runtime.entry_script import (
     bind_entry_script,
     import_entry_script,
 )
+from parajob.runtime.failures import user_traceback
 from parajob.runtime.layout import StepLayout, node_name, process_name
 from parajob.runtime.profiling import RunProfiler, profile_paths
 from parajob.runtime.report import append_line, worker_attempts_part
@@ -280,7 +281,9 @@ def load_and_init(setup: WorkerSetup) -> EntryScript:
 def init_failed(setup: WorkerSetup, error_log: Path, slot: int, process: int) -> None:
     """Called while handling the exception of load_and_init: its traceback to the error
     log, the slot INIT_FAILED (what the engine reads as an init failure)."""
-    append_line(error_log, f"init() failed in process {process}:\n{traceback.format_exc()}")
+    exc = sys.exc_info()[1]
+    text = user_traceback(exc) if exc is not None else traceback.format_exc()
+    append_line(error_log, f"init() failed in process {process}:\n{text}")
     setup.region.set_worker_state(slot, _core.WorkerState.INIT_FAILED)
 
 
@@ -348,9 +351,9 @@ def _run_one(setup: WorkerSetup, script: EntryScript, encode: Callable[[Any], by
         payload = (encode(result) if encode is not None
                    else output.format_rows(result, setup.csv_options) if setup.append_row
                    else b"")
-    except BaseException:  # noqa: BLE001 - user code may raise anything
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything
         _fail(writer, error_log, process, batch, attempt, items_in, ERROR_RAISED,
-              traceback.format_exc())
+              user_traceback(exc))
         return
     writer.add(batch, attempt, True, payload, items_in, items_out, 0, time.perf_counter() - started)
 

@@ -207,9 +207,11 @@ def _throughput(step: StepView, axis: tuple[int, int]) -> str:
 def _failures(step: StepView) -> str:
     e = html.escape
     rows = step.failed_attempt_rows()
+    first = (f'<p>First failure (as in job_result.txt):</p><pre class="first-failure">'
+             f"{e(step.first_failure)}</pre>" if step.first_failure else "")
     if not rows and not step.failures:
-        return '<p class="note">No failed attempt.</p>'
-    out = ['<table class="failures"><tr><th>mini-batch</th><th>attempts</th><th>last status'
+        return first or '<p class="note">No failed attempt.</p>'
+    out = [first, '<table class="failures"><tr><th>mini-batch</th><th>attempts</th><th>last status'
            "</th><th>error</th><th>inputs</th></tr>"]
     for f in step.failures:
         error = ": ".join(str(x) for x in (f.get("error_type"), f.get("message")) if x)

@@ -28,7 +28,9 @@ import numpy as np
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime import timeline
+from parajob.runtime.journal import journal_path
 from parajob.runtime.layout import StepLayout
+from parajob.runtime.monitor import perf_dir
 from parajob.runtime.run_folder import LOCK_NAME
 from parajob.show.resources import Resources
 from parajob.show.resources import load as load_resources
@@ -39,10 +41,10 @@ SLOWEST = 5  # mini-batch attempts listed as the slowest
 class NotARunFolder(SpecError):
     """RUN_DIR is missing or holds no parajob run."""
 
-    def __init__(self, path: Path, why: str) -> None:
+    def __init__(self, path: Path, why: str, hint: str = "") -> None:
         super().__init__([Diagnostic(str(path), None, None, "", why,
-                                     "give the folder a run wrote (its --run-dir, or "
-                                     "./runs/<pipeline>-<time>)")])
+                                     hint or "give the folder a run wrote (its --run-dir, "
+                                     "or ./runs/<pipeline>-<time>)")])
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class StepView:
     name: str
     root: Path
     kind: str = "parallel"
-    status: str = "unknown"  # succeeded, failed, interrupted, cancelled, running, stopped ...
+    status: str = "unknown"  # succeeded, failed, interrupted, cancelled, running, stopped,
+                             # starting (being planned) ...
     reason: str = ""
     settings: dict[str, Any] | None = None
     total_batches: int = 0
@@ -78,6 +81,8 @@ class StepView:
     attempts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=timeline.RECORD))
     workers: dict[int, dict[str, str]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    first_failure: str = ""  # job_result.json's: also init()'s or a crashed worker's
+    program_arguments: str = ""  # task.program_arguments as run (job_result.json's)
     resources: Resources = field(default_factory=Resources)
 
     @property
@@ -146,16 +151,37 @@ def load_run(run_dir: Path) -> RunView:
         raise NotARunFolder(run_dir, f"{run_dir} is not a folder")
     record = _json(run_dir / "parajob-run.json") or {}
     steps = [_load_step(p) for p in sorted(run_dir.iterdir()) if _is_step(p)]
+    if not record and not steps and _is_step(run_dir) and (
+            run_dir.parent / "parajob-run.json").exists():
+        raise NotARunFolder(run_dir, f"{run_dir} is the folder of one step of a run",
+                            f"give the run's folder: parajob show {run_dir.parent}")
     if not record and not steps:
         raise NotARunFolder(run_dir, f"{run_dir} holds no parajob run (no parajob-run.json, "
                             "no step folder with logs/)")
     pid = _live_owner(run_dir)
     for step in steps:
+        if step.status == "unknown" and step.settings is None and pid is not None:
+            # Its folder, no settings.json yet, a live driver: not a run of an older
+            # parajob but a command step running, or a parallel step being planned
+            # (its input listed and fingerprinted).
+            if (step.logs / "user" / "std_log.txt").exists():
+                step.kind, step.status = "command", "running"
+                step.reason = "its output so far: logs/user/std_log.txt"
+            else:
+                step.status = "starting"
+                step.reason = ("the driver is planning the step (listing its input); its "
+                               "settings and counts come when its workers start")
+            continue
         if step.status == "started":
             step.status = "running" if pid is not None else "stopped"
             if step.status == "stopped":
                 step.reason = ("the driver is gone before the step ended: "
                                f"`parajob run --resume {run_dir}` finishes it")
+                # Not "until now": until the driver last wrote (it writes the overview
+                # every 5 s, the timeline and journal at its checkpoints).
+                started = float((step.settings or {}).get("started", 0.0))
+                if started > 0:
+                    step.seconds = max(0.0, min(step.seconds, _last_write(step) - started))
     result = _json(run_dir / "run_result.json")
     names = [str(s.get("name")) for s in (result or {}).get("steps", []) if isinstance(s, dict)]
     order = {name: i for i, name in enumerate(names)}
@@ -190,10 +216,11 @@ def _load_step(root: Path) -> StepView:
     if result is not None and ended:
         for key in ("kind", "status", "reason", "total_batches", "completed_batches",
                     "failed_batches", "items_in", "items_out", "failed_items", "failed_attempts",
-                    "seconds"):
+                    "seconds", "first_failure"):
             if key in result:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]
+        view.program_arguments = _arguments(result.get("settings"))
         return view
     if view.settings is not None:
         view.status = "started"  # running or stopped: load_run asks the lock file's pid
@@ -223,6 +250,37 @@ def _count_so_far(view: StepView) -> None:
         view.failures.append({"batch": batch, "attempts": int((a["batch"][~ok] == batch).sum()),
                               "status": row.status, "error_type": "", "message":
                               f"see {view.logs / 'job_error.txt'}", "inputs": "", "traceback": ""})
+
+
+def _last_write(step: StepView) -> float:
+    """When the step's driver last wrote one of the files it keeps writing while it runs
+    (epoch seconds; 0 when none is there)."""
+    layout = StepLayout(step.root)
+    paths = [*step.logs.glob("job_progress_overview.*.txt"), timeline.timeline_path(layout),
+             timeline.workers_path(layout), timeline.settings_path(layout),
+             journal_path(step.root), *perf_files(step.logs)]
+    last = 0.0
+    for path in paths:
+        try:
+            last = max(last, path.stat().st_mtime)
+        except OSError:
+            continue
+    return last
+
+
+def perf_files(logs: Path) -> list[Path]:
+    """The resource monitor's CSVs (logs/sys/perf/<node>/*.csv)."""
+    return sorted(perf_dir(logs).glob("*/*.csv"))
+
+
+def _arguments(settings: object) -> str:
+    """job_result.json's task.program_arguments (a JSON list of words) as one line."""
+    text = settings.get("task.program_arguments") if isinstance(settings, dict) else None
+    try:
+        words = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return ""
+    return " ".join(str(w) for w in words) if isinstance(words, list) else ""
 
 
 def _size(path: Path) -> int:

@@ -32,9 +32,14 @@ import numpy as np
 
 from parajob.runtime.monitor import perf_dir
 
-__all__ = ["MAX_POINTS", "MAX_SERIES", "Resources", "Series", "load", "render"]
+__all__ = ["MAX_POINTS", "MAX_SERIES", "NOT_YET", "Resources", "Series", "load", "render"]
 
 MAX_POINTS = 600   # per series drawn
+# The monitor is on (its files have their header) but has no row: the step is younger than
+# one interval, or ended before (the default interval is 600 s, as on Azure).
+NOT_YET = ("the step ended before the first sample (or has not reached it yet), taken "
+           "--resource_monitor_interval seconds after the start (default 600; "
+           "--resource_monitor_interval 1 samples every second)")
 MAX_SERIES = 48    # worker processes drawn in the RSS chart
 WIDTH, HEIGHT, LEFT = 960, 150, 150  # px, defaults; the report passes its timeline's
 PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457",
@@ -63,6 +68,7 @@ class Resources:
     processes: int = 0                                  # worker processes sampled (all)
     gpu: list[Series] = field(default_factory=list)     # utilisation %, one per node/GPU
     samples: int = 0                                    # machine rows, all nodes
+    monitored: bool = False  # the monitor ran (it makes logs/sys/perf/<node>/ at start)
 
     @property
     def empty(self) -> bool:
@@ -82,6 +88,7 @@ def load(logs: Path) -> Resources:
     root = perf_dir(logs)
     nodes = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     per_process: dict[str, list[tuple[float, float]]] = {}
+    res.monitored = bool(nodes)
     for node in nodes:
         machine = _rows(node / "machine.csv")
         res.samples += len(machine)
@@ -116,6 +123,9 @@ def render(res: Resources, axis_ns: tuple[int, int] | None = None, width: int = 
     axis_ns: the report's time axis (epoch ns; default: the samples' own span), drawn
     over [left, width - 10] px as the timeline is, so that times line up with its bars."""
     span = res.span()
+    if (res.empty or span is None) and res.monitored:
+        return ('<p class="note" id="no-resource-samples">No resource samples in '
+                f"logs/sys/perf/ yet: {NOT_YET}.</p>")
     if res.empty or span is None:
         return ('<p class="note" id="no-resource-samples">No resource samples in '
                 "logs/sys/perf/: the resource monitor was off (--resource_monitor_interval "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from parajob.show.model import AttemptRow, RunView, StepView
+from parajob.show.resources import NOT_YET
 
 # The resolved settings shown first, as (label, key in settings.json's "limits").
 LIMIT_LABELS = (
@@ -48,6 +49,8 @@ def settings_rows(step: StepView) -> list[tuple[str, str]]:
             ("workers per node", str(s.get("workers_per_node", "?")))]
     limits: dict[str, Any] = s.get("limits", {})
     rows += [(label, _value(limits[key])) for label, key in LIMIT_LABELS if key in limits]
+    if step.program_arguments:  # --resource_monitor_interval, --profiling_module, ...
+        rows.append(("program_arguments", step.program_arguments))
     return rows
 
 
@@ -59,6 +62,9 @@ def _step(step: StepView) -> list[str]:
     out = [f"step {step.name} ({step.kind}): {step.status.upper()}"]
     if step.reason:
         out.append(f"  reason:          {step.reason}")
+    if step.status == "starting" or (step.kind, step.status) == ("command", "running"):
+        # nothing recorded yet but its folder (and a command's log)
+        return [*out, f"  logs:            {step.logs}"]
     rows = settings_rows(step)
     if rows:
         out.append("  settings:")
@@ -91,6 +97,9 @@ def _step(step: StepView) -> list[str]:
                        f"last {f.get('status')}" + (f": {what}" if what else ""))
             inputs = str(f.get("inputs", "")).splitlines()[1:4]
             out += [f"      {line.strip()}" for line in inputs]
+    if step.first_failure:  # job_result.txt's block: also init()'s, a crash's trace
+        out.append("  first failure:")
+        out += [f"    {line}" for line in step.first_failure.splitlines()]
     failed = step.failed_attempt_rows()
     if failed:
         out.append("  failed attempts (with their logs):")
@@ -105,6 +114,8 @@ def _step(step: StepView) -> list[str]:
 def _resources(step: StepView) -> str:
     """One line on the monitor's samples (the HTML report draws them)."""
     res = step.resources
+    if res.empty and res.monitored:
+        return f"no samples in logs/sys/perf/ yet: {NOT_YET}"
     if res.empty:
         return "no samples in logs/sys/perf/ (--resource_monitor_interval 0: off)"
     peaks = [f"peak machine CPU {max(s.peak for s in res.cpu):.0f} %"] if res.cpu else []
