@@ -111,7 +111,8 @@ class Monitor:
     def sample(self, workers: Iterable[MonitoredWorker]) -> None:
         began = time.perf_counter()
         psutil = self._psutil
-        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        # UTC with milliseconds and a Z, as processed_mini-batches.csv writes its times.
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
         elapsed = f"{time.monotonic() - self.started:.3f}"
         machine = self._machine_row(stamp, elapsed)
         gpu_rows = self._gpu_rows(stamp, elapsed)

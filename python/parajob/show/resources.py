@@ -222,8 +222,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _time(text: str | None) -> float | None:
+    # ...Z (UTC) as the monitor writes it; fromisoformat reads a Z only from Python 3.11.
+    text = text or ""
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
     try:
-        return datetime.fromisoformat(text or "").timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
 
