@@ -84,7 +84,7 @@ def _step(step: StepView) -> list[str]:
     rate = step.throughput
     if rate is not None:
         out.append(f"  throughput:      {rate[0]:.1f} mini-batches/s, {rate[1]:.1f} items/s "
-                   f"(over {rate[2]:.2f} s of attempts)")
+                   f"(over {_span(rate[2])} of attempts)")
     slowest = step.slowest()
     if slowest:
         out.append("  slowest mini-batches:")
@@ -132,3 +132,9 @@ def _attempts(rows: list[AttemptRow]) -> list[str]:
                    f"{r.seconds:.3f} s, {r.items_in} items")
         out += [f"      {p}" for p in r.logs]
     return out
+
+
+def _span(seconds: float) -> str:
+    """A span of attempts: milliseconds when under 0.01 s (a fast run's "0.00 s" says
+    nothing)."""
+    return f"{seconds:.2f} s" if seconds >= 0.01 else f"{seconds * 1e3:.2f} ms"
