@@ -229,6 +229,19 @@ class _Node:
     pending: list[tuple[int, int]] = field(default_factory=list)  # spawns before ready
 
 
+def _environment_hint(why: str) -> str | None:
+    """What to do when the node's task could not even be unpickled: the scheduler (which
+    unpickles task graphs since distributed 2024) or the worker lacks this parajob."""
+    if "deserializ" not in why and "No module named 'parajob" not in why:
+        return None
+    import parajob
+
+    return ("the Dask scheduler and every worker unpickle the node's task: each must import "
+            f"the parajob this machine runs ({parajob.__version__}, "
+            f"{os.path.dirname(parajob.__file__)}): `pip install \"parajob[dask]\"` in the "
+            "environment of `dask scheduler` too; its log names the module it missed")
+
+
 class DaskExecutor:
     """The engine's executor for a cluster run. Single-threaded, like the engine."""
 
@@ -498,7 +511,8 @@ class DaskExecutor:
                 raise SpecError([Diagnostic("parajob", None, None,
                                             self._cluster.where,
                                             f"node {node.index} ({node.host}, "
-                                            f"{node.worker_address}) could not start: {why}")])
+                                            f"{node.worker_address}) could not start: {why}",
+                                            _environment_hint(why))])
             if node.sock is None or node.reader is None or node.reader.closed:
                 self._lose(node, why)
 

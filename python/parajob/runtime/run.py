@@ -48,7 +48,7 @@ from parajob.runner import (
     recorded_pipeline,
     run_pipeline,
 )
-from parajob.runtime.computes import with_file_computes
+from parajob.runtime.computes import unused_computes, with_file_computes
 from parajob.runtime.options import RunOptions
 from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
@@ -274,6 +274,11 @@ def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
     assert pipeline_file is not None
     pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
                              overrides=overrides)
+    used = {c for c in [pipeline.default_compute, pipeline.compute,
+                         *(s.compute for s in pipeline.jobs.values())] if c}
+    unused = unused_computes(request.options, used, str(pipeline_file))
+    if unused is not None:  # a typo'd --compute would run the cluster step here, silently
+        raise unused
     for warning in pipeline.warnings + preflight(pipeline):
         warn(str(warning))
     if not (run_dir / "parajob-run.json").exists():
