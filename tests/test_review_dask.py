@@ -6,7 +6,8 @@ hits, each on real processes (tests/dask_cluster.py: `dask scheduler` + `dask wo
 - a `--compute` / `compute=` name that no step uses (a typo) is bad input, exit 2;
 - the resume command printed after Ctrl-C gives `--compute` again (else the resume runs
   the cluster step on this machine);
-- a scheduler that cannot import parajob says so, not only Dask's "different environments".
+- a scheduler that cannot import parajob says so, not only Dask's "different environments";
+- `parajob show` on a cluster run lists its hosts (as job_result.txt does).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from dask_cluster import DaskCluster, dask_cluster_fixture  # noqa: E402,F401 - 
 AZURE_COMPUTE = "compute: azureml:cpu-cluster\n"  # as examples/word_count writes it
 
 
-def test_an_azureml_compute_is_mapped_by_its_bare_name(tmp_path: Path,
-                                                       dask_cluster: DaskCluster) -> None:
+def test_an_azureml_compute_is_mapped_by_its_bare_name_and_shown_with_its_hosts(
+        tmp_path: Path, dask_cluster: DaskCluster) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=12, instances=2, concurrency=1,
                          extra_step=AZURE_COMPUTE)
     proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
@@ -44,6 +45,14 @@ def test_an_azureml_compute_is_mapped_by_its_bare_name(tmp_path: Path,
     assert "channel=tcp+token" in (logs / "sys" / "nodes.txt").read_text()
     assert (f"azureml:cpu-cluster -> the Dask cluster at {dask_cluster.address}"
             in (logs / "environment.txt").read_text())
+    # parajob show lists the hosts as job_result.txt does, and why there are no samples.
+    shown = run_cli("show", str(tmp_path / "run"), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    hosts = re.findall(r"^  (?:hosts:)?\s+(node00\d) \S+ \(Dask worker (\S+)\)$",
+                       shown.stdout, re.M)
+    assert [node for node, _ in hosts] == ["node000", "node001"], shown.stdout
+    assert {address for _, address in hosts} <= set(dask_cluster.worker_pids())
+    assert "(not sampled on Dask cluster nodes yet)" in shown.stdout
 
 
 @pytest.mark.parametrize("extra_step", ["", "compute: cpu-cluster\n", AZURE_COMPUTE])
@@ -110,8 +119,8 @@ def test_the_resume_command_after_ctrl_c_gives_the_compute_again(
     resumed = run_cli(*shlex.split(hint.group(1))[1:], cwd=tmp_path)  # as the user would
     assert resumed.returncode == 0, resumed.stderr
     assert "simulated" not in resumed.stderr
-    rows = (run_dir / "step" / "outputs" / "out").read_text().splitlines()
-    assert sorted(rows) == sorted(f"f{i:05d}.txt" for i in range(30))  # each exactly once
+    out = (run_dir / "step" / "outputs" / "out").read_text().splitlines()
+    assert sorted(out) == sorted(f"f{i:05d}.txt" for i in range(30))  # each exactly once
 
 
 def test_a_scheduler_without_parajob_is_named_with_the_fix(tmp_path: Path) -> None:

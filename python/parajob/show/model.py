@@ -78,7 +78,14 @@ class StepView:
     attempts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=timeline.RECORD))
     workers: dict[int, dict[str, str]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # Where each node ran (job_result.json's "hosts": node, host, Dask worker address).
+    hosts: list[dict[str, Any]] = field(default_factory=list)
     resources: Resources = field(default_factory=Resources)
+
+    @property
+    def on_cluster(self) -> bool:
+        """Whether the step ran on a Dask cluster (its nodes have Dask worker addresses)."""
+        return any(h.get("address") for h in self.hosts)
 
     @property
     def logs(self) -> Path:
@@ -194,6 +201,7 @@ def _load_step(root: Path) -> StepView:
             if key in result:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]
+        view.hosts = [h for h in result.get("hosts", []) if isinstance(h, dict)]
         return view
     if view.settings is not None:
         view.status = "started"  # running or stopped: load_run asks the lock file's pid
