@@ -7,7 +7,9 @@ hits, each on real processes (tests/dask_cluster.py: `dask scheduler` + `dask wo
 - the resume command printed after Ctrl-C gives `--compute` again (else the resume runs
   the cluster step on this machine);
 - a scheduler that cannot import parajob says so, not only Dask's "different environments";
-- `parajob show` on a cluster run lists its hosts (as job_result.txt does).
+- `parajob show` on a cluster run lists its hosts (as job_result.txt does);
+- an address whose port is not a scheduler's (the dashboard's) is bad input, not a hang
+  or a MemoryError traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -150,3 +154,33 @@ def test_a_scheduler_without_parajob_is_named_with_the_fix(tmp_path: Path) -> No
     assert ("hint: the Dask scheduler and every worker unpickle the node's task: each must "
             f"import the parajob this machine runs ({parajob.__version__}") in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _answer_like_http(server: socket.socket) -> None:
+    """What a dashboard or a proxy says to Dask's handshake: an HTTP error, then close."""
+    conn, _ = server.accept()
+    with conn:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
+                     b"content-length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["silent", "http"])
+def test_a_port_that_is_not_a_scheduler_is_bad_input(tmp_path: Path, answers: bool) -> None:
+    # The dashboard's port (8787) instead of the scheduler's: the TCP connect succeeds,
+    # the Dask handshake does not (Dask itself would wait for ever, or raise MemoryError).
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step="compute: cpu-cluster\n")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        if answers:
+            threading.Thread(target=_answer_like_http, args=(server,), daemon=True).start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                       "--compute", f"cpu-cluster={address}", cwd=tmp_path, timeout=90)
+    assert proc.returncode == 2, proc.stderr
+    assert f"--compute cpu-cluster={address}" in proc.stderr
+    assert "answer as a Dask scheduler" in proc.stderr
+    assert "8787 is its dashboard" in proc.stderr
+    assert str(Path(parajob.__file__).parent) not in proc.stderr  # no traceback of parajob's
+    assert not (tmp_path / "run" / "step" / "outputs").exists()
