@@ -184,3 +184,15 @@ def test_a_port_that_is_not_a_scheduler_is_bad_input(tmp_path: Path, answers: bo
     assert "8787 is its dashboard" in proc.stderr
     assert str(Path(parajob.__file__).parent) not in proc.stderr  # no traceback of parajob's
     assert not (tmp_path / "run" / "step" / "outputs").exists()
+
+
+def test_a_refused_cluster_step_leaves_no_run_folder(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: no scheduler there
+        closed.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{closed.getsockname()[1]}"
+    pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step="compute: cpu-cluster\n")
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
+                   "--compute", f"cpu-cluster={address}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the Dask scheduler" in proc.stderr
+    assert not (tmp_path / "run").exists()  # not even parajob-run.json: nothing ran

@@ -165,6 +165,9 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
         try:
             outcomes = tuple(run_pipeline(pipeline, folder.path, request.options))
         except SpecError:  # a step's input found bad before its workers started
+            if not any(p.is_dir() for p in folder.path.iterdir()):  # no step began (a
+                for path in wrote:  # cluster refused at connect): leave nothing of ours
+                    path.unlink(missing_ok=True)
             folder.discard_if_unused()
             raise
         result = RunResult.from_outcomes(folder.path, outcomes, time.monotonic() - started)
