@@ -4,6 +4,7 @@ distributed. No cluster needed here (tests/test_dask_executor.py has one)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -82,15 +83,18 @@ def test_a_bad_compute_argument_raises_a_spec_error(tmp_path: Path, value: objec
 def test_an_unmapped_compute_runs_here_without_importing_distributed(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, concurrency=1,
                          extra_step="compute: cpu-cluster\n")
+    # In a computes file: a compute= name that no step uses is bad input (test_review_dask).
+    (tmp_path / "computes.yml").write_text("computes:\n  gpu-cluster: tcp://127.0.0.1:1\n")
     code = textwrap.dedent(f"""
         import sys, parajob
-        result = parajob.run({str(pipeline)!r}, run_dir={str(tmp_path / "run")!r},
-                             compute={{"gpu-cluster": "tcp://127.0.0.1:1"}})
+        result = parajob.run({str(pipeline)!r}, run_dir={str(tmp_path / "run")!r})
         assert result.status == "succeeded", result
         print("distributed" in sys.modules)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+                          cwd=tmp_path, timeout=120,
+                          env={**os.environ,
+                               "PARAJOB_COMPUTES": str(tmp_path / "computes.yml")})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 

@@ -266,13 +266,14 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     outcomes = finished.outcomes
     for outcome in outcomes:
         terminal.echo(outcome.summary())  # the job's result does not depend on this write
-    _show_failure(finished.result.run_dir, outcomes)
+    _show_failure(finished.result.run_dir, outcomes, clusters)
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
 
 
-def _show_failure(run_dir: Path, outcomes: tuple[Any, ...]) -> None:
+def _show_failure(run_dir: Path, outcomes: tuple[Any, ...],
+                  computes: dict[str, str]) -> None:
     """On stderr, where the user looks (stdout may go to a file): the first step that did
     not succeed, its first failure with the traceback, and the command that resumes the
     run (for a failed run too: --resume runs again what did not succeed)."""
@@ -281,7 +282,8 @@ def _show_failure(run_dir: Path, outcomes: tuple[Any, ...]) -> None:
     for outcome in outcomes:
         if not outcome.succeeded:
             terminal.echo(terminal_block(outcome.step, outcome.status, outcome.reason,
-                                         getattr(outcome, "first_failure", None), run_dir),
+                                         getattr(outcome, "first_failure", None), run_dir,
+                                         computes),
                           err=True)
             return
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.command_step import finished_before, run_command_step
-from parajob.runtime.computes import cluster_for
+from parajob.runtime.computes import cluster_for, mapped_name
 from parajob.runtime.job import check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
@@ -223,8 +223,9 @@ def _record(pipeline: Pipeline, step: Step, run_dir: Path, options: RunOptions) 
     compute = step.compute or pipeline.default_compute
     cluster = cluster_for(options, compute) if isinstance(step, ParallelStep) else None
     where = f"the Dask cluster at {cluster}" if cluster else "this machine"
-    if cluster and compute and compute in options.computes_from_file:
-        where += f" (computes file {options.computes_from_file[compute]})"
+    mapped = mapped_name(options, compute)
+    if cluster and mapped is not None and mapped in options.computes_from_file:
+        where += f" (computes file {options.computes_from_file[mapped]})"
     text = (
         f"step:          {step.name} ({step.type})\n"
         f"compute:       {compute or '(not given)'} -> {where}\n"

@@ -53,6 +53,7 @@ import selectors
 import signal
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ from parajob.runtime.accounting import Limits
 from parajob.runtime.job import NodeRecipe
 from parajob.runtime.layout import StepLayout, node_name
 
+HANDSHAKE_TIMEOUT_S = 10.0   # ... and answering as one once connected (Dask does not bound it)
 CONNECT_TIMEOUT_S = 5.0      # reaching the scheduler: an unreachable one fails fast (exit 2)
 NODE_START_TIMEOUT_S = 120.0  # every node's hello (its process started, the folder checked)
 HEARTBEAT_TIMEOUT_S = 30.0    # a node silent this long is lost (it reports every 0.5 s)
@@ -99,20 +101,23 @@ def connect_cluster(address: str, compute: str, instance_count: int,
                                     'pip install "parajob[dask]"')]) from exc
     security, tls = tls_security(address, where)
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S,  # type: ignore[no-untyped-call]
-                        set_as_default=False, security=security)
+        client = _client(Client, address, security)
     except (OSError, TimeoutError) as exc:
         raise SpecError([Diagnostic("parajob", None, None, where,
                                     f"cannot reach the Dask scheduler at {address}: {exc}",
                                     "start it (`dask scheduler`) or fix the address")]) from exc
+    except Exception as exc:  # noqa: BLE001 - something that is not a scheduler answered
+        raise SpecError([Diagnostic("parajob", None, None, where,
+                                    f"{address} does not answer as a Dask scheduler "
+                                    f"({type(exc).__name__}: {exc})", NOT_A_SCHEDULER)]) from exc
     try:
         workers = client.scheduler_info()["workers"]
     except Exception:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
         raise
     chosen = choose_workers(workers, instance_count)
     if len(chosen) < instance_count:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
         raise SpecError([Diagnostic("parajob", None, None, where,
                                     f"the Dask cluster at {address} has {len(workers)} "
                                     f"worker(s); the step asks for instance_count "
@@ -120,6 +125,35 @@ def connect_cluster(address: str, compute: str, instance_count: int,
                                     "start more `dask worker`s, or lower "
                                     "resources.instance_count")])
     return Cluster(client, address, compute, chosen, where, tls)
+
+
+NOT_A_SCHEDULER = ("give the scheduler's port (`dask scheduler` listens on 8786 by default; "
+                   "8787 is its dashboard)")
+
+
+def _client(client_type: Any, address: str, security: Any) -> Any:
+    """A Dask Client of ``address``, or what it raised. Dask's own timeout covers the TCP
+    connect only, not the handshake after it: a port that accepts and never answers as a
+    scheduler (the dashboard's, a proxy's) would hang it for ever, so it is made in a
+    daemon thread that is given up after HANDSHAKE_TIMEOUT_S (a TimeoutError)."""
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_type(address, timeout=CONNECT_TIMEOUT_S,
+                                        set_as_default=False, security=security)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="parajob-dask-connect", daemon=True)
+    thread.start()
+    thread.join(HANDSHAKE_TIMEOUT_S)
+    if thread.is_alive():
+        raise TimeoutError(f"{address} accepted the connection but did not answer as a Dask "
+                           f"scheduler within {HANDSHAKE_TIMEOUT_S:g} s ({NOT_A_SCHEDULER})")
+    if "error" in box:
+        raise box["error"]
+    return box["client"]
 
 
 TLS_ENV = "DASK_DISTRIBUTED__COMM__TLS__"  # + CA_FILE, CLIENT__CERT, CLIENT__KEY
@@ -227,6 +261,19 @@ class _Node:
     workers: dict[int, RemoteWorker] = field(default_factory=dict)  # process -> worker
     in_run: dict[int, int] = field(default_factory=dict)  # process -> batch (last report)
     pending: list[tuple[int, int]] = field(default_factory=list)  # spawns before ready
+
+
+def _environment_hint(why: str) -> str | None:
+    """What to do when the node's task could not even be unpickled: the scheduler (which
+    unpickles task graphs since distributed 2024) or the worker lacks this parajob."""
+    if "deserializ" not in why and "No module named 'parajob" not in why:
+        return None
+    import parajob
+
+    return ("the Dask scheduler and every worker unpickle the node's task: each must import "
+            f"the parajob this machine runs ({parajob.__version__}, "
+            f"{os.path.dirname(parajob.__file__)}): `pip install \"parajob[dask]\"` in the "
+            "environment of `dask scheduler` too; its log names the module it missed")
 
 
 class DaskExecutor:
@@ -498,7 +545,8 @@ class DaskExecutor:
                 raise SpecError([Diagnostic("parajob", None, None,
                                             self._cluster.where,
                                             f"node {node.index} ({node.host}, "
-                                            f"{node.worker_address}) could not start: {why}")])
+                                            f"{node.worker_address}) could not start: {why}",
+                                            _environment_hint(why))])
             if node.sock is None or node.reader is None or node.reader.closed:
                 self._lose(node, why)
 

@@ -15,6 +15,10 @@
                                    -> None: on this machine, as ever; instance_count > 1
                                       then prints simulated_nodes_note()
 
+Names match with or without Azure's ``azureml:`` prefix (``compute: azureml:cpu-cluster``
+is the compute named cpu-cluster: same_compute); a name the caller gave that no step of
+the pipeline uses is bad input (unused_computes: a typo must not run a cluster step here).
+
 Invariants: the precedence rule (given names over the file's) lives only in
 with_file_computes; a computes file that is bad in any way is a SpecError naming the file
 and the field, raised before the run folder exists; a serial run reads no file (it runs
@@ -36,8 +40,9 @@ from parajob.spec.report import Reporter
 from parajob.spec.yaml_nodes import compose, get_str, named_entries, read_mapping
 
 __all__ = ["COMPUTES_ENV", "SCHEMES", "check_address", "cluster_for", "compute_origin",
-           "computes_file",
-           "read_computes_file", "simulated_nodes_note", "with_file_computes"]
+           "computes_file", "given_computes", "mapped_name",
+           "read_computes_file", "same_compute", "simulated_nodes_note", "unused_computes",
+           "with_file_computes"]
 
 COMPUTES_ENV = "PARAJOB_COMPUTES"  # a computes file's path; empty: no file at all
 FILE_EXAMPLE = "computes:\n    cpu-cluster: tcp://10.0.0.5:8786"
@@ -68,12 +73,60 @@ def normalise(address: str) -> str:
     return address if "://" in address else f"tcp://{address}"
 
 
+AZUREML_PREFIX = "azureml:"  # Azure ML's reference to a workspace's compute by name
+
+
+def same_compute(a: str, b: str) -> bool:
+    """Whether two compute names name one compute: ``azureml:cpu-cluster`` (as the Azure
+    YAML writes it) is ``cpu-cluster`` (as --compute is usually given)."""
+    return a.removeprefix(AZUREML_PREFIX) == b.removeprefix(AZUREML_PREFIX)
+
+
+def mapped_name(options: RunOptions, compute: str | None) -> str | None:
+    """The name under which ``compute`` is mapped in options.computes (as written there),
+    or None: among the caller's names, then the file's, the exact name first, then one
+    that differs only by ``azureml:``."""
+    if compute is None:
+        return None
+    given = [name for name in options.computes if name not in options.computes_from_file]
+    from_file = [name for name in options.computes if name in options.computes_from_file]
+    for names in (given, from_file):  # the caller's names win over the file's, as ever
+        for name in names:
+            if name == compute:
+                return name
+        for name in names:
+            if same_compute(name, compute):
+                return name
+    return None
+
+
 def cluster_for(options: RunOptions, compute: str | None) -> str | None:
     """The scheduler address a step with this ``compute`` runs on, or None (this machine)."""
     computes: Mapping[str, str] = options.computes
-    if compute is None or compute not in computes:
-        return None
-    return normalise(computes[compute])
+    name = mapped_name(options, compute)
+    return None if name is None else normalise(computes[name])
+
+
+def given_computes(options: RunOptions) -> dict[str, str]:
+    """The mappings the caller gave (--compute / compute=), not the computes file's."""
+    return {name: address for name, address in options.computes.items()
+            if name not in options.computes_from_file}
+
+
+def unused_computes(options: RunOptions, used: set[str], source: str) -> SpecError | None:
+    """A SpecError for each name the caller gave that names none of the pipeline's
+    computes ``used`` (the steps' and default_compute), None when all are used. The
+    computes file may map clusters no step uses: it serves many pipelines."""
+    shown = ", ".join(sorted(used)) or "(none: no step names a compute)"
+    found = [Diagnostic(source, None, None, "",
+                        f"--compute {name}={address}: no step of the pipeline has compute "
+                        f"{name!r}, so nothing would run on that cluster (the pipeline's "
+                        f"computes: {shown})",
+                        "give a name the pipeline uses (`compute:` of a step or "
+                        "`default_compute:`), with or without the azureml: prefix")
+             for name, address in given_computes(options).items()
+             if not any(same_compute(name, u) for u in used)]
+    return SpecError(found) if found else None
 
 
 def simulated_nodes_note(step: str, instance_count: int, compute: str | None) -> str:
@@ -157,6 +210,7 @@ def with_file_computes(options: RunOptions) -> RunOptions:
 def compute_origin(options: RunOptions, compute: str) -> str:
     """Where the mapping of ``compute`` was written, for messages: ``--compute NAME=ADDR``
     or ``computes.NAME in FILE``."""
+    compute = mapped_name(options, compute) or compute
     file = options.computes_from_file.get(compute)
     if file is not None:
         return f"computes.{compute} in {file}"

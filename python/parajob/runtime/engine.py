@@ -59,7 +59,8 @@ from parajob.executors.base import (
 )
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
-from parajob.runtime.failures import crash_trace, init_traceback
+from parajob.runtime.computes import given_computes
+from parajob.runtime.failures import crash_trace, init_traceback, resume_command
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.monitor import Monitor
@@ -153,6 +154,7 @@ class Engine:
         self.failed_for_good: list[Failure] = []  # structured, for RunResult / job_result.json
         self.stops = StopRequests(options or RunOptions(), wake=executor.wake)
         self.resume_hint = (options or RunOptions()).resume_hint
+        self.given_computes = given_computes(options or RunOptions())  # for the hint
         self.started = time.monotonic()
         self.last_progress = self.started
         self.last_checkpoint = self.started
@@ -271,7 +273,7 @@ class Engine:
             stop = f"stopped by {self.interrupted_how}"
         if stop is not None:
             hint = (self.resume_hint if self.resume_hint is not None
-                    else f"parajob run --resume {self.layout.root.parent}")
+                    else resume_command(self.layout.root.parent, self.given_computes))
             self.stop_reason = f"{stop}; resume with: {hint}" if hint else stop
             self.interrupted, self.cancelled = True, self.stops.cancelled
             return

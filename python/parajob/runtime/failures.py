@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import shlex
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 TAIL_BYTES = 256 * 1024   # a crash's trace is at the end of its stderr log
@@ -108,13 +109,17 @@ def init_traceback(error_log: Path, process: int) -> str:
     return _cap(body.splitlines())
 
 
-def resume_command(run_dir: Path) -> str:
-    """The exact command that finishes (or retries the failed part of) a run."""
-    return f"parajob run --resume {shlex.quote(str(run_dir))}"
+def resume_command(run_dir: Path, computes: Mapping[str, str] | None = None) -> str:
+    """The exact command that finishes (or retries the failed part of) a run. ``computes``:
+    the --compute mappings the run was given; a resume without them would run the cluster
+    steps on this machine (the computes file is read again, so its names are not given)."""
+    flags = "".join(f" --compute {shlex.quote(f'{name}={address}')}"
+                    for name, address in (computes or {}).items())
+    return f"parajob run --resume {shlex.quote(str(run_dir))}{flags}"
 
 
 def terminal_block(step: str, status: str, reason: str, first_failure: str | None,
-                   run_dir: Path | None) -> str:
+                   run_dir: Path | None, computes: Mapping[str, str] | None = None) -> str:
     """What stderr shows after a step that did not succeed: its status and reason, the
     first failure (traceback included) and the command that resumes the run."""
     lines = [f"parajob: step {step} {status}: {reason}"]
@@ -122,8 +127,8 @@ def terminal_block(step: str, status: str, reason: str, first_failure: str | Non
         lines += ["first failure (also in job_result.txt and job_error.txt):",
                   first_failure.rstrip()]
     if run_dir is not None and "resume with:" not in reason:
-        lines.append(f"resume with: {resume_command(run_dir)}  (runs again only what did not "
-                     "succeed)")
+        lines.append(f"resume with: {resume_command(run_dir, computes)}  (runs again only "
+                     "what did not succeed)")
     return "\n".join(lines)
 
 

@@ -48,7 +48,7 @@ from parajob.runner import (
     recorded_pipeline,
     run_pipeline,
 )
-from parajob.runtime.computes import with_file_computes
+from parajob.runtime.computes import unused_computes, with_file_computes
 from parajob.runtime.options import RunOptions
 from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
@@ -165,6 +165,9 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
         try:
             outcomes = tuple(run_pipeline(pipeline, folder.path, request.options))
         except SpecError:  # a step's input found bad before its workers started
+            if not any(p.is_dir() for p in folder.path.iterdir()):  # no step began (a
+                for path in wrote:  # cluster refused at connect): leave nothing of ours
+                    path.unlink(missing_ok=True)
             folder.discard_if_unused()
             raise
         result = RunResult.from_outcomes(folder.path, outcomes, time.monotonic() - started)
@@ -274,6 +277,11 @@ def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
     assert pipeline_file is not None
     pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
                              overrides=overrides)
+    used = {c for c in [pipeline.default_compute, pipeline.compute,
+                         *(s.compute for s in pipeline.jobs.values())] if c}
+    unused = unused_computes(request.options, used, str(pipeline_file))
+    if unused is not None:  # a typo'd --compute would run the cluster step here, silently
+        raise unused
     for warning in pipeline.warnings + preflight(pipeline):
         warn(str(warning))
     if not (run_dir / "parajob-run.json").exists():

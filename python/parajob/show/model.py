@@ -83,7 +83,14 @@ class StepView:
     failures: list[dict[str, Any]] = field(default_factory=list)
     first_failure: str = ""  # job_result.json's: also init()'s or a crashed worker's
     program_arguments: str = ""  # task.program_arguments as run (job_result.json's)
+    # Where each node ran (job_result.json's "hosts": node, host, Dask worker address).
+    hosts: list[dict[str, Any]] = field(default_factory=list)
     resources: Resources = field(default_factory=Resources)
+
+    @property
+    def on_cluster(self) -> bool:
+        """Whether the step ran on a Dask cluster (its nodes have Dask worker addresses)."""
+        return any(h.get("address") for h in self.hosts)
 
     @property
     def logs(self) -> Path:
@@ -221,6 +228,7 @@ def _load_step(root: Path) -> StepView:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]
         view.program_arguments = _arguments(result.get("settings"))
+        view.hosts = [h for h in result.get("hosts", []) if isinstance(h, dict)]
         return view
     if view.settings is not None:
         view.status = "started"  # running or stopped: load_run asks the lock file's pid

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from parajob.runtime.layout import node_name
 from parajob.show.model import AttemptRow, RunView, StepView
 from parajob.show.resources import NOT_YET
 
@@ -81,6 +82,10 @@ def _step(step: StepView) -> list[str]:
             f"{step.failed_items} failed",
             f"  failed attempts: {step.failed_attempts}",
             f"  elapsed:         {step.seconds:.2f} s"]
+    for i, host in enumerate(step.hosts if step.on_cluster else []):  # as job_result.txt
+        where = f" (Dask worker {host['address']})" if host.get("address") else ""
+        out.append(f"  {'hosts:' if i == 0 else '':<17}"
+                   f"{node_name(int(host.get('node', i)))} {host.get('host', '?')}{where}")
     rate = step.throughput
     if rate is not None:
         out.append(f"  throughput:      {rate[0]:.1f} mini-batches/s, {rate[1]:.1f} items/s "
@@ -114,6 +119,8 @@ def _step(step: StepView) -> list[str]:
 def _resources(step: StepView) -> str:
     """One line on the monitor's samples (the HTML report draws them)."""
     res = step.resources
+    if res.empty and step.on_cluster:
+        return "no samples in logs/sys/perf/ (not sampled on Dask cluster nodes yet)"
     if res.empty and res.monitored:
         return f"no samples in logs/sys/perf/ yet: {NOT_YET}"
     if res.empty:
