@@ -7,10 +7,16 @@ fails the test (with the output so far) instead of hanging CI.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +140,36 @@ def deadlock_guard():  # type: ignore[no-untyped-def]
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+def run_in_pty(cwd: Path, columns: int, *args: str) -> tuple[int, str]:
+    """parajob on a pseudo-terminal of ``columns`` x 24: (exit status, all it wrote)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin/stdout/stderr are the terminal
+        try:
+            os.chdir(cwd)
+            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+            env["TERM"] = "xterm-256color"
+            os.execve(sys.executable, [sys.executable, "-m", "parajob", *args], env)
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    out = b""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"parajob did not finish in {RUN_TIMEOUT_S}s on the terminal:\n{out!r}")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")

@@ -4,19 +4,11 @@ when piped, --quiet for none, and the line's fitting at any width."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import struct
-import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
-from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, write_job
+from conftest import ECHO_SCRIPT, run_cli, run_in_pty, write_job
 
 from parajob.runtime.progress import Snapshot, format_line
 
@@ -33,43 +25,10 @@ def run(mini_batch):
 """
 
 
-def _run_in_pty(cwd: Path, columns: int, *args: str) -> tuple[int, str]:
-    """parajob on a pseudo-terminal of ``columns`` x 24: (exit status, all it wrote)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: its stdin/stdout/stderr are the terminal
-        try:
-            os.chdir(cwd)
-            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-            env["TERM"] = "xterm-256color"
-            os.execve(sys.executable, [sys.executable, "-m", "parajob", *args], env)
-        finally:
-            os._exit(127)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    out = b""
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if not ready:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        out += data
-    else:
-        os.kill(pid, 9)
-        pytest.fail(f"parajob did not finish in {RUN_TIMEOUT_S}s on the terminal:\n{out!r}")
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
-
-
 @pytest.mark.parametrize("columns", [60, 120])
 def test_one_line_redrawn_in_place_at_any_width(tmp_path: Path, columns: int) -> None:
     write_job(tmp_path, FAIL_SOME, files=24, mini_batch_size=2, max_retries=1)
-    code, out = _run_in_pty(tmp_path, columns, "run", "pipeline.yml", "--run-dir", "run")
+    code, out = run_in_pty(tmp_path, columns, "run", "pipeline.yml", "--run-dir", "run")
     assert code == 0, out
     display, _, summary = ANSI.sub("", out).partition("step:                 step")
     assert summary, out
@@ -111,7 +70,7 @@ def test_quiet_shows_no_progress(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "[step]" not in proc.stderr
     assert "status:               SUCCEEDED" in proc.stdout  # the summary is still shown
-    code, out = _run_in_pty(tmp_path, 80, "run", "pipeline.yml", "--run-dir", "run2", "-q")
+    code, out = run_in_pty(tmp_path, 80, "run", "pipeline.yml", "--run-dir", "run2", "-q")
     assert code == 0, out
     assert "[step]" not in out and "\x1b[2K" not in out
 
@@ -156,7 +115,7 @@ def run(mini_batch):
 
 def test_a_warning_while_the_line_is_drawn_gets_a_line_of_its_own(tmp_path: Path) -> None:
     write_job(tmp_path, OVERRUN, files=4, mini_batch_size=1, timeout=1)
-    code, out = _run_in_pty(tmp_path, 120, "run", "pipeline.yml", "--run-dir", "run",
+    code, out = run_in_pty(tmp_path, 120, "run", "pipeline.yml", "--run-dir", "run",
                             "--serial")
     assert code == 0, out
     text = ANSI.sub("", out)

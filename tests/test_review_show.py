@@ -3,21 +3,16 @@ report, job_result.json and the terminal say after real runs (the real CLI, real
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, run_job, write_job
+from conftest import ECHO_SCRIPT, RUN_TIMEOUT_S, run_cli, run_in_pty, run_job, write_job
 
 INIT_FAILS = """
 def init():
@@ -101,39 +96,6 @@ def test_monitor_on_but_no_sample_yet_is_not_called_off(tmp_path: Path) -> None:
     assert "monitor was off" in report.read_text(encoding="utf-8")
 
 
-def _run_in_pty(cwd: Path, columns: int, *args: str) -> str:
-    """parajob on a pseudo-terminal of ``columns`` x 24: all it wrote."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.chdir(cwd)
-            env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-            env["TERM"] = "xterm-256color"
-            os.execve(sys.executable, [sys.executable, "-m", "parajob", *args], env)
-        finally:
-            os._exit(127)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    out = b""
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if not ready:
-            continue
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    else:
-        os.kill(pid, 9)
-        pytest.fail(f"parajob did not finish in {RUN_TIMEOUT_S}s on the terminal:\n{out!r}")
-    os.waitpid(pid, 0)
-    os.close(fd)
-    return out.decode("utf-8", "replace")
-
-
 # rich's default bar colours: "bar.complete" rgb(249,38,114), on 256 colours 38;5;197 (a
 # red), "bar.finished" rgb(114,156,31).
 RED_SGR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:31|91|38;5;(?:1|9|160|196|197|198|203))m")
@@ -142,7 +104,7 @@ RED_SGR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:31|91|38;5;(?:1|9|160|196|197|198|2
 def test_progress_bar_is_not_red_when_nothing_failed(tmp_path: Path) -> None:
     # From 140 columns the line has a bar: it was drawn red while nothing had failed.
     write_job(tmp_path, SLOW, files=16, mini_batch_size=1)
-    out = _run_in_pty(tmp_path, 200, "run", "pipeline.yml", "--run-dir", "run")
+    _, out = run_in_pty(tmp_path, 200, "run", "pipeline.yml", "--run-dir", "run")
     assert "━" in out, repr(out[-2000:])  # the bar was drawn
     assert "status:               SUCCEEDED" in out, out[-2000:]
     assert not RED_SGR.search(out), repr(out[:3000])
