@@ -41,8 +41,9 @@ def cached_file_tree(name: str, n_files: int, content: Callable[[int], bytes]) -
     return root
 
 
-def write_file_job(folder: Path, step: str, data: Path, entry: str, workers: int,
-                   extra: str = "") -> Path:
+def write_file_job(
+    folder: Path, step: str, data: Path, entry: str, workers: int, extra: str = ""
+) -> Path:
     """A one-step pipeline: one-file mini-batches of `data`, append_row to a uri_file, the
     entry script `entry` (source text), `extra` YAML lines added to the step."""
     (folder / "src").mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,11 @@ import pytest
 from conftest import cached_file_tree, report
 from pytest_benchmark.fixture import BenchmarkFixture
 
-pytest.importorskip("distributed", exc_type=ImportError,
-                    reason='the Dask bench needs distributed (pip install "parajob[dask]")')
+pytest.importorskip(
+    "distributed",
+    exc_type=ImportError,
+    reason='the Dask bench needs distributed (pip install "parajob[dask]")',
+)
 
 from parajob.runtime.job import run_parallel_step  # noqa: E402
 from parajob.runtime.options import RunOptions  # noqa: E402
@@ -128,10 +131,14 @@ loads: dict[str, list[float]] = {}
 
 # ---------------------------------------------------------------- inputs and the work
 
+
 def jpeg_tree(n_files: int) -> Path:
     """$TMPDIR/parajob-bench-dask-jpeg-<n>/data: n seeded 64x64 RGB JPEGs, made once."""
-    image_mod = pytest.importorskip("PIL.Image", exc_type=ImportError,
-                                    reason="the image workload needs Pillow (pip install Pillow)")
+    image_mod = pytest.importorskip(
+        "PIL.Image",
+        exc_type=ImportError,
+        reason="the image workload needs Pillow (pip install Pillow)",
+    )
     import numpy as np
 
     base = Path(tempfile.gettempdir()) / f"parajob-bench-dask-jpeg-{n_files}"
@@ -155,8 +162,9 @@ def jpeg_tree(n_files: int) -> Path:
 def inputs(kind: str, n_batches: int) -> Path:
     per_batch = SIZES[kind][0]
     if kind == "tiny":
-        return cached_file_tree(f"dask-tiny-{n_batches}", n_batches * per_batch,
-                                lambda i: b"x" * (i % 50))
+        return cached_file_tree(
+            f"dask-tiny-{n_batches}", n_batches * per_batch, lambda i: b"x" * (i % 50)
+        )
     return jpeg_tree(n_batches * per_batch)
 
 
@@ -170,7 +178,7 @@ def listing(root: Path) -> list[str]:
 
 
 def chunks(paths: list[str], size: int) -> list[list[str]]:
-    return [paths[i:i + size] for i in range(0, len(paths), size)]
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
 @pytest.fixture(scope="module")
@@ -220,11 +228,13 @@ def write_pipeline(src: Path, kind: str, data: Path, on_dask: bool) -> Path:
         "      type: run_function\n"
         "      code: ./src\n"
         f"      entry_script: entry_{kind}.py\n"
-        "      append_row_to: ${{outputs.out}}\n")
+        "      append_row_to: ${{outputs.out}}\n"
+    )
     return path
 
 
 # ---------------------------------------------------------------- the cluster
+
 
 class SameSessionCluster(DaskCluster):
     """tests/dask_cluster.py's cluster, its processes in this process's session (each in
@@ -238,8 +248,14 @@ class SameSessionCluster(DaskCluster):
 
     def _popen(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(self.folder / log, "wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                    cwd=self.folder, process_group=0)
+            proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.folder,
+                process_group=0,
+            )
         self.procs.append(proc)
         return proc
 
@@ -257,16 +273,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
 def client(cluster: DaskCluster, work_dir: Path) -> Iterator[Any]:
     from distributed import Client
 
-    with Client(cluster.address, timeout=60,  # type: ignore[no-untyped-call]
-                set_as_default=False) as connected:
+    with Client(
+        cluster.address,
+        timeout=60,  # type: ignore[no-untyped-call]
+        set_as_default=False,
+    ) as connected:
         connected.upload_file(str(work_dir / f"{WORK_MODULE}.py"))
         yield connected
 
 
 # ---------------------------------------------------------------- the runners
 
-def run_parajob(pipeline: Path, run_dir: Path, options: RunOptions,
-                compute: str | None) -> list[str]:
+
+def run_parajob(
+    pipeline: Path, run_dir: Path, options: RunOptions, compute: str | None
+) -> list[str]:
     step = load_pipeline(pipeline, run_dir=run_dir).jobs["step"]
     assert isinstance(step, ParallelStep)
     outcome = run_parallel_step(step, run_dir, options, compute=compute)
@@ -275,8 +296,9 @@ def run_parajob(pipeline: Path, run_dir: Path, options: RunOptions,
     return outcome.output.read_text().splitlines()
 
 
-def make_runner(runner: str, kind: str, data: Path, request: pytest.FixtureRequest,
-                tmp_path: Path) -> Callable[[], list[str]]:
+def make_runner(
+    runner: str, kind: str, data: Path, request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[], list[str]]:
     """A call doing the whole job with `runner`; returns the rows."""
     per_batch = SIZES[kind][0]
     work: ModuleType = request.getfixturevalue("work")
@@ -297,20 +319,25 @@ def make_runner(runner: str, kind: str, data: Path, request: pytest.FixtureReque
         return lambda: run_parajob(pipeline, tmp_path / f"run{next(runs)}", options, compute)
     client = request.getfixturevalue("client")
     if runner == "client.map":
+
         def client_map() -> list[str]:
             futures = client.map(batch_fn, chunks(listing(data), per_batch), pure=False)
             rows = [row for batch in client.gather(futures) for row in batch]
             del futures
             return rows
+
         return client_map
     assert runner == "dask.bag"
     import dask.bag as db
 
     def bag() -> list[str]:
         paths = listing(data)
-        items = db.from_sequence(paths,  # type: ignore[no-untyped-call]
-                                 npartitions=-(-len(paths) // per_batch))
+        items = db.from_sequence(
+            paths,  # type: ignore[no-untyped-call]
+            npartitions=-(-len(paths) // per_batch),
+        )
         return list(client.compute(items.map(row_fn), sync=True))
+
     return bag
 
 
@@ -331,14 +358,28 @@ def size(kind: str, runner: str) -> int:
     return N_OVERRIDES.get((kind, runner), SIZES[kind][1])
 
 
-CASES = [(kind, runner, size(kind, runner) * factor) for kind in SIZES
-         for runner in RUNNERS for factor in (1, 4)]
+CASES = [
+    (kind, runner, size(kind, runner) * factor)
+    for kind in SIZES
+    for runner in RUNNERS
+    for factor in (1, 4)
+]
 
 
-@pytest.mark.parametrize(("kind", "runner", "n_batches"), CASES,
-                         ids=[f"{k}-{r.replace(' ', '_')}-{n}" for k, r, n in CASES])
-def test_runner(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, tmp_path: Path,
-                work: ModuleType, kind: str, runner: str, n_batches: int) -> None:
+@pytest.mark.parametrize(
+    ("kind", "runner", "n_batches"),
+    CASES,
+    ids=[f"{k}-{r.replace(' ', '_')}-{n}" for k, r, n in CASES],
+)
+def test_runner(
+    benchmark: BenchmarkFixture,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    work: ModuleType,
+    kind: str,
+    runner: str,
+    n_batches: int,
+) -> None:
     benchmark.group = f"dask-{kind}"
     loads.setdefault(kind, []).append(os.getloadavg()[0])
     data = inputs(kind, n_batches)
@@ -353,13 +394,17 @@ def test_runner(benchmark: BenchmarkFixture, request: pytest.FixtureRequest, tmp
         return rows
 
     rounds = ROUNDS_FOR.get((kind, runner), ROUNDS)
-    rows = benchmark.pedantic(timed, rounds=rounds,  # type: ignore[no-untyped-call]
-                              iterations=1)
+    rows = benchmark.pedantic(
+        timed,
+        rounds=rounds,  # type: ignore[no-untyped-call]
+        iterations=1,
+    )
     assert sorted(rows) == want, f"{runner}: the rows differ from the serial run's"
     timings[kind, runner, n_batches] = walls
 
 
 # ---------------------------------------------------------------- slopes and the target
+
 
 def fit(kind: str, runner: str) -> tuple[float, float, float, float] | None:
     """(slope, intercept, lowest slope, highest slope) in seconds, from the medians at N
@@ -383,20 +428,26 @@ def report_table(kind: str) -> dict[str, tuple[float, float, float, float]]:
     fits = {r: f for r in RUNNERS if (f := fit(kind, r)) is not None}
     more = "".join(f" ({r}: {k})" for (w, r), k in ROUNDS_FOR.items() if w == kind)
     load = loads.get(kind, [0.0])
-    report(f"dask bench, {kind} workload ({per_batch} file(s) per mini-batch, runs at N and "
-           f"4N mini-batches, 2 processes in all, medians of {ROUNDS} rounds{more}; "
-           f"per mini-batch = (wall 4N - wall N) / 3N, spread from the extreme rounds; "
-           f"start-up = wall N - N x per mini-batch; 1-minute load average "
-           f"{min(load):.1f}..{max(load):.1f} on {len(os.sched_getaffinity(0))} cores):")
-    report(f"  {'runner':<14} {'N':>5} {'wall N':>8} {'wall 4N':>8} {'per mini-batch':>14} "
-           f"{'(spread)':>22} {'start-up':>9}")
+    report(
+        f"dask bench, {kind} workload ({per_batch} file(s) per mini-batch, runs at N and "
+        f"4N mini-batches, 2 processes in all, medians of {ROUNDS} rounds{more}; "
+        f"per mini-batch = (wall 4N - wall N) / 3N, spread from the extreme rounds; "
+        f"start-up = wall N - N x per mini-batch; 1-minute load average "
+        f"{min(load):.1f}..{max(load):.1f} on {len(os.sched_getaffinity(0))} cores):"
+    )
+    report(
+        f"  {'runner':<14} {'N':>5} {'wall N':>8} {'wall 4N':>8} {'per mini-batch':>14} "
+        f"{'(spread)':>22} {'start-up':>9}"
+    )
     for runner, (slope, intercept, low, high) in fits.items():
         n = size(kind, runner)
         small = statistics.median(timings[kind, runner, n])
         large = statistics.median(timings[kind, runner, 4 * n])
-        report(f"  {runner:<14} {n:>5} {small:7.3f}s {large:7.3f}s {us(slope):>14} "
-               f"{'(' + us(low).strip() + '..' + us(high).strip() + ')':>22} "
-               f"{intercept:8.3f}s")
+        report(
+            f"  {runner:<14} {n:>5} {small:7.3f}s {large:7.3f}s {us(slope):>14} "
+            f"{'(' + us(low).strip() + '..' + us(high).strip() + ')':>22} "
+            f"{intercept:8.3f}s"
+        )
     return fits
 
 
@@ -409,9 +460,11 @@ def test_tiny_overhead_target() -> None:
     ours, theirs = fits["parajob dask"][0], fits["client.map"][0]
     ratio = ours / theirs
     worst = fits["parajob dask"][3] / fits["client.map"][2]
-    line = (f"  tiny: parajob-dask {ours * 1e6:.0f} us per mini-batch vs client.map "
-            f"{theirs * 1e6:.0f} us per task -> ratio {ratio:.3f} (target <= {TARGET:.2f}; "
-            f"{worst:.3f} with the rounds' least favourable extremes)")
+    line = (
+        f"  tiny: parajob-dask {ours * 1e6:.0f} us per mini-batch vs client.map "
+        f"{theirs * 1e6:.0f} us per task -> ratio {ratio:.3f} (target <= {TARGET:.2f}; "
+        f"{worst:.3f} with the rounds' least favourable extremes)"
+    )
     if "dask.bag" in fits:
         line += f"; dask.bag {fits['dask.bag'][0] * 1e6:.0f} us per task"
     if "parajob local" in fits:
@@ -428,17 +481,25 @@ def test_image_report() -> None:
     if "parajob dask" not in fits or "parajob local" not in fits:
         pytest.skip("the image workload's parajob runs did not complete")
     work = fits["serial"][0] / 2 if "serial" in fits else 0.0
-    overheads = ", ".join(f"{r} {(f[0] - work) * 1e6:.0f} us" for r, f in fits.items()
-                          if r != "serial")
-    report(f"  image: overhead per mini-batch past the work (slope - serial slope / 2 = "
-           f"{work * 1e6:.0f} us): {overheads}")
+    overheads = ", ".join(
+        f"{r} {(f[0] - work) * 1e6:.0f} us" for r, f in fits.items() if r != "serial"
+    )
+    report(
+        f"  image: overhead per mini-batch past the work (slope - serial slope / 2 = "
+        f"{work * 1e6:.0f} us): {overheads}"
+    )
     dask_fit, local_fit = fits["parajob dask"], fits["parajob local"]
     n = size("image", "parajob dask")
     assert n == size("image", "parajob local")
-    walls = {r: [statistics.median(timings["image", r, m * n]) for m in (1, 4)]
-             for r in ("parajob dask", "parajob local")}
-    ratios = ", ".join(f"{m}N={m * n} mini-batches {d / loc:.2f}x" for m, d, loc
-                       in zip((1, 4), walls["parajob dask"], walls["parajob local"],
-                              strict=True))
-    report(f"  image: parajob-dask start-up {dask_fit[1]:.3f}s vs local {local_fit[1]:.3f}s; "
-           f"wall parajob-dask / parajob-local: {ratios}")
+    walls = {
+        r: [statistics.median(timings["image", r, m * n]) for m in (1, 4)]
+        for r in ("parajob dask", "parajob local")
+    }
+    ratios = ", ".join(
+        f"{m}N={m * n} mini-batches {d / loc:.2f}x"
+        for m, d, loc in zip((1, 4), walls["parajob dask"], walls["parajob local"], strict=True)
+    )
+    report(
+        f"  image: parajob-dask start-up {dask_fit[1]:.3f}s vs local {local_fit[1]:.3f}s; "
+        f"wall parajob-dask / parajob-local: {ratios}"
+    )

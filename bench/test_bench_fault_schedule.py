@@ -37,6 +37,8 @@ def test_fault_schedule_soak(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(job, range(N_SCHEDULES)))
-    report(f"fault-schedule soak: {N_SCHEDULES} random jobs from seed {base}, "
-           f"{len(failures)} did not end as scheduled")
+    report(
+        f"fault-schedule soak: {N_SCHEDULES} random jobs from seed {base}, "
+        f"{len(failures)} did not end as scheduled"
+    )
     assert not failures, "\n\n".join(failures)

@@ -79,8 +79,11 @@ def pipeline(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.benchmark(group="job-100k-files")
 def test_pool_including_listing(benchmark: BenchmarkFixture, files: Path, tmp_path: Path) -> None:
     """The best chunksize again, timing the listing too, as parajob's timing does."""
-    total = record("pool best chunksize + listing", benchmark,
-                   lambda: pool_job(list_like_a_pool_user(files), 1000, tmp_path / "out.txt"))
+    total = record(
+        "pool best chunksize + listing",
+        benchmark,
+        lambda: pool_job(list_like_a_pool_user(files), 1000, tmp_path / "out.txt"),
+    )
     assert total == expected_total()
 
 
@@ -110,8 +113,11 @@ def test_parajob(benchmark: BenchmarkFixture, pipeline: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("chunksize", [1, *BEST_CHUNKSIZE_CANDIDATES])
 def test_pool(benchmark: BenchmarkFixture, files: Path, tmp_path: Path, chunksize: int) -> None:
     paths = sorted(str(p) for p in files.rglob("*.txt"))
-    total = record(f"pool chunksize={chunksize}", benchmark,
-                   lambda: pool_job(paths, chunksize, tmp_path / "out.txt"))
+    total = record(
+        f"pool chunksize={chunksize}",
+        benchmark,
+        lambda: pool_job(paths, chunksize, tmp_path / "out.txt"),
+    )
     assert total == expected_total()
 
 
@@ -123,13 +129,17 @@ def ratios() -> object:
     if "parajob" in timings and "pool chunksize=1" in timings and all(pools.values()):
         p, one = timings["parajob"], timings["pool chunksize=1"]
         best_size, best = min(pools.items(), key=lambda kv: kv[1])  # type: ignore[arg-type,return-value]
-        report(f"job of {N_FILES:,} one-file mini-batches, {WORKERS} workers (medians): "
-               f"parajob {p:.3f}s ({p / N_FILES * 1e6:.1f} us per mini-batch, the local "
-               f"executor's overhead included); Pool chunksize=1 {one:.3f}s -> parajob "
-               f"{one / p:.2f}x faster "
-               f"(target >= 3); Pool best chunksize ({best_size}) {best:.3f}s -> parajob at "
-               f"{p / best:.2f}x of it (target <= 1.2)")
+        report(
+            f"job of {N_FILES:,} one-file mini-batches, {WORKERS} workers (medians): "
+            f"parajob {p:.3f}s ({p / N_FILES * 1e6:.1f} us per mini-batch, the local "
+            f"executor's overhead included); Pool chunksize=1 {one:.3f}s -> parajob "
+            f"{one / p:.2f}x faster "
+            f"(target >= 3); Pool best chunksize ({best_size}) {best:.3f}s -> parajob at "
+            f"{p / best:.2f}x of it (target <= 1.2)"
+        )
         if "pool best chunksize + listing" in timings:
             listed = timings["pool best chunksize + listing"]
-            report(f"  counting the listing on the Pool's side too (os.walk + sort, chunksize "
-                   f"1000): {listed:.3f}s -> parajob at {p / listed:.2f}x of it")
+            report(
+                f"  counting the listing on the Pool's side too (os.walk + sort, chunksize "
+                f"1000): {listed:.3f}s -> parajob at {p / listed:.2f}x of it"
+            )

@@ -107,9 +107,13 @@ def test_report_ratio(capsys: pytest.CaptureFixture[str]) -> None:
     if base is None:
         pytest.skip("benchmarks did not run (--benchmark-disable or deselected)")
     with capsys.disabled():
-        print(f"\nspeed-up over os.walk+os.stat, {N_FILES:,} files, {os.cpu_count()} CPUs "
-              f"(min / median; os.walk+os.stat: {base[0] * 1e3:.0f} / {base[1] * 1e3:.0f} ms)")
+        print(
+            f"\nspeed-up over os.walk+os.stat, {N_FILES:,} files, {os.cpu_count()} CPUs "
+            f"(min / median; os.walk+os.stat: {base[0] * 1e3:.0f} / {base[1] * 1e3:.0f} ms)"
+        )
         for name, (fastest, median) in timings.items():
             if name != "os.walk+os.stat":
-                print(f"  {name}: {base[0] / fastest:.1f}x / {base[1] / median:.1f}x "
-                      f"({fastest * 1e3:.0f} / {median * 1e3:.0f} ms)")
+                print(
+                    f"  {name}: {base[0] / fastest:.1f}x / {base[1] / median:.1f}x "
+                    f"({fastest * 1e3:.0f} / {median * 1e3:.0f} ms)"
+                )

@@ -59,8 +59,9 @@ def spins_for(seconds: float) -> int:
 def cpu_seconds() -> float:
     """User + system CPU time of this process (the driver) and its reaped children (the
     workers) so far."""
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                          resource.RUSAGE_CHILDREN))
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
@@ -76,10 +77,13 @@ def test_monitor_overhead(tmp_path: Path) -> None:
         folder.mkdir()
         pipeline = write_file_job(folder, "job", data, ENTRY, WORKERS)
         # program_arguments belong in task:, which write_file_job's `extra` is not.
-        pipeline.write_text(pipeline.read_text().replace(
-            "      entry_script: entry.py\n",
-            "      entry_script: entry.py\n"
-            f"      program_arguments: --resource_monitor_interval {interval}\n"))
+        pipeline.write_text(
+            pipeline.read_text().replace(
+                "      entry_script: entry.py\n",
+                "      entry_script: entry.py\n"
+                f"      program_arguments: --resource_monitor_interval {interval}\n",
+            )
+        )
         pipelines[interval] = pipeline
     best = {0: float("inf"), 1: float("inf")}
     cpu = {0: float("inf"), 1: float("inf")}
@@ -100,10 +104,12 @@ def test_monitor_overhead(tmp_path: Path) -> None:
                 samples = len(lines) - 1
                 cost = max(cost, float(lines[-1].rsplit(",", 1)[1]) / outcome.seconds)
     ratio, cpu_ratio = best[1] / best[0], cpu[1] / cpu[0]
-    report(f"resource monitor: interval 1 {best[1]:.2f} s vs off {best[0]:.2f} s wall "
-           f"(x{ratio:.4f}), CPU {cpu[1]:.2f} s vs {cpu[0]:.2f} s (x{cpu_ratio:.4f}), best of "
-           f"{ROUNDS}, {WORKERS} workers; sampling took {cost:.3%} of the wall time "
-           f"({samples} samples); load average {os.getloadavg()[0]:.1f}")
+    report(
+        f"resource monitor: interval 1 {best[1]:.2f} s vs off {best[0]:.2f} s wall "
+        f"(x{ratio:.4f}), CPU {cpu[1]:.2f} s vs {cpu[0]:.2f} s (x{cpu_ratio:.4f}), best of "
+        f"{ROUNDS}, {WORKERS} workers; sampling took {cost:.3%} of the wall time "
+        f"({samples} samples); load average {os.getloadavg()[0]:.1f}"
+    )
     assert samples >= best[1] * 0.5  # it did sample about once a second
     assert cost < 0.02
     assert cpu_ratio < 1.02

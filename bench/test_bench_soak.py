@@ -55,8 +55,10 @@ def files() -> Path:
 
 
 def make_pipeline(folder: Path, files: Path, faults: bool) -> Path:
-    extra = ("retry_settings: {max_retries: 2, timeout: 1}\n"
-             f'environment_variables: {{SOAK_FAULTS: "{int(faults)}"}}\n')
+    extra = (
+        "retry_settings: {max_retries: 2, timeout: 1}\n"
+        f'environment_variables: {{SOAK_FAULTS: "{int(faults)}"}}\n'
+    )
     return write_file_job(folder, "soak", files, ENTRY, WORKERS, extra)
 
 
@@ -68,8 +70,9 @@ def test_soak(benchmark: BenchmarkFixture, files: Path, tmp_path: Path, faults: 
 
     def once() -> None:
         run_dir = tmp_path / f"run{len(outcomes)}"
-        outcomes.append(run_parallel_step(load_pipeline(pipeline, run_dir=run_dir).jobs["soak"],
-                                          run_dir))
+        outcomes.append(
+            run_parallel_step(load_pipeline(pipeline, run_dir=run_dir).jobs["soak"], run_dir)
+        )
 
     benchmark.pedantic(once, rounds=1, iterations=1)
     outcome = outcomes[-1]
@@ -83,10 +86,13 @@ def test_soak(benchmark: BenchmarkFixture, files: Path, tmp_path: Path, faults: 
     if faults:
         assert tally.failed_attempts > 1000  # the faults really happened
     timings["faulty" if faults else "fault-free"] = (
-        benchmark.stats.stats.median if benchmark.stats else 0)
+        benchmark.stats.stats.median if benchmark.stats else 0
+    )
     if len(timings) == 2:
         free, faulty = timings["fault-free"], timings["faulty"]
-        report(f"soak of {N_BATCHES:,} mini-batches, {WORKERS} workers: fault-free {free:.1f}s, "
-               f"with 1% raises + 0.1% hangs + 0.1% SIGKILLs {faulty:.1f}s "
-               f"({tally.failed_attempts} failed attempts, {tally.failed_batches} mini-batches "
-               f"failed for good): throughput {free / faulty:.0%} of fault-free (target >= 80%)")
+        report(
+            f"soak of {N_BATCHES:,} mini-batches, {WORKERS} workers: fault-free {free:.1f}s, "
+            f"with 1% raises + 0.1% hangs + 0.1% SIGKILLs {faulty:.1f}s "
+            f"({tally.failed_attempts} failed attempts, {tally.failed_batches} mini-batches "
+            f"failed for good): throughput {free / faulty:.0%} of fault-free (target >= 80%)"
+        )

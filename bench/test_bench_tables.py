@@ -55,8 +55,12 @@ def generate(path: Path) -> int:
             v = rng.integers(10, 90, size=(n, 4)) / 10
             c = rng.integers(0, 100_000, size=n)
             lab = labels[rng.integers(0, 3, size=n)]
-            chunk = "".join(f"{rows + i},{a},{b},{d},{e},{k},{s}\n" for i, (a, b, d, e), k, s
-                            in zip(range(n), v.tolist(), c.tolist(), lab.tolist(), strict=True))
+            chunk = "".join(
+                f"{rows + i},{a},{b},{d},{e},{k},{s}\n"
+                for i, (a, b, d, e), k, s in zip(
+                    range(n), v.tolist(), c.tolist(), lab.tolist(), strict=True
+                )
+            )
             f.write(chunk)
             written += len(chunk)
             rows += n
@@ -89,8 +93,12 @@ def record(name: str, benchmark: BenchmarkFixture, run, rounds: int):  # type: i
 def test_parajob_plan(benchmark: BenchmarkFixture, table: tuple[Path, int]) -> None:
     folder, rows = table
     size = parse_mini_batch_size("1mb")
-    plan = record("parajob plan (scan + checks)", benchmark,
-                  lambda: plan_input(folder, "mltable", size), rounds=5)
+    plan = record(
+        "parajob plan (scan + checks)",
+        benchmark,
+        lambda: plan_input(folder, "mltable", size),
+        rounds=5,
+    )
     assert plan.n_items == rows
     expected = os.path.getsize(folder / "big.csv") / (1 << 20)
     assert plan.n_batches == pytest.approx(expected, rel=0.01)
@@ -104,9 +112,14 @@ def test_parajob_plan(benchmark: BenchmarkFixture, table: tuple[Path, int]) -> N
 @pytest.mark.parametrize("threads", [1, 0], ids=["threads=1", "threads=auto"])
 def test_scan_only(benchmark: BenchmarkFixture, table: tuple[Path, int], threads: int) -> None:
     folder, rows = table
-    scan = record(f"_core.scan_delimited(threads={threads or 'auto'})", benchmark,
-                  lambda: _core.scan_delimited(str(folder / "big.csv"), header=True,
-                                               target_bytes=1 << 20, threads=threads), rounds=5)
+    scan = record(
+        f"_core.scan_delimited(threads={threads or 'auto'})",
+        benchmark,
+        lambda: _core.scan_delimited(
+            str(folder / "big.csv"), header=True, target_bytes=1 << 20, threads=threads
+        ),
+        rounds=5,
+    )
     assert scan.records == rows and scan.error is None
 
 
@@ -115,8 +128,12 @@ def test_pyarrow_read_csv(benchmark: BenchmarkFixture, table: tuple[Path, int]) 
     import pyarrow.csv as pacsv
 
     folder, rows = table
-    result = record("pyarrow.csv.read_csv (all cores)", benchmark,
-                    lambda: pacsv.read_csv(folder / "big.csv"), rounds=2)
+    result = record(
+        "pyarrow.csv.read_csv (all cores)",
+        benchmark,
+        lambda: pacsv.read_csv(folder / "big.csv"),
+        rounds=2,
+    )
     assert result.num_rows == rows
 
 
@@ -125,8 +142,7 @@ def test_pandas_read_csv(benchmark: BenchmarkFixture, table: tuple[Path, int]) -
     import pandas as pd
 
     folder, rows = table
-    result = record("pandas.read_csv", benchmark, lambda: pd.read_csv(folder / "big.csv"),
-                    rounds=1)
+    result = record("pandas.read_csv", benchmark, lambda: pd.read_csv(folder / "big.csv"), rounds=1)
     assert len(result) == rows
 
 
@@ -148,14 +164,17 @@ def test_driver_memory_while_planning(table: tuple[Path, int]) -> None:
         print(base, peak_kib(), plan.n_batches)
     """)
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     base_kib, peak_kib = int(out[0]), int(out[1])
     size = os.path.getsize(folder / "big.csv")
     grew = (peak_kib - base_kib) * 1024
-    report(f"driver memory planning a {size / 2**30:.2f} GiB CSV: peak RSS {peak_kib / 1024:.0f} "
-           f"MiB ({base_kib / 1024:.0f} MiB after imports, +{grew / 2**20:.1f} MiB for the plan: "
-           f"{grew / size:.2%} of the file); fresh process {time.perf_counter() - started:.2f} s")
+    report(
+        f"driver memory planning a {size / 2**30:.2f} GiB CSV: peak RSS {peak_kib / 1024:.0f} "
+        f"MiB ({base_kib / 1024:.0f} MiB after imports, +{grew / 2**20:.1f} MiB for the plan: "
+        f"{grew / size:.2%} of the file); fresh process {time.perf_counter() - started:.2f} s"
+    )
     assert grew < size / 50
 
 
@@ -165,9 +184,13 @@ def test_report_ratios(table: tuple[Path, int]) -> None:
         pytest.skip("benchmarks did not run (--benchmark-disable or deselected)")
     folder, rows = table
     size = os.path.getsize(folder / "big.csv")
-    report(f"split of a {size / 2**30:.2f} GiB CSV ({rows:,} rows) by 1mb, {os.cpu_count()} CPUs, "
-           f"warm cache, min of rounds:")
+    report(
+        f"split of a {size / 2**30:.2f} GiB CSV ({rows:,} rows) by 1mb, {os.cpu_count()} CPUs, "
+        f"warm cache, min of rounds:"
+    )
     for name, seconds in timings.items():
-        report(f"  {name}: {seconds:.3f} s ({size / seconds / 2**30:.2f} GiB/s), "
-               f"{timings['pandas.read_csv'] / seconds:.1f}x pandas.read_csv")
+        report(
+            f"  {name}: {seconds:.3f} s ({size / seconds / 2**30:.2f} GiB/s), "
+            f"{timings['pandas.read_csv'] / seconds:.1f}x pandas.read_csv"
+        )
     assert timings["pandas.read_csv"] / plan >= 10

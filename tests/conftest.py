@@ -46,15 +46,24 @@ class JobRun:
         return (self.run_dir / step / "logs" / "job_result.txt").read_text(encoding="utf-8")
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     try:
-        return subprocess.run([sys.executable, "-m", "parajob", *args], cwd=cwd, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "parajob", *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"parajob {' '.join(args)} did not finish in {timeout}s\n"
-                    f"stdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
+        pytest.fail(
+            f"parajob {' '.join(args)} did not finish in {timeout}s\n"
+            f"stdout:\n{exc.stdout}\nstderr:\n{exc.stderr}"
+        )
 
 
 def make_files(folder: Path, n: int, nested: bool = False) -> list[Path]:
@@ -68,10 +77,21 @@ def make_files(folder: Path, n: int, nested: bool = False) -> list[Path]:
     return sorted(paths, key=lambda p: str(p.relative_to(folder)))
 
 
-def write_job(tmp: Path, script: str, *, files: int = 20, mini_batch_size: int | str = 3,
-              concurrency: int = 2, instances: int = 1, extra_step: str = "",
-              program_arguments: str = "", append_row: bool = True, max_retries: int = 2,
-              timeout: int = 60, nested: bool = False) -> Path:
+def write_job(
+    tmp: Path,
+    script: str,
+    *,
+    files: int = 20,
+    mini_batch_size: int | str = 3,
+    concurrency: int = 2,
+    instances: int = 1,
+    extra_step: str = "",
+    program_arguments: str = "",
+    append_row: bool = True,
+    max_retries: int = 2,
+    timeout: int = 60,
+    nested: bool = False,
+) -> Path:
     """A one-step pipeline `step` over `files` text files; returns the pipeline path."""
     make_files(tmp / "data", files, nested=nested)
     (tmp / "src").mkdir(exist_ok=True)

@@ -56,20 +56,35 @@ class TlsFiles:
     key: Path
 
     def args(self) -> list[str]:
-        return ["--protocol", "tls", "--tls-ca-file", str(self.ca), "--tls-cert",
-                str(self.cert), "--tls-key", str(self.key)]
+        return [
+            "--protocol",
+            "tls",
+            "--tls-ca-file",
+            str(self.ca),
+            "--tls-cert",
+            str(self.cert),
+            "--tls-key",
+            str(self.key),
+        ]
 
     def client_env(self) -> dict[str, str]:
         """What a Dask client (parajob's driver) reads its Security from."""
         prefix = "DASK_DISTRIBUTED__COMM__TLS__"
-        return {f"{prefix}CA_FILE": str(self.ca), f"{prefix}CLIENT__CERT": str(self.cert),
-                f"{prefix}CLIENT__KEY": str(self.key)}
+        return {
+            f"{prefix}CA_FILE": str(self.ca),
+            f"{prefix}CLIENT__CERT": str(self.cert),
+            f"{prefix}CLIENT__KEY": str(self.key),
+        }
 
     def security(self) -> Any:
         from distributed import Security
 
-        return Security(tls_ca_file=str(self.ca), tls_client_cert=str(self.cert),
-                        tls_client_key=str(self.key), require_encryption=True)
+        return Security(
+            tls_ca_file=str(self.ca),
+            tls_client_cert=str(self.cert),
+            tls_client_key=str(self.key),
+            require_encryption=True,
+        )
 
 
 def make_tls_files(folder: Path) -> TlsFiles:
@@ -100,37 +115,63 @@ def _tls_with_cryptography(files: TlsFiles) -> None:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("parajob test CA"))
-          .issuer_name(name("parajob test CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                       crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False,
-                                       decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                         critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("parajob test CA"))
+        .issuer_name(name("parajob test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1"))
-            .issuer_name(ca.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                 x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                            serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def _tls_with_openssl(files: TlsFiles, folder: Path) -> None:
@@ -138,23 +179,63 @@ def _tls_with_openssl(files: TlsFiles, folder: Path) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
 
     ca_key = folder / "ca-key.pem"
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", str(ca_key), "-out", str(files.ca), "-days", "1",
-            "-subj", "/CN=parajob test CA")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(files.key), "-out", str(folder / "cert.csr"),
-            "-subj", "/CN=127.0.0.1")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(files.ca),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=parajob test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(files.key),
+        "-out",
+        str(folder / "cert.csr"),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(files.ca),
-            "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(files.cert), "-days", "1",
-            "-extfile", str(folder / "ext.cnf"))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / "cert.csr"),
+        "-CA",
+        str(files.ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(files.cert),
+        "-days",
+        "1",
+        "-extfile",
+        str(folder / "ext.cnf"),
+    )
 
 
 class DaskCluster:
     """A started scheduler and its workers (see the module docstring)."""
 
-    def __init__(self, folder: Path, tls: TlsFiles | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, tls: TlsFiles | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.folder = folder
         self.tls = tls
         self.tls_env = tls.client_env() if tls is not None else {}
@@ -162,14 +243,22 @@ class DaskCluster:
         self.address = ""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.env = {**os.environ,
-                    "PYTHONPATH": os.pathsep.join(
-                        p for p in (str(PYTHON_DIR), os.environ.get("PYTHONPATH")) if p),
-                    **(env or {})}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(PYTHON_DIR), os.environ.get("PYTHONPATH")) if p
+            ),
+            **(env or {}),
+        }
 
     @classmethod
-    def start(cls, folder: Path, n_workers: int, tls: TlsFiles | None = None,
-              env: dict[str, str] | None = None) -> DaskCluster:
+    def start(
+        cls,
+        folder: Path,
+        n_workers: int,
+        tls: TlsFiles | None = None,
+        env: dict[str, str] | None = None,
+    ) -> DaskCluster:
         """``env``: extra environment variables of every process (a node's GPUs)."""
         folder.mkdir(parents=True, exist_ok=True)
         cluster = cls(folder, tls, env)
@@ -185,16 +274,35 @@ class DaskCluster:
 
     def _popen(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(self.folder / log, "wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                    cwd=self.folder, start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.folder,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
     def _start_scheduler(self) -> None:
-        self._popen([sys.executable, "-m", "dask", "scheduler",  # = `dask scheduler`
-                     "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", str(self.scheduler_file), *self._tls_args()],
-                    "scheduler.log")
+        self._popen(
+            [
+                sys.executable,
+                "-m",
+                "dask",
+                "scheduler",  # = `dask scheduler`
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(self.scheduler_file),
+                *self._tls_args(),
+            ],
+            "scheduler.log",
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.procs[0].poll() is not None:
@@ -204,23 +312,53 @@ class DaskCluster:
                 return
             except (OSError, ValueError, KeyError):
                 time.sleep(0.05)
-        pytest.fail(f"dask scheduler did not start in {START_TIMEOUT_S:g}s: "
-                    f"{self.log('scheduler.log')}")
+        pytest.fail(
+            f"dask scheduler did not start in {START_TIMEOUT_S:g}s: {self.log('scheduler.log')}"
+        )
 
     def add_worker(self, i: int, hide: Path | None = None) -> subprocess.Popen[bytes]:
         """Start worker i; with ``hide``, in its own mount namespace where an empty tmpfs
         covers that folder (a node that does not see the run folder; needs root)."""
-        wrap = [] if hide is None else [
-            "unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount -t tmpfs parajob-hidden "$0" && exec "$@"', str(hide)]
+        wrap = (
+            []
+            if hide is None
+            else [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                'mount -t tmpfs parajob-hidden "$0" && exec "$@"',
+                str(hide),
+            ]
+        )
         # The README's command (`dask worker ADDRESS --nthreads 1 --nworkers 1`), plus what
         # a test needs: loopback, no nanny, a name and a folder of its own.
-        worker = self._popen([*wrap, sys.executable, "-m", "dask", "worker", self.address,
-                              "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                              "--no-nanny", "--no-dashboard", "--name", f"w{i}",
-                              "--local-directory", str(self.folder / f"w{i}"),
-                              *self._tls_args()],
-                             f"worker{i}.log")
+        worker = self._popen(
+            [
+                *wrap,
+                sys.executable,
+                "-m",
+                "dask",
+                "worker",
+                self.address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--name",
+                f"w{i}",
+                "--local-directory",
+                str(self.folder / f"w{i}"),
+                *self._tls_args(),
+            ],
+            f"worker{i}.log",
+        )
         self.workers.append(worker)
         return worker
 

@@ -82,13 +82,17 @@ class Schedule:
 
     def names(self, batch: int) -> list[str]:
         first = batch * self.mini_batch_size
-        return [f"f{i:05d}.txt" for i in range(first, min(first + self.mini_batch_size,
-                                                          self.files))]
+        return [
+            f"f{i:05d}.txt" for i in range(first, min(first + self.mini_batch_size, self.files))
+        ]
 
     def failed_for_good(self) -> list[int]:
         tries = self.max_retries + 1
-        return [b for b, calls in sorted(self.faults.items())
-                if len(calls) >= tries and all(c is not None for c in calls[:tries])]
+        return [
+            b
+            for b, calls in sorted(self.faults.items())
+            if len(calls) >= tries and all(c is not None for c in calls[:tries])
+        ]
 
     def failed_attempts(self) -> int:
         """Attempts that fail, when every mini-batch gets to run (no early stop)."""
@@ -116,14 +120,17 @@ class Schedule:
         return [n for b in range(self.n_batches) if b not in failed for n in self.names(b)]
 
     def describe(self) -> str:
-        return (f"seed {self.seed}: {self.files} files / {self.mini_batch_size} per mini-batch "
-                f"= {self.n_batches} mini-batches, {self.workers} workers, max_retries "
-                f"{self.max_retries}, mini_batch_error_threshold "
-                f"{self.mini_batch_error_threshold}, faults {self.faults}")
+        return (
+            f"seed {self.seed}: {self.files} files / {self.mini_batch_size} per mini-batch "
+            f"= {self.n_batches} mini-batches, {self.workers} workers, max_retries "
+            f"{self.max_retries}, mini_batch_error_threshold "
+            f"{self.mini_batch_error_threshold}, faults {self.faults}"
+        )
 
 
-def make_schedule(seed: int, max_batches: int = 40, max_workers: int = 4,
-                  hang_share: float = 0.15) -> Schedule:
+def make_schedule(
+    seed: int, max_batches: int = 40, max_workers: int = 4, hang_share: float = 0.15
+) -> Schedule:
     """A random job and fault schedule. Hangs are rarer than other faults (each one costs a
     whole timeout); at most a third of the mini-batches misbehave at all."""
     rng = random.Random(seed)
@@ -136,13 +143,20 @@ def make_schedule(seed: int, max_batches: int = 40, max_workers: int = 4,
     for batch in rng.sample(range(n_batches), k=rng.randint(0, max(1, n_batches // 3))):
         calls: list[str | None] = []
         for _ in range(rng.randint(1, max_retries + 2)):
-            kind = "hang" if rng.random() < hang_share else rng.choice(("raise", "exit",
-                                                                        "sigkill"))
+            kind = "hang" if rng.random() < hang_share else rng.choice(("raise", "exit", "sigkill"))
             calls.append(kind if rng.random() < 0.85 else None)
         faults[batch] = calls
     threshold = rng.choice([-1, -1, 0, 1, 2])
-    return Schedule(seed, files, size, rng.randint(1, max_workers), max_retries, threshold,
-                    faults, [rng.choice([0.0, 0.0, 0.05, 0.3]) for _ in range(4)])
+    return Schedule(
+        seed,
+        files,
+        size,
+        rng.randint(1, max_workers),
+        max_retries,
+        threshold,
+        faults,
+        [rng.choice([0.0, 0.0, 0.05, 0.3]) for _ in range(4)],
+    )
 
 
 def write_schedule_job(folder: Path, schedule: Schedule) -> Path:
@@ -153,9 +167,14 @@ def write_schedule_job(folder: Path, schedule: Schedule) -> Path:
     for i in range(schedule.files):
         (data / f"f{i:05d}.txt").write_text(f"{i}\n")
     (src / "entry.py").write_text(textwrap.dedent(ENTRY))
-    (folder / "schedule.json").write_text(json.dumps(
-        {"faults": {str(b): c for b, c in schedule.faults.items()},
-         "init_sleep": schedule.init_sleep}))
+    (folder / "schedule.json").write_text(
+        json.dumps(
+            {
+                "faults": {str(b): c for b, c in schedule.faults.items()},
+                "init_sleep": schedule.init_sleep,
+            }
+        )
+    )
     pipeline = folder / "pipeline.yml"
     pipeline.write_text(f"""\
 type: pipeline
@@ -183,8 +202,7 @@ jobs:
     return pipeline
 
 
-def check_outcome(schedule: Schedule, returncode: int, output: str | None,
-                  job_result: str) -> None:
+def check_outcome(schedule: Schedule, returncode: int, output: str | None, job_result: str) -> None:
     """Assert the job ended as its schedule says; messages carry the schedule (and seed)."""
     why = f"\n{schedule.describe()}\njob_result.txt:\n{job_result}"
     expected = schedule.expected_rows()
@@ -212,9 +230,22 @@ def run_schedule(folder: Path, seed: int, timeout_s: float = 300) -> None:
     schedule = make_schedule(seed)
     pipeline = write_schedule_job(folder, schedule)
     try:
-        proc = subprocess.run([sys.executable, "-m", "parajob", "run", str(pipeline),
-                               "--run-dir", str(folder / "run")], cwd=folder, env=dict(os.environ),
-                              capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "parajob",
+                "run",
+                str(pipeline),
+                "--run-dir",
+                str(folder / "run"),
+            ],
+            cwd=folder,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"did not end in {timeout_s} s: {schedule.describe()}") from exc
     step = folder / "run" / "step"
@@ -223,5 +254,9 @@ def run_schedule(folder: Path, seed: int, timeout_s: float = 300) -> None:
     # after a step that did not succeed (issue 11: "failures where the user looks"), is meant.
     own = proc.stderr.split("parajob: step step ", 1)[0]
     assert "Traceback" not in own, f"{schedule.describe()}\n{proc.stderr}"
-    check_outcome(schedule, proc.returncode, output.read_text() if output.exists() else None,
-                  result.read_text() if result.exists() else "(no job_result.txt)")
+    check_outcome(
+        schedule,
+        proc.returncode,
+        output.read_text() if output.exists() else None,
+        result.read_text() if result.exists() else "(no job_result.txt)",
+    )

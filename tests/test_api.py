@@ -46,28 +46,46 @@ def names(n: int) -> list[str]:
 def test_a_run_returns_its_counts_and_paths_and_writes_them_as_json(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO, files=10, mini_batch_size=3)
     result = parajob.run(pipeline, run_dir=tmp_path / "run")
-    assert (result.status, result.succeeded, result.run_dir) == \
-        ("succeeded", True, (tmp_path / "run").resolve())
+    assert (result.status, result.succeeded, result.run_dir) == (
+        "succeeded",
+        True,
+        (tmp_path / "run").resolve(),
+    )
     step = result.step("step")
-    assert (step.kind, step.status, step.reason) == \
-        ("parallel", "succeeded", "all mini-batches processed")
+    assert (step.kind, step.status, step.reason) == (
+        "parallel",
+        "succeeded",
+        "all mini-batches processed",
+    )
     assert (step.total_batches, step.completed_batches, step.failed_batches) == (4, 4, 0)
-    assert (step.items_in, step.items_out, step.failed_items, step.failed_attempts) == \
-        (10, 10, 0, 0)
+    assert (step.items_in, step.items_out, step.failed_items, step.failed_attempts) == (
+        10,
+        10,
+        0,
+        0,
+    )
     assert step.output == result.run_dir / "step" / "outputs" / "out"
     assert step.output.read_text().splitlines() == names(10)
     assert step.logs == result.run_dir / "step" / "logs"
     assert step.failures == ()
     # The same content on disk: <run>/run_result.json and each step's logs/job_result.json.
-    assert json.loads((result.run_dir / "run_result.json").read_text()) == \
-        json.loads(json.dumps(result.to_dict()))
-    assert json.loads((step.logs / "job_result.json").read_text()) == \
-        json.loads(json.dumps(step.to_dict()))
+    assert json.loads((result.run_dir / "run_result.json").read_text()) == json.loads(
+        json.dumps(result.to_dict())
+    )
+    assert json.loads((step.logs / "job_result.json").read_text()) == json.loads(
+        json.dumps(step.to_dict())
+    )
 
 
 def test_a_job_that_fails_returns_failed_with_structured_failures(tmp_path: Path) -> None:
-    pipeline = write_job(tmp_path, RAISES_ON_F3, files=6, mini_batch_size=2, max_retries=1,
-                         extra_step="mini_batch_error_threshold: 0\n")
+    pipeline = write_job(
+        tmp_path,
+        RAISES_ON_F3,
+        files=6,
+        mini_batch_size=2,
+        max_retries=1,
+        extra_step="mini_batch_error_threshold: 0\n",
+    )
     result = parajob.run(pipeline, run_dir=tmp_path / "run")  # does not raise
     assert result.status == "failed" and not result.succeeded
     step = result.steps[0]
@@ -86,10 +104,14 @@ def test_a_job_that_fails_returns_failed_with_structured_failures(tmp_path: Path
 
 
 def test_bad_input_raises_what_the_cli_prints_and_leaves_no_run_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_job(tmp_path, ECHO, files=3)
-    text = (tmp_path / "pipeline.yml").read_text().replace('mini_batch_size: "3"',
-                                                           'mini_batch_size: "three"')
+    text = (
+        (tmp_path / "pipeline.yml")
+        .read_text()
+        .replace('mini_batch_size: "3"', 'mini_batch_size: "three"')
+    )
     (tmp_path / "pipeline.yml").write_text(text)
     cli = run_cli("run", "pipeline.yml", cwd=tmp_path)
     assert cli.returncode == 2
@@ -102,23 +124,30 @@ def test_bad_input_raises_what_the_cli_prints_and_leaves_no_run_folder(
     assert not (tmp_path / "runs").exists()  # neither run left a folder, nor ./runs
 
 
-@pytest.mark.parametrize(("kwargs", "parameter", "found"), [
-    ({"resume": True}, "run_dir", "resume needs the run folder"),
-    ({}, "pipeline", "no pipeline to run"),
-    ({"pipeline": "x.yml", "rerun_changed": True}, "rerun_changed", "goes with resume"),
-    ({"pipeline": 42}, "pipeline", "found int"),
-    ({"pipeline": "type: pipeline\njobs: {}\n"}, "pipeline", "found YAML text"),
-    ({"pipeline": "x.yml", "max_tasks_per_worker": 0}, "max_tasks_per_worker", "found 0"),
-    ({"pipeline": "x.yml", "max_worker_memory": "lots"}, "max_worker_memory", "'lots'"),
-    ({"pipeline": "x.yml", "cancel": True}, "cancel", "threading.Event"),
-    ({"pipeline": "x.yml", "set": 5}, "set", "KEY=VALUE"),
-    ({"pipeline": "x.yml", "datastores": ["a"]}, "datastores", "mapping"),
-    ({"pipeline": "x.yml", "quiet": "no"}, "quiet", "True or False"),
-    ({"pipeline": "x.yml", "on_progress": 3}, "on_progress", "function"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "parameter", "found"),
+    [
+        ({"resume": True}, "run_dir", "resume needs the run folder"),
+        ({}, "pipeline", "no pipeline to run"),
+        ({"pipeline": "x.yml", "rerun_changed": True}, "rerun_changed", "goes with resume"),
+        ({"pipeline": 42}, "pipeline", "found int"),
+        ({"pipeline": "type: pipeline\njobs: {}\n"}, "pipeline", "found YAML text"),
+        ({"pipeline": "x.yml", "max_tasks_per_worker": 0}, "max_tasks_per_worker", "found 0"),
+        ({"pipeline": "x.yml", "max_worker_memory": "lots"}, "max_worker_memory", "'lots'"),
+        ({"pipeline": "x.yml", "cancel": True}, "cancel", "threading.Event"),
+        ({"pipeline": "x.yml", "set": 5}, "set", "KEY=VALUE"),
+        ({"pipeline": "x.yml", "datastores": ["a"]}, "datastores", "mapping"),
+        ({"pipeline": "x.yml", "quiet": "no"}, "quiet", "True or False"),
+        ({"pipeline": "x.yml", "on_progress": 3}, "on_progress", "function"),
+    ],
+)
 def test_bad_arguments_raise_a_spec_error_naming_the_parameter(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any],
-        parameter: str, found: str) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kwargs: dict[str, Any],
+    parameter: str,
+    found: str,
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(parajob.SpecError) as caught:
         parajob.run(**kwargs)
@@ -136,15 +165,19 @@ def test_a_missing_pipeline_file_is_a_spec_error_naming_it(tmp_path: Path) -> No
 
 def test_a_run_folder_in_use_is_refused(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO, files=3)
-    with RunFolder.claim(tmp_path / "run"), \
-            pytest.raises(parajob.SpecError, match="in use by pid"):
+    with RunFolder.claim(tmp_path / "run"), pytest.raises(parajob.SpecError, match="in use by pid"):
         parajob.run(pipeline, run_dir=tmp_path / "run")
 
 
 def test_quiet_prints_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     # A job the CLI warns about (a program argument that disagrees with its field).
-    pipeline = write_job(tmp_path, ECHO, files=6, program_arguments="--error_threshold 5",
-                         extra_step="error_threshold: 3\n")
+    pipeline = write_job(
+        tmp_path,
+        ECHO,
+        files=6,
+        program_arguments="--error_threshold 5",
+        extra_step="error_threshold: 3\n",
+    )
     cli = run_cli("run", "pipeline.yml", "--run-dir", "cli-run", cwd=tmp_path)
     assert "disagrees with the program argument" in cli.stderr
     capfd.readouterr()
@@ -153,7 +186,8 @@ def test_quiet_prints_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str])
 
 
 def test_not_quiet_shows_progress_and_summary_on_stderr(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     pipeline = write_job(tmp_path, ECHO, files=6)
     result = parajob.run(pipeline, run_dir=tmp_path / "run", quiet=False)
     out, err = capfd.readouterr()
@@ -210,7 +244,8 @@ def test_a_call_s_set_comes_after_the_entity_s(tmp_path: Path) -> None:
 
 
 def test_an_entity_that_does_not_validate_leaves_no_run_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entity = standin(tmp_path, overrides=("jobs.step.mini_batch_size=-1",))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(parajob.SpecError, match="jobs.step.mini_batch_size"):
@@ -220,7 +255,8 @@ def test_an_entity_that_does_not_validate_leaves_no_run_folder(
 
 
 def test_the_default_run_folder_is_runs_name_time(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entity = standin(tmp_path, name="iris")
     monkeypatch.chdir(tmp_path)
     result = parajob.run(entity)
@@ -234,7 +270,8 @@ def test_the_default_run_folder_is_runs_name_time(
 
 def test_a_command_step_writes_its_job_result_json_too(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 2)
-    (tmp_path / "pipeline.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "pipeline.yml").write_text(
+        textwrap.dedent("""\
         type: pipeline
         jobs:
           copy:
@@ -244,7 +281,8 @@ def test_a_command_step_writes_its_job_result_json_too(tmp_path: Path) -> None:
             outputs:
               copied: {type: uri_folder}
             command: cp -r ${{inputs.raw}}/. ${{outputs.copied}}
-        """))
+        """)
+    )
     result = parajob.run(tmp_path / "pipeline.yml", run_dir=tmp_path / "run")
     step = result.step("copy")
     assert (step.kind, step.status) == ("command", "succeeded")
@@ -268,8 +306,9 @@ def test_the_cli_writes_the_same_result_files(tmp_path: Path) -> None:
 def test_run_blocks_only_its_own_thread(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO, files=4)
     results: list[parajob.RunResult] = []
-    thread = threading.Thread(target=lambda: results.append(
-        parajob.run(pipeline, run_dir=tmp_path / "run")))
+    thread = threading.Thread(
+        target=lambda: results.append(parajob.run(pipeline, run_dir=tmp_path / "run"))
+    )
     thread.start()
     thread.join(timeout=120)
     assert [r.status for r in results] == ["succeeded"]
@@ -294,7 +333,8 @@ def test_the_public_names() -> None:
 
 
 def test_a_default_run_folder_that_cannot_be_made_is_bad_input(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pipeline = write_job(tmp_path, ECHO, files=2)
     monkeypatch.chdir("/proc")  # no ./runs can be made here, not even by root
     with pytest.raises(parajob.SpecError, match="cannot create the folder for new runs"):

@@ -45,9 +45,9 @@ class Footprint:
     """What a run could leave behind in this process."""
 
     children: int
-    threads: int          # Python threads
-    tasks: int            # kernel threads (/proc/self/task): also C++ and library pools
-    fds: collections.Counter[str]       # open descriptors, by what they point at
+    threads: int  # Python threads
+    tasks: int  # kernel threads (/proc/self/task): also C++ and library pools
+    fds: collections.Counter[str]  # open descriptors, by what they point at
     memfds: int
     shared_maps: collections.Counter[str]  # mappings of memfds, /dev/shm, shared anonymous
     dev_shm: frozenset[str]
@@ -65,13 +65,23 @@ class Footprint:
             for line in f:
                 fields = line.split(None, 5)
                 name = fields[5].strip() if len(fields) > 5 else ""
-                if ("memfd:" in name or "/dev/shm/" in name or "/dev/zero" in name
-                        or "SYSV" in name or (fields[1][3] == "s" and not name.endswith(".so"))):
+                if (
+                    "memfd:" in name
+                    or "/dev/shm/" in name
+                    or "/dev/zero" in name
+                    or "SYSV" in name
+                    or (fields[1][3] == "s" and not name.endswith(".so"))
+                ):
                     maps[name] += 1
-        return cls(len(psutil.Process().children(recursive=True)), len(threading.enumerate()),
-                   len(os.listdir("/proc/self/task")), fds,
-                   sum(n for link, n in fds.items() if link.startswith("/memfd:")), maps,
-                   frozenset(os.listdir("/dev/shm")))
+        return cls(
+            len(psutil.Process().children(recursive=True)),
+            len(threading.enumerate()),
+            len(os.listdir("/proc/self/task")),
+            fds,
+            sum(n for link, n in fds.items() if link.startswith("/memfd:")),
+            maps,
+            frozenset(os.listdir("/dev/shm")),
+        )
 
     def differences(self, later: Footprint) -> list[str]:
         out = []
@@ -85,8 +95,10 @@ class Footprint:
             if before != after:
                 out.append(f"{name}: +{dict(after - before)} -{dict(before - after)}")
         if self.dev_shm != later.dev_shm:
-            out.append(f"/dev/shm: +{sorted(later.dev_shm - self.dev_shm)} "
-                       f"-{sorted(self.dev_shm - later.dev_shm)}")
+            out.append(
+                f"/dev/shm: +{sorted(later.dev_shm - self.dev_shm)} "
+                f"-{sorted(self.dev_shm - later.dev_shm)}"
+            )
         return out
 
 
@@ -108,22 +120,28 @@ def table_job(tmp: Path, partitioned: bool) -> Path:
     plan that sorts the table into a memfd)."""
     data = tmp / "data"
     data.mkdir(parents=True)
-    (data / "MLTable").write_text(textwrap.dedent("""\
+    (data / "MLTable").write_text(
+        textwrap.dedent("""\
         type: mltable
         paths:
           - file: ./t.csv
         transformations:
           - read_delimited: {delimiter: ',', encoding: ascii, header: all_files_same_headers}
-        """), encoding="utf-8")
-    (data / "t.csv").write_text("k,v\n" + "".join(f"{i % 5},{i}\n" for i in range(300)),
-                                encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
+    (data / "t.csv").write_text(
+        "k,v\n" + "".join(f"{i % 5},{i}\n" for i in range(300)), encoding="utf-8"
+    )
     (tmp / "src").mkdir()
     (tmp / "src" / "entry.py").write_text(
         "def run(mini_batch, context):\n    return [str(v) for v in mini_batch['v']]\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     cut = "partition_keys: [k]" if partitioned else 'mini_batch_size: "1kb"'
     path = tmp / "pipeline.yml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         type: pipeline
         jobs:
           step:
@@ -140,14 +158,17 @@ def table_job(tmp: Path, partitioned: bool) -> Path:
               code: ./src
               entry_script: entry.py
               append_row_to: ${{{{outputs.out}}}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     return path
 
 
 def command_job(tmp: Path) -> Path:
     make_files(tmp / "data", 3)
     path = tmp / "pipeline.yml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         type: pipeline
         jobs:
           copy:
@@ -157,7 +178,9 @@ def command_job(tmp: Path) -> Path:
             outputs:
               copied: {type: uri_folder}
             command: cp -r ${{inputs.raw}}/. ${{outputs.copied}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -168,8 +191,13 @@ KINDS = {
     "failing": lambda tmp: write_job(tmp, FAILING, files=4, mini_batch_size=2, max_retries=0),
     "command": command_job,
 }
-EXPECTED = {"files": "succeeded", "table": "succeeded", "partitioned": "succeeded",
-            "failing": "failed", "command": "succeeded"}
+EXPECTED = {
+    "files": "succeeded",
+    "table": "succeeded",
+    "partitioned": "succeeded",
+    "failing": "failed",
+    "command": "succeeded",
+}
 
 
 def run_kind(root: Path, kind: str, n: int) -> parajob.RunResult:
@@ -245,8 +273,9 @@ def test_run_from_a_thread_leaves_a_normal_run_folder_and_no_handlers(tmp_path: 
     run = results[0].run_dir
     assert {"parajob-run.json", "run_result.json", "step"} <= {p.name for p in run.iterdir()}
     assert (run / "step" / "logs" / "job_result.json").is_file()
-    assert sorted((run / "step" / "outputs" / "out").read_text().split()) == \
-        [f"f{i:05d}.txt" for i in range(12)]
+    assert sorted((run / "step" / "outputs" / "out").read_text().split()) == [
+        f"f{i:05d}.txt" for i in range(12)
+    ]
     gc.collect()
     assert before.differences(Footprint.now()) == []
     assert {s: signal.getsignal(s) for s in handlers} == handlers
@@ -270,7 +299,8 @@ def run(mini_batch):
 
 
 def test_cancel_from_another_thread_then_resume_gives_every_row_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setenv("MARKERS", str(markers))
@@ -317,8 +347,8 @@ def test_progress_callbacks_arrive_and_end_with_a_final_one(tmp_path: Path) -> N
 
 
 def test_a_progress_callback_that_raises_does_not_break_the_run(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     calls = []
 
     def broken(event: parajob.ProgressEvent) -> None:
@@ -328,11 +358,15 @@ def test_a_progress_callback_that_raises_does_not_break_the_run(
     pipeline = write_job(tmp_path, ECHO, files=12, mini_batch_size=3)
     result = parajob.run(pipeline, run_dir=tmp_path / "run", on_progress=broken)
     assert result.succeeded and len(calls) == 1
-    assert sorted(result.steps[0].output.read_text().split()) == \
-        [f"f{i:05d}.txt" for i in range(12)]  # type: ignore[union-attr]
+    assert sorted(result.steps[0].output.read_text().split()) == [
+        f"f{i:05d}.txt" for i in range(12)
+    ]  # type: ignore[union-attr]
     assert capfd.readouterr() == ("", "")  # quiet: the warning goes to the logger only
-    assert any("on_progress raised RuntimeError: display gone" in r.getMessage()
-               for r in caplog.records if r.name == "parajob")
+    assert any(
+        "on_progress raised RuntimeError: display gone" in r.getMessage()
+        for r in caplog.records
+        if r.name == "parajob"
+    )
 
 
 HOLDS = """
@@ -352,19 +386,26 @@ def test_runs_from_two_threads_at_once_both_succeed(tmp_path: Path) -> None:
     pipelines = {}
     for name, files in (("long", 40), ("short", 4)):
         (tmp_path / name).mkdir()
-        pipelines[name] = write_job(tmp_path / name, HOLDS if name == "long" else ECHO,
-                                    files=files, mini_batch_size=1)
-    threads = [threading.Thread(target=lambda n=name: results.__setitem__(
-        n, parajob.run(pipelines[n], run_dir=tmp_path / n / "run"))) for name in pipelines]
+        pipelines[name] = write_job(
+            tmp_path / name, HOLDS if name == "long" else ECHO, files=files, mini_batch_size=1
+        )
+    threads = [
+        threading.Thread(
+            target=lambda n=name: results.__setitem__(
+                n, parajob.run(pipelines[n], run_dir=tmp_path / n / "run")
+            )
+        )
+        for name in pipelines
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=180)
-    assert {n: r.status for n, r in results.items()} == {"long": "succeeded",
-                                                          "short": "succeeded"}
+    assert {n: r.status for n, r in results.items()} == {"long": "succeeded", "short": "succeeded"}
     assert results["long"].steps[0].failed_attempts == 0
-    assert results["long"].steps[0].output.read_text().splitlines() == \
-        [f"f{i:05d}.txt" for i in range(40)]  # type: ignore[union-attr]
+    assert results["long"].steps[0].output.read_text().splitlines() == [
+        f"f{i:05d}.txt" for i in range(40)
+    ]  # type: ignore[union-attr]
 
 
 def test_a_run_started_from_its_own_progress_callback_is_refused(tmp_path: Path) -> None:
@@ -383,7 +424,8 @@ def test_a_run_started_from_its_own_progress_callback_is_refused(tmp_path: Path)
 
 
 def test_ctrl_c_in_the_host_propagates_and_leaves_the_run_resumable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """parajob.run installs no handler: SIGINT is the host's KeyboardInterrupt, raised out
     of the run once its workers are stopped and its journal written."""
     markers = tmp_path / "markers"
@@ -404,8 +446,9 @@ def test_ctrl_c_in_the_host_propagates_and_leaves_the_run_resumable(
     (markers / "release").write_text("")
     resumed = parajob.run(run_dir=tmp_path / "run", resume=True)
     assert resumed.succeeded, resumed.reason
-    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == \
-        [f"f{i:05d}.txt" for i in range(20)]
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == [
+        f"f{i:05d}.txt" for i in range(20)
+    ]
 
 
 def test_a_map_and_a_pipeline_run_from_two_threads_at_once_both_succeed(tmp_path: Path) -> None:
@@ -419,12 +462,21 @@ def test_a_map_and_a_pipeline_run_from_two_threads_at_once_both_succeed(tmp_path
         return [x + 1 for x in batch]
 
     threads = [
-        threading.Thread(target=lambda: results.__setitem__(
-            "run", parajob.run(pipeline, run_dir=tmp_path / "run"))),
-        threading.Thread(target=lambda: results.__setitem__(
-            "map", parajob.map_batches(slow, range(40), workers=2))),
-        threading.Thread(target=lambda: results.__setitem__(
-            "stream", list(parajob.map_batches(slow, range(30), workers=2, stream=True)))),
+        threading.Thread(
+            target=lambda: results.__setitem__(
+                "run", parajob.run(pipeline, run_dir=tmp_path / "run")
+            )
+        ),
+        threading.Thread(
+            target=lambda: results.__setitem__(
+                "map", parajob.map_batches(slow, range(40), workers=2)
+            )
+        ),
+        threading.Thread(
+            target=lambda: results.__setitem__(
+                "stream", list(parajob.map_batches(slow, range(30), workers=2, stream=True))
+            )
+        ),
     ]
     for thread in threads:
         thread.start()
@@ -486,7 +538,8 @@ def run(mini_batch):
 
 
 def test_a_ctrl_c_while_a_worker_is_being_started_leaves_no_unknown_worker(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The host's SIGINT landing between a worker's fork and the engine recording it used
     to leave a live worker the engine did not know: its first result then raised KeyError
     out of the run's clean-up instead of the KeyboardInterrupt. The fork and its record are
@@ -517,5 +570,6 @@ def test_a_ctrl_c_while_a_worker_is_being_started_leaves_no_unknown_worker(
     assert children() == []
     resumed = parajob.run(run_dir=tmp_path / "run", resume=True)
     assert resumed.succeeded and resumed.steps[0].failed_attempts == 0, resumed.reason
-    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == \
-        [f"f{i:05d}.txt" for i in range(2000)]
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == [
+        f"f{i:05d}.txt" for i in range(2000)
+    ]

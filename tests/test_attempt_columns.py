@@ -15,8 +15,17 @@ from typing import Any
 import pytest
 from conftest import run_cli, run_job, write_job
 
-OLD_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
-               "status", "error"]
+OLD_COLUMNS = [
+    "index",
+    "attempt",
+    "node",
+    "process",
+    "items_in",
+    "items_out",
+    "seconds",
+    "status",
+    "error",
+]
 NEW_COLUMNS = ["start_time", "end_time", "pid", "node_index", "host"]
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -66,8 +75,7 @@ def attempts(run_dir: Path) -> tuple[list[str], list[dict[str, str]]]:
 def when(row: dict[str, str]) -> tuple[datetime, datetime]:
     assert ISO_MS.fullmatch(row["start_time"]), row
     assert ISO_MS.fullmatch(row["end_time"]), row
-    return (datetime.fromisoformat(row["start_time"]),
-            datetime.fromisoformat(row["end_time"]))
+    return (datetime.fromisoformat(row["start_time"]), datetime.fromisoformat(row["end_time"]))
 
 
 def printed_pids(run_dir: Path) -> dict[tuple[str, str], set[str]]:
@@ -111,11 +119,18 @@ def test_a_local_run_says_when_and_where_each_attempt_ran(tmp_path: Path) -> Non
     assert f"hosts:                node000 {host}\n" in text
     assert f"\n                      node001 {host}\n" in text
     saved = job_result_json(result.run_dir)
-    assert saved["hosts"] == [{"node": 0, "host": host, "address": ""},
-                              {"node": 1, "host": host, "address": ""}]
+    assert saved["hosts"] == [
+        {"node": 0, "host": host, "address": ""},
+        {"node": 1, "host": host, "address": ""},
+    ]
     settings = saved["settings"]
-    assert (settings["executor"], settings["instance_count"], settings["nodes"],
-            settings["workers_per_node"], settings["mini_batch_size"]) == ("local", 2, 2, 1, "2")
+    assert (
+        settings["executor"],
+        settings["instance_count"],
+        settings["nodes"],
+        settings["workers_per_node"],
+        settings["mini_batch_size"],
+    ) == ("local", 2, 2, 1, "2")
     assert settings["limits"]["max_retries"] == 2
     assert (saved["total_batches"], saved["completed_batches"], saved["items_out"]) == (6, 6, 12)
     assert ISO_MS.fullmatch(saved["started_at"]) and ISO_MS.fullmatch(saved["ended_at"])
@@ -176,15 +191,30 @@ pytest.importorskip("distributed")
 from dask_cluster import DaskCluster, dask_cluster_fixture  # noqa: E402,F401 - the fixture
 
 
-def test_a_dask_run_names_each_nodes_host_and_worker(tmp_path: Path,
-                                                     dask_cluster: DaskCluster) -> None:
+def test_a_dask_run_names_each_nodes_host_and_worker(
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
     # 24 mini-batches: more than the first attempts a node asks for (2 x workers + 4), so
     # that both nodes get some.
-    pipeline = write_job(tmp_path, MEETING, files=24, mini_batch_size=1, instances=2,
-                         concurrency=1, extra_step="compute: cpu-cluster\n")
+    pipeline = write_job(
+        tmp_path,
+        MEETING,
+        files=24,
+        mini_batch_size=1,
+        instances=2,
+        concurrency=1,
+        extra_step="compute: cpu-cluster\n",
+    )
     run_dir = tmp_path / "run"
-    proc = run_cli("run", str(pipeline), "--run-dir", str(run_dir),
-                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(run_dir),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     host = socket.gethostname()
     saved = job_result_json(run_dir)
@@ -204,14 +234,29 @@ def test_a_dask_run_names_each_nodes_host_and_worker(tmp_path: Path,
 
 
 def test_a_retry_on_a_dask_cluster_keeps_the_drivers_attempt_numbers(
-        tmp_path: Path, dask_cluster: DaskCluster) -> None:
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
     # A node numbers its local queue's attempts from its first sighting of a batch; the
     # report must give the driver's (a retry that lands on the other node is attempt 2).
-    pipeline = write_job(tmp_path, FAILS_ONCE, files=12, mini_batch_size=2, instances=2,
-                         concurrency=1, extra_step="compute: cpu-cluster\n")
+    pipeline = write_job(
+        tmp_path,
+        FAILS_ONCE,
+        files=12,
+        mini_batch_size=2,
+        instances=2,
+        concurrency=1,
+        extra_step="compute: cpu-cluster\n",
+    )
     run_dir = tmp_path / "run"
-    proc = run_cli("run", str(pipeline), "--run-dir", str(run_dir),
-                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(run_dir),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     _, rows = attempts(run_dir)
     tries = sorted((r for r in rows if r["index"] == "1"), key=lambda r: r["attempt"])

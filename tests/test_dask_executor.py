@@ -30,13 +30,27 @@ def _nodes(run_dir: Path) -> dict[str, str]:
 
 
 def test_cluster_run_gives_the_local_output(tmp_path: Path, dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=60, mini_batch_size=4, concurrency=2,
-                         instances=2, extra_step=COMPUTE)
+    pipeline = write_job(
+        tmp_path,
+        ECHO_SCRIPT,
+        files=60,
+        mini_batch_size=4,
+        concurrency=2,
+        instances=2,
+        extra_step=COMPUTE,
+    )
     local = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "local"), cwd=tmp_path)
     assert local.returncode == 0, local.stderr
     assert "simulated on this machine" in local.stderr
-    remote = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "remote"),
-                     "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    remote = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "remote"),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert remote.returncode == 0, remote.stderr
     assert "simulated" not in remote.stderr
     out = "step/outputs/out"
@@ -59,14 +73,34 @@ def run(mini_batch):
 
 
 def test_a_lost_node_costs_no_row(tmp_path: Path, dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, SLOW_SCRIPT, files=24, mini_batch_size=1, concurrency=2,
-                         instances=2, extra_step=COMPUTE, max_retries=3)
+    pipeline = write_job(
+        tmp_path,
+        SLOW_SCRIPT,
+        files=24,
+        mini_batch_size=1,
+        concurrency=2,
+        instances=2,
+        extra_step=COMPUTE,
+        max_retries=3,
+    )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
-                             "--run-dir", str(run_dir),
-                             "--compute", f"cpu-cluster={dask_cluster.address}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(run_dir),
+            "--compute",
+            f"cpu-cluster={dask_cluster.address}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -100,8 +134,16 @@ def _closed_port() -> int:
 def test_unreachable_scheduler_is_bad_input(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step=COMPUTE)
     address = f"tcp://127.0.0.1:{_closed_port()}"
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", f"cpu-cluster={address}", cwd=tmp_path, timeout=60)
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        f"cpu-cluster={address}",
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"cannot reach the Dask scheduler at {address}" in proc.stderr
     assert "--compute cpu-cluster=" in proc.stderr
@@ -109,18 +151,25 @@ def test_unreachable_scheduler_is_bad_input(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "step" / "outputs").exists()
 
 
-def test_more_nodes_than_workers_is_bad_input(tmp_path: Path,
-                                              dask_cluster: DaskCluster) -> None:
+def test_more_nodes_than_workers_is_bad_input(tmp_path: Path, dask_cluster: DaskCluster) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=3, extra_step=COMPUTE)
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "has 2 worker(s); the step asks for instance_count 3" in proc.stderr
 
 
 def _can_hide_folders() -> bool:
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+    )
     return probe.returncode == 0
 
 
@@ -134,8 +183,15 @@ def test_a_node_that_cannot_see_the_run_folder_is_named(tmp_path: Path) -> None:
         cluster.add_worker(1, hide=run_dir)  # this node's run folder is an empty tmpfs
         cluster.wait_for_workers(2)
         pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step=COMPUTE)
-        proc = run_cli("run", str(pipeline), "--run-dir", str(run_dir),
-                       "--compute", f"cpu-cluster={cluster.address}", cwd=tmp_path)
+        proc = run_cli(
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(run_dir),
+            "--compute",
+            f"cpu-cluster={cluster.address}",
+            cwd=tmp_path,
+        )
     finally:
         cluster.stop()
     assert proc.returncode == 2, proc.stderr
@@ -154,36 +210,68 @@ def run(mini_batch):
 """
 
 
-def test_a_tabular_cluster_run_gives_the_local_output(tmp_path: Path,
-                                                      dask_cluster: DaskCluster) -> None:
+def test_a_tabular_cluster_run_gives_the_local_output(
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
     from test_table_jobs import IRIS_MLTABLE, iris_rows, write_table_job
 
     rows = iris_rows(2000)
     pipeline = write_table_job(
-        tmp_path, IRIS_MLTABLE,
+        tmp_path,
+        IRIS_MLTABLE,
         {"iris.csv": "sepal_length,sepal_width,n,species\n" + "\n".join(rows) + "\n"},
-        TABLE_SCRIPT, mini_batch_size="4kb",
-        extra_step="resources: {instance_count: 2}\n" + COMPUTE)
+        TABLE_SCRIPT,
+        mini_batch_size="4kb",
+        extra_step="resources: {instance_count: 2}\n" + COMPUTE,
+    )
     local = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "local"), cwd=tmp_path)
     assert local.returncode == 0, local.stderr
-    remote = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "remote"),
-                     "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    remote = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "remote"),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert remote.returncode == 0, remote.stderr
     out = "step/outputs/out"
     assert (tmp_path / "remote" / out).read_bytes() == (tmp_path / "local" / out).read_bytes()
-    assert (tmp_path / "remote" / out).read_text().splitlines() == \
-        [r.replace(",", " ") for r in rows]
+    assert (tmp_path / "remote" / out).read_text().splitlines() == [
+        r.replace(",", " ") for r in rows
+    ]
     assert sorted(_nodes(tmp_path / "remote")) == ["node000", "node001"]
 
 
 def test_a_killed_cluster_run_resumes(tmp_path: Path, dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, SLOW_SCRIPT.replace("0.8", "0.3"), files=30,
-                         mini_batch_size=1, concurrency=2, instances=2, extra_step=COMPUTE)
+    pipeline = write_job(
+        tmp_path,
+        SLOW_SCRIPT.replace("0.8", "0.3"),
+        files=30,
+        mini_batch_size=1,
+        concurrency=2,
+        instances=2,
+        extra_step=COMPUTE,
+    )
     run_dir = tmp_path / "run"
     compute = f"cpu-cluster={dask_cluster.address}"
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
-                             "--run-dir", str(run_dir), "--compute", compute],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(run_dir),
+            "--compute",
+            compute,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
@@ -218,12 +306,28 @@ def run(mini_batch):
 """
 
 
-def test_a_timed_out_attempt_on_a_node_is_retried(tmp_path: Path,
-                                                  dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, HANG_ONCE_SCRIPT, files=20, mini_batch_size=2,
-                         concurrency=2, instances=2, timeout=3, extra_step=COMPUTE)
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+def test_a_timed_out_attempt_on_a_node_is_retried(
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    pipeline = write_job(
+        tmp_path,
+        HANG_ONCE_SCRIPT,
+        files=20,
+        mini_batch_size=2,
+        concurrency=2,
+        instances=2,
+        timeout=3,
+        extra_step=COMPUTE,
+    )
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
     assert rows == [f"f{i:05d}.txt" for i in range(20)]
@@ -234,12 +338,19 @@ def test_a_timed_out_attempt_on_a_node_is_retried(tmp_path: Path,
 
 def test_parajob_run_takes_a_compute_mapping(tmp_path: Path, dask_cluster: DaskCluster) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=12, instances=2, extra_step=COMPUTE)
-    code = (f"import parajob\n"
-            f"r = parajob.run({str(pipeline)!r}, run_dir={str(tmp_path / 'run')!r}, "
-            f"compute={{'cpu-cluster': {dask_cluster.address!r}}})\n"
-            f"print(r.status)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=RUN_TIMEOUT_S)
+    code = (
+        f"import parajob\n"
+        f"r = parajob.run({str(pipeline)!r}, run_dir={str(tmp_path / 'run')!r}, "
+        f"compute={{'cpu-cluster': {dask_cluster.address!r}}})\n"
+        f"print(r.status)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "succeeded"
     assert sorted(_nodes(tmp_path / "run")) == ["node000", "node001"]
@@ -247,16 +358,37 @@ def test_parajob_run_takes_a_compute_mapping(tmp_path: Path, dask_cluster: DaskC
     assert rows == [f"f{i:05d}.txt" for i in range(12)]
 
 
-def test_a_silent_node_is_lost_after_the_node_timeout(tmp_path: Path,
-                                                      dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, SLOW_SCRIPT.replace("0.8", "0.3"), files=24,
-                         mini_batch_size=1, concurrency=1, instances=2, extra_step=COMPUTE)
+def test_a_silent_node_is_lost_after_the_node_timeout(
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    pipeline = write_job(
+        tmp_path,
+        SLOW_SCRIPT.replace("0.8", "0.3"),
+        files=24,
+        mini_batch_size=1,
+        concurrency=1,
+        instances=2,
+        extra_step=COMPUTE,
+    )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
-                             "--run-dir", str(run_dir),
-                             "--compute", f"cpu-cluster={dask_cluster.address}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PARAJOB_NODE_TIMEOUT": "3"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(run_dir),
+            "--compute",
+            f"cpu-cluster={dask_cluster.address}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PARAJOB_NODE_TIMEOUT": "3"},
+    )
     stopped = None
     try:
         nodes_file = run_dir / "step" / "logs" / "sys" / "nodes.txt"

@@ -28,22 +28,35 @@ COMPUTE = "compute: cpu-cluster\n"
 
 
 def _no_tls_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("DASK_DISTRIBUTED__COMM__")}
+    return {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__COMM__")}
 
 
 def test_a_tls_cluster_run_gives_the_local_output(tmp_path: Path) -> None:
     tls = make_tls_files(tmp_path / "tls")
-    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=40, mini_batch_size=3, concurrency=2,
-                         instances=2, extra_step=COMPUTE)
+    pipeline = write_job(
+        tmp_path,
+        ECHO_SCRIPT,
+        files=40,
+        mini_batch_size=3,
+        concurrency=2,
+        instances=2,
+        extra_step=COMPUTE,
+    )
     local = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "local"), cwd=tmp_path)
     assert local.returncode == 0, local.stderr
     cluster = DaskCluster.start(tmp_path / "dask", 2, tls=tls)
     try:
         assert cluster.address.startswith("tls://")
-        remote = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "remote"),
-                         "--compute", f"cpu-cluster={cluster.address}", cwd=tmp_path,
-                         env={**_no_tls_env(), **cluster.tls_env})
+        remote = run_cli(
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(tmp_path / "remote"),
+            "--compute",
+            f"cpu-cluster={cluster.address}",
+            cwd=tmp_path,
+            env={**_no_tls_env(), **cluster.tls_env},
+        )
     finally:
         cluster.stop()
     assert remote.returncode == 0, remote.stderr
@@ -68,8 +81,14 @@ def test_parajob_run_takes_its_tls_security_from_dask_config_set(tmp_path: Path)
                                 compute={{"cpu-cluster": {cluster.address!r}}})
             print(r.status)
         """)
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=tmp_path, env=_no_tls_env(), timeout=RUN_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=_no_tls_env(),
+            timeout=RUN_TIMEOUT_S,
+        )
     finally:
         cluster.stop()
     assert proc.returncode == 0, proc.stderr
@@ -81,13 +100,21 @@ def test_parajob_run_takes_its_tls_security_from_dask_config_set(tmp_path: Path)
 
 def test_a_tls_address_without_dask_tls_configuration_is_bad_input(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step=COMPUTE)
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", "cpu-cluster=tls://127.0.0.1:1", cwd=tmp_path,
-                   env={**_no_tls_env(), "DASK_CONFIG": str(tmp_path / "no-dask-config")})
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        "cpu-cluster=tls://127.0.0.1:1",
+        cwd=tmp_path,
+        env={**_no_tls_env(), "DASK_CONFIG": str(tmp_path / "no-dask-config")},
+    )
     assert proc.returncode == 2, proc.stderr
-    assert ("tls://127.0.0.1:1 is a TLS scheduler, but Dask's configuration has no "
-            "distributed.comm.tls.ca-file and no distributed.comm.tls.client.cert"
-            in proc.stderr)
+    assert (
+        "tls://127.0.0.1:1 is a TLS scheduler, but Dask's configuration has no "
+        "distributed.comm.tls.ca-file and no distributed.comm.tls.client.cert" in proc.stderr
+    )
     assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "step" / "outputs").exists()
@@ -103,13 +130,18 @@ def _channel(tls: TlsFiles, node_cert: bool) -> tuple[FrameReader, list[dict[str
     from parajob.executors.dask import tls_security
 
     # In a process, dask.config.set is what the environment variables are to a new one.
-    with dask.config.set({"distributed.comm.tls.ca-file": str(tls.ca),
-                          "distributed.comm.tls.client.cert": str(tls.cert),
-                          "distributed.comm.tls.client.key": str(tls.key)}):
+    with dask.config.set(
+        {
+            "distributed.comm.tls.ca-file": str(tls.ca),
+            "distributed.comm.tls.client.cert": str(tls.cert),
+            "distributed.comm.tls.client.key": str(tls.key),
+        }
+    ):
         _security, server = tls_security("tls://127.0.0.1:1", "test")
     assert server is not None
-    node_security = Security(tls_ca_file=str(tls.ca), tls_worker_cert=str(tls.cert),
-                             tls_worker_key=str(tls.key))
+    node_security = Security(
+        tls_ca_file=str(tls.ca), tls_worker_cert=str(tls.cert), tls_worker_key=str(tls.key)
+    )
     if node_cert:
         client = node_security.get_connection_args("worker")["ssl_context"]
     else:
@@ -119,8 +151,10 @@ def _channel(tls: TlsFiles, node_cert: bool) -> tuple[FrameReader, list[dict[str
 
     def node() -> None:
         try:
-            with socket.create_connection(listener.getsockname(), timeout=10) as raw, \
-                    client.wrap_socket(raw) as sock:
+            with (
+                socket.create_connection(listener.getsockname(), timeout=10) as raw,
+                client.wrap_socket(raw) as sock,
+            ):
                 send_frame(sock, "hello", token="t", node=0)
                 sock.recv(1)  # until the driver's end closes
         except OSError:  # the stranger's: refused by the driver's end (ssl.SSLError)
@@ -130,8 +164,9 @@ def _channel(tls: TlsFiles, node_cert: bool) -> tuple[FrameReader, list[dict[str
     thread.start()
     conn, _ = listener.accept()
     conn.setblocking(False)
-    reader = FrameReader(server.wrap_socket(conn, server_side=True,
-                                            do_handshake_on_connect=False), handshake=True)
+    reader = FrameReader(
+        server.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), handshake=True
+    )
     frames: list[dict[str, object]] = []
     with selectors.DefaultSelector() as selector:
         selector.register(reader.sock, selectors.EVENT_READ)

@@ -66,6 +66,7 @@ def test_many_producers_and_consumers_claim_every_id_exactly_once(tmp_path) -> N
                 claimed.append(batch)
                 assert region.finish(c, batch, attempt, c + 1, True, 1, 1, 0, 0, 0)
             out[c].write_text("\n".join(map(str, claimed)))
+
         return body
 
     consumers = [_fork(consumer(c)) for c in range(n_consumers)]
@@ -75,8 +76,9 @@ def test_many_producers_and_consumers_claim_every_id_exactly_once(tmp_path) -> N
     region.close()
     _wait_all(consumers)
 
-    claimed = np.concatenate([np.array(f.read_text().split(), dtype=np.int64) for f in out
-                              if f.read_text()])
+    claimed = np.concatenate(
+        [np.array(f.read_text().split(), dtype=np.int64) for f in out if f.read_text()]
+    )
     assert len(claimed) == n_batches
     assert np.array_equal(np.sort(claimed), np.arange(n_batches))
     ended = region.drain_ended()
@@ -145,9 +147,9 @@ def test_watchdog_reports_only_overrunning_runs() -> None:
     region.reset_worker(1, 2)
     b0, _ = region.next_batch(0, 1, 0)  # claimed: LOADING, under the load timeout
     now = _core.monotonic_ns()
-    assert [(e[0], e[3], e[5])
-            for e in _core.scan_expired(region, now + 2 * 10**9, 10**12, 0, 10**9)] == [
-        (0, b0, "load")]
+    assert [
+        (e[0], e[3], e[5]) for e in _core.scan_expired(region, now + 2 * 10**9, 10**12, 0, 10**9)
+    ] == [(0, b0, "load")]
     region.set_worker_state(0, _core.WorkerState.RUNNING)  # run() started: the run clock
     now = _core.monotonic_ns()
     assert _core.scan_expired(region, now, 10**12, 0, 10**9) == []

@@ -42,11 +42,19 @@ def _attempts(step_dir: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("files,hang", [(1, 0), (2, 0), (2, 1), (3, 1), (4, 0), (4, 3)])
 def test_a_run_timeout_with_one_worker_retries_once_and_keeps_every_row(
-        tmp_path: Path, files: int, hang: int) -> None:
+    tmp_path: Path, files: int, hang: int
+) -> None:
     # Was: exit 1 with "dispatch ring full: a batch was queued twice" (the watchdog requeued
     # the batch, then reaping the killed worker requeued it again).
-    write_job(tmp_path, ONCE_HANG, files=files, mini_batch_size=1, concurrency=1, timeout=1,
-              extra_step=_markers(tmp_path, HANG_FILE=f"f{hang:05d}.txt"))
+    write_job(
+        tmp_path,
+        ONCE_HANG,
+        files=files,
+        mini_batch_size=1,
+        concurrency=1,
+        timeout=1,
+        extra_step=_markers(tmp_path, HANG_FILE=f"f{hang:05d}.txt"),
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -55,7 +63,8 @@ def test_a_run_timeout_with_one_worker_retries_once_and_keeps_every_row(
     assert "failed attempts:      1" in result.job_result()
     rows = _attempts(result.step_dir())
     assert [(r["index"], r["status"]) for r in rows if r["status"] != "succeeded"] == [
-        (str(hang), "timed_out")]
+        (str(hang), "timed_out")
+    ]
     assert sorted(int(r["index"]) for r in rows if r["status"] == "succeeded") == list(range(files))
 
 
@@ -79,8 +88,14 @@ def run(mini_batch):
 def test_quick_results_are_published_while_the_next_run_is_still_going(tmp_path: Path) -> None:
     # Was: the rows of the quick mini-batches 0-2 were gathered and published only after
     # the next run() returned; that run()'s worker died, and 0-2 ran a second time.
-    write_job(tmp_path, QUICK_THEN_DYING, files=6, mini_batch_size=1, concurrency=1,
-              extra_step=_markers(tmp_path))
+    write_job(
+        tmp_path,
+        QUICK_THEN_DYING,
+        files=6,
+        mini_batch_size=1,
+        concurrency=1,
+        extra_step=_markers(tmp_path),
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(6)]
@@ -89,7 +104,8 @@ def test_quick_results_are_published_while_the_next_run_is_still_going(tmp_path:
     rows = _attempts(result.step_dir())
     assert sorted((r["index"], r["attempt"], r["status"]) for r in rows) == sorted(
         [(str(i), "1", "succeeded") for i in (0, 1, 2, 4, 5)]
-        + [("3", "1", "crashed"), ("3", "2", "succeeded")])
+        + [("3", "1", "crashed"), ("3", "2", "succeeded")]
+    )
 
 
 def test_run_exiting_with_status_3_is_a_crash_not_an_init_failure(tmp_path: Path) -> None:
@@ -113,8 +129,14 @@ def test_run_exiting_with_status_3_is_a_crash_not_an_init_failure(tmp_path: Path
 def test_a_worker_dying_before_init_is_not_an_init_failure(tmp_path: Path) -> None:
     # Workers that cannot open their log files die while starting, before init(): that is
     # not "init() failed N times" (there is no init() in this script at all).
-    write_job(tmp_path, KILL_DRIVER_AT_2, files=6, mini_batch_size=1, concurrency=1,
-              extra_step=_markers(tmp_path))
+    write_job(
+        tmp_path,
+        KILL_DRIVER_AT_2,
+        files=6,
+        mini_batch_size=1,
+        concurrency=1,
+        extra_step=_markers(tmp_path),
+    )
     first = run_job(tmp_path)
     assert first.returncode == -9
     logs = first.step_dir() / "logs" / "user" / "stdout" / "node000"
@@ -150,8 +172,14 @@ def test_a_slow_init_does_not_count_against_progress_update_timeout(tmp_path: Pa
     def run(mini_batch):
         return [os.path.basename(p) for p in mini_batch]
     """
-    write_job(tmp_path, script, files=3, mini_batch_size=1, concurrency=2,
-              program_arguments="--progress_update_timeout 2")
+    write_job(
+        tmp_path,
+        script,
+        files=3,
+        mini_batch_size=1,
+        concurrency=2,
+        program_arguments="--progress_update_timeout 2",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.job_result()
     assert result.output().splitlines() == [f"f{i:05d}.txt" for i in range(3)]
@@ -188,8 +216,15 @@ def test_more_workers_than_the_machine_can_run_are_capped_with_a_warning(tmp_pat
 
 def test_resume_after_a_timeout_in_a_small_job(tmp_path: Path) -> None:
     # A second run in the same place after the fix: resume of a finished run is a no-op.
-    write_job(tmp_path, ONCE_HANG, files=2, mini_batch_size=1, concurrency=1, timeout=1,
-              extra_step=_markers(tmp_path, HANG_FILE="f00000.txt"))
+    write_job(
+        tmp_path,
+        ONCE_HANG,
+        files=2,
+        mini_batch_size=1,
+        concurrency=1,
+        timeout=1,
+        extra_step=_markers(tmp_path, HANG_FILE="f00000.txt"),
+    )
     first = run_job(tmp_path)
     assert first.returncode == 0, first.stderr
     again = run_cli("run", "--resume", "run", cwd=tmp_path)
@@ -198,7 +233,8 @@ def test_resume_after_a_timeout_in_a_small_job(tmp_path: Path) -> None:
 
 
 def test_garbage_written_into_the_workers_high_descriptors_never_breaks_the_report(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # A worker's result files sit at descriptors 10000 and up; user code that scribbles
     # there too (as a loop over "every fd" does) must cost retries, never a parajob
     # traceback or a missing job_result.txt. Was: UnicodeDecodeError joining the CSV parts.
@@ -230,15 +266,19 @@ def test_a_worker_exiting_in_init_says_how_it_died(tmp_path: Path, where: str) -
     # Was: "init() failed 6 times ... see logs/user/error/", with that folder empty and the
     # exit status nowhere.
     exit_now = "    os._exit(3)\n" if where == "init" else ""
-    at_import = ("if os.environ.get('PARAJOB_RUN_TOKEN'):\n    os._exit(3)\n"
-                 if where == "import" else "")
-    script = (f"import os\n{at_import}def init():\n    pass\n{exit_now}"
-              "def run(mini_batch):\n    return mini_batch\n")
+    at_import = (
+        "if os.environ.get('PARAJOB_RUN_TOKEN'):\n    os._exit(3)\n" if where == "import" else ""
+    )
+    script = (
+        f"import os\n{at_import}def init():\n    pass\n{exit_now}"
+        "def run(mini_batch):\n    return mini_batch\n"
+    )
     write_job(tmp_path, script, files=2, mini_batch_size=1, concurrency=1)
     result = run_job(tmp_path)
     assert result.returncode == 1, result.stderr
     reason = result.job_result().splitlines()[2]
     assert "init() failed 3 times" in reason and "exited with code 3" in reason, reason
-    errors = "".join(p.read_text() for p in
-                     (result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
+    errors = "".join(
+        p.read_text() for p in (result.step_dir() / "logs" / "user" / "error").rglob("*.txt")
+    )
     assert "died while importing the entry script or in init(): exited with code 3" in errors

@@ -91,7 +91,8 @@ class FakeExecutor(OnThisMachine):  # node_host, attempt_times: this machine
     claims: list[tuple[int, int]] = field(default_factory=list)  # (batch, attempt) claimed
     dying: list[tuple[Worker, int]] = field(default_factory=list)  # killed: gone at wait()
     deadlines: list[tuple[DeadlineExpired, Callable[[], object] | None]] = field(
-        default_factory=list)
+        default_factory=list
+    )
 
     # -- the executor interface --
 
@@ -106,11 +107,16 @@ class FakeExecutor(OnThisMachine):  # node_host, attempt_times: this machine
         spool.touch()
         # A spool opened read-only: every write fails, so gathered records stay unpublished.
         flags = os.O_RDONLY if process in self.broken_spool else os.O_WRONLY | os.O_APPEND
-        fds = (os.open(spool, flags), os.open(worker_attempts_part(self.layout, process),
-                                              os.O_WRONLY | os.O_CREAT | os.O_APPEND))
+        fds = (
+            os.open(spool, flags),
+            os.open(
+                worker_attempts_part(self.layout, process), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            ),
+        )
         worker = FakeWorker(slot, process, node, local_rank, fds=fds)
-        worker.writer = _core.ResultWriter(self.region, slot, process, fds[0], fds[1],
-                                           f"{worker.node_name},{worker.name}")
+        worker.writer = _core.ResultWriter(
+            self.region, slot, process, fds[0], fds[1], f"{worker.node_name},{worker.name}"
+        )
         self.region.set_worker_state(slot, _core.WorkerState.IDLE)
         self.live[slot] = worker
         self.spawned.append(worker)
@@ -171,20 +177,42 @@ class FakeExecutor(OnThisMachine):  # node_host, attempt_times: this machine
             self.claims.append((batch, attempt))
         return batch, attempt
 
-    def succeed(self, batch: int, attempt: int, slot: int = 0, items_out: int = ITEMS,
-                run_seconds: float = 1.0) -> None:
+    def succeed(
+        self,
+        batch: int,
+        attempt: int,
+        slot: int = 0,
+        items_out: int = ITEMS,
+        run_seconds: float = 1.0,
+    ) -> None:
         """run() returned: its record through the ResultWriter (published at once unless
         run_seconds is under 1 ms: then gathered for up to 5 ms)."""
         writer = self.live[slot].writer
         assert writer is not None
-        writer.add(batch, attempt, True, f"row {batch}\n".encode() * items_out, ITEMS,
-                   items_out, 0, run_seconds)
+        writer.add(
+            batch,
+            attempt,
+            True,
+            f"row {batch}\n".encode() * items_out,
+            ITEMS,
+            items_out,
+            0,
+            run_seconds,
+        )
 
     def error(self, batch: int, attempt: int, slot: int = 0) -> None:
         writer = self.live[slot].writer
         assert writer is not None
-        writer.add(batch, attempt, False, b"Traceback (most recent call last):\nValueError: bad\n",
-                   ITEMS, 0, shm_view.ERROR_RAISED, 0.0)
+        writer.add(
+            batch,
+            attempt,
+            False,
+            b"Traceback (most recent call last):\nValueError: bad\n",
+            ITEMS,
+            0,
+            shm_view.ERROR_RAISED,
+            0.0,
+        )
 
     def die(self, worker: Worker, sig: int = signal.SIGKILL) -> WorkerDied:
         """The worker's process is gone: its writer and files with it."""
@@ -196,10 +224,16 @@ class FakeExecutor(OnThisMachine):  # node_host, attempt_times: this machine
         state = self.region.worker_info(worker.slot)[2]
         return WorkerDied(worker, ExitStatus(None, int(sig), 0), state)
 
-    def expire(self, batch: int, attempt: int, slot: int = 0,
-               just_before: Callable[[], object] | None = None) -> None:
-        self.deadlines.append((DeadlineExpired(self.live[slot], batch, attempt, "run", 61.0),
-                               just_before))
+    def expire(
+        self,
+        batch: int,
+        attempt: int,
+        slot: int = 0,
+        just_before: Callable[[], object] | None = None,
+    ) -> None:
+        self.deadlines.append(
+            (DeadlineExpired(self.live[slot], batch, attempt, "run", 61.0), just_before)
+        )
 
     def default_step(self) -> list[Event]:
         events: list[Event] = []
@@ -231,8 +265,11 @@ class Ran:
     def attempt_rows(self) -> list[str]:
         """Failed attempts' rows (the engine's own part of processed_mini-batches.csv)."""
         text = self.layout.processed_csv.read_text(encoding="utf-8")
-        return [row for row in text.splitlines()[1:] if not row.endswith(",")
-                and ",succeeded," not in row]
+        return [
+            row
+            for row in text.splitlines()[1:]
+            if not row.endswith(",") and ",succeeded," not in row
+        ]
 
     def journalled(self) -> list[int]:
         journal = read_journal(journal_path(self.layout.root))
@@ -240,21 +277,40 @@ class Ran:
         return sorted(journal.accepted.batch.astype(int).tolist())
 
 
-def run_engine(tmp_path: Path, n: int, script: list[Step], *, workers: int = 1,
-               limits: Limits | None = None, restored: Accepted | None = None,
-               options: RunOptions | None = None, broken_spool: frozenset[int] = frozenset()
-               ) -> Ran:
+def run_engine(
+    tmp_path: Path,
+    n: int,
+    script: list[Step],
+    *,
+    workers: int = 1,
+    limits: Limits | None = None,
+    restored: Accepted | None = None,
+    options: RunOptions | None = None,
+    broken_spool: frozenset[int] = frozenset(),
+) -> Ran:
     layout = StepLayout(tmp_path / "step")
     layout.create()
     region = _core.DispatchRegion(n, workers, -1)
     fake = FakeExecutor(region, layout, list(script), set(broken_spool))
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, "step", n, quiet=True)
-    journal = JournalWriter(journal_path(layout.root), layout.spool_dir,
-                            journal_start(b"", n, n * ITEMS, restored))
-    engine = Engine(fake, region, FakePlan(n), layout, 1, workers,  # type: ignore[arg-type]
-                    limits or Limits(max_retries=2), attempt_log, progress, journal,
-                    restored if restored is not None else Accepted.none(), options=options)
+    journal = JournalWriter(
+        journal_path(layout.root), layout.spool_dir, journal_start(b"", n, n * ITEMS, restored)
+    )
+    engine = Engine(
+        fake,
+        region,
+        FakePlan(n),
+        layout,
+        1,
+        workers,  # type: ignore[arg-type]
+        limits or Limits(max_retries=2),
+        attempt_log,
+        progress,
+        journal,
+        restored if restored is not None else Accepted.none(),
+        options=options,
+    )
     try:
         result = engine.run()
     finally:
@@ -267,10 +323,13 @@ def run_engine(tmp_path: Path, n: int, script: list[Step], *, workers: int = 1,
 
 def steps(*actions: Callable[[FakeExecutor], object]) -> list[Step]:
     """Script steps that report no event themselves."""
+
     def quiet(action: Callable[[FakeExecutor], object]) -> Step:
         def step(fake: FakeExecutor) -> None:
             action(fake)
+
         return step
+
     return [quiet(a) for a in actions]
 
 
@@ -311,9 +370,13 @@ def test_errored_past_max_retries_fails_for_good(tmp_path: Path) -> None:
     assert (t.done_batches, t.failed_batches, t.failed_attempts) == (0, 1, 3)
     assert ran.fake.claims == [(0, 0), (0, 1), (0, 2)]
     assert ran.state(0)[0] == int(S.FAILED)
-    failure, = ran.result.failures
-    assert (failure.batch, failure.attempts, failure.status, failure.error_type) == \
-        (0, 3, "raised", "ValueError")
+    (failure,) = ran.result.failures
+    assert (failure.batch, failure.attempts, failure.status, failure.error_type) == (
+        0,
+        3,
+        "raised",
+        "ValueError",
+    )
     assert t.failed_items == ITEMS and ran.journalled() == []
     assert [r.split(",")[7] for r in ran.attempt_rows()] == ["raised"] * 3
 
@@ -419,8 +482,12 @@ def _mark_popped(region: _core.DispatchRegion, slot: int, batch: int, attempt: i
     ``popped`` word) itself. The id it "popped" stays in the ring; its stale attempt number
     makes whoever pops it later skip it (next_batch's claim checks the attempt)."""
     view = np.frombuffer(region.buffer(), dtype=np.uint8)
-    address = view.__array_interface__["data"][0] + region.workers_offset \
-        + slot * shm_view.WORKER_SLOT.itemsize + shm_view.WORKER_SLOT.fields["popped"][1]
+    address = (
+        view.__array_interface__["data"][0]
+        + region.workers_offset
+        + slot * shm_view.WORKER_SLOT.itemsize
+        + shm_view.WORKER_SLOT.fields["popped"][1]
+    )
     ctypes.c_uint64.from_address(address).value = (1 << 63) | (attempt << 32) | batch
 
 
@@ -457,8 +524,12 @@ def test_corrupt_record_is_discarded_and_rerun(tmp_path: Path) -> None:
 
 
 def test_mini_batch_error_threshold_stops_the_step(tmp_path: Path) -> None:
-    ran = run_engine(tmp_path, 5, steps(_claim_and_error),
-                     limits=Limits(max_retries=0, mini_batch_error_threshold=0))
+    ran = run_engine(
+        tmp_path,
+        5,
+        steps(_claim_and_error),
+        limits=Limits(max_retries=0, mini_batch_error_threshold=0),
+    )
     t = ran.result.tally
     assert (t.failed_batches, t.failed_attempts, t.settled_batches) == (1, 1, 1)
     assert "mini_batch_error_threshold 0" in (ran.result.stop_reason or "")
@@ -503,8 +574,15 @@ def test_restored_batches_are_never_rerun(tmp_path: Path) -> None:
     def arr(*values: int) -> np.ndarray:
         return np.array(values, dtype=np.uint64)
 
-    restored = Accepted(arr(0, 2), arr(1, 0), arr(7, 7), arr(0, 40), arr(40, 40),
-                        arr(ITEMS, ITEMS), arr(ITEMS, ITEMS))
+    restored = Accepted(
+        arr(0, 2),
+        arr(1, 0),
+        arr(7, 7),
+        arr(0, 40),
+        arr(40, 40),
+        arr(ITEMS, ITEMS),
+        arr(ITEMS, ITEMS),
+    )
     ran = run_engine(tmp_path, 4, [], restored=restored)
     t = ran.result.tally
     assert (t.done_batches, t.failed_attempts) == (4, 0)
@@ -519,7 +597,6 @@ def test_death_while_idle_costs_nothing(tmp_path: Path, sig: int) -> None:
     t = ran.result.tally
     assert (t.done_batches, t.failed_attempts, t.init_failures) == (2, 0, 0)
     assert ran.fake.claims == [(0, 0), (1, 0)]
-
 
 
 def test_a_cancel_set_before_the_start_runs_nothing(tmp_path: Path) -> None:

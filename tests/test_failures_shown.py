@@ -137,9 +137,11 @@ def test_segfault_shows_the_faulthandler_trace(tmp_path: Path) -> None:
     result = run_job(tmp_path)
     assert result.returncode == 1
     logs = _logs(result.run_dir)
-    for where, text in [("job_result.txt", result.job_result()),
-                        ("job_error.txt", (logs / "job_error.txt").read_text()),
-                        ("stderr", result.stderr)]:
+    for where, text in [
+        ("job_result.txt", result.job_result()),
+        ("job_error.txt", (logs / "job_error.txt").read_text()),
+        ("stderr", result.stderr),
+    ]:
         assert "killed by SIGSEGV" in text, where
         assert "faulthandler trace (from " in text, where
         assert "Fatal Python error: Segmentation fault" in text, where

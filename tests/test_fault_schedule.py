@@ -22,8 +22,7 @@ MIN_JOBS = 6
 MAX_JOBS = 40
 
 
-def test_random_fault_schedules_end_with_every_row_once_or_the_right_reason(
-        tmp_path: Path) -> None:
+def test_random_fault_schedules_end_with_every_row_once_or_the_right_reason(tmp_path: Path) -> None:
     fixed = os.environ.get("PARAJOB_FAULT_SEED")
     base = int(fixed) if fixed else random.SystemRandom().randrange(10**9)
     print(f"fault schedule base seed: {base} (PARAJOB_FAULT_SEED={base} reruns it)")

@@ -47,15 +47,20 @@ FAULTS = {
 
 def _env(tmp: Path, fault_file: str = "f00004.txt") -> str:
     (tmp / "markers").mkdir(exist_ok=True)
-    return (f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n"
-            f"  FAULT_FILE: {fault_file}\n")
+    return f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n  FAULT_FILE: {fault_file}\n"
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_fault_once_costs_one_retry_and_no_row(tmp_path: Path, fault: str) -> None:
     script = ONCE.format(fault=FAULTS[fault])
-    write_job(tmp_path, script, files=12, mini_batch_size=1, timeout=2 if fault == "hang" else 60,
-              extra_step=_env(tmp_path))
+    write_job(
+        tmp_path,
+        script,
+        files=12,
+        mini_batch_size=1,
+        timeout=2 if fault == "hang" else 60,
+        extra_step=_env(tmp_path),
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == NAMES  # every row once, in order
@@ -63,16 +68,21 @@ def test_a_fault_once_costs_one_retry_and_no_row(tmp_path: Path, fault: str) -> 
     assert "12 total, 12 completed, 0 failed" in text
     assert "failed attempts:      1" in text
     errors = (result.step_dir() / "logs" / "job_error.txt").read_text()
-    expected = {"raise": "RuntimeError: injected", "exit": "exited with code 1",
-                "sigkill": "killed by SIGKILL", "segfault": "killed by SIGSEGV",
-                "hang": "exceeded retry_settings.timeout"}[fault]
+    expected = {
+        "raise": "RuntimeError: injected",
+        "exit": "exited with code 1",
+        "sigkill": "killed by SIGKILL",
+        "segfault": "killed by SIGSEGV",
+        "hang": "exceeded retry_settings.timeout",
+    }[fault]
     assert expected in errors
     status = {"raise": "raised", "hang": "timed_out"}.get(fault, "crashed")
     report = result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
     assert f",{status}," in report.read_text()
     if fault == "segfault":  # faulthandler left the Python stack in the worker's stderr
-        stderr = "".join(p.read_text() for p in (result.step_dir() / "logs" / "user" / "stderr")
-                         .rglob("*.txt"))
+        stderr = "".join(
+            p.read_text() for p in (result.step_dir() / "logs" / "user" / "stderr").rglob("*.txt")
+        )
         assert "Segmentation fault" in stderr
 
 
@@ -127,14 +137,20 @@ def test_init_raising_on_one_worker_is_replaced(tmp_path: Path) -> None:
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == NAMES
-    errors = "".join(p.read_text()
-                     for p in (result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
+    errors = "".join(
+        p.read_text() for p in (result.step_dir() / "logs" / "user" / "error").rglob("*.txt")
+    )
     assert "init failed once" in errors
 
 
 def test_init_raising_on_every_worker_fails_the_job(tmp_path: Path) -> None:
-    write_job(tmp_path, "def init():\n    raise RuntimeError('no model')\n"
-              "def run(mini_batch):\n    return mini_batch\n", files=4, mini_batch_size=1)
+    write_job(
+        tmp_path,
+        "def init():\n    raise RuntimeError('no model')\n"
+        "def run(mini_batch):\n    return mini_batch\n",
+        files=4,
+        mini_batch_size=1,
+    )
     result = run_job(tmp_path)
     assert result.returncode == 1, result.stderr
     assert "init() failed 6 times" in result.job_result()  # 3 x 2 workers per node
@@ -142,8 +158,14 @@ def test_init_raising_on_every_worker_fails_the_job(tmp_path: Path) -> None:
 
 
 def test_returning_none_fails_the_attempt(tmp_path: Path) -> None:
-    write_job(tmp_path, "def run(mini_batch):\n    return None\n", files=2, mini_batch_size=1,
-              max_retries=0, extra_step="mini_batch_error_threshold: 0\n")
+    write_job(
+        tmp_path,
+        "def run(mini_batch):\n    return None\n",
+        files=2,
+        mini_batch_size=1,
+        max_retries=0,
+        extra_step="mini_batch_error_threshold: 0\n",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 1
     assert "run() returned NoneType" in result.job_result()
@@ -159,8 +181,9 @@ def run(mini_batch):
 
 @pytest.mark.parametrize("threshold,exit_code", [(-1, 0), (0, 1), (1, 0)])
 def test_short_return_counts_failed_items(tmp_path: Path, threshold: int, exit_code: int) -> None:
-    write_job(tmp_path, SHORT, files=12, mini_batch_size=3,
-              extra_step=f"error_threshold: {threshold}\n")
+    write_job(
+        tmp_path, SHORT, files=12, mini_batch_size=3, extra_step=f"error_threshold: {threshold}\n"
+    )
     result = run_job(tmp_path)
     assert result.returncode == exit_code, result.stderr
     lines = result.output().splitlines()
@@ -176,8 +199,14 @@ def test_short_return_counts_failed_items(tmp_path: Path, threshold: int, exit_c
 
 def test_every_mini_batch_short_with_ignored_errors_succeeds(tmp_path: Path) -> None:
     # The public many-models example: run() returns [] for every partition.
-    write_job(tmp_path, "def run(mini_batch):\n    return []\n", files=6, mini_batch_size=2,
-              append_row=False, extra_step="error_threshold: -1\n")
+    write_job(
+        tmp_path,
+        "def run(mini_batch):\n    return []\n",
+        files=6,
+        mini_batch_size=2,
+        append_row=False,
+        extra_step="error_threshold: -1\n",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -199,13 +228,19 @@ def run(mini_batch):
 """
 
 
-@pytest.mark.parametrize("setting,exit_code", [
-    ("mini_batch_error_threshold: 2", 0), ("mini_batch_error_threshold: 1", 1),
-    ("error_threshold: 2", 0), ("error_threshold: 1", 1),
-])
+@pytest.mark.parametrize(
+    "setting,exit_code",
+    [
+        ("mini_batch_error_threshold: 2", 0),
+        ("mini_batch_error_threshold: 1", 1),
+        ("error_threshold: 2", 0),
+        ("error_threshold: 1", 1),
+    ],
+)
 def test_thresholds_at_and_one_past_the_limit(tmp_path: Path, setting: str, exit_code: int) -> None:
-    write_job(tmp_path, FAIL_SOME, files=10, mini_batch_size=1, max_retries=0,
-              extra_step=setting + "\n")
+    write_job(
+        tmp_path, FAIL_SOME, files=10, mini_batch_size=1, max_retries=0, extra_step=setting + "\n"
+    )
     result = run_job(tmp_path)
     assert result.returncode == exit_code, result.stderr
     reason = result.job_result().splitlines()[2]
@@ -214,13 +249,20 @@ def test_thresholds_at_and_one_past_the_limit(tmp_path: Path, setting: str, exit
 
 @pytest.mark.parametrize("percent,exit_code", [(20, 0), (19, 1)])
 def test_allowed_failed_percent(tmp_path: Path, percent: int, exit_code: int) -> None:
-    write_job(tmp_path, FAIL_SOME, files=10, mini_batch_size=1, max_retries=0,
-              program_arguments=f"--allowed_failed_percent {percent}")
+    write_job(
+        tmp_path,
+        FAIL_SOME,
+        files=10,
+        mini_batch_size=1,
+        max_retries=0,
+        program_arguments=f"--allowed_failed_percent {percent}",
+    )
     result = run_job(tmp_path)
     assert result.returncode == exit_code, result.stderr
     reason = result.job_result().splitlines()[2]
     assert ("20.0% of mini-batches failed, more than allowed_failed_percent 19" in reason) == (
-        exit_code == 1), reason
+        exit_code == 1
+    ), reason
 
 
 KILL_DRIVER = """
@@ -238,7 +280,8 @@ def run(mini_batch, context):
 
 @pytest.mark.parametrize("kill_at", [0, 9, 37])
 def test_driver_sigkilled_mid_run_then_resumed_gives_the_uninterrupted_output(
-        tmp_path: Path, kill_at: int) -> None:
+    tmp_path: Path, kill_at: int
+) -> None:
     extra = _env(tmp_path) + f"  KILL_AT: '{kill_at}'\n  KILL_SIGNAL: SIGKILL\n"
     write_job(tmp_path, KILL_DRIVER, files=60, mini_batch_size=1, extra_step=extra)
     first = run_job(tmp_path)
@@ -262,7 +305,8 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert (first.step_dir() / "outputs" / "out").read_text().splitlines() == [
-        f"f{i:05d}.txt" for i in range(60)]
+        f"f{i:05d}.txt" for i in range(60)
+    ]
     _assert_no_orphans(tmp_path)
 
 
@@ -273,8 +317,9 @@ def test_recycled_workers_lose_nothing(tmp_path: Path) -> None:
         return [f"{os.path.basename(p)} {os.getpid()}" for p in mini_batch]
     """
     write_job(tmp_path, script, files=30, mini_batch_size=1)
-    proc = run_cli("run", "pipeline.yml", "--run-dir", "run", "--max-tasks-per-worker", "4",
-                   cwd=tmp_path)
+    proc = run_cli(
+        "run", "pipeline.yml", "--run-dir", "run", "--max-tasks-per-worker", "4", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     lines = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
     assert [line.split()[0] for line in lines] == [f"f{i:05d}.txt" for i in range(30)]
@@ -295,9 +340,14 @@ def _assert_no_orphans(tmp: Path) -> None:
 
 
 def test_no_mini_batch_started_within_first_task_creation_timeout(tmp_path: Path) -> None:
-    write_job(tmp_path, "import time\ndef init():\n    time.sleep(3600)\n"
-              "def run(mini_batch):\n    return mini_batch\n", files=2, mini_batch_size=1,
-              program_arguments="--first_task_creation_timeout 2")
+    write_job(
+        tmp_path,
+        "import time\ndef init():\n    time.sleep(3600)\n"
+        "def run(mini_batch):\n    return mini_batch\n",
+        files=2,
+        mini_batch_size=1,
+        program_arguments="--first_task_creation_timeout 2",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 1, result.stderr
     assert "no mini-batch started within first_task_creation_timeout (2 s)" in result.job_result()
@@ -305,8 +355,13 @@ def test_no_mini_batch_started_within_first_task_creation_timeout(tmp_path: Path
 
 
 def test_no_progress_within_progress_update_timeout(tmp_path: Path) -> None:
-    write_job(tmp_path, "import time\ndef run(mini_batch):\n    time.sleep(3600)\n", files=2,
-              mini_batch_size=1, program_arguments="--progress_update_timeout 2")
+    write_job(
+        tmp_path,
+        "import time\ndef run(mini_batch):\n    time.sleep(3600)\n",
+        files=2,
+        mini_batch_size=1,
+        program_arguments="--progress_update_timeout 2",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 1, result.stderr
     assert "no progress within progress_update_timeout (2 s)" in result.job_result()
@@ -322,8 +377,9 @@ def test_workers_over_the_memory_cap_are_recycled_between_mini_batches(tmp_path:
     write_job(tmp_path, script, files=40, mini_batch_size=1, concurrency=1)
     # 1 MiB: every worker is over it, so each is replaced after its 8th mini-batch (the
     # memory is read every 8 mini-batches).
-    proc = run_cli("run", "pipeline.yml", "--run-dir", "run", "--max-worker-memory", "1mb",
-                   cwd=tmp_path)
+    proc = run_cli(
+        "run", "pipeline.yml", "--run-dir", "run", "--max-worker-memory", "1mb", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     lines = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
     assert [line.split()[0] for line in lines] == [f"f{i:05d}.txt" for i in range(40)]

@@ -11,7 +11,6 @@ from conftest import ECHO_SCRIPT, run_cli, run_job, write_job
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def test_two_instances_of_four_workers_equal_a_serial_run(tmp_path: Path) -> None:
     script = """
     import os
@@ -21,8 +20,9 @@ def test_two_instances_of_four_workers_equal_a_serial_run(tmp_path: Path) -> Non
     """
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
     parallel.mkdir(), serial.mkdir()
-    write_job(parallel, script, files=200, mini_batch_size=3, concurrency=4, instances=2,
-              nested=True)
+    write_job(
+        parallel, script, files=200, mini_batch_size=3, concurrency=4, instances=2, nested=True
+    )
     write_job(serial, script, files=200, mini_batch_size=3, concurrency=1, instances=1, nested=True)
     p, s = run_job(parallel), run_job(serial)
     assert p.returncode == 0, p.stderr
@@ -31,15 +31,20 @@ def test_two_instances_of_four_workers_equal_a_serial_run(tmp_path: Path) -> Non
     assert strip_pid(p.output()) == strip_pid(s.output())
     assert len(strip_pid(p.output())) == 200
     # Input order: sorted relative paths, one line per file.
-    expected = sorted(str(f.relative_to(parallel / "data"))
-                      for f in (parallel / "data").rglob("*.txt"))
+    expected = sorted(
+        str(f.relative_to(parallel / "data")) for f in (parallel / "data").rglob("*.txt")
+    )
     assert strip_pid(p.output()) == expected
     # Eight worker processes were started, four per node, each with its own logs.
     logs = p.step_dir() / "logs" / "user" / "stderr"
     assert sorted(str(f.relative_to(logs)) for f in logs.rglob("*.txt")) == [
-        f"node00{n}/process00{r}.stderr.txt" for n in (0, 1) for r in (1, 2, 3, 4)]
-    rows = list(csv.DictReader(open(
-        p.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv")))
+        f"node00{n}/process00{r}.stderr.txt" for n in (0, 1) for r in (1, 2, 3, 4)
+    ]
+    rows = list(
+        csv.DictReader(
+            open(p.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv")
+        )
+    )
     assert sorted(int(r["index"]) for r in rows) == list(range(67))
     assert "SUCCEEDED" in p.job_result() and "200 in, 200 returned, 0 failed" in p.job_result()
 
@@ -54,13 +59,20 @@ def test_program_arguments_reach_sys_argv_with_unknown_flags_passed_through(tmp_
         return [f"{args.model_name}|{' '.join(unknown)}|{' '.join(sys.argv[1:])}"
                 for _ in mini_batch]
     """
-    write_job(tmp_path, script, files=2, mini_batch_size=1,
-              program_arguments="--model_name resnet --error_threshold 5 --my_flag 'a b' --x=1")
+    write_job(
+        tmp_path,
+        script,
+        files=2,
+        mini_batch_size=1,
+        program_arguments="--model_name resnet --error_threshold 5 --my_flag 'a b' --x=1",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.output().splitlines()
-    assert lines[0] == ("resnet|--error_threshold 5 --my_flag a b --x=1|"
-                        "--model_name resnet --error_threshold 5 --my_flag a b --x=1")
+    assert lines[0] == (
+        "resnet|--error_threshold 5 --my_flag a b --x=1|"
+        "--model_name resnet --error_threshold 5 --my_flag a b --x=1"
+    )
 
 
 def test_run_returning_a_dataframe_writes_space_separated_rows(tmp_path: Path) -> None:
@@ -114,8 +126,14 @@ def test_mini_batch_failing_every_try_fails_the_job_with_exit_1(tmp_path: Path) 
             raise ValueError("bad file")
         return mini_batch
     """
-    write_job(tmp_path, script, files=6, mini_batch_size=1, max_retries=1,
-              extra_step="mini_batch_error_threshold: 0\n")
+    write_job(
+        tmp_path,
+        script,
+        files=6,
+        mini_batch_size=1,
+        max_retries=1,
+        extra_step="mini_batch_error_threshold: 0\n",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 1, result.stderr
     assert (result.step_dir() / "logs" / "job_result.txt").exists(), (result.stdout, result.stderr)
@@ -145,7 +163,10 @@ def test_job_create_file_is_the_same_as_run(tmp_path: Path) -> None:
     proc = run_cli("job", "create", "--file", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == [
-        "f00000.txt", "f00001.txt", "f00002.txt"]
+        "f00000.txt",
+        "f00001.txt",
+        "f00002.txt",
+    ]
 
 
 def test_bundled_example_runs(tmp_path: Path) -> None:

@@ -28,10 +28,16 @@ def run(mini_batch):
 """
 
 
-def test_a_child_with_an_emptied_environment_dies_with_a_sigkilled_driver(
-        tmp_path: Path) -> None:
-    write_job(tmp_path, SCRUBBED_CHILD_THEN_KILL_THE_DRIVER, files=1, mini_batch_size=1,
-              concurrency=1, timeout=30, extra_step=_env(tmp_path))
+def test_a_child_with_an_emptied_environment_dies_with_a_sigkilled_driver(tmp_path: Path) -> None:
+    write_job(
+        tmp_path,
+        SCRUBBED_CHILD_THEN_KILL_THE_DRIVER,
+        files=1,
+        mini_batch_size=1,
+        concurrency=1,
+        timeout=30,
+        extra_step=_env(tmp_path),
+    )
     result = run_job(tmp_path)
     assert result.returncode == -signal.SIGKILL, result.stderr
     pids = _pids(tmp_path / "markers")
@@ -55,18 +61,23 @@ def run(mini_batch):
 
 
 def _check_leftovers(tmp_path: Path, command: str) -> None:
-    write_job(tmp_path, IMPORT_STARTS_NEW_SESSIONS, files=2, concurrency=1,
-              extra_step=_env(tmp_path))
+    write_job(
+        tmp_path, IMPORT_STARTS_NEW_SESSIONS, files=2, concurrency=1, extra_step=_env(tmp_path)
+    )
     (tmp_path / "tmp").mkdir()
-    args = ("validate", "pipeline.yml") if command == "validate" else \
-        ("run", "pipeline.yml", "--run-dir", "run")
+    args = (
+        ("validate", "pipeline.yml")
+        if command == "validate"
+        else ("run", "pipeline.yml", "--run-dir", "run")
+    )
     proc = run_cli(*args, cwd=tmp_path, env={"TMPDIR": str(tmp_path / "tmp")})
     assert proc.returncode == 0, proc.stderr
     pids = _pids(tmp_path / "markers")
     assert len(pids) >= 2
     _assert_all_die(pids)
-    _wait_until(lambda: list((tmp_path / "tmp").iterdir()) == [],
-                "the import check's folder is removed")
+    _wait_until(
+        lambda: list((tmp_path / "tmp").iterdir()) == [], "the import check's folder is removed"
+    )
 
 
 def test_validate_kills_what_the_import_started_in_new_sessions(tmp_path: Path) -> None:
@@ -75,4 +86,3 @@ def test_validate_kills_what_the_import_started_in_new_sessions(tmp_path: Path) 
 
 def test_run_kills_what_the_imports_started_in_new_sessions(tmp_path: Path) -> None:
     _check_leftovers(tmp_path, "run")
-

@@ -297,7 +297,11 @@ def list_unprivileged(root: Path, threads: int) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": package_parent}
     done = subprocess.run(
         [sys.executable, "-c", PERMISSION_CHILD, str(root), str(threads)],
-        capture_output=True, text=True, env=env, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
     )
     outcome: dict[str, object] = json.loads(done.stdout)
     return outcome

@@ -63,8 +63,9 @@ def once(marker: Path) -> bool:
 
 
 def test_a_lambda_over_ten_thousand_items_in_odd_mini_batches_equals_the_serial_list() -> None:
-    result = parajob.map_batches(lambda batch: [x * x for x in batch], range(10_000),
-                                 mini_batch_size=7, workers=2)
+    result = parajob.map_batches(
+        lambda batch: [x * x for x in batch], range(10_000), mini_batch_size=7, workers=2
+    )
     assert result.results == [x * x for x in range(10_000)]
     assert result.run.succeeded
     step = result.run.steps[0]
@@ -72,8 +73,9 @@ def test_a_lambda_over_ten_thousand_items_in_odd_mini_batches_equals_the_serial_
 
 
 def test_one_worker_gives_the_same_results() -> None:
-    result = parajob.map_batches(lambda batch: [str(x) for x in batch], list(range(50)),
-                                 mini_batch_size=4, workers=1)
+    result = parajob.map_batches(
+        lambda batch: [str(x) for x in batch], list(range(50)), mini_batch_size=4, workers=1
+    )
     assert result.results == [str(x) for x in range(50)]
 
 
@@ -87,10 +89,12 @@ def test_a_closure_and_a_bound_method_see_the_callers_local_state() -> None:
         def score(self, batch: list[int]) -> list[int]:
             return [x + self.offset for x in batch]
 
-    assert parajob.map_batches(lambda b: [table[i] for i in b], range(30), mini_batch_size=4,
-                               workers=2).results == [table[i] for i in range(30)]
-    assert parajob.map_batches(Scorer(1000).score, range(30), mini_batch_size=4,
-                               workers=2).results == [x + 1000 for x in range(30)]
+    assert parajob.map_batches(
+        lambda b: [table[i] for i in b], range(30), mini_batch_size=4, workers=2
+    ).results == [table[i] for i in range(30)]
+    assert parajob.map_batches(
+        Scorer(1000).score, range(30), mini_batch_size=4, workers=2
+    ).results == [x + 1000 for x in range(30)]
 
 
 def test_a_folder_of_files_reaches_fn_as_absolute_paths_in_sorted_order(tmp_path: Path) -> None:
@@ -114,8 +118,14 @@ def test_init_and_shutdown_run_once_per_worker_and_fn_sees_what_init_made(tmp_pa
     def shutdown() -> None:
         (tmp_path / f"shutdown-{os.getpid()}").touch()
 
-    result = parajob.map_batches(lambda b: [state["pid"]] * len(b), range(40), mini_batch_size=3,
-                                 workers=2, init=init, shutdown=shutdown)
+    result = parajob.map_batches(
+        lambda b: [state["pid"]] * len(b),
+        range(40),
+        mini_batch_size=3,
+        workers=2,
+        init=init,
+        shutdown=shutdown,
+    )
     pids = set(result.results)  # a worker may have run no mini-batch: a subset
     started = {int(p.name.removeprefix("init-")) for p in tmp_path.glob("init-*")}
     ended = {int(p.name.removeprefix("shutdown-")) for p in tmp_path.glob("shutdown-*")}
@@ -123,8 +133,13 @@ def test_init_and_shutdown_run_once_per_worker_and_fn_sees_what_init_made(tmp_pa
 
 
 def test_a_run_dir_keeps_the_logs_and_a_results_file_of_pickles(tmp_path: Path) -> None:
-    result = parajob.map_batches(lambda b: [x + 1 for x in b], range(10), mini_batch_size=3,
-                                 workers=2, run_dir=tmp_path / "run")
+    result = parajob.map_batches(
+        lambda b: [x + 1 for x in b],
+        range(10),
+        mini_batch_size=3,
+        workers=2,
+        run_dir=tmp_path / "run",
+    )
     assert result.run.run_dir == tmp_path / "run"
     chunks = []
     with open(tmp_path / "run" / "map" / "outputs" / "results.pkl", "rb") as f:
@@ -151,8 +166,11 @@ def test_no_items_is_an_empty_result() -> None:
 
 def test_it_runs_from_a_thread_other_than_the_main_one() -> None:
     got: list[object] = []
-    thread = threading.Thread(target=lambda: got.append(
-        parajob.map_batches(lambda b: [-x for x in b], range(20), mini_batch_size=3, workers=2)))
+    thread = threading.Thread(
+        target=lambda: got.append(
+            parajob.map_batches(lambda b: [-x for x in b], range(20), mini_batch_size=3, workers=2)
+        )
+    )
     thread.start()
     thread.join(DEADLINE_S)
     assert isinstance(got[0], parajob.MapResult)
@@ -170,8 +188,7 @@ def fails_on_23(batch: list[int]) -> list[int]:
 
 def test_fn_raising_for_one_item_is_retried_then_the_failure_names_the_item() -> None:
     with pytest.raises(parajob.MapFailed) as caught:
-        parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2,
-                            max_retries=2)
+        parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2, max_retries=2)
     message = str(caught.value)
     assert "mini-batch 3 (items 21..27)" in message and "[23] 23" in message
     assert "after 3 attempt(s)" in message and "ValueError: cannot score item 23" in message
@@ -186,8 +203,14 @@ def test_fn_raising_for_one_item_is_retried_then_the_failure_names_the_item() ->
 
 
 def test_with_failures_allowed_their_items_hold_the_failure_and_the_rest_their_results() -> None:
-    result = parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2,
-                                 max_retries=0, mini_batch_error_threshold=-1)
+    result = parajob.map_batches(
+        fails_on_23,
+        range(60),
+        mini_batch_size=7,
+        workers=2,
+        max_retries=0,
+        mini_batch_error_threshold=-1,
+    )
     assert result.run.succeeded
     assert result.results[:21] == list(range(21)) and result.results[28:] == list(range(28, 60))
     assert all(isinstance(r, Failure) and r.batch == 3 for r in result.results[21:28])
@@ -199,16 +222,17 @@ def test_init_failing_in_every_worker_fails_the_job_naming_init(tmp_path: Path) 
         raise RuntimeError("no model file")
 
     with pytest.raises(parajob.MapFailed, match=r"init\(\) failed") as caught:
-        parajob.map_batches(lambda b: b, range(10), workers=2, init=init,
-                            run_dir=tmp_path / "run")
+        parajob.map_batches(lambda b: b, range(10), workers=2, init=init, run_dir=tmp_path / "run")
     errors = caught.value.run.steps[0].logs / "user" / "error"  # type: ignore[operator]
     assert "RuntimeError: no model file" in "".join(
-        p.read_text(encoding="utf-8") for p in errors.rglob("*.txt"))
+        p.read_text(encoding="utf-8") for p in errors.rglob("*.txt")
+    )
 
 
 @pytest.mark.parametrize("how", ["os._exit", "SIGKILL"])
 def test_a_worker_that_dies_once_is_replaced_and_every_result_arrives_once(
-        tmp_path: Path, how: str) -> None:
+    tmp_path: Path, how: str
+) -> None:
     def dies_once(batch: list[int]) -> list[int]:
         if 50 in batch and once(tmp_path / "died"):
             if how == "os._exit":
@@ -227,43 +251,64 @@ def test_a_hang_past_the_timeout_is_killed_and_retried(tmp_path: Path) -> None:
             time.sleep(600)
         return batch
 
-    result = parajob.map_batches(hangs_once, range(30), mini_batch_size=4, workers=2,
-                                 timeout=1)
+    result = parajob.map_batches(hangs_once, range(30), mini_batch_size=4, workers=2, timeout=1)
     assert result.results == list(range(30))
     assert result.run.steps[0].failed_attempts == 1
-    csv = (result.run.steps[0].logs / "sys" / "job_report" / "processed_mini-batches.csv")
+    csv = result.run.steps[0].logs / "sys" / "job_report" / "processed_mini-batches.csv"
     assert not csv.exists()  # the temporary run folder is gone after the success
 
 
 def test_a_hang_on_every_try_fails_the_job_with_the_timeout_named(tmp_path: Path) -> None:
-    with pytest.raises(parajob.MapFailed, match=r"timed_out: run\(\) exceeded "
-                                                r"retry_settings.timeout of 1 s"):
-        parajob.map_batches(lambda b: time.sleep(600) if 3 in b else b, range(8),
-                            mini_batch_size=4, workers=2, timeout=1, max_retries=1,
-                            run_dir=tmp_path / "run")
+    with pytest.raises(
+        parajob.MapFailed,
+        match=r"timed_out: run\(\) exceeded "
+        r"retry_settings.timeout of 1 s",
+    ):
+        parajob.map_batches(
+            lambda b: time.sleep(600) if 3 in b else b,
+            range(8),
+            mini_batch_size=4,
+            workers=2,
+            timeout=1,
+            max_retries=1,
+            run_dir=tmp_path / "run",
+        )
 
 
 def test_an_unpicklable_result_fails_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(parajob.MapFailed) as caught:
-        parajob.map_batches(lambda b: [threading.Lock() for _ in b], range(4), workers=1,
-                            max_retries=0, run_dir=tmp_path / "run")
+        parajob.map_batches(
+            lambda b: [threading.Lock() for _ in b],
+            range(4),
+            workers=1,
+            max_retries=0,
+            run_dir=tmp_path / "run",
+        )
     assert "cannot be pickled to reach the caller" in str(caught.value)
     assert "return picklable values" in str(caught.value)
 
 
 def test_a_short_return_fails_with_the_counts_named(tmp_path: Path) -> None:
-    with pytest.raises(parajob.MapFailed, match="fn returned 1 results for a mini-batch of "
-                                                "3 items"):
-        parajob.map_batches(lambda b: b[:1], range(6), mini_batch_size=3, workers=1,
-                            max_retries=0, run_dir=tmp_path / "run")
+    with pytest.raises(
+        parajob.MapFailed, match="fn returned 1 results for a mini-batch of 3 items"
+    ):
+        parajob.map_batches(
+            lambda b: b[:1],
+            range(6),
+            mini_batch_size=3,
+            workers=1,
+            max_retries=0,
+            run_dir=tmp_path / "run",
+        )
 
 
 # -- stream and cancel ------------------------------------------------------------------
 
 
 def test_stream_yields_every_result_in_order() -> None:
-    stream = parajob.map_batches(lambda b: [x * 2 for x in b], range(500), mini_batch_size=9,
-                                 workers=2, stream=True)
+    stream = parajob.map_batches(
+        lambda b: [x * 2 for x in b], range(500), mini_batch_size=9, workers=2, stream=True
+    )
     assert isinstance(stream, parajob.MapStream)
     assert list(stream) == [x * 2 for x in range(500)]
     assert stream.run is not None and stream.run.succeeded
@@ -277,8 +322,9 @@ def test_stream_yields_before_the_run_ends(tmp_path: Path) -> None:
             wait_for(release)
         return batch
 
-    with parajob.map_batches(waits_at_the_end, range(100), mini_batch_size=10, workers=2,
-                             stream=True) as stream:
+    with parajob.map_batches(
+        waits_at_the_end, range(100), mini_batch_size=10, workers=2, stream=True
+    ) as stream:
         first = [next(stream) for _ in range(10)]  # the last mini-batch has not finished
         assert first == list(range(10)) and stream.run is None
         release.touch()
@@ -286,8 +332,15 @@ def test_stream_yields_before_the_run_ends(tmp_path: Path) -> None:
 
 
 def test_a_stream_yields_what_precedes_a_failed_mini_batch_then_raises(tmp_path: Path) -> None:
-    stream = parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2,
-                                 max_retries=0, stream=True, run_dir=tmp_path / "run")
+    stream = parajob.map_batches(
+        fails_on_23,
+        range(60),
+        mini_batch_size=7,
+        workers=2,
+        max_retries=0,
+        stream=True,
+        run_dir=tmp_path / "run",
+    )
     got = []
     with pytest.raises(parajob.MapFailed, match="mini-batch 3 .items 21..27."):
         for value in stream:
@@ -297,8 +350,17 @@ def test_a_stream_yields_what_precedes_a_failed_mini_batch_then_raises(tmp_path:
 
 
 def test_a_stream_with_failures_allowed_yields_failures_in_their_items_places() -> None:
-    got = list(parajob.map_batches(fails_on_23, range(60), mini_batch_size=7, workers=2,
-                                   max_retries=0, mini_batch_error_threshold=1, stream=True))
+    got = list(
+        parajob.map_batches(
+            fails_on_23,
+            range(60),
+            mini_batch_size=7,
+            workers=2,
+            max_retries=0,
+            mini_batch_error_threshold=1,
+            stream=True,
+        )
+    )
     assert got[:21] == list(range(21)) and got[28:] == list(range(28, 60))
     assert all(isinstance(r, Failure) and r.error_type == "ValueError" for r in got[21:28])
 
@@ -371,14 +433,26 @@ def test_a_cancelled_folder_run_resumes_running_only_what_was_not_accepted(tmp_p
     thread = threading.Thread(target=canceller)
     thread.start()
     with pytest.raises(parajob.MapCancelled) as caught:
-        parajob.map_batches(lambda b: slow(b, calls[0]), tmp_path / "data", mini_batch_size=2,
-                            workers=2, run_dir=run_dir, cancel=cancel)
+        parajob.map_batches(
+            lambda b: slow(b, calls[0]),
+            tmp_path / "data",
+            mini_batch_size=2,
+            workers=2,
+            run_dir=run_dir,
+            cancel=cancel,
+        )
     thread.join(DEADLINE_S)
     accepted = caught.value.run.steps[0].completed_batches
     assert 0 < accepted < 30
 
-    result = parajob.map_batches(lambda b: slow(b, calls[1]), tmp_path / "data",
-                                 mini_batch_size=2, workers=2, run_dir=run_dir, resume=True)
+    result = parajob.map_batches(
+        lambda b: slow(b, calls[1]),
+        tmp_path / "data",
+        mini_batch_size=2,
+        workers=2,
+        run_dir=run_dir,
+        resume=True,
+    )
     assert result.results == [p.name for p in files]
     assert len(list(calls[1].iterdir())) == 60 - 2 * accepted
 
@@ -405,8 +479,9 @@ def test_a_folder_run_whose_process_was_killed_resumes_in_another(tmp_path: Path
     script = tmp_path / "killed.py"
     script.write_text(KILLED_RUN, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data"), str(run_dir)],
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "data"), str(run_dir)], env=env
+    )
     journal, deadline = journal_path(run_dir / "map"), time.monotonic() + DEADLINE_S
     while (record := read_journal(journal)) is None or not len(record.accepted):
         assert proc.poll() is None and time.monotonic() < deadline, "nothing was journalled"
@@ -420,8 +495,9 @@ def test_a_folder_run_whose_process_was_killed_resumes_in_another(tmp_path: Path
             (calls / Path(path).name).touch()
         return [Path(p).name for p in batch]
 
-    result = parajob.map_batches(counted, tmp_path / "data", mini_batch_size=2, workers=2,
-                                 run_dir=run_dir, resume=True)
+    result = parajob.map_batches(
+        counted, tmp_path / "data", mini_batch_size=2, workers=2, run_dir=run_dir, resume=True
+    )
     assert result.results == [p.name for p in files]
     assert len(list(calls.iterdir())) == 200 - 2 * accepted
 
@@ -439,13 +515,21 @@ def test_what_fn_prints_goes_to_the_run_logs(tmp_path: Path) -> None:
 
 def test_resume_refuses_an_input_changed_since_the_run_started(tmp_path: Path) -> None:
     files = make_files(tmp_path / "data", 6)
-    parajob.map_batches(lambda b: b, tmp_path / "data", mini_batch_size=2, workers=1,
-                        run_dir=tmp_path / "run")
+    parajob.map_batches(
+        lambda b: b, tmp_path / "data", mini_batch_size=2, workers=1, run_dir=tmp_path / "run"
+    )
     files[3].write_text("a longer line than before\n", encoding="utf-8")
-    with pytest.raises(parajob.MapArgumentError, match="resume: .* cannot be resumed: "
-                                                       "mini-batch 1 changed"):
-        parajob.map_batches(lambda b: b, tmp_path / "data", mini_batch_size=2, workers=1,
-                            run_dir=tmp_path / "run", resume=True)
+    with pytest.raises(
+        parajob.MapArgumentError, match="resume: .* cannot be resumed: mini-batch 1 changed"
+    ):
+        parajob.map_batches(
+            lambda b: b,
+            tmp_path / "data",
+            mini_batch_size=2,
+            workers=1,
+            run_dir=tmp_path / "run",
+            resume=True,
+        )
 
 
 def test_resume_refuses_in_memory_items_and_a_missing_run(tmp_path: Path) -> None:
@@ -453,8 +537,7 @@ def test_resume_refuses_in_memory_items_and_a_missing_run(tmp_path: Path) -> Non
         parajob.map_batches(lambda b: b, range(3), run_dir=tmp_path / "run", resume=True)
     make_files(tmp_path / "data", 2)
     with pytest.raises(parajob.MapArgumentError, match="resume: .* holds no map_batches run"):
-        parajob.map_batches(lambda b: b, tmp_path / "data", run_dir=tmp_path / "run",
-                            resume=True)
+        parajob.map_batches(lambda b: b, tmp_path / "data", run_dir=tmp_path / "run", resume=True)
     assert not (tmp_path / "run").exists()  # nothing left behind by the refusal
 
 
@@ -465,8 +548,9 @@ def test_a_run_dir_in_use_by_a_running_stream_is_refused(tmp_path: Path) -> None
         wait_for(release)
         return batch
 
-    with parajob.map_batches(waits, range(4), workers=1, run_dir=tmp_path / "run",
-                             stream=True) as stream:
+    with parajob.map_batches(
+        waits, range(4), workers=1, run_dir=tmp_path / "run", stream=True
+    ) as stream:
         with pytest.raises(parajob.errors.SpecError, match="in use by pid"):
             parajob.map_batches(lambda b: b, range(4), run_dir=tmp_path / "run")
         release.touch()
@@ -475,8 +559,9 @@ def test_a_run_dir_in_use_by_a_running_stream_is_refused(tmp_path: Path) -> None
 
 def test_progress_callbacks_arrive_with_the_final_counts() -> None:
     events: list[object] = []
-    parajob.map_batches(lambda b: b, range(30), mini_batch_size=3, workers=2,
-                        on_progress=events.append)
+    parajob.map_batches(
+        lambda b: b, range(30), mini_batch_size=3, workers=2, on_progress=events.append
+    )
     final = [e for e in events if getattr(e, "final", False)]
     assert final and getattr(final[-1], "done_batches", None) == 10
 
@@ -484,16 +569,20 @@ def test_progress_callbacks_arrive_with_the_final_counts() -> None:
 # -- bad arguments ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "parameter"), [
-    ({"mini_batch_size": 0}, "mini_batch_size"),
-    ({"workers": 0}, "workers"),
-    ({"timeout": 0}, "timeout"),
-    ({"max_retries": -1}, "max_retries"),
-    ({"mini_batch_error_threshold": -2}, "mini_batch_error_threshold"),
-    ({"init": 3}, "init"),
-])
-def test_a_bad_argument_is_named_before_anything_runs(kwargs: dict[str, object],
-                                                       parameter: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"mini_batch_size": 0}, "mini_batch_size"),
+        ({"workers": 0}, "workers"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"mini_batch_error_threshold": -2}, "mini_batch_error_threshold"),
+        ({"init": 3}, "init"),
+    ],
+)
+def test_a_bad_argument_is_named_before_anything_runs(
+    kwargs: dict[str, object], parameter: str
+) -> None:
     with pytest.raises(parajob.MapArgumentError, match=rf"map_batches: error: {parameter}: "):
         parajob.map_batches(lambda b: b, range(3), **kwargs)  # type: ignore[call-overload]
 
@@ -537,6 +626,7 @@ def test_a_dataframe_is_refused_with_a_hint_not_mapped_over_its_column_names() -
     with pytest.raises(parajob.MapArgumentError, match=r"items_or_folder: .*DataFrame") as info:
         parajob.map_batches(lambda batch: batch, frame)
     assert "to_dict('records')" in str(info.value)
-    rows = parajob.map_batches(lambda batch: [r["a"] + r["b"] for r in batch],
-                               frame.to_dict("records"), workers=1)
+    rows = parajob.map_batches(
+        lambda batch: [r["a"] + r["b"] for r in batch], frame.to_dict("records"), workers=1
+    )
     assert rows.results == [5, 7, 9]

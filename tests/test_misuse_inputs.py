@@ -22,8 +22,10 @@ def with_output_path(pipeline: Path, path: str, kind: str = "uri_file") -> None:
     """Give write_job's output `out` a path: (and a type)."""
     text = pipeline.read_text(encoding="utf-8")
     assert OUTPUT_BLOCK in text
-    pipeline.write_text(text.replace(OUTPUT_BLOCK, f"      out:\n        type: {kind}\n"
-                                     f"        path: {path}\n"), encoding="utf-8")
+    pipeline.write_text(
+        text.replace(OUTPUT_BLOCK, f"      out:\n        type: {kind}\n        path: {path}\n"),
+        encoding="utf-8",
+    )
 
 
 def output_path_line(pipeline: Path) -> int:
@@ -38,25 +40,31 @@ def no_traceback(text: str) -> None:
 
 
 # -- outputs are the run's own --------------------------------------------------------------
-@pytest.mark.parametrize(("path", "kind", "expected"), [
-    ("./src/entry.py", "uri_file", "is the entry script of step 'step'"),
-    ("./data/f00001.txt", "uri_file", "lies inside input 'data' of step 'step'"),
-    ("./data", "uri_folder", "is input 'data' of step 'step'"),
-    (".", "uri_folder", "contains input 'data' of step 'step'"),
-    ("./src/results.txt", "uri_file", "lies inside the code folder of step 'step'"),
-    ("./pipeline.yml", "uri_file", "is the pipeline file"),
-    ("./blocker/out.txt", "uri_file", "cannot be created: "),
-])
-def test_an_output_may_not_be_the_users_own_files(tmp_path: Path, path: str, kind: str,
-                                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "kind", "expected"),
+    [
+        ("./src/entry.py", "uri_file", "is the entry script of step 'step'"),
+        ("./data/f00001.txt", "uri_file", "lies inside input 'data' of step 'step'"),
+        ("./data", "uri_folder", "is input 'data' of step 'step'"),
+        (".", "uri_folder", "contains input 'data' of step 'step'"),
+        ("./src/results.txt", "uri_file", "lies inside the code folder of step 'step'"),
+        ("./pipeline.yml", "uri_file", "is the pipeline file"),
+        ("./blocker/out.txt", "uri_file", "cannot be created: "),
+    ],
+)
+def test_an_output_may_not_be_the_users_own_files(
+    tmp_path: Path, path: str, kind: str, expected: str
+) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=4)
     with_output_path(pipeline, path, kind)
     (tmp_path / "blocker").write_text("a file where a folder is needed\n")
     script = (tmp_path / "src" / "entry.py").read_bytes()
     yaml_text = pipeline.read_bytes()
     at = f"pipeline.yml:{output_path_line(pipeline)}:"
-    for command in (["validate", "pipeline.yml"],
-                    ["run", "pipeline.yml", "--run-dir", str(tmp_path / "run")]):
+    for command in (
+        ["validate", "pipeline.yml"],
+        ["run", "pipeline.yml", "--run-dir", str(tmp_path / "run")],
+    ):
         proc = run_cli(*command, cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert at in proc.stderr and "jobs.step.outputs.out.path" in proc.stderr, proc.stderr
@@ -73,12 +81,15 @@ def test_two_steps_may_not_write_one_output(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=4)
     with_output_path(pipeline, "./results/out.txt")
     text = pipeline.read_text()
-    step = text[text.index("  step:"):]
+    step = text[text.index("  step:") :]
     pipeline.write_text(text + step.replace("  step:", "  again:", 1))
     proc = run_cli("validate", "pipeline.yml", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
-    second = [i for i, line in enumerate(text.splitlines() + step.splitlines(), 1)
-              if "path: ./results/out.txt" in line][1]
+    second = [
+        i
+        for i, line in enumerate(text.splitlines() + step.splitlines(), 1)
+        if "path: ./results/out.txt" in line
+    ][1]
     assert f"pipeline.yml:{second}:" in proc.stderr, proc.stderr
     assert "jobs.again.outputs.out.path" in proc.stderr
     assert "is output 'out' of step 'step'" in proc.stderr
@@ -151,12 +162,30 @@ def test_two_runs_sharing_one_output_never_mix_rows(tmp_path: Path) -> None:
         folder.mkdir()
         pipeline = write_job(folder, BIG_ROWS_SCRIPT, files=1, mini_batch_size=1, concurrency=1)
         with_output_path(pipeline, str(shared))
-        env = {**os.environ, "ROW_TAG": tag, "MINE": str(tmp_path / f"{tag}.done"),
-               "OTHER": str(tmp_path / f"{other}.done")}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir",
-             str(folder / "run")], cwd=folder, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "ROW_TAG": tag,
+            "MINE": str(tmp_path / f"{tag}.done"),
+            "OTHER": str(tmp_path / f"{other}.done"),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "parajob",
+                    "run",
+                    "pipeline.yml",
+                    "--run-dir",
+                    str(folder / "run"),
+                ],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = [p.communicate(timeout=RUN_TIMEOUT_S) for p in procs]
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, out + err
@@ -186,17 +215,30 @@ def run(mini_batch):
 def _start(tmp_path: Path, **popen: object) -> subprocess.Popen[bytes]:
     write_job(tmp_path, WAIT_SCRIPT, files=6, mini_batch_size=2)
     env = {**os.environ, "GO": str(tmp_path / "go")}
-    return subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                             "--run-dir", str(tmp_path / "run")], cwd=tmp_path, env=env,
-                            **popen)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            "pipeline.yml",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        **popen,
+    )  # type: ignore[call-overload]
 
 
 def _assert_complete(tmp_path: Path, returncode: int) -> None:
     assert returncode == 0
     output = (tmp_path / "run" / "step" / "outputs" / "out").read_text()
     assert output.splitlines() == [f"f{i:05d}.txt" for i in range(6)]
-    assert "status:               SUCCEEDED" in \
-        (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
+    assert (
+        "status:               SUCCEEDED"
+        in (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
+    )
 
 
 def test_a_terminal_pipe_closed_after_one_line_changes_nothing(tmp_path: Path) -> None:
@@ -247,8 +289,9 @@ def run(mini_batch):
 
 def _odd_names_job(tmp_path: Path, script: str) -> None:
     write_job(tmp_path, script, files=2, mini_batch_size=1, max_retries=0)
-    fd = os.open(os.path.join(os.fsencode(tmp_path / "data"), ODD_NAME),
-                 os.O_WRONLY | os.O_CREAT, 0o644)
+    fd = os.open(
+        os.path.join(os.fsencode(tmp_path / "data"), ODD_NAME), os.O_WRONLY | os.O_CREAT, 0o644
+    )
     os.write(fd, b"odd\n")
     os.close(fd)
 
@@ -260,20 +303,23 @@ def test_file_names_that_are_not_utf8_pass_through(tmp_path: Path) -> None:
     no_traceback(result.stderr)
     output = (result.step_dir() / "outputs" / "out").read_bytes()
     # the row holds the file's own bytes back: it names that very file
-    assert output.splitlines() == [ODD_NAME + b":odd", b"f00000.txt:item 0",
-                                   b"f00001.txt:item 1"]
+    assert output.splitlines() == [ODD_NAME + b":odd", b"f00000.txt:item 0", b"f00001.txt:item 1"]
     assert "3 in, 3 returned, 0 failed" in result.job_result()
-    assert (result.step_dir() / "logs" / "sys" / "job_report" /
-            "processed_mini-batches.csv").read_text().count("\n") == 4
+    assert (
+        result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
+    ).read_text().count("\n") == 4
 
 
 def test_a_failure_on_a_file_name_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
-    _odd_names_job(tmp_path, """
+    _odd_names_job(
+        tmp_path,
+        """
     def run(mini_batch):
         if "caf" in mini_batch[0]:
             raise ValueError(f"cannot score {mini_batch[0]}")
         return mini_batch
-    """)
+    """,
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr  # failed mini-batches are allowed (-1)
     no_traceback(result.stderr)
@@ -299,14 +345,12 @@ def shutdown():
 """
 
 
-def test_an_output_that_cannot_be_written_at_the_end_fails_the_job_cleanly(
-        tmp_path: Path) -> None:
+def test_an_output_that_cannot_be_written_at_the_end_fails_the_job_cleanly(tmp_path: Path) -> None:
     write_job(tmp_path, FULL_DISK_SCRIPT, files=1, mini_batch_size=1, concurrency=1)
     full = tmp_path / "disk-full"
     full.touch()
     env = {"DISK_FULL": str(full)}
-    proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
-                   env=env)
+    proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path, env=env)
     result = JobRun(proc.returncode, proc.stdout, proc.stderr, tmp_path / "run")
     assert result.returncode == 1, result.stdout + result.stderr
     no_traceback(result.stderr)
@@ -365,13 +409,15 @@ transformations:
 
 @pytest.mark.parametrize("content", [b"", b"a", b"a\n"])
 def test_a_csv_of_two_bytes_or_less_is_an_empty_table(tmp_path: Path, content: bytes) -> None:
-    pipeline = write_job(tmp_path, "def run(mini_batch):\n    return mini_batch\n",
-                         mini_batch_size="1kb")
+    pipeline = write_job(
+        tmp_path, "def run(mini_batch):\n    return mini_batch\n", mini_batch_size="1kb"
+    )
     (tmp_path / "table").mkdir()
     (tmp_path / "table" / "MLTable").write_text(MLTABLE)
     (tmp_path / "table" / "tiny.csv").write_bytes(content)
-    text = pipeline.read_text().replace("type: uri_folder\n        path: ./data",
-                                        "type: mltable\n        path: ./table")
+    text = pipeline.read_text().replace(
+        "type: uri_folder\n        path: ./data", "type: mltable\n        path: ./table"
+    )
     pipeline.write_text(text)
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -384,11 +430,18 @@ def _deep_list() -> str:
     return "[" * 10_000 + "]" * 10_000
 
 
-@pytest.mark.parametrize(("line", "fragment"), [
-    ('    display_name: "scores\0"', "a NUL byte (#x0000) is not allowed"),
-    (f"    tags: {_deep_list()}", "nested more than 100 levels deep"),
-    ('    mini_batch_size: "99999999999999999999999"', "'99999999999999999999999' is too large"),
-], ids=["nul-byte", "nested-10000-deep", "mini-batch-size-over-2^64"])
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('    display_name: "scores\0"', "a NUL byte (#x0000) is not allowed"),
+        (f"    tags: {_deep_list()}", "nested more than 100 levels deep"),
+        (
+            '    mini_batch_size: "99999999999999999999999"',
+            "'99999999999999999999999' is too large",
+        ),
+    ],
+    ids=["nul-byte", "nested-10000-deep", "mini-batch-size-over-2^64"],
+)
 def test_yaml_edge_cases_are_located_errors(tmp_path: Path, line: str, fragment: str) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=2)
     text = pipeline.read_text()
@@ -397,8 +450,10 @@ def test_yaml_edge_cases_are_located_errors(tmp_path: Path, line: str, fragment:
     where = next(i for i, x in enumerate(lines) if x.startswith("    input_data:")) + 1
     lines.insert(where, line)
     pipeline.write_text("\n".join(lines) + "\n")
-    for command in (["validate", "pipeline.yml"],
-                    ["run", "pipeline.yml", "--run-dir", str(tmp_path / "run")]):
+    for command in (
+        ["validate", "pipeline.yml"],
+        ["run", "pipeline.yml", "--run-dir", str(tmp_path / "run")],
+    ):
         proc = run_cli(*command, cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert f"pipeline.yml:{where + 1}:" in proc.stderr, proc.stderr
@@ -410,8 +465,9 @@ def test_yaml_edge_cases_are_located_errors(tmp_path: Path, line: str, fragment:
 def test_a_run_folder_that_cannot_be_created_is_bad_input(tmp_path: Path) -> None:
     write_job(tmp_path, ECHO_SCRIPT, files=2)
     (tmp_path / "blocker").write_text("")
-    proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "blocker" / "run"),
-                   cwd=tmp_path)
+    proc = run_cli(
+        "run", "pipeline.yml", "--run-dir", str(tmp_path / "blocker" / "run"), cwd=tmp_path
+    )
     assert proc.returncode == 2, proc.stderr
     assert "--run-dir: cannot use run folder" in proc.stderr and "Not a directory" in proc.stderr
     no_traceback(proc.stderr)

@@ -42,8 +42,15 @@ def header(path: Path) -> tuple[str, ...]:
 
 
 def test_interval_1_writes_the_documented_columns_per_node(tmp_path: Path) -> None:
-    write_job(tmp_path, WAIT_FOR_A_SAMPLE, files=8, mini_batch_size=2, concurrency=2,
-              instances=2, program_arguments="--resource_monitor_interval 1")
+    write_job(
+        tmp_path,
+        WAIT_FOR_A_SAMPLE,
+        files=8,
+        mini_batch_size=2,
+        concurrency=2,
+        instances=2,
+        program_arguments="--resource_monitor_interval 1",
+    )
     job = run_job(tmp_path)
     assert job.returncode == 0, job.stderr
     perf = job.step_dir() / "logs" / "sys" / "perf"
@@ -69,15 +76,18 @@ def test_interval_1_writes_the_documented_columns_per_node(tmp_path: Path) -> No
 
 
 def test_interval_0_writes_no_perf_files(tmp_path: Path) -> None:
-    write_job(tmp_path, "def run(mb):\n    return mb\n", files=4,
-              program_arguments="--resource_monitor_interval 0")
+    write_job(
+        tmp_path,
+        "def run(mb):\n    return mb\n",
+        files=4,
+        program_arguments="--resource_monitor_interval 0",
+    )
     job = run_job(tmp_path)
     assert job.returncode == 0, job.stderr
     assert not (job.step_dir() / "logs" / "sys" / "perf").exists()
 
 
-def test_replacement_workers_forked_while_the_monitor_samples_do_not_hang(
-        tmp_path: Path) -> None:
+def test_replacement_workers_forked_while_the_monitor_samples_do_not_hang(tmp_path: Path) -> None:
     # --max-tasks-per-worker 1: every mini-batch ends with its worker recycled and a fresh
     # one forked, while the monitor (interval 0.001: at every checkpoint turn) samples.
     # Crashes (os._exit) on first attempts add replacements after deaths too.
@@ -93,19 +103,36 @@ def test_replacement_workers_forked_while_the_monitor_samples_do_not_hang(
         time.sleep(0.02)
         return [os.path.basename(p) for p in mini_batch]
     """
-    pipeline = write_job(tmp_path, script, files=40, mini_batch_size=1, concurrency=3,
-                         max_retries=3, program_arguments="--resource_monitor_interval 0.001")
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--max-tasks-per-worker", "1", cwd=tmp_path, timeout=150)
+    pipeline = write_job(
+        tmp_path,
+        script,
+        files=40,
+        mini_batch_size=1,
+        concurrency=3,
+        max_retries=3,
+        program_arguments="--resource_monitor_interval 0.001",
+    )
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--max-tasks-per-worker",
+        "1",
+        cwd=tmp_path,
+        timeout=150,
+    )
     assert proc.returncode == 0, proc.stderr
-    samples = rows(tmp_path / "run" / "step" / "logs" / "sys" / "perf" / "node000"
-                   / "processes.csv")
+    samples = rows(
+        tmp_path / "run" / "step" / "logs" / "sys" / "perf" / "node000" / "processes.csv"
+    )
     assert samples, "the monitor took no sample of the workers"
     assert len({s["process"] for s in samples}) > 1  # it saw replacements come and go
 
 
 def test_a_flag_read_but_not_acted_upon_is_warned_about_by_name(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from parajob.spec import arguments
 
     # None is left today; the mechanism stays for a flag a later Azure runtime adds.
@@ -118,9 +145,13 @@ def test_a_flag_read_but_not_acted_upon_is_warned_about_by_name(
 
 
 def test_the_three_monitoring_flags_are_honoured_without_a_warning(tmp_path: Path) -> None:
-    write_job(tmp_path, "def run(mb):\n    return mb\n", files=2,
-              program_arguments="--resource_monitor_interval 5 --copy_logs_to_parent True "
-                                "--profiling_module cProfile")
+    write_job(
+        tmp_path,
+        "def run(mb):\n    return mb\n",
+        files=2,
+        program_arguments="--resource_monitor_interval 5 --copy_logs_to_parent True "
+        "--profiling_module cProfile",
+    )
     job = run_job(tmp_path)
     assert job.returncode == 0, job.stderr
     assert "warning" not in job.stderr.lower()
@@ -151,15 +182,30 @@ def test_gpu_rows_come_from_nvidia_ml_py_when_a_gpu_is_present(tmp_path: Path) -
     fake = tmp_path / "fake_nvml"
     fake.mkdir()
     (fake / "pynvml.py").write_text(FAKE_PYNVML)
-    pipeline = write_job(tmp_path, WAIT_FOR_A_SAMPLE, files=2, mini_batch_size=1,
-                         concurrency=1, program_arguments="--resource_monitor_interval 1")
+    pipeline = write_job(
+        tmp_path,
+        WAIT_FOR_A_SAMPLE,
+        files=2,
+        mini_batch_size=1,
+        concurrency=1,
+        program_arguments="--resource_monitor_interval 1",
+    )
     path = os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
-                   env={"PYTHONPATH": path})
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+        env={"PYTHONPATH": path},
+    )
     assert proc.returncode == 0, proc.stderr
     gpu = tmp_path / "run" / "step" / "logs" / "sys" / "perf" / "node000" / "gpu.csv"
     assert header(gpu) == COLUMNS["gpu"]
     samples = rows(gpu)
     assert {s["gpu"] for s in samples} == {"0", "1"}
-    assert all((s["utilization_percent"], s["memory_used_bytes"], s["memory_total_bytes"])
-               == ("37", "1024", "4096") for s in samples)
+    assert all(
+        (s["utilization_percent"], s["memory_used_bytes"], s["memory_total_bytes"])
+        == ("37", "1024", "4096")
+        for s in samples
+    )

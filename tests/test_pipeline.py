@@ -34,8 +34,9 @@ def worker_logs(step_dir: Path, kind: str = "stderr") -> list[str]:
     return sorted(str(p.relative_to(logs)) for p in logs.rglob("*.txt"))
 
 
-def parallel_pipeline(entry: str, extra: str = "", *, append_row: bool = True,
-                      steps: dict[str, str] | None = None) -> str:
+def parallel_pipeline(
+    entry: str, extra: str = "", *, append_row: bool = True, steps: dict[str, str] | None = None
+) -> str:
     """A pipeline of parallel steps over ./data running src/<entry>: one step `step` with
     the YAML lines `extra`, or `steps` (name -> its extra lines). With append_row each step
     writes its items to its uri_file output `out`."""
@@ -43,14 +44,16 @@ def parallel_pipeline(entry: str, extra: str = "", *, append_row: bool = True,
     append = ',\n           append_row_to: "${{outputs.out}}"' if append_row else ""
     text = "type: pipeline\njobs:\n"
     for step, step_extra in (steps or {"step": extra}).items():
-        text += (f"  {step}:\n"
-                 "    type: parallel\n"
-                 "    inputs:\n"
-                 "      data: {type: uri_folder, path: ./data}\n"
-                 f"{outputs}"
-                 "    input_data: ${{inputs.data}}\n"
-                 f"{textwrap.indent(textwrap.dedent(step_extra), '    ')}"
-                 f"    task: {{type: run_function, code: ./src, entry_script: {entry}{append}}}\n")
+        text += (
+            f"  {step}:\n"
+            "    type: parallel\n"
+            "    inputs:\n"
+            "      data: {type: uri_folder, path: ./data}\n"
+            f"{outputs}"
+            "    input_data: ${{inputs.data}}\n"
+            f"{textwrap.indent(textwrap.dedent(step_extra), '    ')}"
+            f"    task: {{type: run_function, code: ./src, entry_script: {entry}{append}}}\n"
+        )
     return text
 
 
@@ -69,18 +72,28 @@ def test_seed_iris_pipeline_runs_unchanged(tmp_path: Path) -> None:
     assert len(rows) == 600
     species = [r.split()[4] for r in rows]
     assert species[:3] == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
-    assert all(r.endswith(str(run / "batch_prediction" / "inputs" / "score_model"))
-               for r in rows)
+    assert all(r.endswith(str(run / "batch_prediction" / "inputs" / "score_model")) for r in rows)
     assert sum(" setosa " in r for r in rows) == 200
-    batches = list(csv.DictReader(open(run / "batch_prediction" / "logs" / "sys" /
-                                       "job_report" / "processed_mini-batches.csv")))
+    batches = list(
+        csv.DictReader(
+            open(
+                run
+                / "batch_prediction"
+                / "logs"
+                / "sys"
+                / "job_report"
+                / "processed_mini-batches.csv"
+            )
+        )
+    )
     assert len(batches) == 2  # 18 kB in mini-batches of about 10 kB
     # score_model is mode: download: the script read a copy, not the source folder.
     assert (run / "batch_prediction" / "inputs" / "score_model" / "model.txt").is_file()
     # instance_count 2 x max_concurrency_per_instance 2, but never more workers than
     # mini-batches (issue 8): one worker on each node, each with its own logs.
     assert worker_logs(run / "batch_prediction") == [
-        f"node00{n}/process001.stderr.txt" for n in (0, 1)]
+        f"node00{n}/process001.stderr.txt" for n in (0, 1)
+    ]
     recorded = (run / "batch_prediction" / "logs" / "environment.txt").read_text()
     assert "azureml:cpu-cluster -> this machine" in recorded and "prs-env" in recorded
     assert "SUCCEEDED" in proc.stdout
@@ -89,12 +102,20 @@ def test_seed_iris_pipeline_runs_unchanged(tmp_path: Path) -> None:
 def test_command_step_feeds_a_parallel_component_through_a_datastore(tmp_path: Path) -> None:
     folder = copy_example("mnist", tmp_path)
     run, blob = folder / "run", tmp_path / "blob"
-    proc = run_cli("run", "pipeline.yml", "--run-dir", str(run),
-                   "--datastore", f"workspaceblobstore={blob}", cwd=folder)
+    proc = run_cli(
+        "run",
+        "pipeline.yml",
+        "--run-dir",
+        str(run),
+        "--datastore",
+        f"workspaceblobstore={blob}",
+        cwd=folder,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     # prepare_data is listed second but runs first: the parallel step reads its output.
-    assert proc.stdout.index("step:                 prepare_data") < \
-        proc.stdout.index("step:                 predict_digits_mnist")
+    assert proc.stdout.index("step:                 prepare_data") < proc.stdout.index(
+        "step:                 predict_digits_mnist"
+    )
     assert "[prepare_data] prepared 12 images" in proc.stderr
     images = run / "prepare_data" / "outputs" / "mnist_png"
     assert len(list(images.iterdir())) == 12
@@ -110,13 +131,15 @@ def test_command_step_feeds_a_parallel_component_through_a_datastore(tmp_path: P
 
 def test_output_path_templates_and_a_local_component(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 5)
-    write(tmp_path, {
-        "src/echo.py": """\
+    write(
+        tmp_path,
+        {
+            "src/echo.py": """\
             import os
             def run(mini_batch):
                 return [os.path.basename(p) for p in mini_batch]
             """,
-        "echo.yml": """\
+            "echo.yml": """\
             type: parallel
             inputs:
               files: {type: uri_folder}
@@ -130,7 +153,7 @@ def test_output_path_templates_and_a_local_component(tmp_path: Path) -> None:
               entry_script: echo.py
               append_row_to: ${{outputs.listing}}
             """,
-        "pipeline.yml": """\
+            "pipeline.yml": """\
             type: pipeline
             jobs:
               echo:
@@ -141,7 +164,8 @@ def test_output_path_templates_and_a_local_component(tmp_path: Path) -> None:
                   listing:
                     path: ./results/${{name}}/${{output_name}}.txt
             """,
-    })
+        },
+    )
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run-7"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     target = tmp_path / "results" / "run-7-echo" / "listing.txt"
@@ -151,8 +175,10 @@ def test_output_path_templates_and_a_local_component(tmp_path: Path) -> None:
 # -- what the entry script sees -------------------------------------------------------------
 def test_entry_script_logger_and_minibatch_index_land_in_the_worker_logs(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 6)
-    write(tmp_path, {
-        "src/score.py": """\
+    write(
+        tmp_path,
+        {
+            "src/score.py": """\
             import logging
             import os
             from azureml_user.parallel_run import EntryScript
@@ -170,7 +196,7 @@ def test_entry_script_logger_and_minibatch_index_land_in_the_worker_logs(tmp_pat
                 return [f"{index} {entry.agent_name} {entry.log_dir} {entry.output_dir} "
                         f"{os.environ['AZUREML_BI_OUTPUT_PATH']}" for _ in mini_batch]
             """,
-        "pipeline.yml": """\
+            "pipeline.yml": """\
             type: pipeline
             jobs:
               step:
@@ -189,7 +215,8 @@ def test_entry_script_logger_and_minibatch_index_land_in_the_worker_logs(tmp_pat
                   entry_script: score.py
                   append_row_to: ${{outputs.out}}
             """,
-    })
+        },
+    )
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -207,13 +234,16 @@ def test_entry_script_logger_and_minibatch_index_land_in_the_worker_logs(tmp_pat
     rows = [r.split() for r in (out / "parallel_run_step.txt").read_text().splitlines()]
     assert [r[0] for r in rows] == ["0", "0", "1", "1", "2", "2"]
     assert {tuple(r[1:]) for r in rows} == {
-        ("process001", str(logs / "entry_script_log" / "node000"), str(out), str(out))}
+        ("process001", str(logs / "entry_script_log" / "node000"), str(out), str(out))
+    }
 
 
 def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 8)
-    write(tmp_path, {
-        "src/short.py": """\
+    write(
+        tmp_path,
+        {
+            "src/short.py": """\
             import os, time
             from pathlib import Path
 
@@ -229,7 +259,7 @@ def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
             def run(mini_batch):
                 return mini_batch[1:]  # one item short in every mini-batch
             """,
-        "pipeline.yml": """\
+            "pipeline.yml": """\
             type: pipeline
             jobs:
               step:
@@ -247,7 +277,8 @@ def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
                   entry_script: short.py
                   program_arguments: --process_count_per_node 3 --error_threshold 0
             """,
-    })
+        },
+    )
     (tmp_path / "started").mkdir()
     yml = tmp_path / "pipeline.yml"
     yml.write_text(yml.read_text().replace("./started", str(tmp_path / "started")))
@@ -258,71 +289,96 @@ def test_program_arguments_win_over_the_yaml_fields(tmp_path: Path) -> None:
     assert "exceed error_threshold 0" in proc.stdout
     # --process_count_per_node 3 (not 1) workers.
     assert len(worker_logs(run / "step")) == 3
-    assert "error_threshold: 100 disagrees with the program argument --error_threshold 0" \
+    assert (
+        "error_threshold: 100 disagrees with the program argument --error_threshold 0"
         in proc.stderr
+    )
     assert "max_concurrency_per_instance: 1 disagrees" in proc.stderr
 
 
 def test_each_gpu_worker_gets_its_own_device(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 6)
-    write(tmp_path, {
-        "src/gpu.py": """\
+    write(
+        tmp_path,
+        {
+            "src/gpu.py": """\
             import os
             from azureml_user.parallel_run import EntryScript
             def run(mini_batch):
                 return [f"{EntryScript().agent_name} {os.environ['CUDA_VISIBLE_DEVICES']} "
                         f"{os.environ['AZ_BATCHAI_GPU_COUNT_FOUND']}" for _ in mini_batch]
             """,
-        "pipeline.yml": parallel_pipeline("gpu.py", steps={
-            "default": 'mini_batch_size: "1"\n',
-            "three": 'mini_batch_size: "1"\nmax_concurrency_per_instance: 3\n'}),
-    })
+            "pipeline.yml": parallel_pipeline(
+                "gpu.py",
+                steps={
+                    "default": 'mini_batch_size: "1"\n',
+                    "three": 'mini_batch_size: "1"\nmax_concurrency_per_instance: 3\n',
+                },
+            ),
+        },
+    )
     run = tmp_path / "run"
     # Two GPUs, as the driver sees them (CUDA_VISIBLE_DEVICES restricts or simulates).
-    proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path,
-                   env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    proc = run_cli(
+        "run",
+        "pipeline.yml",
+        "--run-dir",
+        str(run),
+        cwd=tmp_path,
+        env={"CUDA_VISIBLE_DEVICES": "3,5"},
+    )
     assert proc.returncode == 0, proc.stderr
     # No max_concurrency_per_instance on a GPU machine: one worker per node.
-    assert set((run / "default" / "outputs" / "out").read_text().splitlines()) == {
-        "process001 3 2"}
+    assert set((run / "default" / "outputs" / "out").read_text().splitlines()) == {"process001 3 2"}
     # Three workers, two GPUs: the third gets no variable of its own (it inherits all).
     assert set((run / "three" / "outputs" / "out").read_text().splitlines()) <= {
-        "process001 3 2", "process002 5 2", "process003 3,5 2"}
+        "process001 3 2",
+        "process002 5 2",
+        "process003 3,5 2",
+    }
     assert len(worker_logs(run / "three")) == 3
 
 
 def test_settings_json_changes_the_dataframe_output(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 3)
-    write(tmp_path, {
-        "src/frame.py": """\
+    write(
+        tmp_path,
+        {
+            "src/frame.py": """\
             import os
             import pandas as pd
             def run(mini_batch):
                 return pd.DataFrame({"file": [os.path.basename(p) for p in mini_batch],
                                      "size": [os.path.getsize(p) for p in mini_batch]})
             """,
-        "src/parallel_run_step.settings.json": """\
+            "src/parallel_run_step.settings.json": """\
             {"append_row": {"pandas.DataFrame.to_csv": {"sep": ","}}}
             """,
-        "pipeline.yml": parallel_pipeline("frame.py"),
-    })
+            "pipeline.yml": parallel_pipeline("frame.py"),
+        },
+    )
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (run / "step" / "outputs" / "out").read_text().splitlines() == [
-        "f00000.txt,7", "f00001.txt,7", "f00002.txt,7"]
+        "f00000.txt,7",
+        "f00001.txt,7",
+        "f00002.txt,7",
+    ]
 
 
 # -- command steps and the graph ------------------------------------------------------------
 def _two_steps(tmp: Path, command: str, settings: str = "") -> None:
     make_files(tmp / "data", 4)
-    write(tmp, {
-        "src/echo.py": """\
+    write(
+        tmp,
+        {
+            "src/echo.py": """\
             import os
             def run(mini_batch):
                 return [os.path.basename(p) for p in mini_batch]
             """,
-        "pipeline.yml": f"""\
+            "pipeline.yml": f"""\
             type: pipeline
             {settings}
             jobs:
@@ -349,7 +405,8 @@ def _two_steps(tmp: Path, command: str, settings: str = "") -> None:
                 task: {{type: run_function, code: ./src, entry_script: echo.py,
                        append_row_to: "${{{{outputs.out}}}}"}}
             """,
-    })
+        },
+    )
 
 
 def test_failed_command_step_stops_the_pipeline_with_its_output(tmp_path: Path) -> None:
@@ -367,8 +424,9 @@ def test_continue_on_step_failure_runs_the_independent_steps(tmp_path: Path) -> 
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 1
     assert "step:                 independent" in proc.stdout
-    assert "NOT RUN" in proc.stdout and "reads the output of step 'prep', which failed" \
-        in proc.stdout
+    assert (
+        "NOT RUN" in proc.stdout and "reads the output of step 'prep', which failed" in proc.stdout
+    )
 
 
 def test_command_output_folder_is_the_next_steps_input(tmp_path: Path) -> None:
@@ -377,20 +435,26 @@ def test_command_output_folder_is_the_next_steps_input(tmp_path: Path) -> None:
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (run / "score" / "outputs" / "out").read_text().splitlines() == [
-        f"f{i:05d}.txt" for i in range(4)]
+        f"f{i:05d}.txt" for i in range(4)
+    ]
     assert "[prep] f00003.txt" in proc.stderr
     assert (run / "prep" / "logs" / "user" / "std_log.txt").read_text().count("f0000") == 4
 
 
 def test_command_step_timeout_kills_it(tmp_path: Path) -> None:
-    write(tmp_path, {"pipeline.yml": """\
+    write(
+        tmp_path,
+        {
+            "pipeline.yml": """\
         type: pipeline
         jobs:
           slow:
             type: command
             command: echo started; sleep 60
             limits: {timeout: 1}
-        """})
+        """
+        },
+    )
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 1
     assert "killed after limits.timeout (1 s)" in proc.stdout
@@ -398,36 +462,59 @@ def test_command_step_timeout_kills_it(tmp_path: Path) -> None:
 
 def test_set_overrides_change_the_run(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 9)
-    write(tmp_path, {
-        "src/echo.py": "def run(mini_batch):\n    return mini_batch\n",
-        "pipeline.yml": parallel_pipeline("echo.py", extra='mini_batch_size: "1"\n',
-                                          append_row=False),
-    })
+    write(
+        tmp_path,
+        {
+            "src/echo.py": "def run(mini_batch):\n    return mini_batch\n",
+            "pipeline.yml": parallel_pipeline(
+                "echo.py", extra='mini_batch_size: "1"\n', append_row=False
+            ),
+        },
+    )
     run = tmp_path / "run"
-    proc = run_cli("job", "create", "--file", "pipeline.yml", "--run-dir", str(run),
-                   "--set", "jobs.step.mini_batch_size=4",
-                   "--set", "jobs.step.max_concurrency_per_instance=1", cwd=tmp_path)
+    proc = run_cli(
+        "job",
+        "create",
+        "--file",
+        "pipeline.yml",
+        "--run-dir",
+        str(run),
+        "--set",
+        "jobs.step.mini_batch_size=4",
+        "--set",
+        "jobs.step.max_concurrency_per_instance=1",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    rows = list(csv.DictReader(open(run / "step" / "logs" / "sys" / "job_report" /
-                                    "processed_mini-batches.csv")))
+    rows = list(
+        csv.DictReader(
+            open(run / "step" / "logs" / "sys" / "job_report" / "processed_mini-batches.csv")
+        )
+    )
     assert len(rows) == 3  # 9 files in mini-batches of 4
     assert len(worker_logs(run / "step")) == 1
 
 
 def test_user_code_is_imported_only_in_subprocesses_never_in_the_driver(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 4)
-    write(tmp_path, {
-        "src/where.py": """\
+    write(
+        tmp_path,
+        {
+            "src/where.py": """\
             import os
             with open(os.path.join(os.path.dirname(__file__), "imports.txt"), "a") as f:
                 f.write(f"{os.getpid()} {os.getppid()}\\n")
             def run(mini_batch):
                 return mini_batch
             """,
-        # Two mini-batches, so that two workers start (never more than mini-batches).
-        "pipeline.yml": parallel_pipeline("where.py", extra="max_concurrency_per_instance: 2\n"
-                                          "mini_batch_size: '2'\n", append_row=False),
-    })
+            # Two mini-batches, so that two workers start (never more than mini-batches).
+            "pipeline.yml": parallel_pipeline(
+                "where.py",
+                extra="max_concurrency_per_instance: 2\nmini_batch_size: '2'\n",
+                append_row=False,
+            ),
+        },
+    )
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     pairs = [line.split() for line in (tmp_path / "src" / "imports.txt").read_text().splitlines()]
@@ -439,8 +526,10 @@ def test_user_code_is_imported_only_in_subprocesses_never_in_the_driver(tmp_path
 
 def test_validate_runs_no_user_code_beyond_import(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 2)
-    write(tmp_path, {
-        "src/side.py": """\
+    write(
+        tmp_path,
+        {
+            "src/side.py": """\
             import pathlib
             def init():
                 pathlib.Path(__file__).with_name("init-ran").touch()
@@ -448,8 +537,9 @@ def test_validate_runs_no_user_code_beyond_import(tmp_path: Path) -> None:
                 pathlib.Path(__file__).with_name("run-ran").touch()
                 return mini_batch
             """,
-        "pipeline.yml": parallel_pipeline("side.py", append_row=False),
-    })
+            "pipeline.yml": parallel_pipeline("side.py", append_row=False),
+        },
+    )
     proc = run_cli("validate", "pipeline.yml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "pipeline.yml: valid (1 step(s): step (parallel))" in proc.stdout
@@ -460,8 +550,10 @@ def test_validate_runs_no_user_code_beyond_import(tmp_path: Path) -> None:
 
 def test_run_defined_inside_a_try_block_is_accepted(tmp_path: Path) -> None:
     make_files(tmp_path / "data", 2)
-    write(tmp_path, {
-        "src/guarded.py": """\
+    write(
+        tmp_path,
+        {
+            "src/guarded.py": """\
             try:
                 import does_not_exist_here  # noqa: F401
                 def run(mini_batch):
@@ -470,8 +562,9 @@ def test_run_defined_inside_a_try_block_is_accepted(tmp_path: Path) -> None:
                 def run(mini_batch):
                     return ["slow"] * len(mini_batch)
             """,
-        "pipeline.yml": parallel_pipeline("guarded.py"),
-    })
+            "pipeline.yml": parallel_pipeline("guarded.py"),
+        },
+    )
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -479,11 +572,16 @@ def test_run_defined_inside_a_try_block_is_accepted(tmp_path: Path) -> None:
 
 
 def test_oj_sales_shape_command_writes_a_table_that_a_partitioned_step_reads(
-        tmp_path: Path) -> None:
-    write(tmp_path, {
-        "oj_sales_data.csv": "Store,Brand,Quantity\n" + "".join(
-            f"{1000 + i % 3},{['dominicks', 'tropicana'][i % 2]},{i}\n" for i in range(12)),
-        "src/partition_data/partition_data.py": """\
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        {
+            "oj_sales_data.csv": "Store,Brand,Quantity\n"
+            + "".join(
+                f"{1000 + i % 3},{['dominicks', 'tropicana'][i % 2]},{i}\n" for i in range(12)
+            ),
+            "src/partition_data/partition_data.py": """\
             import argparse, os, shutil
             parser = argparse.ArgumentParser()
             parser.add_argument("--data_source")
@@ -495,7 +593,7 @@ def test_oj_sales_shape_command_writes_a_table_that_a_partitioned_step_reads(
                 f.write("paths:\\n  - file: ./data.csv\\ntransformations:\\n"
                         "  - read_delimited: {delimiter: ',', header: all_files_same_headers}\\n")
             """,
-        "src/partition_data/partition_data.yml": """\
+            "src/partition_data/partition_data.yml": """\
             $schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
             type: command
             name: partition_data
@@ -513,7 +611,7 @@ def test_oj_sales_shape_command_writes_a_table_that_a_partitioned_step_reads(
               --partition_keys ${{inputs.partition_keys}}
               --tabular_output_data ${{outputs.tabular_output_data}}
             """,
-        "src/parallel_train/parallel_train.py": """\
+            "src/parallel_train/parallel_train.py": """\
             import argparse, os
             def run(input_data, mini_batch_context):
                 parser = argparse.ArgumentParser(allow_abbrev=False)
@@ -525,7 +623,7 @@ def test_oj_sales_shape_command_writes_a_table_that_a_partitioned_step_reads(
                     f.write(str(int(input_data["Quantity"].sum())))
                 return []
             """,
-        "pipeline.yml": """\
+            "pipeline.yml": """\
             type: pipeline
             display_name: partition by key parallel job
             settings:
@@ -568,7 +666,8 @@ def test_oj_sales_shape_command_writes_a_table_that_a_partitioned_step_reads(
                   program_arguments: >-
                     --model_folder ${{outputs.model_folder}}
             """,
-    })
+        },
+    )
     run = tmp_path / "run"
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -19,9 +19,12 @@ from parajob.spec import output_places
 def _with_output_path(pipeline: Path, path: str) -> None:
     """Give the write_job pipeline's output `out` a path: (line 12 of the file)."""
     text = pipeline.read_text(encoding="utf-8")
-    pipeline.write_text(text.replace("        type: uri_file\n",
-                                     f"        type: uri_file\n        path: {path}\n", 1),
-                        encoding="utf-8")
+    pipeline.write_text(
+        text.replace(
+            "        type: uri_file\n", f"        type: uri_file\n        path: {path}\n", 1
+        ),
+        encoding="utf-8",
+    )
     assert pipeline.read_text(encoding="utf-8").splitlines()[11].strip() == f"path: {path}"
 
 
@@ -48,12 +51,12 @@ def test_a_run_folder_in_the_input_is_refused(tmp_path: Path, run_dir: str) -> N
     assert _listing(tmp_path / "data") == before
 
 
-def test_the_default_run_folder_in_the_input_is_refused_by_validate_and_run(
-        tmp_path: Path) -> None:
+def test_the_default_run_folder_in_the_input_is_refused_by_validate_and_run(tmp_path: Path) -> None:
     """An input of '.' holds ./runs/<pipeline>-<time>, where a run without --run-dir goes."""
     pipeline = write_job(tmp_path, ECHO_SCRIPT)
-    pipeline.write_text(pipeline.read_text(encoding="utf-8").replace("path: ./data", "path: ."),
-                        encoding="utf-8")
+    pipeline.write_text(
+        pipeline.read_text(encoding="utf-8").replace("path: ./data", "path: ."), encoding="utf-8"
+    )
     for command in ("validate", "run"):
         err = _refused(run_cli(command, "pipeline.yml", cwd=tmp_path))
         assert "pipeline.yml:8:" in err and "jobs.step.inputs.data.path" in err, err
@@ -61,11 +64,19 @@ def test_the_default_run_folder_in_the_input_is_refused_by_validate_and_run(
     assert list((tmp_path / "runs").glob("*/*")) == []  # no run folder holds anything
 
 
-@pytest.mark.parametrize("path", ["./run/step/logs/job_result.txt", "./run/parajob-run.json",
-                                  "./run/.parajob.lock", "./run/step/sys/journal.txt",
-                                  "./run/step"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "./run/step/logs/job_result.txt",
+        "./run/parajob-run.json",
+        "./run/.parajob.lock",
+        "./run/step/sys/journal.txt",
+        "./run/step",
+    ],
+)
 def test_an_output_on_parajobs_own_files_in_the_run_folder_is_refused(
-        tmp_path: Path, path: str) -> None:
+    tmp_path: Path, path: str
+) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT)
     _with_output_path(pipeline, path)
     err = _refused(run_cli("run", str(pipeline), "--run-dir", "run", cwd=tmp_path))
@@ -79,8 +90,12 @@ def test_outputs_elsewhere_in_the_run_folder_still_work(tmp_path: Path) -> None:
     copied into the run folder (mode: download): inside the run folder, which is fine."""
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=5)
     _with_output_path(pipeline, "azureml://datastores/workspaceblobstore/paths/${{name}}/o.txt")
-    pipeline.write_text(pipeline.read_text(encoding="utf-8").replace(
-        "path: ./data\n", "path: ./data\n        mode: download\n"), encoding="utf-8")
+    pipeline.write_text(
+        pipeline.read_text(encoding="utf-8").replace(
+            "path: ./data\n", "path: ./data\n        mode: download\n"
+        ),
+        encoding="utf-8",
+    )
     proc = run_cli("run", str(pipeline), "--run-dir", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = tmp_path / "run" / "datastores" / "workspaceblobstore" / "run-step" / "o.txt"
@@ -106,7 +121,8 @@ def test_the_run_folders_own_names_match_the_runtime() -> None:
 
 
 def test_an_output_on_a_read_only_file_system_cannot_be_created(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No read-only mount can be made in a test: statvfs says so instead (root passes
     os.access there as anywhere)."""
     real = os.statvfs
@@ -114,8 +130,7 @@ def test_an_output_on_a_read_only_file_system_cannot_be_created(
     class ReadOnly:
         f_flag = os.ST_RDONLY
 
-    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly() if str(p) == str(tmp_path) else
-                        real(p))
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly() if str(p) == str(tmp_path) else real(p))
     problem = output_places._not_creatable(tmp_path / "a" / "b", "uri_folder")
     assert problem == f"{tmp_path} is on a read-only file system"
     assert output_places._not_creatable(tmp_path.parent / "c", "uri_folder") is None

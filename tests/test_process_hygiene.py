@@ -81,7 +81,7 @@ def _alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")  # a zombie is dead
+    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")  # a zombie is dead
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -99,8 +99,10 @@ def _pids(markers: Path) -> list[int]:
 
 def _assert_all_die(pids: list[int]) -> None:
     try:
-        _wait_until(lambda: not any(_alive(p) for p in pids),
-                    f"processes {[p for p in pids if _alive(p)]} are alive")
+        _wait_until(
+            lambda: not any(_alive(p) for p in pids),
+            f"processes {[p for p in pids if _alive(p)]} are alive",
+        )
     finally:  # never leave sleepers behind, whatever the outcome
         for pid in pids:
             try:
@@ -116,6 +118,7 @@ def _env(tmp: Path, extra: str = "") -> str:
 
 # ---- no process outlives its job -----------------------------------------------------------
 
+
 def test_what_init_and_run_start_dies_when_the_job_ends(tmp_path: Path) -> None:
     write_job(tmp_path, HELPERS, files=12, mini_batch_size=1, extra_step=_env(tmp_path))
     result = run_job(tmp_path)
@@ -128,20 +131,28 @@ def test_what_init_and_run_start_dies_when_the_job_ends(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("end", ["ctrl_c", "limit_exceeded"])
-def test_what_init_and_run_start_dies_when_the_job_stops_early(tmp_path: Path,
-                                                               end: str) -> None:
-    extra = ("  KILL_AT: '5'\n  KILL_SIGNAL: SIGINT\n" if end == "ctrl_c"
-             else "  RAISE: '1'\n")
-    write_job(tmp_path, HELPERS, files=12, mini_batch_size=1,
-              extra_step=_env(tmp_path, extra) + "mini_batch_error_threshold: 0\n")
+def test_what_init_and_run_start_dies_when_the_job_stops_early(tmp_path: Path, end: str) -> None:
+    extra = "  KILL_AT: '5'\n  KILL_SIGNAL: SIGINT\n" if end == "ctrl_c" else "  RAISE: '1'\n"
+    write_job(
+        tmp_path,
+        HELPERS,
+        files=12,
+        mini_batch_size=1,
+        extra_step=_env(tmp_path, extra) + "mini_batch_error_threshold: 0\n",
+    )
     result = run_job(tmp_path)
     assert result.returncode == (130 if end == "ctrl_c" else 1), result.stderr
     _assert_all_die(_pids(tmp_path / "markers"))
 
 
 def test_what_init_and_run_start_dies_when_the_driver_is_sigkilled(tmp_path: Path) -> None:
-    write_job(tmp_path, HELPERS, files=40, mini_batch_size=1,
-              extra_step=_env(tmp_path, "  KILL_AT: '20'\n  KILL_SIGNAL: SIGKILL\n"))
+    write_job(
+        tmp_path,
+        HELPERS,
+        files=40,
+        mini_batch_size=1,
+        extra_step=_env(tmp_path, "  KILL_AT: '20'\n  KILL_SIGNAL: SIGKILL\n"),
+    )
     first = run_job(tmp_path)
     assert first.returncode == -signal.SIGKILL, first.stderr
     pids = _pids(tmp_path / "markers")
@@ -164,12 +175,16 @@ def run(mini_batch):
 """
 
 
-def test_validate_does_not_wait_for_a_grandchild_of_the_import_and_kills_it(
-        tmp_path: Path) -> None:
+def test_validate_does_not_wait_for_a_grandchild_of_the_import_and_kills_it(tmp_path: Path) -> None:
     write_job(tmp_path, IMPORT_STARTS_A_GRANDCHILD, files=2, extra_step=_env(tmp_path))
     (tmp_path / "tmp").mkdir()
-    proc = run_cli("validate", "pipeline.yml", cwd=tmp_path, timeout=120,  # a hang fails
-                   env={"TMPDIR": str(tmp_path / "tmp")})
+    proc = run_cli(
+        "validate",
+        "pipeline.yml",
+        cwd=tmp_path,
+        timeout=120,  # a hang fails
+        env={"TMPDIR": str(tmp_path / "tmp")},
+    )
     assert proc.returncode == 0, proc.stderr
     pid = int((tmp_path / "markers" / "grandchild").read_text())
     _assert_all_die([pid])
@@ -189,12 +204,16 @@ def test_the_import_probe_dies_with_a_sigkilled_validate(tmp_path: Path) -> None
     """
     write_job(tmp_path, script, files=2, extra_step=_env(tmp_path))
     marker = tmp_path / "markers" / "probe"
-    validate = subprocess.Popen([sys.executable, "-m", "parajob", "validate", "pipeline.yml"],
-                                cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    validate = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "validate", "pipeline.yml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        _wait_until(lambda: marker.exists() and marker.read_text() != "",
-                    "the probe imported the script")
+        _wait_until(
+            lambda: marker.exists() and marker.read_text() != "", "the probe imported the script"
+        )
         probe = int(marker.read_text())
         helper = int((tmp_path / "markers" / "helper").read_text())
     finally:
@@ -241,8 +260,13 @@ def run(mini_batch, context):
 @pytest.mark.parametrize("how", sorted(SCRIBBLE))
 def test_run_scribbling_over_inherited_fds_loses_no_row(tmp_path: Path, how: str) -> None:
     script = SCRIBBLER.format(scribble=textwrap.indent(textwrap.dedent(SCRIBBLE[how]), "    "))
-    write_job(tmp_path, script, files=12, mini_batch_size=1,
-              extra_step=_env(tmp_path, "  KILL_AT: '-1'\n"))
+    write_job(
+        tmp_path,
+        script,
+        files=12,
+        mini_batch_size=1,
+        extra_step=_env(tmp_path, "  KILL_AT: '-1'\n"),
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -252,10 +276,16 @@ def test_run_scribbling_over_inherited_fds_loses_no_row(tmp_path: Path, how: str
 
 @pytest.mark.parametrize("how", sorted(SCRIBBLE))
 def test_run_scribbling_over_inherited_fds_then_a_killed_driver_resumes(
-        tmp_path: Path, how: str) -> None:
+    tmp_path: Path, how: str
+) -> None:
     script = SCRIBBLER.format(scribble=textwrap.indent(textwrap.dedent(SCRIBBLE[how]), "    "))
-    write_job(tmp_path, script, files=40, mini_batch_size=1,
-              extra_step=_env(tmp_path, "  KILL_AT: '25'\n"))
+    write_job(
+        tmp_path,
+        script,
+        files=40,
+        mini_batch_size=1,
+        extra_step=_env(tmp_path, "  KILL_AT: '25'\n"),
+    )
     first = run_job(tmp_path)
     assert first.returncode == -signal.SIGKILL, first.stderr
     resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
@@ -264,8 +294,10 @@ def test_run_scribbling_over_inherited_fds_then_a_killed_driver_resumes(
     assert first.output().splitlines() == [f"f{i:05d}.txt" for i in range(40)]
 
 
-@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 10_256,
-                    reason="the hard RLIMIT_NOFILE leaves no room at 10000")
+@pytest.mark.skipif(
+    resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 10_256,
+    reason="the hard RLIMIT_NOFILE leaves no room at 10000",
+)
 def test_a_workers_result_files_sit_at_descriptors_10000_and_up(tmp_path: Path) -> None:
     script = """
     import os
@@ -314,12 +346,13 @@ def test_a_record_that_does_not_validate_is_discarded_and_run_again(tmp_path: Pa
     assert "did not validate (CRC32)" in (result.step_dir() / "logs" / "job_error.txt").read_text()
 
 
-def test_spool_records_carry_zlibs_crc32_and_the_checker_refuses_any_damage(
-        tmp_path: Path) -> None:
+def test_spool_records_carry_zlibs_crc32_and_the_checker_refuses_any_damage(tmp_path: Path) -> None:
     def record(batch: int, payload: bytes) -> bytes:
         head = HEADER.pack(MAGIC, 0, batch, 0, len(payload), 0, 0)[:24]
-        return HEADER.pack(MAGIC, 0, batch, 0, len(payload),
-                           zlib.crc32(payload, zlib.crc32(head)), 0) + payload
+        return (
+            HEADER.pack(MAGIC, 0, batch, 0, len(payload), zlib.crc32(payload, zlib.crc32(head)), 0)
+            + payload
+        )
 
     records = [record(b, f"row {b}\n".encode() * (b + 1)) for b in range(5)]
     spool = tmp_path / "process000001.spool"
@@ -336,16 +369,24 @@ def test_spool_records_carry_zlibs_crc32_and_the_checker_refuses_any_damage(
     spool.write_bytes(bytes(data))
     checker.close()
     assert checker.check(batches, ones, offsets, lengths).tolist() == [
-        True, True, False, True, True]
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
     wrong_batch = batches[::-1].copy()
     assert checker.check(wrong_batch, ones, offsets, lengths).tolist()[0] is False
     assert checker.check(batches, ones + 1, offsets, lengths).tolist() == [False] * 5  # unknown
 
 
 def test_resume_runs_again_a_journalled_record_that_no_longer_validates(tmp_path: Path) -> None:
-    write_job(tmp_path, "import os\ndef run(mini_batch):\n"
-              "    return [os.path.basename(p) for p in mini_batch]\n",
-              files=12, mini_batch_size=1)
+    write_job(
+        tmp_path,
+        "import os\ndef run(mini_batch):\n    return [os.path.basename(p) for p in mini_batch]\n",
+        files=12,
+        mini_batch_size=1,
+    )
     first = run_job(tmp_path)
     assert first.returncode == 0, first.stderr
     spools = sorted((first.step_dir() / "sys" / "spool").glob("*.spool"))
@@ -360,8 +401,7 @@ def test_resume_runs_again_a_journalled_record_that_no_longer_validates(tmp_path
     assert first.output().splitlines() == NAMES
 
 
-def test_a_record_corrupted_after_it_was_journalled_fails_the_merge_clearly(
-        tmp_path: Path) -> None:
+def test_a_record_corrupted_after_it_was_journalled_fails_the_merge_clearly(tmp_path: Path) -> None:
     # The last run() waits until mini-batch 0 is journalled, then flips a byte of its record
     # by the spool's path: no descriptor trick, the check at acceptance has already passed.
     script = """
@@ -434,25 +474,36 @@ def _run_with_forks(tmp: Path, allowed: int) -> subprocess.CompletedProcess[str]
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-    return run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp,
-                   env={"PYTHONPATH": path, "FORKS_ALLOWED": str(allowed)})
+    return run_cli(
+        "run",
+        "pipeline.yml",
+        "--run-dir",
+        "run",
+        cwd=tmp,
+        env={"PYTHONPATH": path, "FORKS_ALLOWED": str(allowed)},
+    )
 
 
 def test_no_worker_can_be_forked_stops_the_job_with_the_reason(tmp_path: Path) -> None:
-    write_job(tmp_path, "def run(mini_batch):\n    return mini_batch\n", files=4,
-              mini_batch_size=1)
+    write_job(tmp_path, "def run(mini_batch):\n    return mini_batch\n", files=4, mini_batch_size=1)
     proc = _run_with_forks(tmp_path, 0)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     text = (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
-    assert ("could not start a worker process: [Errno 11] Resource temporarily unavailable "
-            "(fork failed); lower max_concurrency_per_instance or raise the process limit") in text
+    assert (
+        "could not start a worker process: [Errno 11] Resource temporarily unavailable "
+        "(fork failed); lower max_concurrency_per_instance or raise the process limit"
+    ) in text
 
 
 def test_some_workers_refused_the_job_goes_on_with_fewer(tmp_path: Path) -> None:
-    write_job(tmp_path, "import os\ndef run(mini_batch):\n"
-              "    return [os.path.basename(p) for p in mini_batch]\n",
-              files=12, mini_batch_size=1, concurrency=4)
+    write_job(
+        tmp_path,
+        "import os\ndef run(mini_batch):\n    return [os.path.basename(p) for p in mini_batch]\n",
+        files=12,
+        mini_batch_size=1,
+        concurrency=4,
+    )
     proc = _run_with_forks(tmp_path, 2)  # the janitor and one worker
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

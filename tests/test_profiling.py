@@ -20,8 +20,14 @@ def run(mini_batch):
 
 
 def test_each_worker_writes_its_stats_and_top_20(tmp_path: Path) -> None:
-    write_job(tmp_path, SCRIPT, files=12, mini_batch_size=2, concurrency=2,
-              program_arguments="--profiling_module cProfile")
+    write_job(
+        tmp_path,
+        SCRIPT,
+        files=12,
+        mini_batch_size=2,
+        concurrency=2,
+        program_arguments="--profiling_module cProfile",
+    )
     job = run_job(tmp_path)
     assert job.returncode == 0, job.stderr
     folder = job.step_dir() / "logs" / "sys" / "profile" / "node000"
@@ -52,9 +58,11 @@ def test_no_profile_by_default(tmp_path: Path) -> None:
 
 
 def test_serial_says_it_does_not_profile(tmp_path: Path) -> None:
-    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=2,
-                         program_arguments="--profiling_module cProfile")
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"), "--serial",
-                   cwd=tmp_path)
+    pipeline = write_job(
+        tmp_path, ECHO_SCRIPT, files=2, program_arguments="--profiling_module cProfile"
+    )
+    proc = run_cli(
+        "run", str(pipeline), "--run-dir", str(tmp_path / "run"), "--serial", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--profiling_module cProfile has no effect with --serial" in proc.stderr

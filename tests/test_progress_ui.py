@@ -77,10 +77,21 @@ def test_quiet_shows_no_progress(tmp_path: Path) -> None:
 
 def _snapshot(**changes: object) -> Snapshot:
     values: dict[str, object] = dict(
-        step="a-rather-long-step-name", total=123456, settled=65432, done=65000, failed=432,
-        failed_attempts=1500, items_done=654321, items_failed=4321, items_total=1234567,
-        running=16, elapsed_s=3725.0, rate=17.5, eta_s=3300.0,
-        latest_failure="ValueError: could not convert string to float: 'n/a' in row 17")
+        step="a-rather-long-step-name",
+        total=123456,
+        settled=65432,
+        done=65000,
+        failed=432,
+        failed_attempts=1500,
+        items_done=654321,
+        items_failed=4321,
+        items_total=1234567,
+        running=16,
+        elapsed_s=3725.0,
+        rate=17.5,
+        eta_s=3300.0,
+        latest_failure="ValueError: could not convert string to float: 'n/a' in row 17",
+    )
     values.update(changes)
     return Snapshot(**values)  # type: ignore[arg-type]
 
@@ -96,10 +107,18 @@ def test_the_line_fits_any_width(width: int) -> None:
 
 def test_the_full_line_has_every_piece() -> None:
     line = format_line(_snapshot())
-    for piece in ("[a-rather-long-step-name] 65432/123456 mini-batches", "53%", "432 failed",
-                  "ETA 55:00", "17.5/s", "16 running", "1068 retries",
-                  "items 654321/1234567 (4321 failed)", "1:02:05",
-                  "last failure: ValueError: could not convert"):
+    for piece in (
+        "[a-rather-long-step-name] 65432/123456 mini-batches",
+        "53%",
+        "432 failed",
+        "ETA 55:00",
+        "17.5/s",
+        "16 running",
+        "1068 retries",
+        "items 654321/1234567 (4321 failed)",
+        "1:02:05",
+        "last failure: ValueError: could not convert",
+    ):
         assert piece in line, piece
 
 
@@ -115,8 +134,7 @@ def run(mini_batch):
 
 def test_a_warning_while_the_line_is_drawn_gets_a_line_of_its_own(tmp_path: Path) -> None:
     write_job(tmp_path, OVERRUN, files=4, mini_batch_size=1, timeout=1)
-    code, out = run_in_pty(tmp_path, 120, "run", "pipeline.yml", "--run-dir", "run",
-                            "--serial")
+    code, out = run_in_pty(tmp_path, 120, "run", "pipeline.yml", "--run-dir", "run", "--serial")
     assert code == 0, out
     text = ANSI.sub("", out)
     (warning,) = [ln for ln in text.split("\r\n") if "parajob: warning: mini-batch 2" in ln]

@@ -21,7 +21,7 @@ def api_blocks() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index(f"\n{HEADING}\n")
     end = text.find("\n## ", start + 1)
-    section = text[start:end if end != -1 else len(text)]
+    section = text[start : end if end != -1 else len(text)]
     return re.findall(r"^```python\n(.*?)^```$", section, flags=re.S | re.M)
 
 
@@ -29,14 +29,24 @@ def test_the_section_has_examples() -> None:
     blocks = api_blocks()
     assert len(blocks) >= 4
     joined = "\n".join(blocks)
-    for promise in ("parajob.run(", "parajob.SpecError", "cancel=", "on_progress=",
-                    "resume=True", "threading.Thread", "parajob.load("):
+    for promise in (
+        "parajob.run(",
+        "parajob.SpecError",
+        "cancel=",
+        "on_progress=",
+        "resume=True",
+        "threading.Thread",
+        "parajob.load(",
+    ):
         assert promise in joined, promise
 
 
 def test_the_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(ROOT / "examples" / "word_count", tmp_path / "examples" / "word_count",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "examples" / "word_count",
+        tmp_path / "examples" / "word_count",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__readme__"}
     for n, block in enumerate(api_blocks(), start=1):

@@ -24,8 +24,11 @@ from hypothesis import strategies as st
 
 from parajob import _core
 
-PROPERTY = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @contextmanager
@@ -41,12 +44,12 @@ def data_file(data: bytes) -> Iterator[str]:
 
 # -- CSV generation ---------------------------------------------------------------------
 
-PLAIN = st.text(alphabet="ab1 .é\"\t", max_size=6).filter(lambda s: not s.startswith('"'))
+PLAIN = st.text(alphabet='ab1 .é"\t', max_size=6).filter(lambda s: not s.startswith('"'))
 
 
 @st.composite
 def quoted(draw: st.DrawFn, multi_line: bool) -> str:
-    inner = "ab,\" é" + ("\n\r" if multi_line else "")
+    inner = 'ab," é' + ("\n\r" if multi_line else "")
     body = draw(st.text(alphabet=inner, max_size=8)).replace('"', '""')
     after = draw(st.sampled_from(["", "", "", "x"]))  # "a"x reads as ax
     return f'"{body}"{after}'
@@ -95,12 +98,16 @@ def arrow_rows(data: bytes, fields: int, multi_line: bool, header: bool = False)
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=None if header else names,
-                                           use_threads=False),
+            read_options=pacsv.ReadOptions(
+                column_names=None if header else names, use_threads=False
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=multi_line),
-            convert_options=pacsv.ConvertOptions(default_column_type=pa.string(),
-                                                 strings_can_be_null=False,
-                                                 quoted_strings_can_be_null=False))
+            convert_options=pacsv.ConvertOptions(
+                default_column_type=pa.string(),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
     except pa.ArrowInvalid as exc:  # a header and nothing else, without a line break
         if header and "Empty CSV file" in str(exc):
             return []
@@ -109,8 +116,9 @@ def arrow_rows(data: bytes, fields: int, multi_line: bool, header: bool = False)
 
 
 def scan(path: str, csv: Csv, target: int, **kw: int) -> _core.RecordScan:
-    return _core.scan_delimited(path, header=csv.header, multi_line=csv.multi_line,
-                                target_bytes=target, **kw)
+    return _core.scan_delimited(
+        path, header=csv.header, multi_line=csv.multi_line, target_bytes=target, **kw
+    )
 
 
 @PROPERTY
@@ -145,8 +153,11 @@ def test_threads_cut_exactly_where_one_thread_does(csv: Csv, target: int, thread
         one = scan(path, csv, target, threads=1)
         many = scan(path, csv, target, threads=threads, thread_bytes=1)
         assert many.pieces.tolist() == one.pieces.tolist()
-        assert (many.records, many.error, many.data_begin) == \
-            (one.records, one.error, one.data_begin)
+        assert (many.records, many.error, many.data_begin) == (
+            one.records,
+            one.error,
+            one.data_begin,
+        )
 
 
 def test_a_ragged_row_is_reported_with_its_line_from_any_thread() -> None:
@@ -155,11 +166,12 @@ def test_a_ragged_row_is_reported_with_its_line_from_any_thread() -> None:
     data = ("a,b,c\r\n" + "".join(rows)).encode()
     with data_file(data) as path:
         for threads in (1, 2, 4):
-            result = _core.scan_delimited(path, header=True, target_bytes=1000, threads=threads,
-                                          thread_bytes=1)
+            result = _core.scan_delimited(
+                path, header=True, target_bytes=1000, threads=threads, thread_bytes=1
+            )
             kind, line, offset, expected, found = result.error
             assert (kind, line, expected, found) == ("field_count", 3212, 3, 2)
-            assert data[offset:offset + 10] == b"3210,6420\n"
+            assert data[offset : offset + 10] == b"3210,6420\n"
 
 
 def test_a_line_break_in_quotes_needs_multi_line() -> None:
@@ -213,8 +225,9 @@ def json_files(draw: st.DrawFn) -> tuple[bytes, int]:
             lines.append(draw(st.sampled_from(["\n", "  \n", "\r\n", "\t \n"])))
             continue
         obj = {"a": draw(st.one_of(st.none(), JSON_TEXT)), "b": draw(JSON_TEXT)}
-        line = json.dumps(obj, ensure_ascii=draw(st.booleans())) + \
-            draw(st.sampled_from(["\n", "\r\n", " \n"]))
+        line = json.dumps(obj, ensure_ascii=draw(st.booleans())) + draw(
+            st.sampled_from(["\n", "\r\n", " \n"])
+        )
         longest = max(longest, len(line.encode()))
         lines.append(line)
     text = "".join(lines)
@@ -227,14 +240,18 @@ def json_rows(data: bytes) -> list[dict]:
     if not data.strip():
         return []
     schema = pa.schema([("a", pa.string()), ("b", pa.string())])
-    return pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(use_threads=False),
-                            parse_options=pajson.ParseOptions(explicit_schema=schema)).to_pylist()
+    return pajson.read_json(
+        io.BytesIO(data),
+        read_options=pajson.ReadOptions(use_threads=False),
+        parse_options=pajson.ParseOptions(explicit_schema=schema),
+    ).to_pylist()
 
 
 @PROPERTY
 @given(json_files(), st.integers(1, 200))
-def test_json_lines_pieces_concatenate_to_the_whole_file(file: tuple[bytes, int],
-                                                         target: int) -> None:
+def test_json_lines_pieces_concatenate_to_the_whole_file(
+    file: tuple[bytes, int], target: int
+) -> None:
     data, longest = file
     with data_file(data) as path:
         result = _core.scan_lines(path, target_bytes=target)

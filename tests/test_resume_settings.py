@@ -38,13 +38,18 @@ def run(mini_batch, context):
 
 def _settings_job(tmp: Path) -> None:
     (tmp / "markers").mkdir(exist_ok=True)
-    write_job(tmp, SETTINGS_SCRIPT, files=N_FILES, mini_batch_size=1,
-              program_arguments="--mode a",
-              extra_step=f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n"
-                         "  TAG: one\n")
+    write_job(
+        tmp,
+        SETTINGS_SCRIPT,
+        files=N_FILES,
+        mini_batch_size=1,
+        program_arguments="--mode a",
+        extra_step=f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n  TAG: one\n",
+    )
     # A second script, there from the start: choosing it changes no task.code file.
-    (tmp / "src" / "main.py").write_text(SETTINGS_SCRIPT.replace('" " + os.environ',
-                                                                 '" main " + os.environ'))
+    (tmp / "src" / "main.py").write_text(
+        SETTINGS_SCRIPT.replace('" " + os.environ', '" main " + os.environ')
+    )
 
 
 def _output(tmp: Path, run: str = "run", name: str = "outputs/out") -> list[str]:
@@ -54,27 +59,51 @@ def _output(tmp: Path, run: str = "run", name: str = "outputs/out") -> list[str]
 # (label, YAML text replaced, by what, the named change, the rows after --rerun-changed,
 # where the output is, relative to the step folder)
 SETTING_CHANGES = [
-    ("program_arguments", '"--mode a"', '"--mode b"',
-     "jobs.step.task.program_arguments changed since the run started",
-     [f"{n} --mode b one" for n in NAMES], "outputs/out"),
-    ("environment_variables", "TAG: one", "TAG: s3cr3t",
-     "jobs.step.environment_variables.TAG changed since the run started",
-     [f"{n} --mode a s3cr3t" for n in NAMES], "outputs/out"),
-    ("entry_script", "entry_script: entry.py", "entry_script: main.py",
-     "jobs.step.task.entry_script changed since the run started",
-     [f"{n} --mode a main one" for n in NAMES], "outputs/out"),
-    ("append_row_to", "type: uri_folder\n        path: ./data\n    outputs:\n      out:\n"
-     "        type: uri_file\n", "type: uri_folder\n        path: ./data\n    outputs:\n"
-     "      out:\n        type: uri_folder\n", "jobs.step.task.append_row_to changed since",
-     [f"{n} --mode a one" for n in NAMES], "outputs/out/parallel_run_step.txt"),
+    (
+        "program_arguments",
+        '"--mode a"',
+        '"--mode b"',
+        "jobs.step.task.program_arguments changed since the run started",
+        [f"{n} --mode b one" for n in NAMES],
+        "outputs/out",
+    ),
+    (
+        "environment_variables",
+        "TAG: one",
+        "TAG: s3cr3t",
+        "jobs.step.environment_variables.TAG changed since the run started",
+        [f"{n} --mode a s3cr3t" for n in NAMES],
+        "outputs/out",
+    ),
+    (
+        "entry_script",
+        "entry_script: entry.py",
+        "entry_script: main.py",
+        "jobs.step.task.entry_script changed since the run started",
+        [f"{n} --mode a main one" for n in NAMES],
+        "outputs/out",
+    ),
+    (
+        "append_row_to",
+        "type: uri_folder\n        path: ./data\n    outputs:\n      out:\n"
+        "        type: uri_file\n",
+        "type: uri_folder\n        path: ./data\n    outputs:\n"
+        "      out:\n        type: uri_folder\n",
+        "jobs.step.task.append_row_to changed since",
+        [f"{n} --mode a one" for n in NAMES],
+        "outputs/out/parallel_run_step.txt",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("label", "old", "new", "named", "rows", "where"), SETTING_CHANGES,
-                         ids=[c[0] for c in SETTING_CHANGES])
+@pytest.mark.parametrize(
+    ("label", "old", "new", "named", "rows", "where"),
+    SETTING_CHANGES,
+    ids=[c[0] for c in SETTING_CHANGES],
+)
 def test_resume_after_a_step_setting_changed_is_refused(
-        tmp_path: Path, label: str, old: str, new: str, named: str, rows: list[str],
-        where: str) -> None:
+    tmp_path: Path, label: str, old: str, new: str, named: str, rows: list[str], where: str
+) -> None:
     _settings_job(tmp_path)
     first = run_job(tmp_path)
     assert first.returncode == -signal.SIGKILL, first.stderr
@@ -143,20 +172,37 @@ def _rows(separator: str) -> list[str]:
 
 
 @pytest.mark.parametrize("wait_at", [3, 9], ids=["replacement", "end"])
-def test_an_entry_script_edited_while_the_job_runs_stops_it(tmp_path: Path,
-                                                            wait_at: int) -> None:
+def test_an_entry_script_edited_while_the_job_runs_stops_it(tmp_path: Path, wait_at: int) -> None:
     # 3: the next replacement's check stops the job. 9: no replacement comes after the
     # edit; the check before the output is written stops it (the rows are all old-code
     # here, but a replacement may import after its check: the driver cannot tell).
     markers = tmp_path / "markers"
     markers.mkdir()
-    write_job(tmp_path, EDITED_SCRIPT, files=N_FILES, mini_batch_size=2, concurrency=1,
-              extra_step=f"environment_variables:\n  MARKERS: {markers}\n"
-                         f"  WAIT_AT: '{wait_at}'\n")
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                             "--run-dir", "run", "--max-tasks-per-worker", "2"],
-                            cwd=tmp_path, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    write_job(
+        tmp_path,
+        EDITED_SCRIPT,
+        files=N_FILES,
+        mini_batch_size=2,
+        concurrency=1,
+        extra_step=f"environment_variables:\n  MARKERS: {markers}\n  WAIT_AT: '{wait_at}'\n",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            "pipeline.yml",
+            "--run-dir",
+            "run",
+            "--max-tasks-per-worker",
+            "2",
+        ],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _wait_for(markers / "waiting", proc)
     entry = tmp_path / "src" / "entry.py"
     entry.write_text(entry.read_text().replace('SEPARATOR = ","', 'SEPARATOR = ";"  # v2'))

@@ -27,9 +27,24 @@ BREAKPOINT_SCRIPT = """
 
 def _serial_under_pdb(tmp: Path, keys: str, *args: str) -> subprocess.CompletedProcess[str]:
     """parajob run --serial with pdb driven through a pipe (the keys are pdb commands)."""
-    return subprocess.run([sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir",
-                           "run", "--serial", *args], cwd=tmp, input=keys, text=True,
-                          capture_output=True, timeout=RUN_TIMEOUT_S)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            "pipeline.yml",
+            "--run-dir",
+            "run",
+            "--serial",
+            *args,
+        ],
+        cwd=tmp,
+        input=keys,
+        text=True,
+        capture_output=True,
+        timeout=RUN_TIMEOUT_S,
+    )
 
 
 # ---- pdb's quit in --serial -----------------------------------------------------------
@@ -48,8 +63,9 @@ def test_quitting_pdb_in_serial_stops_the_step_as_interrupted_and_resumes(tmp_pa
     resumed = _serial_under_pdb(tmp_path, "c\n" * 4, "--resume", "run")
     # (--resume with a PIPELINE given as well: the run folder's own pipeline is used)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == \
-        [f"f{i:05d}.txt" for i in range(4)]
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == [
+        f"f{i:05d}.txt" for i in range(4)
+    ]
 
 
 # ---- bad input that only a step of the run itself produced ----------------------------
@@ -85,7 +101,8 @@ def _write_made_by_prep(tmp: Path) -> Path:
 
 
 def test_a_step_whose_produced_input_is_bad_does_not_run_and_the_run_still_returns(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # `prep` ran (its output is there); the table it wrote has no column `nosuchcolumn`,
     # which nothing could check before the run. That was a SpecError ("nothing started")
     # out of parajob.run: prep's result lost, no run_result.json, the CLI's exit 2.
@@ -180,15 +197,21 @@ else:
 resumed = parajob.run(run_dir="run", resume=True, serial=True)
 print("resumed", resumed.status, resumed.step("step").failed_attempts)
 """
-    proc = subprocess.run([sys.executable, "-c", host], cwd=tmp_path, text=True,
-                          capture_output=True, timeout=RUN_TIMEOUT_S,
-                          env={**__import__("os").environ, "READY": str(tmp_path / "ready")})
+    proc = subprocess.run(
+        [sys.executable, "-c", host],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=RUN_TIMEOUT_S,
+        env={**__import__("os").environ, "READY": str(tmp_path / "ready")},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "KeyboardInterrupt came out" in proc.stdout, proc.stdout + proc.stderr
     assert "cwd back: True argv back: True" in proc.stdout
     assert "resumed succeeded 0" in proc.stdout
-    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == \
-        [f"f{i:05d}.txt" for i in range(5)]
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == [
+        f"f{i:05d}.txt" for i in range(5)
+    ]
 
 
 def test_quitting_pdb_with_serial_true_raises_bdbquit_out_of_parajob_run(tmp_path: Path) -> None:
@@ -206,8 +229,14 @@ os.environ["PYTHONBREAKPOINT"] = "0"  # the workers' breakpoint() is a no-op
 resumed = parajob.run(run_dir="run", resume=True)
 print("resumed", resumed.status, resumed.step("step").failed_attempts)
 """
-    proc = subprocess.run([sys.executable, "-c", host], cwd=tmp_path, input="q\n", text=True,
-                          capture_output=True, timeout=RUN_TIMEOUT_S)
+    proc = subprocess.run(
+        [sys.executable, "-c", host],
+        cwd=tmp_path,
+        input="q\n",
+        text=True,
+        capture_output=True,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert "BdbQuit came out" in proc.stdout, proc.stdout + proc.stderr
     assert "resumed succeeded 0" in proc.stdout, proc.stdout + proc.stderr
 
@@ -216,7 +245,8 @@ print("resumed", resumed.status, resumed.step("step").failed_attempts)
 
 
 def test_a_refused_run_leaves_no_runs_folder_nor_parents_it_made(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # "Bad input raises SpecError before anything starts (no run folder is left)": the
     # run folder went, but the ./runs it made for it (or --run-dir's new parents) stayed.
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=3)
@@ -250,7 +280,8 @@ SLOW_IMPORT_SCRIPT = """
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_during_the_import_check_exits_130_and_leaves_no_run_folder(
-        tmp_path: Path, signum: str) -> None:
+    tmp_path: Path, signum: str
+) -> None:
     # It was click's "Aborted!" with exit 1 ("the job ran and failed"), and the run folder
     # stayed with only its lock file in it (not a run folder --resume accepts). SIGTERM
     # (README: exit 130 too) ended the process on the spot: exit 143, the folder left.
@@ -260,10 +291,14 @@ def test_ctrl_c_during_the_import_check_exits_130_and_leaves_no_run_folder(
 
     write_job(tmp_path, SLOW_IMPORT_SCRIPT, files=3)
     mark = tmp_path / "mark"
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                             "--run-dir", "run"], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "MARK": str(mark)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", "run"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MARK": str(mark)},
+    )
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -281,11 +316,20 @@ def test_ctrl_c_during_the_import_check_exits_130_and_leaves_no_run_folder(
 def test_recycling_flags_with_serial_are_warned_about(tmp_path: Path) -> None:
     # README: --serial has "no recycling"; the flags were dropped in silence.
     write_job(tmp_path, ECHO_SCRIPT, files=3)
-    proc = run_cli("run", "pipeline.yml", "--run-dir", "run", "--serial",
-                   "--max-tasks-per-worker", "1", "--max-worker-memory", "1gb", cwd=tmp_path)
+    proc = run_cli(
+        "run",
+        "pipeline.yml",
+        "--run-dir",
+        "run",
+        "--serial",
+        "--max-tasks-per-worker",
+        "1",
+        "--max-worker-memory",
+        "1gb",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "max_tasks_per_worker (--max-tasks-per-worker) does nothing with serial" in \
-        proc.stderr
+    assert "max_tasks_per_worker (--max-tasks-per-worker) does nothing with serial" in proc.stderr
     assert "max_worker_memory (--max-worker-memory) does nothing with serial" in proc.stderr
     plain = run_cli("run", "pipeline.yml", "--run-dir", "run2", "--serial", cwd=tmp_path)
     assert "does nothing" not in plain.stderr
@@ -315,12 +359,14 @@ jobs:
 
 
 def test_a_new_run_into_an_earlier_run_s_folder_is_refused_before_any_step_runs(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # The "already holds step" check was the parallel step's own: the command step before
     # it ran again first, overwriting the earlier run's output, then the refusal came.
     write_job(tmp_path, ECHO_SCRIPT, files=3)
     (tmp_path / "pipeline.yml").write_text(
-        PREP_THEN_SCORE.replace("PREP_RAN", str(tmp_path / "prep-ran")))
+        PREP_THEN_SCORE.replace("PREP_RAN", str(tmp_path / "prep-ran"))
+    )
     first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert (tmp_path / "prep-ran").read_text() == "prep ran\n"
@@ -339,11 +385,17 @@ def test_a_new_run_into_an_earlier_run_s_folder_is_refused_before_any_step_runs(
 
 def test_failures_hold_the_first_1000_and_the_counts_hold_them_all(tmp_path: Path) -> None:
     # README, "Failure (a mini-batch failed for good, the first 1000)".
-    pipeline = write_job(tmp_path, """
+    pipeline = write_job(
+        tmp_path,
+        """
         def run(mini_batch):
             raise ValueError("no " + mini_batch[0].rsplit("/", 1)[-1])
-    """, files=1003, mini_batch_size=1, max_retries=0,
-        extra_step="mini_batch_error_threshold: -1\n")
+    """,
+        files=1003,
+        mini_batch_size=1,
+        max_retries=0,
+        extra_step="mini_batch_error_threshold: -1\n",
+    )
     result = parajob.run(pipeline, run_dir=tmp_path / "run")
     step = result.step("step")
     assert step.failed_batches == 1003 and len(step.failures) == 1000
@@ -369,8 +421,15 @@ def test_resume_with_only_a_datastore_keeps_the_run_s_own_set_overrides(tmp_path
     # planned anew (3 files per mini-batch instead of 1) and refused as "changed since the
     # run started", blaming the input.
     write_job(tmp_path, ECHO_SCRIPT, files=4, mini_batch_size=3)
-    first = run_cli("run", "pipeline.yml", "--run-dir", "run",
-                    "--set", "jobs.step.mini_batch_size=1", cwd=tmp_path)
+    first = run_cli(
+        "run",
+        "pipeline.yml",
+        "--run-dir",
+        "run",
+        "--set",
+        "jobs.step.mini_batch_size=1",
+        cwd=tmp_path,
+    )
     assert first.returncode == 0, first.stderr
     store = tmp_path / "store"
     store.mkdir()
@@ -401,5 +460,6 @@ def test_sigterm_mid_run_exits_130_and_resume_finishes(tmp_path: Path) -> None:
     assert "interrupted by SIGTERM" in first.stdout
     resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == \
-        [f"f{i:05d}.txt" for i in range(30)]
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines() == [
+        f"f{i:05d}.txt" for i in range(30)
+    ]

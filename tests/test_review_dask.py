@@ -38,22 +38,34 @@ AZURE_COMPUTE = "compute: azureml:cpu-cluster\n"  # as examples/word_count write
 
 
 def test_an_azureml_compute_is_mapped_by_its_bare_name_and_shown_with_its_hosts(
-        tmp_path: Path, dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, ECHO_SCRIPT, files=12, instances=2, concurrency=1,
-                         extra_step=AZURE_COMPUTE)
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", f"cpu-cluster={dask_cluster.address}", cwd=tmp_path)
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    pipeline = write_job(
+        tmp_path, ECHO_SCRIPT, files=12, instances=2, concurrency=1, extra_step=AZURE_COMPUTE
+    )
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        f"cpu-cluster={dask_cluster.address}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "simulated" not in proc.stderr
     logs = tmp_path / "run" / "step" / "logs"
     assert "channel=tcp+token" in (logs / "sys" / "nodes.txt").read_text()
-    assert (f"azureml:cpu-cluster -> the Dask cluster at {dask_cluster.address}"
-            in (logs / "environment.txt").read_text())
+    assert (
+        f"azureml:cpu-cluster -> the Dask cluster at {dask_cluster.address}"
+        in (logs / "environment.txt").read_text()
+    )
     # parajob show lists the hosts as job_result.txt does, and why there are no samples.
     shown = run_cli("show", str(tmp_path / "run"), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    hosts = re.findall(r"^  (?:hosts:)?\s+(node00\d) \S+ \(Dask worker (\S+)\)$",
-                       shown.stdout, re.M)
+    hosts = re.findall(
+        r"^  (?:hosts:)?\s+(node00\d) \S+ \(Dask worker (\S+)\)$", shown.stdout, re.M
+    )
     assert [node for node, _ in hosts] == ["node000", "node001"], shown.stdout
     assert {address for _, address in hosts} <= set(dask_cluster.worker_pids())
     assert "(not sampled on Dask cluster nodes yet)" in shown.stdout
@@ -62,11 +74,19 @@ def test_an_azureml_compute_is_mapped_by_its_bare_name_and_shown_with_its_hosts(
 @pytest.mark.parametrize("extra_step", ["", "compute: cpu-cluster\n", AZURE_COMPUTE])
 def test_a_compute_name_no_step_uses_is_bad_input(tmp_path: Path, extra_step: str) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step=extra_step)
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", "cpu-clustr=tcp://127.0.0.1:1", cwd=tmp_path)
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        "cpu-clustr=tcp://127.0.0.1:1",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert ("--compute cpu-clustr=tcp://127.0.0.1:1: no step of the pipeline has compute "
-            "'cpu-clustr'") in proc.stderr
+    assert (
+        "--compute cpu-clustr=tcp://127.0.0.1:1: no step of the pipeline has compute 'cpu-clustr'"
+    ) in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
     with pytest.raises(parajob.SpecError, match="no step of the pipeline has compute"):
@@ -77,8 +97,14 @@ def test_a_compute_name_no_step_uses_is_bad_input(tmp_path: Path, extra_step: st
 def test_the_computes_file_may_map_computes_no_step_uses(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT)
     (tmp_path / "computes.yml").write_text("computes:\n  gpu-cluster: tcp://127.0.0.1:1\n")
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
-                   env={"PARAJOB_COMPUTES": str(tmp_path / "computes.yml")})
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+        env={"PARAJOB_COMPUTES": str(tmp_path / "computes.yml")},
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -92,15 +118,35 @@ def run(mini_batch):
 
 
 def test_the_resume_command_after_ctrl_c_gives_the_compute_again(
-        tmp_path: Path, dask_cluster: DaskCluster) -> None:
-    pipeline = write_job(tmp_path, SLOW_SCRIPT, files=30, mini_batch_size=1, concurrency=1,
-                         instances=2, extra_step="compute: cpu-cluster\n")
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    pipeline = write_job(
+        tmp_path,
+        SLOW_SCRIPT,
+        files=30,
+        mini_batch_size=1,
+        concurrency=1,
+        instances=2,
+        extra_step="compute: cpu-cluster\n",
+    )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
-                             "--run-dir", str(run_dir), "--compute",
-                             f"cpu-cluster={dask_cluster.address}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parajob",
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(run_dir),
+            "--compute",
+            f"cpu-cluster={dask_cluster.address}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -143,16 +189,26 @@ def test_a_scheduler_without_parajob_is_named_with_the_fix(tmp_path: Path) -> No
         for i in range(2):
             cluster.add_worker(i)
         cluster.wait_for_workers(2)
-        pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, concurrency=1,
-                             extra_step="compute: cpu-cluster\n")
-        proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                       "--compute", f"cpu-cluster={cluster.address}", cwd=tmp_path)
+        pipeline = write_job(
+            tmp_path, ECHO_SCRIPT, instances=2, concurrency=1, extra_step="compute: cpu-cluster\n"
+        )
+        proc = run_cli(
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--compute",
+            f"cpu-cluster={cluster.address}",
+            cwd=tmp_path,
+        )
     finally:
         cluster.stop()
     assert proc.returncode == 2, proc.stderr
     assert "could not start" in proc.stderr
-    assert ("hint: the Dask scheduler and every worker unpickle the node's task: each must "
-            f"import the parajob this machine runs ({parajob.__version__}") in proc.stderr
+    assert (
+        "hint: the Dask scheduler and every worker unpickle the node's task: each must "
+        f"import the parajob this machine runs ({parajob.__version__}"
+    ) in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -161,8 +217,7 @@ def _answer_like_http(server: socket.socket) -> None:
     conn, _ = server.accept()
     with conn:
         conn.recv(4096)
-        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
-                     b"content-length: 0\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
 
 
 @pytest.mark.parametrize("answers", [False, True], ids=["silent", "http"])
@@ -176,8 +231,16 @@ def test_a_port_that_is_not_a_scheduler_is_bad_input(tmp_path: Path, answers: bo
         if answers:
             threading.Thread(target=_answer_like_http, args=(server,), daemon=True).start()
         address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
-        proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                       "--compute", f"cpu-cluster={address}", cwd=tmp_path, timeout=90)
+        proc = run_cli(
+            "run",
+            str(pipeline),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--compute",
+            f"cpu-cluster={address}",
+            cwd=tmp_path,
+            timeout=90,
+        )
     assert proc.returncode == 2, proc.stderr
     assert f"--compute cpu-cluster={address}" in proc.stderr
     assert "answer as a Dask scheduler" in proc.stderr
@@ -191,8 +254,16 @@ def test_a_refused_cluster_step_leaves_no_run_folder(tmp_path: Path) -> None:
         closed.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{closed.getsockname()[1]}"
     pipeline = write_job(tmp_path, ECHO_SCRIPT, instances=2, extra_step="compute: cpu-cluster\n")
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp_path / "run"),
-                   "--compute", f"cpu-cluster={address}", cwd=tmp_path, timeout=60)
+    proc = run_cli(
+        "run",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--compute",
+        f"cpu-cluster={address}",
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "cannot reach the Dask scheduler" in proc.stderr
     assert not (tmp_path / "run").exists()  # not even parajob-run.json: nothing ran

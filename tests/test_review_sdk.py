@@ -40,13 +40,20 @@ ENTRY = textwrap.dedent("""\
 def scorer() -> parajob.parallel.Parallel:
     return parallel_run_function(
         name="score",
-        inputs=dict(data=Input(type="uri_folder", description="files to score"),
-                    model=Input(type="uri_folder", description="the model")),
+        inputs=dict(
+            data=Input(type="uri_folder", description="files to score"),
+            model=Input(type="uri_folder", description="the model"),
+        ),
         outputs=dict(scores=Output(type="uri_file")),
-        input_data="${{inputs.data}}", mini_batch_size="2",
-        task=RunFunction(code="./src", entry_script="entry.py",
-                         program_arguments="--model ${{inputs.model}}",
-                         append_row_to="${{outputs.scores}}"))
+        input_data="${{inputs.data}}",
+        mini_batch_size="2",
+        task=RunFunction(
+            code="./src",
+            entry_script="entry.py",
+            program_arguments="--model ${{inputs.model}}",
+            append_row_to="${{outputs.scores}}",
+        ),
+    )
 
 
 @pytest.fixture
@@ -102,8 +109,7 @@ def test_a_bad_mode_set_on_a_node_input_is_refused_naming_the_field(sources: Pat
         parajob.load(job.to_yaml(), base_dir=sources)
 
 
-def test_type_description_and_path_of_a_node_input_can_be_set_as_in_the_sdk(
-        sources: Path) -> None:
+def test_type_description_and_path_of_a_node_input_can_be_set_as_in_the_sdk(sources: Path) -> None:
     """The SDK's NodeInput has setters for type, mode, description and path; here type and
     path raised AttributeError and description was dropped. A setting is made on a copy of
     the bound Input (which another node may share), and a new binding starts afresh."""
@@ -113,14 +119,14 @@ def test_type_description_and_path_of_a_node_input_can_be_set_as_in_the_sdk(
     @dsl.pipeline()
     def scoring() -> None:
         first = score(model=shared)
-        first.inputs.data.path = "./data"        # unbound: an Input of the declared type
+        first.inputs.data.path = "./data"  # unbound: an Input of the declared type
         first.inputs.model.description = "weights, v2"
         first.inputs.model.type = "custom_model"
         second = score(data=first.outputs.scores, model=shared)
         with pytest.raises(ValidationError, match="does not support setting path"):
             second.inputs.data.path = "./elsewhere"
-        second.inputs.data.mode = "download"    # beside the binding to first's output
-        second.inputs.data.type = "uri_file"    # what first's output is
+        second.inputs.data.mode = "download"  # beside the binding to first's output
+        second.inputs.data.type = "uri_file"  # what first's output is
         second.inputs.model = Input(path="./model")
 
     job = scoring()
@@ -131,15 +137,21 @@ def test_type_description_and_path_of_a_node_input_can_be_set_as_in_the_sdk(
     assert shared.type == "uri_folder" and shared.description is None
     assert second.inputs.data.mode == "download"
     tree = job._to_dict()["jobs"]
-    assert tree["first"]["inputs"]["data"] == {"type": "uri_folder", "description":
-                                               "files to score", "path": "./data"}
+    assert tree["first"]["inputs"]["data"] == {
+        "type": "uri_folder",
+        "description": "files to score",
+        "path": "./data",
+    }
     assert tree["first"]["inputs"]["model"]["type"] == "custom_model"
     assert tree["first"]["inputs"]["model"]["description"] == "weights, v2"
     assert tree["second"]["inputs"]["data"]["mode"] == "download"
     assert tree["second"]["inputs"]["data"]["type"] == "uri_file"
     assert tree["second"]["inputs"]["data"]["path"] == "${{parent.jobs.first.outputs.scores}}"
-    assert tree["second"]["inputs"]["model"] == {"type": "uri_folder", "path": "./model",
-                                                 "description": "the model"}
+    assert tree["second"]["inputs"]["model"] == {
+        "type": "uri_folder",
+        "path": "./model",
+        "description": "the model",
+    }
     assert parajob.load(job.to_yaml(), base_dir=sources) == job
 
 
@@ -167,21 +179,33 @@ def test_a_pipelines_inputs_and_outputs_are_reachable_as_attributes(sources: Pat
 
 # -- README promises of the builder that had no test -----------------------------------------
 def test_cluster_only_settings_are_warned_about_by_name_on_load_and_compute_is_recorded(
-        sources: Path) -> None:
+    sources: Path,
+) -> None:
     """README: instance_type, docker_args, shm_size and identity "are warned about by name
     when it is loaded"; "compute is recorded in logs/environment.txt"."""
-    (sources / "src" / "plain.py").write_text("def run(mini_batch):\n    return mini_batch\n",
-                                              encoding="utf-8")
+    (sources / "src" / "plain.py").write_text(
+        "def run(mini_batch):\n    return mini_batch\n", encoding="utf-8"
+    )
     comp = parallel_run_function(
-        name="score", inputs={"data": Input(type="uri_folder", path="./data")},
-        input_data="${{inputs.data}}", compute="gpu-cluster", instance_type="Standard_NC6",
-        docker_args="--ipc=host", shm_size="2g", identity={"type": "managed"},
-        task=RunFunction(code="./src", entry_script="plain.py"))
+        name="score",
+        inputs={"data": Input(type="uri_folder", path="./data")},
+        input_data="${{inputs.data}}",
+        compute="gpu-cluster",
+        instance_type="Standard_NC6",
+        docker_args="--ipc=host",
+        shm_size="2g",
+        identity={"type": "managed"},
+        task=RunFunction(code="./src", entry_script="plain.py"),
+    )
     job = parajob.Pipeline(jobs={"score": comp()})
     loaded = parajob.load(job.dump(sources / "p.yml"))
     warned = [d.field for d in loaded.warnings]
-    assert warned == ["jobs.score.resources.instance_type", "jobs.score.resources.docker_args",
-                      "jobs.score.resources.shm_size", "jobs.score.identity"]
+    assert warned == [
+        "jobs.score.resources.instance_type",
+        "jobs.score.resources.docker_args",
+        "jobs.score.resources.shm_size",
+        "jobs.score.identity",
+    ]
     assert all("has no effect here" in d.message for d in loaded.warnings)
     result = parajob.run(loaded, run_dir=sources / "run")
     assert result.status == "succeeded", result.reason
@@ -253,14 +277,14 @@ shutil.copy(os.path.join(sys.argv[1], "model.txt"), os.path.join(sys.argv[2], "s
 """
 
 
-def test_load_component_takes_the_sdks_deprecated_path_and_an_open_file(
-        sources: Path) -> None:
+def test_load_component_takes_the_sdks_deprecated_path_and_an_open_file(sources: Path) -> None:
     """1a_pipeline_with_components_from_yaml calls ``load_component(path=...)`` (the SDK's
     deprecated name for source, with a DeprecationWarning): it raised "needs source=";
     an open file raised TypeError from os.fspath."""
     for folder, name, text, script, code in (
-            ("train_src", "train_model.yml", TRAIN_COMPONENT, "train.py", TRAIN),
-            ("score_src", "score_data.yml", SCORE_COMPONENT, "score.py", SCORE)):
+        ("train_src", "train_model.yml", TRAIN_COMPONENT, "train.py", TRAIN),
+        ("score_src", "score_data.yml", SCORE_COMPONENT, "score.py", SCORE),
+    ):
         (sources / name).write_text(text, encoding="utf-8")
         (sources / folder).mkdir()
         (sources / folder / script).write_text(code, encoding="utf-8")
@@ -271,31 +295,33 @@ def test_load_component_takes_the_sdks_deprecated_path_and_an_open_file(
         score_data = parajob.load_component(source=f)
 
     @dsl.pipeline()
-    def pipeline_with_components_from_yaml(training_input: Input, training_max_epochs: int = 20,
-                                           training_learning_rate: float = 1.8,
-                                           learning_rate_schedule: str = "time-based"
-                                           ) -> dict[str, object]:
+    def pipeline_with_components_from_yaml(
+        training_input: Input,
+        training_max_epochs: int = 20,
+        training_learning_rate: float = 1.8,
+        learning_rate_schedule: str = "time-based",
+    ) -> dict[str, object]:
         """E2E dummy train-score pipeline with components defined via yaml."""
         train_with_sample_data = train_model(
-            training_data=training_input, max_epochs=training_max_epochs,
+            training_data=training_input,
+            max_epochs=training_max_epochs,
             learning_rate=training_learning_rate,
-            learning_rate_schedule=learning_rate_schedule)
-        score_with_sample_data = score_data(
-            model_input=train_with_sample_data.outputs.model_output)
+            learning_rate_schedule=learning_rate_schedule,
+        )
+        score_with_sample_data = score_data(model_input=train_with_sample_data.outputs.model_output)
         score_with_sample_data.outputs.score_output.mode = "upload"
         return {"scored_data": score_with_sample_data.outputs.score_output}
 
     job = pipeline_with_components_from_yaml(
-        training_input=Input(type="uri_folder", path=parent_dir + "/data/"),
-        training_max_epochs=7)
+        training_input=Input(type="uri_folder", path=parent_dir + "/data/"), training_max_epochs=7
+    )
     job.settings.default_compute = "cpu-cluster"
     job.outputs.scored_data.path = "./scored"
     assert job.jobs["score_with_sample_data"].component == str(sources / "score_data.yml")
     assert parajob.load(job.dump(sources / "p.yml")) == job
     result = parajob.run(job, run_dir=sources / "run")
     assert result.status == "succeeded", result.reason
-    assert (sources / "scored" / "scored.txt").read_text(encoding="utf-8") == \
-        "7 1.8 time-based 4"
+    assert (sources / "scored" / "scored.txt").read_text(encoding="utf-8") == "7 1.8 time-based 4"
 
     with pytest.raises(ValidationError, match="found StringIO"):
         parajob.load_component(source=io.StringIO(SCORE_COMPONENT))
@@ -321,8 +347,7 @@ def test_printing_a_component_or_a_node_shows_its_yaml(sources: Path) -> None:
 
 
 # -- a sub-pipeline (the SDK makes it a pipeline component node) --------------------------------
-def test_a_pipeline_function_called_inside_another_is_refused_not_dropped(
-        sources: Path) -> None:
+def test_a_pipeline_function_called_inside_another_is_refused_not_dropped(sources: Path) -> None:
     """The inner pipeline's steps were silently left out, and binding to its outputs
     crashed the YAML dump with yaml's RepresenterError (a traceback from parajob)."""
     score = scorer()
@@ -337,8 +362,11 @@ def test_a_pipeline_function_called_inside_another_is_refused_not_dropped(
         sub = inner()
         score(data=sub.outputs.scores, model=Input(path="./model"))
 
-    with pytest.raises(ValidationError, match=r"inner\(\): a dsl.pipeline function called "
-                                              "inside another one"):
+    with pytest.raises(
+        ValidationError,
+        match=r"inner\(\): a dsl.pipeline function called "
+        "inside another one",
+    ):
         outer()
     assert list(inner().jobs) == ["first"]  # the failed build left no builder behind
 
@@ -348,8 +376,7 @@ def test_a_pipeline_function_called_inside_another_is_refused_not_dropped(
     def after() -> None:
         score(data=built.outputs.scores, model=Input(path="./model"))
 
-    with pytest.raises(ValidationError, match="input 'data' is bound to an Output "
-                                              "declaration"):
+    with pytest.raises(ValidationError, match="input 'data' is bound to an Output declaration"):
         after().to_yaml()
 
 
@@ -365,12 +392,10 @@ def test_serial_with_stream_runs_fn_in_this_process_in_the_streams_thread() -> N
     with parajob.map_batches(where, [1, 2, 3], serial=True, stream=True) as stream:
         streamed = list(stream)
     assert streamed == [(os.getpid(), False)] * 3
-    assert parajob.map_batches(where, [1, 2, 3], serial=True).results == \
-        [(os.getpid(), True)] * 3
+    assert parajob.map_batches(where, [1, 2, 3], serial=True).results == [(os.getpid(), True)] * 3
 
 
-def test_a_stopped_map_names_map_batches_to_finish_it_never_parajob_run(
-        tmp_path: Path) -> None:
+def test_a_stopped_map_names_map_batches_to_finish_it_never_parajob_run(tmp_path: Path) -> None:
     """The reason said "resume with: parajob run --resume <folder>": a map's folder has no
     pipeline for the CLI, and a temporary one (in-memory items) cannot be resumed at all."""
     make_files(tmp_path / "in", 3)
@@ -386,8 +411,9 @@ def test_a_stopped_map_names_map_batches_to_finish_it_never_parajob_run(
     hint = f"resume with: map_batches(fn, {folder!r}, run_dir={run_dir!r}, resume=True)"
     assert str(cancelled.value).endswith(hint)
     assert "parajob run" not in str(cancelled.value.run.to_dict())
-    result = parajob.map_batches(lambda batch: [os.path.basename(p) for p in batch], folder,
-                                 run_dir=run_dir, resume=True)
+    result = parajob.map_batches(
+        lambda batch: [os.path.basename(p) for p in batch], folder, run_dir=run_dir, resume=True
+    )
     assert result.results == ["f00000.txt", "f00001.txt", "f00002.txt"]
 
 
@@ -415,17 +441,20 @@ def test_naming_a_node_output_names_its_asset_not_its_port(sources: Path) -> Non
     assert (first.port_name, first.name, first.version) == ("scores", "my_scores", "1")
     tree = job._to_dict()
     assert tree["jobs"]["first"]["outputs"]["scores"] == {
-        "type": "uri_file", "name": "my_scores", "version": "1"}
-    assert tree["jobs"]["second"]["inputs"]["data"]["path"] == \
-        "${{parent.jobs.first.outputs.scores}}"
+        "type": "uri_file",
+        "name": "my_scores",
+        "version": "1",
+    }
+    assert (
+        tree["jobs"]["second"]["inputs"]["data"]["path"] == "${{parent.jobs.first.outputs.scores}}"
+    )
     # returned as a pipeline output, the name goes with the other settings (the SDK's
     # copy_output_setting copies path, name and version)
     assert tree["outputs"]["kept_scores"] == {"type": "uri_file", "name": "kept"}
     assert parajob.load(job.dump(sources / "p.yml")) == job
 
 
-def test_a_setting_set_that_is_not_modelled_is_written_and_named_not_dropped(
-        sources: Path) -> None:
+def test_a_setting_set_that_is_not_modelled_is_written_and_named_not_dropped(sources: Path) -> None:
     """``job.settings.on_init = "setup"`` (an SDK PipelineJobSettings field) vanished from
     the YAML; now it is written, and validation names it as it names it in a YAML."""
     setup = parajob.command(name="setup", command="echo setup")
@@ -433,8 +462,7 @@ def test_a_setting_set_that_is_not_modelled_is_written_and_named_not_dropped(
     job.settings.on_init = "setup"
     job.settings.continue_on_step_failure = True
     assert job.settings.on_init == "setup"
-    assert job._to_dict()["settings"] == {"continue_on_step_failure": True,
-                                          "on_init": "setup"}
+    assert job._to_dict()["settings"] == {"continue_on_step_failure": True, "on_init": "setup"}
     with pytest.raises(SpecError, match=r"settings\.on_init: unknown key 'on_init'"):
         parajob.load(job.to_yaml(), base_dir=sources)
     retry = parajob.parallel.RetrySettings(max_retries=1)

@@ -115,9 +115,12 @@ def test_stopped_step_elapsed_ends_when_its_driver_last_wrote(tmp_path: Path) ->
     # start until now, so a run killed after 2 s read "elapsed: 3600 s" an hour later.
     write_job(tmp_path, SLOW, files=40, mini_batch_size=1)
     run_dir = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                               "--run-dir", str(run_dir)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     timeline_file = run_dir / "step" / "logs" / "sys" / "job_report" / "attempts_timeline.bin"
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not (timeline_file.exists() and timeline_file.stat().st_size > 0):
@@ -145,12 +148,16 @@ def test_running_command_step_is_shown_as_one(tmp_path: Path) -> None:
     # A command step has no settings.json: while it ran, show called it "(parallel):
     # UNKNOWN", with "settings: (not recorded: a run of an older parajob)".
     (tmp_path / "pipeline.yml").write_text(
-        "type: pipeline\njobs:\n  prep:\n    type: command\n"
-        "    command: echo hello; sleep 60\n", encoding="utf-8")
+        "type: pipeline\njobs:\n  prep:\n    type: command\n    command: echo hello; sleep 60\n",
+        encoding="utf-8",
+    )
     run_dir = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml",
-                               "--run-dir", str(run_dir)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         log = run_dir / "prep" / "logs" / "user" / "std_log.txt"
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -174,11 +181,18 @@ def test_step_being_planned_is_starting_not_an_older_run(tmp_path: Path) -> None
     (run_dir / "step" / "logs").mkdir(parents=True)
     (run_dir / "parajob-run.json").write_text('{"pipeline": "p.yml"}', encoding="utf-8")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys\n"
-         f"f = open({str(run_dir / '.parajob.lock')!r}, 'w')\n"
-         "f.write(str(os.getpid())); f.flush(); fcntl.flock(f, fcntl.LOCK_EX)\n"
-         "print('locked', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"f = open({str(run_dir / '.parajob.lock')!r}, 'w')\n"
+            "f.write(str(os.getpid())); f.flush(); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         shown = run_cli("show", str(run_dir), cwd=tmp_path)
@@ -217,8 +231,11 @@ def test_crashed_attempt_says_why_not_its_outermost_frame(tmp_path: Path) -> Non
     # Its frames below the user's (parajob's worker loop) are left out, as from a traceback.
     assert "parajob/runtime" not in failure["traceback"], failure["traceback"]
     assert "parajob/runtime" not in result.job_result(), result.job_result()
-    rows = (result.step_dir() / "logs" / "sys" / "job_report"
-            / "processed_mini-batches.csv").read_text().splitlines()
+    rows = (
+        (result.step_dir() / "logs" / "sys" / "job_report" / "processed_mini-batches.csv")
+        .read_text()
+        .splitlines()
+    )
     crashed = [r for r in rows if ",crashed," in r]
     assert len(crashed) == 2 and all("worker killed by SIGSEGV" in r for r in crashed), rows
     assert not any("worker_main" in r for r in rows), rows
@@ -237,8 +254,7 @@ def run(mini_batch):
 
 
 @pytest.mark.parametrize("program_arguments", ["", "--profiling_module cProfile"])
-def test_run_traceback_starts_at_the_entry_script(tmp_path: Path,
-                                                  program_arguments: str) -> None:
+def test_run_traceback_starts_at_the_entry_script(tmp_path: Path, program_arguments: str) -> None:
     # The traceback of a failed run() began with parajob's own frames (worker.py _run_one;
     # with --profiling_module also profiling.py and cProfile.py's runcall): noise above
     # the user's frame in job_result.txt, job_error.txt, logs/user/error and show.
@@ -246,9 +262,13 @@ def test_run_traceback_starts_at_the_entry_script(tmp_path: Path,
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     error_log = next((result.step_dir() / "logs" / "user" / "error").rglob("*.txt"))
-    for text in (result.job_result(), (result.step_dir() / "logs" / "job_error.txt")
-                 .read_text(), error_log.read_text(), result.stdout):
-        tb = text[text.index("Traceback (most recent call last):"):]
+    for text in (
+        result.job_result(),
+        (result.step_dir() / "logs" / "job_error.txt").read_text(),
+        error_log.read_text(),
+        result.stdout,
+    ):
+        tb = text[text.index("Traceback (most recent call last):") :]
         first_frame = tb.splitlines()[1]
         assert "entry.py" in first_frame and "in run" in first_frame, tb
         assert "ValueError: cannot parse f00004.txt" in tb
@@ -260,7 +280,7 @@ def test_init_traceback_starts_at_the_entry_script(tmp_path: Path) -> None:
     result = run_job(tmp_path)
     assert result.returncode == 1
     for text in (result.job_result(), result.stderr):
-        tb = text[text.index("Traceback (most recent call last):"):]
+        tb = text[text.index("Traceback (most recent call last):") :]
         first_frame = tb.splitlines()[1]
         assert "entry.py" in first_frame and "in init" in first_frame, tb
         assert "parajob/runtime" not in tb.split("RuntimeError: model file")[0], tb
@@ -281,14 +301,23 @@ def test_show_of_a_step_folder_names_the_run_folder(tmp_path: Path) -> None:
 def test_show_lists_the_program_arguments_the_step_ran_with(tmp_path: Path) -> None:
     # The resolved settings left out task.program_arguments, so show did not say what
     # --resource_monitor_interval (or --profiling_module ...) a step ran with.
-    write_job(tmp_path, ECHO_SCRIPT, files=4,
-              program_arguments="--resource_monitor_interval 1 --copy_logs_to_parent True")
+    write_job(
+        tmp_path,
+        ECHO_SCRIPT,
+        files=4,
+        program_arguments="--resource_monitor_interval 1 --copy_logs_to_parent True",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
     line = next(x for x in shown.stdout.splitlines() if "program_arguments" in x)
-    assert line.split() == ["program_arguments", "--resource_monitor_interval", "1",
-                            "--copy_logs_to_parent", "True"], line
+    assert line.split() == [
+        "program_arguments",
+        "--resource_monitor_interval",
+        "1",
+        "--copy_logs_to_parent",
+        "True",
+    ], line
     report = tmp_path / "report.html"
     run_cli("show", "--html", str(result.run_dir), "-o", str(report), cwd=tmp_path)
     assert "--resource_monitor_interval 1 --copy_logs_to_parent True" in report.read_text()

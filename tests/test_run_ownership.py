@@ -62,15 +62,20 @@ NAMES = [f"f{i:05d}.txt" for i in range(N_FILES)]
 def _job(tmp: Path, **env: int) -> Path:
     (tmp / "markers").mkdir(exist_ok=True)
     extra = f"environment_variables:\n  MARKERS: {tmp / 'markers'}\n" + "".join(
-        f"  {k}: '{v}'\n" for k, v in env.items())
+        f"  {k}: '{v}'\n" for k, v in env.items()
+    )
     return write_job(tmp, SCRIPT, files=N_FILES, mini_batch_size=1, extra_step=extra)
 
 
-def _start(tmp: Path, *args: str,
-           env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "parajob", *args], cwd=tmp, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
+def _start(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "parajob", *args],
+        cwd=tmp,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -109,8 +114,9 @@ def _kill_half_way(tmp: Path) -> None:
 
 
 @pytest.mark.parametrize("first_is_a_resume", [False, True])
-def test_a_second_driver_on_a_running_folder_is_refused(tmp_path: Path,
-                                                        first_is_a_resume: bool) -> None:
+def test_a_second_driver_on_a_running_folder_is_refused(
+    tmp_path: Path, first_is_a_resume: bool
+) -> None:
     if first_is_a_resume:  # two resumes at once
         _kill_half_way(tmp_path)
         # The resume holds the last mini-batch; told by the driver's environment, which the
@@ -120,8 +126,11 @@ def test_a_second_driver_on_a_running_folder_is_refused(tmp_path: Path,
         _job(tmp_path, BLOCK_AT=7)
         first = _start(tmp_path, "run", "pipeline.yml", "--run-dir", "run")
     _wait_for(tmp_path / "markers" / "blocked", first)
-    for second in (("run", "--resume", "run"), ("run", "pipeline.yml", "--run-dir", "run"),
-                   ("job", "create", "--file", "pipeline.yml", "--run-dir", "run")):
+    for second in (
+        ("run", "--resume", "run"),
+        ("run", "pipeline.yml", "--run-dir", "run"),
+        ("job", "create", "--file", "pipeline.yml", "--run-dir", "run"),
+    ):
         proc = run_cli(*second, cwd=tmp_path)
         assert proc.returncode == 2, (second, proc.stdout, proc.stderr)
         assert f"in use by pid {first.pid}" in proc.stderr, proc.stderr
@@ -135,8 +144,7 @@ def test_a_second_driver_on_a_running_folder_is_refused(tmp_path: Path,
     assert _output(tmp_path) == NAMES
 
 
-def test_a_sigkilled_driver_frees_its_folder_even_if_a_grandchild_lives_on(
-        tmp_path: Path) -> None:
+def test_a_sigkilled_driver_frees_its_folder_even_if_a_grandchild_lives_on(tmp_path: Path) -> None:
     # The grandchild was forked by run() and outlives the workers: had the worker kept the
     # lock's file description open, the grandchild would hold the folder now.
     _job(tmp_path, FORK_AT=3, KILL_AT=10)
@@ -151,9 +159,12 @@ def test_a_sigkilled_driver_frees_its_folder_even_if_a_grandchild_lives_on(
 
 
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path: Path) -> None:
-    write_job(tmp_path, "import os\ndef run(mini_batch):\n"
-              "    return [os.path.basename(p) for p in mini_batch]\n", files=6,
-              mini_batch_size=1)
+    write_job(
+        tmp_path,
+        "import os\ndef run(mini_batch):\n    return [os.path.basename(p) for p in mini_batch]\n",
+        files=6,
+        mini_batch_size=1,
+    )
     # Start just after a second begins, so that on a slow machine the three still get the
     # same ./runs/pipeline-<second> name (the collision this guards against).
     while time.time() % 1 > 0.2:
@@ -275,37 +286,54 @@ transformations:
       header: all_files_same_headers
 """
 
-PATH_KEYS_MLTABLE = CSV_MLTABLE + """\
+PATH_KEYS_MLTABLE = (
+    CSV_MLTABLE
+    + """\
       include_path_column: true
   - extract_columns_from_partition_format:
       partition_format: "{Store}/{file_name}.{extension}"
   - drop_columns: [Path, file_name, extension]
 """
+)
 
 
 def _csv(store: int) -> str:
     return "k,v\n" + "".join(f"{i % 3},{store * 100 + i}\n" for i in range(30))
 
 
-@pytest.mark.parametrize("kind", ["table", "table_by_path_keys", "table_by_column_keys",
-                                  "folder_by_keys"])
+@pytest.mark.parametrize(
+    "kind", ["table", "table_by_path_keys", "table_by_column_keys", "folder_by_keys"]
+)
 def test_resume_after_a_table_or_partition_input_changed(tmp_path: Path, kind: str) -> None:
     from test_table_jobs import write_table_job
 
     files = {f"{s}/part.csv": _csv(s) for s in range(1, 4)}
     if kind == "folder_by_keys":
         files = {f"Store={s}/part.csv": _csv(s) for s in range(1, 4)}
-        write_job(tmp_path, TABLE_SCRIPT, files=0, mini_batch_size=1,
-                  extra_step="partition_keys: [Store]\n")
+        write_job(
+            tmp_path,
+            TABLE_SCRIPT,
+            files=0,
+            mini_batch_size=1,
+            extra_step="partition_keys: [Store]\n",
+        )
         for name, text in files.items():
             (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "data" / name).write_text(text)
     else:
-        mltable, extra = {"table": (CSV_MLTABLE, ""),
-                          "table_by_path_keys": (PATH_KEYS_MLTABLE, "partition_keys: [Store]\n"),
-                          "table_by_column_keys": (CSV_MLTABLE, "partition_keys: [k]\n")}[kind]
-        write_table_job(tmp_path, mltable, files, TABLE_SCRIPT, extra_step=extra,
-                        mini_batch_size=None if extra else "10kb")
+        mltable, extra = {
+            "table": (CSV_MLTABLE, ""),
+            "table_by_path_keys": (PATH_KEYS_MLTABLE, "partition_keys: [Store]\n"),
+            "table_by_column_keys": (CSV_MLTABLE, "partition_keys: [k]\n"),
+        }[kind]
+        write_table_job(
+            tmp_path,
+            mltable,
+            files,
+            TABLE_SCRIPT,
+            extra_step=extra,
+            mini_batch_size=None if extra else "10kb",
+        )
     first = run_job(tmp_path)
     assert first.returncode == 0, first.stderr
     changed = next((tmp_path / "data").glob("*2/part.csv"))
@@ -354,12 +382,14 @@ jobs:
 
 
 def test_resume_in_a_later_step_does_not_see_the_earlier_steps_output_as_changed(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # The first step is finished again on resume (all its mini-batches journalled): its
     # output must keep its identity, or the second step would be refused as "changed".
     _job(tmp_path)
     (tmp_path / "pipeline.yml").write_text(
-        TWO_STEPS.replace("MARKERS_DIR", str(tmp_path / "markers")))
+        TWO_STEPS.replace("MARKERS_DIR", str(tmp_path / "markers"))
+    )
     first = run_cli("run", "pipeline.yml", "--run-dir", "run", cwd=tmp_path)
     assert first.returncode == -signal.SIGKILL, first.stderr
     resumed = run_cli("run", "--resume", "run", cwd=tmp_path)

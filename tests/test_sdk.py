@@ -44,8 +44,10 @@ def seed_iris_with_the_sdk() -> parajob.Pipeline:
     score = parallel_run_function(
         name="batch_prediction",
         compute="azureml:cpu-cluster",
-        inputs=dict(input_data=Input(type="mltable", mode="direct"),
-                    score_model=Input(type="uri_folder", mode="download")),
+        inputs=dict(
+            input_data=Input(type="mltable", mode="direct"),
+            score_model=Input(type="uri_folder", mode="download"),
+        ),
         outputs=dict(job_output_file=Output(type="uri_file", mode="rw_mount")),
         input_data="${{inputs.input_data}}",
         mini_batch_size="10kb",
@@ -57,32 +59,39 @@ def seed_iris_with_the_sdk() -> parajob.Pipeline:
         task=RunFunction(
             code="./script",
             entry_script="iris_prediction.py",
-            environment=dict(name="prs-env", version=1,
-                             image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
-                             conda_file="./environment/environment_parallel.yml"),
+            environment=dict(
+                name="prs-env",
+                version=1,
+                image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
+                conda_file="./environment/environment_parallel.yml",
+            ),
             program_arguments="--model ${{inputs.score_model}} --error_threshold 5 "
-                              "--allowed_failed_percent 30 --task_overhead_timeout 1200 "
-                              "--progress_update_timeout 600 --first_task_creation_timeout 600 "
-                              "--copy_logs_to_parent True --resource_monitor_interva 20",
+            "--allowed_failed_percent 30 --task_overhead_timeout 1200 "
+            "--progress_update_timeout 600 --first_task_creation_timeout 600 "
+            "--copy_logs_to_parent True --resource_monitor_interva 20",
             append_row_to="${{outputs.job_output_file}}",
         ),
     )
 
-    @dsl.pipeline(display_name="iris-batch-prediction-using-parallel",
-                  description="The hello world pipeline job with inline parallel job",
-                  tags={"tag": "tagvalue", "owner": "sdkteam"},
-                  default_compute="azureml:cpu-cluster")
+    @dsl.pipeline(
+        display_name="iris-batch-prediction-using-parallel",
+        description="The hello world pipeline job with inline parallel job",
+        tags={"tag": "tagvalue", "owner": "sdkteam"},
+        default_compute="azureml:cpu-cluster",
+    )
     def iris() -> None:
         batch_prediction = score(  # noqa: F841 (the variable names the node)
             input_data=Input(type="mltable", path="./neural-iris-mltable", mode="direct"),
-            score_model=Input(type="uri_folder", path="./iris-model", mode="download"))
+            score_model=Input(type="uri_folder", path="./iris-model", mode="download"),
+        )
 
     return iris()
 
 
 # -- the seed's iris job --------------------------------------------------------------------
 def test_seed_iris_built_with_the_sdk_equals_the_yaml_and_gives_the_same_output(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = copy_iris(tmp_path)
     monkeypatch.chdir(folder)
     job = seed_iris_with_the_sdk()
@@ -103,8 +112,9 @@ def test_seed_iris_built_with_the_sdk_equals_the_yaml_and_gives_the_same_output(
     assert rows == output_rows(tmp_path / "a", out)
 
 
-def test_yaml_text_round_trip_gives_an_equal_entity(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_text_round_trip_gives_an_equal_entity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = copy_iris(tmp_path)
     monkeypatch.chdir(folder)
     job = seed_iris_with_the_sdk()
@@ -125,12 +135,20 @@ def test_azure_sdk_example_runs_with_only_its_imports_changed(tmp_path: Path) ->
     folder = copy_iris(tmp_path)
     shutil.copy(DATA / "sdk" / "iris_batch_prediction.py", folder / "iris_sdk.py")
     build = subprocess.run(
-        [sys.executable, "-c", "import runpy; "
-         "runpy.run_path('iris_sdk.py')['my_job'].dump('sdk.yml')"],
-        cwd=folder, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import runpy; runpy.run_path('iris_sdk.py')['my_job'].dump('sdk.yml')",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert build.returncode == 0, build.stderr
     assert "parallel_train:" in build.stdout  # print(my_job) shows the YAML
-    (folder / "by_hand.yml").write_text(textwrap.dedent("""\
+    (folder / "by_hand.yml").write_text(
+        textwrap.dedent("""\
         type: pipeline
         display_name: parallel job for iris batch inferencing
         settings:
@@ -180,7 +198,9 @@ def test_azure_sdk_example_runs_with_only_its_imports_changed(tmp_path: Path) ->
                 --task_overhead_timeout 1200 --progress_update_timeout 600
                 --resource_monitor_interval 20
               append_row_to: ${{outputs.job_output_file}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     # The same pipeline, but for the trailing space the SDK example's arguments end with.
     sdk = parajob.load(folder / "sdk.yml")
     task = sdk.jobs["parallel_train"].task
@@ -191,40 +211,62 @@ def test_azure_sdk_example_runs_with_only_its_imports_changed(tmp_path: Path) ->
     for name in ("sdk", "by_hand"):
         proc = run_cli("run", f"{name}.yml", "--run-dir", str(tmp_path / name), cwd=folder)
         assert proc.returncode == 0, proc.stderr
-        runs[name] = output_rows(tmp_path / name, "datastores/workspaceblobstore/${name}/"
-                                 "my_append_outputaggregated_returns.csv")
+        runs[name] = output_rows(
+            tmp_path / name,
+            "datastores/workspaceblobstore/${name}/my_append_outputaggregated_returns.csv",
+        )
     assert len(runs["sdk"]) == 600
     assert runs["sdk"] == runs["by_hand"]
 
 
 def test_azure_mnist_example_with_load_component_runs_with_only_its_imports_changed(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """azureml-examples' mnist notebook: a command component file (load_component) feeding
     a parallel_run_function node."""
     shutil.copytree(DATA / "pipelines" / "mnist", tmp_path / "mnist")
     folder = tmp_path / "mnist"
     shutil.copy(DATA / "sdk" / "mnist_batch_prediction.py", folder / "mnist_sdk.py")
     build = subprocess.run(
-        [sys.executable, "-c", "import runpy; "
-         "runpy.run_path('mnist_sdk.py')['my_job'].dump('sdk.yml')"],
-        cwd=folder, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import runpy; runpy.run_path('mnist_sdk.py')['my_job'].dump('sdk.yml')",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert build.returncode == 0, build.stderr
     job = parajob.load(folder / "sdk.yml")
     assert list(job.jobs) == ["prepare_data", "predict_digits_mnist"]
     assert job.jobs["prepare_data"].component == "./script/prepare_data.yml"
     proc = run_cli("run", "sdk.yml", "--run-dir", str(tmp_path / "run"), cwd=folder)
     assert proc.returncode == 0, proc.stderr
-    rows = (tmp_path / "run" / "datastores" / "workspaceblobstore" / "${name}" /
-            "aggregated_returns.csv").read_text().splitlines()
+    rows = (
+        (
+            tmp_path
+            / "run"
+            / "datastores"
+            / "workspaceblobstore"
+            / "${name}"
+            / "aggregated_returns.csv"
+        )
+        .read_text()
+        .splitlines()
+    )
     # "<file> <digit> <model> <AZUREML_PARALLEL_EXAMPLE> <worker>", in input order
     assert [r.split()[:4] for r in rows] == [
-        [f"digit{i:02d}.png", str(i % 10), "digits-v1", "3a_sdk"] for i in range(12)]
+        [f"digit{i:02d}.png", str(i % 10), "digits-v1", "3a_sdk"] for i in range(12)
+    ]
 
 
 # -- command node feeding a parallel node ---------------------------------------------------
 def write_two_step_sources(tmp: Path) -> None:
     (tmp / "prep").mkdir()
-    (tmp / "prep" / "prep.py").write_text(textwrap.dedent("""\
+    (tmp / "prep" / "prep.py").write_text(
+        textwrap.dedent("""\
         import os, sys
         out = sys.argv[sys.argv.index("--out") + 1]
         n = int(sys.argv[sys.argv.index("--n") + 1])
@@ -232,27 +274,37 @@ def write_two_step_sources(tmp: Path) -> None:
         for i in range(n):
             with open(os.path.join(out, f"f{i:03d}.txt"), "w") as f:
                 f.write(f"item {i}\\n")
-        """))
+        """)
+    )
     (tmp / "src").mkdir()
-    (tmp / "src" / "entry.py").write_text(textwrap.dedent("""\
+    (tmp / "src" / "entry.py").write_text(
+        textwrap.dedent("""\
         import os
 
         def run(mini_batch):
             return [os.path.basename(p) + " " + open(p).read().strip() for p in mini_batch]
-        """))
+        """)
+    )
 
 
 def two_step_pipeline() -> parajob.Pipeline:
     prepare = parajob.command(
-        name="prepare", command="python prep.py --out ${{outputs.files}} --n ${{inputs.n}}",
-        code="./prep", inputs={"n": Input(type="integer", default=3)},
-        outputs={"files": Output(type="uri_folder")}, environment="azureml:sklearn-env:1")
+        name="prepare",
+        command="python prep.py --out ${{outputs.files}} --n ${{inputs.n}}",
+        code="./prep",
+        inputs={"n": Input(type="integer", default=3)},
+        outputs={"files": Output(type="uri_folder")},
+        environment="azureml:sklearn-env:1",
+    )
     score = parallel_run_function(
-        name="score", inputs={"data": Input(type="uri_folder")},
-        outputs={"lines": Output(type="uri_file")}, input_data="${{inputs.data}}",
-        mini_batch_size="2", max_concurrency_per_instance=2,
-        task=RunFunction(code="./src", entry_script="entry.py",
-                         append_row_to="${{outputs.lines}}"))
+        name="score",
+        inputs={"data": Input(type="uri_folder")},
+        outputs={"lines": Output(type="uri_file")},
+        input_data="${{inputs.data}}",
+        mini_batch_size="2",
+        max_concurrency_per_instance=2,
+        task=RunFunction(code="./src", entry_script="entry.py", append_row_to="${{outputs.lines}}"),
+    )
 
     @dsl.pipeline(description="prepare then score")
     def two_steps(count: int = 5) -> dict[str, Any]:
@@ -265,7 +317,8 @@ def two_step_pipeline() -> parajob.Pipeline:
 
 
 def test_dsl_pipeline_with_a_command_node_feeding_a_parallel_node_runs(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_two_step_sources(tmp_path)
     monkeypatch.chdir(tmp_path)
     job = two_step_pipeline()
@@ -301,13 +354,15 @@ def test_a_loaded_pipeline_with_component_files_dumps_elsewhere_and_runs(tmp_pat
 
 
 def test_a_single_parallel_job_loads_as_a_one_step_pipeline_with_its_set_edits(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     make_files(tmp_path / "data", 6)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text("def run(mini_batch):\n    return mini_batch\n")
     (tmp_path / "other").mkdir()
     make_files(tmp_path / "other", 4)
-    (tmp_path / "score.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "score.yml").write_text(
+        textwrap.dedent("""\
         $schema: https://azuremlschemas.azureedge.net/latest/parallelJob.schema.json
         type: parallel
         inputs:
@@ -318,13 +373,18 @@ def test_a_single_parallel_job_loads_as_a_one_step_pipeline_with_its_set_edits(
         mini_batch_size: "3"
         task: {type: run_function, code: ./src, entry_script: entry.py,
                append_row_to: "${{outputs.out}}"}
-        """))
-    job = parajob.load(tmp_path / "score.yml",
-                       set=["mini_batch_size=1", "inputs.data.path=./other"],
-                       datastores={"blob": "./blob"})
+        """)
+    )
+    job = parajob.load(
+        tmp_path / "score.yml",
+        set=["mini_batch_size=1", "inputs.data.path=./other"],
+        datastores={"blob": "./blob"},
+    )
     assert list(job.jobs) == ["score"]  # named after the file, as the CLI names it
-    assert job.overrides == ("jobs.score.mini_batch_size=1",
-                             f"jobs.score.inputs.data.path={tmp_path / 'other'}")
+    assert job.overrides == (
+        "jobs.score.mini_batch_size=1",
+        f"jobs.score.inputs.data.path={tmp_path / 'other'}",
+    )
     assert job.datastores == {"blob": Path.cwd() / "blob"}
     assert job.jobs["score"].mini_batch_size == "3"  # the edits are not applied to the entity
     text = (tmp_path / "score.yml").read_text()
@@ -341,7 +401,8 @@ def test_a_single_parallel_job_loads_as_a_one_step_pipeline_with_its_set_edits(
 
 
 def test_load_of_a_bad_yaml_raises_spec_error_with_its_diagnostics_and_prints_nothing(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text("def run(mini_batch):\n    return mini_batch\n")
     text = textwrap.dedent("""\
@@ -368,9 +429,12 @@ def test_load_of_a_bad_yaml_raises_spec_error_with_its_diagnostics_and_prints_no
 # -- validation, with the SDK's messages ------------------------------------------------------
 def _comp() -> Any:
     return parallel_run_function(
-        name="score", inputs={"data": Input(type="uri_folder")},
-        outputs={"lines": Output(type="uri_file")}, input_data="${{inputs.data}}",
-        task=RunFunction(code="./src", entry_script="entry.py"))
+        name="score",
+        inputs={"data": Input(type="uri_folder")},
+        outputs={"lines": Output(type="uri_file")},
+        input_data="${{inputs.data}}",
+        task=RunFunction(code="./src", entry_script="entry.py"),
+    )
 
 
 def _bad_return() -> None:
@@ -405,44 +469,83 @@ def _missing_input() -> None:
 
 
 SDK_MESSAGES = [
-    (lambda: Input(type="integer", path="./x"), "path",
-     "Invalid parameter for 'integer' Input, parameter 'path' should be None but got './x'"),
-    (lambda: Input(type="uri_folder", default="a"), "default",
-     "Default value of Input cannot be set: Non-primitive type Input has no default value."),
-    (lambda: Input(type="integer", default="abc"), "default",
-     "Default value of Input cannot be parsed, got 'abc', type = <class 'str'>."),
-    (lambda: Input(type="integer", default=[1]), "default",
-     "Default value of Input cannot be set: type must be one of ['boolean', 'integer', "
-     "'number', 'string'], got '<class 'list'>'."),
-    (lambda: parallel_run_function(task=RunFunction(code="./s", entry_script="e.py"),
-                                   mini_batch_size="10 kb"), "mini_batch_size",
-     r"Parameter mini_batch_size must follow regex rule ^\d+([kKmMgG][bB])*$"),
-    (lambda: parallel_run_function(task=RunFunction(code="./s", entry_script="e.py"),
-                                   retry_settings=5), "retry_settings",
-     "Expecting (<class 'dict'>, <class 'parajob.entities.settings.RetrySettings'>) for "
-     "retry_settings, got <class 'int'> instead."),
-    (lambda: parallel_run_function(task=RunFunction(code="./s", entry_script="e.py"),
-                                   logging_level=10), "logging_level",
-     "Expecting <class 'str'> for logging_level, got <class 'int'> instead."),
-    (lambda: _comp()(dataa=Input(path="./d")), "dataa",
-     "score() got an unexpected keyword argument 'dataa', valid keywords: 'data'."),
-    (lambda: _comp().outputs.line, "line",
-     "Got an unexpected attribute 'line', valid attributes: 'lines'."),
-    (_bad_return, None, "The return type of dsl.pipeline decorated function should be a "
-     "mapping from output name to a node's output (node.outputs.<name>) with owner."),
-    (_bad_name, "name", "Invalid node name found: 'Bad-Name'. Node name must start with a "
-     "lower letter or underscore, and can only contain lower letters, numbers and "
-     "underscore."),
+    (
+        lambda: Input(type="integer", path="./x"),
+        "path",
+        "Invalid parameter for 'integer' Input, parameter 'path' should be None but got './x'",
+    ),
+    (
+        lambda: Input(type="uri_folder", default="a"),
+        "default",
+        "Default value of Input cannot be set: Non-primitive type Input has no default value.",
+    ),
+    (
+        lambda: Input(type="integer", default="abc"),
+        "default",
+        "Default value of Input cannot be parsed, got 'abc', type = <class 'str'>.",
+    ),
+    (
+        lambda: Input(type="integer", default=[1]),
+        "default",
+        "Default value of Input cannot be set: type must be one of ['boolean', 'integer', "
+        "'number', 'string'], got '<class 'list'>'.",
+    ),
+    (
+        lambda: parallel_run_function(
+            task=RunFunction(code="./s", entry_script="e.py"), mini_batch_size="10 kb"
+        ),
+        "mini_batch_size",
+        r"Parameter mini_batch_size must follow regex rule ^\d+([kKmMgG][bB])*$",
+    ),
+    (
+        lambda: parallel_run_function(
+            task=RunFunction(code="./s", entry_script="e.py"), retry_settings=5
+        ),
+        "retry_settings",
+        "Expecting (<class 'dict'>, <class 'parajob.entities.settings.RetrySettings'>) for "
+        "retry_settings, got <class 'int'> instead.",
+    ),
+    (
+        lambda: parallel_run_function(
+            task=RunFunction(code="./s", entry_script="e.py"), logging_level=10
+        ),
+        "logging_level",
+        "Expecting <class 'str'> for logging_level, got <class 'int'> instead.",
+    ),
+    (
+        lambda: _comp()(dataa=Input(path="./d")),
+        "dataa",
+        "score() got an unexpected keyword argument 'dataa', valid keywords: 'data'.",
+    ),
+    (
+        lambda: _comp().outputs.line,
+        "line",
+        "Got an unexpected attribute 'line', valid attributes: 'lines'.",
+    ),
+    (
+        _bad_return,
+        None,
+        "The return type of dsl.pipeline decorated function should be a "
+        "mapping from output name to a node's output (node.outputs.<name>) with owner.",
+    ),
+    (
+        _bad_name,
+        "name",
+        "Invalid node name found: 'Bad-Name'. Node name must start with a "
+        "lower letter or underscore, and can only contain lower letters, numbers and "
+        "underscore.",
+    ),
     (_missing_input, "data", "p() missing 1 required positional argument(s): 'data'."),
-    (_var_args, "inputs", "'p': dsl pipeline does not accept *args or **kwargs as "
-     "parameters."),
+    (_var_args, "inputs", "'p': dsl pipeline does not accept *args or **kwargs as parameters."),
 ]
 
 
-@pytest.mark.parametrize(("build", "parameter", "message"), SDK_MESSAGES,
-                         ids=[m[2][:40] for m in SDK_MESSAGES])
-def test_bad_parameters_raise_the_sdk_message(build: Any, parameter: str | None,
-                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("build", "parameter", "message"), SDK_MESSAGES, ids=[m[2][:40] for m in SDK_MESSAGES]
+)
+def test_bad_parameters_raise_the_sdk_message(
+    build: Any, parameter: str | None, message: str
+) -> None:
     with pytest.raises(ValidationError) as caught:
         build()
     assert str(caught.value) == message
@@ -460,16 +563,24 @@ def test_a_pipeline_made_directly_names_its_steps_by_their_keys(tmp_path: Path) 
 
 
 def test_cluster_settings_are_written_and_recorded_without_effect(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_files(tmp_path / "data", 3)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text("def run(mini_batch):\n    return mini_batch\n")
     monkeypatch.chdir(tmp_path)
     comp = parallel_run_function(
-        name="score", inputs={"data": Input(type="uri_folder", path="./data")},
-        input_data="${{inputs.data}}", compute="gpu-cluster", instance_type="Standard_NC6",
-        docker_args="--ipc=host", shm_size="2g", identity={"type": "managed"},
-        is_deterministic=False, task=RunFunction(code="./src", entry_script="entry.py"))
+        name="score",
+        inputs={"data": Input(type="uri_folder", path="./data")},
+        input_data="${{inputs.data}}",
+        compute="gpu-cluster",
+        instance_type="Standard_NC6",
+        docker_args="--ipc=host",
+        shm_size="2g",
+        identity={"type": "managed"},
+        is_deterministic=False,
+        task=RunFunction(code="./src", entry_script="entry.py"),
+    )
 
     @dsl.pipeline
     def p() -> None:
@@ -478,8 +589,12 @@ def test_cluster_settings_are_written_and_recorded_without_effect(
 
     job = p()
     step = job.to_dict()["jobs"]["score"]
-    assert step["resources"] == {"instance_count": 2, "instance_type": "Standard_NC6",
-                                 "docker_args": "--ipc=host", "shm_size": "2g"}
+    assert step["resources"] == {
+        "instance_count": 2,
+        "instance_type": "Standard_NC6",
+        "docker_args": "--ipc=host",
+        "shm_size": "2g",
+    }
     assert step["identity"] == {"type": "managed"} and step["is_deterministic"] is False
     assert step["compute"] == "gpu-cluster"
     job.dump("p.yml")
@@ -489,24 +604,28 @@ def test_cluster_settings_are_written_and_recorded_without_effect(
 
 
 def test_run_function_model_is_refused_on_validation_as_task_model_is(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "entry.py").write_text("def run(mini_batch):\n    return mini_batch\n")
     monkeypatch.chdir(tmp_path)
     comp = parallel_run_function(
-        inputs={"data": Input(type="uri_folder", path="./src")}, input_data="${{inputs.data}}",
-        task=RunFunction(code="./src", entry_script="entry.py", model="azureml:m:1"))
+        inputs={"data": Input(type="uri_folder", path="./src")},
+        input_data="${{inputs.data}}",
+        task=RunFunction(code="./src", entry_script="entry.py", model="azureml:m:1"),
+    )
     job = parajob.Pipeline(jobs={"score": comp()})
     with pytest.raises(SpecError, match="task.model .* is not supported"):
         parajob.load(job.to_yaml())
 
 
 def test_import_parajob_does_not_import_the_builder() -> None:
-    code = ("import sys, parajob; assert 'parajob.entities' not in sys.modules; "
-            "from parajob import Input, Pipeline, dsl, load, command; "
-            "assert 'parajob.entities' in sys.modules and dsl.pipeline")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys, parajob; assert 'parajob.entities' not in sys.modules; "
+        "from parajob import Input, Pipeline, dsl, load, command; "
+        "assert 'parajob.entities' in sys.modules and dsl.pipeline"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -519,10 +638,12 @@ def test_readme_sdk_example_runs(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "score.py").write_text(
         "import os\n\ndef run(mini_batch):\n"
-        "    return [f'{os.path.basename(p)},{len(p)}' for p in mini_batch]\n")
+        "    return [f'{os.path.basename(p)},{len(p)}' for p in mini_batch]\n"
+    )
     (tmp_path / "example.py").write_text(code.group(1))
-    build = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=60)
+    build = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert build.returncode == 0, build.stderr
     proc = run_cli("run", "pipeline.yml", "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

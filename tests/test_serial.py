@@ -31,10 +31,10 @@ from parajob.spec import load_pipeline
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "word_count"
 
 
-def run(tmp: Path, pipeline: Path, run_dir: str, *args: str,
-        env: dict[str, str] | None = None) -> JobRun:
-    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp / run_dir), *args, cwd=tmp,
-                   env=env)
+def run(
+    tmp: Path, pipeline: Path, run_dir: str, *args: str, env: dict[str, str] | None = None
+) -> JobRun:
+    proc = run_cli("run", str(pipeline), "--run-dir", str(tmp / run_dir), *args, cwd=tmp, env=env)
     return JobRun(proc.returncode, proc.stdout, proc.stderr, tmp / run_dir)
 
 
@@ -49,8 +49,9 @@ def attempts(result: JobRun, step: str = "step") -> list[tuple[str, ...]]:
     """processed_mini-batches.csv without the columns that name a process or a time."""
     path = result.run_dir / step / "logs" / "sys" / "job_report" / "processed_mini-batches.csv"
     rows = csv.DictReader(path.open(encoding="utf-8"))
-    return sorted((r["index"], r["attempt"], r["items_in"], r["items_out"], r["status"])
-                  for r in rows)
+    return sorted(
+        (r["index"], r["attempt"], r["items_in"], r["items_out"], r["status"]) for r in rows
+    )
 
 
 # ---- same output, same counts --------------------------------------------------------
@@ -71,9 +72,12 @@ def test_word_count_serial_output_equals_the_parallel_runs(tmp_path: Path) -> No
 
 def test_table_job_serial_output_equals_the_parallel_runs(tmp_path: Path) -> None:
     rows = iris_rows(2000)
-    write_table_job(tmp_path, IRIS_MLTABLE,
-                    {"iris.csv": "sepal_length,sepal_width,n,species\n" + "\n".join(rows) + "\n"},
-                    "def run(mini_batch):\n    return mini_batch\n")
+    write_table_job(
+        tmp_path,
+        IRIS_MLTABLE,
+        {"iris.csv": "sepal_length,sepal_width,n,species\n" + "\n".join(rows) + "\n"},
+        "def run(mini_batch):\n    return mini_batch\n",
+    )
     parallel = run(tmp_path, tmp_path / "pipeline.yml", "par")
     serial = run(tmp_path, tmp_path / "pipeline.yml", "ser", "--serial")
     assert parallel.returncode == 0, parallel.stderr
@@ -90,26 +94,44 @@ def test_table_job_serial_output_equals_the_parallel_runs(tmp_path: Path) -> Non
 def test_breakpoint_hook_in_run_executes_in_the_calling_process(tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    (hooks / "hookmod.py").write_text(textwrap.dedent("""
+    (hooks / "hookmod.py").write_text(
+        textwrap.dedent("""
         import os, sys
         def hook(*args, **kwargs):
             with open(os.environ["HOOK_LOG"], "a") as f:
                 f.write(f"{os.getpid()} {os.getppid()} {sys.stdout.fileno()}\\n")
-    """), encoding="utf-8")
-    write_job(tmp_path, """
+    """),
+        encoding="utf-8",
+    )
+    write_job(
+        tmp_path,
+        """
         import os
         def run(mini_batch):
             breakpoint()
             print("stdout of run()", flush=True)
             return [os.path.basename(p) for p in mini_batch]
-    """, files=6, mini_batch_size=2)
+    """,
+        files=6,
+        mini_batch_size=2,
+    )
     log = tmp_path / "hook.log"
-    env = {"PYTHONBREAKPOINT": "hookmod.hook", "HOOK_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        "PYTHONBREAKPOINT": "hookmod.hook",
+        "HOOK_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")]),
+    }
     # --max-tasks-per-worker 1 would replace a forked worker after every mini-batch; here
     # there is no process to replace.
-    result = run(tmp_path, tmp_path / "pipeline.yml", "run", "--serial",
-                 "--max-tasks-per-worker", "1", env=env)
+    result = run(
+        tmp_path,
+        tmp_path / "pipeline.yml",
+        "run",
+        "--serial",
+        "--max-tasks-per-worker",
+        "1",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     calls = [line.split() for line in log.read_text().splitlines()]
     assert len(calls) == 3  # one per mini-batch
@@ -149,34 +171,44 @@ def run(mini_batch):
 
 def run_in_process(tmp: Path, run_dir: str, **options: object) -> list[object]:
     pipeline = load_pipeline(tmp / "pipeline.yml", run_dir=tmp / run_dir)
-    return list(run_pipeline(pipeline, tmp / run_dir,
-                             RunOptions(serial=True, quiet=True, **options)))  # type: ignore[arg-type]
+    return list(
+        run_pipeline(pipeline, tmp / run_dir, RunOptions(serial=True, quiet=True, **options))
+    )  # type: ignore[arg-type]
 
 
 def test_in_process_run_is_in_this_thread_and_leaves_the_caller_as_it_was(
-        tmp_path: Path, probe: types.ModuleType) -> None:
-    write_job(tmp_path, PROBE_SCRIPT, files=4, mini_batch_size=2,
-              extra_step="environment_variables:\n  STEP_VAR: from-the-step\n")
+    tmp_path: Path, probe: types.ModuleType
+) -> None:
+    write_job(
+        tmp_path,
+        PROBE_SCRIPT,
+        files=4,
+        mini_batch_size=2,
+        extra_step="environment_variables:\n  STEP_VAR: from-the-step\n",
+    )
     before = (dict(os.environ), list(sys.argv), list(sys.path), os.getcwd())
     argv, path = sys.argv, sys.path
     for attempt in ("one", "two"):
-        outcome, = run_in_process(tmp_path, attempt)
+        (outcome,) = run_in_process(tmp_path, attempt)
         assert outcome.succeeded, outcome.reason  # type: ignore[attr-defined]
         assert (dict(os.environ), list(sys.argv), list(sys.path), os.getcwd()) == before
         assert "entry" not in sys.modules and "azureml_user" not in sys.modules
         assert sys.argv is argv and sys.path is path  # the caller's own lists
     me = (os.getpid(), threading.get_ident())
-    assert probe.calls == [("import", *me), ("run", *me, "from-the-step"),
-                           ("run", *me, "from-the-step")] * 2  # imported fresh each run
-    assert (tmp_path / "two" / "step" / "outputs" / "out").read_text().split() == \
-        [f"f{i:05d}.txt" for i in range(4)]
+    assert (
+        probe.calls
+        == [("import", *me), ("run", *me, "from-the-step"), ("run", *me, "from-the-step")] * 2
+    )  # imported fresh each run
+    assert (tmp_path / "two" / "step" / "outputs" / "out").read_text().split() == [
+        f"f{i:05d}.txt" for i in range(4)
+    ]
 
 
 def test_cancel_stops_between_mini_batches(tmp_path: Path, probe: types.ModuleType) -> None:
     write_job(tmp_path, PROBE_SCRIPT, files=10, mini_batch_size=1)
     probe.cancel = threading.Event()  # type: ignore[attr-defined]
     probe.cancel_after = 2  # type: ignore[attr-defined]  # set inside the 2nd run()
-    outcome, = run_in_process(tmp_path, "run", cancel=probe.cancel)
+    (outcome,) = run_in_process(tmp_path, "run", cancel=probe.cancel)
     assert outcome.cancelled and outcome.interrupted  # type: ignore[attr-defined]
     assert outcome.tally.done_batches == 2  # type: ignore[attr-defined]
     assert len([c for c in probe.calls if c[0] == "run"]) == 2
@@ -186,7 +218,9 @@ def test_cancel_stops_between_mini_batches(tmp_path: Path, probe: types.ModuleTy
 
 
 def test_retries_and_counts_match_the_parallel_run(tmp_path: Path) -> None:
-    write_job(tmp_path, """
+    write_job(
+        tmp_path,
+        """
         import os
         from pathlib import Path
         def run(mini_batch):
@@ -196,12 +230,15 @@ def test_retries_and_counts_match_the_parallel_run(tmp_path: Path) -> None:
                 marker.touch()
                 raise ValueError("first try of " + name)
             return [os.path.basename(p) for p in mini_batch]
-    """, files=12, mini_batch_size=1, max_retries=1)
+    """,
+        files=12,
+        mini_batch_size=1,
+        max_retries=1,
+    )
     (tmp_path / "markers").mkdir()
     env = {"MARKERS": str(tmp_path / "markers")}
     parallel = run(tmp_path, tmp_path / "pipeline.yml", "par", env={**env, "MODE": "par"})
-    serial = run(tmp_path, tmp_path / "pipeline.yml", "ser", "--serial",
-                 env={**env, "MODE": "ser"})
+    serial = run(tmp_path, tmp_path / "pipeline.yml", "ser", "--serial", env={**env, "MODE": "ser"})
     assert serial.returncode == parallel.returncode == 0, serial.stderr
     assert serial.output() == parallel.output()
     assert counts(serial) == counts(parallel)
@@ -211,13 +248,19 @@ def test_retries_and_counts_match_the_parallel_run(tmp_path: Path) -> None:
 
 
 def test_mini_batch_error_threshold_stops_a_serial_run(tmp_path: Path) -> None:
-    write_job(tmp_path, """
+    write_job(
+        tmp_path,
+        """
         def run(mini_batch):
             if any(p.endswith("f00003.txt") for p in mini_batch):
                 raise RuntimeError("always")
             return mini_batch
-    """, files=10, mini_batch_size=1, max_retries=1,
-              extra_step="mini_batch_error_threshold: 0\n")
+    """,
+        files=10,
+        mini_batch_size=1,
+        max_retries=1,
+        extra_step="mini_batch_error_threshold: 0\n",
+    )
     result = run(tmp_path, tmp_path / "pipeline.yml", "run", "--serial")
     assert result.returncode == 1
     text = result.job_result()
@@ -228,13 +271,19 @@ def test_mini_batch_error_threshold_stops_a_serial_run(tmp_path: Path) -> None:
 
 
 def test_timeout_is_reported_not_enforced(tmp_path: Path) -> None:
-    write_job(tmp_path, """
+    write_job(
+        tmp_path,
+        """
         import time
         def run(mini_batch):
             if any(p.endswith("f00001.txt") for p in mini_batch):
                 time.sleep(1.5)  # past retry_settings.timeout (1 s): the scenario itself
             return mini_batch
-    """, files=3, mini_batch_size=1, timeout=1)
+    """,
+        files=3,
+        mini_batch_size=1,
+        timeout=1,
+    )
     result = run(tmp_path, tmp_path / "pipeline.yml", "run", "--serial")
     assert result.returncode == 0, result.stderr
     assert "0 failed" in result.job_result() and "failed attempts:      0" in result.job_result()
@@ -245,12 +294,16 @@ def test_timeout_is_reported_not_enforced(tmp_path: Path) -> None:
 
 
 def test_init_failure_is_tried_once(tmp_path: Path) -> None:
-    write_job(tmp_path, """
+    write_job(
+        tmp_path,
+        """
         def init():
             raise RuntimeError("no model here")
         def run(mini_batch):
             return mini_batch
-    """, files=4)
+    """,
+        files=4,
+    )
     result = run(tmp_path, tmp_path / "pipeline.yml", "run", "--serial")
     assert result.returncode == 1
     assert "init() failed 1 times" in result.job_result()
@@ -259,7 +312,9 @@ def test_init_failure_is_tried_once(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_in_run_stops_as_interrupted_and_resumes(tmp_path: Path) -> None:
-    write_job(tmp_path, """
+    write_job(
+        tmp_path,
+        """
         import os, time
         from pathlib import Path
         def run(mini_batch):
@@ -269,12 +324,20 @@ def test_ctrl_c_in_run_stops_as_interrupted_and_resumes(tmp_path: Path) -> None:
                 while time.monotonic() < deadline:  # until Ctrl-C reaches us
                     time.sleep(0.01)
             return [os.path.basename(p) for p in mini_batch]
-    """, files=6, mini_batch_size=1)
+    """,
+        files=6,
+        mini_batch_size=1,
+    )
     ready = tmp_path / "ready"
     env = {**os.environ, "READY": str(ready)}
-    proc = subprocess.Popen([sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir",
-                             "run", "--serial"], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", "run", "--serial"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -284,17 +347,33 @@ def test_ctrl_c_in_run_stops_as_interrupted_and_resumes(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     text = (tmp_path / "run" / "step" / "logs" / "job_result.txt").read_text()
     assert "interrupted by SIGINT" in text and "failed attempts:      0" in text
-    resumed = run_cli("run", "--resume", str(tmp_path / "run"), "--serial", cwd=tmp_path,
-                      env={"READY": str(ready)})
+    resumed = run_cli(
+        "run",
+        "--resume",
+        str(tmp_path / "run"),
+        "--serial",
+        cwd=tmp_path,
+        env={"READY": str(ready)},
+    )
     assert resumed.returncode == 0, resumed.stderr
-    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == \
-        [f"f{i:05d}.txt" for i in range(6)]
+    assert (tmp_path / "run" / "step" / "outputs" / "out").read_text().split() == [
+        f"f{i:05d}.txt" for i in range(6)
+    ]
 
 
 def test_serial_echo_job_through_job_create(tmp_path: Path) -> None:
     pipeline = write_job(tmp_path, ECHO_SCRIPT, files=5, mini_batch_size=2)
-    proc = run_cli("job", "create", "--file", str(pipeline), "--run-dir", str(tmp_path / "r"),
-                   "--serial", cwd=tmp_path)
+    proc = run_cli(
+        "job",
+        "create",
+        "--file",
+        str(pipeline),
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--serial",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "r" / "step" / "outputs" / "out").read_text().split() == \
-        [f"f{i:05d}.txt" for i in range(5)]
+    assert (tmp_path / "r" / "step" / "outputs" / "out").read_text().split() == [
+        f"f{i:05d}.txt" for i in range(5)
+    ]

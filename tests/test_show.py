@@ -35,16 +35,16 @@ def run(mini_batch):
 
 
 def _flaky_run(tmp_path: Path) -> Path:
-    pipeline = write_job(tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")',
-                                                 repr(str(tmp_path))))
+    pipeline = write_job(
+        tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")', repr(str(tmp_path)))
+    )
     result = run_job(tmp_path, pipeline)
     assert result.returncode == 0, result.stderr
     return result.run_dir
 
 
 def _timeline(run_dir: Path) -> np.ndarray:
-    return read_timeline(run_dir / "step" / "logs" / "sys" / "job_report" /
-                         "attempts_timeline.bin")
+    return read_timeline(run_dir / "step" / "logs" / "sys" / "job_report" / "attempts_timeline.bin")
 
 
 def test_timeline_holds_every_attempt_of_the_csv(tmp_path: Path) -> None:
@@ -69,14 +69,14 @@ def test_show_a_finished_run(tmp_path: Path) -> None:
     out = shown.stdout
     assert "status:    succeeded" in out
     assert "step step (parallel): SUCCEEDED" in out
-    assert "max_retries                      2" in out           # resolved settings
+    assert "max_retries                      2" in out  # resolved settings
     assert "workers per node                 2" in out
     assert "7 total, 6 completed, 1 failed" in out
     assert "failed attempts: 4" in out
     assert "throughput:" in out and "items/s" in out
     assert "slowest mini-batches:" in out
     assert "mini-batch 1: 3 attempt(s), last raised: ValueError: bad input f00004" in out
-    assert str(tmp_path / "data" / "f00004.txt") in out          # its inputs
+    assert str(tmp_path / "data" / "f00004.txt") in out  # its inputs
     # The failed attempts with the log files that hold their tracebacks.
     assert "mini-batch 2 attempt 1 on node000/process00" in out
     error_logs = sorted((run_dir / "step/logs/user/error/node000").glob("*.txt"))
@@ -113,12 +113,22 @@ def run(mini_batch):
 
 def test_show_a_run_still_going_without_taking_its_lock(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    pipeline = write_job(tmp_path, GATED.format(gate=str(gate)), files=20, mini_batch_size=1,
-                         concurrency=2, timeout=120)
+    pipeline = write_job(
+        tmp_path,
+        GATED.format(gate=str(gate)),
+        files=20,
+        mini_batch_size=1,
+        concurrency=2,
+        timeout=120,
+    )
     run_dir = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
-                               "--run-dir", str(run_dir)], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", str(pipeline), "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         # The 19 other mini-batches are decided and checkpointed while one waits at the gate.
@@ -131,8 +141,9 @@ def test_show_a_run_still_going_without_taking_its_lock(tmp_path: Path) -> None:
         assert f"status:    running (driver pid {driver.pid})" in shown.stdout
         assert "step step (parallel): RUNNING" in shown.stdout
         assert "20 total, 19 completed, 0 failed" in shown.stdout
-        page = run_cli("show", "--html", str(run_dir), "-o", str(tmp_path / "live.html"),
-                       cwd=tmp_path)
+        page = run_cli(
+            "show", "--html", str(run_dir), "-o", str(tmp_path / "live.html"), cwd=tmp_path
+        )
         assert page.returncode == 0, page.stderr
         assert (tmp_path / "live.html").read_text().count('class="attempt"') == 19
         gate.write_text("open")
@@ -152,12 +163,21 @@ def test_show_a_run_still_going_without_taking_its_lock(tmp_path: Path) -> None:
 
 def test_show_a_run_whose_driver_was_killed_names_the_resume_command(tmp_path: Path) -> None:
     gate = tmp_path / "gate"  # never opened: the driver is killed while one batch waits
-    pipeline = write_job(tmp_path, GATED.format(gate=str(gate)), files=20, mini_batch_size=1,
-                         concurrency=2, timeout=120)
+    pipeline = write_job(
+        tmp_path,
+        GATED.format(gate=str(gate)),
+        files=20,
+        mini_batch_size=1,
+        concurrency=2,
+        timeout=120,
+    )
     run_dir = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "parajob", "run", str(pipeline),
-                               "--run-dir", str(run_dir)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", str(pipeline), "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while len(_timeline(run_dir)) < 19:
@@ -213,21 +233,28 @@ def test_html_report_is_one_self_contained_file(tmp_path: Path) -> None:
     text = report.read_text(encoding="utf-8")
     page = _Page()
     page.feed(text)
-    assert page.external == []                      # no script, stylesheet, image, link
+    assert page.external == []  # no script, stylesheet, image, link
     assert "script" not in page.tags and "link" not in page.tags
     # The one URL in the file is SVG's namespace, which is never fetched.
     assert {w for w in text.split('"') if "://" in w} == {"http://www.w3.org/2000/svg"}
     # One bar per attempt, coloured by status.
     records = _timeline(run_dir)
     assert len(page.attempts) == len(records) == 10
-    got = sorted((int(str(a["data-batch"])), int(str(a["data-attempt"])), str(a["data-status"]))
-                 for a in page.attempts)
-    assert got == sorted((int(r["batch"]), int(r["attempt"]), STATUSES[int(r["status"])])
-                         for r in records)
-    assert {a["data-worker"] for a in page.attempts} <= {"node000/process001",
-                                                         "node000/process002"}
-    assert {"timeline-step", "throughput-step", "failures-step", "settings-step",
-            "resources-step"} <= page.ids
+    got = sorted(
+        (int(str(a["data-batch"])), int(str(a["data-attempt"])), str(a["data-status"]))
+        for a in page.attempts
+    )
+    assert got == sorted(
+        (int(r["batch"]), int(r["attempt"]), STATUSES[int(r["status"])]) for r in records
+    )
+    assert {a["data-worker"] for a in page.attempts} <= {"node000/process001", "node000/process002"}
+    assert {
+        "timeline-step",
+        "throughput-step",
+        "failures-step",
+        "settings-step",
+        "resources-step",
+    } <= page.ids
     assert "ValueError: bad input f00004" in text
     assert "max_retries" in text
     # Hovering a bar names its attempt (an SVG <title> in each bar).
@@ -271,11 +298,16 @@ def test_a_finished_run_is_not_running_whoever_has_its_old_pid(tmp_path: Path) -
 
 
 def test_show_a_pipeline_of_a_parallel_and_a_command_step(tmp_path: Path) -> None:
-    pipeline = write_job(tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")',
-                                                 repr(str(tmp_path))))
-    pipeline.write_text(pipeline.read_text() + (
-        "  after:\n    type: command\n    command: echo done\n"
-        "    inputs:\n      rows: ${{parent.jobs.step.outputs.out}}\n"))
+    pipeline = write_job(
+        tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")', repr(str(tmp_path)))
+    )
+    pipeline.write_text(
+        pipeline.read_text()
+        + (
+            "  after:\n    type: command\n    command: echo done\n"
+            "    inputs:\n      rows: ${{parent.jobs.step.outputs.out}}\n"
+        )
+    )
     result = run_job(tmp_path, pipeline)
     assert result.returncode == 0, result.stderr
     shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
@@ -349,10 +381,13 @@ def test_a_timed_out_attempt_is_drawn_from_its_start_to_its_kill(tmp_path: Path)
 
 def test_settings_shown_are_the_resolved_ones(tmp_path: Path) -> None:
     """Program arguments win over the YAML fields (as on Azure): show prints what ran."""
-    write_job(tmp_path, FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")',
-                                      repr(str(tmp_path))),
-              program_arguments="--error_threshold 5 --run_invocation_timeout 7",
-              concurrency=3, timeout=60)
+    write_job(
+        tmp_path,
+        FLAKY.replace('os.environ.get("TMP_MARK", "/nonexistent")', repr(str(tmp_path))),
+        program_arguments="--error_threshold 5 --run_invocation_timeout 7",
+        concurrency=3,
+        timeout=60,
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     out = run_cli("show", str(result.run_dir), cwd=tmp_path).stdout

@@ -163,15 +163,27 @@ def test_outputs_without_path_bind_to_the_run_folder(tmp_path: Path) -> None:
 
 
 def test_literal_inputs_and_spaced_bindings(tmp_path: Path) -> None:
-    extra = "      n: 5\n      label: \"a b\"\n      flag: true\n      ratio: 0.5\n"
-    path, _ = small(tmp_path, args="'--n ${{ inputs.n }} --label ${{inputs.label}} "
-                    "--flag=${{inputs.flag}} --r ${{inputs.ratio}} --d ${{inputs.files}}'",
-                    extra_inputs=extra)
+    extra = '      n: 5\n      label: "a b"\n      flag: true\n      ratio: 0.5\n'
+    path, _ = small(
+        tmp_path,
+        args="'--n ${{ inputs.n }} --label ${{inputs.label}} "
+        "--flag=${{inputs.flag}} --r ${{inputs.ratio}} --d ${{inputs.files}}'",
+        extra_inputs=extra,
+    )
     step = load_pipeline(path).jobs["score"]
     assert step.inputs["n"].type == "integer" and step.inputs["n"].value == "5"
     assert step.inputs["label"].type == "string"
-    assert step.task.argv == ("--n", "5", "--label", "a b", "--flag=True", "--r", "0.5",
-                              "--d", str(tmp_path / "data"))
+    assert step.task.argv == (
+        "--n",
+        "5",
+        "--label",
+        "a b",
+        "--flag=True",
+        "--r",
+        "0.5",
+        "--d",
+        str(tmp_path / "data"),
+    )
 
 
 def test_bound_path_with_spaces_stays_one_argument(tmp_path: Path) -> None:
@@ -184,7 +196,9 @@ def test_bound_path_with_spaces_stays_one_argument(tmp_path: Path) -> None:
 def test_parent_inputs_bind_paths_and_settings(tmp_path: Path) -> None:
     make_tree(tmp_path)
     (tmp_path / "data").mkdir()
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         type: pipeline
         inputs:
           images: {type: uri_folder, path: ./data}
@@ -201,7 +215,8 @@ def test_parent_inputs_bind_paths_and_settings(tmp_path: Path) -> None:
               type: run_function
               code: ./script
               entry_script: iris_prediction.py
-        """)
+        """,
+    )
     p = load_pipeline(path)
     step = p.jobs["score"]
     assert p.inputs["batch"].value == "3"
@@ -213,7 +228,9 @@ def test_parent_inputs_bind_paths_and_settings(tmp_path: Path) -> None:
 
 def test_single_parallel_job_file_is_a_one_step_pipeline(tmp_path: Path) -> None:
     make_tree(tmp_path)
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         $schema: https://azuremlschemas.azureedge.net/latest/parallelJob.schema.json
         type: parallel
         display_name: one job
@@ -225,7 +242,9 @@ def test_single_parallel_job_file_is_a_one_step_pipeline(tmp_path: Path) -> None
         partition_keys: [Store, Brand]
         environment_variables: {A: x, B: 1}
         task: {type: run_function, code: ./script, entry_script: iris_prediction.py}
-        """, name="score-job.yml")
+        """,
+        name="score-job.yml",
+    )
     p = load_pipeline(path)
     step = p.jobs["score-job"]
     assert p.display_name == "one job"
@@ -233,14 +252,16 @@ def test_single_parallel_job_file_is_a_one_step_pipeline(tmp_path: Path) -> None
     assert step.partition_keys == ("Store", "Brand")
     assert step.environment_variables == {"A": "x", "B": "1"}
     assert [w.message for w in p.warnings] == [
-        "mini_batch_size is ignored when partition_keys is set: one mini-batch per key "
-        "combination"]
+        "mini_batch_size is ignored when partition_keys is set: one mini-batch per key combination"
+    ]
 
 
 def test_anchors_and_merge_keys_are_understood(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "    retry_settings:\n      max_retries: 2\n      timeout: 60",
-                      "    retry_settings:\n      <<: {max_retries: 4, timeout: 9}\n"
-                      "      timeout: 30")
+    path, text = iris(
+        tmp_path,
+        "    retry_settings:\n      max_retries: 2\n      timeout: 60",
+        "    retry_settings:\n      <<: {max_retries: 4, timeout: 9}\n      timeout: 30",
+    )
     step = load_pipeline(path).jobs["batch_prediction"]
     assert (step.retry_settings.max_retries, step.retry_settings.timeout) == (4, 30)
 
@@ -250,16 +271,26 @@ def test_field_and_program_argument_disagreeing_warns(tmp_path: Path) -> None:
     p = load_pipeline(path)
     conflict = [w for w in p.warnings if "disagrees" in w.message]
     assert len(conflict) == 1
-    assert "error_threshold: 10 disagrees with the program argument --error_threshold 5" \
+    assert (
+        "error_threshold: 10 disagrees with the program argument --error_threshold 5"
         in conflict[0].message
+    )
     assert conflict[0].line == line_of(text, "error_threshold: 10")
 
 
 # -- mini_batch_size --------------------------------------------------------------------------
-@pytest.mark.parametrize(("value", "count", "nbytes"), [
-    (10, 10, None), ("10", 10, None), ("10kb", None, 10240), ("1MB", None, 1024**2),
-    ("2gb", None, 2 * 1024**3), ("3Kb", None, 3072), ("007", 7, None),
-])
+@pytest.mark.parametrize(
+    ("value", "count", "nbytes"),
+    [
+        (10, 10, None),
+        ("10", 10, None),
+        ("10kb", None, 10240),
+        ("1MB", None, 1024**2),
+        ("2gb", None, 2 * 1024**3),
+        ("3Kb", None, 3072),
+        ("007", 7, None),
+    ],
+)
 def test_mini_batch_size_parses(value: str | int, count: int | None, nbytes: int | None) -> None:
     size = parse_mini_batch_size(value)
     assert (size.count, size.bytes, size.raw) == (count, nbytes, str(value))
@@ -267,8 +298,9 @@ def test_mini_batch_size_parses(value: str | int, count: int | None, nbytes: int
     assert size.for_tables() == (nbytes or count)
 
 
-@pytest.mark.parametrize("value", ["10 kb", "1b", "1kbkb", "", "-1", "abc", "0", "10\n", 0,
-                                   -5, True, 1.5, "1tb"])
+@pytest.mark.parametrize(
+    "value", ["10 kb", "1b", "1kbkb", "", "-1", "abc", "0", "10\n", 0, -5, True, 1.5, "1tb"]
+)
 def test_mini_batch_size_rejects(value: object) -> None:
     with pytest.raises(ValueError, match="expected"):
         parse_mini_batch_size(value)  # type: ignore[arg-type]
@@ -282,11 +314,25 @@ def test_program_arguments_defaults() -> None:
 
 
 def test_program_arguments_both_spellings_and_pass_through() -> None:
-    args, problems = parse_program_arguments([
-        "--error_threshold=7", "--allowed_failed_count", "-1", "--logging_level", "debug",
-        "--copy_logs_to_parent", "false", "--model_name", "m", "--progress_update_timeout",
-        "90.5", "--append_row_file_name", "out.csv", "--profiling_module", "cProfile",
-    ])
+    args, problems = parse_program_arguments(
+        [
+            "--error_threshold=7",
+            "--allowed_failed_count",
+            "-1",
+            "--logging_level",
+            "debug",
+            "--copy_logs_to_parent",
+            "false",
+            "--model_name",
+            "m",
+            "--progress_update_timeout",
+            "90.5",
+            "--append_row_file_name",
+            "out.csv",
+            "--profiling_module",
+            "cProfile",
+        ]
+    )
     assert problems == []
     assert (args.error_threshold, args.allowed_failed_count) == (7, -1)
     assert (args.logging_level, args.copy_logs_to_parent) == ("DEBUG", False)
@@ -294,31 +340,37 @@ def test_program_arguments_both_spellings_and_pass_through() -> None:
     assert (args.append_row_file_name, args.profiling_module) == ("out.csv", "cProfile")
 
 
-@pytest.mark.parametrize(("argv", "fragment"), [
-    (["--allowed_failed_percent", "abc"], "expected a number, found 'abc'"),
-    (["--allowed_failed_percent", "150"], "in [0, 100], found '150'"),
-    (["--error_threshold", "-2"], ">= -1, found '-2'"),
-    (["--error_threshold", "1.5"], "expected an integer"),
-    (["--task_overhead_timeout", "0"], "in (0, 259200]"),
-    (["--copy_logs_to_parent", "maybe"], "expected True or False"),
-    (["--logging_level", "LOUD"], "expected one of DEBUG, INFO, WARNING"),
-    (["--mini_batch_size", "10 kb"], "found '10 kb'"),
-    (["--append_row_file_name", "a/b.txt"], "file name without"),
-    (["--process_count_per_node"], "expects a value"),
-    (["--process_count_per_node", "--x"], "expects a value"),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--allowed_failed_percent", "abc"], "expected a number, found 'abc'"),
+        (["--allowed_failed_percent", "150"], "in [0, 100], found '150'"),
+        (["--error_threshold", "-2"], ">= -1, found '-2'"),
+        (["--error_threshold", "1.5"], "expected an integer"),
+        (["--task_overhead_timeout", "0"], "in (0, 259200]"),
+        (["--copy_logs_to_parent", "maybe"], "expected True or False"),
+        (["--logging_level", "LOUD"], "expected one of DEBUG, INFO, WARNING"),
+        (["--mini_batch_size", "10 kb"], "found '10 kb'"),
+        (["--append_row_file_name", "a/b.txt"], "file name without"),
+        (["--process_count_per_node"], "expects a value"),
+        (["--process_count_per_node", "--x"], "expects a value"),
+    ],
+)
 def test_program_arguments_bad_values_are_errors(argv: list[str], fragment: str) -> None:
     _, problems = parse_program_arguments(argv)
     assert [p.severity for p in problems] == ["error"]
     assert fragment in problems[0].message
 
 
-@pytest.mark.parametrize(("token", "intended"), [
-    ("--resource_monitor_interva", "--resource_monitor_interval"),
-    ("--error_treshold", "--error_threshold"),
-    ("-error_threshold", "--error_threshold"),
-    ("--allowed-failed-percent", "--allowed_failed_percent"),
-])
+@pytest.mark.parametrize(
+    ("token", "intended"),
+    [
+        ("--resource_monitor_interva", "--resource_monitor_interval"),
+        ("--error_treshold", "--error_threshold"),
+        ("-error_threshold", "--error_threshold"),
+        ("--allowed-failed-percent", "--allowed_failed_percent"),
+    ],
+)
 def test_program_arguments_near_misses_warn(token: str, intended: str) -> None:
     args, problems = parse_program_arguments([token, "20"])
     assert args == RuntimeArgs()
@@ -346,8 +398,9 @@ def test_misplaced_key_says_where_it_belongs(tmp_path: Path) -> None:
 
 
 def test_wrong_type_string_for_integer(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "max_concurrency_per_instance: 2",
-                      'max_concurrency_per_instance: "2"')
+    path, text = iris(
+        tmp_path, "max_concurrency_per_instance: 2", 'max_concurrency_per_instance: "2"'
+    )
     d = one_error(path)
     assert "expected an integer >= 1, found string '2'" in d.message
     assert d.hint == "remove the quotes: 2"
@@ -388,8 +441,9 @@ def test_missing_input_data(tmp_path: Path) -> None:
 
 
 def test_input_data_names_a_missing_input(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "input_data: ${{inputs.input_data}}",
-                      "input_data: ${{inputs.input_dta}}")
+    path, text = iris(
+        tmp_path, "input_data: ${{inputs.input_data}}", "input_data: ${{inputs.input_dta}}"
+    )
     d = one_error(path)
     assert "names no input 'input_dta'" in d.message
     assert d.hint == "did you mean 'input_data'?"
@@ -404,8 +458,11 @@ def test_input_data_must_be_a_binding(tmp_path: Path) -> None:
 
 
 def test_append_row_to_binding_an_input(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "append_row_to: ${{outputs.job_output_file}}",
-                      "append_row_to: ${{inputs.score_model}}")
+    path, text = iris(
+        tmp_path,
+        "append_row_to: ${{outputs.job_output_file}}",
+        "append_row_to: ${{inputs.score_model}}",
+    )
     d = one_error(path)
     assert "append_row_to must name an output" in d.message
     assert "${{inputs.score_model}} is an input" in d.message
@@ -414,8 +471,11 @@ def test_append_row_to_binding_an_input(tmp_path: Path) -> None:
 
 
 def test_append_row_to_unknown_output(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "append_row_to: ${{outputs.job_output_file}}",
-                      "append_row_to: ${{outputs.job_output}}")
+    path, text = iris(
+        tmp_path,
+        "append_row_to: ${{outputs.job_output_file}}",
+        "append_row_to: ${{outputs.job_output}}",
+    )
     d = one_error(path)
     assert "names no output 'job_output'" in d.message
     assert d.hint == "did you mean 'job_output_file'?"
@@ -430,15 +490,15 @@ def test_unknown_binding_in_program_arguments(tmp_path: Path) -> None:
 
 
 def test_parent_binding_is_not_allowed_in_program_arguments(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "--model ${{inputs.score_model}}",
-                      "--model ${{parent.inputs.score_model}}")
+    path, text = iris(
+        tmp_path, "--model ${{inputs.score_model}}", "--model ${{parent.inputs.score_model}}"
+    )
     d = one_error(path)
     assert "cannot be used in program_arguments" in d.message
 
 
 def test_missing_entry_script_file(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "entry_script: iris_prediction.py",
-                      "entry_script: iris_predict.py")
+    path, text = iris(tmp_path, "entry_script: iris_prediction.py", "entry_script: iris_predict.py")
     d = one_error(path)
     assert "entry script 'iris_predict.py' not found" in d.message
     assert d.hint == "did you mean 'iris_prediction.py'?"
@@ -446,8 +506,9 @@ def test_missing_entry_script_file(tmp_path: Path) -> None:
 
 
 def test_entry_script_outside_code(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "entry_script: iris_prediction.py",
-                      "entry_script: ../iris_prediction.py")
+    path, text = iris(
+        tmp_path, "entry_script: iris_prediction.py", "entry_script: ../iris_prediction.py"
+    )
     assert "must be a path inside task.code" in one_error(path).message
 
 
@@ -474,20 +535,25 @@ def test_mltable_folder_needs_an_mltable_file(tmp_path: Path) -> None:
 
 
 def test_uri_file_input_pointing_at_a_folder(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "type: uri_folder\n        path: ./iris-model",
-                      "type: uri_file\n        path: ./iris-model")
+    path, text = iris(
+        tmp_path,
+        "type: uri_folder\n        path: ./iris-model",
+        "type: uri_file\n        path: ./iris-model",
+    )
     assert "type uri_file expects a file" in one_error(path).message
 
 
 def test_cloud_path_needs_a_datastore_folder(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "path: ./iris-model",
-                      "path: azureml://datastores/workspaceblobstore/paths/model")
+    path, text = iris(
+        tmp_path, "path: ./iris-model", "path: azureml://datastores/workspaceblobstore/paths/model"
+    )
     d = one_error(path)
     assert "datastore 'workspaceblobstore' has no local folder" in d.message
     assert d.hint == "map it to one: --datastore workspaceblobstore=PATH"
     (tmp_path / "blob" / "model").mkdir(parents=True)
     step = load_pipeline(path, datastores={"workspaceblobstore": tmp_path / "blob"}).jobs[
-        "batch_prediction"]
+        "batch_prediction"
+    ]
     assert step.inputs["score_model"].path == tmp_path / "blob" / "model"
 
 
@@ -549,8 +615,9 @@ def test_unclosed_optional_block(tmp_path: Path) -> None:
 
 
 def test_malformed_yaml_reports_the_parser_position(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "    max_concurrency_per_instance: 2",
-                      "    max_concurrency_per_instance: [2")
+    path, text = iris(
+        tmp_path, "    max_concurrency_per_instance: 2", "    max_concurrency_per_instance: [2"
+    )
     d = one_error(path)
     assert d.message.startswith("invalid YAML:")
     assert d.line is not None and d.line >= line_of(text, "max_concurrency_per_instance")
@@ -563,8 +630,11 @@ def test_tab_indentation_gets_a_hint(tmp_path: Path) -> None:
 
 
 def test_duplicate_key(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "    max_concurrency_per_instance: 2",
-                      "    max_concurrency_per_instance: 2\n    mini_batch_size: 5")
+    path, text = iris(
+        tmp_path,
+        "    max_concurrency_per_instance: 2",
+        "    max_concurrency_per_instance: 2\n    mini_batch_size: 5",
+    )
     d = one_error(path)
     first = line_of(text, "mini_batch_size")
     assert f"duplicate key 'mini_batch_size' (first given on line {first})" in d.message
@@ -587,15 +657,19 @@ def test_missing_top_level_type(tmp_path: Path) -> None:
     assert "missing required field 'type'" in one_error(path).message
 
 
-@pytest.mark.parametrize(("text", "fragment", "line"), [
-    ("", "the file is empty", None),
-    ("# only a comment\n", "the file is empty", None),
-    ("- a\n- b\n", "expected a mapping of fields at the top, found a list", 1),
-    ("type: pipeline\njobs: {}\n", "the pipeline has no jobs", 2),
-    ("type: pipeline\n", "missing required field 'jobs'", 1),
-])
-def test_empty_or_shapeless_files(tmp_path: Path, text: str, fragment: str,
-                                  line: int | None) -> None:
+@pytest.mark.parametrize(
+    ("text", "fragment", "line"),
+    [
+        ("", "the file is empty", None),
+        ("# only a comment\n", "the file is empty", None),
+        ("- a\n- b\n", "expected a mapping of fields at the top, found a list", 1),
+        ("type: pipeline\njobs: {}\n", "the pipeline has no jobs", 2),
+        ("type: pipeline\n", "missing required field 'jobs'", 1),
+    ],
+)
+def test_empty_or_shapeless_files(
+    tmp_path: Path, text: str, fragment: str, line: int | None
+) -> None:
     d = one_error(write(tmp_path, text))
     assert fragment in d.message and d.line == line
 
@@ -606,9 +680,12 @@ def test_missing_file() -> None:
 
 
 def test_unknown_parent_input(tmp_path: Path) -> None:
-    path, text = iris(tmp_path, "      score_model: \n        type: uri_folder\n"
-                      "        path: ./iris-model\n        mode: download",
-                      "      score_model: ${{parent.inputs.model}}")
+    path, text = iris(
+        tmp_path,
+        "      score_model: \n        type: uri_folder\n"
+        "        path: ./iris-model\n        mode: download",
+        "      score_model: ${{parent.inputs.model}}",
+    )
     d = one_error(path)
     assert "${{parent.inputs.model}} names no pipeline input 'model'" in d.message
     assert d.hint == "the pipeline has no inputs"
@@ -621,10 +698,12 @@ def test_partition_keys_must_be_a_list(tmp_path: Path) -> None:
 
 def test_multiple_errors_are_reported_together_in_source_order(tmp_path: Path) -> None:
     path, text = iris(tmp_path)
-    text = (text.replace("path: ./iris-model", "path: ./nowhere")
-                .replace("timeout: 60", "timeout: 0")
-                .replace('logging_level: "DEBUG"', "logging_level: LOUD")
-                .replace("entry_script: iris_prediction.py", "entry_script: missing.py"))
+    text = (
+        text.replace("path: ./iris-model", "path: ./nowhere")
+        .replace("timeout: 60", "timeout: 0")
+        .replace('logging_level: "DEBUG"', "logging_level: LOUD")
+        .replace("entry_script: iris_prediction.py", "entry_script: missing.py")
+    )
     path = write(tmp_path, text)
     with pytest.raises(SpecError) as info:
         load_pipeline(path)
@@ -632,17 +711,29 @@ def test_multiple_errors_are_reported_together_in_source_order(tmp_path: Path) -
     assert len(errors) == 4
     assert [e.line for e in errors] == sorted(e.line or 0 for e in errors)
     assert [e.field.rsplit(".", 1)[-1] for e in errors] == [
-        "path", "logging_level", "timeout", "entry_script"]
+        "path",
+        "logging_level",
+        "timeout",
+        "entry_script",
+    ]
     # The warning about the flag typo comes along, and str() shows everything.
     assert any(d.severity == "warning" for d in info.value.diagnostics)
     assert str(info.value).count(": error: ") == 4
 
 
 def test_diagnostic_format() -> None:
-    d = Diagnostic("pipeline.yml", 12, 5, "jobs.score.mini_batch_size",
-                   "expected a size, found '10 kb'", "write '10kb'")
-    assert str(d) == ("pipeline.yml:12:5: error: jobs.score.mini_batch_size: expected a size, "
-                      "found '10 kb'\n  hint: write '10kb'")
+    d = Diagnostic(
+        "pipeline.yml",
+        12,
+        5,
+        "jobs.score.mini_batch_size",
+        "expected a size, found '10 kb'",
+        "write '10kb'",
+    )
+    assert str(d) == (
+        "pipeline.yml:12:5: error: jobs.score.mini_batch_size: expected a size, "
+        "found '10 kb'\n  hint: write '10kb'"
+    )
     assert str(Diagnostic("p.yml", None, None, "", "no such file")) == "p.yml: error: no such file"
 
 

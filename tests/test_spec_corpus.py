@@ -82,8 +82,11 @@ def test_invalid_pipeline(name: str) -> None:
         assert fragment in shown, f"{fragment!r} not in:\n{shown}"
     for spec in at:
         where = position(name, text, spec)
-        pattern = rf"^{re.escape(where)}(:\d+)?: error: " if ":" in where \
+        pattern = (
+            rf"^{re.escape(where)}(:\d+)?: error: "
+            if ":" in where
             else rf"^{re.escape(where)}: error: "
+        )
         assert re.search(pattern, shown, re.MULTILINE), f"no error at {where}:\n{shown}"
     assert "Traceback (most recent call last)" not in shown
     assert "valid (" not in result.stdout

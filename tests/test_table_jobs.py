@@ -37,9 +37,17 @@ transformations:
 """
 
 
-def write_table_job(tmp: Path, mltable: str, files: dict[str, str], script: str, *,
-                    mini_batch_size: str | None = "10kb", extra_step: str = "",
-                    append_row: bool = True, concurrency: int = 2) -> Path:
+def write_table_job(
+    tmp: Path,
+    mltable: str,
+    files: dict[str, str],
+    script: str,
+    *,
+    mini_batch_size: str | None = "10kb",
+    extra_step: str = "",
+    append_row: bool = True,
+    concurrency: int = 2,
+) -> Path:
     """A one-step pipeline `step` over an MLTable folder ./data (mode: direct)."""
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -80,8 +88,10 @@ def attempts(result: JobRun) -> list[dict[str, str]]:
 def iris_rows(n: int) -> list[str]:
     rng = np.random.default_rng(7)
     kinds = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
-    return [f"{rng.integers(40, 80) / 10},{rng.integers(20, 45) / 10},{i},{kinds[i % 3]}"
-            for i in range(n)]
+    return [
+        f"{rng.integers(40, 80) / 10},{rng.integers(20, 45) / 10},{i},{kinds[i % 3]}"
+        for i in range(n)
+    ]
 
 
 def test_iris_by_10kb_writes_every_row_once_in_order(tmp_path: Path) -> None:
@@ -95,9 +105,12 @@ def test_iris_by_10kb_writes_every_row_once_in_order(tmp_path: Path) -> None:
         assert [str(t) for t in mini_batch.dtypes] == ["float64", "float64", "Int64", "str"]
         return mini_batch
     """
-    write_table_job(tmp_path, IRIS_MLTABLE,
-                    {"iris.csv": "sepal_length,sepal_width,n,species\n" + "\n".join(rows) + "\n"},
-                    script)
+    write_table_job(
+        tmp_path,
+        IRIS_MLTABLE,
+        {"iris.csv": "sepal_length,sepal_width,n,species\n" + "\n".join(rows) + "\n"},
+        script,
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == [r.replace(",", " ") for r in rows]
@@ -117,8 +130,9 @@ def oj_files(stores: range, brands: tuple[str, ...]) -> tuple[dict[str, str], Gr
         for brand in brands:
             weeks = sorted(rng.choice(np.arange(40, 160), rng.integers(20, 60), replace=False))
             lines = [f"{w},{rng.integers(1000, 90000)},{rng.random():.3f}" for w in weeks]
-            files[f"{store}/{brand}/data_{store}_{brand}.csv"] = \
+            files[f"{store}/{brand}/data_{store}_{brand}.csv"] = (
                 "WeekStarting,Quantity,Price\n" + "\n".join(lines) + "\n"
+            )
             groups[(str(store), brand)] = lines
     return files, groups
 
@@ -142,8 +156,9 @@ def test_partitioned_job_runs_once_per_group_with_exactly_its_rows(tmp_path: Pat
                 f"{w},{q},{p:.3f}" for w, q, p in zip(mini_batch["WeekStarting"],
                 mini_batch["Quantity"], mini_batch["Price"])]
     """
-    write_table_job(tmp_path, OJ_MLTABLE, files, script, mini_batch_size=None,
-                    extra_step=PARTITIONED_STEP)
+    write_table_job(
+        tmp_path, OJ_MLTABLE, files, script, mini_batch_size=None, extra_step=PARTITIONED_STEP
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     seen: dict[tuple[str, str], list[str]] = {}
@@ -164,8 +179,15 @@ def test_partitioned_job_returning_nothing_succeeds_when_errors_are_ignored(tmp_
         assert len(mini_batch) > 0
         return []
     """
-    write_table_job(tmp_path, OJ_MLTABLE, files, script, mini_batch_size=None,
-                    extra_step=PARTITIONED_STEP, append_row=False)
+    write_table_job(
+        tmp_path,
+        OJ_MLTABLE,
+        files,
+        script,
+        mini_batch_size=None,
+        extra_step=PARTITIONED_STEP,
+        append_row=False,
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "SUCCEEDED" in result.job_result() and len(attempts(result)) == 102
@@ -177,14 +199,21 @@ def test_partition_keys_on_a_data_column(tmp_path: Path) -> None:
     def run(mini_batch, context):
         return [f"{context.partition_key_value['k']}:{len(mini_batch)}:{mini_batch['v'].iloc[0]}"]
     """
-    write_table_job(tmp_path, IRIS_MLTABLE, {"iris.csv": "k,v\n" + "\n".join(rows)}, script,
-                    mini_batch_size=None, extra_step="partition_keys: [k]\n")
+    write_table_job(
+        tmp_path,
+        IRIS_MLTABLE,
+        {"iris.csv": "k,v\n" + "\n".join(rows)},
+        script,
+        mini_batch_size=None,
+        extra_step="partition_keys: [k]\n",
+    )
     result = run_job(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == [f"{k}:{len(range(k, 2000, 7))}:{k}" for k in range(7)]
 
 
 # -- bad input: exit code 2, a clear message, no worker started ---------------------------
+
 
 def failed_before_workers(result: JobRun) -> str:
     assert result.returncode == 2, result.stdout + result.stderr
@@ -193,8 +222,9 @@ def failed_before_workers(result: JobRun) -> str:
 
 
 def test_malformed_mltable(tmp_path: Path) -> None:
-    mltable = "paths:\n  - file: ./iris.csv\ntransformations:\n  - read_delimited:\n" \
-        "      header: [oops\n"
+    mltable = (
+        "paths:\n  - file: ./iris.csv\ntransformations:\n  - read_delimited:\n      header: [oops\n"
+    )
     write_table_job(tmp_path, mltable, {"iris.csv": "a\n1\n"}, "def run(b):\n    return b\n")
     err = failed_before_workers(run_job(tmp_path))
     assert "MLTable:" in err and "invalid YAML" in err
@@ -210,8 +240,14 @@ def test_unknown_transformation(tmp_path: Path) -> None:
 
 def test_partition_key_that_is_not_a_column(tmp_path: Path) -> None:
     files, _ = oj_files(range(1, 3), ("a",))
-    write_table_job(tmp_path, OJ_MLTABLE, files, "def run(b, c):\n    return []\n",
-                    mini_batch_size=None, extra_step="partition_keys: [Store, Brnad]\n")
+    write_table_job(
+        tmp_path,
+        OJ_MLTABLE,
+        files,
+        "def run(b, c):\n    return []\n",
+        mini_batch_size=None,
+        extra_step="partition_keys: [Store, Brnad]\n",
+    )
     err = failed_before_workers(run_job(tmp_path))
     assert "pipeline.yml:" in err and "jobs.step.partition_keys" in err
     assert "partition key 'Brnad' is not a column" in err
@@ -220,7 +256,11 @@ def test_partition_key_that_is_not_a_column(tmp_path: Path) -> None:
 def test_ragged_csv_row(tmp_path: Path) -> None:
     rows = iris_rows(500)
     rows[321] += ",extra"
-    write_table_job(tmp_path, IRIS_MLTABLE, {"iris.csv": "a,b,n,s\n" + "\n".join(rows) + "\n"},
-                    "def run(b):\n    return b\n")
+    write_table_job(
+        tmp_path,
+        IRIS_MLTABLE,
+        {"iris.csv": "a,b,n,s\n" + "\n".join(rows) + "\n"},
+        "def run(b):\n    return b\n",
+    )
     err = failed_before_workers(run_job(tmp_path))
     assert "iris.csv:323: error: ragged row: expected 4 fields (as in the header), found 5" in err

@@ -61,35 +61,54 @@ CSV_MLTABLE = """\
 
 # -- whole-file equivalence --------------------------------------------------------------
 
-CELL = st.one_of(st.text(alphabet="ab;é 1", max_size=5),
-                 st.text(alphabet='ab,"\n 1', max_size=5).map(
-                     lambda s: '"' + s.replace('"', '""') + '"'))
+CELL = st.one_of(
+    st.text(alphabet="ab;é 1", max_size=5),
+    st.text(alphabet='ab,"\n 1', max_size=5).map(lambda s: '"' + s.replace('"', '""') + '"'),
+)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(rows=st.lists(st.lists(CELL, min_size=3, max_size=3), max_size=60),
-       crlf=st.booleans(), final_newline=st.booleans(), size=st.integers(20, 400))
-def test_mini_batches_concatenate_to_the_whole_file(tmp_path: Path, rows: list[list[str]],
-                                                    crlf: bool, final_newline: bool,
-                                                    size: int) -> None:
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(st.lists(CELL, min_size=3, max_size=3), max_size=60),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+    size=st.integers(20, 400),
+)
+def test_mini_batches_concatenate_to_the_whole_file(
+    tmp_path: Path, rows: list[list[str]], crlf: bool, final_newline: bool, size: int
+) -> None:
     end = "\r\n" if crlf else "\n"
     lines = [",".join(r) for r in [["x", "y", "z"], *rows]]
     lines = [line if line.strip() else '""' + line for line in lines]
     text = end.join(lines) + (end if final_newline else "")
-    folder = make_table(tmp_path / f"t{abs(hash(text))}", CSV_MLTABLE.replace(
-        "header: all_files_same_headers", "header: all_files_same_headers\n"
-        "          support_multi_line: true\n          infer_column_types: false\n"
-        "          empty_as_string: true"), {"data.csv": text})
+    folder = make_table(
+        tmp_path / f"t{abs(hash(text))}",
+        CSV_MLTABLE.replace(
+            "header: all_files_same_headers",
+            "header: all_files_same_headers\n"
+            "          support_multi_line: true\n          infer_column_types: false\n"
+            "          empty_as_string: true",
+        ),
+        {"data.csv": text},
+    )
     p = plan(folder, str(size))
     if not rows:  # a header alone (Arrow cannot read one without a line break)
         assert p.n_batches == 0
         return
     got = pd.concat(frames(p), ignore_index=True) if p.n_batches else None
-    whole = pacsv.read_csv(io.BytesIO(text.encode()), parse_options=pacsv.ParseOptions(
-        newlines_in_values=True), convert_options=pacsv.ConvertOptions(
-        default_column_type=pa.string(), strings_can_be_null=False,
-        quoted_strings_can_be_null=False)).to_pandas()
+    whole = pacsv.read_csv(
+        io.BytesIO(text.encode()),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            default_column_type=pa.string(),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    ).to_pandas()
     if got is None:
         assert len(whole) == 0
         return
@@ -99,8 +118,11 @@ def test_mini_batches_concatenate_to_the_whole_file(tmp_path: Path, rows: list[l
 
 
 def test_types_are_inferred_once_and_the_same_in_every_mini_batch(tmp_path: Path) -> None:
-    rows = [f"{i},{i / 2},{'' if i % 97 == 50 else i},2024-01-{1 + i % 28:02d},"
-            f"{'true' if i % 2 else 'false'},s{i}" for i in range(3000)]
+    rows = [
+        f"{i},{i / 2},{'' if i % 97 == 50 else i},2024-01-{1 + i % 28:02d},"
+        f"{'true' if i % 2 else 'false'},s{i}"
+        for i in range(3000)
+    ]
     folder = make_table(tmp_path, CSV_MLTABLE, {"data.csv": "i,f,n,d,b,s\n" + "\n".join(rows)})
     p = plan(folder, "4kb")
     assert p.n_batches > 10
@@ -113,11 +135,15 @@ def test_types_are_inferred_once_and_the_same_in_every_mini_batch(tmp_path: Path
 
 # -- headers, encodings -----------------------------------------------------------------
 
-@pytest.mark.parametrize(("header", "expected_columns", "rows"), [
-    ("no_header", ["Column1", "Column2"], 7),  # every line is data
-    ("from_first_file", ["a", "b"], 6),  # 3.csv's "a,b" is data
-    ("all_files_same_headers", ["a", "b"], 4),
-])
+
+@pytest.mark.parametrize(
+    ("header", "expected_columns", "rows"),
+    [
+        ("no_header", ["Column1", "Column2"], 7),  # every line is data
+        ("from_first_file", ["a", "b"], 6),  # 3.csv's "a,b" is data
+        ("all_files_same_headers", ["a", "b"], 4),
+    ],
+)
 def test_header_modes(tmp_path: Path, header: str, expected_columns: list[str], rows: int) -> None:
     mltable = f"""\
         paths:
@@ -126,8 +152,9 @@ def test_header_modes(tmp_path: Path, header: str, expected_columns: list[str], 
           - read_delimited: {{header: {header}, infer_column_types: false}}
     """
     second = "a,b\n3,4\n5,6\n" if header != "from_first_file" else "3,4\n5,6\n7,8\n"
-    folder = make_table(tmp_path, mltable, {"1.csv": "\ufeffa,b\n1,2\r\n", "2.csv": second,
-                                            "3.csv": "a,b\n9,9\n"})
+    folder = make_table(
+        tmp_path, mltable, {"1.csv": "\ufeffa,b\n1,2\r\n", "2.csv": second, "3.csv": "a,b\n9,9\n"}
+    )
     whole = pd.concat(frames(plan(folder)), ignore_index=True)
     assert whole.columns.tolist() == expected_columns
     assert len(whole) == rows
@@ -142,7 +169,9 @@ def test_different_headers_give_the_union_of_columns(tmp_path: Path) -> None:
     whole = pd.concat(frames(plan(folder)), ignore_index=True)
     assert whole.columns.tolist() == ["a", "b", "c"]
     assert whole.astype(object).where(whole.notna(), None).values.tolist() == [
-        [1, 2, None], [None, 3, "x"]]
+        [1, 2, None],
+        [None, 3, "x"],
+    ]
 
 
 def test_latin1_and_semicolons(tmp_path: Path) -> None:
@@ -156,6 +185,7 @@ def test_latin1_and_semicolons(tmp_path: Path) -> None:
 
 
 # -- transformations ---------------------------------------------------------------------
+
 
 def test_transformations_apply_in_order(tmp_path: Path) -> None:
     mltable = """\
@@ -180,8 +210,9 @@ def test_transformations_apply_in_order(tmp_path: Path) -> None:
           - keep_columns: [region, day, amount, flag, when, note]
     """
     data = "amount,flag,when,note\n1,y,31/12/2023,\n2,n,20240101,x\n3,?,,\n"
-    folder = make_table(tmp_path, mltable, {"eu/2024-01-02/a.csv": data,
-                                            "us/2024-01-03/b.csv": data})
+    folder = make_table(
+        tmp_path, mltable, {"eu/2024-01-02/a.csv": data, "us/2024-01-03/b.csv": data}
+    )
     whole = pd.concat(frames(plan(folder)), ignore_index=True)
     assert whole.columns.tolist() == ["region", "day", "amount", "flag", "when", "note"]
     assert whole["region"].tolist() == ["eu"] * 3 + ["us"] * 3
@@ -210,12 +241,13 @@ def test_a_conversion_that_fails_names_the_column_and_value(tmp_path: Path) -> N
 
 # -- JSON lines and Parquet --------------------------------------------------------------
 
+
 def test_json_lines(tmp_path: Path) -> None:
     mltable = """\
         paths: [{file: ./data.jsonl}]
         transformations: [{read_json_lines: {invalid_lines: drop, include_path_column: true}}]
     """
-    lines = "".join(f'{{"i": {i}, "s": "v{i}"}}\n' for i in range(500)) + "not json\n{\"i\": 500}\n"
+    lines = "".join(f'{{"i": {i}, "s": "v{i}"}}\n' for i in range(500)) + 'not json\n{"i": 500}\n'
     folder = make_table(tmp_path, mltable, {"data.jsonl": lines})
     p = plan(folder, "2kb")
     whole = pd.concat(frames(p), ignore_index=True)
@@ -244,6 +276,7 @@ def test_parquet_mini_batches_are_whole_row_groups(tmp_path: Path) -> None:
 
 # -- bad input: one clear message with the place -----------------------------------------
 
+
 def test_malformed_mltable(tmp_path: Path) -> None:
     folder = make_table(tmp_path, "paths:\n  - file: ./a.csv\n transformations: x\n", {})
     with pytest.raises(TableInputError) as exc:
@@ -253,22 +286,29 @@ def test_malformed_mltable(tmp_path: Path) -> None:
 
 
 def test_unknown_transformation_has_a_hint(tmp_path: Path) -> None:
-    folder = make_table(tmp_path, "paths: [{file: ./a.csv}]\ntransformations:\n"
-                        "  - read_delimted: {header: no_header}\n", {"a.csv": "1\n"})
+    folder = make_table(
+        tmp_path,
+        "paths: [{file: ./a.csv}]\ntransformations:\n  - read_delimted: {header: no_header}\n",
+        {"a.csv": "1\n"},
+    )
     d = one_error(pytest.raises(TableInputError, load_mltable, folder))
     assert (d.line, d.field) == (3, "transformations[0].read_delimted")
     assert "unknown transformation" in d.message and "read_delimited" in (d.hint or "")
 
 
-@pytest.mark.parametrize(("step", "message"), [
-    ("read_delimited: {header: first_line}", "expected one of no_header"),
-    ("filter: 'col(\"a\") > 1'", "filter expressions are not supported"),
-    ("take: -1", "expected a row count"),
-    ("convert_column_types: [{columns: a, column_type: decimal}]", "unknown column_type"),
-])
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("read_delimited: {header: first_line}", "expected one of no_header"),
+        ("filter: 'col(\"a\") > 1'", "filter expressions are not supported"),
+        ("take: -1", "expected a row count"),
+        ("convert_column_types: [{columns: a, column_type: decimal}]", "unknown column_type"),
+    ],
+)
 def test_bad_steps(tmp_path: Path, step: str, message: str) -> None:
-    folder = make_table(tmp_path, f"paths: [{{file: ./a.csv}}]\ntransformations:\n  - {step}\n",
-                        {"a.csv": "a\n1\n"})
+    folder = make_table(
+        tmp_path, f"paths: [{{file: ./a.csv}}]\ntransformations:\n  - {step}\n", {"a.csv": "a\n1\n"}
+    )
     d = one_error(pytest.raises(TableInputError, load_mltable, folder))
     assert d.line == 3 and message in d.message
 
@@ -280,8 +320,9 @@ def test_missing_files_point_at_their_entry(tmp_path: Path) -> None:
 
 
 def test_a_step_naming_a_missing_column(tmp_path: Path) -> None:
-    folder = make_table(tmp_path, CSV_MLTABLE + "      - drop_columns: [nmae]\n",
-                        {"data.csv": "name\nx\n"})
+    folder = make_table(
+        tmp_path, CSV_MLTABLE + "      - drop_columns: [nmae]\n", {"data.csv": "name\nx\n"}
+    )
     d = one_error(pytest.raises(TableInputError, plan, folder))
     assert d.line == 7 and "no column 'nmae'" in d.message and "name" in (d.hint or "")
 
@@ -315,13 +356,20 @@ OJ_MLTABLE = """\
 
 
 def test_partition_keys_from_paths_group_whole_files(tmp_path: Path) -> None:
-    files = {f"{s}/{b}/part{k}.csv": f"week,sales\n{s},{k}\n" for s in (2, 10) for b in ("x", "y")
-             for k in range(2)}
+    files = {
+        f"{s}/{b}/part{k}.csv": f"week,sales\n{s},{k}\n"
+        for s in (2, 10)
+        for b in ("x", "y")
+        for k in range(2)
+    }
     p = plan(make_table(tmp_path, OJ_MLTABLE, files), keys=("Store", "Brand"))
     assert p.n_batches == 4
     assert [p.partition_key_value(b) for b in range(4)] == [
-        {"Store": "10", "Brand": "x"}, {"Store": "10", "Brand": "y"},
-        {"Store": "2", "Brand": "x"}, {"Store": "2", "Brand": "y"}]
+        {"Store": "10", "Brand": "x"},
+        {"Store": "10", "Brand": "y"},
+        {"Store": "2", "Brand": "x"},
+        {"Store": "2", "Brand": "y"},
+    ]
     first = p.materialise(0)
     assert first.columns.tolist() == ["week", "sales", "Store", "Brand"]
     assert first["sales"].tolist() == [0, 1] and set(first["Store"]) == {"10"}
@@ -389,8 +437,9 @@ def test_planning_leaves_no_thread_of_its_own(tmp_path: Path) -> None:
                        for t in os.listdir("/proc/self/task"))
         print(p.n_batches, p2.n_batches, scan.records, before, threads(), ",".join(names))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out[0] == "5" and int(out[1]) > 10 and out[2] == "300001"
     assert int(out[3]) == 0 and int(out[4]) == 0, out[5]  # none of ours outlives the call
 

@@ -26,30 +26,62 @@ __version__ = "0.1.0"
 # public name -> the module that defines it (None: the name is itself a module of parajob)
 _LAZY: dict[str, str | None] = {
     # running pipelines (parajob.api) and what a run gives back
-    "run": "parajob.api", "RunResult": "parajob.results", "StepResult": "parajob.results",
-    "Failure": "parajob.results", "ProgressEvent": "parajob.runtime.options",
+    "run": "parajob.api",
+    "RunResult": "parajob.results",
+    "StepResult": "parajob.results",
+    "Failure": "parajob.results",
+    "ProgressEvent": "parajob.runtime.options",
     # the Azure SDK builder
-    "Input": "parajob.entities", "Output": "parajob.entities", "Pipeline": "parajob.entities",
-    "load": "parajob.entities", "command": "parajob.entities",
-    "load_component": "parajob.entities", "dsl": None,
+    "Input": "parajob.entities",
+    "Output": "parajob.entities",
+    "Pipeline": "parajob.entities",
+    "load": "parajob.entities",
+    "command": "parajob.entities",
+    "load_component": "parajob.entities",
+    "dsl": None,
     # plain Python callables
-    "map_batches": "parajob.mapping", "MapResult": "parajob.mapping",
-    "MapStream": "parajob.mapping", "MapArgumentError": "parajob.mapping",
-    "MapCancelled": "parajob.mapping", "MapFailed": "parajob.mapping",
+    "map_batches": "parajob.mapping",
+    "MapResult": "parajob.mapping",
+    "MapStream": "parajob.mapping",
+    "MapArgumentError": "parajob.mapping",
+    "MapCancelled": "parajob.mapping",
+    "MapFailed": "parajob.mapping",
 }
 
-__all__ = ["Diagnostic", "Failure", "Input", "MapArgumentError", "MapCancelled", "MapFailed",
-           "MapResult", "MapStream", "Output", "ParajobError", "Pipeline", "ProgressEvent",
-           "RunResult", "SpecError", "StepResult", "__version__", "_core", "command", "dsl",
-           "load", "load_component", "map_batches", "run"]
+__all__ = [
+    "Diagnostic",
+    "Failure",
+    "Input",
+    "MapArgumentError",
+    "MapCancelled",
+    "MapFailed",
+    "MapResult",
+    "MapStream",
+    "Output",
+    "ParajobError",
+    "Pipeline",
+    "ProgressEvent",
+    "RunResult",
+    "SpecError",
+    "StepResult",
+    "__version__",
+    "_core",
+    "command",
+    "dsl",
+    "load",
+    "load_component",
+    "map_batches",
+    "run",
+]
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'parajob' has no attribute {name!r}")
     module = _LAZY[name]
-    value = (import_module(f"parajob.{name}") if module is None
-             else getattr(import_module(module), name))
+    value = (
+        import_module(f"parajob.{name}") if module is None else getattr(import_module(module), name)
+    )
     globals()[name] = value  # looked up once
     return value
 

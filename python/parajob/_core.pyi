@@ -115,21 +115,47 @@ class DispatchRegion:
     def mark_failed(self, batch: int) -> bool: ...
     def reject_done(self, batch: int, attempt: int, process: int) -> bool: ...
     def reclaim_unclaimed(self, worker: int, process: int) -> int: ...
-    def hand_over(self, worker: int, batch: int, attempt: int, from_process: int,
-                  to_process: int, in_run: bool) -> bool: ...
-    def restore_done(self, batch: int, attempt: int, process: int, items_in: int,
-                     items_out: int, spool_offset: int, spool_length: int) -> None: ...
+    def hand_over(
+        self,
+        worker: int,
+        batch: int,
+        attempt: int,
+        from_process: int,
+        to_process: int,
+        in_run: bool,
+    ) -> bool: ...
+    def restore_done(
+        self,
+        batch: int,
+        attempt: int,
+        process: int,
+        items_in: int,
+        items_out: int,
+        spool_offset: int,
+        spool_length: int,
+    ) -> None: ...
     def arm_driver_sleep(self) -> None: ...
     def disarm_driver_sleep(self) -> None: ...
     def reset_worker(self, worker: int, process: int) -> None: ...
     def set_worker_pid(self, worker: int, pid: int) -> None: ...
     # worker side
-    def next_batch(self, worker: int, process: int, timeout_ms: int = -1,
-                   loading: bool = True) -> tuple[int, int]:
+    def next_batch(
+        self, worker: int, process: int, timeout_ms: int = -1, loading: bool = True
+    ) -> tuple[int, int]:
         """(batch, attempt); batch -1 when closed and empty, -2 on timeout. Releases the GIL."""
-    def finish(self, worker: int, batch: int, attempt: int, process: int, ok: bool,
-               items_in: int, items_out: int, spool_offset: int, spool_length: int,
-               error_code: int) -> bool: ...
+    def finish(
+        self,
+        worker: int,
+        batch: int,
+        attempt: int,
+        process: int,
+        ok: bool,
+        items_in: int,
+        items_out: int,
+        spool_offset: int,
+        spool_length: int,
+        error_code: int,
+    ) -> bool: ...
     def set_worker_state(self, worker: int, state: WorkerState) -> None: ...
     # readers
     def batch_state(self, batch: int) -> tuple[int, int, int]: ...
@@ -140,16 +166,27 @@ class DispatchRegion:
     def buffer(self) -> memoryview: ...
 
 def region_layout() -> dict[str, int]: ...
-def scan_expired(region: DispatchRegion, now_ns: int, run_timeout_ns: int, init_timeout_ns: int,
-                 load_timeout_ns: int = 0) -> list[tuple[int, int, int, int, int, str, int]]: ...
+def scan_expired(
+    region: DispatchRegion,
+    now_ns: int,
+    run_timeout_ns: int,
+    init_timeout_ns: int,
+    load_timeout_ns: int = 0,
+) -> list[tuple[int, int, int, int, int, str, int]]: ...
 def monotonic_ns() -> int: ...
 
 # --- end dispatch ---
 
 # --- merge ---
 
-def merge_records(out_path: str, spool_paths: list[str], batch: npt.ArrayLike,
-                  process: npt.ArrayLike, offset: npt.ArrayLike, length: npt.ArrayLike) -> int:
+def merge_records(
+    out_path: str,
+    spool_paths: list[str],
+    batch: npt.ArrayLike,
+    process: npt.ArrayLike,
+    offset: npt.ArrayLike,
+    length: npt.ArrayLike,
+) -> int:
     """Copy the payloads of the given spool records, in order, to out_path (truncated)."""
 
 # --- end merge ---
@@ -219,10 +256,26 @@ class ResultWriter:
     """A worker's spool writer: gathers records of quick run() calls, writes them with one
     write(), then finish()es each attempt (a batch is DONE only once its record is written)."""
 
-    def __init__(self, region: DispatchRegion, worker: int, process: int, spool_fd: int,
-                 attempts_fd: int, where: str) -> None: ...
-    def add(self, batch: int, attempt: int, ok: bool, payload: bytes, items_in: int,
-            items_out: int, error_code: int, run_seconds: float) -> None: ...
+    def __init__(
+        self,
+        region: DispatchRegion,
+        worker: int,
+        process: int,
+        spool_fd: int,
+        attempts_fd: int,
+        where: str,
+    ) -> None: ...
+    def add(
+        self,
+        batch: int,
+        attempt: int,
+        ok: bool,
+        payload: bytes,
+        items_in: int,
+        items_out: int,
+        error_code: int,
+        run_seconds: float,
+    ) -> None: ...
     def flush(self) -> None: ...
     @property
     def pending(self) -> int: ...
@@ -237,8 +290,13 @@ class SpoolChecker:
 
     def __init__(self) -> None: ...
     def add_spool(self, process: int, path: str) -> None: ...
-    def check(self, batch: npt.ArrayLike, process: npt.ArrayLike, offset: npt.ArrayLike,
-              length: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    def check(
+        self,
+        batch: npt.ArrayLike,
+        process: npt.ArrayLike,
+        offset: npt.ArrayLike,
+        length: npt.ArrayLike,
+    ) -> npt.NDArray[np.bool_]:
         """Whether each record is intact; an unknown process or a short file is not."""
     def close(self) -> None: ...
 

@@ -47,19 +47,22 @@ class PipelineEntity(Protocol):
     def dump(self, path: Any) -> Any: ...
 
 
-def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
-        run_dir: str | os.PathLike[str] | None = None,
-        resume: bool = False,
-        rerun_changed: bool = False,
-        serial: bool = False,
-        on_progress: Callable[[ProgressEvent], Any] | None = None,
-        quiet: bool = True,
-        cancel: threading.Event | None = None,
-        set: Iterable[str] | str = (),  # the CLI's --set, by name (shadows set() here)
-        datastores: Mapping[str, str | os.PathLike[str]] | None = None,
-        max_tasks_per_worker: int | None = None,
-        max_worker_memory: int | str | None = None,
-        compute: Mapping[str, str] | None = None) -> RunResult:
+def run(
+    pipeline: PipelineEntity | str | os.PathLike[str] | None = None,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    rerun_changed: bool = False,
+    serial: bool = False,
+    on_progress: Callable[[ProgressEvent], Any] | None = None,
+    quiet: bool = True,
+    cancel: threading.Event | None = None,
+    set: Iterable[str] | str = (),  # the CLI's --set, by name (shadows set() here)
+    datastores: Mapping[str, str | os.PathLike[str]] | None = None,
+    max_tasks_per_worker: int | None = None,
+    max_worker_memory: int | str | None = None,
+    compute: Mapping[str, str] | None = None,
+) -> RunResult:
     """Run a pipeline on this machine, as ``parajob run`` does, and return how it ended.
 
     pipeline
@@ -105,13 +108,17 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
     calling thread comes out of the run once its workers are stopped (then resume).
     """
     options = RunOptions(
-        resume=_flag("resume", resume), rerun_changed=_flag("rerun_changed", rerun_changed),
+        resume=_flag("resume", resume),
+        rerun_changed=_flag("rerun_changed", rerun_changed),
         max_tasks_per_worker=_count("max_tasks_per_worker", max_tasks_per_worker),
         max_worker_memory_bytes=_memory("max_worker_memory", max_worker_memory),
-        serial=_flag("serial", serial), cancel=_event(cancel),
-        on_progress=_callable("on_progress", on_progress), quiet=_flag("quiet", quiet),
+        serial=_flag("serial", serial),
+        cancel=_event(cancel),
+        on_progress=_callable("on_progress", on_progress),
+        quiet=_flag("quiet", quiet),
         handle_signals=False,  # the host's handlers are the host's
-        computes=_computes(compute, serial))
+        computes=_computes(compute, serial),
+    )
     request = _request(pipeline, run_dir, options, _overrides(set), datastores)
     show = None if quiet else sys.stderr
     with terminal.muted() if quiet else nullcontext():
@@ -121,8 +128,13 @@ def run(pipeline: PipelineEntity | str | os.PathLike[str] | None = None, *,
     return finished.result
 
 
-def _request(pipeline: object, run_dir: object, options: RunOptions,
-             overrides: tuple[str, ...], datastores: object) -> RunRequest:
+def _request(
+    pipeline: object,
+    run_dir: object,
+    options: RunOptions,
+    overrides: tuple[str, ...],
+    datastores: object,
+) -> RunRequest:
     """The run's request from run()'s arguments; SpecError naming the one that is wrong."""
     folders = _folders(datastores)
     folder = _path("run_dir", run_dir) if run_dir is not None else None
@@ -131,19 +143,31 @@ def _request(pipeline: object, run_dir: object, options: RunOptions,
     if isinstance(pipeline, (str, os.PathLike)):
         text = os.fspath(pipeline)
         if isinstance(text, str) and "\n" in text:
-            _bad("pipeline", "expected a pipeline YAML path or a parajob.Pipeline, found "
-                 "YAML text", "parajob.run(parajob.load(text)) runs a pipeline given as text")
+            _bad(
+                "pipeline",
+                "expected a pipeline YAML path or a parajob.Pipeline, found YAML text",
+                "parajob.run(parajob.load(text)) runs a pipeline given as text",
+            )
         return RunRequest(_path("pipeline", pipeline), folder, options, overrides, folders)
     if isinstance(pipeline, PipelineEntity):
         # The entity's own --set and --datastore first; the call's win (they come later).
         own_sets = tuple(str(s) for s in getattr(pipeline, "overrides", ()) or ())
         own_folders = _folders(getattr(pipeline, "datastores", None))
         name = getattr(pipeline, "name", None)
-        return RunRequest(None, folder, options, own_sets + overrides,
-                          {**own_folders, **folders}, dump=pipeline.dump,
-                          name=name if isinstance(name, str) and name else None)
-    _bad("pipeline", f"expected a pipeline YAML path or a parajob.Pipeline, found "
-         f"{type(pipeline).__name__}", "parajob.load(path) gives a parajob.Pipeline")
+        return RunRequest(
+            None,
+            folder,
+            options,
+            own_sets + overrides,
+            {**own_folders, **folders},
+            dump=pipeline.dump,
+            name=name if isinstance(name, str) and name else None,
+        )
+    _bad(
+        "pipeline",
+        f"expected a pipeline YAML path or a parajob.Pipeline, found {type(pipeline).__name__}",
+        "parajob.load(path) gives a parajob.Pipeline",
+    )
 
 
 def _bad(parameter: str, message: str, hint: str | None = None) -> NoReturn:
@@ -179,24 +203,34 @@ def _computes(value: object, serial: object) -> dict[str, str]:
     if value is None:
         return {}
     hint = "compute={'cpu-cluster': 'tcp://10.0.0.5:8786'}"
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in value.items()):
-        _bad("compute", f"expected a mapping compute name -> scheduler address, found "
-             f"{value!r}", hint)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        _bad(
+            "compute",
+            f"expected a mapping compute name -> scheduler address, found {value!r}",
+            hint,
+        )
     for name, address in value.items():
         if (why := check_address(name, address)) is not None:
             _bad("compute", why, hint)
     if value and serial is True:
-        _bad("compute", "serial=True runs everything in this process: it does not go with "
-             "compute=", "drop one of the two")
+        _bad(
+            "compute",
+            "serial=True runs everything in this process: it does not go with compute=",
+            "drop one of the two",
+        )
     return dict(value)
 
 
 def _event(value: object) -> threading.Event | None:
     problem = not_a_cancel_event(value)
     if problem is not None:
-        _bad("cancel", problem,
-             "cancel = threading.Event(); parajob.run(..., cancel=cancel); cancel.set()")
+        _bad(
+            "cancel",
+            problem,
+            "cancel = threading.Event(); parajob.run(..., cancel=cancel); cancel.set()",
+        )
     assert value is None or isinstance(value, threading.Event)
     return value
 
@@ -213,16 +247,20 @@ def _overrides(value: object) -> tuple[str, ...]:
         texts = tuple(items)
         if all(isinstance(s, str) for s in texts):
             return texts
-    _bad("set", f"expected KEY=VALUE texts, found {value!r}",
-         "set=['jobs.score.mini_batch_size=5']")
+    _bad(
+        "set", f"expected KEY=VALUE texts, found {value!r}", "set=['jobs.score.mini_batch_size=5']"
+    )
 
 
 def _folders(value: object) -> dict[str, Path]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        _bad("datastores", f"expected a mapping NAME -> folder, found {value!r}",
-             "datastores={'workspaceblobstore': '/data/blob'}")
+        _bad(
+            "datastores",
+            f"expected a mapping NAME -> folder, found {value!r}",
+            "datastores={'workspaceblobstore': '/data/blob'}",
+        )
     return {str(k): _path("datastores", v) for k, v in value.items()}
 
 

@@ -62,12 +62,22 @@ def _pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
 def _spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options that change how the YAML is read: shared by `run`, `job create`, `validate`."""
 
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Set a field before validation, e.g. jobs.score.mini_batch_size=5 "
-                  "(the value is YAML; repeatable).")
-    @click.option("--datastore", "datastores", multiple=True, metavar="NAME=PATH",
-                  help="Local folder of datastore NAME for azureml://datastores/NAME/paths/... "
-                  "(default: <run>/datastores/NAME; repeatable).")
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set a field before validation, e.g. jobs.score.mini_batch_size=5 "
+        "(the value is YAML; repeatable).",
+    )
+    @click.option(
+        "--datastore",
+        "datastores",
+        multiple=True,
+        metavar="NAME=PATH",
+        help="Local folder of datastore NAME for azureml://datastores/NAME/paths/... "
+        "(default: <run>/datastores/NAME; repeatable).",
+    )
     @wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return f(*args, **kwargs)
@@ -79,32 +89,66 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `run` and `job create`."""
 
     @_spec_options
-    @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Folder for outputs and logs (default: ./runs/<pipeline>-<time>).")
-    @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
-                  default=None, help="Finish the run in RUN_DIR (after a kill or Ctrl-C): only "
-                  "mini-batches not yet accepted run again.")
-    @click.option("--rerun-changed", is_flag=True, default=False,
-                  help="With --resume: run again the mini-batches whose input changed since "
-                  "the run started (all of them when a file under task.code changed) instead "
-                  "of refusing; the rest keep their results.")
-    @click.option("--max-tasks-per-worker", type=click.IntRange(min=1), default=None,
-                  help="Replace each worker process after this many mini-batches.")
-    @click.option("--max-worker-memory", default=None,
-                  help="Replace a worker once its resident memory exceeds this (e.g. 2gb), "
-                  "between mini-batches.")
-    @click.option("--compute", "computes", multiple=True, metavar="NAME=ADDRESS",
-                  help="Run the steps whose compute is NAME on the Dask cluster whose "
-                  "scheduler is at ADDRESS (tcp://host:8786); repeatable. Other steps run "
-                  "on this machine.")
-    @click.option("--quiet", "-q", is_flag=True, default=False,
-                  help="No live progress line (nor a command step's output) on stderr; the "
-                  "summary, warnings and failures are still shown.")
-    @click.option("--serial", is_flag=True, default=False,
-                  help="Debug mode: init/run/shutdown in this process, one mini-batch at a "
-                  "time, so breakpoint() and pdb work (stdin/stdout stay the terminal's). "
-                  "Same planning, retries, thresholds, logs and output; timeouts are "
-                  "reported, not enforced.")
+    @click.option(
+        "--run-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder for outputs and logs (default: ./runs/<pipeline>-<time>).",
+    )
+    @click.option(
+        "--resume",
+        "resume_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Finish the run in RUN_DIR (after a kill or Ctrl-C): only "
+        "mini-batches not yet accepted run again.",
+    )
+    @click.option(
+        "--rerun-changed",
+        is_flag=True,
+        default=False,
+        help="With --resume: run again the mini-batches whose input changed since "
+        "the run started (all of them when a file under task.code changed) instead "
+        "of refusing; the rest keep their results.",
+    )
+    @click.option(
+        "--max-tasks-per-worker",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Replace each worker process after this many mini-batches.",
+    )
+    @click.option(
+        "--max-worker-memory",
+        default=None,
+        help="Replace a worker once its resident memory exceeds this (e.g. 2gb), "
+        "between mini-batches.",
+    )
+    @click.option(
+        "--compute",
+        "computes",
+        multiple=True,
+        metavar="NAME=ADDRESS",
+        help="Run the steps whose compute is NAME on the Dask cluster whose "
+        "scheduler is at ADDRESS (tcp://host:8786); repeatable. Other steps run "
+        "on this machine.",
+    )
+    @click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        default=False,
+        help="No live progress line (nor a command step's output) on stderr; the "
+        "summary, warnings and failures are still shown.",
+    )
+    @click.option(
+        "--serial",
+        is_flag=True,
+        default=False,
+        help="Debug mode: init/run/shutdown in this process, one mini-batch at a "
+        "time, so breakpoint() and pdb work (stdin/stdout stay the terminal's). "
+        "Same planning, retries, thresholds, logs and output; timeouts are "
+        "reported, not enforced.",
+    )
     @wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return f(*args, **kwargs)
@@ -138,8 +182,14 @@ def job_group() -> None:
 
 
 @job_group.command("create")
-@click.option("--file", "-f", "pipeline", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="The pipeline YAML.")
+@click.option(
+    "--file",
+    "-f",
+    "pipeline",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The pipeline YAML.",
+)
 @_run_options
 def job_create(pipeline: Path, **options: Any) -> None:
     """Run a pipeline, like `az ml job create --file PIPELINE.yml`."""
@@ -149,8 +199,9 @@ def job_create(pipeline: Path, **options: Any) -> None:
 @main.command("validate")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @_spec_options
-def validate_command(pipeline: Path, overrides: tuple[str, ...],
-                     datastores: tuple[str, ...]) -> None:
+def validate_command(
+    pipeline: Path, overrides: tuple[str, ...], datastores: tuple[str, ...]
+) -> None:
     """Check PIPELINE without running it: the YAML, the paths it names, and that each
     entry script imports and defines run() (exit 0 valid, 2 invalid)."""
     from parajob.runner import default_run_dir
@@ -160,8 +211,9 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     try:
         # The run folder a run would use (not created): outputs bind as they would then.
-        loaded = load_pipeline(pipeline, run_dir=default_run_dir(pipeline), datastores=folders,
-                               overrides=overrides)
+        loaded = load_pipeline(
+            pipeline, run_dir=default_run_dir(pipeline), datastores=folders, overrides=overrides
+        )
         warnings = loaded.warnings + preflight(loaded)
     except SpecError as exc:
         terminal.echo(str(exc), err=True)
@@ -174,11 +226,21 @@ def validate_command(pipeline: Path, overrides: tuple[str, ...],
 
 @main.command("show")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--html", "html", is_flag=True, default=False,
-              help="Write one self-contained HTML report (timeline, throughput, failures, "
-              "settings) instead of printing a summary.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --html: the file to write (default RUN_DIR/parajob-report.html).")
+@click.option(
+    "--html",
+    "html",
+    is_flag=True,
+    default=False,
+    help="Write one self-contained HTML report (timeline, throughput, failures, "
+    "settings) instead of printing a summary.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --html: the file to write (default RUN_DIR/parajob-report.html).",
+)
 def show_command(run_dir: Path, html: bool, output: Path | None) -> None:
     """Show what happened in RUN_DIR: settings, status, counts, throughput, the slowest and
     failed mini-batches with their log files. Works on a run that is still going (reads
@@ -211,11 +273,19 @@ def _show(run_dir: Path, html: bool, output: Path | None) -> int:
     return EXIT_OK
 
 
-def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | None,
-         max_tasks_per_worker: int | None, max_worker_memory: str | None,
-         rerun_changed: bool = False, overrides: tuple[str, ...] = (),
-         datastores: tuple[str, ...] = (), serial: bool = False,
-         computes: tuple[str, ...] = (), quiet: bool = False) -> int:
+def _run(
+    pipeline_file: Path | None,
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    max_tasks_per_worker: int | None,
+    max_worker_memory: str | None,
+    rerun_changed: bool = False,
+    overrides: tuple[str, ...] = (),
+    datastores: tuple[str, ...] = (),
+    serial: bool = False,
+    computes: tuple[str, ...] = (),
+    quiet: bool = False,
+) -> int:
     """A thin client of runtime.run: the options in, the summaries out, an exit code."""
     from parajob.runtime.computes import check_address
     from parajob.runtime.options import RunOptions
@@ -225,26 +295,38 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         raise click.UsageError("--rerun-changed goes with --resume RUN_DIR")
     if resume_dir is None and pipeline_file is None:
         raise click.UsageError("give a PIPELINE file, or --resume RUN_DIR")
-    if (resume_dir is not None and run_dir is not None
-            and run_dir.resolve() != resume_dir.resolve()):
-        raise click.UsageError(f"--run-dir {run_dir} and --resume {resume_dir} name two "
-                               "folders: a resumed run stays in its own folder (drop "
-                               "--run-dir)")
+    if resume_dir is not None and run_dir is not None and run_dir.resolve() != resume_dir.resolve():
+        raise click.UsageError(
+            f"--run-dir {run_dir} and --resume {resume_dir} name two "
+            "folders: a resumed run stays in its own folder (drop "
+            "--run-dir)"
+        )
     clusters = _pairs("--compute", computes)
     for name, address in clusters.items():
         if (why := check_address(name, address)) is not None:
             raise click.BadParameter(why, param_hint="--compute")
     if clusters and serial:
-        raise click.UsageError("--serial runs everything in this process: it does not go "
-                               "with --compute")
-    options = RunOptions(resume=resume_dir is not None, rerun_changed=rerun_changed,
-                         max_tasks_per_worker=max_tasks_per_worker,
-                         max_worker_memory_bytes=_memory_size(max_worker_memory),
-                         serial=serial, handle_signals=True, computes=clusters,
-                         quiet=quiet)
+        raise click.UsageError(
+            "--serial runs everything in this process: it does not go with --compute"
+        )
+    options = RunOptions(
+        resume=resume_dir is not None,
+        rerun_changed=rerun_changed,
+        max_tasks_per_worker=max_tasks_per_worker,
+        max_worker_memory_bytes=_memory_size(max_worker_memory),
+        serial=serial,
+        handle_signals=True,
+        computes=clusters,
+        quiet=quiet,
+    )
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
-    request = RunRequest(pipeline_file, resume_dir if resume_dir is not None else run_dir,
-                         options, overrides, folders)
+    request = RunRequest(
+        pipeline_file,
+        resume_dir if resume_dir is not None else run_dir,
+        options,
+        overrides,
+        folders,
+    )
     # Outside a step's engine (which installs its own handlers) SIGTERM is Ctrl-C too:
     # the default would end the process on the spot (exit 143), in the import check with
     # the run folder it made left behind.
@@ -258,8 +340,11 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
         terminal.echo(f"parajob: {exc}", err=True)
         return EXIT_FAILED
     except KeyboardInterrupt:  # outside a step's engine (its handler makes it a result)
-        terminal.echo("parajob: interrupted (a run folder left behind is finished with "
-                      "`parajob run --resume RUN_DIR`)", err=True)
+        terminal.echo(
+            "parajob: interrupted (a run folder left behind is finished with "
+            "`parajob run --resume RUN_DIR`)",
+            err=True,
+        )
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -272,8 +357,7 @@ def _run(pipeline_file: Path | None, run_dir: Path | None, resume_dir: Path | No
     return EXIT_OK if outcomes and all(o.succeeded for o in outcomes) else EXIT_FAILED
 
 
-def _show_failure(run_dir: Path, outcomes: tuple[Any, ...],
-                  computes: dict[str, str]) -> None:
+def _show_failure(run_dir: Path, outcomes: tuple[Any, ...], computes: dict[str, str]) -> None:
     """On stderr, where the user looks (stdout may go to a file): the first step that did
     not succeed, its first failure with the traceback, and the command that resumes the
     run (for a failed run too: --resume runs again what did not succeed)."""
@@ -281,10 +365,17 @@ def _show_failure(run_dir: Path, outcomes: tuple[Any, ...],
 
     for outcome in outcomes:
         if not outcome.succeeded:
-            terminal.echo(terminal_block(outcome.step, outcome.status, outcome.reason,
-                                         getattr(outcome, "first_failure", None), run_dir,
-                                         computes),
-                          err=True)
+            terminal.echo(
+                terminal_block(
+                    outcome.step,
+                    outcome.status,
+                    outcome.reason,
+                    getattr(outcome, "first_failure", None),
+                    run_dir,
+                    computes,
+                ),
+                err=True,
+            )
             return
 
 

@@ -42,16 +42,30 @@ from parajob.errors import ValidationError
 __all__ = ["pipeline"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_SETTINGS = ("default_compute", "default_datastore", "continue_on_step_failure",
-             "force_rerun", "default_environment")
-_RETURN_ERROR = ("The return type of dsl.pipeline decorated function should be a mapping "
-                 "from output name to a node's output (node.outputs.<name>) with owner.")
+_SETTINGS = (
+    "default_compute",
+    "default_datastore",
+    "continue_on_step_failure",
+    "force_rerun",
+    "default_environment",
+)
+_RETURN_ERROR = (
+    "The return type of dsl.pipeline decorated function should be a mapping "
+    "from output name to a node's output (node.outputs.<name>) with owner."
+)
 
 
-def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
-             version: str | None = None, display_name: str | None = None,
-             description: str | None = None, experiment_name: str | None = None,
-             tags: dict[str, str] | None = None, **kwargs: Any) -> Any:
+def pipeline(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    display_name: str | None = None,
+    description: str | None = None,
+    experiment_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> Any:
     """Decorate a function that composes nodes; calling it returns a :class:`Pipeline`.
 
     Keywords as ``azure.ai.ml.dsl.pipeline``: ``name``, ``version`` (recorded nowhere: a
@@ -73,28 +87,36 @@ def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
         signature = inspect.signature(fn)
         for param in signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise ValidationError(f"{fn.__name__!r}: dsl pipeline does not accept *args or "
-                                      "**kwargs as parameters.", param.name)
+                raise ValidationError(
+                    f"{fn.__name__!r}: dsl pipeline does not accept *args or "
+                    "**kwargs as parameters.",
+                    param.name,
+                )
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
 
         @functools.wraps(fn)
         def build(*args: Any, **call_kwargs: Any) -> Pipeline:
             if building() is not None:  # its steps would be dropped, its outputs unbound
-                raise ValidationError(f"{fn.__name__}(): a dsl.pipeline function called "
-                                      "inside another one (a sub-pipeline) is not supported "
-                                      "here: make its steps in the outer function, or run "
-                                      "the two pipelines one after the other")
+                raise ValidationError(
+                    f"{fn.__name__}(): a dsl.pipeline function called "
+                    "inside another one (a sub-pipeline) is not supported "
+                    "here: make its steps in the outer function, or run "
+                    "the two pipelines one after the other"
+                )
             values = _bind(fn, signature, args, call_kwargs)
             params = {k: PipelineInput(k, v) for k, v in values.items()}
             nodes, local_vars, returned = _run_body(fn, params)
             job = Pipeline(
-                jobs=_name_nodes(nodes, local_vars), name=name,
+                jobs=_name_nodes(nodes, local_vars),
+                name=name,
                 display_name=display_name or fn.__name__,
                 description=description or (doc[0] if doc else None),
-                experiment_name=experiment_name, tags=tags,
+                experiment_name=experiment_name,
+                tags=tags,
                 settings=PipelineJobSettings(**settings),
                 inputs={k: v for k, v in values.items() if v is not None},
-                base_dir=os.getcwd())
+                base_dir=os.getcwd(),
+            )
             job.outputs = _outputs(returned, nodes)
             return job
 
@@ -103,39 +125,56 @@ def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
     return decorate(func) if func is not None else decorate
 
 
-def _bind(fn: Callable[..., Any], signature: inspect.Signature, args: tuple[Any, ...],
-          kwargs: dict[str, Any]) -> dict[str, Any]:
+def _bind(
+    fn: Callable[..., Any],
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
     """The call's values by parameter, with the SDK's messages for a call that does not fit
     (a local run has no later moment to give a missing input)."""
     params, shown = signature.parameters, fn.__name__
     for key in kwargs:
         if key not in params:
-            raise ValidationError(f"{shown}() got an unexpected keyword argument {key!r}"
-                                  + (", valid keywords: " + ", ".join(map(repr, params)) + "."
-                                     if params else "."), key)
+            raise ValidationError(
+                f"{shown}() got an unexpected keyword argument {key!r}"
+                + (", valid keywords: " + ", ".join(map(repr, params)) + "." if params else "."),
+                key,
+            )
     if len(args) > len(params):
-        raise ValidationError(f"{shown}() takes {len(params)} positional argument but "
-                              f"{len(args)} were given.")
+        raise ValidationError(
+            f"{shown}() takes {len(params)} positional argument but {len(args)} were given."
+        )
     try:
         bound = signature.bind_partial(*args, **kwargs)
     except TypeError as exc:  # a value given both by position and by name
         raise ValidationError(f"{shown}(): {exc}") from exc
-    missing = [k for k, p in params.items()
-               if k not in bound.arguments and p.default is inspect.Parameter.empty]
+    missing = [
+        k
+        for k, p in params.items()
+        if k not in bound.arguments and p.default is inspect.Parameter.empty
+    ]
     if missing:
-        raise ValidationError(f"{shown}() missing {len(missing)} required positional "
-                              f"argument(s): {', '.join(map(repr, missing))}.", missing[0])
+        raise ValidationError(
+            f"{shown}() missing {len(missing)} required positional "
+            f"argument(s): {', '.join(map(repr, missing))}.",
+            missing[0],
+        )
     bound.apply_defaults()
     for key, value in bound.arguments.items():
         if isinstance(value, (NodeOutput, PipelineInput, Node)):
-            raise ValidationError(f"pipeline input {key!r}: expected an Input or a literal, "
-                                  f"found {type(value).__name__} (nested pipelines are not "
-                                  "supported)", key)
+            raise ValidationError(
+                f"pipeline input {key!r}: expected an Input or a literal, "
+                f"found {type(value).__name__} (nested pipelines are not "
+                "supported)",
+                key,
+            )
     return dict(bound.arguments)
 
 
-def _run_body(fn: Callable[..., Any], params: dict[str, PipelineInput]
-              ) -> tuple[list[Node], dict[str, Any], Any]:
+def _run_body(
+    fn: Callable[..., Any], params: dict[str, PipelineInput]
+) -> tuple[list[Node], dict[str, Any], Any]:
     """Run the function once, recording the nodes it makes and its locals at return."""
     captured: dict[str, Any] = {}
     previous = sys.getprofile()
@@ -168,8 +207,9 @@ def _name_nodes(nodes: list[Node], local_vars: dict[str, Any]) -> dict[str, Node
             continue
         check_node_name(chosen)
         if chosen in taken:
-            raise ValidationError(f"Duplicate node name found in pipeline, node name: "
-                                  f"{chosen!r}.", "name")
+            raise ValidationError(
+                f"Duplicate node name found in pipeline, node name: {chosen!r}.", "name"
+            )
         named[id(value)] = chosen
         taken.add(chosen)
     counts: dict[str, int] = {}
@@ -200,11 +240,18 @@ def _outputs(returned: Any, nodes: list[Node]) -> dict[str, Output]:
         raise ValidationError(_RETURN_ERROR)
     out: dict[str, Output] = {}
     for key, value in returned.items():
-        if not isinstance(key, str) or not isinstance(value, NodeOutput) or not any(
-                value.owner is n for n in nodes):
+        if (
+            not isinstance(key, str)
+            or not isinstance(value, NodeOutput)
+            or not any(value.owner is n for n in nodes)
+        ):
             raise ValidationError(_RETURN_ERROR, str(key))
-        out[key] = Output(type=value.type or "uri_folder", path=value.path, mode=value.mode,
-                          description=value.description, **value.extra)  # name, version
+        out[key] = Output(
+            type=value.type or "uri_folder",
+            path=value.path,
+            mode=value.mode,
+            description=value.description,
+            **value.extra,
+        )  # name, version
         value.binding = f"${{{{parent.outputs.{key}}}}}"
     return out
-

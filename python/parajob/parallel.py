@@ -60,24 +60,45 @@ def parallel_run_function(
     """
     check_type("task", task, RunFunction)
     if task is None:
-        raise ValidationError("parallel_run_function() needs task=RunFunction(code=..., "
-                              "entry_script=...): the script whose run() gets the "
-                              "mini-batches", "task")
+        raise ValidationError(
+            "parallel_run_function() needs task=RunFunction(code=..., "
+            "entry_script=...): the script whose run() gets the "
+            "mini-batches",
+            "task",
+        )
     unknown = sorted(set(kwargs) - {"component"})
     if unknown:
-        raise ValidationError(f"parallel_run_function() got an unexpected keyword argument "
-                              f"{unknown[0]!r}", unknown[0])
-    resources = JobResourceConfiguration(instance_count=instance_count,
-                                         instance_type=instance_type,
-                                         docker_args=docker_args, shm_size=shm_size)
+        raise ValidationError(
+            f"parallel_run_function() got an unexpected keyword argument {unknown[0]!r}", unknown[0]
+        )
+    resources = JobResourceConfiguration(
+        instance_count=instance_count,
+        instance_type=instance_type,
+        docker_args=docker_args,
+        shm_size=shm_size,
+    )
     return Parallel(
-        name=name, description=description, tags=tags, properties=properties,
-        display_name=display_name, experiment_name=experiment_name, compute=compute,
-        inputs=inputs, outputs=outputs, retry_settings=retry_settings,
-        environment_variables=environment_variables, logging_level=logging_level,
+        name=name,
+        description=description,
+        tags=tags,
+        properties=properties,
+        display_name=display_name,
+        experiment_name=experiment_name,
+        compute=compute,
+        inputs=inputs,
+        outputs=outputs,
+        retry_settings=retry_settings,
+        environment_variables=environment_variables,
+        logging_level=logging_level,
         max_concurrency_per_instance=max_concurrency_per_instance,
-        error_threshold=error_threshold, mini_batch_error_threshold=mini_batch_error_threshold,
-        task=task, mini_batch_size=mini_batch_size, partition_keys=partition_keys,
-        input_data=input_data, resources=resources, identity=identity,
-        is_deterministic=is_deterministic, component=kwargs.get("component"),
+        error_threshold=error_threshold,
+        mini_batch_error_threshold=mini_batch_error_threshold,
+        task=task,
+        mini_batch_size=mini_batch_size,
+        partition_keys=partition_keys,
+        input_data=input_data,
+        resources=resources,
+        identity=identity,
+        is_deterministic=is_deterministic,
+        component=kwargs.get("component"),
     )

@@ -34,8 +34,8 @@ class StepResult:
     step, which has no mini-batches)."""
 
     name: str
-    kind: str                    # "parallel", "command" or "not_run"
-    status: str                  # one of STATUSES
+    kind: str  # "parallel", "command" or "not_run"
+    status: str  # one of STATUSES
     reason: str
     total_batches: int = 0
     completed_batches: int = 0
@@ -45,16 +45,16 @@ class StepResult:
     failed_items: int = 0
     failed_attempts: int = 0
     seconds: float = 0.0
-    output: Path | None = None   # the append_row file of a parallel step
+    output: Path | None = None  # the append_row file of a parallel step
     outputs: Mapping[str, Path] = field(default_factory=dict)  # a command step's outputs
     logs: Path | None = None
     failures: tuple[Failure, ...] = ()  # mini-batches failed for good (first 1000)
-    hosts: tuple[NodeHost, ...] = ()    # where each node of a parallel step ran
+    hosts: tuple[NodeHost, ...] = ()  # where each node of a parallel step ran
     settings: Mapping[str, Any] = field(default_factory=dict)  # a parallel step's, resolved
-    started_at: str = ""                # UTC ISO-8601 with ms ("" when not known)
+    started_at: str = ""  # UTC ISO-8601 with ms ("" when not known)
     ended_at: str = ""
-    first_failure: str = ""             # job_result.txt's "first failure" block ("": none):
-                                        # a mini-batch's, init()'s or a crashed worker's
+    first_failure: str = ""  # job_result.txt's "first failure" block ("": none):
+    # a mini-batch's, init()'s or a crashed worker's
 
     @property
     def succeeded(self) -> bool:
@@ -75,17 +75,41 @@ class StepResult:
             started, ended = "", ""
             if outcome.started_at > 0:
                 start_ns = int(outcome.started_at * 1e9)
-                started, ended = iso_times(np.array([start_ns,
-                                                     start_ns + int(outcome.seconds * 1e9)]))
-            return cls(outcome.step, "parallel", status, outcome.reason, t.total_batches,
-                       t.done_batches, t.failed_batches, t.items_in, t.items_out,
-                       t.failed_items, t.failed_attempts, outcome.seconds, outcome.output,
-                       {}, outcome.logs, tuple(outcome.failures), tuple(outcome.hosts),
-                       dict(outcome.settings), started, ended,
-                       (outcome.first_failure or "").rstrip())
-        return cls(outcome.step, "command", status, outcome.reason,
-                   seconds=outcome.seconds, outputs=dict(outcome.outputs),
-                   logs=outcome.log.parent.parent)
+                started, ended = iso_times(
+                    np.array([start_ns, start_ns + int(outcome.seconds * 1e9)])
+                )
+            return cls(
+                outcome.step,
+                "parallel",
+                status,
+                outcome.reason,
+                t.total_batches,
+                t.done_batches,
+                t.failed_batches,
+                t.items_in,
+                t.items_out,
+                t.failed_items,
+                t.failed_attempts,
+                outcome.seconds,
+                outcome.output,
+                {},
+                outcome.logs,
+                tuple(outcome.failures),
+                tuple(outcome.hosts),
+                dict(outcome.settings),
+                started,
+                ended,
+                (outcome.first_failure or "").rstrip(),
+            )
+        return cls(
+            outcome.step,
+            "command",
+            status,
+            outcome.reason,
+            seconds=outcome.seconds,
+            outputs=dict(outcome.outputs),
+            logs=outcome.log.parent.parent,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings, failures as dicts."""
@@ -109,8 +133,9 @@ class RunResult:
     seconds: float = 0.0
 
     @classmethod
-    def from_outcomes(cls, run_dir: Path, outcomes: Iterable[Any],
-                      seconds: float = 0.0) -> RunResult:
+    def from_outcomes(
+        cls, run_dir: Path, outcomes: Iterable[Any], seconds: float = 0.0
+    ) -> RunResult:
         return cls(run_dir, tuple(StepResult.from_outcome(o) for o in outcomes), seconds)
 
     @property
@@ -136,10 +161,17 @@ class RunResult:
         for step in self.steps:
             if step.name == name:
                 return step
-        raise KeyError(f"no step {name!r} in this run (steps: "
-                       f"{', '.join(s.name for s in self.steps) or 'none'})")
+        raise KeyError(
+            f"no step {name!r} in this run (steps: "
+            f"{', '.join(s.name for s in self.steps) or 'none'})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "status": self.status,
-                "succeeded": self.succeeded, "reason": self.reason, "seconds": self.seconds,
-                "steps": [s.to_dict() for s in self.steps]}
+        return {
+            "run_dir": str(self.run_dir),
+            "status": self.status,
+            "succeeded": self.succeeded,
+            "reason": self.reason,
+            "seconds": self.seconds,
+            "steps": [s.to_dict() for s in self.steps],
+        }

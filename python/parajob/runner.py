@@ -34,8 +34,17 @@ from parajob.runtime.job import check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
 
-__all__ = ["RUN_RECORD", "StepOutcome", "default_run_dir", "new_run_dir_base", "record_run",
-           "recorded_options", "recorded_pipeline", "run_pipeline", "stage_inputs"]
+__all__ = [
+    "RUN_RECORD",
+    "StepOutcome",
+    "default_run_dir",
+    "new_run_dir_base",
+    "record_run",
+    "recorded_options",
+    "recorded_pipeline",
+    "run_pipeline",
+    "stage_inputs",
+]
 
 RUN_RECORD = "parajob-run.json"
 
@@ -62,9 +71,11 @@ class NotRun:
     interrupted: bool = False
 
     def summary(self) -> str:
-        return (f"step:                 {self.step}\n"
-                f"status:               NOT RUN\n"
-                f"reason:               {self.reason}\n")
+        return (
+            f"step:                 {self.step}\n"
+            f"status:               NOT RUN\n"
+            f"reason:               {self.reason}\n"
+        )
 
 
 class StageError(Exception):
@@ -88,27 +99,45 @@ def default_run_dir(pipeline_file: Path) -> Path:
     return candidate.resolve()
 
 
-def record_run(run_dir: Path, pipeline_file: Path, overrides: Sequence[str] = (),
-               datastores: Mapping[str, Path] | None = None) -> None:
+def record_run(
+    run_dir: Path,
+    pipeline_file: Path,
+    overrides: Sequence[str] = (),
+    datastores: Mapping[str, Path] | None = None,
+) -> None:
     """Write <run>/parajob-run.json (first run only): what --resume needs to start again
     (the pipeline, its --set overrides and --datastore folders). SpecError when the run
     folder cannot be made (exit 2, before anything starts)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SpecError([Diagnostic("--run-dir", None, None, "",
-                                    f"cannot create the run folder {run_dir}: "
-                                    f"{exc.strerror or exc}",
-                                    "give --run-dir (run_dir=) a folder you can write "
-                                    "to")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    "--run-dir",
+                    None,
+                    None,
+                    "",
+                    f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
+                    "give --run-dir (run_dir=) a folder you can write to",
+                )
+            ]
+        ) from exc
     record = run_dir / RUN_RECORD
     if not record.exists():
-        record.write_text(json.dumps({
-            "pipeline": str(pipeline_file.resolve()),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "overrides": list(overrides),
-            "datastores": {k: str(Path(v).resolve()) for k, v in (datastores or {}).items()},
-        }, indent=2))
+        record.write_text(
+            json.dumps(
+                {
+                    "pipeline": str(pipeline_file.resolve()),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "overrides": list(overrides),
+                    "datastores": {
+                        k: str(Path(v).resolve()) for k, v in (datastores or {}).items()
+                    },
+                },
+                indent=2,
+            )
+        )
 
 
 def recorded_pipeline(run_dir: Path) -> Path:
@@ -119,8 +148,10 @@ def recorded_pipeline(run_dir: Path) -> Path:
 def recorded_options(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
     """The --set overrides and --datastore folders a run folder was started with."""
     record = _read_record(run_dir)
-    return ([str(o) for o in record.get("overrides") or []],
-            {str(k): Path(v) for k, v in (record.get("datastores") or {}).items()})
+    return (
+        [str(o) for o in record.get("overrides") or []],
+        {str(k): Path(v) for k, v in (record.get("datastores") or {}).items()},
+    )
 
 
 def _read_record(run_dir: Path) -> dict[str, Any]:
@@ -129,15 +160,24 @@ def _read_record(run_dir: Path) -> dict[str, Any]:
         data = json.loads(record.read_text())
         data["pipeline"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SpecError([Diagnostic(str(record), None, None, "--resume",
-                                    f"not a parajob run folder (cannot read {RUN_RECORD}: {exc})",
-                                    "pass the folder that `parajob run` printed under 'logs:', "
-                                    "two levels up")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(record),
+                    None,
+                    None,
+                    "--resume",
+                    f"not a parajob run folder (cannot read {RUN_RECORD}: {exc})",
+                    "pass the folder that `parajob run` printed under 'logs:', two levels up",
+                )
+            ]
+        ) from exc
     return dict(data)
 
 
-def run_pipeline(pipeline: Pipeline, run_dir: Path,
-                 options: RunOptions | None = None) -> list[StepOutcome]:
+def run_pipeline(
+    pipeline: Pipeline, run_dir: Path, options: RunOptions | None = None
+) -> list[StepOutcome]:
     """Run the steps; returns one outcome per step that was tried (or skipped). Raises
     SpecError when a parallel step finds bad input before its workers start and no step
     of this call has run yet; after one has, such a step is NotRun with the diagnostics as
@@ -155,11 +195,15 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
         broken = [d for d in step.depends_on if d in failed]
         if broken:
             failed.add(name)
-            outcomes.append(NotRun(name, f"it reads the output of step '{broken[0]}', "
-                                         "which failed"))
+            outcomes.append(
+                NotRun(name, f"it reads the output of step '{broken[0]}', which failed")
+            )
             continue
-        done = finished_before(step, run_dir) if isinstance(step, CommandStep) \
-            and options.resume else None
+        done = (
+            finished_before(step, run_dir)
+            if isinstance(step, CommandStep) and options.resume
+            else None
+        )
         if done is not None:
             outcomes.append(done)
             continue
@@ -169,10 +213,13 @@ def run_pipeline(pipeline: Pipeline, run_dir: Path,
             outcome: StepOutcome = NotRun(name, str(exc))
         else:
             try:
-                outcome = run_parallel_step(step, run_dir, options,
-                                            compute=step.compute or pipeline.default_compute) \
-                    if isinstance(step, ParallelStep) else run_command_step(step, run_dir,
-                                                                            options)
+                outcome = (
+                    run_parallel_step(
+                        step, run_dir, options, compute=step.compute or pipeline.default_compute
+                    )
+                    if isinstance(step, ParallelStep)
+                    else run_command_step(step, run_dir, options)
+                )
             except SpecError as exc:
                 if not ran:
                     raise
@@ -196,8 +243,10 @@ def stage_inputs(step: Step, run_dir: Path) -> None:
         source = inp.origin or inp.path
         if inp.producer is not None and source is not None and not source.exists():
             producer, output = inp.producer
-            raise StageError(f"input '{inp.name}' is output '{output}' of step '{producer}', "
-                             f"which wrote nothing there ({source})")
+            raise StageError(
+                f"input '{inp.name}' is output '{output}' of step '{producer}', "
+                f"which wrote nothing there ({source})"
+            )
         if inp.origin is not None and inp.path is not None:
             _copy(inp)
 

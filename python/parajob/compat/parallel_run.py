@@ -29,12 +29,16 @@ class EntryScript:
         return cls._instance
 
     @classmethod
-    def configure(cls, *, agent_name: str, log_dir: Path, log_file: Path, output_dir: Path,
-                  logging_level: str) -> None:
+    def configure(
+        cls, *, agent_name: str, log_dir: Path, log_file: Path, output_dir: Path, logging_level: str
+    ) -> None:
         cls._instance = None
         cls._config = {
-            "agent_name": agent_name, "log_dir": log_dir, "log_file": log_file,
-            "output_dir": output_dir, "logging_level": logging_level,
+            "agent_name": agent_name,
+            "log_dir": log_dir,
+            "log_file": log_file,
+            "output_dir": output_dir,
+            "logging_level": logging_level,
         }
         root = logging.getLogger()
         if not any(getattr(h, "_parajob", False) for h in root.handlers):

@@ -11,8 +11,15 @@ from parajob.data.files import FileBatchPlan, InputDataError, plan_file_batches
 from parajob.data.input_errors import TableInputError, Where
 from parajob.data.plans import plan_input
 
-__all__ = ["FileBatchPlan", "InputDataError", "TableBatchPlan", "TableInputError", "Where",
-           "plan_file_batches", "plan_input"]
+__all__ = [
+    "FileBatchPlan",
+    "InputDataError",
+    "TableBatchPlan",
+    "TableInputError",
+    "Where",
+    "plan_file_batches",
+    "plan_input",
+]
 
 
 def __getattr__(name: str) -> Any:

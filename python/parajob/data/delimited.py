@@ -32,8 +32,15 @@ __all__ = ["DelimitedSource", "SAMPLE_ROWS"]
 SAMPLE_ROWS = 200  # rows used to infer column types (as Azure's read_delimited does)
 MAX_PROBLEMS = 10  # data problems reported at once
 BOM = b"\xef\xbb\xbf"
-_CODECS = {"utf8": "utf8", "utf8bom": "utf8", "ascii": "ascii", "latin1": "latin1",
-           "cp1252": "cp1252", "utf16": "utf-16", "utf32": "utf-32"}
+_CODECS = {
+    "utf8": "utf8",
+    "utf8bom": "utf8",
+    "ascii": "ascii",
+    "latin1": "latin1",
+    "cp1252": "cp1252",
+    "utf16": "utf-16",
+    "utf32": "utf-32",
+}
 
 
 @dataclass
@@ -74,12 +81,18 @@ class DelimitedSource:
         for i, f in enumerate(self.files):
             begin = self._bom(f.path)
             header = mode in ("all_files_same_headers", "all_files_different_headers") or (
-                mode == "from_first_file" and first_header is None)
+                mode == "from_first_file" and first_header is None
+            )
             scan = _core.scan_delimited(
-                f.path, delimiter=self.options["delimiter"],
-                multi_line=self.options["support_multi_line"], begin=begin, header=header,
+                f.path,
+                delimiter=self.options["delimiter"],
+                multi_line=self.options["support_multi_line"],
+                begin=begin,
+                header=header,
                 expected_fields=0 if mode == "all_files_different_headers" else expected,
-                target_bytes=target_bytes, threads=0)
+                target_bytes=target_bytes,
+                threads=0,
+            )
             self._starts.append(begin)
             names: tuple[str, ...] = ()
             if header and scan.header_end > scan.header_begin:
@@ -90,9 +103,12 @@ class DelimitedSource:
                 if first_header is None:
                     first_header = (names, f.path)
                 elif mode == "all_files_same_headers" and names != first_header[0]:
-                    problems.append(Where(f.path, _line_at(f.path, scan.header_begin)).diagnostic(
-                        f"the header differs from the first file's ({first_header[1]})",
-                        "use header: all_files_different_headers, or make the headers equal"))
+                    problems.append(
+                        Where(f.path, _line_at(f.path, scan.header_begin)).diagnostic(
+                            f"the header differs from the first file's ({first_header[1]})",
+                            "use header: all_files_different_headers, or make the headers equal",
+                        )
+                    )
             elif mode == "no_header" and scan.fields and not expected:
                 names = tuple(f"Column{k + 1}" for k in range(scan.fields))
             if not expected and scan.fields and mode != "all_files_different_headers":
@@ -125,12 +141,19 @@ class DelimitedSource:
     def _parse_header(self, raw: bytes) -> tuple[str, ...]:
         if not raw.endswith((b"\n", b"\r")):  # the last line of the file: Arrow needs an end
             raw += b"\n"
-        table = pacsv.read_csv(pa.py_buffer(raw), read_options=self._read_options(None),
-                               parse_options=self._parse_options(),
-                               convert_options=pacsv.ConvertOptions(
-                                   default_column_type=pa.string(), strings_can_be_null=False))
-        values = [str(v) if v is not None else "" for v in table.to_pylist()[0].values()] \
-            if table.num_rows else table.column_names
+        table = pacsv.read_csv(
+            pa.py_buffer(raw),
+            read_options=self._read_options(None),
+            parse_options=self._parse_options(),
+            convert_options=pacsv.ConvertOptions(
+                default_column_type=pa.string(), strings_can_be_null=False
+            ),
+        )
+        values = (
+            [str(v) if v is not None else "" for v in table.to_pylist()[0].values()]
+            if table.num_rows
+            else table.column_names
+        )
         names: list[str] = []
         for k, v in enumerate(values):
             name = v or f"Column{k + 1}"
@@ -148,19 +171,21 @@ class DelimitedSource:
             return where.diagnostic(
                 "a quoted value goes on past the end of its line",
                 "set support_multi_line: true under read_delimited if values hold line "
-                "breaks; otherwise close the quote")
+                "breaks; otherwise close the quote",
+            )
         source = "the header" if header else "the first row"
         return where.diagnostic(
             f"ragged row: expected {want} fields (as in {source}), found {found}",
             f"every row needs {want} values separated by "
-            f"'{self.options['delimiter']}'; quote values that contain it")
+            f"'{self.options['delimiter']}'; quote values that contain it",
+        )
 
     def _infer(self, pieces: np.ndarray | None) -> pa.Schema:
         """Column types, fixed for every piece: inferred from the first SAMPLE_ROWS rows of
         the first file with data (of each distinct header), or all text."""
         columns: dict[str, pa.DataType] = {}
         seen: set[tuple[str, ...]] = set()
-        for row in (pieces if pieces is not None else []):
+        for row in pieces if pieces is not None else []:
             f = int(row[0])
             if self.names[f] in seen:
                 continue
@@ -176,14 +201,22 @@ class DelimitedSource:
         if not self.options["infer_column_types"]:
             return {n: pa.string() for n in names}
         path = self.files[f].path
-        scan = _core.scan_delimited(path, delimiter=self.options["delimiter"],
-                                    multi_line=self.options["support_multi_line"], begin=begin,
-                                    check_fields=False, max_records=SAMPLE_ROWS)
+        scan = _core.scan_delimited(
+            path,
+            delimiter=self.options["delimiter"],
+            multi_line=self.options["support_multi_line"],
+            begin=begin,
+            check_fields=False,
+            max_records=SAMPLE_ROWS,
+        )
         sample = _pread(path, scan.end - begin, begin)
         fixed = {n: pa.string() for n in names if n in self.string_columns}
-        table = pacsv.read_csv(pa.py_buffer(sample), read_options=self._read_options(names),
-                               parse_options=self._parse_options(),
-                               convert_options=self._convert_options(fixed))
+        table = pacsv.read_csv(
+            pa.py_buffer(sample),
+            read_options=self._read_options(names),
+            parse_options=self._parse_options(),
+            convert_options=self._convert_options(fixed),
+        )
         return {fld.name: _settle(fld.type) for fld in table.schema}
 
     def _plan_whole_files(self) -> np.ndarray:
@@ -193,12 +226,21 @@ class DelimitedSource:
         first = self.files[0].path if self.files else None
         names: tuple[str, ...] = ()
         if first is not None:
-            sample = pacsv.read_csv(first, read_options=pacsv.ReadOptions(
-                use_threads=False, encoding=_CODECS[self.options["encoding"]],
-                autogenerate_column_names=mode == "no_header"),
-                parse_options=self._parse_options(), convert_options=self._convert_options({}))
-            names = tuple(sample.column_names) if mode != "no_header" else tuple(
-                f"Column{k + 1}" for k in range(sample.num_columns))
+            sample = pacsv.read_csv(
+                first,
+                read_options=pacsv.ReadOptions(
+                    use_threads=False,
+                    encoding=_CODECS[self.options["encoding"]],
+                    autogenerate_column_names=mode == "no_header",
+                ),
+                parse_options=self._parse_options(),
+                convert_options=self._convert_options({}),
+            )
+            names = (
+                tuple(sample.column_names)
+                if mode != "no_header"
+                else tuple(f"Column{k + 1}" for k in range(sample.num_columns))
+            )
             types = {n: _settle(t) for n, t in zip(names, sample.schema.types, strict=True)}
             if not self.options["infer_column_types"]:
                 types = {n: pa.string() for n in names}
@@ -221,45 +263,67 @@ class DelimitedSource:
                 header_rows = 0
             else:
                 data = path
-                header_rows = 0 if self.options["header"] == "no_header" or (
-                    self.options["header"] == "from_first_file" and f != 0) else 1
+                header_rows = (
+                    0
+                    if self.options["header"] == "no_header"
+                    or (self.options["header"] == "from_first_file" and f != 0)
+                    else 1
+                )
             read_options = self._read_options(names)
             read_options.skip_rows = header_rows
-            return pacsv.read_csv(data, read_options=read_options,
-                                  parse_options=self._parse_options(),
-                                  convert_options=self._convert_options(
-                                      {fld.name: fld.type for fld in self.schema}, include=True))
+            return pacsv.read_csv(
+                data,
+                read_options=read_options,
+                parse_options=self._parse_options(),
+                convert_options=self._convert_options(
+                    {fld.name: fld.type for fld in self.schema}, include=True
+                ),
+            )
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             hint = ""
             if "conversion error" in str(exc) and self.options["infer_column_types"]:
-                hint = (f" (column types were inferred from the first {SAMPLE_ROWS} rows; "
-                        "name the column in convert_column_types, or set "
-                        "infer_column_types: false)")
-            raise ValueError(f"{path}: rows from line {first_line} (bytes {begin}-{end}): "
-                             f"{exc}{hint}") from None
+                hint = (
+                    f" (column types were inferred from the first {SAMPLE_ROWS} rows; "
+                    "name the column in convert_column_types, or set "
+                    "infer_column_types: false)"
+                )
+            raise ValueError(
+                f"{path}: rows from line {first_line} (bytes {begin}-{end}): {exc}{hint}"
+            ) from None
 
     def describe(self, f: int, begin: int, end: int, records: int, first_line: int) -> str:
         rows = f", {records} rows" if self.exact_records else ""
         return f"{self.files[f].path}: bytes {begin}-{end}, from line {first_line}{rows}"
 
     def _read_options(self, names: tuple[str, ...] | None) -> pacsv.ReadOptions:
-        return pacsv.ReadOptions(use_threads=False, encoding=_CODECS[self.options["encoding"]],
-                                 column_names=list(names) if names is not None else None,
-                                 autogenerate_column_names=names is None)
+        return pacsv.ReadOptions(
+            use_threads=False,
+            encoding=_CODECS[self.options["encoding"]],
+            column_names=list(names) if names is not None else None,
+            autogenerate_column_names=names is None,
+        )
 
     def _parse_options(self) -> pacsv.ParseOptions:
-        return pacsv.ParseOptions(delimiter=self.options["delimiter"], quote_char='"',
-                                  double_quote=True,
-                                  newlines_in_values=self.options["support_multi_line"],
-                                  ignore_empty_lines=True)
+        return pacsv.ParseOptions(
+            delimiter=self.options["delimiter"],
+            quote_char='"',
+            double_quote=True,
+            newlines_in_values=self.options["support_multi_line"],
+            ignore_empty_lines=True,
+        )
 
-    def _convert_options(self, types: dict[str, pa.DataType],
-                         include: bool = False) -> pacsv.ConvertOptions:
+    def _convert_options(
+        self, types: dict[str, pa.DataType], include: bool = False
+    ) -> pacsv.ConvertOptions:
         as_text = self.options["empty_as_string"]
         return pacsv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=not as_text,
+            column_types=types,
+            null_values=[""],
+            strings_can_be_null=not as_text,
             quoted_strings_can_be_null=not as_text,
-            include_columns=list(types) if include else None, include_missing_columns=include)
+            include_columns=list(types) if include else None,
+            include_missing_columns=include,
+        )
 
 
 def _settle(kind: pa.DataType) -> pa.DataType:
@@ -287,6 +351,8 @@ def _pread(path: str, size: int, offset: int, exact: bool = True) -> bytes:
     finally:
         os.close(fd)
     if exact and len(data) != size:
-        raise OSError(f"{path}: file changed while it was read (wanted {size} bytes at "
-                      f"{offset}, got {len(data)})")
+        raise OSError(
+            f"{path}: file changed while it was read (wanted {size} bytes at "
+            f"{offset}, got {len(data)})"
+        )
     return data

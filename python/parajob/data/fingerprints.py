@@ -50,19 +50,26 @@ def stat_identities(paths: Sequence[str]) -> tuple[list[int], list[int]]:
     return sizes, mtimes
 
 
-def file_digests(paths: Sequence[str], sizes: Iterable[int],
-                 mtimes_ns: Iterable[int]) -> np.ndarray:
+def file_digests(
+    paths: Sequence[str], sizes: Iterable[int], mtimes_ns: Iterable[int]
+) -> np.ndarray:
     """(n, 16) uint8: the identity digest of each file (see the module docstring)."""
     blake, pack = hashlib.blake2b, _IDENTITY.pack
     # surrogateescape: names that are not UTF-8 come back to their own bytes (os.fsencode).
-    joined = b"".join([
-        blake(p.encode("utf-8", "surrogateescape") + pack(s, m), digest_size=DIGEST_BYTES).digest()
-        for p, s, m in zip(paths, sizes, mtimes_ns, strict=True)])
+    joined = b"".join(
+        [
+            blake(
+                p.encode("utf-8", "surrogateescape") + pack(s, m), digest_size=DIGEST_BYTES
+            ).digest()
+            for p, s, m in zip(paths, sizes, mtimes_ns, strict=True)
+        ]
+    )
     return np.frombuffer(joined, dtype=np.uint8).reshape(-1, DIGEST_BYTES).copy()
 
 
-def grouped_digests(items: np.ndarray, bounds: np.ndarray, salt: bytes = b"",
-                    extras: Sequence[bytes] | None = None) -> np.ndarray:
+def grouped_digests(
+    items: np.ndarray, bounds: np.ndarray, salt: bytes = b"", extras: Sequence[bytes] | None = None
+) -> np.ndarray:
     """(n_batches, 16): batch b hashes items[bounds[b, 0]:bounds[b, 1]] (rows of 16 bytes
     or more), with salt and extras[b] (key values, piece numbers) when given. A batch of
     exactly one item with no salt and no extra is that item's digest itself (the common
@@ -80,7 +87,7 @@ def grouped_digests(items: np.ndarray, bounds: np.ndarray, salt: bytes = b"",
     blake = hashlib.blake2b
     for b in np.flatnonzero(~single).tolist():
         h = blake(salt, digest_size=DIGEST_BYTES)
-        h.update(items[lo[b]:hi[b]].tobytes())
+        h.update(items[lo[b] : hi[b]].tobytes())
         if extras is not None:
             h.update(extras[b])
         out[b] = np.frombuffer(h.digest(), dtype=np.uint8)

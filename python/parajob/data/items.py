@@ -62,8 +62,9 @@ class ItemBatchPlan:
 
     def describe(self, batch: int, limit: int = 5) -> str:
         start, stop = self.bounds(batch)
-        shown = "\n".join(f"  [{i}] {_SHOWN.repr(self.items[i])}"
-                          for i in range(start, min(stop, start + limit)))
+        shown = "\n".join(
+            f"  [{i}] {_SHOWN.repr(self.items[i])}" for i in range(start, min(stop, start + limit))
+        )
         more = f"\n  ... and {stop - start - limit} more" if stop - start > limit else ""
         return f"mini-batch {batch} (items {start}..{stop - 1}):\n{shown}{more}"
 

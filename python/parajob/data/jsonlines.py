@@ -26,8 +26,15 @@ from parajob.data.mltable_paths import DataFile
 
 __all__ = ["JsonLinesSource"]
 
-_CODECS = {"utf8": "utf-8", "utf8bom": "utf-8-sig", "ascii": "ascii", "latin1": "latin-1",
-           "cp1252": "cp1252", "utf16": "utf-16", "utf32": "utf-32"}
+_CODECS = {
+    "utf8": "utf-8",
+    "utf8bom": "utf-8-sig",
+    "ascii": "ascii",
+    "latin1": "latin-1",
+    "cp1252": "cp1252",
+    "utf16": "utf-16",
+    "utf32": "utf-32",
+}
 
 
 @dataclass
@@ -73,8 +80,10 @@ class JsonLinesSource:
         else:
             end = int(pieces[0, 2])
         table = self._parse(_pread(path, end - begin, begin), None, path, int(pieces[0, 4]))
-        fields = [pa.field(n, pa.string() if n in self.string_columns else _settle(t))
-                  for n, t in zip(table.column_names, table.schema.types, strict=True)]
+        fields = [
+            pa.field(n, pa.string() if n in self.string_columns else _settle(t))
+            for n, t in zip(table.column_names, table.schema.types, strict=True)
+        ]
         return pa.schema(fields)
 
     def read(self, f: int, begin: int, end: int, first_line: int) -> pa.Table:
@@ -88,8 +97,11 @@ class JsonLinesSource:
         codec = _CODECS[self.options["encoding"]]
         if codec not in ("utf-8", "ascii"):
             data = data.decode(codec).encode("utf-8")
-        parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") \
-            if schema is not None else pajson.ParseOptions()
+        parse = (
+            pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+            if schema is not None
+            else pajson.ParseOptions()
+        )
         options = pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1))
         try:
             return pajson.read_json(pa.py_buffer(data), read_options=options, parse_options=parse)
@@ -98,11 +110,14 @@ class JsonLinesSource:
                 kept = b"\n".join(line for line in data.split(b"\n") if _is_object(line))
                 if not kept:
                     return (schema or pa.schema([])).empty_table()
-                return pajson.read_json(pa.py_buffer(kept), read_options=options,
-                                        parse_options=parse)
+                return pajson.read_json(
+                    pa.py_buffer(kept), read_options=options, parse_options=parse
+                )
             line = first_line + _first_bad_line(data)
-            raise ValueError(f"{path}:{line}: {exc} (set invalid_lines: drop under "
-                             "read_json_lines to skip lines that are not JSON objects)") from None
+            raise ValueError(
+                f"{path}:{line}: {exc} (set invalid_lines: drop under "
+                "read_json_lines to skip lines that are not JSON objects)"
+            ) from None
 
 
 def _is_object(line: bytes) -> bool:

@@ -33,8 +33,8 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//)?")
 
 @dataclass(frozen=True)
 class DataFile:
-    path: str      # absolute
-    relpath: str   # '/'-separated, relative to the MLTable folder (absolute if outside)
+    path: str  # absolute
+    relpath: str  # '/'-separated, relative to the MLTable folder (absolute if outside)
 
 
 def resolve_files(table: MLTable) -> list[DataFile]:
@@ -65,11 +65,12 @@ def _relative(path: str, folder: Path) -> str:
 def _local(entry: PathEntry, folder: Path) -> Path:
     text = entry.value
     if text.startswith("file://"):
-        text = text[len("file://"):]
+        text = text[len("file://") :]
     elif _URI.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):
-        raise entry.where.error(f"'{entry.value}' is a remote location; parajob reads local "
-                                "files only", "copy the data next to the MLTable and use a "
-                                "relative path")
+        raise entry.where.error(
+            f"'{entry.value}' is a remote location; parajob reads local files only",
+            "copy the data next to the MLTable and use a relative path",
+        )
     path = Path(text)
     return path if path.is_absolute() else folder / path
 
@@ -91,8 +92,9 @@ def _entry_files(base: Path, entry: PathEntry) -> list[str]:
     if target.is_dir():
         return _listing(target, entry)
     what = "file or folder" if entry.kind == "file" else "folder"
-    raise entry.where.error(f"{what} not found: {target}",
-                            "paths are relative to the folder holding the MLTable file")
+    raise entry.where.error(
+        f"{what} not found: {target}", "paths are relative to the folder holding the MLTable file"
+    )
 
 
 def _pattern_files(target: Path, entry: PathEntry) -> list[str]:
@@ -102,7 +104,7 @@ def _pattern_files(target: Path, entry: PathEntry) -> list[str]:
         if _GLOB_CHARS.search(part):
             break
         fixed.append(part)
-    rest = parts[len(fixed):]
+    rest = parts[len(fixed) :]
     prefix = Path("/" + "/".join(fixed)) if str(target).startswith("/") else Path(*fixed)
     if not rest:  # no wildcard at all: the pattern names one file
         return [os.path.abspath(prefix)] if prefix.is_file() else []
@@ -139,7 +141,7 @@ def _segment_regex(seg: str) -> str:
             out += "[^/]"
         elif c == "[" and seg.find("]", i + 2) >= 0:
             end = seg.find("]", i + 2)
-            body = seg[i + 1:end]
+            body = seg[i + 1 : end]
             body = "^" + body[1:] if body.startswith("!") else body
             out += "[" + body.replace("\\", "\\\\") + "]"
             i = end

@@ -45,30 +45,40 @@ class ParquetSource:
             if i == 0 or not self.schema.names:
                 self.schema = schema
             elif schema.names != self.schema.names:
-                problems.append(Where(f.path).diagnostic(
-                    f"columns {schema.names} differ from the first file's {self.schema.names} "
-                    f"({self.files[0].path})", "every Parquet file of a table needs the same "
-                    "columns"))
+                problems.append(
+                    Where(f.path).diagnostic(
+                        f"columns {schema.names} differ from the first file's {self.schema.names} "
+                        f"({self.files[0].path})",
+                        "every Parquet file of a table needs the same columns",
+                    )
+                )
                 continue
             rows.extend(_groups(i, meta, target_bytes))
         if problems:
             raise TableInputError(problems)
-        self.schema = pa.schema([pa.field(n, pa.string()) if n in self.string_columns
-                                 else self.schema.field(n) for n in self.schema.names])
+        self.schema = pa.schema(
+            [
+                pa.field(n, pa.string()) if n in self.string_columns else self.schema.field(n)
+                for n in self.schema.names
+            ]
+        )
         return np.array(rows, np.uint64).reshape(-1, 5)
 
     def read(self, f: int, begin: int, end: int, first_line: int) -> pa.Table:
         path = self.files[f].path
         try:
             table = pq.ParquetFile(path).read_row_groups(
-                list(range(begin, end)), columns=self.schema.names, use_threads=False)
+                list(range(begin, end)), columns=self.schema.names, use_threads=False
+            )
             return table.cast(self.schema) if table.schema != self.schema else table
         except (pa.ArrowException, OSError) as exc:
             raise ValueError(f"{path}: row groups {begin}-{end - 1}: {exc}") from None
 
     def describe(self, f: int, begin: int, end: int, records: int, first_line: int) -> str:
-        return (f"{self.files[f].path}: row groups {begin}-{end - 1}, rows "
-                f"{first_line - 1}-{first_line - 1 + records - 1}")
+        return (
+            f"{self.files[f].path}: row groups {begin}-{end - 1}, rows "
+            f"{first_line - 1}-{first_line - 1 + records - 1}"
+        )
 
 
 def _columns(schema: pa.Schema) -> pa.Schema:

@@ -42,8 +42,12 @@ from parajob.data.input_errors import Where
 from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
 from parajob.spec.report import did_you_mean
 
-__all__ = ["ArrowPartitionPlan", "FilePartitionPlan", "plan_file_partitions",
-           "plan_table_partitions"]
+__all__ = [
+    "ArrowPartitionPlan",
+    "FilePartitionPlan",
+    "plan_file_partitions",
+    "plan_table_partitions",
+]
 
 SORT_CHUNK_ROWS = 65536
 
@@ -62,9 +66,11 @@ def plan_table_partitions(parts: TableParts, keys: tuple[str, ...], where: Where
         raise where.error(
             f"partition key '{missing[0]}' is not a column of the input (columns: "
             f"{', '.join(plan.schema.names)})",
-            did_you_mean(missing[0], plan.schema.names) or "partition keys name columns of "
+            did_you_mean(missing[0], plan.schema.names)
+            or "partition keys name columns of "
             "the table, for example the ones extract_columns_from_partition_format makes from "
-            "the paths")
+            "the paths",
+        )
     if by_file:
         return _group_files(parts, plan, keys)
     return ArrowPartitionPlan.build(plan, keys)
@@ -82,8 +88,15 @@ def _group_files(parts: TableParts, plan: TableBatchPlan, keys: tuple[str, ...])
     sizes = [len(groups[key]) for key in order]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     key_dicts = [dict(zip(keys, key, strict=True)) for key in order]
-    return TableBatchPlan(parts.source, parts.finisher, pieces[index] if len(index) else pieces,
-                          offsets, None, plan.schema, key_dicts)
+    return TableBatchPlan(
+        parts.source,
+        parts.finisher,
+        pieces[index] if len(index) else pieces,
+        offsets,
+        None,
+        plan.schema,
+        key_dicts,
+    )
 
 
 def _converted(parts: TableParts, column: str) -> list[Any]:
@@ -103,9 +116,9 @@ class ArrowPartitionPlan:
 
     loads_data: ClassVar[bool] = True  # materialise() converts the slice to pandas
 
-    table: pa.Table               # backed by the memfd mapping (zero-copy)
-    offsets: np.ndarray           # (n_batches + 1,) row offsets
-    keys: list[dict[str, Any]]    # the memfd itself is closed: only its mapping stays
+    table: pa.Table  # backed by the memfd mapping (zero-copy)
+    offsets: np.ndarray  # (n_batches + 1,) row offsets
+    keys: list[dict[str, Any]]  # the memfd itself is closed: only its mapping stays
     # Digest of every piece the table was read from (files' identities and ranges): any
     # row may have moved to any partition, so a change anywhere changes every partition.
     inputs_digest: bytes = b""
@@ -129,18 +142,23 @@ class ArrowPartitionPlan:
         return dict(self.keys[batch])
 
     def describe(self, batch: int) -> str:
-        return (f"mini-batch {batch} (partition {self.keys[batch]}, {self.items_in(batch)} rows: "
-                f"rows {int(self.offsets[batch])}-{int(self.offsets[batch + 1]) - 1} of the "
-                "table sorted by the partition keys)")
+        return (
+            f"mini-batch {batch} (partition {self.keys[batch]}, {self.items_in(batch)} rows: "
+            f"rows {int(self.offsets[batch])}-{int(self.offsets[batch + 1]) - 1} of the "
+            "table sorted by the partition keys)"
+        )
 
     def fingerprints(self) -> np.ndarray:
         """(n_batches, 16): the partition's key values and row range, and the digest of
         every input piece (see inputs_digest)."""
         bounds = np.column_stack([np.arange(self.n_batches), np.arange(self.n_batches) + 1])
-        extras = [repr((sorted(k.items()), int(self.offsets[b]), int(self.offsets[b + 1])))
-                  .encode() for b, k in enumerate(self.keys)]
-        return grouped_digests(empty_digests(self.n_batches), bounds, salt=self.inputs_digest,
-                               extras=extras)
+        extras = [
+            repr((sorted(k.items()), int(self.offsets[b]), int(self.offsets[b + 1]))).encode()
+            for b, k in enumerate(self.keys)
+        ]
+        return grouped_digests(
+            empty_digests(self.n_batches), bounds, salt=self.inputs_digest, extras=extras
+        )
 
     @classmethod
     def build(cls, plan: TableBatchPlan, keys: tuple[str, ...]) -> ArrowPartitionPlan:
@@ -149,8 +167,9 @@ class ArrowPartitionPlan:
         table = pa.concat_tables(parts) if parts else plan.schema.empty_table()
         del parts
         # Stable, nulls last (Arrow's default placement).
-        order = pc.sort_indices(table.select(list(keys)),
-                                sort_keys=[(k, "ascending") for k in keys])
+        order = pc.sort_indices(
+            table.select(list(keys)), sort_keys=[(k, "ascending") for k in keys]
+        )
         sorted_keys = table.select(list(keys)).take(order)
         starts = _group_starts(sorted_keys)
         offsets = np.append(starts, table.num_rows).astype(np.int64)
@@ -160,7 +179,7 @@ class ArrowPartitionPlan:
         try:
             with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 for lo in range(0, table.num_rows, SORT_CHUNK_ROWS):
-                    writer.write_table(table.take(order[lo:lo + SORT_CHUNK_ROWS]))
+                    writer.write_table(table.take(order[lo : lo + SORT_CHUNK_ROWS]))
             del table, order
             # Read through a buffer over the mapping: zero-copy, and unlike
             # open_file(memory_map) it starts none of Arrow's IO threads in the driver,
@@ -214,7 +233,7 @@ class FilePartitionPlan:
         return int(self.offsets[batch + 1] - self.offsets[batch])
 
     def materialise(self, batch: int) -> list[str]:
-        return self.paths[int(self.offsets[batch]):int(self.offsets[batch + 1])]
+        return self.paths[int(self.offsets[batch]) : int(self.offsets[batch + 1])]
 
     def partition_key_value(self, batch: int) -> dict[str, Any]:
         return dict(self.keys[batch])
@@ -223,19 +242,25 @@ class FilePartitionPlan:
         files = self.materialise(batch)
         shown = "\n".join(f"  {p}" for p in files[:limit])
         more = f"\n  ... and {len(files) - limit} more" if len(files) > limit else ""
-        return (f"mini-batch {batch} (partition {self.keys[batch]}, {len(files)} files):\n"
-                f"{shown}{more}")
+        return (
+            f"mini-batch {batch} (partition {self.keys[batch]}, {len(files)} files):\n{shown}{more}"
+        )
 
     def fingerprints(self) -> np.ndarray:
         """(n_batches, 16): the partition's key values and its files' identities."""
         items = file_digests(self.paths, *stat_identities(self.paths))
         bounds = np.column_stack([self.offsets[:-1], self.offsets[1:]])
-        return grouped_digests(items, bounds, salt=b"partition",
-                               extras=[repr(sorted(k.items())).encode() for k in self.keys])
+        return grouped_digests(
+            items,
+            bounds,
+            salt=b"partition",
+            extras=[repr(sorted(k.items())).encode() for k in self.keys],
+        )
 
 
-def plan_file_partitions(paths: list[str], values: dict[str, list[Any]],
-                         keys: tuple[str, ...]) -> FilePartitionPlan:
+def plan_file_partitions(
+    paths: list[str], values: dict[str, list[Any]], keys: tuple[str, ...]
+) -> FilePartitionPlan:
     """Group paths by the values of keys (values[key][i] belongs to paths[i])."""
     groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for i, path in enumerate(paths):

@@ -25,9 +25,13 @@ from parajob.spec.sizes import MiniBatchSize
 __all__ = ["plan_input"]
 
 
-def plan_input(path: Path, input_type: str, size: MiniBatchSize | None,
-               partition_keys: tuple[str, ...] | None = None,
-               keys_where: Where | None = None) -> BatchPlan:
+def plan_input(
+    path: Path,
+    input_type: str,
+    size: MiniBatchSize | None,
+    partition_keys: tuple[str, ...] | None = None,
+    keys_where: Where | None = None,
+) -> BatchPlan:
     """The mini-batch plan of the step's input_data (see the module docstring)."""
     keys_where = keys_where or Where(str(path), field="partition_keys")
     if input_type == "mltable":
@@ -36,8 +40,9 @@ def plan_input(path: Path, input_type: str, size: MiniBatchSize | None,
 
         table = load_mltable(path)
         if table.is_tabular:
-            return plan_table_batches(table, size.for_tables() if size else None,
-                                      partition_keys, keys_where)
+            return plan_table_batches(
+                table, size.for_tables() if size else None, partition_keys, keys_where
+            )
         if partition_keys:
             return _mltable_file_partitions(table, partition_keys, keys_where)
     if partition_keys:
@@ -57,8 +62,10 @@ def _mltable_file_partitions(table: Any, keys: tuple[str, ...], where: Where) ->
             found = [step.format.extract(f.relpath) for f in files]
             bad = [f.relpath for f, v in zip(files, found, strict=True) if v is None]
             if bad and not step.ignore_error:
-                raise step.where.error(f"'{bad[0]}' does not match partition format "
-                                       f"'{step.format.text}' ({len(bad)} files do not)")
+                raise step.where.error(
+                    f"'{bad[0]}' does not match partition format "
+                    f"'{step.format.text}' ({len(bad)} files do not)"
+                )
             for j, name in enumerate(step.format.names):
                 values[name] = [v[j] if v is not None else None for v in found]
     _check_keys(keys, values, where, "the MLTable's extract_columns_from_partition_format")
@@ -74,27 +81,32 @@ def _folder_partitions(path: Path, input_type: str, keys: tuple[str, ...], where
     root = str(path.resolve())
     values: dict[str, list[Any]] = {k: [] for k in keys}
     for p in paths:
-        parts = dict(seg.split("=", 1) for seg in os.path.relpath(p, root).split("/")[:-1]
-                     if "=" in seg)
+        parts = dict(
+            seg.split("=", 1) for seg in os.path.relpath(p, root).split("/")[:-1] if "=" in seg
+        )
         for k in keys:
             if k not in parts:
                 raise where.error(
                     f"partition key '{k}' is not in the path of {p}",
                     "for a folder input, partition keys come from key=value folder names "
                     "(Store=1/Brand=x/...); or use an MLTable with "
-                    "extract_columns_from_partition_format")
+                    "extract_columns_from_partition_format",
+                )
             values[k].append(parts[k])
     return plan_file_partitions(paths, values, keys)
 
 
-def _check_keys(keys: tuple[str, ...], values: dict[str, list[Any]], where: Where,
-                source: str) -> None:
+def _check_keys(
+    keys: tuple[str, ...], values: dict[str, list[Any]], where: Where, source: str
+) -> None:
     for k in keys:
         if k not in values:
             known = ", ".join(values) or "none"
-            raise where.error(f"partition key '{k}' is not a partition column of the input "
-                              f"(partition columns: {known})",
-                              f"the keys of a file list come from {source}")
+            raise where.error(
+                f"partition key '{k}' is not a partition column of the input "
+                f"(partition columns: {known})",
+                f"the keys of a file list come from {source}",
+            )
 
 
 __all__ += ["InputDataError", "TableInputError"]

@@ -39,8 +39,13 @@ from parajob.data.mltable import MLTable
 from parajob.data.mltable_paths import DataFile, resolve_files
 from parajob.data.parquet import ParquetSource
 
-__all__ = ["DEFAULT_BYTES_PER_BATCH", "Source", "TableBatchPlan", "plan_table_batches",
-           "table_parts"]
+__all__ = [
+    "DEFAULT_BYTES_PER_BATCH",
+    "Source",
+    "TableBatchPlan",
+    "plan_table_batches",
+    "table_parts",
+]
 
 DEFAULT_BYTES_PER_BATCH = 1024 * 1024  # spec.sizes.DEFAULT_BYTES_PER_BATCH
 
@@ -67,9 +72,9 @@ class TableBatchPlan:
 
     source: Source
     finisher: tf.Finisher
-    pieces: np.ndarray           # (n_pieces, 5) uint64
-    offsets: np.ndarray          # (n_batches + 1,) int64
-    rows: np.ndarray | None      # (n_pieces, 2) int64 row range inside each piece, or None
+    pieces: np.ndarray  # (n_pieces, 5) uint64
+    offsets: np.ndarray  # (n_batches + 1,) int64
+    rows: np.ndarray | None  # (n_pieces, 2) int64 row range inside each piece, or None
     schema: pa.Schema
     keys: list[dict[str, Any]] | None = None
 
@@ -115,8 +120,10 @@ class TableBatchPlan:
         lo, hi = int(self.offsets[batch]), int(self.offsets[batch + 1])
         head = f"mini-batch {batch} ({self.items_in(batch)} rows"
         head += f", partition {self.keys[batch]})" if self.keys is not None else ")"
-        lines = [self.source.describe(*(int(v) for v in self.pieces[p]))
-                 for p in range(lo, min(hi, lo + limit))]
+        lines = [
+            self.source.describe(*(int(v) for v in self.pieces[p]))
+            for p in range(lo, min(hi, lo + limit))
+        ]
         more = [f"... and {hi - lo - limit} more files"] if hi - lo > limit else []
         return "\n  ".join([head + ":", *lines, *more])
 
@@ -126,20 +133,28 @@ class TableBatchPlan:
         partition's key values; the final schema (a changed transformation changes it)."""
         if not len(self.pieces):  # a table without rows: nothing to fingerprint
             return empty_digests(self.n_batches)
-        return grouped_digests(self.piece_identities(), self.bounds(),
-                               salt=digest_of(self.schema.to_string().encode()),
-                               extras=None if self.keys is None else
-                               [repr(sorted(k.items())).encode() for k in self.keys])
+        return grouped_digests(
+            self.piece_identities(),
+            self.bounds(),
+            salt=digest_of(self.schema.to_string().encode()),
+            extras=None
+            if self.keys is None
+            else [repr(sorted(k.items())).encode() for k in self.keys],
+        )
 
     def piece_identities(self) -> np.ndarray:
         """(n_pieces, 16 + 56) uint8: file identity digest, then the piece's numbers."""
         paths = [f.path for f in self.source.files]
         files = file_digests(paths, *stat_identities(paths))
         rows = self.rows if self.rows is not None else np.zeros((len(self.pieces), 2), np.int64)
-        numbers = np.hstack([self.pieces.astype(np.uint64).view(np.uint8).reshape(
-                                 len(self.pieces), -1),
-                             np.ascontiguousarray(rows, dtype=np.int64).view(np.uint8).reshape(
-                                 len(self.pieces), -1)])
+        numbers = np.hstack(
+            [
+                self.pieces.astype(np.uint64).view(np.uint8).reshape(len(self.pieces), -1),
+                np.ascontiguousarray(rows, dtype=np.int64)
+                .view(np.uint8)
+                .reshape(len(self.pieces), -1),
+            ]
+        )
         return np.hstack([files[self.pieces[:, 0].astype(np.int64)], numbers])
 
     def bounds(self) -> np.ndarray:
@@ -147,9 +162,12 @@ class TableBatchPlan:
         return np.column_stack([self.offsets[:-1], self.offsets[1:]])
 
 
-def plan_table_batches(table: MLTable, target_bytes: int | None,
-                       partition_keys: tuple[str, ...] | None = None,
-                       keys_where: Where | None = None) -> Any:
+def plan_table_batches(
+    table: MLTable,
+    target_bytes: int | None,
+    partition_keys: tuple[str, ...] | None = None,
+    keys_where: Where | None = None,
+) -> Any:
     """Plan the mini-batches of a tabular MLTable; TableInputError for bad input.
 
     With partition_keys: one mini-batch per key combination (partitions.py).
@@ -188,9 +206,11 @@ class TableParts:
             return pieces, None
         if not self.source.exact_records:
             step = self.windows[0]
-            raise step.where.error(f"{step.name} needs exact row counts, which this input "
-                                   "cannot give before reading it (invalid_lines: drop, or "
-                                   "a utf16/utf32 file)")
+            raise step.where.error(
+                f"{step.name} needs exact row counts, which this input "
+                "cannot give before reading it (invalid_lines: drop, or "
+                "a utf16/utf32 file)"
+            )
         lo, hi = 0, None
         for w in self.windows:  # in the MLTable's order: skip 5, take 10 != take 10, skip 5
             if w.name == "skip":
@@ -222,18 +242,26 @@ def table_parts(table: MLTable) -> TableParts:
             values = [step.format.extract(f.relpath) for f in files]
             bad = [f for f, v in zip(files, values, strict=True) if v is None]
             if bad and not step.ignore_error:
-                problems.append(step.where.diagnostic(
-                    f"{len(bad)} of {len(files)} files do not match partition format "
-                    f"'{step.format.text}', e.g. '{bad[0].relpath}'",
-                    "the format is matched against paths relative to the MLTable folder; "
-                    "set ignore_error: true to give such files null values"))
+                problems.append(
+                    step.where.diagnostic(
+                        f"{len(bad)} of {len(files)} files do not match partition format "
+                        f"'{step.format.text}', e.g. '{bad[0].relpath}'",
+                        "the format is matched against paths relative to the MLTable folder; "
+                        "set ignore_error: true to give such files null values",
+                    )
+                )
             partition_values[k] = values
             for j, name in enumerate(step.format.names):
                 constant[name] = [v[j] if v is not None else None for v in values]
     if problems:
         raise TableInputError(problems)
-    strings = frozenset(name for s in steps if isinstance(s, tf.ConvertColumns)
-                        for c in s.conversions for name in c.columns)
+    strings = frozenset(
+        name
+        for s in steps
+        if isinstance(s, tf.ConvertColumns)
+        for c in s.conversions
+        for name in c.columns
+    )
     kind = table.reader.kind
     source: Source
     if kind == "delimited":

@@ -29,8 +29,18 @@ import pyarrow.compute as pc
 
 from parajob.data.input_errors import Where
 
-__all__ = ["Conversion", "ConvertColumns", "Finisher", "PartitionColumns", "PartitionFormat",
-           "RowWindow", "SelectColumns", "Step", "to_pandas", "PATH_COLUMN"]
+__all__ = [
+    "Conversion",
+    "ConvertColumns",
+    "Finisher",
+    "PartitionColumns",
+    "PartitionFormat",
+    "RowWindow",
+    "SelectColumns",
+    "Step",
+    "to_pandas",
+    "PATH_COLUMN",
+]
 
 PATH_COLUMN = "Path"
 DEFAULT_TRUE = ("True", "true", "TRUE", "1")
@@ -73,11 +83,12 @@ class Conversion:
             raise ValueError(f"expected column names, found {list(columns)!r}")
         if isinstance(column_type, str):
             if column_type not in KINDS:
-                raise ValueError(f"unknown column_type '{column_type}'; expected one of "
-                                 + ", ".join(KINDS))
+                raise ValueError(
+                    f"unknown column_type '{column_type}'; expected one of " + ", ".join(KINDS)
+                )
             return cls(columns, column_type)
         if isinstance(column_type, dict) and len(column_type) == 1:
-            (kind, options), = column_type.items()
+            ((kind, options),) = column_type.items()
             options = options or {}
             if kind == "datetime" and isinstance(options, dict) and set(options) <= {"formats"}:
                 formats = options.get("formats") or []
@@ -88,25 +99,35 @@ class Conversion:
                 mismatch = str(options.get("mismatch_as", "error"))
                 if mismatch not in ("error", "true", "false"):
                     raise ValueError(
-                        f"mismatch_as must be error, true or false; found '{mismatch}'")
-                return cls(columns, "boolean",
-                           true_values=tuple(map(str, options.get("true_values", DEFAULT_TRUE))),
-                           false_values=tuple(map(str, options.get("false_values", DEFAULT_FALSE))),
-                           mismatch_as=mismatch)
-        raise ValueError(f"unsupported column_type {column_type!r}; expected one of "
-                         + ", ".join(KINDS) + ", {datetime: {formats: [...]}} or "
-                         "{boolean: {true_values: [...], false_values: [...], mismatch_as: ...}}")
+                        f"mismatch_as must be error, true or false; found '{mismatch}'"
+                    )
+                return cls(
+                    columns,
+                    "boolean",
+                    true_values=tuple(map(str, options.get("true_values", DEFAULT_TRUE))),
+                    false_values=tuple(map(str, options.get("false_values", DEFAULT_FALSE))),
+                    mismatch_as=mismatch,
+                )
+        raise ValueError(
+            f"unsupported column_type {column_type!r}; expected one of "
+            + ", ".join(KINDS)
+            + ", {datetime: {formats: [...]}} or "
+            "{boolean: {true_values: [...], false_values: [...], mismatch_as: ...}}"
+        )
 
     def apply(self, values: pa.ChunkedArray, column: str) -> pa.ChunkedArray:
         """The converted column; ValueError names the column and the first bad value."""
         try:
             return self._convert(values)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise ValueError(f"convert_column_types: column '{column}' to {self.kind}: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"convert_column_types: column '{column}' to {self.kind}: {exc}"
+            ) from None
         except _BadValue as exc:
-            raise ValueError(f"convert_column_types: column '{column}' to {self.kind}: value "
-                             f"{exc.args[0]!r} {exc.args[1]}") from None
+            raise ValueError(
+                f"convert_column_types: column '{column}' to {self.kind}: value "
+                f"{exc.args[0]!r} {exc.args[1]}"
+            ) from None
 
     def _convert(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
         t = values.type
@@ -136,8 +157,11 @@ class Conversion:
         if pc.any(mismatch).as_py():
             if self.mismatch_as == "error":
                 bad = text.filter(mismatch)[0].as_py()
-                raise _BadValue(bad, f"is in neither true_values {list(self.true_values)} nor "
-                                f"false_values {list(self.false_values)}")
+                raise _BadValue(
+                    bad,
+                    f"is in neither true_values {list(self.true_values)} nor "
+                    f"false_values {list(self.false_values)}",
+                )
             if self.mismatch_as == "true":
                 is_true = pc.or_(is_true, mismatch)
         return pc.if_else(pc.is_valid(text), is_true, pa.scalar(None, pa.bool_()))
@@ -155,13 +179,19 @@ class Conversion:
         result = pc.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
         failed = pc.and_(pc.is_valid(text), pc.is_null(result))
         if pc.any(failed).as_py():
-            raise _BadValue(text.filter(failed)[0].as_py(),
-                            f"matches none of the formats {list(self.formats)}")
+            raise _BadValue(
+                text.filter(failed)[0].as_py(), f"matches none of the formats {list(self.formats)}"
+            )
         return result
 
     def arrow_type(self) -> pa.DataType:
-        return {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
-                "boolean": pa.bool_(), "datetime": pa.timestamp("us")}[self.kind]
+        return {
+            "int": pa.int64(),
+            "float": pa.float64(),
+            "string": pa.string(),
+            "boolean": pa.bool_(),
+            "datetime": pa.timestamp("us"),
+        }[self.kind]
 
 
 class _BadValue(Exception):
@@ -173,8 +203,14 @@ class ConvertColumns(Step):
     conversions: tuple[Conversion, ...]
 
 
-_DATE_TOKENS = {"yyyy": (r"\d{4}", "%Y"), "MM": (r"\d{2}", "%m"), "dd": (r"\d{2}", "%d"),
-                "HH": (r"\d{2}", "%H"), "mm": (r"\d{2}", "%M"), "ss": (r"\d{2}", "%S")}
+_DATE_TOKENS = {
+    "yyyy": (r"\d{4}", "%Y"),
+    "MM": (r"\d{2}", "%m"),
+    "dd": (r"\d{2}", "%d"),
+    "HH": (r"\d{2}", "%H"),
+    "mm": (r"\d{2}", "%M"),
+    "ss": (r"\d{2}", "%S"),
+}
 _PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::([^{}]+))?\}")
 
 
@@ -200,7 +236,7 @@ class PartitionFormat:
         formats: list[str | None] = []
         regex, at = "", 0
         for m in _PLACEHOLDER.finditer(text):
-            regex += re.escape(text[at:m.start()])
+            regex += re.escape(text[at : m.start()])
             name, layout = m.group(1).strip(), m.group(2)
             if name in names:
                 raise ValueError(f"partition format '{text}' names {{{name}}} twice")
@@ -217,8 +253,13 @@ class PartitionFormat:
         if not names:
             raise ValueError(f"partition format '{text}' has no {{column}} placeholder")
         body = regex[2:] if regex.startswith(r"\/") else regex.lstrip("/")
-        return cls(text, tuple(names), tuple(formats), re.compile(f"(?:^|/){body}$"),
-                   re.compile(f"(?:^|/){body}(?:/|$)"))
+        return cls(
+            text,
+            tuple(names),
+            tuple(formats),
+            re.compile(f"(?:^|/){body}$"),
+            re.compile(f"(?:^|/){body}(?:/|$)"),
+        )
 
     def extract(self, path: str) -> tuple[str | datetime, ...] | None:
         """The values of the placeholders in ``path`` ('/'-separated), None if no match."""
@@ -262,8 +303,12 @@ class Finisher:
     file f (computed once by the planner). Plain data: inherited by forked workers.
     """
 
-    def __init__(self, steps: tuple[Step, ...], include_path: bool,
-                 partition_values: dict[int, list[tuple[Any, ...] | None]]) -> None:
+    def __init__(
+        self,
+        steps: tuple[Step, ...],
+        include_path: bool,
+        partition_values: dict[int, list[tuple[Any, ...] | None]],
+    ) -> None:
         self.steps = steps
         self.include_path = include_path
         self.partition_values = partition_values
@@ -298,8 +343,10 @@ def _column_index(table: pa.Table, name: str, where: Where) -> int:
     i = int(table.schema.get_field_index(name))
     if i < 0:
         columns = ", ".join(table.column_names) or "none"
-        raise where.error(f"no column '{name}' at this step (columns: {columns})",
-                          _close_column(name, table.column_names))
+        raise where.error(
+            f"no column '{name}' at this step (columns: {columns})",
+            _close_column(name, table.column_names),
+        )
     return i
 
 
@@ -317,28 +364,37 @@ def _select(table: pa.Table, step: SelectColumns) -> pa.Table:
     return table.drop_columns(list(step.columns))
 
 
-def _add_column(table: pa.Table, at: int, name: str, kind: pa.DataType, value: Any,
-                where: Where) -> pa.Table:
+def _add_column(
+    table: pa.Table, at: int, name: str, kind: pa.DataType, value: Any, where: Where
+) -> pa.Table:
     if name in table.column_names:
-        raise where.error(f"column '{name}' already exists",
-                          "rename the data column, or drop it before this step")
-    column = pa.repeat(pa.scalar(value, kind), table.num_rows) if table.num_rows else \
-        pa.array([], kind)
+        raise where.error(
+            f"column '{name}' already exists", "rename the data column, or drop it before this step"
+        )
+    column = (
+        pa.repeat(pa.scalar(value, kind), table.num_rows) if table.num_rows else pa.array([], kind)
+    )
     return table.add_column(at, pa.field(name, kind), column)
 
 
-_NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
-             pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-             pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
-             pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
-             pa.bool_(): pd.BooleanDtype()}
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """The DataFrame run() receives: fixed dtypes per Arrow type, fresh RangeIndex."""
     # One thread: workers already run in parallel, and a ~1 MB mini-batch converts faster
     # than a pool wakes up (each worker would otherwise start a pool of one thread per CPU).
-    frame: pd.DataFrame = table.to_pandas(types_mapper=_NULLABLE.get, ignore_metadata=True,
-                                          use_threads=False)
+    frame: pd.DataFrame = table.to_pandas(
+        types_mapper=_NULLABLE.get, ignore_metadata=True, use_threads=False
+    )
     return frame
-

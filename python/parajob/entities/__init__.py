@@ -36,6 +36,20 @@ from parajob.entities.settings import (
 
 PipelineJob = Pipeline  # the SDK's name for it
 
-__all__ = ["Command", "Environment", "Input", "JobResourceConfiguration", "Output", "Parallel",
-           "Pipeline", "PipelineJob", "PipelineJobSettings", "ResourceConfiguration",
-           "RetrySettings", "RunFunction", "command", "load", "load_component"]
+__all__ = [
+    "Command",
+    "Environment",
+    "Input",
+    "JobResourceConfiguration",
+    "Output",
+    "Parallel",
+    "Pipeline",
+    "PipelineJob",
+    "PipelineJobSettings",
+    "ResourceConfiguration",
+    "RetrySettings",
+    "RunFunction",
+    "command",
+    "load",
+    "load_component",
+]

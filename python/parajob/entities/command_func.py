@@ -52,18 +52,34 @@ def command(
     type."""
     unknown = sorted(set(kwargs) - set(_KEPT))
     if unknown:
-        raise ValidationError(f"command() got an unexpected keyword argument {unknown[0]!r}",
-                              unknown[0])
+        raise ValidationError(
+            f"command() got an unexpected keyword argument {unknown[0]!r}", unknown[0]
+        )
     node = Command(
-        name=name, description=description, tags=tags, properties=properties,
-        display_name=display_name, command=command, experiment_name=experiment_name,
-        environment=environment, environment_variables=environment_variables,
-        distribution=distribution, compute=compute, inputs=inputs, outputs=outputs,
-        resources=JobResourceConfiguration(instance_count=instance_count,
-                                           instance_type=instance_type, locations=locations,
-                                           docker_args=docker_args, shm_size=shm_size),
-        limits=None if timeout is None else {"timeout": timeout}, code=code,
-        identity=identity, is_deterministic=is_deterministic,
+        name=name,
+        description=description,
+        tags=tags,
+        properties=properties,
+        display_name=display_name,
+        command=command,
+        experiment_name=experiment_name,
+        environment=environment,
+        environment_variables=environment_variables,
+        distribution=distribution,
+        compute=compute,
+        inputs=inputs,
+        outputs=outputs,
+        resources=JobResourceConfiguration(
+            instance_count=instance_count,
+            instance_type=instance_type,
+            locations=locations,
+            docker_args=docker_args,
+            shm_size=shm_size,
+        ),
+        limits=None if timeout is None else {"timeout": timeout},
+        code=code,
+        identity=identity,
+        is_deterministic=is_deterministic,
     )
     node.extra.update({k: v for k, v in kwargs.items() if k != "distribution"})
     return node

@@ -27,18 +27,30 @@ from typing import Any
 
 from parajob.errors import ValidationError
 
-__all__ = ["Input", "Output", "NodeInput", "NodeOutput", "PipelineInput", "IODict",
-           "DATA_TYPES", "LITERAL_TYPES", "UnexpectedAttributeError", "is_local_path"]
+__all__ = [
+    "Input",
+    "Output",
+    "NodeInput",
+    "NodeOutput",
+    "PipelineInput",
+    "IODict",
+    "DATA_TYPES",
+    "LITERAL_TYPES",
+    "UnexpectedAttributeError",
+    "is_local_path",
+]
 
-DATA_TYPES = ("uri_folder", "uri_file", "mltable", "mlflow_model", "custom_model",
-              "triton_model")
-LITERAL_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str,
-                                  "boolean": bool}
+DATA_TYPES = ("uri_folder", "uri_file", "mltable", "mlflow_model", "custom_model", "triton_model")
+LITERAL_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str, "boolean": bool}
 _PY_TO_LITERAL = {bool: "boolean", int: "integer", float: "number", str: "string"}
 # azure.ai.ml IOConstants.INPUT_TYPE_COMBINATION: the parameters each type may set.
-_COMBINATION = {**{t: ("path", "mode") for t in DATA_TYPES},
-                "integer": ("default", "min", "max"), "number": ("default", "min", "max"),
-                "string": ("default",), "boolean": ("default",)}
+_COMBINATION = {
+    **{t: ("path", "mode") for t in DATA_TYPES},
+    "integer": ("default", "min", "max"),
+    "number": ("default", "min", "max"),
+    "string": ("default",),
+    "boolean": ("default",),
+}
 
 
 class UnexpectedAttributeError(ValidationError, AttributeError):
@@ -46,15 +58,21 @@ class UnexpectedAttributeError(ValidationError, AttributeError):
 
     def __init__(self, keyword: str, keywords: list[str]) -> None:
         message = f"Got an unexpected attribute {keyword!r}"
-        message += (", valid attributes: " + ", ".join(repr(k) for k in keywords) + "."
-                    if keywords else ".")
+        message += (
+            ", valid attributes: " + ", ".join(repr(k) for k in keywords) + "." if keywords else "."
+        )
         super().__init__(message, keyword)
 
 
 def is_local_path(value: object) -> bool:
     """A path on this machine, relative or absolute (not a binding, URI or asset id)."""
-    return (isinstance(value, str) and bool(value) and "${{" not in value
-            and "://" not in value and not value.startswith("azureml:"))
+    return (
+        isinstance(value, str)
+        and bool(value)
+        and "${{" not in value
+        and "://" not in value
+        and not value.startswith("azureml:")
+    )
 
 
 class Input:
@@ -66,22 +84,47 @@ class Input:
     written to the YAML as they are.
     """
 
-    _IO_KEYS = ("type", "path", "mode", "description", "default", "min", "max", "enum",
-                "optional", "datastore")
+    _IO_KEYS = (
+        "type",
+        "path",
+        "mode",
+        "description",
+        "default",
+        "min",
+        "max",
+        "enum",
+        "optional",
+        "datastore",
+    )
 
-    def __init__(self, *, type: str = "uri_folder", path: str | os.PathLike[str] | None = None,
-                 mode: str | None = None, default: str | int | float | bool | None = None,
-                 optional: bool | None = None, min: int | float | None = None,
-                 max: int | float | None = None, enum: list[str] | None = None,
-                 description: str | None = None, datastore: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        type: str = "uri_folder",
+        path: str | os.PathLike[str] | None = None,
+        mode: str | None = None,
+        default: str | int | float | bool | None = None,
+        optional: bool | None = None,
+        min: int | float | None = None,
+        max: int | float | None = None,
+        enum: list[str] | None = None,
+        description: str | None = None,
+        datastore: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not isinstance(type, str) or type not in _COMBINATION:
             raise ValidationError(
                 f"Input type {type!r} is not supported: expected one of "
-                + ", ".join(repr(t) for t in _COMBINATION) + ".", "type")
+                + ", ".join(repr(t) for t in _COMBINATION)
+                + ".",
+                "type",
+            )
         self.type = type
-        self.path = None if path is None else (os.fspath(path) if isinstance(
-            path, os.PathLike) else str(path))
+        self.path = (
+            None
+            if path is None
+            else (os.fspath(path) if isinstance(path, os.PathLike) else str(path))
+        )
         self.mode = None if self.is_literal else mode
         self.description = description
         self.optional = optional
@@ -100,30 +143,36 @@ class Input:
         if value is None:
             return None
         if not self.is_literal:
-            raise ValidationError(f"{prefix}cannot be set: Non-primitive type Input has no "
-                                  "default value.", "default")
+            raise ValidationError(
+                f"{prefix}cannot be set: Non-primitive type Input has no default value.", "default"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             return None  # the SDK ignores nan/inf defaults (the service cannot store them)
         if builtin_type(value) is None:
             raise ValidationError(
                 f"{prefix}cannot be set: type must be one of "
                 f"{list(_PY_TO_LITERAL.values())}, got '{builtin_type_name(value)}'.",
-                "default")
+                "default",
+            )
         if isinstance(value, LITERAL_TYPES[self.type]):
             return value  # as the SDK: True passes for an integer (bool is an int)
         try:
             return parse_literal(self.type, value)
         except (TypeError, ValueError) as exc:
-            raise ValidationError(f"{prefix}cannot be parsed, got '{value}', type = "
-                                  f"{type(value)!r}.", "default") from exc
+            raise ValidationError(
+                f"{prefix}cannot be parsed, got '{value}', type = {type(value)!r}.", "default"
+            ) from exc
 
     def _check_combination(self) -> None:
         allowed = _COMBINATION[self.type]
         for key in ("path", "mode", "default", "min", "max"):
             value = getattr(self, key)
             if key not in allowed and value is not None:
-                raise ValidationError(f"Invalid parameter for '{self.type}' Input, parameter "
-                                      f"'{key}' should be None but got '{value}'", key)
+                raise ValidationError(
+                    f"Invalid parameter for '{self.type}' Input, parameter "
+                    f"'{key}' should be None but got '{value}'",
+                    key,
+                )
 
     def _to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._IO_KEYS if getattr(self, k) is not None}
@@ -167,9 +216,15 @@ class Output:
 
     _IO_KEYS = ("type", "path", "mode", "description")
 
-    def __init__(self, *, type: str = "uri_folder", path: str | os.PathLike[str] | None = None,
-                 mode: str | None = None, description: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        type: str = "uri_folder",
+        path: str | os.PathLike[str] | None = None,
+        mode: str | None = None,
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.type = type
         self.path = None if path is None else os.fspath(path)
         self.mode = mode
@@ -268,8 +323,7 @@ class NodeInput:
 
     def _is_path_str(self) -> bool:
         """A str given for a declared data input: its path (as the SDK reads it)."""
-        return (isinstance(self.data, str) and is_local_path(self.data)
-                and self.type in DATA_TYPES)
+        return isinstance(self.data, str) and is_local_path(self.data) and self.type in DATA_TYPES
 
     def _get(self, key: str) -> str | None:
         value: Any = None
@@ -347,8 +401,11 @@ class NodeOutput:
             self.extra[key] = value
 
     def _to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("type", "path", "mode", "description")
-               if getattr(self, k) is not None}
+        out = {
+            k: getattr(self, k)
+            for k in ("type", "path", "mode", "description")
+            if getattr(self, k) is not None
+        }
         out.update(self.extra)
         return out
 

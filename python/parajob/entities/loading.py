@@ -37,9 +37,13 @@ _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _TEXT_NAME = "<yaml text>"
 
 
-def load(source: str | os.PathLike[str], *, set: Sequence[str] = (),  # noqa: A002 (the API's name)
-         datastores: Mapping[str, str | os.PathLike[str]] | None = None,
-         base_dir: str | os.PathLike[str] | None = None) -> Pipeline:
+def load(
+    source: str | os.PathLike[str],
+    *,
+    set: Sequence[str] = (),  # noqa: A002 (the API's name)
+    datastores: Mapping[str, str | os.PathLike[str]] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Pipeline:
     """Read a pipeline (or single job) YAML file, or YAML text, into a validated entity.
 
     ``source`` is a file when it is a path object, or a string of one line that names an
@@ -60,20 +64,24 @@ def load(source: str | os.PathLike[str], *, set: Sequence[str] = (),  # noqa: A0
     tree = yaml.safe_load(text)
     single = next(iter(spec.jobs)) if spec.single_job else None
     if single is not None:
-        tree = {"type": "pipeline", "jobs": {single: {k: v for k, v in tree.items()
-                                                      if k != "$schema"}}}
+        tree = {
+            "type": "pipeline",
+            "jobs": {single: {k: v for k, v in tree.items() if k != "$schema"}},
+        }
     edits = tuple(rebase_override(_step_key(s, single), folder) for s in set)
     entity = pipeline_from_dict(tree, base_dir=folder, overrides=edits, datastores=stores)
     entity.warnings = list(spec.warnings)
     return entity
 
 
-def _source(source: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None
-            ) -> tuple[str | None, str, Path]:
+def _source(
+    source: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None
+) -> tuple[str | None, str, Path]:
     """(text or None for a file, the path to give the spec, the folder paths resolve in)."""
-    if isinstance(source, os.PathLike) or ("\n" not in source and (
-            source.endswith((".yml", ".yaml")) or ":" not in source
-            or os.path.isfile(source))):  # one line without a key: a file name
+    if isinstance(source, os.PathLike) or (
+        "\n" not in source
+        and (source.endswith((".yml", ".yaml")) or ":" not in source or os.path.isfile(source))
+    ):  # one line without a key: a file name
         path = os.fspath(source)
         return None, path, Path(os.path.abspath(path)).parent
     folder = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
@@ -97,8 +105,13 @@ def _step_key(edit: str, single: str | None) -> str:
     return f"jobs.{single}.{edit}"
 
 
-def pipeline_from_dict(tree: dict[str, Any], *, base_dir: Path, overrides: tuple[str, ...] = (),
-                       datastores: dict[str, Path] | None = None) -> Pipeline:
+def pipeline_from_dict(
+    tree: dict[str, Any],
+    *,
+    base_dir: Path,
+    overrides: tuple[str, ...] = (),
+    datastores: dict[str, Path] | None = None,
+) -> Pipeline:
     """An entity from a ``type: pipeline`` mapping that the spec accepted."""
     p = Pipeline(base_dir=base_dir, overrides=overrides, datastores=datastores)
     rest = dict(tree)
@@ -133,14 +146,44 @@ def _output_value(value: Any) -> Any:
 
 
 _NODE_KEYS = {
-    "parallel": ("display_name", "description", "tags", "properties", "compute",
-                 "experiment_name", "component", "input_data", "mini_batch_size",
-                 "partition_keys", "resources", "max_concurrency_per_instance",
-                 "mini_batch_error_threshold", "error_threshold", "retry_settings",
-                 "logging_level", "environment_variables", "identity", "is_deterministic"),
-    "command": ("display_name", "description", "tags", "properties", "compute",
-                "experiment_name", "component", "command", "code", "environment_variables",
-                "resources", "distribution", "limits", "identity", "is_deterministic"),
+    "parallel": (
+        "display_name",
+        "description",
+        "tags",
+        "properties",
+        "compute",
+        "experiment_name",
+        "component",
+        "input_data",
+        "mini_batch_size",
+        "partition_keys",
+        "resources",
+        "max_concurrency_per_instance",
+        "mini_batch_error_threshold",
+        "error_threshold",
+        "retry_settings",
+        "logging_level",
+        "environment_variables",
+        "identity",
+        "is_deterministic",
+    ),
+    "command": (
+        "display_name",
+        "description",
+        "tags",
+        "properties",
+        "compute",
+        "experiment_name",
+        "component",
+        "command",
+        "code",
+        "environment_variables",
+        "resources",
+        "distribution",
+        "limits",
+        "identity",
+        "is_deterministic",
+    ),
 }
 
 
@@ -162,10 +205,12 @@ def _node(tree: dict[str, Any]) -> Node:
     if isinstance(node, Command) and "environment" in rest:
         env = rest.pop("environment")
         node.environment = Environment(**env) if isinstance(env, dict) else env
-    node._inputs = {k: NodeInput(k, None, _input_value(v))
-                    for k, v in (rest.pop("inputs", None) or {}).items()}
-    node._outputs = {k: _node_output(node, k, v)
-                     for k, v in (rest.pop("outputs", None) or {}).items()}
+    node._inputs = {
+        k: NodeInput(k, None, _input_value(v)) for k, v in (rest.pop("inputs", None) or {}).items()
+    }
+    node._outputs = {
+        k: _node_output(node, k, v) for k, v in (rest.pop("outputs", None) or {}).items()
+    }
     node.extra = rest
     return node
 

@@ -70,10 +70,17 @@ class RunFunction:
     """The task of a parallel step (``azure.ai.ml.parallel.RunFunction``): ``code`` is the
     folder put on ``sys.path``, ``entry_script`` the script in it with ``init``/``run``."""
 
-    def __init__(self, *, code: str | None = None, entry_script: str | None = None,
-                 program_arguments: str | None = None, model: str | None = None,
-                 append_row_to: str | None = None, environment: Environment | str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        code: str | None = None,
+        entry_script: str | None = None,
+        program_arguments: str | None = None,
+        model: str | None = None,
+        append_row_to: str | None = None,
+        environment: Environment | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         check_type("environment", environment, (Environment, str, dict))
         self.type = kwargs.pop("type", "run_function")
         self.code = None if code is None else str(code)
@@ -81,13 +88,21 @@ class RunFunction:
         self.program_arguments = program_arguments
         self.model = model
         self.append_row_to = append_row_to
-        self.environment = (Environment(**environment) if isinstance(environment, dict)
-                            else environment)
+        self.environment = (
+            Environment(**environment) if isinstance(environment, dict) else environment
+        )
         self.extra: dict[str, Any] = kwargs
 
     def _to_dict(self) -> dict[str, Any]:
-        keys = ("type", "code", "entry_script", "environment", "program_arguments", "model",
-                "append_row_to")
+        keys = (
+            "type",
+            "code",
+            "entry_script",
+            "environment",
+            "program_arguments",
+            "model",
+            "append_row_to",
+        )
         out = {k: _dict_of(getattr(self, k)) for k in keys if getattr(self, k) is not None}
         out.update(self.extra)
         return out
@@ -97,14 +112,38 @@ class RunFunction:
 
 
 # Node fields and the YAML order they are written in (the order the service's docs use).
-_COMMON_HEAD = ("display_name", "description", "tags", "properties", "compute",
-                "experiment_name", "component")
-_PARALLEL_FIELDS = ("input_data", "mini_batch_size", "partition_keys", "resources",
-                    "max_concurrency_per_instance", "mini_batch_error_threshold",
-                    "error_threshold", "retry_settings", "logging_level",
-                    "environment_variables", "identity")
-_COMMAND_FIELDS = ("command", "code", "environment", "environment_variables", "resources",
-                   "distribution", "limits", "identity")
+_COMMON_HEAD = (
+    "display_name",
+    "description",
+    "tags",
+    "properties",
+    "compute",
+    "experiment_name",
+    "component",
+)
+_PARALLEL_FIELDS = (
+    "input_data",
+    "mini_batch_size",
+    "partition_keys",
+    "resources",
+    "max_concurrency_per_instance",
+    "mini_batch_error_threshold",
+    "error_threshold",
+    "retry_settings",
+    "logging_level",
+    "environment_variables",
+    "identity",
+)
+_COMMAND_FIELDS = (
+    "command",
+    "code",
+    "environment",
+    "environment_variables",
+    "resources",
+    "distribution",
+    "limits",
+    "identity",
+)
 _NODE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -113,12 +152,21 @@ class Node:
 
     type = "node"
 
-    def __init__(self, *, name: str | None = None, display_name: str | None = None,
-                 description: str | None = None, tags: dict[str, str] | None = None,
-                 properties: dict[str, Any] | None = None, compute: str | None = None,
-                 experiment_name: str | None = None, inputs: dict[str, Any] | None = None,
-                 outputs: dict[str, Any] | None = None, is_deterministic: bool = True,
-                 component: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        display_name: str | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        properties: dict[str, Any] | None = None,
+        compute: str | None = None,
+        experiment_name: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        outputs: dict[str, Any] | None = None,
+        is_deterministic: bool = True,
+        component: str | None = None,
+    ) -> None:
         check_type("tags", tags, dict)
         check_type("inputs", inputs, dict)
         check_type("outputs", outputs, dict)
@@ -168,18 +216,23 @@ class Node:
         """A copy of this node with inputs bound: ``comp(data=Input(path=...), n=5)``."""
         shown = self.component_name or type(self).__name__.lower()
         if args:
-            raise ValidationError(f"{shown}() takes 0 positional argument but {len(args)} "
-                                  "were given.")
+            raise ValidationError(
+                f"{shown}() takes 0 positional argument but {len(args)} were given."
+            )
         for key in kwargs:
             if key not in self._inputs:
                 message = f"{shown}() got an unexpected keyword argument {key!r}"
-                message += (", valid keywords: " + ", ".join(repr(k) for k in self._inputs)
-                            + "." if self._inputs else ".")
+                message += (
+                    ", valid keywords: " + ", ".join(repr(k) for k in self._inputs) + "."
+                    if self._inputs
+                    else "."
+                )
                 raise ValidationError(message, key)
         nodes = building()
         node = copy.copy(self)
-        node.__dict__ = copy.deepcopy({k: v for k, v in self.__dict__.items()
-                                       if k not in ("_inputs", "_outputs")})
+        node.__dict__ = copy.deepcopy(
+            {k: v for k, v in self.__dict__.items() if k not in ("_inputs", "_outputs")}
+        )
         node._inputs = {}
         for key, port in self._inputs.items():
             node._inputs[key] = NodeInput(key, port.meta, port.data)
@@ -222,8 +275,9 @@ class Node:
             value = getattr(self, key)
             if value not in (None, {}):
                 out[key] = value
-        inputs = {k: render_input(v, names) for k, v in self._inputs.items()
-                  if not _unset_undeclared(v)}
+        inputs = {
+            k: render_input(v, names) for k, v in self._inputs.items() if not _unset_undeclared(v)
+        }
         if inputs:
             out["inputs"] = inputs
         outputs = {k: render_output(v) for k, v in self._outputs.items()}
@@ -245,7 +299,9 @@ def check_node_name(name: str) -> None:
     if not _NODE_NAME.match(name):
         raise ValidationError(
             f"Invalid node name found: {name!r}. Node name must start with a lower letter or "
-            "underscore, and can only contain lower letters, numbers and underscore.", "name")
+            "underscore, and can only contain lower letters, numbers and underscore.",
+            "name",
+        )
 
 
 def _declared_input(key: str, value: Any) -> NodeInput:
@@ -260,8 +316,11 @@ def _declared_input(key: str, value: Any) -> NodeInput:
         return NodeInput(key, None, value)
     kind = builtin_type(value)
     if kind is None:
-        raise ValidationError(f"Unsupported input type: {type(value)}, only Input, dict, "
-                              "str, bool, int and float are supported.", f"inputs.{key}")
+        raise ValidationError(
+            f"Unsupported input type: {type(value)}, only Input, dict, "
+            "str, bool, int and float are supported.",
+            f"inputs.{key}",
+        )
     return NodeInput(key, Input(type=kind), value)
 
 
@@ -275,24 +334,32 @@ class Parallel(Node):
 
     type = "parallel"
 
-    def __init__(self, *, retry_settings: RetrySettings | dict[str, Any] | None = None,
-                 logging_level: str | None = None,
-                 max_concurrency_per_instance: int | str | None = None,
-                 error_threshold: int | str | None = None,
-                 mini_batch_error_threshold: int | str | None = None,
-                 input_data: str | None = None, task: RunFunction | dict[str, Any] | None = None,
-                 partition_keys: list[str] | None = None,
-                 mini_batch_size: int | str | None = None,
-                 resources: JobResourceConfiguration | dict[str, Any] | None = None,
-                 environment_variables: dict[str, str] | None = None,
-                 identity: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        retry_settings: RetrySettings | dict[str, Any] | None = None,
+        logging_level: str | None = None,
+        max_concurrency_per_instance: int | str | None = None,
+        error_threshold: int | str | None = None,
+        mini_batch_error_threshold: int | str | None = None,
+        input_data: str | None = None,
+        task: RunFunction | dict[str, Any] | None = None,
+        partition_keys: list[str] | None = None,
+        mini_batch_size: int | str | None = None,
+        resources: JobResourceConfiguration | dict[str, Any] | None = None,
+        environment_variables: dict[str, str] | None = None,
+        identity: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         for attr, value, expected in (
-                ("task", task, (dict, RunFunction)), ("logging_level", logging_level, str),
-                ("max_concurrency_per_instance", max_concurrency_per_instance, (str, int)),
-                ("error_threshold", error_threshold, (str, int)),
-                ("mini_batch_error_threshold", mini_batch_error_threshold, (str, int)),
-                ("environment_variables", environment_variables, dict),
-                ("partition_keys", partition_keys, list)):
+            ("task", task, (dict, RunFunction)),
+            ("logging_level", logging_level, str),
+            ("max_concurrency_per_instance", max_concurrency_per_instance, (str, int)),
+            ("error_threshold", error_threshold, (str, int)),
+            ("mini_batch_error_threshold", mini_batch_error_threshold, (str, int)),
+            ("environment_variables", environment_variables, dict),
+            ("partition_keys", partition_keys, list),
+        ):
             check_type(attr, value, expected)
         super().__init__(**kwargs)
         self.retry_settings = retry_settings  # the setters convert and check
@@ -324,8 +391,9 @@ class Parallel(Node):
     def resources(self, value: JobResourceConfiguration | dict[str, Any] | None) -> None:
         # Never None here (the SDK's may be): ``node.resources.instance_count = 2`` works on
         # every node; an empty one is not written.
-        self._resources = (from_value("resources", value, JobResourceConfiguration)
-                           or JobResourceConfiguration())
+        self._resources = (
+            from_value("resources", value, JobResourceConfiguration) or JobResourceConfiguration()
+        )
 
     @property
     def mini_batch_size(self) -> str | None:
@@ -335,14 +403,24 @@ class Parallel(Node):
     def mini_batch_size(self, value: int | str | None) -> None:
         self._mini_batch_size = check_mini_batch_size(value)
 
-    def set_resources(self, *, instance_type: str | None = None,
-                      instance_count: int | None = None, properties: dict[str, Any] | None = None,
-                      docker_args: str | None = None, shm_size: str | None = None,
-                      **kwargs: Any) -> None:
+    def set_resources(
+        self,
+        *,
+        instance_type: str | None = None,
+        instance_count: int | None = None,
+        properties: dict[str, Any] | None = None,
+        docker_args: str | None = None,
+        shm_size: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Set fields of ``resources`` (the SDK's ``Parallel.set_resources``)."""
-        for key, value in (("instance_type", instance_type), ("instance_count", instance_count),
-                           ("properties", properties), ("docker_args", docker_args),
-                           ("shm_size", shm_size)):
+        for key, value in (
+            ("instance_type", instance_type),
+            ("instance_count", instance_count),
+            ("properties", properties),
+            ("docker_args", docker_args),
+            ("shm_size", shm_size),
+        ):
             if value is not None:
                 setattr(self._resources, key, value)
 
@@ -364,15 +442,21 @@ def check_mini_batch_size(value: int | str | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValidationError(f"Expecting (<class 'str'>, <class 'int'>) for mini_batch_size, "
-                              f"got {type(value)} instead.", "mini_batch_size")
+        raise ValidationError(
+            f"Expecting (<class 'str'>, <class 'int'>) for mini_batch_size, "
+            f"got {type(value)} instead.",
+            "mini_batch_size",
+        )
     if isinstance(value, int):
         return str(value)
     if "${{" in value:
         return value  # a data binding (${{parent.inputs.size}}), resolved on load
     if not re.fullmatch(r"\d+([kKmMgG][bB])?", value):
-        raise ValidationError(r"Parameter mini_batch_size must follow regex rule "
-                              r"^\d+([kKmMgG][bB])*$", "mini_batch_size")
+        raise ValidationError(
+            r"Parameter mini_batch_size must follow regex rule "
+            r"^\d+([kKmMgG][bB])*$",
+            "mini_batch_size",
+        )
     return value
 
 
@@ -382,23 +466,33 @@ class Command(Node):
 
     type = "command"
 
-    def __init__(self, *, command: str | None = None, code: str | None = None,
-                 environment: Environment | str | None = None,
-                 environment_variables: dict[str, str] | None = None,
-                 resources: JobResourceConfiguration | dict[str, Any] | None = None,
-                 distribution: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
-                 identity: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        command: str | None = None,
+        code: str | None = None,
+        environment: Environment | str | None = None,
+        environment_variables: dict[str, str] | None = None,
+        resources: JobResourceConfiguration | dict[str, Any] | None = None,
+        distribution: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         check_type("command", command, str)
         check_type("environment", environment, (Environment, str, dict))
         check_type("environment_variables", environment_variables, dict)
         super().__init__(**kwargs)
         self.command = command
         self.code = None if code is None else str(code)
-        self.environment = (Environment(**environment) if isinstance(environment, dict)
-                            else environment)
+        self.environment = (
+            Environment(**environment) if isinstance(environment, dict) else environment
+        )
         self.environment_variables: dict[str, str] = dict(environment_variables or {})
-        self.resources = (from_value("resources", resources, JobResourceConfiguration)
-                          or JobResourceConfiguration())
+        self.resources = (
+            from_value("resources", resources, JobResourceConfiguration)
+            or JobResourceConfiguration()
+        )
         self.distribution, self.limits, self.identity = distribution, limits, identity
 
     def _fields(self) -> tuple[str, ...]:

@@ -72,6 +72,7 @@ def relative_to(base: Path, target: Path) -> Callable[[str], str]:
             return p
         rel = os.path.relpath(os.path.join(base, p), target)
         return rel if rel.startswith("..") else "./" + rel if rel != "." else "."
+
     return move
 
 

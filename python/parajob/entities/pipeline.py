@@ -40,8 +40,7 @@ from parajob.errors import Diagnostic, ParajobError, ValidationError
 __all__ = ["Pipeline"]
 
 _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_HEAD = ("name", "display_name", "description", "experiment_name", "tags", "properties",
-         "compute")
+_HEAD = ("name", "display_name", "description", "experiment_name", "tags", "properties", "compute")
 
 
 class Pipeline:
@@ -53,22 +52,33 @@ class Pipeline:
     (``job.settings.default_compute = "cpu-cluster"``).
     """
 
-    def __init__(self, *, jobs: dict[str, Node] | None = None,
-                 inputs: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None,
-                 name: str | None = None, display_name: str | None = None,
-                 description: str | None = None, experiment_name: str | None = None,
-                 tags: dict[str, str] | None = None, properties: dict[str, Any] | None = None,
-                 compute: str | None = None,
-                 settings: PipelineJobSettings | dict[str, Any] | None = None,
-                 base_dir: str | os.PathLike[str] | None = None,
-                 overrides: tuple[str, ...] = (),
-                 datastores: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        jobs: dict[str, Node] | None = None,
+        inputs: dict[str, Any] | None = None,
+        outputs: dict[str, Any] | None = None,
+        name: str | None = None,
+        display_name: str | None = None,
+        description: str | None = None,
+        experiment_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        properties: dict[str, Any] | None = None,
+        compute: str | None = None,
+        settings: PipelineJobSettings | dict[str, Any] | None = None,
+        base_dir: str | os.PathLike[str] | None = None,
+        overrides: tuple[str, ...] = (),
+        datastores: dict[str, Path] | None = None,
+    ) -> None:
         check_type("jobs", jobs, dict)
         check_type("settings", settings, (dict, PipelineJobSettings))
         for key in jobs or {}:
             if not _STEP_NAME.fullmatch(key):  # the spec's rule for step names
-                raise ValidationError(f"invalid step name {key!r}: use letters, digits, '_' "
-                                      "and '-', starting with a letter or '_'", "jobs")
+                raise ValidationError(
+                    f"invalid step name {key!r}: use letters, digits, '_' "
+                    "and '-', starting with a letter or '_'",
+                    "jobs",
+                )
         self.jobs: dict[str, Node] = dict(jobs or {})
         self.inputs = dict(inputs or {})
         self.outputs = dict(outputs or {})
@@ -77,12 +87,16 @@ class Pipeline:
         self.tags: dict[str, str] = dict(tags or {})
         self.properties = properties
         self.compute = compute
-        self.settings = (PipelineJobSettings(**settings) if isinstance(settings, dict)
-                         else settings or PipelineJobSettings())
+        self.settings = (
+            PipelineJobSettings(**settings)
+            if isinstance(settings, dict)
+            else settings or PipelineJobSettings()
+        )
         self.base_dir = Path(os.path.abspath(base_dir if base_dir is not None else os.getcwd()))
         self.overrides: tuple[str, ...] = tuple(overrides)
-        self.datastores: dict[str, Path] = {k: Path(os.path.abspath(v))
-                                            for k, v in (datastores or {}).items()}
+        self.datastores: dict[str, Path] = {
+            k: Path(os.path.abspath(v)) for k, v in (datastores or {}).items()
+        }
         self.extra: dict[str, Any] = {}
         self.warnings: list[Diagnostic] = []  # from validation, when read by parajob.load
 
@@ -144,12 +158,14 @@ class Pipeline:
         target = Path(os.path.abspath(path))
         text = _dump(map_paths(self._to_dict(), relative_to(self.base_dir, target.parent)))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
-                                       dir=target.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+            )
         except OSError as exc:
-            raise ParajobError(f"cannot write {target}: {exc.strerror or exc}"
-                               + (" (its folder does not exist)"
-                                  if not target.parent.is_dir() else "")) from exc
+            raise ParajobError(
+                f"cannot write {target}: {exc.strerror or exc}"
+                + (" (its folder does not exist)" if not target.parent.is_dir() else "")
+            ) from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -215,5 +231,11 @@ _Dumper.add_representer(str, _str)
 
 
 def _dump(tree: dict[str, Any]) -> str:
-    return yaml.dump(tree, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=4096)
+    return yaml.dump(
+        tree,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+    )

@@ -39,7 +39,9 @@ def render_value(data: Any, names: dict[int, str]) -> Any:
         if owner is None:
             raise ValidationError(
                 f"input bound to output '{data.port_name}' of a node that is not in this "
-                "pipeline: create the node inside the dsl.pipeline function", data.port_name)
+                "pipeline: create the node inside the dsl.pipeline function",
+                data.port_name,
+            )
         return f"${{{{parent.jobs.{owner}.outputs.{data.port_name}}}}}"
     if isinstance(data, PipelineInput):
         return str(data)
@@ -64,9 +66,12 @@ def render_input(value: NodeInput, names: dict[int, str]) -> Any:
 def _render_input(value: NodeInput, names: dict[int, str]) -> Any:
     meta, data = value.meta, value.data
     if isinstance(data, Output):  # e.g. a pipeline's outputs.<x>: a declaration, no data
-        raise ValidationError(f"input {value.name!r} is bound to an Output declaration "
-                              f"({data!r}); bind it to a node's output "
-                              "(node.outputs.<name>) or give an Input", value.name)
+        raise ValidationError(
+            f"input {value.name!r} is bound to an Output declaration "
+            f"({data!r}); bind it to a node's output "
+            "(node.outputs.<name>) or give an Input",
+            value.name,
+        )
     rendered = render_value(data, names)
     if meta is None:
         return rendered

@@ -12,15 +12,21 @@ from typing import Any, TypeVar
 
 from parajob.errors import ValidationError
 
-__all__ = ["Environment", "RetrySettings", "JobResourceConfiguration", "ResourceConfiguration",
-           "PipelineJobSettings", "check_type", "from_value"]
+__all__ = [
+    "Environment",
+    "RetrySettings",
+    "JobResourceConfiguration",
+    "ResourceConfiguration",
+    "PipelineJobSettings",
+    "check_type",
+    "from_value",
+]
 
 
 def check_type(attr: str, value: object, expected: type | tuple[type, ...]) -> None:
     """The SDK's ``validate_attribute_type``: None passes, a wrong type is an error."""
     if value is not None and not isinstance(value, expected):
-        raise ValidationError(f"Expecting {expected} for {attr}, got {type(value)} instead.",
-                              attr)
+        raise ValidationError(f"Expecting {expected} for {attr}, got {type(value)} instead.", attr)
 
 
 class _Settings:
@@ -51,8 +57,11 @@ class _Settings:
         return out
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Settings) and type(other) is type(self) \
+        return (
+            isinstance(other, _Settings)
+            and type(other) is type(self)
             and self._to_dict() == other._to_dict()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -79,8 +88,9 @@ class RetrySettings(_Settings):
     max_retries: int | None
     timeout: int | None
 
-    def __init__(self, *, max_retries: int | None = None, timeout: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, max_retries: int | None = None, timeout: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(max_retries=max_retries, timeout=timeout, **kwargs)
 
 
@@ -88,8 +98,15 @@ class JobResourceConfiguration(_Settings):
     """``resources``: ``instance_count`` is the number of nodes parajob simulates; the
     others are recorded, not acted on."""
 
-    _KEYS = ("instance_count", "instance_type", "properties", "docker_args", "shm_size",
-             "max_instance_count", "locations")
+    _KEYS = (
+        "instance_count",
+        "instance_type",
+        "properties",
+        "docker_args",
+        "shm_size",
+        "max_instance_count",
+        "locations",
+    )
     instance_count: int | None
     instance_type: str | None
     properties: dict[str, Any] | None
@@ -98,13 +115,28 @@ class JobResourceConfiguration(_Settings):
     max_instance_count: int | None
     locations: list[str] | None
 
-    def __init__(self, *, instance_count: int | None = None, instance_type: str | None = None,
-                 properties: dict[str, Any] | None = None, docker_args: str | None = None,
-                 shm_size: str | None = None, max_instance_count: int | None = None,
-                 locations: list[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(instance_count=instance_count, instance_type=instance_type,
-                         properties=properties, docker_args=docker_args, shm_size=shm_size,
-                         max_instance_count=max_instance_count, locations=locations, **kwargs)
+    def __init__(
+        self,
+        *,
+        instance_count: int | None = None,
+        instance_type: str | None = None,
+        properties: dict[str, Any] | None = None,
+        docker_args: str | None = None,
+        shm_size: str | None = None,
+        max_instance_count: int | None = None,
+        locations: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            instance_count=instance_count,
+            instance_type=instance_type,
+            properties=properties,
+            docker_args=docker_args,
+            shm_size=shm_size,
+            max_instance_count=max_instance_count,
+            locations=locations,
+            **kwargs,
+        )
 
 
 ResourceConfiguration = JobResourceConfiguration  # the name azure.ai.ml.entities also has
@@ -114,37 +146,76 @@ class Environment(_Settings):
     """An environment: recorded in the step's logs, not provisioned (steps run with the
     current Python). ``conda_file`` is a path, relative to where the pipeline is built."""
 
-    _KEYS = ("name", "version", "description", "tags", "properties", "image", "conda_file",
-             "build", "os_type", "inference_config", "datastore")
+    _KEYS = (
+        "name",
+        "version",
+        "description",
+        "tags",
+        "properties",
+        "image",
+        "conda_file",
+        "build",
+        "os_type",
+        "inference_config",
+        "datastore",
+    )
     image: str | None
     conda_file: str | None
 
-    def __init__(self, *, name: str | None = None, version: str | None = None,
-                 description: str | None = None, image: str | None = None,
-                 conda_file: str | None = None, tags: dict[str, str] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(name=name, version=version, description=description, image=image,
-                         conda_file=None if conda_file is None else str(conda_file),
-                         tags=tags, **kwargs)
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        description: str | None = None,
+        image: str | None = None,
+        conda_file: str | None = None,
+        tags: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name=name,
+            version=version,
+            description=description,
+            image=image,
+            conda_file=None if conda_file is None else str(conda_file),
+            tags=tags,
+            **kwargs,
+        )
 
 
 class PipelineJobSettings(_Settings):
     """``pipeline_job.settings``: ``default_compute``, ``default_datastore``,
     ``continue_on_step_failure``, ``force_rerun``, ``default_environment``."""
 
-    _KEYS = ("default_compute", "default_datastore", "continue_on_step_failure", "force_rerun",
-             "default_environment")
+    _KEYS = (
+        "default_compute",
+        "default_datastore",
+        "continue_on_step_failure",
+        "force_rerun",
+        "default_environment",
+    )
     default_compute: str | None
     default_datastore: str | None
     continue_on_step_failure: bool | None
     force_rerun: bool | None
     default_environment: str | None
 
-    def __init__(self, *, default_compute: str | None = None,
-                 default_datastore: str | None = None,
-                 continue_on_step_failure: bool | None = None, force_rerun: bool | None = None,
-                 default_environment: str | None = None, **kwargs: Any) -> None:
-        super().__init__(default_compute=default_compute, default_datastore=default_datastore,
-                         continue_on_step_failure=continue_on_step_failure,
-                         force_rerun=force_rerun, default_environment=default_environment,
-                         **kwargs)
+    def __init__(
+        self,
+        *,
+        default_compute: str | None = None,
+        default_datastore: str | None = None,
+        continue_on_step_failure: bool | None = None,
+        force_rerun: bool | None = None,
+        default_environment: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            default_compute=default_compute,
+            default_datastore=default_datastore,
+            continue_on_step_failure=continue_on_step_failure,
+            force_rerun=force_rerun,
+            default_environment=default_environment,
+            **kwargs,
+        )

@@ -44,20 +44,30 @@ from parajob import _core
 from parajob.runtime.accounting import Limits
 from parajob.runtime.layout import node_name, process_name
 
-__all__ = ["DeadlineExpired", "Event", "ExitStatus", "Executor", "Interrupted", "NodeHost",
-           "OnThisMachine", "SpawnError", "Worker", "WorkerDied"]
+__all__ = [
+    "DeadlineExpired",
+    "Event",
+    "ExitStatus",
+    "Executor",
+    "Interrupted",
+    "NodeHost",
+    "OnThisMachine",
+    "SpawnError",
+    "Worker",
+    "WorkerDied",
+]
 
 
 @dataclass(eq=False)  # identity: a slot's worker is replaced by another Worker object
 class Worker:
     """One worker of the run, as the engine sees it (an executor may subclass it)."""
 
-    slot: int          # index of its worker slot in the shared region
-    process: int       # unique id in this run (its spool file, the batch state word)
+    slot: int  # index of its worker slot in the shared region
+    process: int  # unique id in this run (its spool file, the batch state word)
     node: int
     local_rank: int
     killed_because: str | None = None  # set when the engine killed it on purpose
-    pid: int = 0       # its OS process id where it runs (0: not known yet; Dask: the node's)
+    pid: int = 0  # its OS process id where it runs (0: not known yet; Dask: the node's)
 
     @property
     def node_name(self) -> str:
@@ -81,7 +91,7 @@ SIGNAL_HINTS = {
 class ExitStatus:
     """How a worker ended: an exit code or a signal, and its peak memory."""
 
-    code: int | None     # exit code, or None when killed by a signal
+    code: int | None  # exit code, or None when killed by a signal
     signal: int | None
     peak_rss_bytes: int  # the process's peak resident memory (getrusage ru_maxrss)
 
@@ -110,7 +120,7 @@ class NodeHost:
         return {"node": self.node, "host": self.host, "address": self.address}
 
     def describe(self) -> str:
-        """"node000 myhost", "node001 other (Dask worker tcp://10.0.0.2:40331)"."""
+        """ "node000 myhost", "node001 other (Dask worker tcp://10.0.0.2:40331)"."""
         where = f" (Dask worker {self.address})" if self.address else ""
         return f"{node_name(self.node)} {self.host}{where}"
 
@@ -122,8 +132,9 @@ class OnThisMachine:
     def node_host(self, node: int) -> NodeHost:
         return NodeHost(node, socket.gethostname())
 
-    def attempt_times(self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray,
-                      end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def attempt_times(
+        self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         offset = time.time_ns() - _core.monotonic_ns()  # monotonic -> wall clock, now
         return (start_ns.astype(np.int64) + offset, end_ns.astype(np.int64) + offset)
 
@@ -207,8 +218,9 @@ class Executor(Protocol):
     def node_host(self, node: int) -> NodeHost:
         """Where node ``node`` runs (after start(): a Dask node names its host on arrival)."""
 
-    def attempt_times(self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray,
-                      end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def attempt_times(
+        self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Wall-clock start and end (ns since the epoch) of these ended attempts (batch
         ids, attempt numbers), given their batch slots' CLOCK_MONOTONIC stamps in the
         driver's region. Local and serial: those stamps shifted to the wall clock; Dask:

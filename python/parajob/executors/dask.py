@@ -77,17 +77,18 @@ from parajob.runtime.accounting import Limits
 from parajob.runtime.job import NodeRecipe
 from parajob.runtime.layout import StepLayout, node_name
 
-HANDSHAKE_TIMEOUT_S = 10.0   # ... and answering as one once connected (Dask does not bound it)
-CONNECT_TIMEOUT_S = 5.0      # reaching the scheduler: an unreachable one fails fast (exit 2)
+HANDSHAKE_TIMEOUT_S = 10.0  # ... and answering as one once connected (Dask does not bound it)
+CONNECT_TIMEOUT_S = 5.0  # reaching the scheduler: an unreachable one fails fast (exit 2)
 NODE_START_TIMEOUT_S = 120.0  # every node's hello (its process started, the folder checked)
-HEARTBEAT_TIMEOUT_S = 30.0    # a node silent this long is lost (it reports every 0.5 s)
+HEARTBEAT_TIMEOUT_S = 30.0  # a node silent this long is lost (it reports every 0.5 s)
 HEARTBEAT_ENV = "PARAJOB_NODE_TIMEOUT"  # seconds, instead of HEARTBEAT_TIMEOUT_S
 VIRTUAL_PROCESS_BASE = 1 << 30  # process ids of the nodes' virtual claims: never a spool's
 RUNNING = int(_core.BatchState.RUNNING)
 
 
-def connect_cluster(address: str, compute: str, instance_count: int,
-                    where: str | None = None) -> Cluster:
+def connect_cluster(
+    address: str, compute: str, instance_count: int, where: str | None = None
+) -> Cluster:
     """Connect to the scheduler and choose instance_count workers (distinct hosts first).
     SpecError (exit 2) when the scheduler cannot be reached within CONNECT_TIMEOUT_S or has
     fewer workers than asked. ``where``: where the mapping was written, for messages
@@ -96,20 +97,47 @@ def connect_cluster(address: str, compute: str, instance_count: int,
     try:
         from distributed import Client
     except ImportError as exc:
-        raise SpecError([Diagnostic("parajob", None, None, where,
-                                    "running on a Dask cluster needs the distributed package",
-                                    'pip install "parajob[dask]"')]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    where,
+                    "running on a Dask cluster needs the distributed package",
+                    'pip install "parajob[dask]"',
+                )
+            ]
+        ) from exc
     security, tls = tls_security(address, where)
     try:
         client = _client(Client, address, security)
     except (OSError, TimeoutError) as exc:
-        raise SpecError([Diagnostic("parajob", None, None, where,
-                                    f"cannot reach the Dask scheduler at {address}: {exc}",
-                                    "start it (`dask scheduler`) or fix the address")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    where,
+                    f"cannot reach the Dask scheduler at {address}: {exc}",
+                    "start it (`dask scheduler`) or fix the address",
+                )
+            ]
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - something that is not a scheduler answered
-        raise SpecError([Diagnostic("parajob", None, None, where,
-                                    f"{address} does not answer as a Dask scheduler "
-                                    f"({type(exc).__name__}: {exc})", NOT_A_SCHEDULER)]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    where,
+                    f"{address} does not answer as a Dask scheduler ({type(exc).__name__}: {exc})",
+                    NOT_A_SCHEDULER,
+                )
+            ]
+        ) from exc
     try:
         workers = client.scheduler_info()["workers"]
     except Exception:
@@ -118,17 +146,26 @@ def connect_cluster(address: str, compute: str, instance_count: int,
     chosen = choose_workers(workers, instance_count)
     if len(chosen) < instance_count:
         client.close()
-        raise SpecError([Diagnostic("parajob", None, None, where,
-                                    f"the Dask cluster at {address} has {len(workers)} "
-                                    f"worker(s); the step asks for instance_count "
-                                    f"{instance_count} nodes",
-                                    "start more `dask worker`s, or lower "
-                                    "resources.instance_count")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    where,
+                    f"the Dask cluster at {address} has {len(workers)} "
+                    f"worker(s); the step asks for instance_count "
+                    f"{instance_count} nodes",
+                    "start more `dask worker`s, or lower resources.instance_count",
+                )
+            ]
+        )
     return Cluster(client, address, compute, chosen, where, tls)
 
 
-NOT_A_SCHEDULER = ("give the scheduler's port (`dask scheduler` listens on 8786 by default; "
-                   "8787 is its dashboard)")
+NOT_A_SCHEDULER = (
+    "give the scheduler's port (`dask scheduler` listens on 8786 by default; 8787 is its dashboard)"
+)
 
 
 def _client(client_type: Any, address: str, security: Any) -> Any:
@@ -140,8 +177,9 @@ def _client(client_type: Any, address: str, security: Any) -> Any:
 
     def connect() -> None:
         try:
-            box["client"] = client_type(address, timeout=CONNECT_TIMEOUT_S,
-                                        set_as_default=False, security=security)
+            box["client"] = client_type(
+                address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, security=security
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             box["error"] = exc
 
@@ -149,8 +187,10 @@ def _client(client_type: Any, address: str, security: Any) -> Any:
     thread.start()
     thread.join(HANDSHAKE_TIMEOUT_S)
     if thread.is_alive():
-        raise TimeoutError(f"{address} accepted the connection but did not answer as a Dask "
-                           f"scheduler within {HANDSHAKE_TIMEOUT_S:g} s ({NOT_A_SCHEDULER})")
+        raise TimeoutError(
+            f"{address} accepted the connection but did not answer as a Dask "
+            f"scheduler within {HANDSHAKE_TIMEOUT_S:g} s ({NOT_A_SCHEDULER})"
+        )
     if "error" in box:
         raise box["error"]
     return box["client"]
@@ -169,25 +209,49 @@ def tls_security(address: str, where: str) -> tuple[Any, ssl.SSLContext | None]:
         return None, None
     from distributed import Security
 
-    hint = (f"configure Dask's TLS: distributed.comm.tls.ca-file, .client.cert and "
-            f".client.key in ~/.config/dask/*.yaml, or {TLS_ENV}CA_FILE, "
-            f"{TLS_ENV}CLIENT__CERT and {TLS_ENV}CLIENT__KEY")
+    hint = (
+        f"configure Dask's TLS: distributed.comm.tls.ca-file, .client.cert and "
+        f".client.key in ~/.config/dask/*.yaml, or {TLS_ENV}CA_FILE, "
+        f"{TLS_ENV}CLIENT__CERT and {TLS_ENV}CLIENT__KEY"
+    )
     try:
         security: Any = Security()  # type: ignore[no-untyped-call]
-        missing = [name for name, value in (("distributed.comm.tls.ca-file",
-                                             security.tls_ca_file),
-                                            ("distributed.comm.tls.client.cert",
-                                             security.tls_client_cert)) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("distributed.comm.tls.ca-file", security.tls_ca_file),
+                ("distributed.comm.tls.client.cert", security.tls_client_cert),
+            )
+            if not value
+        ]
         if missing:
-            raise SpecError([Diagnostic("parajob", None, None, where,
-                                        f"{address} is a TLS scheduler, but Dask's "
-                                        f"configuration has no {' and no '.join(missing)}",
-                                        hint)])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        "parajob",
+                        None,
+                        None,
+                        where,
+                        f"{address} is a TLS scheduler, but Dask's "
+                        f"configuration has no {' and no '.join(missing)}",
+                        hint,
+                    )
+                ]
+            )
         context = security.get_listen_args("client")["ssl_context"]
     except (OSError, ValueError, ssl.SSLError) as exc:
-        raise SpecError([Diagnostic("parajob", None, None, where,
-                                    f"cannot use Dask's TLS configuration: {exc}", hint)]) \
-            from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    where,
+                    f"cannot use Dask's TLS configuration: {exc}",
+                    hint,
+                )
+            ]
+        ) from exc
     return security, context
 
 
@@ -207,9 +271,15 @@ def choose_workers(workers: dict[str, dict[str, Any]], n: int) -> list[tuple[str
 class Cluster:
     """A connected Dask client and the workers chosen for one step's nodes."""
 
-    def __init__(self, client: Any, address: str, compute: str,
-                 chosen: list[tuple[str, str]], where: str = "",
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        address: str,
+        compute: str,
+        chosen: list[tuple[str, str]],
+        where: str = "",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.client = client
         self.tls = tls  # the channel's server context on a tls:// cluster, else None
         self.address = address
@@ -223,11 +293,28 @@ class Cluster:
         workers = max(1, min(per_node, -(-n_batches // instances)))
         return instances, workers
 
-    def executor(self, region: _core.DispatchRegion, notify_fd: int, recipe: NodeRecipe,
-                 layout: StepLayout, limits: Limits, instances: int, workers_per_node: int,
-                 first_process: int) -> DaskExecutor:
-        return DaskExecutor(self, region, notify_fd, recipe, layout, limits, instances,
-                            workers_per_node, first_process)
+    def executor(
+        self,
+        region: _core.DispatchRegion,
+        notify_fd: int,
+        recipe: NodeRecipe,
+        layout: StepLayout,
+        limits: Limits,
+        instances: int,
+        workers_per_node: int,
+        first_process: int,
+    ) -> DaskExecutor:
+        return DaskExecutor(
+            self,
+            region,
+            notify_fd,
+            recipe,
+            layout,
+            limits,
+            instances,
+            workers_per_node,
+            first_process,
+        )
 
     def close(self) -> None:
         try:
@@ -270,18 +357,29 @@ def _environment_hint(why: str) -> str | None:
         return None
     import parajob
 
-    return ("the Dask scheduler and every worker unpickle the node's task: each must import "
-            f"the parajob this machine runs ({parajob.__version__}, "
-            f"{os.path.dirname(parajob.__file__)}): `pip install \"parajob[dask]\"` in the "
-            "environment of `dask scheduler` too; its log names the module it missed")
+    return (
+        "the Dask scheduler and every worker unpickle the node's task: each must import "
+        f"the parajob this machine runs ({parajob.__version__}, "
+        f'{os.path.dirname(parajob.__file__)}): `pip install "parajob[dask]"` in the '
+        "environment of `dask scheduler` too; its log names the module it missed"
+    )
 
 
 class DaskExecutor:
     """The engine's executor for a cluster run. Single-threaded, like the engine."""
 
-    def __init__(self, cluster: Cluster, region: _core.DispatchRegion, notify_fd: int,
-                 recipe: NodeRecipe, layout: StepLayout, limits: Limits, instances: int,
-                 workers_per_node: int, first_process: int) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        region: _core.DispatchRegion,
+        notify_fd: int,
+        recipe: NodeRecipe,
+        layout: StepLayout,
+        limits: Limits,
+        instances: int,
+        workers_per_node: int,
+        first_process: int,
+    ) -> None:
         self._cluster = cluster
         self._region = region
         self._notify_fd = notify_fd
@@ -298,8 +396,10 @@ class DaskExecutor:
         self._selector.register(self._listener, selectors.EVENT_READ, "listen")
         self._unidentified: dict[socket.socket, FrameReader] = {}
         n_remote = instances * workers_per_node
-        self._nodes = [_Node(i, addr, host, n_remote + i, VIRTUAL_PROCESS_BASE + i)
-                       for i, (addr, host) in enumerate(cluster.chosen[:instances])]
+        self._nodes = [
+            _Node(i, addr, host, n_remote + i, VIRTUAL_PROCESS_BASE + i)
+            for i, (addr, host) in enumerate(cluster.chosen[:instances])
+        ]
         self._events: list[Event] = []
         self._slots = shm_view.batch_slots(region)
         # Per batch, the wall-clock times its last reported attempt ran on its node (the
@@ -327,34 +427,60 @@ class DaskExecutor:
         write_token(self._layout, self._token)  # the nodes read it back: the same folder
         host, port = self._listener.getsockname()[:2]
         for node in self._nodes:
-            args = NodeArgs(host, port, self._token, node.index, self._wpn, self._recipe,
-                            self._limits, tls=self._cluster.tls is not None)
+            args = NodeArgs(
+                host,
+                port,
+                self._token,
+                node.index,
+                self._wpn,
+                self._recipe,
+                self._limits,
+                tls=self._cluster.tls is not None,
+            )
             node.future = self._cluster.client.submit(
-                node_agent, args, workers=[node.worker_address], allow_other_workers=False,
-                pure=False, retries=0, key=f"parajob-node-{node.index}-{self._token}")
+                node_agent,
+                args,
+                workers=[node.worker_address],
+                allow_other_workers=False,
+                pure=False,
+                retries=0,
+                key=f"parajob-node-{node.index}-{self._token}",
+            )
         deadline = time.monotonic() + NODE_START_TIMEOUT_S
         while not all(n.ready for n in self._nodes):
             if time.monotonic() > deadline:
-                missing = [n for n in self._nodes if not n.ready]
-                raise SpecError([Diagnostic(
-                    "parajob", None, None, self._cluster.where,
-                    f"node(s) {', '.join(f'{n.index} ({n.worker_address})' for n in missing)} "
-                    f"did not start within {NODE_START_TIMEOUT_S:g} s",
-                    "see the Dask workers' logs")])
+                missing = ", ".join(
+                    f"{n.index} ({n.worker_address})" for n in self._nodes if not n.ready
+                )
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "parajob",
+                            None,
+                            None,
+                            self._cluster.where,
+                            f"node(s) {missing} did not start within {NODE_START_TIMEOUT_S:g} s",
+                            "see the Dask workers' logs",
+                        )
+                    ]
+                )
             self._poll(0.1)
             self._check_futures(starting=True)
         self._write_nodes()
 
     def _write_nodes(self) -> None:
         """logs/sys/nodes.txt: which host and Dask worker each node folder is."""
-        lines = [f"{node_name(n.index)} host={n.host} dask_worker={n.worker_address}\n"
-                 for n in self._nodes]
+        lines = [
+            f"{node_name(n.index)} host={n.host} dask_worker={n.worker_address}\n"
+            for n in self._nodes
+        ]
         path = self._layout.logs / "sys" / "nodes.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         channel = "tls" if self._cluster.tls is not None else "tcp+token"
-        path.write_text(f"scheduler={self._cluster.address} channel={channel}\n"
-                        + "".join(lines),
-                        encoding="utf-8")
+        path.write_text(
+            f"scheduler={self._cluster.address} channel={channel}\n" + "".join(lines),
+            encoding="utf-8",
+        )
 
     def _accept(self) -> None:
         try:
@@ -374,9 +500,12 @@ class DaskExecutor:
         conn = reader.sock
         del self._unidentified[conn]
         index = frame.get("node")
-        if frame.get("t") != "hello" or frame.get("token") != self._token or not (
-                isinstance(index, int) and 0 <= index < len(self._nodes)) or \
-                self._nodes[index].sock is not None:
+        if (
+            frame.get("t") != "hello"
+            or frame.get("token") != self._token
+            or not (isinstance(index, int) and 0 <= index < len(self._nodes))
+            or self._nodes[index].sock is not None
+        ):
             self._drop(conn)  # not one of ours
             return None
         node = self._nodes[index]
@@ -393,10 +522,19 @@ class DaskExecutor:
         node.pending = []
 
     def _not_started(self, node: _Node, why: str) -> None:
-        raise SpecError([Diagnostic("parajob", None, None, self._cluster.where,
-                                    f"node {node.index} on host {node.host} "
-                                    f"({node.worker_address}) could not start: {why}",
-                                    "see that Dask worker's log")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    self._cluster.where,
+                    f"node {node.index} on host {node.host} "
+                    f"({node.worker_address}) could not start: {why}",
+                    "see that Dask worker's log",
+                )
+            ]
+        )
 
     def _drop(self, conn: socket.socket) -> None:
         try:
@@ -410,8 +548,9 @@ class DaskExecutor:
     def spawn(self, slot: int, node: int, local_rank: int) -> Worker:
         where = self._nodes[node]
         if where.lost is not None:
-            raise SpawnError(f"node {node} ({where.host}, {where.worker_address}) was lost: "
-                             f"{where.lost}")
+            raise SpawnError(
+                f"node {node} ({where.host}, {where.worker_address}) was lost: {where.lost}"
+            )
         process = self._next_process
         self._next_process += 1
         self._region.reset_worker(slot, process)
@@ -451,8 +590,9 @@ class DaskExecutor:
         where = self._nodes[node]
         return NodeHost(node, where.host, where.worker_address)
 
-    def attempt_times(self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray,
-                      end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def attempt_times(
+        self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The nodes' times where a node reported this attempt's end; otherwise (a timeout,
         a lost node) the driver's stamps shifted to its wall clock."""
         offset = time.time_ns() - _core.monotonic_ns()
@@ -485,8 +625,11 @@ class DaskExecutor:
         self._poll(timeout)
         now = time.monotonic()
         for node in self._nodes:
-            if node.sock is not None and node.lost is None and \
-                    now - node.last_heard > self._silence_s:
+            if (
+                node.sock is not None
+                and node.lost is None
+                and now - node.last_heard > self._silence_s
+            ):
                 self._lose(node, f"no word from it for {self._silence_s:g} s")
         self._serve_wants()
         events, self._events = self._events, []
@@ -542,11 +685,19 @@ class DaskExecutor:
             except Exception as exc:  # noqa: BLE001 - whatever Dask says about it
                 why = f"its Dask task failed: {type(exc).__name__}: {exc}"
             if starting and not node.ready:
-                raise SpecError([Diagnostic("parajob", None, None,
-                                            self._cluster.where,
-                                            f"node {node.index} ({node.host}, "
-                                            f"{node.worker_address}) could not start: {why}",
-                                            _environment_hint(why))])
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "parajob",
+                            None,
+                            None,
+                            self._cluster.where,
+                            f"node {node.index} ({node.host}, "
+                            f"{node.worker_address}) could not start: {why}",
+                            _environment_hint(why),
+                        )
+                    ]
+                )
             if node.sock is None or node.reader is None or node.reader.closed:
                 self._lose(node, why)
 
@@ -604,8 +755,18 @@ class DaskExecutor:
                 self._ran_attempt[batch] = attempt
                 self._ran_ns[batch] = row[9:11]
             region.hand_over(worker.slot, batch, attempt, node.vproc, process, False)
-            region.finish(worker.slot, batch, attempt, process, bool(ok), items_in, items_out,
-                          offset, length, code)
+            region.finish(
+                worker.slot,
+                batch,
+                attempt,
+                process,
+                bool(ok),
+                items_in,
+                items_out,
+                offset,
+                length,
+                code,
+            )
 
     def _on_states(self, node: _Node, frame: dict[str, Any]) -> None:
         for process, state, batch, *pid in frame.get("rows", []):
@@ -625,27 +786,38 @@ class DaskExecutor:
         batch, attempt = int(frame["batch"]), int(frame["attempt"])
         if batch >= 0:
             self._region.hand_over(worker.slot, batch, attempt, node.vproc, worker.process, True)
-        self._events.append(DeadlineExpired(worker, batch, attempt, str(frame["kind"]),
-                                            float(frame["elapsed_s"])))
+        self._events.append(
+            DeadlineExpired(worker, batch, attempt, str(frame["kind"]), float(frame["elapsed_s"]))
+        )
 
     def _on_died(self, node: _Node, frame: dict[str, Any]) -> None:
         worker = node.workers.get(int(frame["process"]))
         if worker is None or worker.dead:
             return
         for batch, attempt, in_run in frame.get("held", []):
-            self._region.hand_over(worker.slot, batch, attempt, node.vproc, worker.process,
-                                   bool(in_run))
+            self._region.hand_over(
+                worker.slot, batch, attempt, node.vproc, worker.process, bool(in_run)
+            )
         code, sig = frame.get("code"), frame.get("signal")
         status = ExitStatus(code, sig, int(frame.get("peak_rss", 0)))
         self._died(node, worker, status, int(frame.get("state", 0)))
 
     def _on_bad_folder(self, node: _Node, frame: dict[str, Any]) -> None:
-        raise SpecError([Diagnostic("parajob", None, None, self._cluster.where,
-                                    f"node {node.index} on host {frame.get('host', node.host)} "
-                                    f"({node.worker_address}) cannot use the run folder "
-                                    f"{self._layout.root.parent}: {frame.get('why')}",
-                                    "the run folder must be on a filesystem every node "
-                                    "sees at the same path (--run-dir)")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob",
+                    None,
+                    None,
+                    self._cluster.where,
+                    f"node {node.index} on host {frame.get('host', node.host)} "
+                    f"({node.worker_address}) cannot use the run folder "
+                    f"{self._layout.root.parent}: {frame.get('why')}",
+                    "the run folder must be on a filesystem every node "
+                    "sees at the same path (--run-dir)",
+                )
+            ]
+        )
 
     def _died(self, node: _Node, worker: RemoteWorker, status: ExitStatus, state: int) -> None:
         worker.dead = True
@@ -663,27 +835,34 @@ class DaskExecutor:
         if node.sock is not None:
             self._drop(node.sock)
             node.sock = None
-        because = (f"node {node.index} ({node.host}, Dask worker {node.worker_address}) was "
-                   f"lost: {why}")
+        because = (
+            f"node {node.index} ({node.host}, Dask worker {node.worker_address}) was lost: {why}"
+        )
         workers = list(node.workers.values())
         state, attempt, process = shm_view.unpack_states(self._slots["word"])
         held = set(((process == node.vproc) & (state == RUNNING)).nonzero()[0].tolist())
         for worker in workers:
             batch = node.in_run.get(worker.process, -1)
             if batch in held:
-                self._region.hand_over(worker.slot, batch, int(attempt[batch]), node.vproc,
-                                       worker.process, True)
+                self._region.hand_over(
+                    worker.slot, batch, int(attempt[batch]), node.vproc, worker.process, True
+                )
         for worker in workers:
             if worker.killed_because is None:
                 worker.killed_because = because
-            self._died(node, worker, ExitStatus(None, int(signal.SIGKILL), 0),
-                       int(_core.WorkerState.RUNNING))
+            self._died(
+                node,
+                worker,
+                ExitStatus(None, int(signal.SIGKILL), 0),
+                int(_core.WorkerState.RUNNING),
+            )
         # The virtual slot holds no attempt "in run()": reset, nothing of it is charged.
         self._region.reset_worker(node.vslot, node.vproc)
         self._region.set_worker_state(node.vslot, _core.WorkerState.EXITED)
         virtual = RemoteWorker(node.vslot, node.vproc, node.index, -1, killed_because=because)
-        self._events.append(WorkerDied(virtual, ExitStatus(0, None, 0),
-                                       int(_core.WorkerState.EXITED)))
+        self._events.append(
+            WorkerDied(virtual, ExitStatus(0, None, 0), int(_core.WorkerState.EXITED))
+        )
 
 
 _HANDLERS = {
@@ -708,8 +887,11 @@ def _silence_limit() -> float:
     except ValueError:
         value = 0.0
     if not value > 1.0:
-        terminal.echo(f"parajob: warning: {HEARTBEAT_ENV}={text!r} is not a number of seconds "
-                      f"above 1; using {HEARTBEAT_TIMEOUT_S:g}", err=True)
+        terminal.echo(
+            f"parajob: warning: {HEARTBEAT_ENV}={text!r} is not a number of seconds "
+            f"above 1; using {HEARTBEAT_TIMEOUT_S:g}",
+            err=True,
+        )
         return HEARTBEAT_TIMEOUT_S
     return value
 
@@ -729,5 +911,11 @@ def _local_ip_towards(address: str) -> str:
         probe.close()
 
 
-__all__ = ["Cluster", "DaskExecutor", "RemoteWorker", "choose_workers", "connect_cluster",
-           "tls_security"]
+__all__ = [
+    "Cluster",
+    "DaskExecutor",
+    "RemoteWorker",
+    "choose_workers",
+    "connect_cluster",
+    "tls_security",
+]

@@ -48,7 +48,7 @@ from parajob.runtime.job import NodeRecipe
 from parajob.runtime.layout import StepLayout
 
 STATES_S = 0.5
-PREFETCH_S = 0.1      # attempts queued on a node: about this much of its recent work
+PREFETCH_S = 0.1  # attempts queued on a node: about this much of its recent work
 RATE_WINDOW_S = 0.25  # ... measured over this window
 MAX_PREFETCH = 4096
 TICK_S = 0.25
@@ -77,9 +77,10 @@ class NodeArgs:
     security: Any = None
 
 
-EXIT_CODES = {EXIT_BAD_FOLDER: "it cannot use the run folder",
-              EXIT_NO_TLS: "its TLS connection to the driver failed (see the Dask worker's "
-                           "log)"}
+EXIT_CODES = {
+    EXIT_BAD_FOLDER: "it cannot use the run folder",
+    EXIT_NO_TLS: "its TLS connection to the driver failed (see the Dask worker's log)",
+}
 
 
 def node_agent(args: NodeArgs) -> str:
@@ -94,8 +95,11 @@ def node_agent(args: NodeArgs) -> str:
     def die_with_agent() -> None:  # in the child, before exec: only async-signal-safe work
         ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
 
-    proc = subprocess.Popen([sys.executable, "-m", "parajob.executors.dask_node"],
-                            stdin=subprocess.PIPE, preexec_fn=die_with_agent)  # noqa: PLW1509
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parajob.executors.dask_node"],
+        stdin=subprocess.PIPE,
+        preexec_fn=die_with_agent,
+    )  # noqa: PLW1509
     assert proc.stdin is not None
     proc.stdin.write(pickle.dumps(args))
     proc.stdin.close()
@@ -107,8 +111,13 @@ def node_agent(args: NodeArgs) -> str:
 class NodeLoop:
     """One node's life: forward what happens to the driver, do what it says."""
 
-    def __init__(self, args: NodeArgs, sock: socket.socket, region: _core.DispatchRegion,
-                 executor: LocalExecutor) -> None:
+    def __init__(
+        self,
+        args: NodeArgs,
+        sock: socket.socket,
+        region: _core.DispatchRegion,
+        executor: LocalExecutor,
+    ) -> None:
         self.args, self.sock, self.region, self.executor = args, sock, region, executor
         self.reader = FrameReader(sock)
         self.workers: dict[int, WorkerProcess] = {}  # process -> live local worker
@@ -173,11 +182,20 @@ class NodeLoop:
             if kind == "spawn":
                 process, rank = int(frame["process"]), int(frame["rank"])
                 try:
-                    self.workers[process] = self.executor.spawn(rank, self.args.node, rank,
-                                                                process=process)
+                    self.workers[process] = self.executor.spawn(
+                        rank, self.args.node, rank, process=process
+                    )
                 except SpawnError as exc:
-                    self.send("died", process=process, code=70, signal=None, peak_rss=0,
-                              state=int(_core.WorkerState.STARTING), held=[], why=str(exc))
+                    self.send(
+                        "died",
+                        process=process,
+                        code=70,
+                        signal=None,
+                        peak_rss=0,
+                        state=int(_core.WorkerState.STARTING),
+                        held=[],
+                        why=str(exc),
+                    )
             elif kind == "batches":
                 self.asked = False
                 for batch, attempt in frame.get("pairs", []):
@@ -208,9 +226,11 @@ class NodeLoop:
         elif state in (RUNNING, FINISHING):
             region.take_back(batch, old, process, BatchState.CRASHED)
         if not region.enqueue(batch, local):
-            print(f"parajob node {self.args.node}: mini-batch {batch} attempt {attempt + 1} "
-                  f"refused by the local queue (state {region.batch_state(batch)})",
-                  file=sys.stderr)
+            print(
+                f"parajob node {self.args.node}: mini-batch {batch} attempt {attempt + 1} "
+                f"refused by the local queue (state {region.batch_state(batch)})",
+                file=sys.stderr,
+            )
 
     def _send_ended(self) -> int:
         ended = self.region.drain_ended()
@@ -221,11 +241,24 @@ class NodeLoop:
         # machine's (processed_mini-batches.csv's times are the nodes' own).
         wall = time.time_ns() - _core.monotonic_ns()
         for batch in ended.tolist():
-            state, attempt, process, items_in, items_out, offset, length, code, start, end = \
+            state, attempt, process, items_in, items_out, offset, length, code, start, end = (
                 self.region.batch_result(batch)
-            rows.append([batch, attempt + int(self.base[batch]), process,
-                         int(state == int(BatchState.DONE)),
-                         items_in, items_out, offset, length, code, start + wall, end + wall])
+            )
+            rows.append(
+                [
+                    batch,
+                    attempt + int(self.base[batch]),
+                    process,
+                    int(state == int(BatchState.DONE)),
+                    items_in,
+                    items_out,
+                    offset,
+                    length,
+                    code,
+                    start + wall,
+                    end + wall,
+                ]
+            )
         self.send("ended", rows=rows)
         self.ended_since += len(rows)
         return len(rows)
@@ -249,16 +282,24 @@ class NodeLoop:
         held = []
         unclaimed = region.reclaim_unclaimed(worker.slot, worker.process)
         if unclaimed >= 0:
-            held.append([unclaimed, region.batch_state(unclaimed)[1] + int(self.base[unclaimed]),
-                         0])
+            held.append(
+                [unclaimed, region.batch_state(unclaimed)[1] + int(self.base[unclaimed]), 0]
+            )
         for batch in range(region.n_batches):  # first cut: a scan; the slots view later
             state, attempt, process = region.batch_state(batch)
             if process == worker.process and state in (RUNNING, FINISHING):
                 region.take_back(batch, attempt, process, BatchState.CRASHED)
                 held.append([batch, attempt + int(self.base[batch]), int(batch == in_run)])
         status = event.status
-        self.send("died", process=worker.process, code=status.code, signal=status.signal,
-                  peak_rss=status.peak_rss_bytes, state=event.state, held=held)
+        self.send(
+            "died",
+            process=worker.process,
+            code=status.code,
+            signal=status.signal,
+            peak_rss=status.peak_rss_bytes,
+            state=event.state,
+            held=held,
+        )
 
     def _watchdog(self) -> None:
         for late in self.executor.expired(self.args.limits):
@@ -267,8 +308,14 @@ class NodeLoop:
                 continue
             self.reported.add(key)
             attempt = late.attempt + int(self.base[late.batch]) if late.batch >= 0 else -1
-            self.send("expired", process=late.worker.process, batch=late.batch,
-                      attempt=attempt, kind=late.kind, elapsed_s=late.elapsed_s)
+            self.send(
+                "expired",
+                process=late.worker.process,
+                batch=late.batch,
+                attempt=attempt,
+                kind=late.kind,
+                elapsed_s=late.elapsed_s,
+            )
 
     def _report_states(self) -> None:
         """What each process does, when it changed (the driver charges a lost node's
@@ -323,8 +370,11 @@ def main() -> int:
         try:
             sock = _tls_wrap(args, sock)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            print(f"parajob node {args.node}: the TLS connection to the driver at "
-                  f"{args.driver_host}:{args.driver_port} failed: {exc}", file=sys.stderr)
+            print(
+                f"parajob node {args.node}: the TLS connection to the driver at "
+                f"{args.driver_host}:{args.driver_port} failed: {exc}",
+                file=sys.stderr,
+            )
             sock.close()
             return EXIT_NO_TLS
     host = socket.gethostname()

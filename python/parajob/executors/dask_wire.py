@@ -77,8 +77,8 @@ class FrameReader:
                 break
             if len(self._buffer) < HEADER.size + length:
                 break
-            body = bytes(self._buffer[HEADER.size:HEADER.size + length])
-            del self._buffer[:HEADER.size + length]
+            body = bytes(self._buffer[HEADER.size : HEADER.size + length])
+            del self._buffer[: HEADER.size + length]
             try:
                 frame = json.loads(body)
             except ValueError:

@@ -100,8 +100,9 @@ class LocalExecutor(OnThisMachine):
         (executors/dask_node.py), waited on in the same select() as the workers."""
         self._selector.register(source, selectors.EVENT_READ, _WAKE_ONLY)
 
-    def spawn(self, slot: int, node: int, local_rank: int,
-              process: int | None = None) -> WorkerProcess:
+    def spawn(
+        self, slot: int, node: int, local_rank: int, process: int | None = None
+    ) -> WorkerProcess:
         """Fork a worker into slot, with the next process id, or ``process`` when given (a
         Dask node takes its driver's ids; later ones follow it). Raises SpawnError when
         fork() is refused."""
@@ -113,9 +114,11 @@ class LocalExecutor(OnThisMachine):
         try:
             pid = os.fork()
         except OSError as exc:
-            raise SpawnError(f"could not start a worker process: {exc} (fork failed); lower "
-                             "max_concurrency_per_instance or raise the process limit "
-                             "(ulimit -u)") from exc
+            raise SpawnError(
+                f"could not start a worker process: {exc} (fork failed); lower "
+                "max_concurrency_per_instance or raise the process limit "
+                "(ulimit -u)"
+            ) from exc
         self._next_process += 1
         if pid == 0:  # child: never returns
             release_held_signals()  # forked inside the engine's signals_held()
@@ -189,10 +192,13 @@ class LocalExecutor(OnThisMachine):
 
     def expired(self, limits: Limits) -> list[DeadlineExpired]:
         """The watchdog scan (C++, over every worker slot), for live workers not yet killed."""
-        found = _core.scan_expired(self._setup.region, _core.monotonic_ns(),
-                                   int(limits.run_timeout_s * 1e9),
-                                   int(limits.init_timeout_s * 1e9),
-                                   int(limits.load_timeout_s * 1e9))
+        found = _core.scan_expired(
+            self._setup.region,
+            _core.monotonic_ns(),
+            int(limits.run_timeout_s * 1e9),
+            int(limits.init_timeout_s * 1e9),
+            int(limits.load_timeout_s * 1e9),
+        )
         late = []
         for slot, _pid, process, batch, attempt, kind, elapsed_ns in found:
             worker = self._live.get(slot)

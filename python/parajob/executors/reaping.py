@@ -202,8 +202,7 @@ class Descendants:
         """Every process under a stray child of the driver that was not there at start: an
         orphan that reparented to us (with a scrubbed environment, say), and its
         descendants."""
-        return _subtrees([p for p in _strays(self._children_at_start)
-                          if p not in spare])
+        return _subtrees([p for p in _strays(self._children_at_start) if p not in spare])
 
     def _fork_janitor(self) -> None:
         driver = os.getpid()
@@ -216,9 +215,12 @@ class Descendants:
         except OSError as exc:
             os.close(read_fd)
             os.close(write_fd)
-            terminal.echo(f"parajob: warning: could not start the process that cleans up "
-                          f"after a killed driver ({exc}); processes that run() starts may "
-                          "outlive a SIGKILLed driver", err=True)
+            terminal.echo(
+                f"parajob: warning: could not start the process that cleans up "
+                f"after a killed driver ({exc}); processes that run() starts may "
+                "outlive a SIGKILLed driver",
+                err=True,
+            )
             return
         if pid == 0:
             _janitor_main(driver, read_fd, self.token)  # never returns
@@ -326,8 +328,7 @@ def _janitor_main(driver: int, read_fd: int, token: str) -> None:
     os._exit(code)
 
 
-def _sweep_for(token: str, spare: set[int], since: int,
-               groups: Set[int] = frozenset()) -> None:
+def _sweep_for(token: str, spare: set[int], since: int, groups: Set[int] = frozenset()) -> None:
     deadline = time.monotonic() + SWEEP_DEADLINE_S
     while time.monotonic() < deadline:
         victims = list(_marked(token, spare, since, groups))
@@ -337,8 +338,9 @@ def _sweep_for(token: str, spare: set[int], since: int,
             _kill(pid)
 
 
-def _marked(token: str, spare: set[int], since: int,
-            groups: Set[int] = frozenset()) -> Iterable[int]:
+def _marked(
+    token: str, spare: set[int], since: int, groups: Set[int] = frozenset()
+) -> Iterable[int]:
     """Live processes started at or after `since` (clock ticks since boot, as in
     /proc/<pid>/stat) that are in one of `groups` or carry the token in their environment
     or the memfd in their mappings; unreadable ones (another user's) are skipped. The
@@ -414,7 +416,7 @@ def _stat_fields(pid: int) -> list[bytes] | None:
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rfind(b")") + 2:].split()
+    return stat[stat.rfind(b")") + 2 :].split()
 
 
 def _stat_number(pid: int, index: int) -> int:

@@ -86,10 +86,13 @@ _STOPS = (KeyboardInterrupt, bdb.BdbQuit)
 def serial_limits(limits: Limits) -> Limits:
     """The limits the engine enforces in serial mode: no clock-based one (a breakpoint
     would trip it), init() tried once (see the module docstring)."""
-    return dataclasses.replace(limits, init_timeout_s=math.inf,
-                               first_task_creation_timeout_s=math.inf,
-                               progress_update_timeout_s=math.inf,
-                               max_init_failures_per_node=1)
+    return dataclasses.replace(
+        limits,
+        init_timeout_s=math.inf,
+        first_task_creation_timeout_s=math.inf,
+        progress_update_timeout_s=math.inf,
+        max_init_failures_per_node=1,
+    )
 
 
 class _InterruptibleWriter(_core.ResultWriter):
@@ -97,8 +100,17 @@ class _InterruptibleWriter(_core.ResultWriter):
     KeyboardInterrupt (or pdb's quit) is never written: it goes on up (the worker's _run_one
     turns every exception of run() into an ERRORED record, which would spend a try)."""
 
-    def add(self, batch: int, attempt: int, ok: bool, payload: bytes, items_in: int,
-            items_out: int, error_code: int, run_seconds: float) -> None:
+    def add(
+        self,
+        batch: int,
+        attempt: int,
+        ok: bool,
+        payload: bytes,
+        items_in: int,
+        items_out: int,
+        error_code: int,
+        run_seconds: float,
+    ) -> None:
         handling = sys.exc_info()[1]  # _run_one calls us from its except block
         if isinstance(handling, _STOPS):
             raise handling
@@ -121,8 +133,16 @@ class _HostState:
     @classmethod
     def capture(cls) -> _HostState:
         root = logging.getLogger()
-        return cls(dict(os.environ), sys.argv, list(sys.argv), list(sys.path), os.getcwd(),
-                   set(sys.modules), list(root.handlers), root.level)
+        return cls(
+            dict(os.environ),
+            sys.argv,
+            list(sys.argv),
+            list(sys.path),
+            os.getcwd(),
+            set(sys.modules),
+            list(root.handlers),
+            root.level,
+        )
 
     def restore(self, code_dir: Path, shadowed: dict[str, Any]) -> None:
         """Put it all back; ``shadowed``: modules the entry script's name replaced."""
@@ -156,8 +176,14 @@ class _HostState:
 class SerialExecutor(OnThisMachine):
     """One worker slot, served in the calling thread from inside wait()."""
 
-    def __init__(self, setup: WorkerSetup, limits: Limits, first_process: int = 1,
-                 quiet: bool = False, host_interrupts: bool = False) -> None:
+    def __init__(
+        self,
+        setup: WorkerSetup,
+        limits: Limits,
+        first_process: int = 1,
+        quiet: bool = False,
+        host_interrupts: bool = False,
+    ) -> None:
         """host_interrupts: a KeyboardInterrupt/BdbQuit in user code is the host's (no
         handler of ours is installed): raised on, not turned into Interrupted."""
         self._setup = setup
@@ -257,8 +283,13 @@ class SerialExecutor(OnThisMachine):
             self._in_user_code = False
         self._fds = open_result_files(setup, worker.process)
         self._writer = _InterruptibleWriter(
-            setup.region, worker.slot, worker.process, self._fds[0], self._fds[1],
-            f"{worker.node_name},{worker.name}")
+            setup.region,
+            worker.slot,
+            worker.process,
+            self._fds[0],
+            self._fds[1],
+            f"{worker.node_name},{worker.name}",
+        )
         setup.region.set_worker_state(worker.slot, WorkerState.IDLE)
         return []
 
@@ -280,8 +311,17 @@ class SerialExecutor(OnThisMachine):
         started = time.monotonic()
         self._in_user_code = True
         try:
-            _run_one(setup, script, setup.encode, writer, self._error_log(worker),
-                     worker.slot if loading else -1, worker.process, batch, attempt)
+            _run_one(
+                setup,
+                script,
+                setup.encode,
+                writer,
+                self._error_log(worker),
+                worker.slot if loading else -1,
+                worker.process,
+                batch,
+                attempt,
+            )
         finally:
             self._in_user_code = False
         writer.flush()  # published now: the engine drains this attempt's end next
@@ -291,9 +331,11 @@ class SerialExecutor(OnThisMachine):
     def _report_overrun(self, worker: Worker, batch: int, attempt: int, seconds: float) -> None:
         if seconds <= self._run_timeout_s:
             return
-        text = (f"mini-batch {batch} attempt {attempt + 1} ran {seconds:.1f} s, past "
-                f"retry_settings.timeout ({self._run_timeout_s:g} s); not enforced with "
-                "--serial (a parallel run would have killed it and tried again)")
+        text = (
+            f"mini-batch {batch} attempt {attempt + 1} ran {seconds:.1f} s, past "
+            f"retry_settings.timeout ({self._run_timeout_s:g} s); not enforced with "
+            "--serial (a parallel run would have killed it and tried again)"
+        )
         append_line(self._error_log(worker), text)
         if not self._quiet:
             terminal.echo(f"parajob: warning: {text}", err=True)
@@ -319,8 +361,9 @@ class SerialExecutor(OnThisMachine):
         self._fds = ()
 
     def _error_log(self, worker: Worker) -> Path:
-        return self._setup.layout.user_log("error", node_name(worker.node),
-                                           process_name(worker.local_rank))
+        return self._setup.layout.user_log(
+            "error", node_name(worker.node), process_name(worker.local_rank)
+        )
 
 
 def _peak_rss() -> int:

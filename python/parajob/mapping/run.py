@@ -72,8 +72,14 @@ class Stop(threading.Event):
 class MapRun:
     """What map_batches keeps of one run between its start and its results."""
 
-    def __init__(self, plan: BatchPlan, layout: StepLayout, temporary: bool, stop: Stop,
-                 folder: RunFolder | None) -> None:
+    def __init__(
+        self,
+        plan: BatchPlan,
+        layout: StepLayout,
+        temporary: bool,
+        stop: Stop,
+        folder: RunFolder | None,
+    ) -> None:
         self.plan, self.layout, self.temporary, self.stop = plan, layout, temporary, stop
         self.folder = folder  # the lock on a given run_dir
         self.started = time.monotonic()
@@ -90,14 +96,22 @@ class MapRun:
         if outcome.cancelled:
             return MapCancelled(f"map_batches was cancelled: {outcome.reason}", result)
         first = result.steps[0].failures[0] if result.steps[0].failures else None
-        detail = (f"\nfirst failed {first.inputs}\nafter {first.attempts} attempt(s), last "
-                  f"{first.status}: {first.error_type + ': ' if first.error_type else ''}"
-                  f"{first.message}") if first else ""
-        return MapFailed(f"map_batches failed: {outcome.reason}{detail}\n"
-                         f"logs: {outcome.logs}", result)
+        detail = (
+            (
+                f"\nfirst failed {first.inputs}\nafter {first.attempts} attempt(s), last "
+                f"{first.status}: {first.error_type + ': ' if first.error_type else ''}"
+                f"{first.message}"
+            )
+            if first
+            else ""
+        )
+        return MapFailed(
+            f"map_batches failed: {outcome.reason}{detail}\nlogs: {outcome.logs}", result
+        )
 
-    def in_order(self, chunks: Iterable[tuple[int, list[Any]]], outcome: Outcome,
-                 start: int = 0) -> Iterator[Any]:
+    def in_order(
+        self, chunks: Iterable[tuple[int, list[Any]]], outcome: Outcome, start: int = 0
+    ) -> Iterator[Any]:
         """The items of chunks (ascending mini-batch indices) from mini-batch ``start``
         on, a Failure in place of each item of a mini-batch that has none (failed for
         good, which a succeeded job allows)."""
@@ -114,9 +128,15 @@ class MapRun:
             batch += 1
 
     def _failed(self, batch: int, failures: dict[int, Failure]) -> list[Failure]:
-        failure = failures.get(batch) or Failure(batch, self.plan.describe(batch), 0,
-                                                 "failed", "", "failed for good (see "
-                                                 "job_error.txt)", "")
+        failure = failures.get(batch) or Failure(
+            batch,
+            self.plan.describe(batch),
+            0,
+            "failed",
+            "",
+            "failed for good (see job_error.txt)",
+            "",
+        )
         return [failure] * self.plan.items_in(batch)
 
     def cleanup(self, outcome: Outcome | None) -> None:

@@ -82,16 +82,16 @@ class StreamState:
         self._done = False
         # Daemon: an abandoned stream never keeps the interpreter alive; its workers die
         # with the process (PR_SET_PDEATHSIG).
-        self.thread = threading.Thread(target=self._drive, args=(step, options),
-                                       name="parajob-map_batches", daemon=True)
+        self.thread = threading.Thread(
+            target=self._drive, args=(step, options), name="parajob-map_batches", daemon=True
+        )
         self.thread.start()
 
     def _drive(self, step: PlannedStep, options: RunOptions) -> None:
         try:
             # One job at a time per process (runtime/run.py); quiet: warnings to the logger
             with one_run_at_a_time(), terminal.muted() if options.quiet else nullcontext():
-                self.outcome = run_planned(step, self.run.run_dir, options,
-                                           self.run.started)
+                self.outcome = run_planned(step, self.run.run_dir, options, self.run.started)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
             self.error = exc
 
@@ -145,8 +145,9 @@ def stream_items(state: StreamState) -> Generator[Any, None, None]:
                 batch += 1
             assert state.result is not None
             raise state.run.failure(outcome, state.result)
-        yield from state.run.in_order(((b, reader.take(b)) for b in range(batch, n_batches)
-                                       if reader.has(b)), outcome, batch)
+        yield from state.run.in_order(
+            ((b, reader.take(b)) for b in range(batch, n_batches) if reader.has(b)), outcome, batch
+        )
     finally:
         reader.close()
         state.shutdown()

@@ -13,7 +13,7 @@ class Limits:
 
     max_retries: int = 2
     run_timeout_s: float = 60.0
-    load_timeout_s: float = 30.0        # --task_overhead_timeout: materialising a mini-batch
+    load_timeout_s: float = 30.0  # --task_overhead_timeout: materialising a mini-batch
     init_timeout_s: float = 600.0
     first_task_creation_timeout_s: float = 600.0
     progress_update_timeout_s: float = 3 * (60.0 + 30.0)
@@ -29,15 +29,15 @@ class Tally:
     """Running counts of one step. Mutated only by the driver."""
 
     total_batches: int
-    done_batches: int = 0      # accepted (DONE), short returns included
-    failed_batches: int = 0    # failed for good, plus short returns when error_threshold != -1
-    settled_batches: int = 0   # DONE or failed for good: nothing more will happen to them
-    failed_attempts: int = 0   # every errored / timed-out / crashed attempt
-    items_in: int = 0          # items of settled batches
-    items_out: int = 0         # items returned by accepted attempts
+    done_batches: int = 0  # accepted (DONE), short returns included
+    failed_batches: int = 0  # failed for good, plus short returns when error_threshold != -1
+    settled_batches: int = 0  # DONE or failed for good: nothing more will happen to them
+    failed_attempts: int = 0  # every errored / timed-out / crashed attempt
+    items_in: int = 0  # items of settled batches
+    items_out: int = 0  # items returned by accepted attempts
     failed_items: int = 0
-    init_failures: int = 0     # worker processes that died in (or failed) init()
-    start_failures: int = 0    # worker processes that died before reaching init()
+    init_failures: int = 0  # worker processes that died in (or failed) init()
+    start_failures: int = 0  # worker processes that died before reaching init()
     first_failed_batch: int | None = None
 
     def accept(self, batch: int, items_in: int, items_out: int, limits: Limits) -> None:
@@ -53,8 +53,9 @@ class Tally:
             if limits.error_threshold != -1:
                 self._fail_batch(batch)
 
-    def accept_many(self, batches: np.ndarray, items_in: np.ndarray, items_out: np.ndarray,
-                    limits: Limits) -> None:
+    def accept_many(
+        self, batches: np.ndarray, items_in: np.ndarray, items_out: np.ndarray, limits: Limits
+    ) -> None:
         """accept() for many DONE attempts at once (numpy arrays of equal length)."""
         self.done_batches += len(batches)
         self.settled_batches += len(batches)
@@ -85,25 +86,36 @@ class Tally:
     def exceeded(self, limits: Limits, all_scheduled: bool, workers_per_node: int) -> str | None:
         """The reason the job must stop now, or None while it may go on."""
         if limits.error_threshold != -1 and self.failed_items > limits.error_threshold:
-            return (f"{self.failed_items} failed items exceed error_threshold "
-                    f"{limits.error_threshold}")
-        if (limits.mini_batch_error_threshold != -1
-                and self.failed_batches > limits.mini_batch_error_threshold):
-            return (f"{self.failed_batches} failed mini-batches exceed "
-                    f"mini_batch_error_threshold {limits.mini_batch_error_threshold}")
+            return (
+                f"{self.failed_items} failed items exceed error_threshold {limits.error_threshold}"
+            )
+        if (
+            limits.mini_batch_error_threshold != -1
+            and self.failed_batches > limits.mini_batch_error_threshold
+        ):
+            return (
+                f"{self.failed_batches} failed mini-batches exceed "
+                f"mini_batch_error_threshold {limits.mini_batch_error_threshold}"
+            )
         if all_scheduled and self.total_batches and limits.allowed_failed_percent < 100:
             percent = 100.0 * self.failed_batches / self.total_batches
             if percent > limits.allowed_failed_percent:
-                return (f"{percent:.1f}% of mini-batches failed, more than "
-                        f"allowed_failed_percent {limits.allowed_failed_percent:g}")
+                return (
+                    f"{percent:.1f}% of mini-batches failed, more than "
+                    f"allowed_failed_percent {limits.allowed_failed_percent:g}"
+                )
         if self.init_failures >= limits.max_init_failures_per_node * workers_per_node:
-            return (f"init() failed {self.init_failures} times (the limit is "
-                    f"{limits.max_init_failures_per_node} x {workers_per_node} workers per node); "
-                    "see logs/user/error/")
+            return (
+                f"init() failed {self.init_failures} times (the limit is "
+                f"{limits.max_init_failures_per_node} x {workers_per_node} workers per node); "
+                "see logs/user/error/"
+            )
         if self.start_failures >= limits.max_init_failures_per_node * workers_per_node:
-            return (f"worker processes died {self.start_failures} times while starting, before "
-                    f"init() (the limit is {limits.max_init_failures_per_node} x "
-                    f"{workers_per_node} workers per node); see logs/user/stderr/")
+            return (
+                f"worker processes died {self.start_failures} times while starting, before "
+                f"init() (the limit is {limits.max_init_failures_per_node} x "
+                f"{workers_per_node} workers per node); see logs/user/stderr/"
+            )
         if self.finished and limits.append_row and self.items_out == 0 and self.total_batches:
             return "append_row is on but run() returned no item for any mini-batch"
         return None

@@ -78,8 +78,12 @@ def output_path(step: CommandStep, run_dir: Path, name: str) -> Path:
     return out.path or default_output_path(run_dir, step.name, name)
 
 
-def run_command_step(step: CommandStep, run_dir: Path, options: RunOptions | None = None,
-                     stream: TextIO | None = None) -> CommandOutcome:
+def run_command_step(
+    step: CommandStep,
+    run_dir: Path,
+    options: RunOptions | None = None,
+    stream: TextIO | None = None,
+) -> CommandOutcome:
     """Run the step to its end (or its timeout, or a stop request: a signal when the
     caller handles them, its cancel event). Never raises for the command's failure."""
     options = options or RunOptions()
@@ -91,20 +95,32 @@ def run_command_step(step: CommandStep, run_dir: Path, options: RunOptions | Non
     outputs = {name: output_path(step, run_dir, name) for name in step.outputs}
     for name, path in outputs.items():
         (path.parent if step.outputs[name].type == "uri_file" else path).mkdir(
-            parents=True, exist_ok=True)
+            parents=True, exist_ok=True
+        )
     shell = shutil.which("bash") or "/bin/sh"
     env = {**os.environ, **step.environment_variables}
     with open(log, "wb") as sink:
-        proc = subprocess.Popen([shell, "-c", step.command], cwd=work, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [shell, "-c", step.command],
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         # A signal kills the command at once (the loop then sees its output end); a cancel
         # is seen by the loop within POLL_S.
         with StopRequests(options, wake=lambda: _kill_group(proc, wait=False)) as stops:
             try:
-                timed_out = _pump(proc, sink, step.name, step.timeout,
-                                  None if options.quiet else
-                                  stream if stream is not None else sys.stderr, stops)
+                timed_out = _pump(
+                    proc,
+                    sink,
+                    step.name,
+                    step.timeout,
+                    None if options.quiet else stream if stream is not None else sys.stderr,
+                    stops,
+                )
             except BaseException:
                 _kill_group(proc)
                 raise
@@ -121,9 +137,18 @@ def run_command_step(step: CommandStep, run_dir: Path, options: RunOptions | Non
     else:
         reason = f"the command exited with code {code}"
     ok = code == 0 and not timed_out and not stopped
-    outcome = CommandOutcome(step.name, ok, reason, step.command, log, outputs,
-                             time.monotonic() - started, "" if ok else _tail(log),
-                             interrupted=bool(stopped), cancelled=stops.cancelled)
+    outcome = CommandOutcome(
+        step.name,
+        ok,
+        reason,
+        step.command,
+        log,
+        outputs,
+        time.monotonic() - started,
+        "" if ok else _tail(log),
+        interrupted=bool(stopped),
+        cancelled=stops.cancelled,
+    )
     write_step_result(root / "logs" / "job_result.txt", outcome)  # and job_result.json
     return outcome
 
@@ -139,8 +164,14 @@ def finished_before(step: CommandStep, run_dir: Path) -> CommandOutcome | None:
     if "status:               SUCCEEDED" not in text:
         return None
     outputs = {name: output_path(step, run_dir, name) for name in step.outputs}
-    return CommandOutcome(step.name, True, "succeeded in an earlier run of this folder",
-                          step.command, root / "logs" / "user" / "std_log.txt", outputs)
+    return CommandOutcome(
+        step.name,
+        True,
+        "succeeded in an earlier run of this folder",
+        step.command,
+        root / "logs" / "user" / "std_log.txt",
+        outputs,
+    )
 
 
 def _snapshot(step: CommandStep, root: Path, run_dir: Path) -> Path:
@@ -152,8 +183,9 @@ def _snapshot(step: CommandStep, root: Path, run_dir: Path) -> Path:
     skip = run_dir.resolve()
 
     def ignore(folder: str, names: list[str]) -> list[str]:
-        return [n for n in names if n in ("__pycache__", ".git")
-                or Path(folder, n).resolve() == skip]
+        return [
+            n for n in names if n in ("__pycache__", ".git") or Path(folder, n).resolve() == skip
+        ]
 
     if step.code is not None:
         shutil.copytree(step.code, work, symlinks=True, ignore=ignore)
@@ -168,8 +200,14 @@ def _snapshot(step: CommandStep, root: Path, run_dir: Path) -> Path:
     return work
 
 
-def _pump(proc: subprocess.Popen[bytes], sink: BinaryIO, name: str, timeout: int | None,
-          stream: TextIO | None, stops: StopRequests) -> bool:
+def _pump(
+    proc: subprocess.Popen[bytes],
+    sink: BinaryIO,
+    name: str,
+    timeout: int | None,
+    stream: TextIO | None,
+    stops: StopRequests,
+) -> bool:
     """Copy the command's output to the log and the terminal (None: not) until it exits;
     True when it ran past ``timeout`` and was killed. A stop request kills it."""
     assert proc.stdout is not None
@@ -179,8 +217,7 @@ def _pump(proc: subprocess.Popen[bytes], sink: BinaryIO, name: str, timeout: int
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
         while True:
-            wait = POLL_S if deadline is None else min(max(deadline - time.monotonic(), 0),
-                                                       POLL_S)
+            wait = POLL_S if deadline is None else min(max(deadline - time.monotonic(), 0), POLL_S)
             if not sel.select(wait):
                 if stops.requested() is not None:
                     _kill_group(proc)
@@ -195,8 +232,10 @@ def _pump(proc: subprocess.Popen[bytes], sink: BinaryIO, name: str, timeout: int
             pending += chunk
             *lines, pending = pending.split(b"\n")
             if lines:  # the terminal copy is a courtesy: a failed write is dropped
-                terminal.write(stream, "".join(f"[{name}] {line.decode('utf-8', 'replace')}\n"
-                                               for line in lines))
+                terminal.write(
+                    stream,
+                    "".join(f"[{name}] {line.decode('utf-8', 'replace')}\n" for line in lines),
+                )
     if pending:
         terminal.write(stream, f"[{name}] {pending.decode('utf-8', 'replace')}\n")
     proc.stdout.close()

@@ -39,10 +39,21 @@ from parajob.runtime.options import RunOptions
 from parajob.spec.report import Reporter
 from parajob.spec.yaml_nodes import compose, get_str, named_entries, read_mapping
 
-__all__ = ["COMPUTES_ENV", "SCHEMES", "check_address", "cluster_for", "compute_origin",
-           "computes_file", "given_computes", "mapped_name",
-           "read_computes_file", "same_compute", "simulated_nodes_note", "unused_computes",
-           "with_file_computes"]
+__all__ = [
+    "COMPUTES_ENV",
+    "SCHEMES",
+    "check_address",
+    "cluster_for",
+    "compute_origin",
+    "computes_file",
+    "given_computes",
+    "mapped_name",
+    "read_computes_file",
+    "same_compute",
+    "simulated_nodes_note",
+    "unused_computes",
+    "with_file_computes",
+]
 
 COMPUTES_ENV = "PARAJOB_COMPUTES"  # a computes file's path; empty: no file at all
 FILE_EXAMPLE = "computes:\n    cpu-cluster: tcp://10.0.0.5:8786"
@@ -59,12 +70,16 @@ def check_address(name: str, address: str) -> str | None:
     if not sep:
         scheme, rest = "tcp", address
     if scheme not in SCHEMES:
-        return (f"compute {name!r}: {address!r} is not a Dask scheduler address (scheme "
-                f"{scheme!r}; expected one of {', '.join(s + '://' for s in SCHEMES)})")
+        return (
+            f"compute {name!r}: {address!r} is not a Dask scheduler address (scheme "
+            f"{scheme!r}; expected one of {', '.join(s + '://' for s in SCHEMES)})"
+        )
     host, colon, port = rest.rpartition(":")
     if scheme in ("tcp", "tls") and (not colon or not host or not port.isdigit()):
-        return (f"compute {name!r}: {address!r} is not a Dask scheduler address "
-                "(expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786)")
+        return (
+            f"compute {name!r}: {address!r} is not a Dask scheduler address "
+            "(expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786)"
+        )
     return None
 
 
@@ -109,8 +124,11 @@ def cluster_for(options: RunOptions, compute: str | None) -> str | None:
 
 def given_computes(options: RunOptions) -> dict[str, str]:
     """The mappings the caller gave (--compute / compute=), not the computes file's."""
-    return {name: address for name, address in options.computes.items()
-            if name not in options.computes_from_file}
+    return {
+        name: address
+        for name, address in options.computes.items()
+        if name not in options.computes_from_file
+    }
 
 
 def unused_computes(options: RunOptions, used: set[str], source: str) -> SpecError | None:
@@ -118,22 +136,31 @@ def unused_computes(options: RunOptions, used: set[str], source: str) -> SpecErr
     computes ``used`` (the steps' and default_compute), None when all are used. The
     computes file may map clusters no step uses: it serves many pipelines."""
     shown = ", ".join(sorted(used)) or "(none: no step names a compute)"
-    found = [Diagnostic(source, None, None, "",
-                        f"--compute {name}={address}: no step of the pipeline has compute "
-                        f"{name!r}, so nothing would run on that cluster (the pipeline's "
-                        f"computes: {shown})",
-                        "give a name the pipeline uses (`compute:` of a step or "
-                        "`default_compute:`), with or without the azureml: prefix")
-             for name, address in given_computes(options).items()
-             if not any(same_compute(name, u) for u in used)]
+    found = [
+        Diagnostic(
+            source,
+            None,
+            None,
+            "",
+            f"--compute {name}={address}: no step of the pipeline has compute "
+            f"{name!r}, so nothing would run on that cluster (the pipeline's "
+            f"computes: {shown})",
+            "give a name the pipeline uses (`compute:` of a step or "
+            "`default_compute:`), with or without the azureml: prefix",
+        )
+        for name, address in given_computes(options).items()
+        if not any(same_compute(name, u) for u in used)
+    ]
     return SpecError(found) if found else None
 
 
 def simulated_nodes_note(step: str, instance_count: int, compute: str | None) -> str:
     """The one-line note a local run of instance_count > 1 prints."""
     mapped = f"--compute {compute}=tcp://HOST:PORT" if compute else "--compute NAME=tcp://HOST:PORT"
-    return (f"parajob: note: step {step}: the {instance_count} nodes of instance_count are "
-            f"simulated on this machine (to run them on a Dask cluster: {mapped})")
+    return (
+        f"parajob: note: step {step}: the {instance_count} nodes of instance_count are "
+        f"simulated on this machine (to run them on a Dask cluster: {mapped})"
+    )
 
 
 def computes_file() -> Path | None:
@@ -157,10 +184,18 @@ def read_computes_file(path: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         via = f" (${COMPUTES_ENV})" if os.environ.get(COMPUTES_ENV) else ""
-        raise SpecError([Diagnostic(shown, None, None, "",
-                                    f"cannot read the computes file{via}: {why}",
-                                    f"fix the path, or unset {COMPUTES_ENV}" if via else
-                                    "fix or remove the file")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    shown,
+                    None,
+                    None,
+                    "",
+                    f"cannot read the computes file{via}: {why}",
+                    f"fix the path, or unset {COMPUTES_ENV}" if via else "fix or remove the file",
+                )
+            ]
+        ) from exc
     r = Reporter(shown, text)
     computes = _computes_in(r, compose(text, r))
     if r.error_count:  # in the file's order: fixed top to bottom
@@ -176,8 +211,12 @@ def _computes_in(r: Reporter, root: yaml.Node | None) -> dict[str, str]:
     top = read_mapping(r, root, "", ("computes",))
     if top is None or "computes" not in top:
         if top is not None and not r.error_count:
-            r.error(root, "computes", "missing required field 'computes'",
-                    f"a computes file looks like:  {FILE_EXAMPLE}")
+            r.error(
+                root,
+                "computes",
+                "missing required field 'computes'",
+                f"a computes file looks like:  {FILE_EXAMPLE}",
+            )
         return {}
     out: dict[str, str] = {}
     for entry in named_entries(r, top["computes"].value, "computes") or []:

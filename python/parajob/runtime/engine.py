@@ -77,27 +77,27 @@ DONE, ERRORED = int(BatchState.DONE), int(BatchState.ERRORED)
 RUNNING, FINISHING = int(BatchState.RUNNING), int(BatchState.FINISHING)
 STARTING_STATES = (int(WorkerState.STARTING), int(WorkerState.INIT))
 
-TICK_S = 0.25            # longest sleep: bounds the watchdog's lateness
-BUSY_NAP_S = 0.005       # after a drain that found work, nap instead of arming the eventfd:
-                         # caps wake-ups at ~200/s under load so the driver leaves the
-                         # cores to the workers (measured: waking per mini-batch cost ~40%
-                         # of throughput with 100,000 one-file mini-batches on 2 cores)
-CHECKPOINT_S = 0.5       # journal cadence: what a driver killed now would have to redo
+TICK_S = 0.25  # longest sleep: bounds the watchdog's lateness
+BUSY_NAP_S = 0.005  # after a drain that found work, nap instead of arming the eventfd:
+# caps wake-ups at ~200/s under load so the driver leaves the
+# cores to the workers (measured: waking per mini-batch cost ~40%
+# of throughput with 100,000 one-file mini-batches on 2 cores)
+CHECKPOINT_S = 0.5  # journal cadence: what a driver killed now would have to redo
 SHUTDOWN_GRACE_S = 60.0  # how long workers get for shutdown() once the queue is closed
-STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL when the job stops early or is interrupted
-SPAWN_RETRIES = 3        # a slot whose fork() was refused is tried again this many times
+STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL when the job stops early or is interrupted
+SPAWN_RETRIES = 3  # a slot whose fork() was refused is tried again this many times
 MAX_FAILURE_RECORDS = 1000  # structured failures kept per step (job_error.txt has them all)
 
 
 @dataclass
 class EngineResult:
     tally: Tally
-    stop_reason: str | None    # a limit, or the signal, that stopped the job; else None
+    stop_reason: str | None  # a limit, or the signal, that stopped the job; else None
     first_failure: str | None  # description + traceback of the first failed batch
     interrupted: bool = False  # stopped by a signal or the caller's cancel: resumable
-    cancelled: bool = False    # ... by the caller's cancel (RunOptions.cancel)
+    cancelled: bool = False  # ... by the caller's cancel (RunOptions.cancel)
     failures: list[Failure] = field(default_factory=list)  # batches failed for good
-    hosts: list[NodeHost] = field(default_factory=list)    # where each node ran
+    hosts: list[NodeHost] = field(default_factory=list)  # where each node ran
 
 
 class Engine:
@@ -105,13 +105,23 @@ class Engine:
     once. The region must be fresh (every batch PENDING) and sized for
     instance_count x workers_per_node worker slots."""
 
-    def __init__(self, executor: Executor, region: _core.DispatchRegion, plan: BatchPlan,
-                 layout: StepLayout, instance_count: int, workers_per_node: int,
-                 limits: Limits, attempt_log: AttemptLog, progress: Progress,
-                 journal: JournalWriter, restored: Accepted,
-                 before_replacement: Callable[[], str | None] | None = None,
-                 options: RunOptions | None = None,
-                 monitor: Monitor | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        region: _core.DispatchRegion,
+        plan: BatchPlan,
+        layout: StepLayout,
+        instance_count: int,
+        workers_per_node: int,
+        limits: Limits,
+        attempt_log: AttemptLog,
+        progress: Progress,
+        journal: JournalWriter,
+        restored: Accepted,
+        before_replacement: Callable[[], str | None] | None = None,
+        options: RunOptions | None = None,
+        monitor: Monitor | None = None,
+    ) -> None:
         """monitor: the resource monitor (runtime/monitor.py), ticked from this loop at
         checkpoint cadence, never from a thread (no sampler code runs while a worker is
         forked). before_replacement: asked before a replacement worker is started (after a crash,
@@ -142,9 +152,9 @@ class Engine:
         # reap of a worker that died right after finish()).
         self.handled_attempt = np.full(n_batches, -1, dtype=np.int64)
         self.failures = np.zeros(n_batches, dtype=np.int32)  # tries spent (failed attempts)
-        self.workers: dict[int, Worker] = {}     # slot -> live worker
+        self.workers: dict[int, Worker] = {}  # slot -> live worker
         self.by_process: dict[int, Worker] = {}  # process id -> worker, all ever
-        self.unjournalled: list[np.ndarray] = []        # accepted batch ids since the checkpoint
+        self.unjournalled: list[np.ndarray] = []  # accepted batch ids since the checkpoint
         self.first_failure: str | None = None
         self.last_death: str | None = None  # how the last worker died before init() was done
         self.stop_reason: str | None = None
@@ -201,17 +211,29 @@ class Engine:
             self.progress.update(self.tally, lambda: 0, force=True)
             self.spools.close()
             self.executor.close()  # last: a signal handler's wake() may use it until here
-        return EngineResult(self.tally, self.stop_reason, self.first_failure, self.interrupted,
-                            self.cancelled, self.failed_for_good,
-                            [self.executor.node_host(n) for n in range(self.instance_count)])
+        return EngineResult(
+            self.tally,
+            self.stop_reason,
+            self.first_failure,
+            self.interrupted,
+            self.cancelled,
+            self.failed_for_good,
+            [self.executor.node_host(n) for n in range(self.instance_count)],
+        )
 
     def _restore_and_queue(self) -> None:
         """Journalled batches (resume) become DONE; every other batch is queued."""
         r = self.restored
         for i in range(len(r)):
-            self.region.restore_done(int(r.batch[i]), int(r.attempt[i]), int(r.process[i]),
-                                     int(r.items_in[i]), int(r.items_out[i]), int(r.offset[i]),
-                                     int(r.length[i]))
+            self.region.restore_done(
+                int(r.batch[i]),
+                int(r.attempt[i]),
+                int(r.process[i]),
+                int(r.items_in[i]),
+                int(r.items_out[i]),
+                int(r.offset[i]),
+                int(r.length[i]),
+            )
         if len(r):
             batches = r.batch.astype(np.int64)
             self.handled_attempt[batches] = r.attempt.astype(np.int64)
@@ -226,10 +248,18 @@ class Engine:
 
     def _start_timeline(self) -> None:
         try:
-            self.timeline.start(StepSettings(
-                self.layout.root.name, self.tally.total_batches, self.plan.n_items,
-                self.instance_count, self.workers_per_node, self.limits, time.time(),
-                os.getpid()))
+            self.timeline.start(
+                StepSettings(
+                    self.layout.root.name,
+                    self.tally.total_batches,
+                    self.plan.n_items,
+                    self.instance_count,
+                    self.workers_per_node,
+                    self.limits,
+                    time.time(),
+                    os.getpid(),
+                )
+            )
         except OSError:
             pass  # a report only; a disk too full for it fails the journal soon enough
 
@@ -272,8 +302,11 @@ class Engine:
         if stop is not None and self.interrupted_how is not None:
             stop = f"stopped by {self.interrupted_how}"
         if stop is not None:
-            hint = (self.resume_hint if self.resume_hint is not None
-                    else resume_command(self.layout.root.parent, self.given_computes))
+            hint = (
+                self.resume_hint
+                if self.resume_hint is not None
+                else resume_command(self.layout.root.parent, self.given_computes)
+            )
             self.stop_reason = f"{stop}; resume with: {hint}" if hint else stop
             self.interrupted, self.cancelled = True, self.stops.cancelled
             return
@@ -284,14 +317,18 @@ class Engine:
             # a worker inside it, so its time never counts against progress_update_timeout.
             self.last_progress = now
         if not self.any_started:
-            self.any_started = (int(workers["batches_done"].sum()) > 0 or self._running() > 0)
+            self.any_started = int(workers["batches_done"].sum()) > 0 or self._running() > 0
         if not self.any_started and now - self.started > self.limits.first_task_creation_timeout_s:
-            self.stop_reason = (f"no mini-batch started within first_task_creation_timeout "
-                                f"({self.limits.first_task_creation_timeout_s:g} s); "
-                                f"see logs/user/")
+            self.stop_reason = (
+                f"no mini-batch started within first_task_creation_timeout "
+                f"({self.limits.first_task_creation_timeout_s:g} s); "
+                f"see logs/user/"
+            )
         elif now - self.last_progress > self.limits.progress_update_timeout_s:
-            self.stop_reason = (f"no progress within progress_update_timeout "
-                                f"({self.limits.progress_update_timeout_s:g} s)")
+            self.stop_reason = (
+                f"no progress within progress_update_timeout "
+                f"({self.limits.progress_update_timeout_s:g} s)"
+            )
         else:
             self.stop_reason = self.tally.exceeded(self.limits, True, self.workers_per_node)
 
@@ -308,28 +345,41 @@ class Engine:
         _, attempt, process = shm_view.unpack_states(rows["word"])
         self._log_accepted(batches, attempt, process, rows)
         try:
-            self.journal.checkpoint(batches, attempt, process, rows["spool_offset"],
-                                    rows["spool_length"], rows["items_in"], rows["items_out"])
+            self.journal.checkpoint(
+                batches,
+                attempt,
+                process,
+                rows["spool_offset"],
+                rows["spool_length"],
+                rows["items_in"],
+                rows["items_out"],
+            )
         except OSError as exc:  # a full disk, most likely: nothing accepted from now on is safe
             if self.stop_reason is None:
-                self.stop_reason = (f"the journal could not be written "
-                                    f"({exc.strerror or exc}): free some space, then "
-                                    f"`parajob run --resume {self.layout.root.parent}` "
-                                    "runs again what it could not record")
+                self.stop_reason = (
+                    f"the journal could not be written "
+                    f"({exc.strerror or exc}): free some space, then "
+                    f"`parajob run --resume {self.layout.root.parent}` "
+                    "runs again what it could not record"
+                )
 
-    def _log_accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
-                      rows: np.ndarray) -> None:
+    def _log_accepted(
+        self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray, rows: np.ndarray
+    ) -> None:
         """The columns of processed_mini-batches.csv that the workers' rows lack (when and
         where each accepted attempt ran), and the same times for the attempts timeline:
         from the slots the checkpoint reads anyway, and per process, not per batch, for its
         pid and host. In memory until the log closes or the timeline flushes."""
-        start, end = self.executor.attempt_times(batches, attempt, rows["start_ns"],
-                                                 rows["end_ns"])
+        start, end = self.executor.attempt_times(batches, attempt, rows["start_ns"], rows["end_ns"])
         for p in np.unique(process).tolist():
             worker = self.by_process.get(int(p))
             if worker is not None:
-                self.attempt_log.worker(worker.process, worker.pid, worker.node,
-                                        self.executor.node_host(worker.node).host)
+                self.attempt_log.worker(
+                    worker.process,
+                    worker.pid,
+                    worker.node,
+                    self.executor.node_host(worker.node).host,
+                )
         self.attempt_log.accepted(batches, attempt, process, start, end)
         self.timeline.accepted(batches, attempt, process, rows, start, end)
 
@@ -356,8 +406,9 @@ class Engine:
         for i in (fresh & (state == ERRORED)).nonzero()[0].tolist():
             self._on_errored(int(batches[i]), int(attempt[i]), int(process[i]), rows[i])
 
-    def _accept(self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray,
-                process: np.ndarray) -> None:
+    def _accept(
+        self, batches: np.ndarray, attempt: np.ndarray, rows: np.ndarray, process: np.ndarray
+    ) -> None:
         # Their rows in processed_mini-batches.csv are written by the workers.
         self.handled_attempt[batches] = attempt
         self.unjournalled.append(batches.astype(np.int64))
@@ -367,47 +418,87 @@ class Engine:
             short = (items_out < items_in).nonzero()[0]
             if len(short):
                 i = short[0]
-                self.first_failure = (f"{self.describe_batch(int(batches[i]))}\nrun() returned "
-                                      f"{int(items_out[i])} items for {int(items_in[i])} inputs\n")
+                self.first_failure = (
+                    f"{self.describe_batch(int(batches[i]))}\nrun() returned "
+                    f"{int(items_out[i])} items for {int(items_in[i])} inputs\n"
+                )
 
-    def _records_intact(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
-                        rows: np.ndarray, done: np.ndarray) -> np.ndarray:
+    def _records_intact(
+        self,
+        batches: np.ndarray,
+        attempt: np.ndarray,
+        process: np.ndarray,
+        rows: np.ndarray,
+        done: np.ndarray,
+    ) -> np.ndarray:
         """Which DONE attempts' spool records validate (CRC32, runtime/fd_guard.py). A record
         that does not is discarded: the attempt fails (the batch runs again while tries
         remain) and its worker, whose spool can no longer be trusted, is replaced."""
         intact = np.ones(len(batches), dtype=bool)
-        intact[done] = self.records.check(batches[done], process[done],
-                                          rows["spool_offset"][done], rows["spool_length"][done])
+        intact[done] = self.records.check(
+            batches[done], process[done], rows["spool_offset"][done], rows["spool_length"][done]
+        )
         for i in (~intact).nonzero()[0].tolist():
             worker = self.by_process[int(process[i])]
             spool = spool_path(self.layout.spool_dir, worker.process)
-            why = (f"the result record of this attempt in {spool} did not validate (CRC32): "
-                   "user code wrote to or replaced the worker's file descriptors; the worker "
-                   "was replaced")
+            why = (
+                f"the result record of this attempt in {spool} did not validate (CRC32): "
+                "user code wrote to or replaced the worker's file descriptors; the worker "
+                "was replaced"
+            )
             if worker.slot in self.workers and self.workers[worker.slot] is worker:
                 self.executor.kill(worker, why)
             seconds = (int(rows["end_ns"][i]) - int(rows["start_ns"][i])) / 1e9
             # DONE -> CRASHED first: only an ended attempt may be queued again.
             if self.region.reject_done(int(batches[i]), int(attempt[i]), worker.process):
-                self._end_attempt(int(batches[i]), int(attempt[i]), worker, "corrupt_record",
-                                  why + "\n", seconds, int(rows["items_in"][i]),
-                                  ended_ns=int(rows["end_ns"][i]))
+                self._end_attempt(
+                    int(batches[i]),
+                    int(attempt[i]),
+                    worker,
+                    "corrupt_record",
+                    why + "\n",
+                    seconds,
+                    int(rows["items_in"][i]),
+                    ended_ns=int(rows["end_ns"][i]),
+                )
         return intact
 
     def _on_errored(self, batch: int, attempt: int, process: int, row: np.void) -> None:
-        payload = self.spools.payload(process, int(row["spool_offset"]),
-                                      int(row["spool_length"]), batch)
-        error = (payload.decode("utf-8", "replace") if payload is not None else
-                 "(its error record did not validate: user code wrote to or replaced the "
-                 "worker's file descriptors)\n")
+        payload = self.spools.payload(
+            process, int(row["spool_offset"]), int(row["spool_length"]), batch
+        )
+        error = (
+            payload.decode("utf-8", "replace")
+            if payload is not None
+            else "(its error record did not validate: user code wrote to or replaced the "
+            "worker's file descriptors)\n"
+        )
         status = "wrong_return_type" if int(row["error_code"]) == ERROR_WRONG_TYPE else "raised"
         seconds = (int(row["end_ns"]) - int(row["start_ns"])) / 1e9
-        self._end_attempt(batch, attempt, self.by_process[process], status, error, seconds,
-                          int(row["items_in"]), ended_ns=int(row["end_ns"]))
+        self._end_attempt(
+            batch,
+            attempt,
+            self.by_process[process],
+            status,
+            error,
+            seconds,
+            int(row["items_in"]),
+            ended_ns=int(row["end_ns"]),
+        )
 
-    def _end_attempt(self, batch: int, attempt: int, worker: Worker, status: str,
-                     error: str, seconds: float, items_in: int | None = None, *,
-                     charged: bool = True, ended_ns: int | None = None) -> None:
+    def _end_attempt(
+        self,
+        batch: int,
+        attempt: int,
+        worker: Worker,
+        status: str,
+        error: str,
+        seconds: float,
+        items_in: int | None = None,
+        *,
+        charged: bool = True,
+        ended_ns: int | None = None,
+    ) -> None:
         """The one decision per (batch, attempt) that ended without being accepted: queue
         the next attempt while tries remain, else fail the batch for good. ``charged=False``
         is a rerun that costs no try (the attempt's result was lost with its worker, or it
@@ -425,40 +516,65 @@ class Engine:
         n_items = items_in if items_in else self.plan.items_in(batch)
         end = _core.monotonic_ns() if ended_ns is None else ended_ns
         start_ns, end_ns = self.executor.attempt_times(
-            np.array([batch]), np.array([attempt]), np.array([end - int(seconds * 1e9)]),
-            np.array([end]))
+            np.array([batch]),
+            np.array([attempt]),
+            np.array([end - int(seconds * 1e9)]),
+            np.array([end]),
+        )
         if status == "crashed":  # the Python stack faulthandler wrote to its stderr log
-            error += crash_trace(self.layout.user_log("stderr", worker.node_name, worker.name),
-                                 error)
+            error += crash_trace(
+                self.layout.user_log("stderr", worker.node_name, worker.name), error
+            )
         self.progress.note_failure(error or status)
-        self.timeline.failed(batch, attempt, worker.process, status, n_items, int(start_ns[0]),
-                             int(end_ns[0]))
-        self.attempt_log.attempt(batch, attempt, worker.node_name, worker.name, n_items, 0,
-                                 seconds, status, error, when=(int(start_ns[0]), int(end_ns[0])),
-                                 pid=worker.pid, node_index=worker.node,
-                                 host=self.executor.node_host(worker.node).host)
+        self.timeline.failed(
+            batch, attempt, worker.process, status, n_items, int(start_ns[0]), int(end_ns[0])
+        )
+        self.attempt_log.attempt(
+            batch,
+            attempt,
+            worker.node_name,
+            worker.name,
+            n_items,
+            0,
+            seconds,
+            status,
+            error,
+            when=(int(start_ns[0]), int(end_ns[0])),
+            pid=worker.pid,
+            node_index=worker.node,
+            host=self.executor.node_host(worker.node).host,
+        )
         if self.failures[batch] <= self.limits.max_retries:
             self._queue_next(batch, attempt)
             return
         if not self.region.mark_failed(batch):
-            raise RuntimeError(f"internal error: mini-batch {batch} cannot be failed from state "
-                               f"{self.region.batch_state(batch)}")
+            raise RuntimeError(
+                f"internal error: mini-batch {batch} cannot be failed from state "
+                f"{self.region.batch_state(batch)}"
+            )
         self.tally.fail_for_good(batch, n_items)
         if len(self.failed_for_good) < MAX_FAILURE_RECORDS:
-            self.failed_for_good.append(Failure.of(batch, self.describe_batch(batch),
-                                                   int(self.failures[batch]), status, error))
+            self.failed_for_good.append(
+                Failure.of(
+                    batch, self.describe_batch(batch), int(self.failures[batch]), status, error
+                )
+            )
         if self.first_failure is None:
-            self.first_failure = (f"{self.describe_batch(batch)}\nfailed "
-                                  f"{int(self.failures[batch])} times; "
-                                  f"last attempt {status}:\n{error}")
+            self.first_failure = (
+                f"{self.describe_batch(batch)}\nfailed "
+                f"{int(self.failures[batch])} times; "
+                f"last attempt {status}:\n{error}"
+            )
 
     def _queue_next(self, batch: int, attempt: int) -> None:
         if not self.region.enqueue(batch, attempt + 1):
             # The C++ seam refuses a second enqueue of an attempt; reaching it means two
             # paths decided the same attempt, which _end_attempt exists to prevent.
-            raise RuntimeError(f"internal error: mini-batch {batch} attempt {attempt + 2} was "
-                               f"refused by the dispatch queue (state "
-                               f"{self.region.batch_state(batch)})")
+            raise RuntimeError(
+                f"internal error: mini-batch {batch} attempt {attempt + 2} was "
+                f"refused by the dispatch queue (state "
+                f"{self.region.batch_state(batch)})"
+            )
 
     # ---- workers --------------------------------------------------------------------
 
@@ -475,8 +591,9 @@ class Engine:
             self.workers[slot] = worker
             self.by_process[worker.process] = worker
             self.timeline.worker(worker.process, worker.node_name, worker.name, slot)
-            self.records.add_spool(worker.process, str(spool_path(self.layout.spool_dir,
-                                                                   worker.process)))
+            self.records.add_spool(
+                worker.process, str(spool_path(self.layout.spool_dir, worker.process))
+            )
 
     # ---- process hygiene (fork refused, orphans) ---------------------------------------
 
@@ -491,8 +608,10 @@ class Engine:
         refusals = self.refused_spawns.get(slot, 0) + 1
         self.refused_spawns[slot] = refusals
         if refusals == 1:
-            terminal.echo(f"parajob: warning: {why}; going on with {len(self.workers)} "
-                          "worker process(es)", err=True)
+            terminal.echo(
+                f"parajob: warning: {why}; going on with {len(self.workers)} worker process(es)",
+                err=True,
+            )
 
     def _tend_processes(self) -> None:
         """At checkpoint cadence: the executor's housekeeping, retry refused spawns."""
@@ -526,8 +645,10 @@ class Engine:
         if died_in is not None and state != int(WorkerState.INIT_FAILED):
             # It died without a Python traceback (os._exit, a signal): say how, where the
             # user looks first (init() raising writes its own traceback there).
-            self.last_death = (f"process {worker.process} ({worker.node_name}/{worker.name}) "
-                               f"died {died_in}: {worker.killed_because or status.describe()}")
+            self.last_death = (
+                f"process {worker.process} ({worker.node_name}/{worker.name}) "
+                f"died {died_in}: {worker.killed_because or status.describe()}"
+            )
             self._note_in_error_log(worker, self.last_death)
         if died_in is not None:
             self._note_init_failure(worker, state, status)
@@ -551,13 +672,18 @@ class Engine:
         when no mini-batch has failed before it (job_result.txt, the terminal)."""
         where = f"process {worker.process} ({worker.node_name}/{worker.name})"
         if state == int(WorkerState.INIT_FAILED):
-            text = init_traceback(self.layout.user_log("error", worker.node_name, worker.name),
-                                  worker.process) or "(no traceback in its error log)\n"
+            text = (
+                init_traceback(
+                    self.layout.user_log("error", worker.node_name, worker.name), worker.process
+                )
+                or "(no traceback in its error log)\n"
+            )
             head = f"init() failed in {where}:"
         else:
             why = worker.killed_because or status.describe()
             text = f"{why}\n" + crash_trace(
-                self.layout.user_log("stderr", worker.node_name, worker.name), why)
+                self.layout.user_log("stderr", worker.node_name, worker.name), why
+            )
             head = f"{where} died before init() was done:"
         self.attempt_log.worker_failed(head, text)
         self.progress.note_failure(text)
@@ -579,8 +705,15 @@ class Engine:
         self._drain()
         unclaimed = self.region.reclaim_unclaimed(worker.slot, worker.process)
         if unclaimed >= 0:
-            self._end_attempt(unclaimed, self.region.batch_state(unclaimed)[1], worker,
-                              "crashed", "", 0.0, charged=False)
+            self._end_attempt(
+                unclaimed,
+                self.region.batch_state(unclaimed)[1],
+                worker,
+                "crashed",
+                "",
+                0.0,
+                charged=False,
+            )
         state, attempt, process = shm_view.unpack_states(self.slots["word"])
         mine = process == worker.process
         ended = (mine & ((state == DONE) | (state == ERRORED))).nonzero()[0]
@@ -599,8 +732,9 @@ class Engine:
             seconds = (now - int(self.slots["start_ns"][batch])) / 1e9
             # Not the one in run(): its run() had returned and its record was gathered but
             # not yet written (_core.ResultWriter). Not its fault: no try spent.
-            self._end_attempt(batch, k, worker, "crashed", why + "\n", seconds,
-                              charged=batch == held)
+            self._end_attempt(
+                batch, k, worker, "crashed", why + "\n", seconds, charged=batch == held
+            )
 
     def _watchdog(self) -> None:
         for event in self.executor.expired(self.limits):
@@ -615,16 +749,21 @@ class Engine:
         if event.kind == "init":
             self.executor.kill(worker, f"init() exceeded {lim.init_timeout_s:g} s")
             return
-        if not self.region.take_back(event.batch, event.attempt, worker.process,
-                                     BatchState.TIMED_OUT):
+        if not self.region.take_back(
+            event.batch, event.attempt, worker.process, BatchState.TIMED_OUT
+        ):
             return  # it finished just in time
-        what = ("run() exceeded retry_settings.timeout" if event.kind == "run"
-                else "loading the mini-batch exceeded --task_overhead_timeout")
+        what = (
+            "run() exceeded retry_settings.timeout"
+            if event.kind == "run"
+            else "loading the mini-batch exceeded --task_overhead_timeout"
+        )
         limit = lim.run_timeout_s if event.kind == "run" else lim.load_timeout_s
         why = f"{what} of {limit:g} s; the worker was killed and replaced"
         self.executor.kill(worker, why)
-        self._end_attempt(event.batch, event.attempt, worker, "timed_out", why + "\n",
-                          event.elapsed_s)
+        self._end_attempt(
+            event.batch, event.attempt, worker, "timed_out", why + "\n", event.elapsed_s
+        )
 
     def _stop_workers(self, abort: bool) -> None:
         """Close the queue and wait for every worker. On abort: SIGTERM now, SIGKILL after

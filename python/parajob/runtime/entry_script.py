@@ -63,13 +63,15 @@ def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
 
 
 def _required_positional(func: Callable[..., Any]) -> list[str]:
-    return [p.name for p in _parameters(func) if p.default is p.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [
+        p.name
+        for p in _parameters(func)
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
 
 
 def _required_keyword_only(func: Callable[..., Any]) -> list[str]:
-    return [p.name for p in _parameters(func) if p.default is p.empty
-            and p.kind == p.KEYWORD_ONLY]
+    return [p.name for p in _parameters(func) if p.default is p.empty and p.kind == p.KEYWORD_ONLY]
 
 
 def bind_entry_script(module: ModuleType) -> EntryScript:
@@ -81,7 +83,8 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
         raise EntryScriptError(f"{path}: defines no run(mini_batch) function{found}")
     try:
         params = [
-            p for p in inspect.signature(run).parameters.values()
+            p
+            for p in inspect.signature(run).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         has_varargs = any(
@@ -93,18 +96,23 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
     if len(required) > 2 or (not params and not has_varargs):
         takes = f"it requires {len(required)} arguments" if params else "it takes none"
         raise EntryScriptError(
-            f"{path}: run() must take (mini_batch) or (mini_batch, mini_batch_context); {takes}")
+            f"{path}: run() must take (mini_batch) or (mini_batch, mini_batch_context); {takes}"
+        )
     keyword_only = _required_keyword_only(run)
     if keyword_only:
-        raise EntryScriptError(f"{path}: run() requires keyword-only argument(s) "
-                               f"{', '.join(keyword_only)}, which the runtime never passes")
+        raise EntryScriptError(
+            f"{path}: run() requires keyword-only argument(s) "
+            f"{', '.join(keyword_only)}, which the runtime never passes"
+        )
     takes_context = len(params) >= 2 or has_varargs
     init = getattr(module, "init", None)
     shutdown = getattr(module, "shutdown", None)
     for name, func in (("init", init), ("shutdown", shutdown)):
         if callable(func) and _required_positional(func):
-            raise EntryScriptError(f"{path}: {name}() must take no arguments; it requires "
-                                   f"{', '.join(_required_positional(func))}")
+            raise EntryScriptError(
+                f"{path}: {name}() must take no arguments; it requires "
+                f"{', '.join(_required_positional(func))}"
+            )
     return EntryScript(
         module=module,
         init=init if callable(init) else None,
@@ -141,17 +149,31 @@ class ProbeResult:
     takes_context: bool = False
 
 
-def start_probe(code_dir: Path, entry_script: str, argv: Sequence[str],
-                environment: Mapping[str, str], result_file: Path) -> subprocess.Popen[bytes]:
+def start_probe(
+    code_dir: Path,
+    entry_script: str,
+    argv: Sequence[str],
+    environment: Mapping[str, str],
+    result_file: Path,
+) -> subprocess.Popen[bytes]:
     """Start the check; returns at once. Pair with :func:`finish_probe`."""
-    request = {"code_dir": str(code_dir), "entry_script": entry_script, "argv": list(argv),
-               "environment": dict(environment), "result": str(result_file),
-               "parent": os.getpid()}
+    request = {
+        "code_dir": str(code_dir),
+        "entry_script": entry_script,
+        "argv": list(argv),
+        "environment": dict(environment),
+        "result": str(result_file),
+        "parent": os.getpid(),
+    }
     with open(_stderr_file(result_file), "wb") as stderr:
         return subprocess.Popen(
             [sys.executable, "-m", "parajob.runtime.entry_script", json.dumps(request)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-            cwd=result_file.parent, start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=result_file.parent,
+            start_new_session=True,
+        )
 
 
 def _stderr_file(result_file: Path) -> Path:
@@ -195,13 +217,17 @@ def kill_probe(proc: subprocess.Popen[bytes]) -> None:
         _wait_then_kill_group(proc, 0)
 
 
-def finish_probe(proc: subprocess.Popen[bytes], result_file: Path,
-                 timeout: float = IMPORT_TIMEOUT_S) -> ProbeResult:
+def finish_probe(
+    proc: subprocess.Popen[bytes], result_file: Path, timeout: float = IMPORT_TIMEOUT_S
+) -> ProbeResult:
     """Wait for a probe (at most ``timeout`` seconds), kill its whole process group (what
     the import started included) and read its result. Never waits on a grandchild."""
     if not _wait_then_kill_group(proc, timeout):
-        return ProbeResult(False, f"importing the entry script took more than {timeout:g} s",
-                           "set PARAJOB_IMPORT_TIMEOUT (seconds) to wait longer")
+        return ProbeResult(
+            False,
+            f"importing the entry script took more than {timeout:g} s",
+            "set PARAJOB_IMPORT_TIMEOUT (seconds) to wait longer",
+        )
     try:
         data = json.loads(result_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -210,19 +236,29 @@ def finish_probe(proc: subprocess.Popen[bytes], result_file: Path,
         except OSError:
             stderr = b""
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-15:]
-        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
-               else f"exited with code {proc.returncode}")
-        return ProbeResult(False, f"the process importing the entry script {how}",
-                           "\n".join(tail))
-    return ProbeResult(bool(data["ok"]), data.get("problem", ""), data.get("detail", ""),
-                       data.get("line"), bool(data.get("takes_context")))
+        how = (
+            f"was killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exited with code {proc.returncode}"
+        )
+        return ProbeResult(False, f"the process importing the entry script {how}", "\n".join(tail))
+    return ProbeResult(
+        bool(data["ok"]),
+        data.get("problem", ""),
+        data.get("detail", ""),
+        data.get("line"),
+        bool(data.get("takes_context")),
+    )
 
 
 def _user_traceback(exc: BaseException) -> str:
     """The traceback without frames of importlib's machinery or of parajob."""
     ours = str(Path(__file__).resolve().parents[1])
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(ours) and not f.filename.startswith("<frozen")]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(ours) and not f.filename.startswith("<frozen")
+    ]
     text = "".join(traceback.format_list(frames))
     return (text + "".join(traceback.format_exception_only(type(exc), exc))).rstrip()
 
@@ -237,17 +273,28 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("AZUREML_BI_OUTPUT_PATH", str(work / "output"))
     sys.argv = [str(code_dir / entry_script), *request["argv"]]
     install_azureml_user_shim()
-    CompatEntryScript.configure(agent_name="process001", log_dir=work / "logs",
-                                log_file=work / "logs" / "process001.log.txt",
-                                output_dir=work / "output", logging_level="INFO")
+    CompatEntryScript.configure(
+        agent_name="process001",
+        log_dir=work / "logs",
+        log_file=work / "logs" / "process001.log.txt",
+        output_dir=work / "output",
+        logging_level="INFO",
+    )
     try:
         module = import_entry_script(code_dir, entry_script)
     except SyntaxError as exc:
-        return {"ok": False, "problem": f"syntax error: {exc.msg}", "line": exc.lineno,
-                "detail": _user_traceback(exc)}
+        return {
+            "ok": False,
+            "problem": f"syntax error: {exc.msg}",
+            "line": exc.lineno,
+            "detail": _user_traceback(exc),
+        }
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-        return {"ok": False, "problem": f"importing it raised {type(exc).__name__}: {exc}",
-                "detail": _user_traceback(exc)}
+        return {
+            "ok": False,
+            "problem": f"importing it raised {type(exc).__name__}: {exc}",
+            "detail": _user_traceback(exc),
+        }
     try:
         script = bind_entry_script(module)
     except EntryScriptError as exc:

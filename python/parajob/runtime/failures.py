@@ -24,8 +24,8 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
-TAIL_BYTES = 256 * 1024   # a crash's trace is at the end of its stderr log
-MAX_LINES = 60            # of a trace kept in a report
+TAIL_BYTES = 256 * 1024  # a crash's trace is at the end of its stderr log
+MAX_LINES = 60  # of a trace kept in a report
 # Signals on which faulthandler (enabled in every worker) dumps the Python stack.
 FAULT_SIGNALS = ("SIGSEGV", "SIGFPE", "SIGABRT", "SIGBUS", "SIGILL")
 
@@ -59,10 +59,9 @@ def crash_trace(stderr_log: Path, why: str) -> str:
         return ""
     lines = text[start:].splitlines()
     # Most recent call first: below the worker's entry frame is the driver that forked it.
-    entry = next((i for i, ln in enumerate(lines) if ln.rstrip().endswith(" in worker_main")),
-                 None)
+    entry = next((i for i, ln in enumerate(lines) if ln.rstrip().endswith(" in worker_main")), None)
     if entry is not None:
-        lines = lines[:entry + 1]
+        lines = lines[: entry + 1]
         # Then the worker's own frames that called run() or init(): left out, as from a
         # traceback (user_traceback), unless no frame above them is the user's.
         ours = f'File "{_PACKAGE}'
@@ -70,7 +69,7 @@ def crash_trace(stderr_log: Path, why: str) -> str:
         while last > 0 and lines[last].strip().startswith(ours):
             last -= 1
         if lines[last].strip().startswith("File "):
-            lines = lines[:last + 1]
+            lines = lines[: last + 1]
     return f"{TRACE_HEAD}{stderr_log}):\n" + _cap(lines)
 
 
@@ -102,10 +101,10 @@ def init_traceback(error_log: Path, process: int) -> str:
     found = [m for m in _INIT_HEAD.finditer(text) if int(m.group(1)) == process]
     if not found:
         return ""
-    body = text[found[-1].end():].lstrip("\n")
+    body = text[found[-1].end() :].lstrip("\n")
     following = _INIT_HEAD.search(body)
     if following is not None:
-        body = body[:following.start()]
+        body = body[: following.start()]
     return _cap(body.splitlines())
 
 
@@ -113,22 +112,34 @@ def resume_command(run_dir: Path, computes: Mapping[str, str] | None = None) -> 
     """The exact command that finishes (or retries the failed part of) a run. ``computes``:
     the --compute mappings the run was given; a resume without them would run the cluster
     steps on this machine (the computes file is read again, so its names are not given)."""
-    flags = "".join(f" --compute {shlex.quote(f'{name}={address}')}"
-                    for name, address in (computes or {}).items())
+    flags = "".join(
+        f" --compute {shlex.quote(f'{name}={address}')}"
+        for name, address in (computes or {}).items()
+    )
     return f"parajob run --resume {shlex.quote(str(run_dir))}{flags}"
 
 
-def terminal_block(step: str, status: str, reason: str, first_failure: str | None,
-                   run_dir: Path | None, computes: Mapping[str, str] | None = None) -> str:
+def terminal_block(
+    step: str,
+    status: str,
+    reason: str,
+    first_failure: str | None,
+    run_dir: Path | None,
+    computes: Mapping[str, str] | None = None,
+) -> str:
     """What stderr shows after a step that did not succeed: its status and reason, the
     first failure (traceback included) and the command that resumes the run."""
     lines = [f"parajob: step {step} {status}: {reason}"]
     if first_failure:
-        lines += ["first failure (also in job_result.txt and job_error.txt):",
-                  first_failure.rstrip()]
+        lines += [
+            "first failure (also in job_result.txt and job_error.txt):",
+            first_failure.rstrip(),
+        ]
     if run_dir is not None and "resume with:" not in reason:
-        lines.append(f"resume with: {resume_command(run_dir, computes)}  (runs again only "
-                     "what did not succeed)")
+        lines.append(
+            f"resume with: {resume_command(run_dir, computes)}  (runs again only "
+            "what did not succeed)"
+        )
     return "\n".join(lines)
 
 
@@ -146,8 +157,10 @@ def user_traceback(exc: BaseException) -> str:
     info = traceback.TracebackException.from_exception(exc)
     frames = list(info.stack)
     outer = 0
-    while outer < len(frames) and (frames[outer].filename.startswith((_PACKAGE, "<frozen"))
-                                   or frames[outer].filename.endswith(_CALLERS)):
+    while outer < len(frames) and (
+        frames[outer].filename.startswith((_PACKAGE, "<frozen"))
+        or frames[outer].filename.endswith(_CALLERS)
+    ):
         outer += 1
     if 0 < outer < len(frames):
         info.stack = traceback.StackSummary.from_list(frames[outer:])

@@ -32,8 +32,11 @@ def _floor() -> int:
     """The lowest number move_high() uses: HIGH_FD where the limit allows, else a high one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = HIGH_FD + _RESERVE
-    if soft != resource.RLIM_INFINITY and soft < want and (
-            hard == resource.RLIM_INFINITY or hard >= want):
+    if (
+        soft != resource.RLIM_INFINITY
+        and soft < want
+        and (hard == resource.RLIM_INFINITY or hard >= want)
+    ):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             soft = want

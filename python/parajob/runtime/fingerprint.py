@@ -76,8 +76,13 @@ class CodeFingerprint:
         for rel in sorted(self.files.keys() | now.files.keys()):
             then_digest, now_digest = self.files.get(rel), now.files.get(rel)
             if then_digest != now_digest:
-                what = ("was added" if then_digest is None else "was removed"
-                        if now_digest is None else "changed")
+                what = (
+                    "was added"
+                    if then_digest is None
+                    else "was removed"
+                    if now_digest is None
+                    else "changed"
+                )
                 return f"{rel} {what}"
         return None
 
@@ -185,28 +190,37 @@ class RunFingerprint:
         return int(self.batches.shape[0])
 
     @classmethod
-    def of(cls, plan: BatchPlan, code_dir: Path, run_dir: Path | None = None,
-           settings: dict[str, str] | None = None) -> RunFingerprint:
+    def of(
+        cls,
+        plan: BatchPlan,
+        code_dir: Path,
+        run_dir: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> RunFingerprint:
         digests = np.ascontiguousarray(plan.fingerprints(), dtype=np.uint8)
         assert digests.shape == (plan.n_batches, DIGEST_BYTES), digests.shape
-        return cls(digests, plan.n_items, code_fingerprint(code_dir, run_dir),
-                   dict(settings or {}))
+        return cls(digests, plan.n_items, code_fingerprint(code_dir, run_dir), dict(settings or {}))
 
     def to_bytes(self) -> bytes:
         manifest = json.dumps(sorted(self.code.files.items())).encode("ascii")
         settings = json.dumps(self.settings, sort_keys=True).encode("ascii")
-        return (_HEAD.pack(self.n_items, self.n_batches, self.code.digest, len(manifest))
-                + manifest + _LENGTH.pack(len(settings)) + settings + self.batches.tobytes())
+        return (
+            _HEAD.pack(self.n_items, self.n_batches, self.code.digest, len(manifest))
+            + manifest
+            + _LENGTH.pack(len(settings))
+            + settings
+            + self.batches.tobytes()
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RunFingerprint:
         try:
             n_items, n_batches, code_digest, length = _HEAD.unpack_from(data, 0)
             start = _HEAD.size + length
-            files = dict(json.loads(data[_HEAD.size:start].decode("ascii")))
+            files = dict(json.loads(data[_HEAD.size : start].decode("ascii")))
             (length,) = _LENGTH.unpack_from(data, start)
             start += _LENGTH.size
-            settings = dict(json.loads(data[start:start + length].decode("ascii")))
+            settings = dict(json.loads(data[start : start + length].decode("ascii")))
             start += length
             batches = np.frombuffer(data, np.uint8, n_batches * DIGEST_BYTES, start)
         except (struct.error, ValueError, TypeError) as exc:
@@ -214,8 +228,12 @@ class RunFingerprint:
         code = CodeFingerprint({str(k): str(v) for k, v in files.items()})
         if code.digest != code_digest:
             raise FingerprintError("damaged fingerprint: the code manifest does not match")
-        return cls(batches.reshape(n_batches, DIGEST_BYTES).copy(), int(n_items), code,
-                   {str(k): str(v) for k, v in settings.items()})
+        return cls(
+            batches.reshape(n_batches, DIGEST_BYTES).copy(),
+            int(n_items),
+            code,
+            {str(k): str(v) for k, v in settings.items()},
+        )
 
     def first_setting_change(self, now: RunFingerprint) -> str | None:
         """The first setting label (sorted) whose text differs, was added or was removed
@@ -224,8 +242,13 @@ class RunFingerprint:
         for label in sorted(self.settings.keys() | now.settings.keys()):
             then_text, now_text = self.settings.get(label), now.settings.get(label)
             if then_text != now_text:
-                return (f"{label} " + ("was added" if then_text is None else "was removed"
-                                       if now_text is None else "changed"))
+                return f"{label} " + (
+                    "was added"
+                    if then_text is None
+                    else "was removed"
+                    if now_text is None
+                    else "changed"
+                )
         return None
 
     def unchanged_batches(self, now: RunFingerprint) -> np.ndarray:
@@ -247,32 +270,50 @@ class Change:
     n_changed: int  # mini-batches that would run again with --rerun-changed
 
 
-def first_change(then: RunFingerprint, now: RunFingerprint, plan: BatchPlan,
-                 code_dir: Path, step: str = "step") -> Change | None:
+def first_change(
+    then: RunFingerprint, now: RunFingerprint, plan: BatchPlan, code_dir: Path, step: str = "step"
+) -> Change | None:
     """None when now equals then; else what changed first: a code file, then a setting
     (named as jobs.<step>.<label>), then a batch."""
     code = then.code.first_change(now.code)
     if code is not None:
-        return Change(f"task.code file {code} since the run started ({code_dir}); results of "
-                      "the old code cannot be mixed with the new", now.n_batches)
+        return Change(
+            f"task.code file {code} since the run started ({code_dir}); results of "
+            "the old code cannot be mixed with the new",
+            now.n_batches,
+        )
     setting = then.first_setting_change(now)
     if setting is not None:
-        return Change(f"jobs.{step}.{setting} since the run started; results of the old "
-                      "settings cannot be mixed with the new", now.n_batches)
+        return Change(
+            f"jobs.{step}.{setting} since the run started; results of the old "
+            "settings cannot be mixed with the new",
+            now.n_batches,
+        )
     same = then.unchanged_batches(now)
     if same.all() and then.n_batches == now.n_batches:
         return None
     counts = ""
     if then.n_batches != now.n_batches or then.n_items != now.n_items:
-        counts = (f" (the run was planned as {then.n_batches} mini-batches of {then.n_items} "
-                  f"items, the input now gives {now.n_batches} of {now.n_items})")
+        counts = (
+            f" (the run was planned as {then.n_batches} mini-batches of {then.n_items} "
+            f"items, the input now gives {now.n_batches} of {now.n_items})"
+        )
     n_changed = int((~same).sum())
     if n_changed == 0:  # only batches at the end are gone
-        return Change(f"the input changed since the run started{counts}: mini-batches "
-                      f"{now.n_batches} to {then.n_batches - 1} are gone", 0)
+        return Change(
+            f"the input changed since the run started{counts}: mini-batches "
+            f"{now.n_batches} to {then.n_batches - 1} are gone",
+            0,
+        )
     first = int(np.flatnonzero(~same)[0])
-    what = ("it is new" if first >= then.n_batches else
-            "its files, their sizes or modification times, or its byte or row ranges differ")
-    return Change(f"mini-batch {first} changed since the run started{counts}: {what} "
-                  f"({n_changed} of {now.n_batches} mini-batches changed); now it is "
-                  f"{plan.describe(first)}", n_changed)
+    what = (
+        "it is new"
+        if first >= then.n_batches
+        else "its files, their sizes or modification times, or its byte or row ranges differ"
+    )
+    return Change(
+        f"mini-batch {first} changed since the run started{counts}: {what} "
+        f"({n_changed} of {now.n_batches} mini-batches changed); now it is "
+        f"{plan.describe(first)}",
+        n_changed,
+    )

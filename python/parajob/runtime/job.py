@@ -78,8 +78,8 @@ def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
     return 1 if gpus else len(os.sched_getaffinity(0)) or 1
 
 
-MAX_WORKERS_PER_CORE = 8   # past this many processes per core a machine thrashes, not runs
-MIN_MAX_WORKERS = 64       # ... but I/O-bound jobs on small machines may still want 64
+MAX_WORKERS_PER_CORE = 8  # past this many processes per core a machine thrashes, not runs
+MIN_MAX_WORKERS = 64  # ... but I/O-bound jobs on small machines may still want 64
 
 
 def worker_counts(instance_count: int, per_node: int, n_batches: int) -> tuple[int, int]:
@@ -93,14 +93,18 @@ def worker_counts(instance_count: int, per_node: int, n_batches: int) -> tuple[i
     wanted = min(per_node, -(-n_batches // instances))  # ceil: the batches of one node
     workers = max(1, min(wanted, cap // instances))
     if instances * workers < min(instance_count * per_node, n_batches):
-        terminal.echo(f"warning: {instance_count} node(s) x {per_node} workers is more than "
-                      f"this machine can run ({cap} processes: {MAX_WORKERS_PER_CORE} per "
-                      f"core); starting {instances} x {workers}", err=True)
+        terminal.echo(
+            f"warning: {instance_count} node(s) x {per_node} workers is more than "
+            f"this machine can run ({cap} processes: {MAX_WORKERS_PER_CORE} per "
+            f"core); starting {instances} x {workers}",
+            err=True,
+        )
     return instances, workers
 
 
-def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | None = None,
-                      compute: str | None = None) -> Outcome:
+def run_parallel_step(
+    step: ParallelStep, run_dir: Path, options: RunOptions | None = None, compute: str | None = None
+) -> Outcome:
     """Run one step to the end. Raises SpecError for bad input before any worker starts.
     compute: the step's compute name (the pipeline's default_compute when the step names
     none); mapped in options.computes, the step runs on that Dask cluster."""
@@ -114,8 +118,9 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     if address is not None and not options.serial:
         from parajob.executors.dask import connect_cluster  # imports distributed: only here
 
-        cluster = connect_cluster(address, compute or "", step.instance_count,
-                                  compute_origin(options, compute or ""))
+        cluster = connect_cluster(
+            address, compute or "", step.instance_count, compute_origin(options, compute or "")
+        )
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
     settings = step_settings(step, output_file, run_dir)
@@ -124,28 +129,59 @@ def run_parallel_step(step: ParallelStep, run_dir: Path, options: RunOptions | N
     _make_output_folders(step, layout)
     args = step.runtime_args
     if args.profiling_module and options.serial:
-        terminal.echo(f"parajob: warning: --profiling_module {args.profiling_module} has no "
-                      "effect with --serial (it profiles worker processes); run without "
-                      "--serial to profile run()", err=True)
+        terminal.echo(
+            f"parajob: warning: --profiling_module {args.profiling_module} has no "
+            "effect with --serial (it profiles worker processes); run without "
+            "--serial to profile run()",
+            err=True,
+        )
     gpus = tuple(visible_gpus())
     # The program argument wins over the YAML field, as on Azure (it comes last there).
-    asked = (args.process_count_per_node or step.max_concurrency_per_instance
-             or default_concurrency(gpus))
+    asked = (
+        args.process_count_per_node
+        or step.max_concurrency_per_instance
+        or default_concurrency(gpus)
+    )
 
     def make_setup(region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
-        return _worker_setup(step, layout, plan, output_file, csv_options, gpus,
-                             options.max_tasks_per_worker, options.max_worker_memory_bytes,
-                             region, workers_per_node)
+        return _worker_setup(
+            step,
+            layout,
+            plan,
+            output_file,
+            csv_options,
+            gpus,
+            options.max_tasks_per_worker,
+            options.max_worker_memory_bytes,
+            region,
+            workers_per_node,
+        )
 
-    recipe = NodeRecipe(step, run_dir, options.max_tasks_per_worker,
-                        options.max_worker_memory_bytes, plan.n_batches, plan.n_items)
-    planned = PlannedStep(step.name, layout, plan,
-                          step_limits(step, append_row=output_file is not None), restored,
-                          step.instance_count, asked, make_setup, output_file,
-                          CodeGuard(step, run_dir, restored.fingerprint),
-                          cluster=cluster, node_recipe=recipe, compute=compute,
-                          settings=_reported_settings(step, settings),
-                          monitor_interval_s=float(args.resource_monitor_interval))
+    recipe = NodeRecipe(
+        step,
+        run_dir,
+        options.max_tasks_per_worker,
+        options.max_worker_memory_bytes,
+        plan.n_batches,
+        plan.n_items,
+    )
+    planned = PlannedStep(
+        step.name,
+        layout,
+        plan,
+        step_limits(step, append_row=output_file is not None),
+        restored,
+        step.instance_count,
+        asked,
+        make_setup,
+        output_file,
+        CodeGuard(step, run_dir, restored.fingerprint),
+        cluster=cluster,
+        node_recipe=recipe,
+        compute=compute,
+        settings=_reported_settings(step, settings),
+        monitor_interval_s=float(args.resource_monitor_interval),
+    )
     try:
         outcome = run_planned(planned, run_dir, options, started)
     finally:
@@ -161,8 +197,9 @@ def _reported_settings(step: ParallelStep, settings: dict[str, str]) -> dict[str
     limits and worker counts)."""
     args = step.runtime_args
     return {
-        "mini_batch_size": (args.mini_batch_size or
-                            (step.mini_batch_size.raw if step.mini_batch_size else None)),
+        "mini_batch_size": (
+            args.mini_batch_size or (step.mini_batch_size.raw if step.mini_batch_size else None)
+        ),
         "partition_keys": list(step.partition_keys) if step.partition_keys else None,
         "logging_level": args.logging_level or step.logging_level,
         "task.code": str(step.task.code),
@@ -170,22 +207,40 @@ def _reported_settings(step: ParallelStep, settings: dict[str, str]) -> dict[str
     }
 
 
-def _worker_setup(step: ParallelStep, layout: StepLayout, plan: BatchPlan,
-                  output_file: Path | None, csv_options: dict,  # type: ignore[type-arg]
-                  gpus: tuple[str, ...], max_tasks: int | None, max_memory: int | None,
-                  region: _core.DispatchRegion, workers_per_node: int,
-                  nodes_share_gpus: bool = True) -> WorkerSetup:
+def _worker_setup(
+    step: ParallelStep,
+    layout: StepLayout,
+    plan: BatchPlan,
+    output_file: Path | None,
+    csv_options: dict,  # type: ignore[type-arg]
+    gpus: tuple[str, ...],
+    max_tasks: int | None,
+    max_memory: int | None,
+    region: _core.DispatchRegion,
+    workers_per_node: int,
+    nodes_share_gpus: bool = True,
+) -> WorkerSetup:
     """A YAML step's WorkerSetup, in the driver or on a remote node (node_setup: its GPUs
     are its own, ``nodes_share_gpus=False``)."""
     args = step.runtime_args
     return WorkerSetup(
-        region=region, plan=plan, layout=layout, code_dir=step.task.code,
-        entry_script=step.task.entry_script, argv=step.task.argv,
-        environment=dict(step.environment_variables), append_row=output_file is not None,
-        csv_options=csv_options, logging_level=args.logging_level or step.logging_level,
+        region=region,
+        plan=plan,
+        layout=layout,
+        code_dir=step.task.code,
+        entry_script=step.task.entry_script,
+        argv=step.task.argv,
+        environment=dict(step.environment_variables),
+        append_row=output_file is not None,
+        csv_options=csv_options,
+        logging_level=args.logging_level or step.logging_level,
         output_dir=(output_file.parent if output_file else layout.outputs_dir),
-        driver_pid=os.getpid(), max_tasks=max_tasks, max_memory_bytes=max_memory,
-        gpus=gpus, workers_per_node=workers_per_node, nodes_share_gpus=nodes_share_gpus,
+        driver_pid=os.getpid(),
+        max_tasks=max_tasks,
+        max_memory_bytes=max_memory,
+        gpus=gpus,
+        workers_per_node=workers_per_node,
+        nodes_share_gpus=nodes_share_gpus,
         profiling_module=args.profiling_module,
     )
 
@@ -204,21 +259,33 @@ class NodeRecipe:
     n_items: int
 
 
-def node_setup(recipe: NodeRecipe, region: _core.DispatchRegion,
-               workers_per_node: int) -> WorkerSetup:
+def node_setup(
+    recipe: NodeRecipe, region: _core.DispatchRegion, workers_per_node: int
+) -> WorkerSetup:
     """On a node: the step planned again from the shared input, its WorkerSetup. Raises
     ValueError when the node sees another input than the driver did."""
     step = recipe.step
     layout = StepLayout(recipe.run_dir / step.name)
     plan = _plan(step)
     if (plan.n_batches, plan.n_items) != (recipe.n_batches, recipe.n_items):
-        raise ValueError(f"this node sees {plan.n_items} input items in {plan.n_batches} "
-                         f"mini-batches, the driver {recipe.n_items} in {recipe.n_batches}: "
-                         "the input folder is not the same on every node")
-    return _worker_setup(step, layout, plan, append_row_target(step, layout),
-                         _csv_options(step), tuple(visible_gpus()), recipe.max_tasks,
-                         recipe.max_memory_bytes, region, workers_per_node,
-                         nodes_share_gpus=False)  # this machine is one node: GPUs by rank
+        raise ValueError(
+            f"this node sees {plan.n_items} input items in {plan.n_batches} "
+            f"mini-batches, the driver {recipe.n_items} in {recipe.n_batches}: "
+            "the input folder is not the same on every node"
+        )
+    return _worker_setup(
+        step,
+        layout,
+        plan,
+        append_row_target(step, layout),
+        _csv_options(step),
+        tuple(visible_gpus()),
+        recipe.max_tasks,
+        recipe.max_memory_bytes,
+        region,
+        workers_per_node,
+        nodes_share_gpus=False,
+    )  # this machine is one node: GPUs by rank
 
 
 @dataclass(frozen=True)
@@ -252,17 +319,20 @@ class PlannedStep:
     monitor_interval_s: float = 0.0  # --resource_monitor_interval; 0: no resource monitor
 
 
-def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
-                started: float) -> Outcome:
+def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: float) -> Outcome:
     """Fork the workers, drive the step to its end, merge its output, write job_result.txt.
     Blocks until every worker has exited; may be called from any thread (the caller's
     others must hold no lock a forked child needs: DESIGN, "fork first, then threads")."""
     layout, plan, restored, output_file = step.layout, step.plan, step.restored, step.output_file
     code_guard = step.code_guard
-    settings = {**step.settings, "compute": step.compute or "local",
-                "instance_count": step.instance_count,
-                "max_concurrency_per_instance": step.workers_per_node,
-                "total_batches": plan.n_batches, "total_items": plan.n_items}
+    settings = {
+        **step.settings,
+        "compute": step.compute or "local",
+        "instance_count": step.instance_count,
+        "max_concurrency_per_instance": step.workers_per_node,
+        "total_batches": plan.n_batches,
+        "total_items": plan.n_items,
+    }
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input
             JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start).close()
@@ -274,67 +344,126 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
         notify_fd = -1  # nothing to wake: the engine and the worker take turns
     else:
         if step.cluster is not None:
-            instances, workers_per_node = step.cluster.counts(step.workers_per_node,
-                                                              plan.n_batches)
+            instances, workers_per_node = step.cluster.counts(step.workers_per_node, plan.n_batches)
             extra_slots = instances  # one virtual slot per node (executors/dask.py)
         else:
-            instances, workers_per_node = worker_counts(step.instance_count,
-                                                        step.workers_per_node, plan.n_batches)
+            instances, workers_per_node = worker_counts(
+                step.instance_count, step.workers_per_node, plan.n_batches
+            )
             if step.instance_count > 1:
-                terminal.echo(simulated_nodes_note(step.name, step.instance_count,
-                                                   step.compute), err=True)
+                terminal.echo(
+                    simulated_nodes_note(step.name, step.instance_count, step.compute), err=True
+                )
                 cores = default_concurrency()
                 if instances * workers_per_node > cores:
-                    terminal.echo(f"parajob: warning: step {step.name}: {instances} simulated "
-                                  f"node(s) x {workers_per_node} workers = "
-                                  f"{instances * workers_per_node} processes on {cores} "
-                                  "core(s): they oversubscribe this machine", err=True)
+                    terminal.echo(
+                        f"parajob: warning: step {step.name}: {instances} simulated "
+                        f"node(s) x {workers_per_node} workers = "
+                        f"{instances * workers_per_node} processes on {cores} "
+                        "core(s): they oversubscribe this machine",
+                        err=True,
+                    )
         # High: workers inherit it, and user code there may write to or dup2 over low fds.
         notify_fd = fd_guard.move_high(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
-    settings.update(executor="serial" if options.serial else "local" if step.cluster is None
-                    else "dask", nodes=instances, workers_per_node=workers_per_node,
-                    limits=asdict(limits))
+    settings.update(
+        executor="serial" if options.serial else "local" if step.cluster is None else "dask",
+        nodes=instances,
+        workers_per_node=workers_per_node,
+        limits=asdict(limits),
+    )
     if step.cluster is not None:
         settings["scheduler"] = step.cluster.address
-    region = _core.DispatchRegion(plan.n_batches, instances * workers_per_node + extra_slots,
-                                  notify_fd)
+    region = _core.DispatchRegion(
+        plan.n_batches, instances * workers_per_node + extra_slots, notify_fd
+    )
     setup = step.make_setup(region, workers_per_node)
     attempt_log = AttemptLog(layout)
-    progress = Progress(layout, step.name, plan.n_batches, quiet=options.quiet,
-                        on_progress=options.on_progress, total_items=plan.n_items)
-    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, restored.start,
-                            on_checkpoint=step.on_accepted)
-    monitor = start_monitor(layout, step.monitor_interval_s, instances, run_dir,
-                            on_cluster=step.cluster is not None)
+    progress = Progress(
+        layout,
+        step.name,
+        plan.n_batches,
+        quiet=options.quiet,
+        on_progress=options.on_progress,
+        total_items=plan.n_items,
+    )
+    journal = JournalWriter(
+        journal_path(layout.root), layout.spool_dir, restored.start, on_checkpoint=step.on_accepted
+    )
+    monitor = start_monitor(
+        layout, step.monitor_interval_s, instances, run_dir, on_cluster=step.cluster is not None
+    )
     try:
         first = _next_process_id(layout)
         executor: Executor
         if options.serial:
-            executor = SerialExecutor(setup, limits, first, quiet=options.quiet,
-                                      host_interrupts=not options.handle_signals)
+            executor = SerialExecutor(
+                setup,
+                limits,
+                first,
+                quiet=options.quiet,
+                host_interrupts=not options.handle_signals,
+            )
         elif step.cluster is not None:
             if step.node_recipe is None:
-                raise SpecError([Diagnostic("parajob", None, None, f"jobs.{step.name}",
-                                            "this step cannot run on a Dask cluster (only "
-                                            "YAML parallel steps can, for now)")])
-            executor = step.cluster.executor(region, notify_fd, step.node_recipe, layout,
-                                             limits, instances, workers_per_node, first)
+                raise SpecError(
+                    [
+                        Diagnostic(
+                            "parajob",
+                            None,
+                            None,
+                            f"jobs.{step.name}",
+                            "this step cannot run on a Dask cluster (only "
+                            "YAML parallel steps can, for now)",
+                        )
+                    ]
+                )
+            executor = step.cluster.executor(
+                region,
+                notify_fd,
+                step.node_recipe,
+                layout,
+                limits,
+                instances,
+                workers_per_node,
+                first,
+            )
         else:
             executor = LocalExecutor(setup, notify_fd, first_process=first)
-        engine = Engine(executor, region, plan, layout, instances, workers_per_node, limits,
-                        attempt_log, progress, journal, restored.accepted,
-                        before_replacement=code_guard, options=options, monitor=monitor)
+        engine = Engine(
+            executor,
+            region,
+            plan,
+            layout,
+            instances,
+            workers_per_node,
+            limits,
+            attempt_log,
+            progress,
+            journal,
+            restored.accepted,
+            before_replacement=code_guard,
+            options=options,
+            monitor=monitor,
+        )
         result = engine.run()
     finally:
         if monitor is not None:
             monitor.close()
-        log_error = _close_logs([("the journal", journal.close),
-                                 (layout.processed_csv.name, attempt_log.close),
-                                 ("the progress overview", progress.close)])
+        log_error = _close_logs(
+            [
+                ("the journal", journal.close),
+                (layout.processed_csv.name, attempt_log.close),
+                ("the progress overview", progress.close),
+            ]
+        )
     stop_reason, write_error = result.stop_reason, None
     # Once more at the end: a replacement that passed the check may have imported later.
-    if (code_guard is not None and not result.interrupted and code_guard.asked
-            and code_guard() not in (None, stop_reason)):
+    if (
+        code_guard is not None
+        and not result.interrupted
+        and code_guard.asked
+        and code_guard() not in (None, stop_reason)
+    ):
         stop_reason = "; ".join(r for r in (stop_reason, code_guard.reason) if r)
     code_changed = code_guard is not None and code_guard.reason is not None
     if output_file is not None and not result.interrupted and not code_changed:
@@ -344,27 +473,43 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions,
             # see it "changed".
             if not (options.resume and _output_is_current(region, layout, output_file)):
                 write_error = _write_output(
-                    output_file, lambda: merge_output(region, layout, output_file), run_dir)
+                    output_file, lambda: merge_output(region, layout, output_file), run_dir
+                )
         except CorruptRecord as exc:  # nothing written; resume re-checks and re-runs it
-            stop_reason = (f"the output was not written: {exc}\n{plan.describe(exc.batch)}\n"
-                           f"`parajob run --resume {run_dir}` runs that mini-batch again")
+            stop_reason = (
+                f"the output was not written: {exc}\n{plan.describe(exc.batch)}\n"
+                f"`parajob run --resume {run_dir}` runs that mini-batch again"
+            )
 
     tally = result.tally
-    succeeded = (stop_reason is None and tally.finished and write_error is None
-                 and log_error is None)
+    succeeded = stop_reason is None and tally.finished and write_error is None and log_error is None
     reason = "; ".join(r for r in (stop_reason, write_error, log_error) if r) or (
-        "all mini-batches processed" if succeeded else "stopped")
+        "all mini-batches processed" if succeeded else "stopped"
+    )
     seconds = time.monotonic() - started
-    outcome = Outcome(step.name, succeeded, reason, tally, output_file, layout.logs,
-                      result.first_failure, seconds, result.interrupted,
-                      result.cancelled, result.failures, result.hosts, settings,
-                      time.time() - seconds)
+    outcome = Outcome(
+        step.name,
+        succeeded,
+        reason,
+        tally,
+        output_file,
+        layout.logs,
+        result.first_failure,
+        seconds,
+        result.interrupted,
+        result.cancelled,
+        result.failures,
+        result.hosts,
+        settings,
+        time.time() - seconds,
+    )
     write_job_result(layout, outcome)
     return outcome
 
 
-def start_monitor(layout: StepLayout, interval_s: float, nodes: int,
-                  run_dir: Path, on_cluster: bool = False) -> Monitor | None:
+def start_monitor(
+    layout: StepLayout, interval_s: float, nodes: int, run_dir: Path, on_cluster: bool = False
+) -> Monitor | None:
     """The step's resource monitor, or None at interval 0 or when it cannot start (psutil
     missing, logs/sys/perf not writable): a warning then, never a failed job.
     on_cluster: the nodes are other machines; this driver's psutil would sample its own
@@ -373,15 +518,21 @@ def start_monitor(layout: StepLayout, interval_s: float, nodes: int,
     if interval_s <= 0:
         return None
     if on_cluster:
-        terminal.echo(f"parajob: note: --resource_monitor_interval {interval_s:g}: not "
-                      f"sampled on Dask cluster nodes yet (no logs/sys/perf for step "
-                      f"{layout.root.name})", err=True)
+        terminal.echo(
+            f"parajob: note: --resource_monitor_interval {interval_s:g}: not "
+            f"sampled on Dask cluster nodes yet (no logs/sys/perf for step "
+            f"{layout.root.name})",
+            err=True,
+        )
         return None
     try:
         return Monitor(layout.logs, interval_s, nodes, run_dir)
     except (ImportError, OSError) as exc:
-        terminal.echo(f"parajob: warning: --resource_monitor_interval {interval_s:g}: the "
-                      f"resource monitor is off ({exc})", err=True)
+        terminal.echo(
+            f"parajob: warning: --resource_monitor_interval {interval_s:g}: the "
+            f"resource monitor is off ({exc})",
+            err=True,
+        )
         return None
 
 
@@ -397,11 +548,14 @@ def step_limits(step: ParallelStep, append_row: bool) -> Limits:
         first_task_creation_timeout_s=float(args.first_task_creation_timeout),
         progress_update_timeout_s=float(args.progress_timeout(run_timeout)),
         # Program arguments win over the YAML fields (Azure puts them last).
-        error_threshold=(args.error_threshold if args.error_threshold is not None
-                         else step.error_threshold),
-        mini_batch_error_threshold=(args.allowed_failed_count
-                                    if args.allowed_failed_count is not None
-                                    else step.mini_batch_error_threshold),
+        error_threshold=(
+            args.error_threshold if args.error_threshold is not None else step.error_threshold
+        ),
+        mini_batch_error_threshold=(
+            args.allowed_failed_count
+            if args.allowed_failed_count is not None
+            else step.mini_batch_error_threshold
+        ),
         allowed_failed_percent=float(args.allowed_failed_percent),
         append_row=append_row,
     )
@@ -459,15 +613,23 @@ class CodeGuard:
         if self.reason is None:
             change = self._watch.changed()
             if change is not None:
-                self.reason = (f"task.code file {change} while the job ran ({self._code}): "
-                               "workers started after the edit would run other code, so no "
-                               "output was written; finish with "
-                               f"`parajob run --resume {self._run_dir} --rerun-changed`")
+                self.reason = (
+                    f"task.code file {change} while the job ran ({self._code}): "
+                    "workers started after the edit would run other code, so no "
+                    "output was written; finish with "
+                    f"`parajob run --resume {self._run_dir} --rerun-changed`"
+                )
         return self.reason
 
 
-def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, run_dir: Path,
-                      options: RunOptions, settings: dict[str, str]) -> Restored:
+def _restored_batches(
+    step: ParallelStep,
+    layout: StepLayout,
+    plan: BatchPlan,
+    run_dir: Path,
+    options: RunOptions,
+    settings: dict[str, str],
+) -> Restored:
     """On resume, the batches the journal says were accepted, if the input and the code are
     those the run started with (else SpecError, or with rerun_changed only the batches
     whose digest is unchanged); on a fresh run, check the folder is new."""
@@ -477,21 +639,32 @@ def _restored_batches(step: ParallelStep, layout: StepLayout, plan: BatchPlan, r
     now = _fingerprint(step, plan, run_dir, settings)
     journal = read_journal(path) if options.resume else None
     if journal is None:  # fresh, or the run died before its journal was started
-        return Restored(Accepted.none(), journal_start(now.to_bytes(), plan.n_batches,
-                                                       plan.n_items), now)
+        return Restored(
+            Accepted.none(), journal_start(now.to_bytes(), plan.n_batches, plan.n_items), now
+        )
     change = _change(step, plan, path, journal.fingerprint, now)
     if change is None:
         return Restored(intact_only(layout, journal.accepted), None, now)
     if not options.rerun_changed:
-        raise SpecError([Diagnostic(str(path), None, None, f"jobs.{step.name}", change.message,
-                                    f"`parajob run --resume {run_dir} --rerun-changed` runs "
-                                    "again what changed (every mini-batch after a code or "
-                                    "settings change) and keeps the rest; or start a new run")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(path),
+                    None,
+                    None,
+                    f"jobs.{step.name}",
+                    change.message,
+                    f"`parajob run --resume {run_dir} --rerun-changed` runs "
+                    "again what changed (every mini-batch after a code or "
+                    "settings change) and keeps the rest; or start a new run",
+                )
+            ]
+        )
     then = RunFingerprint.from_bytes(journal.fingerprint) if journal.fingerprint else None
-    kept = intact_only(layout, _kept(journal.accepted,
-                                     then.unchanged_batches(now) if then else None))
-    return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept),
-                    now)
+    kept = intact_only(
+        layout, _kept(journal.accepted, then.unchanged_batches(now) if then else None)
+    )
+    return Restored(kept, journal_start(now.to_bytes(), plan.n_batches, plan.n_items, kept), now)
 
 
 def check_step_folder_fresh(step: ParallelStep | CommandStep, run_dir: Path) -> None:
@@ -500,29 +673,51 @@ def check_step_folder_fresh(step: ParallelStep | CommandStep, run_dir: Path) -> 
     runner makes for the step just before it runs (SPEC §1)."""
     root = run_dir / step.name
     if root.exists() and any(p.name != "inputs" for p in root.iterdir()):
-        raise SpecError([Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}",
-                                    f"the run folder already holds step {step.name!r}: {root}",
-                                    "resume it with `parajob run --resume RUN_DIR` "
-                                    "(parajob.run(run_dir=..., resume=True)), or choose "
-                                    "another --run-dir (run_dir=)")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(step.file),
+                    step.line,
+                    None,
+                    f"jobs.{step.name}",
+                    f"the run folder already holds step {step.name!r}: {root}",
+                    "resume it with `parajob run --resume RUN_DIR` "
+                    "(parajob.run(run_dir=..., resume=True)), or choose "
+                    "another --run-dir (run_dir=)",
+                )
+            ]
+        )
 
 
-def _fingerprint(step: ParallelStep, plan: BatchPlan, run_dir: Path,
-                 settings: dict[str, str]) -> RunFingerprint:
+def _fingerprint(
+    step: ParallelStep, plan: BatchPlan, run_dir: Path, settings: dict[str, str]
+) -> RunFingerprint:
     try:
         return RunFingerprint.of(plan, step.task.code, run_dir, settings)
     except OSError as exc:
-        raise SpecError([Diagnostic(str(exc.filename or step.task.code), None, None,
-                                    f"jobs.{step.name}.task.code",
-                                    f"cannot read {exc.filename}: {exc.strerror}")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(exc.filename or step.task.code),
+                    None,
+                    None,
+                    f"jobs.{step.name}.task.code",
+                    f"cannot read {exc.filename}: {exc.strerror}",
+                )
+            ]
+        ) from exc
 
 
-def _change(step: ParallelStep, plan: BatchPlan, path: Path, stored: bytes | None,
-            now: RunFingerprint) -> Change | None:
+def _change(
+    step: ParallelStep, plan: BatchPlan, path: Path, stored: bytes | None, now: RunFingerprint
+) -> Change | None:
     """The first difference between the journal's fingerprint and now (None: none)."""
     if stored is None:
-        return Change("the run was started by an older parajob that did not record what its "
-                      "input and code were, so it cannot be resumed safely", plan.n_batches)
+        return Change(
+            "the run was started by an older parajob that did not record what its "
+            "input and code were, so it cannot be resumed safely",
+            plan.n_batches,
+        )
     try:
         then = RunFingerprint.from_bytes(stored)
     except FingerprintError as exc:
@@ -538,9 +733,12 @@ def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:
     keep = np.zeros(len(batch), dtype=bool)
     inside = batch < len(unchanged)
     keep[inside] = unchanged[batch[inside]]
-    return Accepted(*(getattr(accepted, f)[keep] for f in
-                      ("batch", "attempt", "process", "offset", "length", "items_in",
-                       "items_out")))
+    return Accepted(
+        *(
+            getattr(accepted, f)[keep]
+            for f in ("batch", "attempt", "process", "offset", "length", "items_in", "items_out")
+        )
+    )
 
 
 def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
@@ -553,12 +751,17 @@ def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
     checker.close()
     if intact.all():
         return accepted
-    terminal.echo(f"parajob: warning: {int((~intact).sum())} journalled mini-batch(es) have a "
-                  f"result record that does not validate in {layout.spool_dir}; they run again",
-                  err=True)
-    return Accepted(*(getattr(accepted, f)[intact] for f in
-                      ("batch", "attempt", "process", "offset", "length", "items_in",
-                       "items_out")))
+    terminal.echo(
+        f"parajob: warning: {int((~intact).sum())} journalled mini-batch(es) have a "
+        f"result record that does not validate in {layout.spool_dir}; they run again",
+        err=True,
+    )
+    return Accepted(
+        *(
+            getattr(accepted, f)[intact]
+            for f in ("batch", "attempt", "process", "offset", "length", "items_in", "items_out")
+        )
+    )
 
 
 def _spool_checker(layout: StepLayout, processes: np.ndarray) -> _core.SpoolChecker:
@@ -572,8 +775,10 @@ class CorruptRecord(Exception):
     """An accepted mini-batch's spool record no longer validates at the merge."""
 
     def __init__(self, batch: int, spool: Path) -> None:
-        super().__init__(f"the result record of mini-batch {batch} in {spool} does not "
-                         "validate (CRC32): the spool was modified after it was accepted")
+        super().__init__(
+            f"the result record of mini-batch {batch} in {spool} does not "
+            "validate (CRC32): the spool was modified after it was accepted"
+        )
         self.batch = batch
 
 
@@ -599,17 +804,28 @@ def _merge_into(region: _core.DispatchRegion, layout: StepLayout, path: Path) ->
     done = (state == int(_core.BatchState.DONE)).nonzero()[0]
     n_processes = int(process.max()) + 1 if len(process) else 1
     checker = _spool_checker(layout, process[done])
-    intact = checker.check(done.astype(np.uint32), process[done], slots["spool_offset"][done],
-                           slots["spool_length"][done])
+    intact = checker.check(
+        done.astype(np.uint32),
+        process[done],
+        slots["spool_offset"][done],
+        slots["spool_length"][done],
+    )
     checker.close()
     if not intact.all():
         first = int(done[(~intact).nonzero()[0][0]])
         raise CorruptRecord(first, spool_path(layout.spool_dir, int(process[first])))
-    spools = [str(spool_path(layout.spool_dir, p))
-              if spool_path(layout.spool_dir, p).exists() else ""
-              for p in range(n_processes)]
-    _core.merge_records(str(path), spools, done.astype(np.uint32), process[done],
-                        slots["spool_offset"][done], slots["spool_length"][done])
+    spools = [
+        str(spool_path(layout.spool_dir, p)) if spool_path(layout.spool_dir, p).exists() else ""
+        for p in range(n_processes)
+    ]
+    _core.merge_records(
+        str(path),
+        spools,
+        done.astype(np.uint32),
+        process[done],
+        slots["spool_offset"][done],
+        slots["spool_length"][done],
+    )
 
 
 def _output_is_current(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> bool:
@@ -634,9 +850,11 @@ def _write_output(target: Path, write: Callable[[], object], run_dir: Path) -> s
     except (OSError, RuntimeError) as exc:  # RuntimeError: the C++ merge's system_error
         if "is corrupt" in str(exc):  # a damaged spool, not the output's place: not ours here
             raise
-        return (f"the output could not be written to {target}: {exc} (make room or fix the "
-                f"folder, then `parajob run --resume {run_dir}` writes it without running "
-                "the mini-batches again)")
+        return (
+            f"the output could not be written to {target}: {exc} (make room or fix the "
+            f"folder, then `parajob run --resume {run_dir}` writes it without running "
+            "the mini-batches again)"
+        )
     return None
 
 
@@ -663,13 +881,24 @@ def _make_output_folders(step: ParallelStep, layout: StepLayout) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            key = f"outputs.{name}.path" if f"outputs.{name}.path" in step.locations \
+            key = (
+                f"outputs.{name}.path"
+                if f"outputs.{name}.path" in step.locations
                 else f"outputs.{name}"
+            )
             file, line, col = step.where(key)
-            raise SpecError([Diagnostic(str(file), line, col, f"jobs.{step.name}.{key}",
-                                        f"cannot create the output folder {folder}: "
-                                        f"{exc.strerror or exc}",
-                                        "give a path in a folder you can write to")]) from exc
+            raise SpecError(
+                [
+                    Diagnostic(
+                        str(file),
+                        line,
+                        col,
+                        f"jobs.{step.name}.{key}",
+                        f"cannot create the output folder {folder}: {exc.strerror or exc}",
+                        "give a path in a folder you can write to",
+                    )
+                ]
+            ) from exc
 
 
 def append_row_target(step: ParallelStep, layout: StepLayout) -> Path | None:
@@ -688,20 +917,33 @@ def check_entry_script(step: ParallelStep) -> None:
     """Parse (not run) the entry script: a syntax error or no run() is bad input (exit 2)."""
     path = step.task.entry_path
     where = step.locations.get("task.entry_script", (None, None))
+
     def error(message: str, line: int | None = None, hint: str | None = None) -> SpecError:
         return SpecError([Diagnostic(str(path), line, None, "task.entry_script", message, hint)])
+
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except OSError as exc:
-        raise SpecError([Diagnostic(str(step.file), where[0], where[1],
-                                    f"jobs.{step.name}.task.entry_script",
-                                    f"cannot read entry script {path}: {exc.strerror}")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(step.file),
+                    where[0],
+                    where[1],
+                    f"jobs.{step.name}.task.entry_script",
+                    f"cannot read entry script {path}: {exc.strerror}",
+                )
+            ]
+        ) from exc
     except SyntaxError as exc:
         raise error(f"syntax error: {exc.msg}", exc.lineno) from exc
     names = _module_names(tree.body)
     if "run" not in names and "*" not in names:
-        raise error("defines no run(mini_batch) function", None,
-                    "add `def run(mini_batch):` returning a list or DataFrame of results")
+        raise error(
+            "defines no run(mini_batch) function",
+            None,
+            "add `def run(mini_batch):` returning a list or DataFrame of results",
+        )
 
 
 def _module_names(body: list[ast.stmt]) -> set[str]:
@@ -719,12 +961,13 @@ def _module_names(body: list[ast.stmt]) -> set[str]:
             names |= {(a.asname or a.name).split(".")[0] for a in node.names}
         for field in ("body", "orelse", "finalbody", "handlers"):
             inner = getattr(node, field, None)
-            if isinstance(inner, list) and not isinstance(node, (ast.FunctionDef,
-                                                                 ast.AsyncFunctionDef,
-                                                                 ast.ClassDef)):
-                names |= _module_names([n for n in inner if isinstance(n, ast.stmt)]
-                                       + [s for h in inner if isinstance(h, ast.ExceptHandler)
-                                          for s in h.body])
+            if isinstance(inner, list) and not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            ):
+                names |= _module_names(
+                    [n for n in inner if isinstance(n, ast.stmt)]
+                    + [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body]
+                )
     return names
 
 
@@ -734,28 +977,44 @@ def _plan(step: ParallelStep) -> BatchPlan:
     line, col = step.locations.get("partition_keys", (step.line, None))
     keys_where = Where(str(step.file), line, col, f"jobs.{step.name}.partition_keys")
     try:  # file lists, tables (MLTable with read_*), partitions: parajob.data.plans
-        return plan_input(data.path, data.type, step.mini_batch_size, step.partition_keys,
-                          keys_where)
+        return plan_input(
+            data.path, data.type, step.mini_batch_size, step.partition_keys, keys_where
+        )
     except TableInputError as exc:  # already placed: MLTable line, data file line, keys
         raise SpecError(exc.diagnostics) from exc
     except (InputDataError, ValueError) as exc:
         line, col = step.locations.get(f"inputs.{step.input_data}.path", (step.line, None))
-        raise SpecError([Diagnostic(str(step.file), line, col,
-                                    f"jobs.{step.name}.inputs.{step.input_data}",
-                                    str(exc))]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(step.file),
+                    line,
+                    col,
+                    f"jobs.{step.name}.inputs.{step.input_data}",
+                    str(exc),
+                )
+            ]
+        ) from exc
 
 
 def _csv_options(step: ParallelStep) -> dict:  # type: ignore[type-arg]
     try:
         return load_csv_options(step.task.code)
     except ValueError as exc:
-        raise SpecError([Diagnostic(str(step.task.code), None, None, "task.code",
-                                    str(exc))]) from exc
+        raise SpecError(
+            [Diagnostic(str(step.task.code), None, None, "task.code", str(exc))]
+        ) from exc
 
 
-def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
-                  started: float, plan: BatchPlan, options: RunOptions,
-                  settings: dict[str, Any]) -> Outcome:
+def _finish_empty(
+    name: str,
+    layout: StepLayout,
+    output_file: Path | None,
+    started: float,
+    plan: BatchPlan,
+    options: RunOptions,
+    settings: dict[str, Any],
+) -> Outcome:
     """A plan of zero mini-batches (an empty folder, a table without rows) is a job that
     succeeds at once, with an empty append_row output (README, "What happens when...").
     Its progress is drawn once, final: an on_progress caller waits for ``final=True``."""
@@ -764,13 +1023,24 @@ def _finish_empty(name: str, layout: StepLayout, output_file: Path | None,
     progress.close()
     error = None
     if output_file is not None:
-        error = _write_output(output_file, lambda: write_atomically(
-            output_file, lambda tmp: tmp.write_bytes(b"")), layout.root.parent)
+        error = _write_output(
+            output_file,
+            lambda: write_atomically(output_file, lambda tmp: tmp.write_bytes(b"")),
+            layout.root.parent,
+        )
     what = "rows" if plan.loads_data else "files"
     seconds = time.monotonic() - started
-    outcome = Outcome(name, error is None,
-                      error or f"the input has no {what}: 0 mini-batches, nothing to do",
-                      Tally(0), output_file, layout.logs, None, seconds, settings=settings,
-                      started_at=time.time() - seconds)
+    outcome = Outcome(
+        name,
+        error is None,
+        error or f"the input has no {what}: 0 mini-batches, nothing to do",
+        Tally(0),
+        output_file,
+        layout.logs,
+        None,
+        seconds,
+        settings=settings,
+        started_at=time.time() - seconds,
+    )
     write_job_result(layout, outcome)
     return outcome

@@ -86,19 +86,21 @@ def read_journal(path: Path) -> Journal | None:
         return Journal(None, Accepted.none())
     block = head[7]
     first = RECORD.size + _padded(block)
-    fingerprint = data[RECORD.size:RECORD.size + block]
+    fingerprint = data[RECORD.size : RECORD.size + block]
     usable = len(data) - (len(data) - first) % RECORD.size  # a torn tail is ignored
     rows = [RECORD.unpack_from(data, o) for o in range(first, usable, RECORD.size)]
     accepted = [r for r in rows if r[0] == MAGIC and r[1] == KIND_ACCEPTED]
     # A batch journalled twice (it cannot be, but a later record wins) keeps one entry.
     latest = {r[2]: r for r in accepted}
     cols = list(zip(*latest.values(), strict=True)) if latest else [()] * 10
-    return Journal(fingerprint, Accepted(*(np.array(cols[i], dtype=np.uint64)
-                                           for i in (2, 3, 4, 6, 7, 8, 9))))
+    return Journal(
+        fingerprint, Accepted(*(np.array(cols[i], dtype=np.uint64) for i in (2, 3, 4, 6, 7, 8, 9)))
+    )
 
 
-def journal_start(fingerprint: bytes, n_batches: int, n_items: int,
-                  kept: Accepted | None = None) -> bytes:
+def journal_start(
+    fingerprint: bytes, n_batches: int, n_items: int, kept: Accepted | None = None
+) -> bytes:
     """The bytes a journal starts with: header, fingerprint block, the kept records."""
     head = RECORD.pack(MAGIC, KIND_HEADER, n_batches, 0, 0, 0, 0, len(fingerprint), n_items, 0)
     block = fingerprint + bytes(_padded(len(fingerprint)) - len(fingerprint))
@@ -111,10 +113,20 @@ def _padded(n: int) -> int:
 
 # RECORD as a numpy dtype: a checkpoint packs all its records at once (a struct.pack per
 # record cost the driver ~2 us a mini-batch, 0.2 s per 100,000).
-_RECORD_DTYPE = np.dtype([("magic", "S4"), ("kind", "<u4"), ("batch", "<u4"),
-                          ("attempt", "<u4"), ("process", "<u4"), ("reserved", "<u4"),
-                          ("offset", "<u8"), ("length", "<u8"), ("items_in", "<u8"),
-                          ("items_out", "<u8")])
+_RECORD_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),
+        ("kind", "<u4"),
+        ("batch", "<u4"),
+        ("attempt", "<u4"),
+        ("process", "<u4"),
+        ("reserved", "<u4"),
+        ("offset", "<u8"),
+        ("length", "<u8"),
+        ("items_in", "<u8"),
+        ("items_out", "<u8"),
+    ]
+)
 assert _RECORD_DTYPE.itemsize == RECORD.size
 
 
@@ -129,8 +141,13 @@ def _records(a: Accepted) -> bytes:
 class JournalWriter:
     """Appends checkpoints to the journal. Driver-only; not thread-safe."""
 
-    def __init__(self, path: Path, spool_dir: Path, start: bytes | None = None,
-                 on_checkpoint: Callable[[Accepted], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        spool_dir: Path,
+        start: bytes | None = None,
+        on_checkpoint: Callable[[Accepted], None] | None = None,
+    ) -> None:
         """Append to the journal at path; with start (journal_start()), first replace the
         file by start atomically: a fresh run, or a resume that dropped changed batches.
         on_checkpoint: told each checkpoint's batches once they are durable (in the
@@ -142,9 +159,16 @@ class JournalWriter:
         self._spool_fds: dict[int, int] = {}
         self._on_checkpoint = on_checkpoint
 
-    def checkpoint(self, batch: np.ndarray, attempt: np.ndarray, process: np.ndarray,
-                   offset: np.ndarray, length: np.ndarray, items_in: np.ndarray,
-                   items_out: np.ndarray) -> None:
+    def checkpoint(
+        self,
+        batch: np.ndarray,
+        attempt: np.ndarray,
+        process: np.ndarray,
+        offset: np.ndarray,
+        length: np.ndarray,
+        items_in: np.ndarray,
+        items_out: np.ndarray,
+    ) -> None:
         """Make these accepted batches durable: spools first, then the journal."""
         if not len(batch):
             return

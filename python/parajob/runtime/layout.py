@@ -100,8 +100,13 @@ class StepLayout:
 
     def create(self) -> None:
         """Make the folders; called by the driver before forking (workers only open files)."""
-        for folder in (self.logs, self.spool_dir, self.work_dir, self.outputs_dir,
-                       self.processed_csv.parent):
+        for folder in (
+            self.logs,
+            self.spool_dir,
+            self.work_dir,
+            self.outputs_dir,
+            self.processed_csv.parent,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         for kind in ("stdout", "stderr", "error", "entry_script_log"):
             (self.logs / "user" / kind).mkdir(parents=True, exist_ok=True)

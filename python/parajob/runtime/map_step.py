@@ -70,24 +70,30 @@ class Results(list):  # type: ignore[type-arg]
         self.batch = batch
 
 
-def bound_script(fn: Callable[[list[Any]], Any], init: Callable[[], Any] | None,
-                 shutdown: Callable[[], Any] | None) -> EntryScript:
+def bound_script(
+    fn: Callable[[list[Any]], Any],
+    init: Callable[[], Any] | None,
+    shutdown: Callable[[], Any] | None,
+) -> EntryScript:
     """An EntryScript whose run() calls fn and checks it gave one result per item."""
 
     def run(mini_batch: list[Any], context: MiniBatchContext) -> Results:
         out = fn(mini_batch)
         if not isinstance(out, (list, tuple)):
-            raise MapResultError(f"fn returned {type(out).__name__}; it must return a list "
-                                 "with one result per item of its mini-batch")
+            raise MapResultError(
+                f"fn returned {type(out).__name__}; it must return a list "
+                "with one result per item of its mini-batch"
+            )
         if len(out) != len(mini_batch):
-            raise MapResultError(f"fn returned {len(out)} results for a mini-batch of "
-                                 f"{len(mini_batch)} items; it must return one result per "
-                                 "item, in the items' order")
+            raise MapResultError(
+                f"fn returned {len(out)} results for a mini-batch of "
+                f"{len(mini_batch)} items; it must return one result per "
+                "item, in the items' order"
+            )
         return Results(context.minibatch_index, out)
 
     module = types.ModuleType(getattr(fn, "__module__", None) or "__main__")
-    return EntryScript(module=module, init=init, run=run, shutdown=shutdown,
-                       takes_context=True)
+    return EntryScript(module=module, init=init, run=run, shutdown=shutdown, takes_context=True)
 
 
 def encode_results(result: Results) -> bytes:
@@ -99,15 +105,17 @@ def encode_results(result: Results) -> bytes:
             f"fn's results for mini-batch {result.batch} cannot be pickled to reach the "
             f"caller ({type(exc).__name__}: {exc}); return picklable values (numbers, "
             "strings, lists, dicts, dataclasses of those), not open files, locks, "
-            "generators or lambdas") from None
+            "generators or lambdas"
+        ) from None
 
 
 class ResumeRefused(ParajobError):
     """The run folder cannot be resumed with this input and fn (the message says why)."""
 
 
-def restored_batches(layout: StepLayout, plan: BatchPlan, settings: dict[str, str],
-                     resume: bool) -> Restored:
+def restored_batches(
+    layout: StepLayout, plan: BatchPlan, settings: dict[str, str], resume: bool
+) -> Restored:
     """What the step starts from: nothing (fresh), or on resume the journalled batches
     whose records still validate, when the input files (path, size, mtime per mini-batch)
     and the settings (the mini-batch size) are those the run started with; else
@@ -115,8 +123,9 @@ def restored_batches(layout: StepLayout, plan: BatchPlan, settings: dict[str, st
     now = RunFingerprint(plan.fingerprints(), plan.n_items, CodeFingerprint(), settings)
     journal = read_journal(journal_path(layout.root)) if resume else None
     if journal is None:  # fresh, or the run died before its journal was started
-        return Restored(Accepted.none(), journal_start(now.to_bytes(), plan.n_batches,
-                                                       plan.n_items), now)
+        return Restored(
+            Accepted.none(), journal_start(now.to_bytes(), plan.n_batches, plan.n_items), now
+        )
     try:
         then = RunFingerprint.from_bytes(journal.fingerprint or b"")
     except FingerprintError as exc:
@@ -124,30 +133,63 @@ def restored_batches(layout: StepLayout, plan: BatchPlan, settings: dict[str, st
     setting = then.first_setting_change(now)
     change = first_change(then, now, plan, layout.root) if setting is None else None
     if setting is not None or change is not None:
-        raise ResumeRefused(f"{setting} since the run started" if setting is not None
-                            else change.message if change is not None else "")
+        raise ResumeRefused(
+            f"{setting} since the run started"
+            if setting is not None
+            else change.message
+            if change is not None
+            else ""
+        )
     return Restored(intact_only(layout, journal.accepted), None, now)
 
 
-def planned_step(layout: StepLayout, plan: BatchPlan, limits: Limits, workers: int,
-                 script: EntryScript, restored: Restored, name: str,
-                 on_accepted: Callable[[Accepted], None] | None = None,
-                 max_tasks: int | None = None) -> PlannedStep:
+def planned_step(
+    layout: StepLayout,
+    plan: BatchPlan,
+    limits: Limits,
+    workers: int,
+    script: EntryScript,
+    restored: Restored,
+    name: str,
+    on_accepted: Callable[[Accepted], None] | None = None,
+    max_tasks: int | None = None,
+) -> PlannedStep:
     """The step run_planned runs for map_batches; its layout is created here."""
     layout.create()
     output = layout.outputs_dir / RESULTS_FILE
 
     def make_setup(region: _core.DispatchRegion, workers_per_node: int) -> WorkerSetup:
         return WorkerSetup(
-            region=region, plan=plan, layout=layout, code_dir=Path.cwd(), entry_script=name,
-            argv=(), environment={}, append_row=True, csv_options={}, logging_level="INFO",
-            output_dir=layout.outputs_dir, driver_pid=os.getpid(), max_tasks=max_tasks,
-            workers_per_node=workers_per_node, script=script,
+            region=region,
+            plan=plan,
+            layout=layout,
+            code_dir=Path.cwd(),
+            entry_script=name,
+            argv=(),
+            environment={},
+            append_row=True,
+            csv_options={},
+            logging_level="INFO",
+            output_dir=layout.outputs_dir,
+            driver_pid=os.getpid(),
+            max_tasks=max_tasks,
+            workers_per_node=workers_per_node,
+            script=script,
             encode=encode_results,  # its run() returns Results
         )
 
-    return PlannedStep(STEP_NAME, layout, plan, limits, restored,
-                       1, workers, make_setup, output, on_accepted=on_accepted)
+    return PlannedStep(
+        STEP_NAME,
+        layout,
+        plan,
+        limits,
+        restored,
+        1,
+        workers,
+        make_setup,
+        output,
+        on_accepted=on_accepted,
+    )
 
 
 def read_chunks(path: Path) -> Iterator[tuple[int, list[Any]]]:
@@ -183,8 +225,13 @@ class ChunkReader:
         self._places: dict[int, tuple[int, int, int]] = {}  # batch -> (process, off, len)
 
     def add(self, accepted: Accepted) -> None:
-        for b, p, o, n in zip(accepted.batch.tolist(), accepted.process.tolist(),
-                              accepted.offset.tolist(), accepted.length.tolist(), strict=True):
+        for b, p, o, n in zip(
+            accepted.batch.tolist(),
+            accepted.process.tolist(),
+            accepted.offset.tolist(),
+            accepted.length.tolist(),
+            strict=True,
+        ):
             self._places[int(b)] = (int(p), int(o), int(n))
 
     def has(self, batch: int) -> bool:
@@ -194,8 +241,10 @@ class ChunkReader:
         process, offset, length = self._places.pop(batch)
         payload = self._spools.payload(process, offset, length, batch)
         if payload is None:  # cannot happen unless the spool was changed since its check
-            raise ParajobError(f"the result record of mini-batch {batch} no longer validates "
-                               "(its spool file was modified while the run went on)")
+            raise ParajobError(
+                f"the result record of mini-batch {batch} no longer validates "
+                "(its spool file was modified while the run went on)"
+            )
         _batch, items = pickle.loads(payload)
         return list(items)
 

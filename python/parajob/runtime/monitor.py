@@ -41,14 +41,30 @@ __all__ = ["COLUMNS", "Monitor", "MonitoredWorker", "perf_dir"]
 
 # The documented columns of each file (README "Resource monitor"); tests check them.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "machine": ("time", "elapsed_s", "cpu_percent", "memory_used_bytes",
-                "memory_available_bytes", "memory_percent", "disk_used_bytes",
-                "disk_free_bytes", "disk_read_bytes", "disk_write_bytes", "net_sent_bytes",
-                "net_recv_bytes", "monitor_s"),
-    "processes": ("time", "elapsed_s", "worker", "process", "pid", "cpu_percent",
-                  "rss_bytes"),
-    "gpu": ("time", "elapsed_s", "gpu", "utilization_percent", "memory_used_bytes",
-            "memory_total_bytes"),
+    "machine": (
+        "time",
+        "elapsed_s",
+        "cpu_percent",
+        "memory_used_bytes",
+        "memory_available_bytes",
+        "memory_percent",
+        "disk_used_bytes",
+        "disk_free_bytes",
+        "disk_read_bytes",
+        "disk_write_bytes",
+        "net_sent_bytes",
+        "net_recv_bytes",
+        "monitor_s",
+    ),
+    "processes": ("time", "elapsed_s", "worker", "process", "pid", "cpu_percent", "rss_bytes"),
+    "gpu": (
+        "time",
+        "elapsed_s",
+        "gpu",
+        "utilization_percent",
+        "memory_used_bytes",
+        "memory_total_bytes",
+    ),
 }
 
 
@@ -134,7 +150,8 @@ class Monitor:
             except (psutil.Error, OSError):
                 continue  # it ended between the engine's list and this read
             by_node[worker.node].append(
-                (stamp, elapsed, worker.name, worker.process, pid, f"{cpu:.1f}", rss))
+                (stamp, elapsed, worker.name, worker.process, pid, f"{cpu:.1f}", rss)
+            )
         for key in set(self._procs) - alive:
             del self._procs[key]
         # Opened for each sample, never held: a worker forked later inherits no descriptor
@@ -157,9 +174,18 @@ class Monitor:
         except OSError:
             used = free = ""
         io = _counters(psutil)
-        return (stamp, elapsed, f"{psutil.cpu_percent(None):.1f}", memory.used,
-                memory.available, f"{memory.percent:.1f}", used, free,
-                *(_delta(io[i], self._io0[i]) for i in range(4)), f"{self.busy_s:.6f}")
+        return (
+            stamp,
+            elapsed,
+            f"{psutil.cpu_percent(None):.1f}",
+            memory.used,
+            memory.available,
+            f"{memory.percent:.1f}",
+            used,
+            free,
+            *(_delta(io[i], self._io0[i]) for i in range(4)),
+            f"{self.busy_s:.6f}",
+        )
 
     def _gpu_rows(self, stamp: str, elapsed: str) -> list[tuple[object, ...]]:
         rows: list[tuple[object, ...]] = []
@@ -195,8 +221,12 @@ def _counters(psutil: Any) -> tuple[int | None, int | None, int | None, int | No
         net = psutil.net_io_counters()
     except (OSError, RuntimeError):
         net = None
-    return (disk.read_bytes if disk else None, disk.write_bytes if disk else None,
-            net.bytes_sent if net else None, net.bytes_recv if net else None)
+    return (
+        disk.read_bytes if disk else None,
+        disk.write_bytes if disk else None,
+        net.bytes_sent if net else None,
+        net.bytes_recv if net else None,
+    )
 
 
 def _delta(now: int | None, start: int | None) -> object:

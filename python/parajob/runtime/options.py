@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-__all__ = ["ProgressEvent", "RunOptions", "StopRequests", "not_a_cancel_event",
-           "release_held_signals", "signals_held"]
+__all__ = [
+    "ProgressEvent",
+    "RunOptions",
+    "StopRequests",
+    "not_a_cancel_event",
+    "release_held_signals",
+    "signals_held",
+]
 
 
 @dataclass(frozen=True)
@@ -34,14 +40,14 @@ class ProgressEvent:
 
     step: str
     total_batches: int
-    settled_batches: int    # completed or failed for good
+    settled_batches: int  # completed or failed for good
     done_batches: int
     failed_batches: int
     failed_attempts: int
     items_in: int
     items_out: int
     failed_items: int
-    running: int            # worker processes inside run() now
+    running: int  # worker processes inside run() now
     elapsed_s: float
     final: bool = False
 
@@ -50,17 +56,17 @@ class ProgressEvent:
 class RunOptions:
     """How to run, beyond what the pipeline says (command-line options, parajob.run)."""
 
-    resume: bool = False                 # finish a killed or interrupted run in place
+    resume: bool = False  # finish a killed or interrupted run in place
     # With resume: rerun what changed since the run started (mini-batches whose input
     # digest differs, and all of them after a code change) instead of refusing.
     rerun_changed: bool = False
     max_tasks_per_worker: int | None = None
     max_worker_memory_bytes: int | None = None
-    serial: bool = False                 # init/run/shutdown in the calling process (pdb)
+    serial: bool = False  # init/run/shutdown in the calling process (pdb)
     cancel: threading.Event | None = None  # set from any thread: stop now, resumable
     on_progress: Callable[[ProgressEvent], Any] | None = None
-    quiet: bool = False                  # no progress lines and no command output on stderr
-    handle_signals: bool = False         # SIGINT/SIGTERM stop the run (the CLI asks for it)
+    quiet: bool = False  # no progress lines and no command output on stderr
+    handle_signals: bool = False  # SIGINT/SIGTERM stop the run (the CLI asks for it)
     # How a stopped run is finished, for its reason: None: "parajob run --resume <run_dir>";
     # "" when it cannot be (map_batches over in-memory items, or a temporary folder).
     resume_hint: str | None = None
@@ -92,19 +98,22 @@ class StopRequests:
     def __init__(self, options: RunOptions, wake: Callable[[], None] | None = None) -> None:
         self._cancel = options.cancel
         self._wake = wake
-        self._wanted = (options.handle_signals
-                        and threading.current_thread() is threading.main_thread())
+        self._wanted = (
+            options.handle_signals and threading.current_thread() is threading.main_thread()
+        )
         self._previous: dict[int, Any] = {}
         self.signalled: int | None = None
 
     def __enter__(self) -> StopRequests:
         if self._wanted:
-            self._previous = {s: signal.signal(s, self._on_signal)
-                              for s in (signal.SIGINT, signal.SIGTERM)}
+            self._previous = {
+                s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+            }
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
@@ -127,7 +136,6 @@ class StopRequests:
         return None
 
 
-
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _handlers_before_hold: dict[int, Any] | None = None  # inside signals_held(): to put back
 
@@ -143,13 +151,16 @@ def signals_held() -> Iterator[None]:
     a process's signal to any thread that does not block it). A process forked inside
     puts the handlers back first: release_held_signals()."""
     global _handlers_before_hold
-    if threading.current_thread() is not threading.main_thread() or \
-            _handlers_before_hold is not None:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or _handlers_before_hold is not None
+    ):
         yield
         return
     caught: list[int] = []
-    _handlers_before_hold = {s: signal.signal(s, lambda signum, _frame: caught.append(signum))
-                             for s in _STOP_SIGNALS}
+    _handlers_before_hold = {
+        s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in _STOP_SIGNALS
+    }
     try:
         yield
     finally:

@@ -36,8 +36,11 @@ def parent_logs_dir(run_dir: Path, step: str) -> Path:
 def copy_logs_to_parent(layout: StepLayout, run_dir: Path) -> list[Path]:
     """Copy the step's result files and progress overviews; returns the copies made."""
     target = parent_logs_dir(run_dir, layout.root.name)
-    sources = [layout.job_result, layout.job_result.with_suffix(".json"),
-               *sorted(layout.logs.glob("job_progress_overview.*.txt"))]
+    sources = [
+        layout.job_result,
+        layout.job_result.with_suffix(".json"),
+        *sorted(layout.logs.glob("job_progress_overview.*.txt")),
+    ]
     copied: list[Path] = []
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -48,6 +51,9 @@ def copy_logs_to_parent(layout: StepLayout, run_dir: Path) -> list[Path]:
             write_atomically(dest, partial(_copy, source))
             copied.append(dest)
     except OSError as exc:
-        terminal.echo(f"parajob: warning: --copy_logs_to_parent: could not copy the logs of "
-                      f"step {layout.root.name} to {target}: {exc.strerror or exc}", err=True)
+        terminal.echo(
+            f"parajob: warning: --copy_logs_to_parent: could not copy the logs of "
+            f"step {layout.root.name} to {target}: {exc.strerror or exc}",
+            err=True,
+        )
     return copied

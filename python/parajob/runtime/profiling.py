@@ -59,8 +59,9 @@ class RunProfiler:
         prof.parent.mkdir(parents=True, exist_ok=True)
         self.profile.dump_stats(str(prof))
         out = io.StringIO()
-        out.write(f"{self.module} profile of run(): {self.calls} call(s); "
-                  f"top {TOP} by cumulative time\n")
+        out.write(
+            f"{self.module} profile of run(): {self.calls} call(s); top {TOP} by cumulative time\n"
+        )
         if self.calls:
             pstats.Stats(str(prof), stream=out).sort_stats("cumulative").print_stats(TOP)
         text.write_text(out.getvalue(), encoding="utf-8")

@@ -41,10 +41,10 @@ from parajob.runtime.accounting import Tally
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.options import ProgressEvent
 
-TTY_REDRAW_S = 0.2    # a terminal line: redrawn at most 5 times a second
-PLAIN_LINE_S = 30.0   # not a terminal (a pipe, a CI log): one line every 30 s, first and last
-OVERVIEW_S = 5.0      # job_progress_overview.<ts>.txt: one line every 5 s
-EVENT_S = 0.2         # on_progress
+TTY_REDRAW_S = 0.2  # a terminal line: redrawn at most 5 times a second
+PLAIN_LINE_S = 30.0  # not a terminal (a pipe, a CI log): one line every 30 s, first and last
+OVERVIEW_S = 5.0  # job_progress_overview.<ts>.txt: one line every 5 s
+EVENT_S = 0.2  # on_progress
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,19 @@ class Snapshot:
     """The numbers of one progress line."""
 
     step: str
-    total: int            # mini-batches
-    settled: int          # completed or failed for good
+    total: int  # mini-batches
+    settled: int  # completed or failed for good
     done: int
-    failed: int           # mini-batches failed for good
+    failed: int  # mini-batches failed for good
     failed_attempts: int
-    items_done: int       # items of accepted mini-batches
+    items_done: int  # items of accepted mini-batches
     items_failed: int
     items_total: int | None  # None: not known (a plan that does not count them)
     running: int
     elapsed_s: float
-    rate: float           # mini-batches settled per second in this run (0: none yet)
-    eta_s: float | None   # None: not known yet (nothing settled in this run)
-    latest_failure: str   # "Type: message" of the latest failed attempt ("" when none)
+    rate: float  # mini-batches settled per second in this run (0: none yet)
+    eta_s: float | None  # None: not known yet (nothing settled in this run)
+    latest_failure: str  # "Type: message" of the latest failed attempt ("" when none)
 
     @property
     def retries(self) -> int:
@@ -81,8 +81,8 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-COMPACT_BELOW = 130   # columns: short labels below this width
-MIN_FAILURE = 16      # columns kept for the latest failure when there is one
+COMPACT_BELOW = 130  # columns: short labels below this width
+MIN_FAILURE = 16  # columns kept for the latest failure when there is one
 
 
 def format_line(snap: Snapshot, width: int | None = None) -> str:
@@ -93,8 +93,11 @@ def format_line(snap: Snapshot, width: int | None = None) -> str:
     short = width is not None and width < COMPACT_BELOW
     pct = 100.0 * snap.settled / snap.total if snap.total else 100.0
     eta = ("ETA " + duration(snap.eta_s)) if snap.eta_s is not None else "ETA ?"
-    items = (f"items {snap.items_done}/{snap.items_total}" if snap.items_total is not None
-             else f"items {snap.items_done}")
+    items = (
+        f"items {snap.items_done}/{snap.items_total}"
+        if snap.items_total is not None
+        else f"items {snap.items_done}"
+    )
     if snap.items_failed:
         items += f" ({snap.items_failed} failed)"
     retries = f"{snap.retries} retr{'y' if snap.retries == 1 else 'ies'}"
@@ -113,8 +116,7 @@ def format_line(snap: Snapshot, width: int | None = None) -> str:
     sep = " " if short else " | "
     if width is None:
         line = sep.join(text for _, text in pieces)
-        return line + (f"{sep}last failure: {snap.latest_failure}" if snap.latest_failure
-                       else "")
+        return line + (f"{sep}last failure: {snap.latest_failure}" if snap.latest_failure else "")
     failure_label = f"{sep}last: " if not short else " last:"
     reserve = MIN_FAILURE + len(failure_label) if snap.latest_failure else 0
     kept: set[int] = set()
@@ -131,7 +133,7 @@ def format_line(snap: Snapshot, width: int | None = None) -> str:
     if snap.latest_failure and room >= 8:
         failure = snap.latest_failure
         if len(failure) > room:
-            failure = failure[:room - 1] + "…"
+            failure = failure[: room - 1] + "…"
         line += failure_label + failure
     return line[:width]
 
@@ -149,10 +151,16 @@ class Progress:
     """Live progress of one step (see the module docstring). Not thread-safe: the driver
     calls update(), note_failure() and close() from its loop."""
 
-    def __init__(self, layout: StepLayout, step: str, total: int,
-                 stream: TextIO | None = None, quiet: bool = False,
-                 on_progress: Callable[[ProgressEvent], object] | None = None,
-                 total_items: int | None = None) -> None:
+    def __init__(
+        self,
+        layout: StepLayout,
+        step: str,
+        total: int,
+        stream: TextIO | None = None,
+        quiet: bool = False,
+        on_progress: Callable[[ProgressEvent], object] | None = None,
+        total_items: int | None = None,
+    ) -> None:
         """``stream``: the terminal (default sys.stderr; none when ``quiet``); writes that
         fail are dropped. ``on_progress`` is called as often as a terminal is redrawn."""
         self._stream = None if quiet else stream if stream is not None else sys.stderr
@@ -161,7 +169,7 @@ class Progress:
         except (OSError, ValueError):  # a closed stream: no terminal to draw on
             self._tty = False
         self._on_progress = on_progress
-        self._live: Any = None     # rich.live.Live once the first tty line is drawn
+        self._live: Any = None  # rich.live.Live once the first tty line is drawn
         self._console: Any = None
         stamp = time.strftime("%Y%m%d%H%M%S")
         self._file = open(layout.logs / f"job_progress_overview.{stamp}.txt", "w", encoding="utf-8")
@@ -184,10 +192,22 @@ class Progress:
         rate = settled_here / elapsed if elapsed > 0 and settled_here > 0 else 0.0
         remaining = self._total - tally.settled_batches
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
-        return Snapshot(self._step, self._total, tally.settled_batches, tally.done_batches,
-                        tally.failed_batches, tally.failed_attempts, tally.items_in,
-                        tally.failed_items, self._total_items, running, elapsed, rate, eta,
-                        self._latest_failure)
+        return Snapshot(
+            self._step,
+            self._total,
+            tally.settled_batches,
+            tally.done_batches,
+            tally.failed_batches,
+            tally.failed_attempts,
+            tally.items_in,
+            tally.failed_items,
+            self._total_items,
+            running,
+            elapsed,
+            rate,
+            eta,
+            self._latest_failure,
+        )
 
     def update(self, tally: Tally, running: Callable[[], int], force: bool = False) -> None:
         """Redraw if due. Called on every driver wake-up, so it is cheap when not due."""
@@ -195,16 +215,29 @@ class Progress:
         event_due = self._on_progress is not None and (force or now - self._last_event >= EVENT_S)
         file_due = force or now - self._last_file >= OVERVIEW_S
         line_due = self._stream is not None and (
-            force or now - self._last_line >= (TTY_REDRAW_S if self._tty else PLAIN_LINE_S))
+            force or now - self._last_line >= (TTY_REDRAW_S if self._tty else PLAIN_LINE_S)
+        )
         if not (event_due or file_due or line_due):
             return
         snap = self.snapshot(tally, running(), now)
         if event_due:
             self._last_event = now
-            self._call_back(ProgressEvent(
-                self._step, self._total, tally.settled_batches, tally.done_batches,
-                tally.failed_batches, tally.failed_attempts, tally.items_in, tally.items_out,
-                tally.failed_items, snap.running, snap.elapsed_s, final=force))
+            self._call_back(
+                ProgressEvent(
+                    self._step,
+                    self._total,
+                    tally.settled_batches,
+                    tally.done_batches,
+                    tally.failed_batches,
+                    tally.failed_attempts,
+                    tally.items_in,
+                    tally.items_out,
+                    tally.failed_items,
+                    snap.running,
+                    snap.elapsed_s,
+                    final=force,
+                )
+            )
         if file_due:
             self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {format_line(snap)}\n")
             self._file.flush()
@@ -227,8 +260,13 @@ class Progress:
                 self._console = Console(file=self._stream, highlight=False, soft_wrap=False)
                 # auto_refresh=False: no refresh thread (fork safety); no redirection of
                 # sys.stdout/stderr, which forked workers would inherit.
-                self._live = Live(console=self._console, auto_refresh=False, transient=False,
-                                  redirect_stdout=False, redirect_stderr=False)
+                self._live = Live(
+                    console=self._console,
+                    auto_refresh=False,
+                    transient=False,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
                 self._live.start()
                 # Live hides the cursor until stop(): a driver killed by SIGKILL would leave
                 # the user's terminal without one.
@@ -247,8 +285,11 @@ class Progress:
 
         width = max(20, width - 1)  # never the last column: some terminals wrap there
         bar_width = min(25, width // 8) if width >= 140 else 0  # counts before the bar
-        text = Text(format_line(snap, width - (bar_width + 1 if bar_width else 0)),
-                    no_wrap=True, overflow="ellipsis")
+        text = Text(
+            format_line(snap, width - (bar_width + 1 if bar_width else 0)),
+            no_wrap=True,
+            overflow="ellipsis",
+        )
         if not bar_width:
             return text
         grid = Table.grid(padding=(0, 1))
@@ -257,9 +298,16 @@ class Progress:
         # rich's default "complete" colour is a red (rgb(249,38,114)): a healthy step's bar
         # looked failed. Green while nothing failed for good, red once a mini-batch has.
         colour = "red" if snap.failed else "green"
-        grid.add_row(ProgressBar(total=max(snap.total, 1), completed=snap.settled,
-                                 width=bar_width, complete_style=colour,
-                                 finished_style=colour), text)
+        grid.add_row(
+            ProgressBar(
+                total=max(snap.total, 1),
+                completed=snap.settled,
+                width=bar_width,
+                complete_style=colour,
+                finished_style=colour,
+            ),
+            text,
+        )
         return grid
 
     def _call_back(self, event: ProgressEvent) -> None:
@@ -270,8 +318,11 @@ class Progress:
             self._on_progress(event)
         except Exception as exc:  # noqa: BLE001 - the caller's code
             self._on_progress = None
-            terminal.echo(f"parajob: warning: on_progress raised {type(exc).__name__}: {exc}; "
-                          "it is not called again for this step", err=True)
+            terminal.echo(
+                f"parajob: warning: on_progress raised {type(exc).__name__}: {exc}; "
+                "it is not called again for this step",
+                err=True,
+            )
 
     def close(self) -> None:
         if self._live is not None:

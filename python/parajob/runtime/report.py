@@ -24,8 +24,22 @@ from parajob.runtime.spool import write_atomically
 # The first nine are the first cut's, unchanged (readers by position keep working); the
 # rest say when and where each attempt ran: UTC ISO-8601 with milliseconds, the worker's
 # OS pid on its host, the node's index and the host's name (README, "Logs").
-CSV_COLUMNS = ["index", "attempt", "node", "process", "items_in", "items_out", "seconds",
-               "status", "error", "start_time", "end_time", "pid", "node_index", "host"]
+CSV_COLUMNS = [
+    "index",
+    "attempt",
+    "node",
+    "process",
+    "items_in",
+    "items_out",
+    "seconds",
+    "status",
+    "error",
+    "start_time",
+    "end_time",
+    "pid",
+    "node_index",
+    "host",
+]
 _NO_WHERE = b",,,,,"  # the last five columns, unknown (a row of a driver that was killed)
 
 
@@ -46,9 +60,17 @@ def _iso_bytes(ns: np.ndarray) -> np.ndarray:
     out[:, :10] = dates.view(np.uint8).reshape(-1, 10)[which.reshape(-1)]
     second, milli = np.divmod(ms_of_day, 1000)
     hour, minute, sec = second // 3600, second // 60 % 60, second % 60
-    digits = ((11, hour // 10), (12, hour % 10), (14, minute // 10), (15, minute % 10),
-              (17, sec // 10), (18, sec % 10), (20, milli // 100), (21, milli // 10 % 10),
-              (22, milli % 10))
+    digits = (
+        (11, hour // 10),
+        (12, hour % 10),
+        (14, minute // 10),
+        (15, minute % 10),
+        (17, sec // 10),
+        (18, sec % 10),
+        (20, milli // 100),
+        (21, milli // 10 % 10),
+        (22, milli % 10),
+    )
     for column, value in digits:
         out[:, column] = value + ord("0")
     for column, char in ((10, "T"), (13, ":"), (16, ":"), (19, "."), (23, "Z")):
@@ -75,13 +97,13 @@ def step_status(succeeded: bool, interrupted: bool, cancelled: bool) -> str:
 class Failure:
     """A mini-batch that failed for good, as structured data (RunResult, job_result.json)."""
 
-    batch: int         # mini-batch index
-    inputs: str        # what it read (BatchPlan.describe)
-    attempts: int      # tries it spent
-    status: str        # how its last attempt ended: raised, timed_out, crashed, ...
-    error_type: str    # the exception's type name ("" when nothing was raised)
-    message: str       # the exception's message, or what ended the attempt
-    traceback: str     # the last attempt's traceback text ("" when none)
+    batch: int  # mini-batch index
+    inputs: str  # what it read (BatchPlan.describe)
+    attempts: int  # tries it spent
+    status: str  # how its last attempt ended: raised, timed_out, crashed, ...
+    error_type: str  # the exception's type name ("" when nothing was raised)
+    message: str  # the exception's message, or what ended the attempt
+    traceback: str  # the last attempt's traceback text ("" when none)
 
     @classmethod
     def of(cls, batch: int, inputs: str, attempts: int, status: str, error: str) -> Failure:
@@ -98,8 +120,9 @@ class Failure:
             head, colon, rest = lines[-1].partition(": ")
             if head and " " not in head.strip():
                 error_type, message = head.strip(), rest.strip() if colon else ""
-        traceback = (text + "\n" if text.startswith("Traceback")
-                     else trace.rstrip() + "\n" if trace else "")
+        traceback = (
+            text + "\n" if text.startswith("Traceback") else trace.rstrip() + "\n" if trace else ""
+        )
         return cls(batch, inputs, attempts, status, error_type, message, traceback)
 
 
@@ -115,12 +138,12 @@ class Outcome:
     logs: Path
     first_failure: str | None = None  # inputs and traceback of the first failed mini-batch
     seconds: float = 0.0
-    interrupted: bool = False         # stopped by Ctrl-C / SIGTERM / cancel: resumable
-    cancelled: bool = False           # stopped by the caller's cancel (parajob.run)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM / cancel: resumable
+    cancelled: bool = False  # stopped by the caller's cancel (parajob.run)
     failures: list[Failure] = field(default_factory=list)  # mini-batches failed for good
-    hosts: list[NodeHost] = field(default_factory=list)    # where each node ran
+    hosts: list[NodeHost] = field(default_factory=list)  # where each node ran
     settings: dict[str, Any] = field(default_factory=dict)  # what it ran with, resolved
-    started_at: float = 0.0           # wall clock, s since the epoch (0: not known)
+    started_at: float = 0.0  # wall clock, s since the epoch (0: not known)
 
     @property
     def status(self) -> str:
@@ -143,8 +166,11 @@ class Outcome:
             *(f"{'hosts:' if i == 0 else '':22}{h.describe()}" for i, h in enumerate(self.hosts)),
         ]
         if self.first_failure:
-            title = ("first failure:" if self.first_failure.startswith(("init() ", "process "))
-                     else "first failed mini-batch:")
+            title = (
+                "first failure:"
+                if self.first_failure.startswith(("init() ", "process "))
+                else "first failed mini-batch:"
+            )
             lines += ["", title, self.first_failure.rstrip()]
         return "\n".join(lines) + "\n"
 
@@ -174,41 +200,73 @@ class AttemptLog:
             # A resumed run that had finished: its rows become a part, joined again at close.
             self._parts.mkdir(parents=True)
             text = layout.processed_csv.read_text(encoding="utf-8")
-            (self._parts / "earlier.csv").write_text(text.split("\n", 1)[1] if "\n" in text else "",
-                                                    encoding="utf-8")
+            (self._parts / "earlier.csv").write_text(
+                text.split("\n", 1)[1] if "\n" in text else "", encoding="utf-8"
+            )
         self._parts.mkdir(parents=True, exist_ok=True)
-        self._csv_file = open(self._parts / "driver.csv", "a", newline="", encoding="utf-8",
-                              errors="backslashreplace")
+        self._csv_file = open(
+            self._parts / "driver.csv", "a", newline="", encoding="utf-8", errors="backslashreplace"
+        )
         self._csv = csv.writer(self._csv_file)
         self._errors_path = layout.job_error
         self._errors: TextIO | None = None
-        self._accepted: list[np.ndarray] = []   # (batch, attempt, process, start, end)
+        self._accepted: list[np.ndarray] = []  # (batch, attempt, process, start, end)
         self._workers: dict[int, tuple[int, int, str]] = {}  # process -> pid, node, host
 
-    def attempt(self, index: int, attempt: int, node: str, process: str, items_in: int,
-                items_out: int, seconds: float, status: str, error: str = "", *,
-                when: tuple[int, int] | None = None, pid: int = 0, node_index: int = -1,
-                host: str = "") -> None:
+    def attempt(
+        self,
+        index: int,
+        attempt: int,
+        node: str,
+        process: str,
+        items_in: int,
+        items_out: int,
+        seconds: float,
+        status: str,
+        error: str = "",
+        *,
+        when: tuple[int, int] | None = None,
+        pid: int = 0,
+        node_index: int = -1,
+        host: str = "",
+    ) -> None:
         """A failed attempt's row (the driver's). ``when``: its wall-clock start and end,
         ns since the epoch."""
         first_line = error_line(error)
         start, end = iso_times(np.array(when)) if when is not None else ("", "")
-        self._csv.writerow([index, attempt + 1, node, process, items_in, items_out,
-                            f"{seconds:.4f}", status, first_line, start, end, pid or "",
-                            node_index if node_index >= 0 else "", host])
+        self._csv.writerow(
+            [
+                index,
+                attempt + 1,
+                node,
+                process,
+                items_in,
+                items_out,
+                f"{seconds:.4f}",
+                status,
+                first_line,
+                start,
+                end,
+                pid or "",
+                node_index if node_index >= 0 else "",
+                host,
+            ]
+        )
         if error:
             if self._errors is None:
-                self._errors = open(self._errors_path, "a", encoding="utf-8",
-                                    errors="backslashreplace")
-            self._errors.write(f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
-                               f"{status}\n{error.rstrip()}\n")
+                self._errors = open(
+                    self._errors_path, "a", encoding="utf-8", errors="backslashreplace"
+                )
+            self._errors.write(
+                f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
+                f"{status}\n{error.rstrip()}\n"
+            )
 
     def worker_failed(self, head: str, text: str) -> None:
         """A failure that is no attempt's (init() raised, a worker died before init() was
         done): a block in job_error.txt, as an attempt's is."""
         if self._errors is None:
-            self._errors = open(self._errors_path, "a", encoding="utf-8",
-                                errors="backslashreplace")
+            self._errors = open(self._errors_path, "a", encoding="utf-8", errors="backslashreplace")
         self._errors.write(f"--- {head}\n{text.rstrip()}\n")
         self._errors.flush()
 
@@ -233,12 +291,26 @@ class AttemptLog:
         """Where worker process ``process`` ran (its pid may be learnt late: the last wins)."""
         self._workers[process] = (pid, node, host)
 
-    def accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
-                 start_ns: np.ndarray, end_ns: np.ndarray) -> None:
+    def accepted(
+        self,
+        batches: np.ndarray,
+        attempt: np.ndarray,
+        process: np.ndarray,
+        start_ns: np.ndarray,
+        end_ns: np.ndarray,
+    ) -> None:
         """When these accepted attempts ran (wall-clock ns since the epoch). Vectorised."""
-        self._accepted.append(np.stack([batches.astype(np.int64), attempt.astype(np.int64),
-                                        process.astype(np.int64), start_ns.astype(np.int64),
-                                        end_ns.astype(np.int64)]))
+        self._accepted.append(
+            np.stack(
+                [
+                    batches.astype(np.int64),
+                    attempt.astype(np.int64),
+                    process.astype(np.int64),
+                    start_ns.astype(np.int64),
+                    end_ns.astype(np.int64),
+                ]
+            )
+        )
 
     def _where(self) -> _Where:
         """When and where the accepted attempts ran, as the join in close() wants them."""
@@ -266,7 +338,8 @@ class AttemptLog:
 # so user code that writes to inherited descriptors can reach it (issue 8): lines that are
 # not such rows are dropped, never copied into the report or allowed to break it.
 _WORKER_ROW = re.compile(
-    rb"\d+,\d+,node\d+,process\d+,\d+,\d+,\d+\.\d+,(?:succeeded|short_return),\n")
+    rb"\d+,\d+,node\d+,process\d+,\d+,\d+,\d+\.\d+,(?:succeeded|short_return),\n"
+)
 
 
 @dataclass(frozen=True)
@@ -311,7 +384,7 @@ def _worker_rows(data: bytes, process: int, where: _Where) -> bytes:
 
 def _part_process(name: str) -> int:
     """The process id in a worker part's name (worker_attempts_part); -1 if none."""
-    digits = name[len("process"):].partition(".")[0]
+    digits = name[len("process") :].partition(".")[0]
     return int(digits) if digits.isdigit() else -1
 
 
@@ -335,8 +408,9 @@ def write_step_result(job_result: Path, outcome: Any) -> None:
     half-written or earlier file is left to contradict it."""
     from parajob.results import StepResult  # results imports this module's Failure
 
-    record = json.dumps(StepResult.from_outcome(outcome).to_dict(), indent=2,
-                        ensure_ascii=True)  # ascii: file names that are not UTF-8 survive
+    record = json.dumps(
+        StepResult.from_outcome(outcome).to_dict(), indent=2, ensure_ascii=True
+    )  # ascii: file names that are not UTF-8 survive
     # backslashreplace: the first failure may name a file whose name is not UTF-8
     summary = outcome.summary().encode("utf-8", "backslashreplace")
     _replace(job_result.with_suffix(".json"), record.encode("ascii"))

@@ -54,8 +54,16 @@ from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
 
-__all__ = ["Finished", "RUN_RESULT", "SDK_PIPELINE", "RunRequest", "execute",
-           "one_run_at_a_time", "parse_memory_size", "run_loaded"]
+__all__ = [
+    "Finished",
+    "RUN_RESULT",
+    "SDK_PIPELINE",
+    "RunRequest",
+    "execute",
+    "one_run_at_a_time",
+    "parse_memory_size",
+    "run_loaded",
+]
 
 RUN_RESULT = "run_result.json"
 SDK_PIPELINE = "parajob-pipeline.yml"  # where a Pipeline entity is dumped, in its run folder
@@ -116,10 +124,19 @@ def one_run_at_a_time() -> Iterator[None]:
     end first). SpecError when this thread holds it already: a run started from inside a
     run (its on_progress callback) would deadlock."""
     if getattr(_inside, "running", False):
-        raise SpecError([Diagnostic("parajob.run", None, None, "", "called from inside a "
-                                    "run of the same thread (an on_progress callback?)",
-                                    "start the second run after the first returned, or "
-                                    "from another thread (it waits for the first)")])
+        raise SpecError(
+            [
+                Diagnostic(
+                    "parajob.run",
+                    None,
+                    None,
+                    "",
+                    "called from inside a run of the same thread (an on_progress callback?)",
+                    "start the second run after the first returned, or "
+                    "from another thread (it waits for the first)",
+                )
+            ]
+        )
     with _one_run:
         _inside.running = True
         try:
@@ -140,13 +157,15 @@ def execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
     # parajob.run alike: a bad one is refused before any folder exists.
     request = replace(request, options=with_file_computes(request.options))
     options = request.options
-    for flag, value in (("max_tasks_per_worker (--max-tasks-per-worker)",
-                         options.max_tasks_per_worker),
-                        ("max_worker_memory (--max-worker-memory)",
-                         options.max_worker_memory_bytes)):
+    for flag, value in (
+        ("max_tasks_per_worker (--max-tasks-per-worker)", options.max_tasks_per_worker),
+        ("max_worker_memory (--max-worker-memory)", options.max_worker_memory_bytes),
+    ):
         if options.serial and value is not None:
-            warn(f"parajob: warning: {flag} does nothing with serial (--serial): there is "
-                 "no worker process to replace")
+            warn(
+                f"parajob: warning: {flag} does nothing with serial (--serial): there is "
+                "no worker process to replace"
+            )
     with one_run_at_a_time():
         return _execute(request, warn)
 
@@ -175,8 +194,12 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
     return Finished(result, outcomes)
 
 
-def run_loaded(pipeline: Pipeline, run_dir: Path, options: RunOptions,
-               warn: Callable[[str], object] = lambda _text: None) -> RunResult:
+def run_loaded(
+    pipeline: Pipeline,
+    run_dir: Path,
+    options: RunOptions,
+    warn: Callable[[str], object] = lambda _text: None,
+) -> RunResult:
     """Run a pipeline already loaded for ``run_dir`` (spec.load_pipeline(run_dir=...)),
     which the caller holds (RunFolder.claim); writes <run>/run_result.json. For callers
     that build their pipeline themselves (parajob.map_batches); keeps no run record, so
@@ -216,19 +239,36 @@ def _check(request: RunRequest) -> None:
     """The combinations no run can start from (the CLI checks its own flags first)."""
     problems = []
     if request.options.resume and request.run_dir is None:
-        problems.append(("run_dir", "resume needs the run folder to finish",
-                         "pass run_dir=<the folder of the run>"))
+        problems.append(
+            (
+                "run_dir",
+                "resume needs the run folder to finish",
+                "pass run_dir=<the folder of the run>",
+            )
+        )
     if request.options.rerun_changed and not request.options.resume:
-        problems.append(("rerun_changed", "rerun_changed goes with resume",
-                         "pass resume=True and run_dir=<the folder of the run>"))
-    if (not request.options.resume and request.pipeline_file is None
-            and request.dump is None):
-        problems.append(("pipeline", "no pipeline to run",
-                         "pass a pipeline YAML path or a parajob.Pipeline, or resume=True "
-                         "with run_dir"))
+        problems.append(
+            (
+                "rerun_changed",
+                "rerun_changed goes with resume",
+                "pass resume=True and run_dir=<the folder of the run>",
+            )
+        )
+    if not request.options.resume and request.pipeline_file is None and request.dump is None:
+        problems.append(
+            (
+                "pipeline",
+                "no pipeline to run",
+                "pass a pipeline YAML path or a parajob.Pipeline, or resume=True with run_dir",
+            )
+        )
     if problems:
-        raise SpecError([Diagnostic("parajob.run", None, None, name, message, hint)
-                         for name, message, hint in problems])
+        raise SpecError(
+            [
+                Diagnostic("parajob.run", None, None, name, message, hint)
+                for name, message, hint in problems
+            ]
+        )
 
 
 def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
@@ -245,23 +285,35 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
     try:
         base.parent.mkdir(parents=True, exist_ok=True)  # ./runs (claim_new makes the rest)
     except OSError as exc:
-        raise SpecError([Diagnostic(str(base.parent.absolute()), None, None, "--run-dir",
-                                    f"cannot create the folder for new runs: "
-                                    f"{exc.strerror or exc}",
-                                    "run from a folder you can write to, or give a run "
-                                    "folder (--run-dir, run_dir=)")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(base.parent.absolute()),
+                    None,
+                    None,
+                    "--run-dir",
+                    f"cannot create the folder for new runs: {exc.strerror or exc}",
+                    "run from a folder you can write to, or give a run "
+                    "folder (--run-dir, run_dir=)",
+                )
+            ]
+        ) from exc
     return RunFolder.claim_new(base, made_above)
 
 
-def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
-          wrote: list[Path]) -> Pipeline:
+def _load(
+    request: RunRequest, run_dir: Path, warn: Callable[[str], object], wrote: list[Path]
+) -> Pipeline:
     """Load and check the pipeline in run_dir, which this process holds; record the run.
     ``wrote``: the files this call made in the run folder (removed if the run is refused)."""
     from parajob.runtime.preflight import preflight
     from parajob.spec import load_pipeline
 
-    pipeline_file, overrides, folders = (request.pipeline_file, request.overrides,
-                                         dict(request.datastores))
+    pipeline_file, overrides, folders = (
+        request.pipeline_file,
+        request.overrides,
+        dict(request.datastores),
+    )
     if request.dump is not None:
         pipeline_file = run_dir / SDK_PIPELINE
         if not pipeline_file.exists():
@@ -275,10 +327,18 @@ def _load(request: RunRequest, run_dir: Path, warn: Callable[[str], object],
         overrides = overrides or tuple(recorded_sets)
         folders = folders or recorded_folders
     assert pipeline_file is not None
-    pipeline = load_pipeline(pipeline_file, run_dir=run_dir, datastores=folders,
-                             overrides=overrides)
-    used = {c for c in [pipeline.default_compute, pipeline.compute,
-                         *(s.compute for s in pipeline.jobs.values())] if c}
+    pipeline = load_pipeline(
+        pipeline_file, run_dir=run_dir, datastores=folders, overrides=overrides
+    )
+    used = {
+        c
+        for c in [
+            pipeline.default_compute,
+            pipeline.compute,
+            *(s.compute for s in pipeline.jobs.values()),
+        ]
+        if c
+    }
     unused = unused_computes(request.options, used, str(pipeline_file))
     if unused is not None:  # a typo'd --compute would run the cluster step here, silently
         raise unused
@@ -297,8 +357,15 @@ def _dump(dump: Callable[[Path], object], target: Path) -> None:
     except SpecError:
         raise
     except (OSError, ValueError, TypeError) as exc:
-        raise SpecError([Diagnostic(str(target), None, None, "pipeline",
-                                    f"the pipeline could not be written as YAML: "
-                                    f"{type(exc).__name__}: {exc}",
-                                    "check the pipeline's fields (parajob.load reads what "
-                                    "pipeline.dump writes)")]) from exc
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(target),
+                    None,
+                    None,
+                    "pipeline",
+                    f"the pipeline could not be written as YAML: {type(exc).__name__}: {exc}",
+                    "check the pipeline's fields (parajob.load reads what pipeline.dump writes)",
+                )
+            ]
+        ) from exc

@@ -46,11 +46,20 @@ class RunFolderInUse(SpecError):
         self.path, self.pid = path, pid
         owner = f"pid {pid}" if pid else "another process (its pid is not written yet)"
         stop = f"stop it with `kill {pid}`" if pid else "stop it"
-        super().__init__([Diagnostic(
-            str(path), None, None, "", f"run folder {path} in use by {owner}",
-            f"another parajob is running there: wait for it to end (or {stop}), then "
-            f"`parajob run --resume {path}` finishes it; or give another --run-dir "
-            "(run_dir=)")])
+        super().__init__(
+            [
+                Diagnostic(
+                    str(path),
+                    None,
+                    None,
+                    "",
+                    f"run folder {path} in use by {owner}",
+                    f"another parajob is running there: wait for it to end (or {stop}), then "
+                    f"`parajob run --resume {path}` finishes it; or give another --run-dir "
+                    "(run_dir=)",
+                )
+            ]
+        )
 
 
 @dataclass
@@ -79,8 +88,9 @@ class RunFolder:
 
     @classmethod
     @contextmanager
-    def claim_new(cls, base: Path, made_above: tuple[Path, ...] | None = None
-                  ) -> Iterator[RunFolder]:
+    def claim_new(
+        cls, base: Path, made_above: tuple[Path, ...] | None = None
+    ) -> Iterator[RunFolder]:
         """Make a folder that did not exist (base, base-2, ...: make_unique_folder) and hold
         it for the with-block. made_above: the folders above base the caller made for it
         (default: those missing now, which make_unique_folder makes)."""
@@ -92,8 +102,13 @@ class RunFolder:
             folder.release()
 
     @classmethod
-    def acquire(cls, path: Path, create: bool = True, created: bool = False,
-                made_above: tuple[Path, ...] = ()) -> RunFolder:
+    def acquire(
+        cls,
+        path: Path,
+        create: bool = True,
+        created: bool = False,
+        made_above: tuple[Path, ...] = (),
+    ) -> RunFolder:
         """claim() without the with-block: the caller calls release(). created: the
         caller made the folder just before (claim_new), and made_above above it."""
         path = path.resolve()
@@ -105,9 +120,17 @@ class RunFolder:
             lock_created = not os.path.lexists(path / LOCK_NAME)
             fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise SpecError([Diagnostic(str(path), None, None, "--run-dir",
-                                        f"cannot use run folder {path}: "
-                                        f"{exc.strerror or exc}")]) from exc
+            raise SpecError(
+                [
+                    Diagnostic(
+                        str(path),
+                        None,
+                        None,
+                        "--run-dir",
+                        f"cannot use run folder {path}: {exc.strerror or exc}",
+                    )
+                ]
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -115,8 +138,17 @@ class RunFolder:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise RunFolderInUse(path, pid) from None
-            raise SpecError([Diagnostic(str(path), None, None, "--run-dir",
-                                        f"cannot lock run folder {path}: {exc.strerror}")]) from exc
+            raise SpecError(
+                [
+                    Diagnostic(
+                        str(path),
+                        None,
+                        None,
+                        "--run-dir",
+                        f"cannot lock run folder {path}: {exc.strerror}",
+                    )
+                ]
+            ) from exc
         _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -13,14 +13,20 @@ import numpy as np
 from parajob import _core
 
 # Error codes a worker publishes in the batch slot of an ERRORED attempt.
-ERROR_RAISED = 1      # run() raised (or materialising the mini-batch did)
+ERROR_RAISED = 1  # run() raised (or materialising the mini-batch did)
 ERROR_WRONG_TYPE = 2  # run() returned something that is not a list, tuple or DataFrame
 
 BATCH_SLOT = np.dtype(
     {
         "names": [
-            "word", "start_ns", "end_ns", "items_in", "items_out",
-            "spool_offset", "spool_length", "error_code",
+            "word",
+            "start_ns",
+            "end_ns",
+            "items_in",
+            "items_out",
+            "spool_offset",
+            "spool_length",
+            "error_code",
         ],
         "formats": ["<u8", "<i8", "<i8", "<u8", "<u8", "<u8", "<u8", "<i8"],
         "offsets": [0, 8, 16, 24, 32, 40, 48, 56],
@@ -31,8 +37,14 @@ BATCH_SLOT = np.dtype(
 WORKER_SLOT = np.dtype(
     {
         "names": [
-            "pid", "process", "state", "heartbeat_ns", "current_batch",
-            "phase_start_ns", "batches_done", "popped",
+            "pid",
+            "process",
+            "state",
+            "heartbeat_ns",
+            "current_batch",
+            "phase_start_ns",
+            "batches_done",
+            "popped",
         ],
         "formats": ["<i4", "<u4", "<u4", "<i8", "<i8", "<i8", "<u8", "<u8"],
         "offsets": [0, 4, 8, 16, 24, 32, 40, 48],

@@ -44,13 +44,30 @@ from parajob.runtime.spool import write_atomically
 
 # How an attempt ended. The first two are accepted attempts (the done ring); the rest are
 # the statuses Engine._end_attempt writes to processed_mini-batches.csv.
-STATUSES = ("succeeded", "short_return", "raised", "wrong_return_type", "timed_out",
-            "crashed", "corrupt_record", "other")
+STATUSES = (
+    "succeeded",
+    "short_return",
+    "raised",
+    "wrong_return_type",
+    "timed_out",
+    "crashed",
+    "corrupt_record",
+    "other",
+)
 ACCEPTED_STATUSES = STATUSES[:2]
 
-RECORD = np.dtype([("batch", "<u4"), ("attempt", "<u4"), ("process", "<u4"),
-                   ("status", "<u4"), ("items_in", "<u8"), ("items_out", "<u8"),
-                   ("start_ns", "<i8"), ("end_ns", "<i8")])
+RECORD = np.dtype(
+    [
+        ("batch", "<u4"),
+        ("attempt", "<u4"),
+        ("process", "<u4"),
+        ("status", "<u4"),
+        ("items_in", "<u8"),
+        ("items_out", "<u8"),
+        ("start_ns", "<i8"),
+        ("end_ns", "<i8"),
+    ]
+)
 assert RECORD.itemsize == 48
 
 TIMELINE_NAME = "attempts_timeline.bin"
@@ -106,8 +123,15 @@ class TimelineWriter:
         fork and the driver's next look at the region)."""
         self._new_workers.append([process, node, name, slot, f"{time.time():.3f}"])
 
-    def accepted(self, batches: np.ndarray, attempt: np.ndarray, process: np.ndarray,
-                 rows: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray) -> None:
+    def accepted(
+        self,
+        batches: np.ndarray,
+        attempt: np.ndarray,
+        process: np.ndarray,
+        rows: np.ndarray,
+        start_ns: np.ndarray,
+        end_ns: np.ndarray,
+    ) -> None:
         """DONE attempts (vectorised, as the engine's checkpoint sees them); rows: their
         batch slots; start_ns/end_ns: wall-clock times (Executor.attempt_times: on a Dask
         node, the node's own, not the driver's claim and arrival)."""
@@ -118,8 +142,16 @@ class TimelineWriter:
         out["start_ns"], out["end_ns"] = start_ns, end_ns
         self._pending.append(out)
 
-    def failed(self, batch: int, attempt: int, process: int, status: str, items_in: int,
-               start_ns: int, end_ns: int) -> None:
+    def failed(
+        self,
+        batch: int,
+        attempt: int,
+        process: int,
+        status: str,
+        items_in: int,
+        start_ns: int,
+        end_ns: int,
+    ) -> None:
         """An attempt that ended without being accepted (Engine._end_attempt), with its
         wall-clock times from Executor.attempt_times."""
         row = np.zeros(1, dtype=RECORD)
@@ -142,8 +174,11 @@ class TimelineWriter:
         self._pending = []
         try:
             if self._fd is None:
-                self._fd = os.open(timeline_path(self._layout),
-                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._fd = os.open(
+                    timeline_path(self._layout),
+                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                    0o644,
+                )
             os.write(self._fd, data)
         except OSError:
             pass  # a full disk: the journal's checkpoint says so, and stops the job
@@ -179,8 +214,9 @@ def read_workers(path: Path) -> dict[int, dict[str, str]]:
     """process id -> its row of workers.csv."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            return {int(r["process"]): r for r in csv.DictReader(f)
-                    if r.get("process", "").isdigit()}
+            return {
+                int(r["process"]): r for r in csv.DictReader(f) if r.get("process", "").isdigit()
+            }
     except FileNotFoundError:
         return {}
 

@@ -75,7 +75,7 @@ class WorkerSetup:
     output_dir: Path
     driver_pid: int
     dataset: Any = None
-    max_tasks: int | None = None         # recycle the process after this many mini-batches
+    max_tasks: int | None = None  # recycle the process after this many mini-batches
     max_memory_bytes: int | None = None  # recycle it once its resident memory exceeds this
     # GPU ids handed out one per worker (SPEC §3), a replacement reusing its id: see gpu_for.
     gpus: tuple[str, ...] = ()
@@ -93,8 +93,9 @@ class WorkerSetup:
     profiling_module: str | None = None  # --profiling_module: run() profiled (profiling.py)
 
 
-def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
-                local_rank: int) -> NoReturn:
+def worker_main(
+    setup: WorkerSetup, slot: int, process: int, node: int, local_rank: int
+) -> NoReturn:
     """Entry point of a forked worker. Never returns."""
     # First: move every object inherited from the driver out of the cyclic GC's reach, so
     # that this process's collections never write to the pages it shares with the driver
@@ -114,8 +115,7 @@ def worker_main(setup: WorkerSetup, slot: int, process: int, node: int,
             if redirected:  # into the worker's own stderr log
                 traceback.print_exc()
             else:  # still the driver's terminal: one line, not our traceback
-                print(f"parajob: worker process {process} could not start: {exc}",
-                      file=sys.stderr)
+                print(f"parajob: worker process {process} could not start: {exc}", file=sys.stderr)
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
             pass
@@ -156,10 +156,12 @@ def _redirect_output(layout: StepLayout, node: int, local_rank: int) -> None:
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(target, fd)
         os.close(target)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                      closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                      closefd=False)
+    sys.stdout = open(
+        1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+    sys.stderr = open(
+        2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
     faulthandler.enable(file=sys.stderr)  # segfaults leave a Python traceback in stderr
 
 
@@ -176,8 +178,7 @@ def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
     os.environ["AZUREML_BI_OUTPUT_PATH"] = str(setup.output_dir)
     if setup.gpus:
         os.environ["AZ_BATCHAI_GPU_COUNT_FOUND"] = str(len(setup.gpus))
-        gpu = gpu_for(setup.gpus, setup.workers_per_node, node, local_rank,
-                      setup.nodes_share_gpus)
+        gpu = gpu_for(setup.gpus, setup.workers_per_node, node, local_rank, setup.nodes_share_gpus)
         # Workers beyond the GPU count get no variable (as on Azure); a value the step sets
         # in environment_variables is the user's choice and stays.
         if gpu is not None and "CUDA_VISIBLE_DEVICES" not in setup.environment:
@@ -192,8 +193,9 @@ def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
     )
 
 
-def gpu_for(gpus: tuple[str, ...], workers_per_node: int, node: int, local_rank: int,
-            nodes_share_gpus: bool) -> str | None:
+def gpu_for(
+    gpus: tuple[str, ...], workers_per_node: int, node: int, local_rank: int, nodes_share_gpus: bool
+) -> str | None:
     """The GPU id (CUDA_VISIBLE_DEVICES value) of worker ``local_rank`` of ``node``; None
     for a worker beyond the GPU count. Nodes simulated on one machine share its GPUs, so
     they are numbered across nodes (node * workers_per_node + rank: no two workers of the
@@ -220,8 +222,14 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
         script = profiler.wrap(script)
 
     spool_fd, attempts_fd = open_result_files(setup, process)
-    writer = _core.ResultWriter(region, slot, process, spool_fd, attempts_fd,
-                                f"{node_name(node)},{process_name(local_rank)}")
+    writer = _core.ResultWriter(
+        region,
+        slot,
+        process,
+        spool_fd,
+        attempts_fd,
+        f"{node_name(node)},{process_name(local_rank)}",
+    )
     region.set_worker_state(slot, _core.WorkerState.IDLE)
     tasks = 0
     exit_code = EXIT_OK
@@ -239,8 +247,17 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
                 return EXIT_INTERNAL
             region.set_worker_state(slot, _core.WorkerState.IDLE)  # heartbeat
             continue
-        _run_one(setup, script, encode, writer, error_log, slot if loading else -1, process,
-                 batch, attempt)
+        _run_one(
+            setup,
+            script,
+            encode,
+            writer,
+            error_log,
+            slot if loading else -1,
+            process,
+            batch,
+            attempt,
+        )
         tasks += 1
         if _should_recycle(setup, tasks):
             exit_code = EXIT_RECYCLE  # between mini-batches: nothing held, nothing lost
@@ -255,10 +272,17 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
     return exit_code
 
 
-def _write_profile(setup: WorkerSetup, profiler: RunProfiler, error_log: Path, node: int,
-                   local_rank: int, process: int) -> None:
-    prof, text = profile_paths(setup.layout.logs, node_name(node), process_name(local_rank),
-                               process)
+def _write_profile(
+    setup: WorkerSetup,
+    profiler: RunProfiler,
+    error_log: Path,
+    node: int,
+    local_rank: int,
+    process: int,
+) -> None:
+    prof, text = profile_paths(
+        setup.layout.logs, node_name(node), process_name(local_rank), process
+    )
     try:
         profiler.write(prof, text)
     except OSError as exc:  # the stats are lost, the results are not
@@ -267,12 +291,14 @@ def _write_profile(setup: WorkerSetup, profiler: RunProfiler, error_log: Path, n
 
 # ---- the pieces of a worker's life, shared with the serial executor (executors/serial.py) --
 
+
 def load_and_init(setup: WorkerSetup) -> EntryScript:
     """Import the entry script (unless the setup carries one already bound: map_batches),
     bind init/run/shutdown, call init(). Raises whatever the
     user's code raises (the caller decides what that means)."""
-    script = setup.script or bind_entry_script(import_entry_script(setup.code_dir,
-                                                                   setup.entry_script))
+    script = setup.script or bind_entry_script(
+        import_entry_script(setup.code_dir, setup.entry_script)
+    )
     if script.init is not None:
         script.init()
     return script
@@ -290,23 +316,35 @@ def init_failed(setup: WorkerSetup, error_log: Path, slot: int, process: int) ->
 def open_result_files(setup: WorkerSetup, process: int) -> tuple[int, int]:
     """The process's spool and attempts-CSV part, opened for appending: (spool, attempts)."""
     # High and O_CLOEXEC: out of reach of user code that writes to "every" inherited fd.
-    spool_fd = fd_guard.move_high(os.open(spool_path(setup.layout.spool_dir, process),
-                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
-    attempts_fd = fd_guard.move_high(os.open(worker_attempts_part(setup.layout, process),
-                                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+    spool_fd = fd_guard.move_high(
+        os.open(
+            spool_path(setup.layout.spool_dir, process),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o644,
+        )
+    )
+    attempts_fd = fd_guard.move_high(
+        os.open(
+            worker_attempts_part(setup.layout, process),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o644,
+        )
+    )
     return spool_fd, attempts_fd
 
 
-def shut_down(setup: WorkerSetup, script: EntryScript, error_log: Path, slot: int,
-              process: int) -> None:
+def shut_down(
+    setup: WorkerSetup, script: EntryScript, error_log: Path, slot: int, process: int
+) -> None:
     """shutdown() (a failure is logged, never fatal), then the slot EXITED."""
     setup.region.set_worker_state(slot, _core.WorkerState.SHUTDOWN)
     if script.shutdown is not None:
         try:
             script.shutdown()
         except BaseException:  # noqa: BLE001
-            append_line(error_log,
-                        f"shutdown() failed in process {process}:\n{traceback.format_exc()}")
+            append_line(
+                error_log, f"shutdown() failed in process {process}:\n{traceback.format_exc()}"
+            )
     setup.region.set_worker_state(slot, _core.WorkerState.EXITED)
 
 
@@ -320,9 +358,17 @@ def _should_recycle(setup: WorkerSetup, tasks: int) -> bool:
     return False
 
 
-def _run_one(setup: WorkerSetup, script: EntryScript, encode: Callable[[Any], bytes] | None,
-             writer: _core.ResultWriter, error_log: Path, slot: int, process: int, batch: int,
-             attempt: int) -> None:
+def _run_one(
+    setup: WorkerSetup,
+    script: EntryScript,
+    encode: Callable[[Any], bytes] | None,
+    writer: _core.ResultWriter,
+    error_log: Path,
+    slot: int,
+    process: int,
+    batch: int,
+    attempt: int,
+) -> None:
     """One attempt of one mini-batch, from materialising to its spool record. The hot path:
     no allocation or call here that is not needed (see bench/test_bench_job.py). slot is -1
     when the claim already started the run() clock (a plan that loads no data). encode:
@@ -344,24 +390,47 @@ def _run_one(setup: WorkerSetup, script: EntryScript, encode: Callable[[Any], by
             result = script.run(mini_batch)
         items_out = output.count_items(result)
         if items_out is None:
-            detail = (f"run() returned {type(result).__name__}; it must return a list, a tuple "
-                      "or a pandas DataFrame with one element or row per processed item\n")
+            detail = (
+                f"run() returned {type(result).__name__}; it must return a list, a tuple "
+                "or a pandas DataFrame with one element or row per processed item\n"
+            )
             _fail(writer, error_log, process, batch, attempt, items_in, ERROR_WRONG_TYPE, detail)
             return
-        payload = (encode(result) if encode is not None
-                   else output.format_rows(result, setup.csv_options) if setup.append_row
-                   else b"")
+        payload = (
+            encode(result)
+            if encode is not None
+            else output.format_rows(result, setup.csv_options)
+            if setup.append_row
+            else b""
+        )
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-        _fail(writer, error_log, process, batch, attempt, items_in, ERROR_RAISED,
-              user_traceback(exc))
+        _fail(
+            writer, error_log, process, batch, attempt, items_in, ERROR_RAISED, user_traceback(exc)
+        )
         return
     writer.add(batch, attempt, True, payload, items_in, items_out, 0, time.perf_counter() - started)
 
 
-def _fail(writer: _core.ResultWriter, error_log: Path, process: int, batch: int, attempt: int,
-          items_in: int, error_code: int, detail: str) -> None:
+def _fail(
+    writer: _core.ResultWriter,
+    error_log: Path,
+    process: int,
+    batch: int,
+    attempt: int,
+    items_in: int,
+    error_code: int,
+    detail: str,
+) -> None:
     """End an attempt as ERRORED; its traceback goes to the error log and the spool."""
     text = f"mini-batch {batch} attempt {attempt + 1} (process {process}):\n{detail}"
     append_line(error_log, text)
-    writer.add(batch, attempt, False, text.encode("utf-8", "backslashreplace"),
-               items_in, 0, error_code, 0.0)
+    writer.add(
+        batch,
+        attempt,
+        False,
+        text.encode("utf-8", "backslashreplace"),
+        items_in,
+        0,
+        error_code,
+        0.0,
+    )

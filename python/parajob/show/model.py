@@ -42,9 +42,19 @@ class NotARunFolder(SpecError):
     """RUN_DIR is missing or holds no parajob run."""
 
     def __init__(self, path: Path, why: str, hint: str = "") -> None:
-        super().__init__([Diagnostic(str(path), None, None, "", why,
-                                     hint or "give the folder a run wrote (its --run-dir, "
-                                     "or ./runs/<pipeline>-<time>)")])
+        super().__init__(
+            [
+                Diagnostic(
+                    str(path),
+                    None,
+                    None,
+                    "",
+                    why,
+                    hint
+                    or "give the folder a run wrote (its --run-dir, or ./runs/<pipeline>-<time>)",
+                )
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class AttemptRow:
 
     batch: int
     attempt: int
-    worker: str        # node/processNNN
+    worker: str  # node/processNNN
     process: int
     status: str
     seconds: float
@@ -67,7 +77,7 @@ class StepView:
     root: Path
     kind: str = "parallel"
     status: str = "unknown"  # succeeded, failed, interrupted, cancelled, running, stopped,
-                             # starting (being planned) ...
+    # starting (being planned) ...
     reason: str = ""
     settings: dict[str, Any] | None = None
     total_batches: int = 0
@@ -106,17 +116,25 @@ class StepView:
         if not row:
             return ()
         layout = StepLayout(self.root)
-        paths = (layout.user_log(kind, row["node"], row["name"])
-                 for kind in ("error", "stderr", "stdout", "entry_script_log"))
+        paths = (
+            layout.user_log(kind, row["node"], row["name"])
+            for kind in ("error", "stderr", "stdout", "entry_script_log")
+        )
         return tuple(p for p in paths if _size(p) > 0)
 
     def row(self, record: np.void) -> AttemptRow:
         process = int(record["process"])
         code = int(record["status"])
-        return AttemptRow(int(record["batch"]), int(record["attempt"]), self.worker_name(process),
-                          process, timeline.STATUSES[min(code, len(timeline.STATUSES) - 1)],
-                          (int(record["end_ns"]) - int(record["start_ns"])) / 1e9,
-                          int(record["items_in"]), self.worker_logs(process))
+        return AttemptRow(
+            int(record["batch"]),
+            int(record["attempt"]),
+            self.worker_name(process),
+            process,
+            timeline.STATUSES[min(code, len(timeline.STATUSES) - 1)],
+            (int(record["end_ns"]) - int(record["start_ns"])) / 1e9,
+            int(record["items_in"]),
+            self.worker_logs(process),
+        )
 
     def slowest(self, n: int = SLOWEST) -> list[AttemptRow]:
         a = self.attempts
@@ -158,13 +176,22 @@ def load_run(run_dir: Path) -> RunView:
         raise NotARunFolder(run_dir, f"{run_dir} is not a folder")
     record = _json(run_dir / "parajob-run.json") or {}
     steps = [_load_step(p) for p in sorted(run_dir.iterdir()) if _is_step(p)]
-    if not record and not steps and _is_step(run_dir) and (
-            run_dir.parent / "parajob-run.json").exists():
-        raise NotARunFolder(run_dir, f"{run_dir} is the folder of one step of a run",
-                            f"give the run's folder: parajob show {run_dir.parent}")
+    if (
+        not record
+        and not steps
+        and _is_step(run_dir)
+        and (run_dir.parent / "parajob-run.json").exists()
+    ):
+        raise NotARunFolder(
+            run_dir,
+            f"{run_dir} is the folder of one step of a run",
+            f"give the run's folder: parajob show {run_dir.parent}",
+        )
     if not record and not steps:
-        raise NotARunFolder(run_dir, f"{run_dir} holds no parajob run (no parajob-run.json, "
-                            "no step folder with logs/)")
+        raise NotARunFolder(
+            run_dir,
+            f"{run_dir} holds no parajob run (no parajob-run.json, no step folder with logs/)",
+        )
     pid = _live_owner(run_dir)
     for step in steps:
         if step.status == "unknown" and step.settings is None and pid is not None:
@@ -176,14 +203,18 @@ def load_run(run_dir: Path) -> RunView:
                 step.reason = "its output so far: logs/user/std_log.txt"
             else:
                 step.status = "starting"
-                step.reason = ("the driver is planning the step (listing its input); its "
-                               "settings and counts come when its workers start")
+                step.reason = (
+                    "the driver is planning the step (listing its input); its "
+                    "settings and counts come when its workers start"
+                )
             continue
         if step.status == "started":
             step.status = "running" if pid is not None else "stopped"
             if step.status == "stopped":
-                step.reason = ("the driver is gone before the step ended: "
-                               f"`parajob run --resume {run_dir}` finishes it")
+                step.reason = (
+                    "the driver is gone before the step ended: "
+                    f"`parajob run --resume {run_dir}` finishes it"
+                )
                 # Not "until now": until the driver last wrote (it writes the overview
                 # every 5 s, the timeline and journal at its checkpoints).
                 started = float((step.settings or {}).get("started", 0.0))
@@ -219,11 +250,23 @@ def _load_step(root: Path) -> StepView:
     settings_file = timeline.settings_path(layout)
     ended = result is not None and (
         not settings_file.exists()
-        or layout.job_result.with_suffix(".json").stat().st_mtime >= settings_file.stat().st_mtime)
+        or layout.job_result.with_suffix(".json").stat().st_mtime >= settings_file.stat().st_mtime
+    )
     if result is not None and ended:
-        for key in ("kind", "status", "reason", "total_batches", "completed_batches",
-                    "failed_batches", "items_in", "items_out", "failed_items", "failed_attempts",
-                    "seconds", "first_failure"):
+        for key in (
+            "kind",
+            "status",
+            "reason",
+            "total_batches",
+            "completed_batches",
+            "failed_batches",
+            "items_in",
+            "items_out",
+            "failed_items",
+            "failed_attempts",
+            "seconds",
+            "first_failure",
+        ):
             if key in result:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]
@@ -255,18 +298,31 @@ def _count_so_far(view: StepView) -> None:
     for batch in gone.tolist():
         last = a[(a["batch"] == batch) & ~ok][-1]
         row = view.row(last)
-        view.failures.append({"batch": batch, "attempts": int((a["batch"][~ok] == batch).sum()),
-                              "status": row.status, "error_type": "", "message":
-                              f"see {view.logs / 'job_error.txt'}", "inputs": "", "traceback": ""})
+        view.failures.append(
+            {
+                "batch": batch,
+                "attempts": int((a["batch"][~ok] == batch).sum()),
+                "status": row.status,
+                "error_type": "",
+                "message": f"see {view.logs / 'job_error.txt'}",
+                "inputs": "",
+                "traceback": "",
+            }
+        )
 
 
 def _last_write(step: StepView) -> float:
     """When the step's driver last wrote one of the files it keeps writing while it runs
     (epoch seconds; 0 when none is there)."""
     layout = StepLayout(step.root)
-    paths = [*step.logs.glob("job_progress_overview.*.txt"), timeline.timeline_path(layout),
-             timeline.workers_path(layout), timeline.settings_path(layout),
-             journal_path(step.root), *perf_files(step.logs)]
+    paths = [
+        *step.logs.glob("job_progress_overview.*.txt"),
+        timeline.timeline_path(layout),
+        timeline.workers_path(layout),
+        timeline.settings_path(layout),
+        journal_path(step.root),
+        *perf_files(step.logs),
+    ]
     last = 0.0
     for path in paths:
         try:

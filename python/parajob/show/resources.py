@@ -34,16 +34,28 @@ from parajob.runtime.monitor import perf_dir
 
 __all__ = ["MAX_POINTS", "MAX_SERIES", "NOT_YET", "Resources", "Series", "load", "render"]
 
-MAX_POINTS = 600   # per series drawn
+MAX_POINTS = 600  # per series drawn
 # The monitor is on (its files have their header) but has no row: the step is younger than
 # one interval, or ended before (the default interval is 600 s, as on Azure).
-NOT_YET = ("the step ended before the first sample (or has not reached it yet), taken "
-           "--resource_monitor_interval seconds after the start (default 600; "
-           "--resource_monitor_interval 1 samples every second)")
-MAX_SERIES = 48    # worker processes drawn in the RSS chart
+NOT_YET = (
+    "the step ended before the first sample (or has not reached it yet), taken "
+    "--resource_monitor_interval seconds after the start (default 600; "
+    "--resource_monitor_interval 1 samples every second)"
+)
+MAX_SERIES = 48  # worker processes drawn in the RSS chart
 WIDTH, HEIGHT, LEFT = 960, 150, 150  # px, defaults; the report passes its timeline's
-PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#ad1457",
-           "#4e342e", "#558b2f", "#283593")
+PALETTE = (
+    "#1565c0",
+    "#c62828",
+    "#2e7d32",
+    "#6a1b9a",
+    "#ef6c00",
+    "#00838f",
+    "#ad1457",
+    "#4e342e",
+    "#558b2f",
+    "#283593",
+)
 
 
 @dataclass
@@ -61,13 +73,13 @@ class Series:
 
 @dataclass
 class Resources:
-    cpu: list[Series] = field(default_factory=list)     # machine CPU %, one per node
+    cpu: list[Series] = field(default_factory=list)  # machine CPU %, one per node
     memory: list[Series] = field(default_factory=list)  # machine memory used (bytes)
-    memory_total: float = 0.0                           # used + available, the largest seen
-    rss: list[Series] = field(default_factory=list)     # one per worker process
-    processes: int = 0                                  # worker processes sampled (all)
-    gpu: list[Series] = field(default_factory=list)     # utilisation %, one per node/GPU
-    samples: int = 0                                    # machine rows, all nodes
+    memory_total: float = 0.0  # used + available, the largest seen
+    rss: list[Series] = field(default_factory=list)  # one per worker process
+    processes: int = 0  # worker processes sampled (all)
+    gpu: list[Series] = field(default_factory=list)  # utilisation %, one per node/GPU
+    samples: int = 0  # machine rows, all nodes
     monitored: bool = False  # the monitor ran (it makes logs/sys/perf/<node>/ at start)
 
     @property
@@ -108,8 +120,10 @@ def load(logs: Path) -> Resources:
             by_gpu.setdefault(f"{node.name} gpu {row.get('gpu', '?')}", []).append(row)
         res.gpu += [_series(label, rows, "utilization_percent") for label, rows in by_gpu.items()]
     res.processes = len(per_process)
-    lines = [Series(label, *map(np.asarray, zip(*sorted(points), strict=True)))
-             for label, points in per_process.items()]
+    lines = [
+        Series(label, *map(np.asarray, zip(*sorted(points), strict=True)))
+        for label, points in per_process.items()
+    ]
     res.rss = sorted(lines, key=lambda s: -s.peak)[:MAX_SERIES]
     res.rss.sort(key=lambda s: s.label)
     res.cpu = [s for s in res.cpu if len(s.t)]
@@ -117,58 +131,90 @@ def load(logs: Path) -> Resources:
     return res
 
 
-def render(res: Resources, axis_ns: tuple[int, int] | None = None, width: int = WIDTH,
-           left: int = LEFT) -> str:
+def render(
+    res: Resources, axis_ns: tuple[int, int] | None = None, width: int = WIDTH, left: int = LEFT
+) -> str:
     """The section's body: three or four charts, or one line saying there is nothing.
     axis_ns: the report's time axis (epoch ns; default: the samples' own span), drawn
     over [left, width - 10] px as the timeline is, so that times line up with its bars."""
     span = res.span()
     if (res.empty or span is None) and res.monitored:
-        return ('<p class="note" id="no-resource-samples">No resource samples in '
-                f"logs/sys/perf/ yet: {NOT_YET}.</p>")
+        return (
+            '<p class="note" id="no-resource-samples">No resource samples in '
+            f"logs/sys/perf/ yet: {NOT_YET}.</p>"
+        )
     if res.empty or span is None:
-        return ('<p class="note" id="no-resource-samples">No resource samples in '
-                "logs/sys/perf/: the resource monitor was off (--resource_monitor_interval "
-                "0) or the step ran on a Dask cluster; --resource_monitor_interval N samples "
-                "every N seconds.</p>")
+        return (
+            '<p class="note" id="no-resource-samples">No resource samples in '
+            "logs/sys/perf/: the resource monitor was off (--resource_monitor_interval "
+            "0) or the step ran on a Dask cluster; --resource_monitor_interval N samples "
+            "every N seconds.</p>"
+        )
     axis = (axis_ns[0] / 1e9, axis_ns[1] / 1e9) if axis_ns is not None else span
     mb = 1024.0 * 1024.0
-    parts = [f'<p class="note">{res.samples} machine sample(s); {res.processes} worker '
-             "process(es) sampled" + (f", the {MAX_SERIES} largest drawn"
-                                      if res.processes > MAX_SERIES else "") + ".</p>"]
-    charts = [("cpu", "machine CPU %", res.cpu, 100.0, lambda v: f"{v:.0f} %"),
-              ("memory", "machine memory used", res.memory,
-               res.memory_total or max((s.peak for s in res.memory), default=0.0),
-               lambda v: f"{v / mb / 1024:.1f} GiB")]
+    parts = [
+        f'<p class="note">{res.samples} machine sample(s); {res.processes} worker '
+        "process(es) sampled"
+        + (f", the {MAX_SERIES} largest drawn" if res.processes > MAX_SERIES else "")
+        + ".</p>"
+    ]
+    charts = [
+        ("cpu", "machine CPU %", res.cpu, 100.0, lambda v: f"{v:.0f} %"),
+        (
+            "memory",
+            "machine memory used",
+            res.memory,
+            res.memory_total or max((s.peak for s in res.memory), default=0.0),
+            lambda v: f"{v / mb / 1024:.1f} GiB",
+        ),
+    ]
     if res.rss:
-        charts.append(("rss", "worker RSS", res.rss, max(s.peak for s in res.rss),
-                       lambda v: f"{v / mb:.0f} MiB"))
+        charts.append(
+            (
+                "rss",
+                "worker RSS",
+                res.rss,
+                max(s.peak for s in res.rss),
+                lambda v: f"{v / mb:.0f} MiB",
+            )
+        )
     if res.gpu:
         charts.append(("gpu", "GPU utilisation %", res.gpu, 100.0, lambda v: f"{v:.0f} %"))
     for kind, title, series, top, fmt in charts:
         parts.append(_chart(kind, title, series, axis, top, fmt, width, left))
         parts.append(_legend(series))
     if not res.rss:
-        parts.append('<p class="note">No worker process was sampled (the serial executor '
-                     "runs the step in the driver: see machine CPU and memory).</p>")
+        parts.append(
+            '<p class="note">No worker process was sampled (the serial executor '
+            "runs the step in the driver: see machine CPU and memory).</p>"
+        )
     return "".join(parts)
 
 
-def _chart(kind: str, title: str, series: list[Series], axis: tuple[float, float],
-           top: float, fmt: Callable[[float], str], width: int, left: int) -> str:
+def _chart(
+    kind: str,
+    title: str,
+    series: list[Series],
+    axis: tuple[float, float],
+    top: float,
+    fmt: Callable[[float], str],
+    width: int,
+    left: int,
+) -> str:
     """A line chart on the report's time axis: one polyline per series (a dot when it has
     one point) with its label and peak as its hover title."""
     e = html.escape
     top = top if top > 0 else 1.0
     t0, span = axis[0], max(axis[1] - axis[0], 1e-9)
     plot_w, plot_h = width - left - 10, HEIGHT - 30
-    out = [f'<svg class="resource-chart" data-chart="{kind}" xmlns="http://www.w3.org/2000/svg"'
-           f' width="{width}" height="{HEIGHT}" role="img" aria-label="{e(title)} over time">',
-           f'<text x="4" y="14">{e(title)}</text>',
-           f'<text x="4" y="30">{e(fmt(top))}</text>',
-           f'<text x="4" y="{plot_h + 10}">0</text>',
-           f'<rect x="{left}" y="10" width="{plot_w}" height="{plot_h}" fill="none" '
-           'stroke="#ccc"/>']
+    out = [
+        f'<svg class="resource-chart" data-chart="{kind}" xmlns="http://www.w3.org/2000/svg"'
+        f' width="{width}" height="{HEIGHT}" role="img" aria-label="{e(title)} over time">',
+        f'<text x="4" y="14">{e(title)}</text>',
+        f'<text x="4" y="30">{e(fmt(top))}</text>',
+        f'<text x="4" y="{plot_h + 10}">0</text>',
+        f'<rect x="{left}" y="10" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>',
+    ]
     for i, s in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         t, v = _thin(s.t, s.v)
@@ -176,13 +222,17 @@ def _chart(kind: str, title: str, series: list[Series], axis: tuple[float, float
         ys = 10 + plot_h - np.clip(v / top, 0.0, 1.0) * plot_h
         tip = f"<title>{e(s.label)}: peak {e(fmt(s.peak))}</title>"
         if len(xs) == 1:
-            out.append(f'<circle class="series" data-label="{e(s.label, quote=True)}" '
-                       f'cx="{xs[0]:.1f}" cy="{ys[0]:.1f}" r="3" fill="{colour}">{tip}</circle>')
+            out.append(
+                f'<circle class="series" data-label="{e(s.label, quote=True)}" '
+                f'cx="{xs[0]:.1f}" cy="{ys[0]:.1f}" r="3" fill="{colour}">{tip}</circle>'
+            )
         else:
             points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
-            out.append(f'<polyline class="series" data-label="{e(s.label, quote=True)}" '
-                       f'points="{points}" fill="none" stroke="{colour}" stroke-width="1.5">'
-                       f"{tip}</polyline>")
+            out.append(
+                f'<polyline class="series" data-label="{e(s.label, quote=True)}" '
+                f'points="{points}" fill="none" stroke="{colour}" stroke-width="1.5">'
+                f"{tip}</polyline>"
+            )
     out.append(f'<text x="{left}" y="{HEIGHT - 4}">0 s</text>')
     out.append(f'<text x="{width - 60}" y="{HEIGHT - 4}">{span:.2f} s</text></svg>')
     return "".join(out)
@@ -190,8 +240,10 @@ def _chart(kind: str, title: str, series: list[Series], axis: tuple[float, float
 
 def _legend(series: list[Series]) -> str:
     """Below a chart, in HTML (it wraps): each line's colour and label."""
-    items = "".join(f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>'
-                    f"{html.escape(s.label)}</span>" for i, s in enumerate(series))
+    items = "".join(
+        f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{html.escape(s.label)}</span>'
+        for i, s in enumerate(series)
+    )
     return f'<p class="legend series-legend">{items}</p>'
 
 
@@ -204,11 +256,17 @@ def _thin(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _series(label: str, rows: list[dict[str, str]], column: str) -> Series:
-    points = sorted((t, _num(row.get(column), -1.0)) for row in rows
-                    if (t := _time(row.get("time"))) is not None)
+    points = sorted(
+        (t, _num(row.get(column), -1.0))
+        for row in rows
+        if (t := _time(row.get("time"))) is not None
+    )
     points = [(t, x) for t, x in points if x >= 0]
-    return Series(label, np.array([p[0] for p in points], dtype=float),
-                  np.array([p[1] for p in points], dtype=float))
+    return Series(
+        label,
+        np.array([p[0] for p in points], dtype=float),
+        np.array([p[1] for p in points], dtype=float),
+    )
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

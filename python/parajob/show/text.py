@@ -1,6 +1,6 @@
 """`parajob show RUN_DIR`: a RunView as plain text (no colour, no control characters).
 
-    RunView --render()--> str   (the CLI prints it; tests read it)
+RunView --render()--> str   (the CLI prints it; tests read it)
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ LIMIT_LABELS = (
 
 
 def render(run: RunView) -> str:
-    lines = [f"run:       {run.run_dir}",
-             f"status:    {run.status}" + (f" (driver pid {run.driver_pid})"
-                                           if run.driver_pid else "")]
+    lines = [
+        f"run:       {run.run_dir}",
+        f"status:    {run.status}" + (f" (driver pid {run.driver_pid})" if run.driver_pid else ""),
+    ]
     if run.pipeline:
         lines.append(f"pipeline:  {run.pipeline}")
     if run.created:
@@ -44,10 +45,12 @@ def settings_rows(step: StepView) -> list[tuple[str, str]]:
     s = step.settings
     if s is None:
         return []
-    rows = [("mini-batches", str(s.get("total_batches", "?"))),
-            ("items", str(s.get("total_items", "?"))),
-            ("instance_count", str(s.get("instance_count", "?"))),
-            ("workers per node", str(s.get("workers_per_node", "?")))]
+    rows = [
+        ("mini-batches", str(s.get("total_batches", "?"))),
+        ("items", str(s.get("total_items", "?"))),
+        ("instance_count", str(s.get("instance_count", "?"))),
+        ("workers per node", str(s.get("workers_per_node", "?"))),
+    ]
     limits: dict[str, Any] = s.get("limits", {})
     rows += [(label, _value(limits[key])) for label, key in LIMIT_LABELS if key in limits]
     if step.program_arguments:  # --resource_monitor_interval, --profiling_module, ...
@@ -76,20 +79,26 @@ def _step(step: StepView) -> list[str]:
     if step.kind != "parallel":
         out.append(f"  elapsed:         {step.seconds:.2f} s")
         return out
-    out += [f"  mini-batches:    {step.total_batches} total, {step.completed_batches} "
-            f"completed, {step.failed_batches} failed",
-            f"  items:           {step.items_in} in, {step.items_out} returned, "
-            f"{step.failed_items} failed",
-            f"  failed attempts: {step.failed_attempts}",
-            f"  elapsed:         {step.seconds:.2f} s"]
+    out += [
+        f"  mini-batches:    {step.total_batches} total, {step.completed_batches} "
+        f"completed, {step.failed_batches} failed",
+        f"  items:           {step.items_in} in, {step.items_out} returned, "
+        f"{step.failed_items} failed",
+        f"  failed attempts: {step.failed_attempts}",
+        f"  elapsed:         {step.seconds:.2f} s",
+    ]
     for i, host in enumerate(step.hosts if step.on_cluster else []):  # as job_result.txt
         where = f" (Dask worker {host['address']})" if host.get("address") else ""
-        out.append(f"  {'hosts:' if i == 0 else '':<17}"
-                   f"{node_name(int(host.get('node', i)))} {host.get('host', '?')}{where}")
+        out.append(
+            f"  {'hosts:' if i == 0 else '':<17}"
+            f"{node_name(int(host.get('node', i)))} {host.get('host', '?')}{where}"
+        )
     rate = step.throughput
     if rate is not None:
-        out.append(f"  throughput:      {rate[0]:.1f} mini-batches/s, {rate[1]:.1f} items/s "
-                   f"(over {_span(rate[2])} of attempts)")
+        out.append(
+            f"  throughput:      {rate[0]:.1f} mini-batches/s, {rate[1]:.1f} items/s "
+            f"(over {_span(rate[2])} of attempts)"
+        )
     slowest = step.slowest()
     if slowest:
         out.append("  slowest mini-batches:")
@@ -98,8 +107,10 @@ def _step(step: StepView) -> list[str]:
         out.append("  failed mini-batches:")
         for f in step.failures:
             what = ": ".join(x for x in (f.get("error_type", ""), f.get("message", "")) if x)
-            out.append(f"    mini-batch {f.get('batch')}: {f.get('attempts')} attempt(s), "
-                       f"last {f.get('status')}" + (f": {what}" if what else ""))
+            out.append(
+                f"    mini-batch {f.get('batch')}: {f.get('attempts')} attempt(s), "
+                f"last {f.get('status')}" + (f": {what}" if what else "")
+            )
             inputs = str(f.get("inputs", "")).splitlines()[1:4]
             out += [f"      {line.strip()}" for line in inputs]
     if step.first_failure:  # job_result.txt's block: also init()'s, a crash's trace
@@ -128,15 +139,18 @@ def _resources(step: StepView) -> str:
     peaks = [f"peak machine CPU {max(s.peak for s in res.cpu):.0f} %"] if res.cpu else []
     if res.rss:
         peaks.append(f"peak worker RSS {max(s.peak for s in res.rss) / 2**20:.0f} MiB")
-    return (f"{res.samples} sample(s) in logs/sys/perf/"
-            + (f" ({', '.join(peaks)})" if peaks else ""))
+    return f"{res.samples} sample(s) in logs/sys/perf/" + (
+        f" ({', '.join(peaks)})" if peaks else ""
+    )
 
 
 def _attempts(rows: list[AttemptRow]) -> list[str]:
     out = []
     for r in rows:
-        out.append(f"    mini-batch {r.batch} attempt {r.attempt} on {r.worker}: {r.status}, "
-                   f"{r.seconds:.3f} s, {r.items_in} items")
+        out.append(
+            f"    mini-batch {r.batch} attempt {r.attempt} on {r.worker}: {r.status}, "
+            f"{r.seconds:.3f} s, {r.items_in} items"
+        )
         out += [f"      {p}" for p in r.logs]
     return out
 

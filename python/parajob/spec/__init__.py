@@ -49,8 +49,20 @@ from parajob.spec.sizes import (
 )
 
 __all__ = [
-    "CommandStep", "DEFAULT_BYTES_PER_BATCH", "DEFAULT_FILES_PER_BATCH", "Input",
-    "MiniBatchSize", "Output",
-    "ParallelStep", "Pipeline", "RetrySettings", "RuntimeArgs", "Step", "Task",
-    "default_output_path", "load_pipeline", "parse_mini_batch_size", "parse_program_arguments",
+    "CommandStep",
+    "DEFAULT_BYTES_PER_BATCH",
+    "DEFAULT_FILES_PER_BATCH",
+    "Input",
+    "MiniBatchSize",
+    "Output",
+    "ParallelStep",
+    "Pipeline",
+    "RetrySettings",
+    "RuntimeArgs",
+    "Step",
+    "Task",
+    "default_output_path",
+    "load_pipeline",
+    "parse_mini_batch_size",
+    "parse_program_arguments",
 ]

@@ -20,8 +20,13 @@ from parajob.errors import Diagnostic
 from parajob.spec.schema import MAX_TIMEOUT
 from parajob.spec.sizes import parse_mini_batch_size
 
-__all__ = ["RuntimeArgs", "ArgProblem", "RUNTIME_FLAGS", "parse_program_arguments",
-           "read_runtime_args"]
+__all__ = [
+    "RuntimeArgs",
+    "ArgProblem",
+    "RUNTIME_FLAGS",
+    "parse_program_arguments",
+    "read_runtime_args",
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,14 @@ def _number(text: str, *, integer: bool) -> float:
     return value
 
 
-def _ranged(low: float, high: float, *, low_open: bool = False, integer: bool = False,
-            none_at: float | None = None) -> Callable[[str], Any]:
+def _ranged(
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    integer: bool = False,
+    none_at: float | None = None,
+) -> Callable[[str], Any]:
     """A converter for numbers in [low, high] (or (low, high]); ``none_at`` maps to None."""
 
     def convert(text: str) -> Any:
@@ -199,9 +210,16 @@ def read_runtime_args(argv: Sequence[str]) -> tuple[RuntimeArgs, list[ArgProblem
         if flag not in RUNTIME_FLAGS:
             intended = _near_miss(name)
             if intended is not None:
-                problems.append(ArgProblem(
-                    name, at, f"'{name}' is not a runtime flag; it is passed to the entry script "
-                    "unchanged", f"did you mean '{intended}'?", "warning"))
+                problems.append(
+                    ArgProblem(
+                        name,
+                        at,
+                        f"'{name}' is not a runtime flag; it is passed to the entry script "
+                        "unchanged",
+                        f"did you mean '{intended}'?",
+                        "warning",
+                    )
+                )
             continue
         if has_inline:
             text = inline
@@ -209,8 +227,9 @@ def read_runtime_args(argv: Sequence[str]) -> tuple[RuntimeArgs, list[ArgProblem
             text = argv[i]
             i += 1
         else:
-            problems.append(ArgProblem(name, at, f"'{name}' expects a value",
-                                       f"write '{name} VALUE'"))
+            problems.append(
+                ArgProblem(name, at, f"'{name}' expects a value", f"write '{name} VALUE'")
+            )
             continue
         try:
             value = RUNTIME_FLAGS[flag](text)
@@ -218,18 +237,34 @@ def read_runtime_args(argv: Sequence[str]) -> tuple[RuntimeArgs, list[ArgProblem
             problems.append(ArgProblem(name, at, f"{name}: {exc}"))
             continue
         if flag in values and values[flag] != value:
-            problems.append(ArgProblem(
-                name, at, f"'{name}' is given more than once; the last value ({text}) is used",
-                severity="warning"))
+            problems.append(
+                ArgProblem(
+                    name,
+                    at,
+                    f"'{name}' is given more than once; the last value ({text}) is used",
+                    severity="warning",
+                )
+            )
         if flag == "append_row_file_name" and value != value.lower():
-            problems.append(ArgProblem(
-                name, at, f"Azure's runtime lower-cases --append_row_file_name: '{value}' is "
-                f"written as '{value.lower()}'", severity="warning"))
+            problems.append(
+                ArgProblem(
+                    name,
+                    at,
+                    f"Azure's runtime lower-cases --append_row_file_name: '{value}' is "
+                    f"written as '{value.lower()}'",
+                    severity="warning",
+                )
+            )
             value = value.lower()
         if flag in NOT_IMPLEMENTED:
-            problems.append(ArgProblem(
-                name, at, f"'{name}' is accepted but not implemented by parajob: it has no "
-                "effect here", severity="warning"))
+            problems.append(
+                ArgProblem(
+                    name,
+                    at,
+                    f"'{name}' is accepted but not implemented by parajob: it has no effect here",
+                    severity="warning",
+                )
+            )
         values[flag] = value
     return replace(RuntimeArgs(), **values), problems
 

@@ -21,8 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "Ref", "BINDING", "OPTIONAL_BLOCK", "BlockError", "bind_arguments", "default_output_path",
-    "expand_optional", "find_refs", "parse_ref", "substitute", "unterminated", "whole_ref",
+    "Ref",
+    "BINDING",
+    "OPTIONAL_BLOCK",
+    "BlockError",
+    "bind_arguments",
+    "default_output_path",
+    "expand_optional",
+    "find_refs",
+    "parse_ref",
+    "substitute",
+    "unterminated",
+    "whole_ref",
 ]
 
 BINDING = re.compile(r"\$\{\{\s*([^{}\s]*)\s*\}\}")
@@ -81,7 +91,7 @@ def unterminated(text: str) -> str | None:
     """The start of a ``${{`` that never becomes a binding (missing ``}}``, spaces inside)."""
     rest = BINDING.sub("", text)
     at = rest.find("${{")
-    return rest[at:at + 40] if at >= 0 else None
+    return rest[at : at + 40] if at >= 0 else None
 
 
 def substitute(text: str, value_of: Callable[[Ref], str | None]) -> str:
@@ -139,12 +149,12 @@ def expand_optional(text: str, given: Callable[[Ref], bool]) -> str:
         end = text.find("]]", start + 3)
         inner_start = text.find("$[[", start + 3)
         if end < 0:
-            raise BlockError("optional block '$[[' is never closed with ']]'",
-                             text.count("$[[", 0, start))
+            raise BlockError(
+                "optional block '$[[' is never closed with ']]'", text.count("$[[", 0, start)
+            )
         if 0 <= inner_start < end:
-            raise BlockError("optional blocks cannot be nested",
-                             text.count("$[[", 0, inner_start))
-        inner = text[start + 3:end]
+            raise BlockError("optional blocks cannot be nested", text.count("$[[", 0, inner_start))
+        inner = text[start + 3 : end]
         out.append(text[at:start])
         if all(given(ref) for ref in find_refs(inner)):
             out.append(inner)

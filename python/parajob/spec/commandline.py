@@ -37,15 +37,26 @@ from parajob.spec.report import did_you_mean
 __all__ = ["bind_command_text"]
 
 
-def bind_command_text(s: Scope, node: yaml.ScalarNode, fld: str, inputs: Mapping[str, Input],
-                      outputs: Mapping[str, Output], *, what: str,
-                      split: bool) -> tuple[str, list[str]] | None:
+def bind_command_text(
+    s: Scope,
+    node: yaml.ScalarNode,
+    fld: str,
+    inputs: Mapping[str, Input],
+    outputs: Mapping[str, Output],
+    *,
+    what: str,
+    split: bool,
+) -> tuple[str, list[str]] | None:
     """(bound text, argv when ``split``); None after recording an error."""
     text = str(node.value)
     broken = unterminated(text)
     if broken is not None:
-        s.r.error(s.r.find(node, broken), fld, f"malformed binding '{broken}'",
-                  "write ${{inputs.<name>}} or ${{outputs.<name>}}")
+        s.r.error(
+            s.r.find(node, broken),
+            fld,
+            f"malformed binding '{broken}'",
+            "write ${{inputs.<name>}} or ${{outputs.<name>}}",
+        )
         return None
 
     def given(ref: Ref) -> bool:
@@ -55,8 +66,12 @@ def bind_command_text(s: Scope, node: yaml.ScalarNode, fld: str, inputs: Mapping
     try:
         expanded = expand_optional(text, given)
     except BlockError as exc:
-        s.r.error(s.r.find(node, "$[[", exc.occurrence), fld, str(exc),
-                  "write $[[ --flag ${{inputs.<optional input>}} ]]")
+        s.r.error(
+            s.r.find(node, "$[[", exc.occurrence),
+            fld,
+            str(exc),
+            "write $[[ --flag ${{inputs.<optional input>}} ]]",
+        )
         return None
     errors = s.r.error_count
 
@@ -72,24 +87,39 @@ def bind_command_text(s: Scope, node: yaml.ScalarNode, fld: str, inputs: Mapping
         try:
             bound, argv = bind_arguments(expanded, value_of)
         except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
-            s.r.error(node, fld, f"cannot split the arguments like a shell: {exc}",
-                      "check that every quote is closed")
+            s.r.error(
+                node,
+                fld,
+                f"cannot split the arguments like a shell: {exc}",
+                "check that every quote is closed",
+            )
             return None
     else:
         bound, argv = substitute(expanded, value_of), []
     return None if s.r.error_count > errors else (bound, argv)
 
 
-def _value(s: Scope, node: yaml.ScalarNode, fld: str, ref: Ref, inputs: Mapping[str, Input],
-           outputs: Mapping[str, Output], what: str) -> str | None:
+def _value(
+    s: Scope,
+    node: yaml.ScalarNode,
+    fld: str,
+    ref: Ref,
+    inputs: Mapping[str, Input],
+    outputs: Mapping[str, Output],
+    what: str,
+) -> str | None:
     """The text a binding stands for; None after an error, or for a path not known yet."""
     where = s.r.find(node, ref.text)
     if ref.scope == "inputs" and ref.name in inputs:
         port = inputs[ref.name]
         if not port.provided:
-            s.r.error(where, fld, f"{ref.text}: optional input '{ref.name}' is not given",
-                      "put the part that uses it in $[[ ... ]] so that it vanishes when the "
-                      "input is not given")
+            s.r.error(
+                where,
+                fld,
+                f"{ref.text}: optional input '{ref.name}' is not given",
+                "put the part that uses it in $[[ ... ]] so that it vanishes when the "
+                "input is not given",
+            )
             return None
         if port.is_literal:
             return port.value
@@ -104,15 +134,28 @@ def _value(s: Scope, node: yaml.ScalarNode, fld: str, ref: Ref, inputs: Mapping[
         ports: Mapping[str, object] = inputs if ref.scope == "inputs" else outputs
         kind = ref.scope[:-1]
         hint = did_you_mean(ref.name, ports) or (
-            f"this step's {ref.scope}: {', '.join(ports)}" if ports
-            else f"declare it under the step's {ref.scope}:")
+            f"this step's {ref.scope}: {', '.join(ports)}"
+            if ports
+            else f"declare it under the step's {ref.scope}:"
+        )
         s.r.error(where, fld, f"{ref.text} names no {kind} '{ref.name}' of this step", hint)
     elif ref.scope.startswith("parent."):
-        s.r.error(where, fld, f"{ref.text} cannot be used in {what}",
-                  "declare a step input bound to it and write ${{inputs.<name>}}")
+        s.r.error(
+            where,
+            fld,
+            f"{ref.text} cannot be used in {what}",
+            "declare a step input bound to it and write ${{inputs.<name>}}",
+        )
     else:
-        s.r.error(where, fld, f"unknown binding {ref.text}",
-                  "expected ${{inputs.<name>}} or ${{outputs.<name>}}"
-                  + (" (${{name}} and the like belong in output paths)"
-                     if ref.scope in ("name", "default_datastore", "output_name") else ""))
+        s.r.error(
+            where,
+            fld,
+            f"unknown binding {ref.text}",
+            "expected ${{inputs.<name>}} or ${{outputs.<name>}}"
+            + (
+                " (${{name}} and the like belong in output paths)"
+                if ref.scope in ("name", "default_datastore", "output_name")
+                else ""
+            ),
+        )
     return None

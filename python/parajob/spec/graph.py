@@ -25,8 +25,8 @@ class Edge:
     consumer: str
     producer: str
     output: str
-    node: yaml.Node   # the scalar holding the binding
-    text: str         # the binding as written
+    node: yaml.Node  # the scalar holding the binding
+    text: str  # the binding as written
     field: str
 
 
@@ -60,15 +60,26 @@ def scan_edges(r: Reporter, steps: list[Entry]) -> dict[str, list[Edge]]:
                         continue
                     where = r.find(node, ref.text)
                     if ref.step == name:
-                        r.error(where, fld, f"{ref.text}: step '{name}' cannot read its own "
-                                "output", "a step's inputs come from the pipeline or from "
-                                "steps that run before it")
+                        r.error(
+                            where,
+                            fld,
+                            f"{ref.text}: step '{name}' cannot read its own output",
+                            "a step's inputs come from the pipeline or from "
+                            "steps that run before it",
+                        )
                     elif ref.step not in edges:
                         others = [n for n in names if n != name]
-                        r.error(where, fld, f"{ref.text} names no step '{ref.step}'",
-                                did_you_mean(ref.step, others) or (
-                                    f"the pipeline's steps: {', '.join(others)}" if others
-                                    else "the pipeline has no other step"))
+                        r.error(
+                            where,
+                            fld,
+                            f"{ref.text} names no step '{ref.step}'",
+                            did_you_mean(ref.step, others)
+                            or (
+                                f"the pipeline's steps: {', '.join(others)}"
+                                if others
+                                else "the pipeline has no other step"
+                            ),
+                        )
                     else:
                         edges[name].append(Edge(name, ref.step, ref.name, node, ref.text, fld))
     return edges
@@ -100,9 +111,12 @@ def order_steps(r: Reporter, edges: dict[str, list[Edge]]) -> tuple[list[str], s
         first = cycle[0]
         edge = next(e for e in edges[first] if e.producer == cycle[1 % len(cycle)])
         flow = [first, *reversed(cycle[1:]), first]  # cycle lists "reads from"; show data flow
-        r.error(r.find(edge.node, edge.text), edge.field,
-                f"the steps form a cycle: {' -> '.join(flow)} (each reads the previous one's "
-                "output)", "a step can only read outputs of steps that do not depend on it")
+        r.error(
+            r.find(edge.node, edge.text),
+            edge.field,
+            f"the steps form a cycle: {' -> '.join(flow)} (each reads the previous one's output)",
+            "a step can only read outputs of steps that do not depend on it",
+        )
     return order + [name for name in edges if name in stuck], stuck
 
 
@@ -113,7 +127,7 @@ def _cycle_from(start: str, pending: dict[str, set[str]]) -> list[str] | None:
 
     def visit(name: str) -> list[str] | None:
         if name in path:
-            return path[path.index(name):]
+            return path[path.index(name) :]
         if name in seen:
             return None
         seen.add(name)

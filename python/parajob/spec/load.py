@@ -60,9 +60,14 @@ __all__ = ["load_pipeline"]
 _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
-def load_pipeline(path: str | os.PathLike[str], *, run_dir: Path | None = None,
-                  datastores: Mapping[str, Path] | None = None,
-                  overrides: Sequence[str] = (), text: str | None = None) -> Pipeline:
+def load_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    run_dir: Path | None = None,
+    datastores: Mapping[str, Path] | None = None,
+    overrides: Sequence[str] = (),
+    text: str | None = None,
+) -> Pipeline:
     """Load and validate a pipeline (or single job) YAML file.
 
     ``run_dir``, when given, is where the run's outputs go: bindings to outputs without a
@@ -87,8 +92,10 @@ def load_pipeline(path: str | os.PathLike[str], *, run_dir: Path | None = None,
     if root is None and not r.error_count:
         r.error(None, "", "the file is empty", "a pipeline starts with 'type: pipeline'")
     elif isinstance(root, yaml.MappingNode):
-        places = Places(Path(os.path.abspath(run_dir)) if run_dir is not None else None,
-                        {k: Path(os.path.abspath(v)) for k, v in (datastores or {}).items()})
+        places = Places(
+            Path(os.path.abspath(run_dir)) if run_dir is not None else None,
+            {k: Path(os.path.abspath(v)) for k, v in (datastores or {}).items()},
+        )
         pipeline = _read_document(r, root, file, places, overrides)
         if pipeline is not None:
             check_output_places(r, pipeline, places.run_dir)  # needs every step and input
@@ -119,8 +126,9 @@ def _read_text(shown: str, file: Path, sink: list[Diagnostic]) -> str | None:
     return None
 
 
-def _type_of(r: Reporter, node: yaml.MappingNode, fld: str,
-             expected: str) -> tuple[str | None, yaml.Node | None]:
+def _type_of(
+    r: Reporter, node: yaml.MappingNode, fld: str, expected: str
+) -> tuple[str | None, yaml.Node | None]:
     """The ``type:`` of a mapping (read first: it decides which keys are allowed)."""
     for key, value in entries(node):
         if isinstance(key, yaml.ScalarNode) and key.value == "type":
@@ -136,8 +144,9 @@ def _single_name(file: Path) -> str:
     return name if name and (name[0].isalpha() or name[0] == "_") else f"_{name}"
 
 
-def _read_document(r: Reporter, root: yaml.MappingNode, file: Path, places: Places,
-                   overrides: Sequence[str]) -> Pipeline | None:
+def _read_document(
+    r: Reporter, root: yaml.MappingNode, file: Path, places: Places, overrides: Sequence[str]
+) -> Pipeline | None:
     kind, node = _type_of(r, root, "type", "'pipeline', 'parallel' or 'command'")
     single = kind in schema.STEP_TYPES
     apply_overrides(r, root, overrides, _single_name(file) if single else None)
@@ -146,20 +155,33 @@ def _read_document(r: Reporter, root: yaml.MappingNode, file: Path, places: Plac
     if single:
         return _read_single_job(r, root, file, places)
     if node is None:
-        r.error(root, "type", "missing required field 'type'",
-                "a pipeline file starts with 'type: pipeline' (or 'type: parallel' for one job)")
+        r.error(
+            root,
+            "type",
+            "missing required field 'type'",
+            "a pipeline file starts with 'type: pipeline' (or 'type: parallel' for one job)",
+        )
     elif kind in schema.UNRUNNABLE_STEP_TYPES:
-        r.error(node, "type", f"a '{kind}' job cannot run locally",
-                "parajob runs pipelines of parallel and command steps")
+        r.error(
+            node,
+            "type",
+            f"a '{kind}' job cannot run locally",
+            "parajob runs pipelines of parallel and command steps",
+        )
     elif kind is not None:
-        r.error(node, "type", f"unknown file type '{kind}'",
-                did_you_mean(kind, ("pipeline", *schema.STEP_TYPES))
-                or "expected pipeline, parallel or command")
+        r.error(
+            node,
+            "type",
+            f"unknown file type '{kind}'",
+            did_you_mean(kind, ("pipeline", *schema.STEP_TYPES))
+            or "expected pipeline, parallel or command",
+        )
     return None
 
 
-def _read_pipeline(r: Reporter, root: yaml.MappingNode, file: Path,
-                   places: Places) -> Pipeline | None:
+def _read_pipeline(
+    r: Reporter, root: yaml.MappingNode, file: Path, places: Places
+) -> Pipeline | None:
     keys = read_mapping(r, root, "", schema.PIPELINE_KEYS, required=("jobs",))
     if keys is None:
         return None
@@ -170,16 +192,22 @@ def _read_pipeline(r: Reporter, root: yaml.MappingNode, file: Path,
     top = Scope(r, file.parent, places=places)
     inputs = read_inputs(top, keys["inputs"].value, "inputs") if "inputs" in keys else {}
     outputs = read_outputs(top, keys["outputs"].value, "outputs") if "outputs" in keys else {}
-    text = {k: get_str(r, keys[k].value, k, allow_empty=True) if k in keys else None
-            for k in ("display_name", "description", "name", "experiment_name", "compute")}
+    text = {
+        k: get_str(r, keys[k].value, k, allow_empty=True) if k in keys else None
+        for k in ("display_name", "description", "name", "experiment_name", "compute")
+    }
     tags = get_str_map(r, keys["tags"].value, "tags") if "tags" in keys else {}
     jobs: dict[str, Step] = {}
     order: list[str] = []
     if "jobs" in keys:
         entries_ = named_entries(r, keys["jobs"].value, "jobs")
         if entries_ == []:
-            r.error(keys["jobs"].key, "jobs", "the pipeline has no jobs",
-                    "add a step under jobs:, e.g. a 'type: parallel' step")
+            r.error(
+                keys["jobs"].key,
+                "jobs",
+                "the pipeline has no jobs",
+                "add a step under jobs:, e.g. a 'type: parallel' step",
+            )
         steps = [e for e in entries_ or [] if _step_shape(r, e)]
         edges = scan_edges(r, steps)
         order, _ = order_steps(r, edges)
@@ -191,10 +219,19 @@ def _read_pipeline(r: Reporter, root: yaml.MappingNode, file: Path,
                 jobs[name] = replace(step, depends_on=_producers(edges[name], order))
         jobs = {n: jobs[n] for n in by_name if n in jobs}  # YAML order
     return Pipeline(
-        file=file, display_name=text["display_name"], description=text["description"],
-        tags=tags or {}, default_compute=_text(settings.get("default_compute")), inputs=inputs,
-        outputs=outputs, jobs=jobs, name=text["name"], experiment_name=text["experiment_name"],
-        compute=text["compute"], order=tuple(order), default_datastore=places.default_datastore,
+        file=file,
+        display_name=text["display_name"],
+        description=text["description"],
+        tags=tags or {},
+        default_compute=_text(settings.get("default_compute")),
+        inputs=inputs,
+        outputs=outputs,
+        jobs=jobs,
+        name=text["name"],
+        experiment_name=text["experiment_name"],
+        compute=text["compute"],
+        order=tuple(order),
+        default_datastore=places.default_datastore,
         continue_on_step_failure=bool(settings.get("continue_on_step_failure")),
     )
 
@@ -225,8 +262,12 @@ def _step_shape(r: Reporter, entry: Entry) -> bool:
     """A step's name is valid and it is a mapping (else it is not read at all)."""
     name, node = str(entry.key.value), entry.value
     if not _STEP_NAME.fullmatch(name):
-        r.error(entry.key, entry.field, f"invalid step name '{name}'",
-                "use letters, digits, '_' and '-', starting with a letter or '_'")
+        r.error(
+            entry.key,
+            entry.field,
+            f"invalid step name '{name}'",
+            "use letters, digits, '_' and '-', starting with a letter or '_'",
+        )
         return False
     if not isinstance(node, yaml.MappingNode):
         r.error(node, entry.field, f"expected a step (a mapping), found {describe(node)}")
@@ -237,9 +278,14 @@ def _step_shape(r: Reporter, entry: Entry) -> bool:
 class _StepContext:
     """What reading a step needs from the pipeline; steps read so far add their outputs."""
 
-    def __init__(self, file: Path, inputs: dict[str, Input] | None,
-                 outputs: dict[str, Output] | None, places: Places,
-                 steps: frozenset[str]) -> None:
+    def __init__(
+        self,
+        file: Path,
+        inputs: dict[str, Input] | None,
+        outputs: dict[str, Output] | None,
+        places: Places,
+        steps: frozenset[str],
+    ) -> None:
         self.file, self.inputs, self.outputs = file, inputs, outputs
         self.places, self.steps = places, steps
         self.producers: dict[str, dict[str, Output]] = {}
@@ -251,16 +297,31 @@ class _StepContext:
         prefix = "" if single else entry.field
         type_field = field_join(prefix, "type")
         kind, type_node = _type_of(r, node, type_field, "a step type such as 'parallel'")
-        comp_entry = next((Entry(k, v, field_join(prefix, "component"))
-                           for k, v in entries(node) if getattr(k, "value", None) == "component"),
-                          None)
-        scope = Scope(r, self.file.parent, self.inputs, self.outputs, prefix=prefix, step=name,
-                      places=self.places, producers=self.producers, steps=self.steps)
+        comp_entry = next(
+            (
+                Entry(k, v, field_join(prefix, "component"))
+                for k, v in entries(node)
+                if getattr(k, "value", None) == "component"
+            ),
+            None,
+        )
+        scope = Scope(
+            r,
+            self.file.parent,
+            self.inputs,
+            self.outputs,
+            prefix=prefix,
+            step=name,
+            places=self.places,
+            producers=self.producers,
+            steps=self.steps,
+        )
         merged, component = node, None
         if comp_entry is not None:
             known = kind if kind in schema.STEP_TYPES else None
-            component = load_component(r, comp_entry, scope.folder(comp_entry.value), known,
-                                       self.components)
+            component = load_component(
+                r, comp_entry, scope.folder(comp_entry.value), known, self.components
+            )
             if component is None:
                 return None
             kind = kind or component.kind
@@ -278,28 +339,48 @@ class _StepContext:
                 allowed = allowed | {"additional_includes"}
             step = read_command_step(scope, name, key, merged, self.file, allowed)
         elif type_node is None and kind is None:
-            r.error(entry.key, type_field, "missing required field 'type'",
-                    "parajob runs steps of type: parallel and type: command")
+            r.error(
+                entry.key,
+                type_field,
+                "missing required field 'type'",
+                "parajob runs steps of type: parallel and type: command",
+            )
         elif kind in schema.UNRUNNABLE_STEP_TYPES:
-            r.error(type_node, type_field, f"steps of type '{kind}' cannot run locally",
-                    "parajob runs steps of type: parallel and type: command")
+            r.error(
+                type_node,
+                type_field,
+                f"steps of type '{kind}' cannot run locally",
+                "parajob runs steps of type: parallel and type: command",
+            )
         elif kind is not None:
-            r.error(type_node, type_field, f"unknown step type '{kind}'",
-                    did_you_mean(kind, schema.STEP_TYPES + schema.UNRUNNABLE_STEP_TYPES)
-                    or "parajob runs steps of type: parallel and type: command")
+            r.error(
+                type_node,
+                type_field,
+                f"unknown step type '{kind}'",
+                did_you_mean(kind, schema.STEP_TYPES + schema.UNRUNNABLE_STEP_TYPES)
+                or "parajob runs steps of type: parallel and type: command",
+            )
         if step is not None and component is not None:
             step = replace(step, component=component.file)
         return step
 
 
-def _read_single_job(r: Reporter, root: yaml.MappingNode, file: Path,
-                     places: Places) -> Pipeline | None:
+def _read_single_job(
+    r: Reporter, root: yaml.MappingNode, file: Path, places: Places
+) -> Pipeline | None:
     name = _single_name(file)
     key = yaml.ScalarNode("tag:yaml.org,2002:str", name, root.start_mark, root.end_mark)
     ctx = _StepContext(file, None, None, places, frozenset({name}))
     step = ctx.read(r, Entry(key, root, ""), single=True)
     if step is None:
         return None
-    return Pipeline(file=file, display_name=step.display_name, description=step.description,
-                    tags=dict(step.tags), default_compute=step.compute, jobs={name: step},
-                    order=(name,), single_job=True)
+    return Pipeline(
+        file=file,
+        display_name=step.display_name,
+        description=step.description,
+        tags=dict(step.tags),
+        default_compute=step.compute,
+        jobs={name: step},
+        order=(name,),
+        single_job=True,
+    )

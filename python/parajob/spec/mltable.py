@@ -37,20 +37,31 @@ def check_mltable(r: Reporter, mltable: Path) -> None:
     if root is None:
         if text.strip():
             return  # malformed YAML, reported
-        r.error((shown, None, None), "", "the MLTable file is empty",
-                "it needs at least 'paths:' with - file: / - folder: / - pattern: entries")
+        r.error(
+            (shown, None, None),
+            "",
+            "the MLTable file is empty",
+            "it needs at least 'paths:' with - file: / - folder: / - pattern: entries",
+        )
         return
     if not isinstance(root, yaml.MappingNode):
         r.error(root, "", f"expected a mapping in the MLTable file, found {describe(root)}")
         return
     paths = next((v for k, v in root.value if getattr(k, "value", None) == "paths"), None)
     if paths is None:
-        r.error(root, "paths", "the MLTable file has no 'paths:'",
-                "list the data: paths: [{file: ./data.csv}] or [{folder: ./files}]")
+        r.error(
+            root,
+            "paths",
+            "the MLTable file has no 'paths:'",
+            "list the data: paths: [{file: ./data.csv}] or [{folder: ./files}]",
+        )
         return
     if not isinstance(paths, yaml.SequenceNode) or not paths.value:
-        r.error(paths, "paths", f"expected a list of file:/folder:/pattern: entries, found "
-                f"{describe(paths)}")
+        r.error(
+            paths,
+            "paths",
+            f"expected a list of file:/folder:/pattern: entries, found {describe(paths)}",
+        )
         return
     for i, item in enumerate(paths.value):
         fld = field_join("paths", i)
@@ -60,14 +71,22 @@ def check_mltable(r: Reporter, mltable: Path) -> None:
         if len(keys) != 1:
             r.error(item, fld, "each entry of paths: has exactly one of file:, folder:, pattern:")
             continue
-        (kind, entry), = keys.items()
+        ((kind, entry),) = keys.items()
         value = get_str(r, entry.value, entry.field)
         if value is None or kind == "pattern" or "://" in value:
             continue  # patterns may match nothing yet; URIs are resolved by parajob.data
         target = Path(os.path.normpath(mltable.parent / value))
         if not target.exists():
-            r.error(entry.value, entry.field, f"{kind} '{value}' does not exist (looked for "
-                    f"{target})", "paths in an MLTable file are relative to its folder")
+            r.error(
+                entry.value,
+                entry.field,
+                f"{kind} '{value}' does not exist (looked for {target})",
+                "paths in an MLTable file are relative to its folder",
+            )
         elif kind == "folder" and not target.is_dir():
-            r.error(entry.value, entry.field, f"folder '{value}' is a file",
-                    "write - file: for a single file")
+            r.error(
+                entry.value,
+                entry.field,
+                f"folder '{value}' is a file",
+                "write - file: for a single file",
+            )

@@ -32,8 +32,18 @@ from parajob.errors import Diagnostic
 from parajob.spec.arguments import RuntimeArgs
 from parajob.spec.sizes import MiniBatchSize
 
-__all__ = ["Input", "Output", "RetrySettings", "Task", "ParallelStep", "CommandStep", "Step",
-           "Pipeline", "MiniBatchSize", "RuntimeArgs"]
+__all__ = [
+    "Input",
+    "Output",
+    "RetrySettings",
+    "Task",
+    "ParallelStep",
+    "CommandStep",
+    "Step",
+    "Pipeline",
+    "MiniBatchSize",
+    "RuntimeArgs",
+]
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,10 @@ RUN_RECORD = "parajob-run.json"
 LOCK_NAME = ".parajob.lock"
 STEP_OWN = ("logs", "sys")  # <run>/<step>/logs, <run>/<step>/sys
 
-_HINT = ("give the output a path of its own, or leave out its path: (it then goes to "
-         "<run>/<step>/outputs/<name>)")
+_HINT = (
+    "give the output a path of its own, or leave out its path: (it then goes to "
+    "<run>/<step>/outputs/<name>)"
+)
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,9 @@ class _Place:
     """A path the run reads or writes, with what to call it in a message."""
 
     path: Path  # real path
-    what: str   # "input 'data' of step 'score'", "the code folder of step 'score'"
+    what: str  # "input 'data' of step 'score'", "the code folder of step 'score'"
     step: str
-    key: str    # the field inside the step, e.g. "outputs.out"
+    key: str  # the field inside the step, e.g. "outputs.out"
     kind: str = ""  # an output's type (uri_file: the path is the file, not its folder)
 
 
@@ -70,33 +72,57 @@ def check_output_places(r: Reporter, pipeline: Pipeline, run_dir: Path | None = 
     outputs = list(_outputs(pipeline))
     for i, out in enumerate(outputs):
         step = pipeline.jobs[out.step]
-        clash = next(((p, rel) for p in reads + outputs[:i]
-                      if (rel := _relation(out.path, p.path)) is not None), None)
+        clash = next(
+            (
+                (p, rel)
+                for p in reads + outputs[:i]
+                if (rel := _relation(out.path, p.path)) is not None
+            ),
+            None,
+        )
         if clash is not None:
             place, relation = clash
             where = "" if relation == "is" else f" ({shown_path(place.path)})"
-            _error(r, pipeline, step, out.key, f"output path {shown_path(out.path)} {relation} "
-                   f"{place.what}{where}", _hint(out, place, relation))
+            _error(
+                r,
+                pipeline,
+                step,
+                out.key,
+                f"output path {shown_path(out.path)} {relation} {place.what}{where}",
+                _hint(out, place, relation),
+            )
             continue
         problem = _not_creatable(out.path, out.kind)
         if problem is not None:
-            _error(r, pipeline, step, out.key, f"output path {shown_path(out.path)} cannot be "
-                   f"created: {problem}", "give a path in a folder you can write to")
+            _error(
+                r,
+                pipeline,
+                step,
+                out.key,
+                f"output path {shown_path(out.path)} cannot be created: {problem}",
+                "give a path in a folder you can write to",
+            )
 
 
-def _check_run_folder(r: Reporter, pipeline: Pipeline, run_dir: Path,
-                      reads: Iterable[_Place]) -> None:
+def _check_run_folder(
+    r: Reporter, pipeline: Pipeline, run_dir: Path, reads: Iterable[_Place]
+) -> None:
     for place in reads:
         if not place.key.startswith("inputs."):
             continue
         relation = _relation(run_dir, place.path)
         if relation in ("is", "lies inside"):
             where = "" if relation == "is" else f" ({shown_path(place.path)})"
-            _error(r, pipeline, pipeline.jobs[place.step], place.key,
-                   f"the run folder {shown_path(run_dir)} {relation} {place.what}{where}: the "
-                   "run would read its own files as input",
-                   "choose a --run-dir outside the input (a run without --run-dir goes to "
-                   "./runs/<pipeline>-<time> in the current folder)")
+            _error(
+                r,
+                pipeline,
+                pipeline.jobs[place.step],
+                place.key,
+                f"the run folder {shown_path(run_dir)} {relation} {place.what}{where}: the "
+                "run would read its own files as input",
+                "choose a --run-dir outside the input (a run without --run-dir goes to "
+                "./runs/<pipeline>-<time> in the current folder)",
+            )
 
 
 def _run_folder_own(pipeline: Pipeline, run_dir: Path) -> Iterator[_Place]:
@@ -105,21 +131,28 @@ def _run_folder_own(pipeline: Pipeline, run_dir: Path) -> Iterator[_Place]:
         yield _Place(run_dir / name, f"parajob's {name} in the run folder", "", "run." + name)
     for step in pipeline.jobs:
         for own in STEP_OWN:
-            yield _Place(run_dir / step / own, f"parajob's {own} folder of step '{step}'", step,
-                         f"run.{own}")
+            yield _Place(
+                run_dir / step / own, f"parajob's {own} folder of step '{step}'", step, f"run.{own}"
+            )
 
 
 def _hint(out: _Place, place: _Place, relation: str) -> str:
     if place.key.startswith("run."):
-        return ("parajob-run.json, .parajob.lock and <run>/<step>/logs and sys are parajob's "
-                "own; " + _HINT)
+        return (
+            "parajob-run.json, .parajob.lock and <run>/<step>/logs and sys are parajob's "
+            "own; " + _HINT
+        )
     if place.key.startswith("task.") and relation != "contains":
-        return ("the code folder holds the entry script and the modules it imports, and no "
-                "output may be written into it; " + _HINT)
+        return (
+            "the code folder holds the entry script and the modules it imports, and no "
+            "output may be written into it; " + _HINT
+        )
     if place.key.startswith("inputs.") and place.step != out.step:
         output = out.key.removeprefix("outputs.")
-        return (f"if step '{place.step}' reads what step '{out.step}' writes, bind the input "
-                f"to it: ${{{{parent.jobs.{out.step}.outputs.{output}}}}}; otherwise {_HINT}")
+        return (
+            f"if step '{place.step}' reads what step '{out.step}' writes, bind the input "
+            f"to it: ${{{{parent.jobs.{out.step}.outputs.{output}}}}}; otherwise {_HINT}"
+        )
     return _HINT
 
 
@@ -130,16 +163,23 @@ def _reads(pipeline: Pipeline) -> Iterator[_Place]:
             source = inp.origin or inp.path
             if inp.is_literal or inp.producer is not None or source is None:
                 continue
-            yield _Place(_real(source), f"input '{inp.name}' of step '{name}'", name,
-                         f"inputs.{inp.name}")
+            yield _Place(
+                _real(source), f"input '{inp.name}' of step '{name}'", name, f"inputs.{inp.name}"
+            )
         if isinstance(step, ParallelStep):  # the script first: "is the entry script"
-            yield _Place(_real(step.task.entry_path), f"the entry script of step '{name}'",
-                         name, "task.entry_script")
-            yield _Place(_real(step.task.code), f"the code folder of step '{name}'", name,
-                         "task.code")
+            yield _Place(
+                _real(step.task.entry_path),
+                f"the entry script of step '{name}'",
+                name,
+                "task.entry_script",
+            )
+            yield _Place(
+                _real(step.task.code), f"the code folder of step '{name}'", name, "task.code"
+            )
         if step.component is not None:
-            yield _Place(_real(step.component), f"the component file of step '{name}'", name,
-                         "component")
+            yield _Place(
+                _real(step.component), f"the component file of step '{name}'", name, "component"
+            )
     yield _Place(_real(pipeline.file), "the pipeline file", "", "file")
 
 
@@ -147,8 +187,13 @@ def _outputs(pipeline: Pipeline) -> Iterator[_Place]:
     for name, step in pipeline.jobs.items():
         for out in step.outputs.values():
             if out.path is not None:
-                yield _Place(_real(out.path), f"output '{out.name}' of step '{name}'", name,
-                             f"outputs.{out.name}", out.type)
+                yield _Place(
+                    _real(out.path),
+                    f"output '{out.name}' of step '{name}'",
+                    name,
+                    f"outputs.{out.name}",
+                    out.type,
+                )
 
 
 def _real(path: Path) -> Path:
@@ -192,8 +237,7 @@ def _not_creatable(path: Path, kind: str) -> str | None:
     return None
 
 
-def _error(r: Reporter, pipeline: Pipeline, step: Step, key: str, message: str,
-           hint: str) -> None:
+def _error(r: Reporter, pipeline: Pipeline, step: Step, key: str, message: str, hint: str) -> None:
     """An error at the output's ``path:`` (or the output, when bound to a pipeline output),
     in the file it is written in."""
     at = f"{key}.path" if f"{key}.path" in step.locations else key

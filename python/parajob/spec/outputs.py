@@ -38,10 +38,14 @@ def read_outputs(s: Scope, node: yaml.Node | None, fld: str) -> dict[str, Output
             port = s.out_ports.get(name)
             if port is None:
                 hint = did_you_mean(name, s.out_ports) or (
-                    f"its outputs: {', '.join(s.out_ports)}" if s.out_ports
-                    else "it declares none")
-                s.r.error(entry.key, entry.field, f"component {s.component} declares no "
-                          f"output '{name}'", hint)
+                    f"its outputs: {', '.join(s.out_ports)}" if s.out_ports else "it declares none"
+                )
+                s.r.error(
+                    entry.key,
+                    entry.field,
+                    f"component {s.component} declares no output '{name}'",
+                    hint,
+                )
                 continue
         if check_name(s, entry, "output"):
             s.note(entry.field, entry.value)
@@ -70,10 +74,16 @@ def _read_output(s: Scope, entry: Entry, port: OutPort | None) -> Output | None:
     for key in ("description", "datastore", "path_on_compute", "name", "version"):
         if key in keys:
             get_str(s.r, keys[key].value, keys[key].field, allow_empty=True)
-    kind = choice(s, keys["type"], schema.OUTPUT_TYPES, "output type") if "type" in keys \
+    kind = (
+        choice(s, keys["type"], schema.OUTPUT_TYPES, "output type")
+        if "type" in keys
         else default_type
-    mode = choice(s, keys["mode"], schema.OUTPUT_MODES, "output mode") if "mode" in keys \
+    )
+    mode = (
+        choice(s, keys["mode"], schema.OUTPUT_MODES, "output mode")
+        if "mode" in keys
         else default_mode
+    )
     path: Path | None = None
     written = None
     if "path" in keys and not is_null(keys["path"].value):
@@ -83,8 +93,7 @@ def _read_output(s: Scope, entry: Entry, port: OutPort | None) -> Output | None:
     return Output(name, kind, path, mode, written)
 
 
-def _output_path(s: Scope, entry: Entry, kind: str, output: str) -> tuple[Path | None,
-                                                                          str | None]:
+def _output_path(s: Scope, entry: Entry, kind: str, output: str) -> tuple[Path | None, str | None]:
     """(path, text as written when it had bindings or a datastore). Path None: not known
     without a run folder, or an error was recorded."""
     text = get_str(s.r, entry.value, entry.field)
@@ -102,15 +111,21 @@ def _output_path(s: Scope, entry: Entry, kind: str, output: str) -> tuple[Path |
             s.r.error(entry.value, entry.field, str(exc))
             return None, written
         if found is None:
-            s.r.error(entry.value, entry.field, f"'{text}' is not a datastore path",
-                      "write azureml://datastores/<datastore>/paths/<path>")
+            s.r.error(
+                entry.value,
+                entry.field,
+                f"'{text}' is not a datastore path",
+                "write azureml://datastores/<datastore>/paths/<path>",
+            )
             return None, written
         path = found[1]
-    elif ASSET_URI.match(resolved) or (SCHEME.match(resolved)
-                                       and not resolved.startswith("file:")):
-        s.r.error(entry.value, entry.field, f"'{text}' is not a local path or a datastore path",
-                  "write a path relative to this file, or "
-                  "azureml://datastores/<datastore>/paths/<path>")
+    elif ASSET_URI.match(resolved) or (SCHEME.match(resolved) and not resolved.startswith("file:")):
+        s.r.error(
+            entry.value,
+            entry.field,
+            f"'{text}' is not a local path or a datastore path",
+            "write a path relative to this file, or azureml://datastores/<datastore>/paths/<path>",
+        )
         return None, written
     else:
         path = local_path(s, entry.value, entry.field, resolved)
@@ -127,17 +142,27 @@ def _fill_templates(s: Scope, entry: Entry, text: str, output: str) -> str | Non
     None after an error, or when a value is not known without a run folder."""
     broken = unterminated(text)
     if broken is not None:
-        s.r.error(s.r.find(entry.value, broken), entry.field, f"malformed binding '{broken}'",
-                  "write ${{name}}, ${{default_datastore}} or ${{output_name}}")
+        s.r.error(
+            s.r.find(entry.value, broken),
+            entry.field,
+            f"malformed binding '{broken}'",
+            "write ${{name}}, ${{default_datastore}} or ${{output_name}}",
+        )
         return None
     bad = False
     for ref in find_refs(text):
         if ref.expr not in OUTPUT_PATH_NAMES:
             bad = True
-            hint = did_you_mean(ref.expr, OUTPUT_PATH_NAMES) or \
-                "an output path may use ${{name}}, ${{default_datastore}}, ${{output_name}}"
-            s.r.error(s.r.find(entry.value, ref.text), entry.field,
-                      f"{ref.text} cannot be used in an output path", hint)
+            hint = (
+                did_you_mean(ref.expr, OUTPUT_PATH_NAMES)
+                or "an output path may use ${{name}}, ${{default_datastore}}, ${{output_name}}"
+            )
+            s.r.error(
+                s.r.find(entry.value, ref.text),
+                entry.field,
+                f"{ref.text} cannot be used in an output path",
+                hint,
+            )
     if bad:
         return None
     unknown = False

@@ -24,8 +24,9 @@ _MAP = "tag:yaml.org,2002:map"
 _STR = "tag:yaml.org,2002:str"
 
 
-def apply_overrides(r: Reporter, root: yaml.MappingNode, overrides: Sequence[str],
-                    single_step: str | None = None) -> None:
+def apply_overrides(
+    r: Reporter, root: yaml.MappingNode, overrides: Sequence[str], single_step: str | None = None
+) -> None:
     """Apply each ``KEY=VALUE`` to ``root`` in order; problems are recorded in ``r``.
     ``single_step``: the file is one job, addressed as ``jobs.<single_step>.<field>`` or
     ``<field>``."""
@@ -36,8 +37,11 @@ def apply_overrides(r: Reporter, root: yaml.MappingNode, overrides: Sequence[str
         r.add_source(Source(name, value_text, folder, positions=False))
         path = key.strip().split(".")
         if not eq or not all(path):
-            r.error((name, None, None), "", "expected --set KEY=VALUE with a dotted KEY, e.g. "
-                    "jobs.score.mini_batch_size=10")
+            r.error(
+                (name, None, None),
+                "",
+                "expected --set KEY=VALUE with a dotted KEY, e.g. jobs.score.mini_batch_size=10",
+            )
             continue
         errors = r.error_count
         value = compose(value_text, r, name)
@@ -56,22 +60,35 @@ def _marks(name: str) -> tuple[yaml.Mark, yaml.Mark]:
     return mark, mark
 
 
-def _set(r: Reporter, root: yaml.MappingNode, path: list[str], value: yaml.Node, name: str,
-         is_pipeline: bool) -> None:
+def _set(
+    r: Reporter,
+    root: yaml.MappingNode,
+    path: list[str],
+    value: yaml.Node,
+    name: str,
+    is_pipeline: bool,
+) -> None:
     node: yaml.Node = root
     for depth, segment in enumerate(path):
         done = ".".join(path[:depth]) or "the file"
         if not isinstance(node, yaml.MappingNode):
-            r.error((name, None, None), ".".join(path), f"cannot set '{'.'.join(path)}': "
-                    f"'{done}' is {describe(node)}, not a mapping")
+            r.error(
+                (name, None, None),
+                ".".join(path),
+                f"cannot set '{'.'.join(path)}': '{done}' is {describe(node)}, not a mapping",
+            )
             return
         last = depth == len(path) - 1
         index = _find(node, segment)
         if index is None and is_pipeline and depth == 1 and path[0] == "jobs":
             steps = [str(k.value) for k, _ in entries(node)]
-            r.error((name, None, None), ".".join(path[:2]), f"the pipeline has no step "
-                    f"'{segment}'", did_you_mean(segment, steps) or (
-                        f"its steps: {', '.join(steps)}" if steps else None))
+            r.error(
+                (name, None, None),
+                ".".join(path[:2]),
+                f"the pipeline has no step '{segment}'",
+                did_you_mean(segment, steps)
+                or (f"its steps: {', '.join(steps)}" if steps else None),
+            )
             return
         if last:
             key = yaml.ScalarNode(_STR, segment, value.start_mark, value.end_mark)
@@ -86,8 +103,9 @@ def _set(r: Reporter, root: yaml.MappingNode, path: list[str], value: yaml.Node,
         else:
             key, child = node.value[index]
             if isinstance(child, yaml.MappingNode):  # copy: it may be an anchor used elsewhere
-                child = yaml.MappingNode(child.tag, list(child.value), child.start_mark,
-                                         child.end_mark)
+                child = yaml.MappingNode(
+                    child.tag, list(child.value), child.start_mark, child.end_mark
+                )
                 node.value[index] = (key, child)
         node = child
 
@@ -97,8 +115,7 @@ def _find(node: yaml.MappingNode, key: str) -> int | None:
     ``<<`` merge is copied in as an explicit one (which then wins)."""
     for i in range(len(node.value) - 1, -1, -1):
         k = node.value[i][0]
-        if isinstance(k, yaml.ScalarNode) and k.value == key and k.tag != \
-                "tag:yaml.org,2002:merge":
+        if isinstance(k, yaml.ScalarNode) and k.value == key and k.tag != "tag:yaml.org,2002:merge":
             return i
     for k, v in entries(node):
         if isinstance(k, yaml.ScalarNode) and k.value == key:

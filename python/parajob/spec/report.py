@@ -62,8 +62,13 @@ class Source:
 
 # Where a diagnostic points: a node or mark, a (line, column) in the main file, or
 # (source name, line, column) from Reporter.find.
-Where = yaml.Node | yaml.Mark | tuple[int | None, int | None] | tuple[str, int | None, int | None] \
+Where = (
+    yaml.Node
+    | yaml.Mark
+    | tuple[int | None, int | None]
+    | tuple[str, int | None, int | None]
     | None
+)
 
 
 class Reporter:
@@ -71,8 +76,9 @@ class Reporter:
     ``--set`` values), each a :class:`Source` keyed by the name its marks carry (see
     :func:`~parajob.spec.yaml_nodes.compose`). Not thread-safe; one per load."""
 
-    def __init__(self, file: str, text: str, sink: list[Diagnostic] | None = None,
-                 folder: Path | None = None) -> None:
+    def __init__(
+        self, file: str, text: str, sink: list[Diagnostic] | None = None, folder: Path | None = None
+    ) -> None:
         self.file = file
         self.text = text
         self.diagnostics: list[Diagnostic] = sink if sink is not None else []

@@ -29,8 +29,12 @@ __all__ = ["Scope", "Port", "OutPort", "local_path", "literal_text", "NAME_PATTE
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # two letters or more: not "C:"
 _LITERAL_TAGS = {INT: "integer", FLOAT: "number", BOOL: "boolean", STR: "string"}
-_ACCEPTS = {"string": (STR, INT, FLOAT, BOOL), "integer": (INT,), "number": (INT, FLOAT),
-            "boolean": (BOOL,)}
+_ACCEPTS = {
+    "string": (STR, INT, FLOAT, BOOL),
+    "integer": (INT,),
+    "number": (INT, FLOAT),
+    "boolean": (BOOL,),
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Scope:
 
     def note(self, entry_field: str, node: yaml.Node) -> None:
         """Remember where ``entry_field`` (a full dotted path) is, relative to ``prefix``."""
-        key = entry_field[len(self.prefix) + 1:] if self.prefix else entry_field
+        key = entry_field[len(self.prefix) + 1 :] if self.prefix else entry_field
         line, column = Reporter.position(node)
         if line is not None and column is not None:
             self.locations[key] = (line, column)
@@ -106,8 +110,12 @@ def check_name(s: Scope, entry: Entry, what: str) -> bool:
     name = str(entry.key.value)
     if NAME_PATTERN.fullmatch(name):
         return True
-    s.r.error(entry.key, entry.field, f"invalid {what} name '{name}'",
-              "use letters, digits and '_', not starting with a digit")
+    s.r.error(
+        entry.key,
+        entry.field,
+        f"invalid {what} name '{name}'",
+        "use letters, digits and '_', not starting with a digit",
+    )
     return False
 
 
@@ -116,30 +124,48 @@ def local_path(s: Scope, node: yaml.Node, fld: str, text: str) -> Path | None:
     the folder of the file ``node`` is in; datastore URIs go through ``s.places``."""
     if text.startswith("file:"):
         text = re.sub(r"^file:(//)?", "", text)
-    elif text.startswith("azureml://datastores/") or "/datastores/" in text \
-            and text.startswith("azureml://"):
+    elif (
+        text.startswith("azureml://datastores/")
+        or "/datastores/" in text
+        and text.startswith("azureml://")
+    ):
         try:
             found = s.places.datastore_path(text)
         except ValueError as exc:
             s.r.error(node, fld, str(exc))
             return None
         if found is None:
-            s.r.error(node, fld, f"'{text}' is not a datastore path",
-                      "write azureml://datastores/<datastore>/paths/<path>")
+            s.r.error(
+                node,
+                fld,
+                f"'{text}' is not a datastore path",
+                "write azureml://datastores/<datastore>/paths/<path>",
+            )
             return None
         name, path = found
         if path is None:
-            s.r.error(node, fld, f"datastore '{name}' has no local folder",
-                      f"map it to one: --datastore {name}=PATH")
+            s.r.error(
+                node,
+                fld,
+                f"datastore '{name}' has no local folder",
+                f"map it to one: --datastore {name}=PATH",
+            )
         return path
     elif ASSET_URI.match(text):
-        s.r.error(node, fld, f"'{text}' names a registered asset, which parajob cannot fetch",
-                  "give a local path, or azureml://datastores/<ds>/paths/<p> with "
-                  "--datastore <ds>=PATH")
+        s.r.error(
+            node,
+            fld,
+            f"'{text}' names a registered asset, which parajob cannot fetch",
+            "give a local path, or azureml://datastores/<ds>/paths/<p> with --datastore <ds>=PATH",
+        )
         return None
     elif SCHEME.match(text):
-        s.r.error(node, fld, f"'{text}' is not a local path; parajob reads local files only",
-                  "copy the data to this machine and give its folder, relative to this file")
+        s.r.error(
+            node,
+            fld,
+            f"'{text}' is not a local path; parajob reads local files only",
+            "copy the data to this machine and give its folder, relative to this file",
+        )
         return None
     return Path(os.path.normpath(s.folder(node) / text))
 
@@ -154,22 +180,36 @@ def _datastore_hint(s: Scope, text: str) -> str | None:
 def check_exists(s: Scope, node: yaml.Node, fld: str, kind: str, path: Path) -> None:
     text = str(node.value) if isinstance(node, yaml.ScalarNode) else str(path)
     if not path.exists():
-        s.r.error(node, fld, f"path '{text}' does not exist (looked for {path})",
-                  _datastore_hint(s, text))
+        s.r.error(
+            node, fld, f"path '{text}' does not exist (looked for {path})", _datastore_hint(s, text)
+        )
     elif kind == "uri_file" and not path.is_file():
-        s.r.error(node, fld, f"type uri_file expects a file, but '{text}' is a folder",
-                  "use type: uri_folder for a folder")
+        s.r.error(
+            node,
+            fld,
+            f"type uri_file expects a file, but '{text}' is a folder",
+            "use type: uri_folder for a folder",
+        )
     elif kind in ("uri_folder", "mltable") and not path.is_dir():
         if kind == "mltable" and path.name == "MLTable":
             check_mltable(s.r, path)  # the MLTable file itself: accepted, as by mltable
             return
-        s.r.error(node, fld, f"type {kind} expects a folder, but '{text}' is a file",
-                  "use type: uri_file for a single file" if kind == "uri_folder"
-                  else "point path at the folder that holds the MLTable file")
+        s.r.error(
+            node,
+            fld,
+            f"type {kind} expects a folder, but '{text}' is a file",
+            "use type: uri_file for a single file"
+            if kind == "uri_folder"
+            else "point path at the folder that holds the MLTable file",
+        )
     elif kind == "mltable" and not (path / "MLTable").is_file():
-        s.r.error(node, fld, f"no MLTable file in '{text}' (looked for {path / 'MLTable'})",
-                  "an mltable input is a folder with a file named MLTable; "
-                  "for plain files use type: uri_folder")
+        s.r.error(
+            node,
+            fld,
+            f"no MLTable file in '{text}' (looked for {path / 'MLTable'})",
+            "an mltable input is a folder with a file named MLTable; "
+            "for plain files use type: uri_folder",
+        )
     if kind == "mltable" and (path / "MLTable").is_file():
         check_mltable(s.r, path / "MLTable")
 
@@ -185,8 +225,14 @@ def choice(s: Scope, entry: Entry, allowed: tuple[str, ...], what: str) -> str |
     return text
 
 
-def parent_ref(s: Scope, node: yaml.Node, fld: str, ref: Ref, scope: str,
-                ports: dict[str, Input] | dict[str, Output] | None) -> str | None:
+def parent_ref(
+    s: Scope,
+    node: yaml.Node,
+    fld: str,
+    ref: Ref,
+    scope: str,
+    ports: dict[str, Input] | dict[str, Output] | None,
+) -> str | None:
     """The name of the pipeline port ``ref`` binds, or None after an error."""
     if ports is None or ref.scope != scope:
         where = "outside a pipeline step" if ports is None else "here"
@@ -198,8 +244,10 @@ def parent_ref(s: Scope, node: yaml.Node, fld: str, ref: Ref, scope: str,
     if ref.name not in ports:
         kind = scope.split(".")[1][:-1]
         hint = did_you_mean(ref.name, ports) or (
-            f"the pipeline declares {kind}s: {', '.join(ports)}" if ports
-            else f"the pipeline has no {kind}s")
+            f"the pipeline declares {kind}s: {', '.join(ports)}"
+            if ports
+            else f"the pipeline has no {kind}s"
+        )
         s.r.error(node, fld, f"{ref.text} names no pipeline {kind} '{ref.name}'", hint)
         return None
     return ref.name
@@ -223,8 +271,10 @@ def producer(s: Scope, node: yaml.Node, fld: str, ref: Ref) -> tuple[Output | No
         return None, True
     if ref.name not in outputs:
         hint = did_you_mean(ref.name, outputs) or (
-            f"step '{ref.step}' has outputs: {', '.join(outputs)}" if outputs
-            else f"step '{ref.step}' declares no outputs")
+            f"step '{ref.step}' has outputs: {', '.join(outputs)}"
+            if outputs
+            else f"step '{ref.step}' declares no outputs"
+        )
         s.r.error(node, fld, f"{ref.text}: step '{ref.step}' has no output '{ref.name}'", hint)
         return None, False
     out = outputs[ref.name]

@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
-    "DEFAULT_FILES_PER_BATCH", "DEFAULT_BYTES_PER_BATCH", "MiniBatchSize", "parse_mini_batch_size",
+    "DEFAULT_FILES_PER_BATCH",
+    "DEFAULT_BYTES_PER_BATCH",
+    "MiniBatchSize",
+    "parse_mini_batch_size",
 ]
 
 # When the step gives no mini_batch_size (reference/azure-prs.md §10 A1: v1 client and SDK
@@ -82,5 +85,7 @@ def parse_mini_batch_size(text: str | int) -> MiniBatchSize:
 
 def _check_range(text: str, value: int) -> None:
     if value > MAX_MINI_BATCH_SIZE:
-        raise ValueError(f"'{text}' is too large: at most {MAX_MINI_BATCH_SIZE} (2^63 - 1) "
-                         "files or bytes per mini-batch")
+        raise ValueError(
+            f"'{text}' is too large: at most {MAX_MINI_BATCH_SIZE} (2^63 - 1) "
+            "files or bytes per mini-batch"
+        )

@@ -22,9 +22,22 @@ import yaml
 from parajob.spec.report import Reporter, did_you_mean
 
 __all__ = [
-    "BoundedLoader", "MAX_DEPTH", "Entry", "compose", "describe", "entries", "field_join",
-    "get_bool", "get_int", "get_str",
-    "get_str_list", "get_str_map", "is_null", "named_entries", "read_mapping", "to_python",
+    "BoundedLoader",
+    "MAX_DEPTH",
+    "Entry",
+    "compose",
+    "describe",
+    "entries",
+    "field_join",
+    "get_bool",
+    "get_int",
+    "get_str",
+    "get_str_list",
+    "get_str_map",
+    "is_null",
+    "named_entries",
+    "read_mapping",
+    "to_python",
 ]
 
 STR = "tag:yaml.org,2002:str"
@@ -61,8 +74,11 @@ class BoundedLoader(yaml.SafeLoader):
             event = self.current_event
             mark = event.start_mark if event is not None else None
             raise yaml.composer.ComposerError(
-                None, None, f"the YAML is nested more than {MAX_DEPTH} levels deep (a "
-                "pipeline needs about 10)", mark)
+                None,
+                None,
+                f"the YAML is nested more than {MAX_DEPTH} levels deep (a pipeline needs about 10)",
+                mark,
+            )
         self._depth += 1
         try:
             node: yaml.Node | None = super().compose_node(parent, index)
@@ -100,10 +116,12 @@ def compose(text: str, reporter: Reporter, name: str | None = None) -> yaml.Node
         # control character is a ReaderError before any parsing (issue 8).
         loader = BoundedLoader(text)
     except yaml.reader.ReaderError as exc:
-        reporter.error(_reader_error_at(shown, text, exc), "",
-                       f"invalid YAML: {_character_name(exc.character)} is not allowed in a "
-                       "YAML file",
-                       "remove it; a NUL byte often means a binary or UTF-16 file")
+        reporter.error(
+            _reader_error_at(shown, text, exc),
+            "",
+            f"invalid YAML: {_character_name(exc.character)} is not allowed in a YAML file",
+            "remove it; a NUL byte often means a binary or UTF-16 file",
+        )
         return None
     loader.name = shown  # Reader sets "<unicode string>"; marks copy this
     try:
@@ -116,8 +134,9 @@ def compose(text: str, reporter: Reporter, name: str | None = None) -> yaml.Node
         return None
     except yaml.YAMLError as exc:  # reader errors (bad characters) carry no mark
         where = reporter.sources.get(name or reporter.file)
-        reporter.error((where.name if where else reporter.file, None, None), "",
-                       f"invalid YAML: {exc}")
+        reporter.error(
+            (where.name if where else reporter.file, None, None), "", f"invalid YAML: {exc}"
+        )
         return None
     finally:
         loader.dispose()
@@ -131,8 +150,7 @@ def _character_name(character: object) -> str:
     return "a NUL byte (#x0000)" if code == 0 else f"the control character #x{code:04x}"
 
 
-def _reader_error_at(shown: str, text: str, exc: yaml.reader.ReaderError
-                     ) -> tuple[str, int, int]:
+def _reader_error_at(shown: str, text: str, exc: yaml.reader.ReaderError) -> tuple[str, int, int]:
     """(source, 1-based line, column) of the character a ReaderError is about."""
     position = exc.position if isinstance(exc.position, int) else 0
     before = text[:position]
@@ -152,9 +170,12 @@ def _check_duplicate_keys(node: yaml.Node, r: Reporter, path: str, seen: set[int
                 continue
             if key.value in first:
                 line = first[key.value].start_mark.line + 1
-                r.error(key, field_join(path, key.value),
-                        f"duplicate key '{key.value}' (first given on line {line})",
-                        "YAML would silently keep only the last one; remove or rename one")
+                r.error(
+                    key,
+                    field_join(path, key.value),
+                    f"duplicate key '{key.value}' (first given on line {line})",
+                    "YAML would silently keep only the last one; remove or rename one",
+                )
             else:
                 first[key.value] = key
             _check_duplicate_keys(value, r, field_join(path, key.value), seen)
@@ -233,8 +254,11 @@ def read_mapping(
             continue
         name = str(key.value)
         if name not in allowed:
-            hint = (misplaced or {}).get(name) or did_you_mean(name, allowed) or (
-                "expected one of: " + ", ".join(sorted(allowed)))
+            hint = (
+                (misplaced or {}).get(name)
+                or did_you_mean(name, allowed)
+                or ("expected one of: " + ", ".join(sorted(allowed)))
+            )
             r.error(key, field_join(field, name), f"unknown key '{name}'", hint)
             continue
         found[name] = Entry(key, value, field_join(field, name))
