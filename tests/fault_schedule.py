@@ -111,7 +111,7 @@ class Schedule:
         limit = self.mini_batch_error_threshold
         if limit != -1 and len(self.failed_for_good()) > limit:
             return "mini_batch_error_threshold"
-        if not self.expected_rows():  # SPEC §4: append_row with no item returned at all
+        if not self.expected_rows():  # docs/contract.md §4.4: append_row, no item returned
             return "append_row is on but run() returned no item"
         return None
 

@@ -96,7 +96,7 @@ def test_a_mini_batch_failing_every_try_fails_for_good(tmp_path: Path) -> None:
     """
     write_job(tmp_path, script, files=12, mini_batch_size=1, max_retries=2)
     result = run_job(tmp_path)
-    # -1 thresholds ignore failures (SPEC §4): the job succeeds without that row.
+    # -1 thresholds ignore failures (docs/contract.md §4.4): the job succeeds without that row.
     assert result.returncode == 0, result.stderr
     assert result.output().splitlines() == [n for n in NAMES if n != "f00003.txt"]
     text = result.job_result()

@@ -238,7 +238,7 @@ def run_pipeline(
 
 
 def stage_inputs(step: Step, run_dir: Path) -> None:
-    """Check inputs other steps produced, and copy ``download`` inputs (SPEC §1)."""
+    """Check inputs other steps produced, and copy ``download`` inputs (docs/contract.md §1.3)."""
     for inp in step.inputs.values():
         source = inp.origin or inp.path
         if inp.producer is not None and source is not None and not source.exists():
@@ -264,7 +264,8 @@ def _copy(inp: Input) -> None:
 
 
 def _record(pipeline: Pipeline, step: Step, run_dir: Path, options: RunOptions) -> None:
-    """What the YAML asked for and what runs instead (SPEC §1: recorded, not provisioned)."""
+    """What the YAML asked for and what runs instead (docs/contract.md §1.3: recorded, not
+    provisioned)."""
     if isinstance(step, CommandStep):
         environment, conda = step.environment, step.conda_file
     else:

@@ -4,9 +4,9 @@
 //   driver (one thread, before and after fork): DispatchRegion(...), enqueue(), close(),
 //       drain_ended(), take_back(), arm_driver_sleep()/disarm_driver_sleep(), the slot readers.
 //   worker (after fork, one thread each): next_batch() (blocks), finish(), set_worker_state().
-// Claiming and accepting (DESIGN.md): a worker turns QUEUED(k) into RUNNING(k, p) by CAS and
-// records the batch in its worker slot; it writes its result to its own spool, then CASes
-// RUNNING(k, p) -> DONE(k, p). The driver's watchdog CASes RUNNING(k, p) -> TIMED_OUT or
+// Claiming and accepting (docs/design.md §4.4): a worker turns QUEUED(k) into RUNNING(k, p)
+// by CAS and records the batch in its worker slot; it writes its result to its own spool,
+// then CASes RUNNING(k, p) -> DONE(k, p). The driver's watchdog CASes RUNNING(k, p) -> TIMED_OUT or
 // CRASHED. Exactly one of the two CASes wins, which is what makes output exactly-once.
 #pragma once
 

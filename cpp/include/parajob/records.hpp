@@ -1,5 +1,5 @@
 // Record boundaries in delimited-text (CSV) and JSON-lines files: the byte-size split of
-// tabular inputs (SPEC §2, reference/azure-prs.md §2.2).
+// tabular inputs (docs/contract.md §7.3).
 //
 // Contract
 // - Who may call: any thread. scan_*() touch no global state and need no Python (the

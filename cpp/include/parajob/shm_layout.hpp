@@ -2,7 +2,7 @@
 //
 // One anonymous MAP_SHARED mapping, made by the driver before the first fork, so every
 // worker inherits it at the same address. Everything in it is plain data addressed by
-// index or offset, never by pointer (DESIGN.md "Shared memory"):
+// index or offset, never by pointer (docs/design.md §4.3):
 //
 //   +--------------------+ 0
 //   | RegionHeader       |   magic, sizes, offsets, closing flag, futex words, counters

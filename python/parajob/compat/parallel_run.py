@@ -1,7 +1,7 @@
 """The ``azureml_user.parallel_run`` module as entry scripts see it in a worker.
 
 ``EntryScript()`` is a per-process singleton: every call returns an object with the same
-logger, log folder, agent name and output folder (SPEC §3). Its logger writes to
+logger, log folder, agent name and output folder (docs/contract.md §3.4). Its logger writes to
 ``logs/user/entry_script_log/<node>/processNNN.log.txt``; as on Azure, the root logger also
 gets a handler at the step's level, writing to the worker's stdout log
 (``logs/user/stdout/<node>/processNNN.stdout.txt``), so ``logging.info(...)`` in a script

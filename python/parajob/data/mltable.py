@@ -1,4 +1,4 @@
-"""MLTable files (reference/azure-prs.md §8): YAML -> a frozen :class:`MLTable`.
+"""MLTable files (docs/contract.md §7.2): YAML -> a frozen :class:`MLTable`.
 
 An MLTable is a folder holding a YAML file named ``MLTable``::
 

@@ -1,4 +1,4 @@
-"""``partition_keys``: one mini-batch per combination of key values (SPEC §2).
+"""``partition_keys``: one mini-batch per combination of key values (docs/contract.md §2.4).
 
 Three plans, chosen by what the keys are:
 

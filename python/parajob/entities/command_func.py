@@ -1,9 +1,10 @@
 """``parajob.command(...)``: a command node, as ``azure.ai.ml.command``.
 
-A command step prepares data for a parallel step in most real pipelines (SPEC §1): it runs
-``command`` by a shell in a copy of ``code``, with ``${{inputs.x}}``/``${{outputs.y}}``
-bound. Inputs given here are declarations and values at once (an ``Input`` with a path, a
-literal); calling the node binds them anew: ``prep(raw=other.outputs.data)``.
+A command step prepares data for a parallel step in most real pipelines
+(docs/contract.md §1.1): it runs ``command`` by a shell in a copy of ``code``, with
+``${{inputs.x}}``/``${{outputs.y}}`` bound. Inputs given here are declarations and values at
+once (an ``Input`` with a path, a literal); calling the node binds them anew:
+``prep(raw=other.outputs.data)``.
 """
 
 from __future__ import annotations

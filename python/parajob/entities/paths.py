@@ -1,9 +1,9 @@
 """The local paths of a pipeline's YAML mapping, and moving them to another folder.
 
-A pipeline YAML's relative paths are relative to the file's folder (SPEC §1); an entity
-built in Python has them relative to the folder it was built in (``Pipeline.base_dir``).
-Writing the YAML elsewhere (``dump(path)``) or comparing two entities needs every local path
-found and rebased. These are the places paths live::
+A pipeline YAML's relative paths are relative to the file's folder (docs/contract.md
+§1.3); an entity built in Python has them relative to the folder it was built in
+(``Pipeline.base_dir``). Writing the YAML elsewhere (``dump(path)``) or comparing two
+entities needs every local path found and rebased. These are the places paths live::
 
     inputs.<x>.path   outputs.<x>.path            (the pipeline's)
     jobs.<s>.inputs.<x>.path   jobs.<s>.outputs.<x>.path   jobs.<s>.component (a file)

@@ -63,7 +63,7 @@ from parajob.spec.arguments import RuntimeArgs
 
 __all__ = ["MapArgumentError", "MapCancelled", "MapFailed", "MapResult", "MapStream", "map_batches"]
 
-MAX_TIMEOUT_S = 259200  # retry_settings.timeout's upper bound (SPEC §2)
+MAX_TIMEOUT_S = 259200  # retry_settings.timeout's upper bound (docs/contract.md §2.1)
 
 
 def _argument_error(parameter: str, message: str, hint: str | None = None) -> MapArgumentError:

@@ -1,4 +1,5 @@
-"""Counting outcomes and checking the job's limits as results arrive (SPEC §4)."""
+"""Counting outcomes and checking the job's limits as results arrive (docs/contract.md
+§4.3, §4.4)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Limits:
-    """The limits of SPEC §4, resolved from the step and its program arguments."""
+    """The limits of docs/contract.md §4.4, resolved from the step and its program arguments."""
 
     max_retries: int = 2
     run_timeout_s: float = 60.0
@@ -49,7 +50,8 @@ class Tally:
         missing = max(items_in - items_out, 0)
         if missing:
             self.failed_items += missing
-            # SPEC §4: a short return also fails the mini-batch, unless errors are ignored.
+            # docs/contract.md §4.3: a short return also fails the mini-batch, unless errors
+            # are ignored.
             if limits.error_threshold != -1:
                 self._fail_batch(batch)
 

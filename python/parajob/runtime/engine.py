@@ -15,7 +15,7 @@ One thread, never blocking on any one worker. Each turn of the loop:
      batch slots), and the slot gets a fresh worker;
   3. ask the executor for expired deadlines: take back those batches (CAS), kill those
      workers;
-  4. check the limits of SPEC §4 and stop the job as soon as one is exceeded;
+  4. check the limits of docs/contract.md §4.4 and stop the job as soon as one is exceeded;
   5. checkpoint the journal now and then (spools fsync'd first, then the journal), and
      append the attempts decided since to the timeline `parajob show` reads
      (runtime/timeline.py: from the batch slots already read, nothing new per batch);

@@ -1,5 +1,5 @@
-"""Loading a user's entry script and calling init() / run() / shutdown() (SPEC §3), and
-checking that it imports before a run (:func:`start_probe` / :func:`finish_probe`)."""
+"""Loading a user's entry script and calling init() / run() / shutdown() (docs/contract.md
+§3.1), and checking that it imports before a run (:func:`start_probe` / :func:`finish_probe`)."""
 
 from __future__ import annotations
 
@@ -123,9 +123,9 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
 
 
 # -- the import check of `parajob validate` / `parajob run` ------------------------------
-# The driver later forks workers and must have no other threads (DESIGN: "fork first, then
-# threads"); importing user code may start some (torch, grpc, ...). So the check imports
-# the script in a short-lived subprocess set up like a worker, and reads back one JSON
+# The driver later forks workers and must have no other threads (docs/design.md §7.1: fork
+# first, then threads); importing user code may start some (torch, grpc, ...). So the check
+# imports the script in a short-lived subprocess set up like a worker, and reads back one JSON
 # record from a file (the script may print anything to stdout while it is imported).
 #
 # The probe never outlives the check: it is its own process group (start_new_session),

@@ -1,9 +1,9 @@
-"""Which GPUs this machine lets the job use (SPEC §2, §3).
+"""Which GPUs this machine lets the job use (docs/contract.md §2.1, §3.3).
 
 On Azure each worker on a GPU node gets ``CUDA_VISIBLE_DEVICES=<index>`` while GPUs remain
 (workers beyond the GPU count get no variable), ``AZ_BATCHAI_GPU_COUNT_FOUND`` holds the
 count, and ``max_concurrency_per_instance`` defaults to 1 instead of the number of cores
-(reference/azure-prs.md §4.1).
+(docs/contract.md §3.3, §2.1).
 
 The list comes from, in order: ``CUDA_VISIBLE_DEVICES`` of the driver (so a user, or a
 test, can restrict or simulate the set; empty or ``-1`` means none), the NVIDIA driver's

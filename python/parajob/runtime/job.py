@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
 def default_concurrency(gpus: tuple[str, ...] = ()) -> int:
     """Worker processes per node when the step does not say: 1 on a GPU machine, else the
-    usable CPU cores (SPEC §2)."""
+    usable CPU cores (docs/contract.md §2.1)."""
     return 1 if gpus else len(os.sched_getaffinity(0)) or 1
 
 
@@ -322,7 +322,7 @@ class PlannedStep:
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: float) -> Outcome:
     """Fork the workers, drive the step to its end, merge its output, write job_result.txt.
     Blocks until every worker has exited; may be called from any thread (the caller's
-    others must hold no lock a forked child needs: DESIGN, "fork first, then threads")."""
+    others must hold no lock a forked child needs: docs/design.md §7.1)."""
     layout, plan, restored, output_file = step.layout, step.plan, step.restored, step.output_file
     code_guard = step.code_guard
     settings = {
@@ -537,7 +537,7 @@ def start_monitor(
 
 
 def step_limits(step: ParallelStep, append_row: bool) -> Limits:
-    """The limits of SPEC §4 for a step, from its fields and its program arguments."""
+    """The limits of docs/contract.md §4.4 for a step, from its fields and its program arguments."""
     args = step.runtime_args
     run_timeout = float(args.run_invocation_timeout or step.retry_settings.timeout)
     return Limits(
@@ -670,7 +670,7 @@ def _restored_batches(
 def check_step_folder_fresh(step: ParallelStep | CommandStep, run_dir: Path) -> None:
     """A new run's step folder holds nothing yet (SpecError otherwise: the run folder is an
     earlier run's, which only a resume may continue). ``inputs/``: the download copies the
-    runner makes for the step just before it runs (SPEC §1)."""
+    runner makes for the step just before it runs (docs/contract.md §1.3)."""
     root = run_dir / step.name
     if root.exists() and any(p.name != "inputs" for p in root.iterdir()):
         raise SpecError(

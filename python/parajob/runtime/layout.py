@@ -1,4 +1,4 @@
-"""Where a step's files live under the run folder (SPEC §6)."""
+"""Where a step's files live under the run folder (docs/contract.md §6.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a run() returned: counting its items and formatting them for append_row (SPEC §4, §5)."""
+"""What a run() returned: counting its items and formatting them for append_row
+(docs/contract.md §4.1, §5.1)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def is_dataframe(value: object) -> bool:
 
 
 def count_items(result: object) -> int | None:
-    """Items in a run() result, or None when its type is not allowed (SPEC §4)."""
+    """Items in a run() result, or None when its type is not allowed (docs/contract.md §4.1)."""
     if type(result) is list or isinstance(result, (list, tuple)) or is_dataframe(result):
         return len(result)  # type: ignore[arg-type]
     return None
@@ -28,7 +29,8 @@ def format_rows(result: Any, csv_options: dict[str, Any]) -> bytes:
 
     Encoded as UTF-8 with ``surrogateescape``: a file name that is not UTF-8 reaches run()
     as ``os.fsdecode`` gives it (lone surrogates for its odd bytes), and a row that names it
-    gets the file's own bytes back, so the row still names that file (SPEC §5, issue 8).
+    gets the file's own bytes back, so the row still names that file (docs/contract.md
+    §5.1, issue 8).
     """
     if type(result) is list and len(result) == 1:  # the one-file mini-batch fast path
         return (str(result[0]) + "\n").encode("utf-8", "surrogateescape")

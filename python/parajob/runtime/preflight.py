@@ -10,7 +10,7 @@ anything runs: what only running user code, or reading files the YAML points at,
 * ``parallel_run_step.settings.json`` in ``task.code`` is readable;
 * environments: a ``conda_file`` that is missing, a Python version that differs from the
   one running, and conda/pip packages not installed here are warnings (the environment is
-  recorded, not built: SPEC §1).
+  recorded, not built: docs/contract.md §1.3).
 
 Errors are raised together as one SpecError; warnings are returned.
 """

@@ -15,7 +15,7 @@ the caller's on_progress.
 Invariants:
 * No thread, ever: the driver calls update() from its loop, and rich's Live runs with
   auto_refresh=False (its refresh thread is never started). Workers are forked from a
-  process with no other threads (DESIGN, "fork first, then threads").
+  process with no other threads (docs/design.md §7.1, fork first, then threads).
 * The job never depends on the terminal: a write that fails turns the display off, the
   step goes on (terminal.write for plain lines; rich's own writes are caught here).
 * One formatter (format_line) makes the terminal line, the plain lines and the overview

@@ -77,7 +77,8 @@ class WorkerSetup:
     dataset: Any = None
     max_tasks: int | None = None  # recycle the process after this many mini-batches
     max_memory_bytes: int | None = None  # recycle it once its resident memory exceeds this
-    # GPU ids handed out one per worker (SPEC §3), a replacement reusing its id: see gpu_for.
+    # GPU ids handed out one per worker (docs/contract.md §3.3), a replacement reusing its
+    # id: see gpu_for.
     gpus: tuple[str, ...] = ()
     workers_per_node: int = 1
     # True: every node of the step runs on this machine (simulated nodes) and shares its
@@ -166,13 +167,13 @@ def _redirect_output(layout: StepLayout, node: int, local_rank: int) -> None:
 
 
 def prepare_environment(setup: WorkerSetup, node: int, local_rank: int) -> None:
-    """The process state the entry script runs in (SPEC §3): its working folder, its
+    """The process state the entry script runs in (docs/contract.md §3.3): its working folder, its
     environment variables, sys.argv, the azureml_user shim, EntryScript's logs."""
     node_dir, name = node_name(node), process_name(local_rank)
-    if setup.script is None:  # an entry-script file: SPEC §3's private folder and argv
+    if setup.script is None:  # an entry-script file: docs/contract.md §3.3
         work = setup.layout.work_dir / node_dir / name
         work.mkdir(parents=True, exist_ok=True)
-        os.chdir(work)  # SPEC §3: a private working folder per worker
+        os.chdir(work)  # docs/contract.md §3.3: a private working folder
         sys.argv = [str(setup.code_dir / setup.entry_script), *setup.argv]
     os.environ.update(setup.environment)
     os.environ["AZUREML_BI_OUTPUT_PATH"] = str(setup.output_dir)

@@ -1,10 +1,10 @@
-"""The runtime flags that may appear in ``task.program_arguments`` (SPEC §2).
+"""The runtime flags that may appear in ``task.program_arguments`` (docs/contract.md §2.3).
 
 Azure's runtime reads its own flags from the same argv as the entry script with
 ``parse_known_args(allow_abbrev=False)`` and leaves everything in ``sys.argv``. We do the
 same: this module only *reads* the known flags; the argv given to the script is never
 changed. Unknown flags pass through untouched (``--model_name`` included: the service once
-reserved it and broke users, reference/azure-prs.md §3.2). A flag a small edit away from a
+reserved it and broke users, docs/contract.md §2.3). A flag a small edit away from a
 known one (``--resource_monitor_interva``, the typo in Azure's own iris example) gets a
 warning, never an error. A known flag with a bad value is an error.
 """

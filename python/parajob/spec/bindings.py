@@ -1,6 +1,6 @@
 """``${{...}}`` binding expressions.
 
-Grammar (reference/azure-prs.md §1.4; whitespace inside the braces is allowed)::
+Grammar (docs/contract.md §1.2; whitespace inside the braces is allowed)::
 
     ${{inputs.<n>}}  ${{outputs.<n>}}              step ports (program_arguments, input_data, ...)
     ${{parent.inputs.<n>}}  ${{parent.outputs.<n>}}  pipeline ports (a step's inputs/outputs)
@@ -141,7 +141,7 @@ class BlockError(ValueError):
 
 def expand_optional(text: str, given: Callable[[Ref], bool]) -> str:
     """Resolve ``$[[ ... ]]`` blocks: a block becomes its content when every binding in it
-    is ``given``, and vanishes otherwise (reference/azure-prs.md §1.4). Blocks do not nest.
+    is ``given``, and vanishes otherwise (docs/contract.md §1.2). Blocks do not nest.
     Raises BlockError for an unclosed or nested block."""
     out: list[str] = []
     at = 0

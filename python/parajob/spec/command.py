@@ -1,4 +1,4 @@
-"""Building one ``type: command`` step from its YAML mapping (SPEC §1).
+"""Building one ``type: command`` step from its YAML mapping (docs/contract.md §1.1).
 
 A command step runs ``command`` with a shell once, in a copy of ``code``. It is here because
 real pipelines prepare data in a command step before the parallel step (the public mnist

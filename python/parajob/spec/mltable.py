@@ -1,7 +1,7 @@
 """A light check of an MLTable file, before any worker starts.
 
 On Azure a misplaced MLTable path fails minutes into the run, on the cluster
-(reference/azure-prs-painpoints.md D20). Here the file must be YAML mapping with a
+(docs/contract.md §7.2). Here the file must be YAML mapping with a
 ``paths:`` list whose ``file:`` / ``folder:`` entries exist (relative to the MLTable's
 folder); ``pattern:`` entries and ``transformations`` are read later by ``parajob.data``.
 Messages point into the MLTable file itself.

@@ -1,4 +1,4 @@
-"""Building one ``type: parallel`` step (SPEC §2) from its YAML mapping.
+"""Building one ``type: parallel`` step (docs/contract.md §2.1) from its YAML mapping.
 
 Every field is checked and every problem recorded before giving up, so one run shows all
 the mistakes in a step. Settings may be written as ``${{parent.inputs.x}}`` where ``x`` is
@@ -150,7 +150,7 @@ def read_parallel_step(
     _cross_checks(st, inputs.get(input_data or ""), size, partition_keys, args)
     if s.r.error_count > errors_before or task is None or input_data is None:
         return None
-    # SPEC §2 / the project's decision: a program argument wins over the YAML field.
+    # docs/contract.md §2.3: a program argument wins over the YAML field.
     if args.mini_batch_size is not None:
         size = parse_mini_batch_size(args.mini_batch_size)
     if args.run_invocation_timeout is not None:

@@ -1,4 +1,4 @@
-"""Where cloud locations are on this machine (SPEC §1, "Local meaning of cloud things").
+"""Where cloud locations are on this machine (docs/contract.md §1.3).
 
     azureml://datastores/<ds>/paths/<p>    -> <root of ds>/<p>
     <root of ds>                           -> --datastore ds=PATH, else <run>/datastores/<ds>

@@ -1,6 +1,6 @@
 """The keys and enumerations the loader accepts, in one place.
 
-Key sets follow azure-ai-ml's marshmallow schemas (reference/azure-prs.md §1). Keys that
+Key sets follow azure-ai-ml's marshmallow schemas (docs/contract.md §1.4). Keys that
 parajob reads but does not act on locally (``identity``, ``resources.instance_type``, ...)
 are accepted and recorded, so a file that runs on the service loads here unchanged.
 ``UNSUPPORTED`` names keys of the schema that parajob cannot act on: they are errors that

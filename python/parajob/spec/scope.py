@@ -284,7 +284,8 @@ def producer(s: Scope, node: yaml.Node, fld: str, ref: Ref) -> tuple[Output | No
 
 
 def stage(s: Scope, inp: Input) -> Input:
-    """A download input reads a copy under ``<run>/<step>/inputs/<name>`` (SPEC §1)."""
+    """A download input reads a copy under ``<run>/<step>/inputs/<name>``
+    (docs/contract.md §1.3)."""
     run_dir = s.places.run_dir
     if inp.mode != "download" or inp.path is None or run_dir is None or s.step is None:
         return inp

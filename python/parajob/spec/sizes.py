@@ -3,7 +3,7 @@
 Azure's SDK (``azure-ai-ml``) turns the value into one integer: a plain number stays as it
 is, ``kb``/``mb``/``gb`` (any case) multiply by 1024, 1024², 1024³. It checks the text with
 ``^\\d+([kKmMgG][bB])*$``, whose ``*`` lets ``"1kbkb"`` through to a later crash; we use
-``?`` and reject it here (reference/azure-prs.md §1.2). ``"10 kb"`` and ``"1b"`` are
+``?`` and reject it here (docs/contract.md §2.2). ``"10 kb"`` and ``"1b"`` are
 rejected too, although the service's docs write "100 kb".
 """
 
@@ -19,7 +19,7 @@ __all__ = [
     "parse_mini_batch_size",
 ]
 
-# When the step gives no mini_batch_size (reference/azure-prs.md §10 A1: v1 client and SDK
+# When the step gives no mini_batch_size (docs/contract.md §10.1: v1 client and SDK
 # docstrings; the v2 YAML reference says 1).
 DEFAULT_FILES_PER_BATCH = 10
 DEFAULT_BYTES_PER_BATCH = 1024 * 1024

@@ -143,8 +143,8 @@ def _entry_script(s: Scope, entry: Entry | None, code: Path | None) -> str | Non
 
 
 def read_environment(s: Scope, entry: Entry) -> tuple[dict[str, Any] | str | None, Path | None]:
-    """Recorded only: the run uses the current Python (SPEC §1). Returns the environment as
-    written and its ``conda_file`` made absolute (checked later, as a warning)."""
+    """Recorded only: the run uses the current Python (docs/contract.md §1.3). Returns the
+    environment as written and its ``conda_file`` made absolute (checked later, as a warning)."""
     node = entry.value
     if isinstance(node, yaml.ScalarNode):
         return get_str(s.r, node, entry.field), None
