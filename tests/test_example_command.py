@@ -42,6 +42,8 @@ def test_without_a_name_it_lists_the_examples(tmp_path: Path) -> None:
 
 def test_the_readme_commands_for_a_wheel_user(tmp_path: Path) -> None:
     """``parajob example word_count wc && parajob run wc/pipeline.yml``, as typed."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "\nparajob example word_count wc && parajob run wc/pipeline.yml\n" in readme
     proc = run_cli("example", "word_count", "wc", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "run it with: parajob run wc/pipeline.yml" in proc.stdout
@@ -57,6 +59,8 @@ def test_the_readme_commands_for_a_wheel_user(tmp_path: Path) -> None:
 def test_the_readme_first_command_in_a_checkout() -> None:
     """``parajob run examples/word_count/pipeline.yml`` from the repository root (there a
     symlink to the package's copy; under .ci/test-wheel the wheel's, written out)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "\npip install . && parajob run examples/word_count/pipeline.yml\n" in readme
     runs_existed = (ROOT / "runs").exists()
     proc = run_cli("run", "examples/word_count/pipeline.yml", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -279,8 +279,10 @@ def _show(run_dir: Path, html: bool, output: Path | None) -> int:
 @click.argument("name", required=False)
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 def example_command(name: str | None, directory: Path | None) -> None:
-    """Write the bundled example NAME into DIRECTORY (a new or empty folder; default ./NAME),
-    ready for `parajob run DIRECTORY/pipeline.yml`. Without NAME: list the examples."""
+    """Write a bundled example out (no NAME: list them).
+
+    Copies example NAME into DIRECTORY (a new or empty folder; default ./NAME), ready for
+    `parajob run DIRECTORY/pipeline.yml`; a folder with files in it is refused (exit 2)."""
     from parajob.examples import bundled, write_example
 
     if name is None:
