@@ -4,6 +4,8 @@
     parajob job create --file PIPELINE.yml        the same, named as Azure's CLI names it
     parajob validate PIPELINE.yml                 check a pipeline without running it
     parajob show RUN_DIR [--html [-o FILE]]       what happened in a run (one still going too)
+    parajob example [NAME [DIR]]                  write a bundled example into DIR (default
+                                                  ./NAME); no NAME: list the examples
     parajob run --resume RUN_DIR [--rerun-changed]
                                                   finish a killed run; refused while another
                                                   parajob holds RUN_DIR, and when its input or
@@ -271,6 +273,31 @@ def _show(run_dir: Path, html: bool, output: Path | None) -> int:
         return EXIT_BAD_INPUT
     terminal.echo(f"wrote {target}")
     return EXIT_OK
+
+
+@main.command("example")
+@click.argument("name", required=False)
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+def example_command(name: str | None, directory: Path | None) -> None:
+    """Write a bundled example out (no NAME: list them).
+
+    Copies example NAME into DIRECTORY (a new or empty folder; default ./NAME), ready for
+    `parajob run DIRECTORY/pipeline.yml`; a folder with files in it is refused (exit 2)."""
+    from parajob.examples import bundled, write_example
+
+    if name is None:
+        terminal.echo("examples bundled with parajob (parajob example NAME DIR):")
+        for example in bundled():
+            terminal.echo(f"  {example.name}  {example.description}")
+        return
+    target = directory if directory is not None else Path(name)
+    try:
+        example = write_example(name, target)
+    except SpecError as exc:
+        terminal.echo(str(exc), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    terminal.echo(f"wrote the {example.name} example to {target}: {example.description}")
+    terminal.echo(f"run it with: parajob run {target / 'pipeline.yml'}")
 
 
 def _run(

@@ -169,7 +169,7 @@ class _Parser:
         except yaml.YAMLError as exc:
             raise Where(str(self.file)).error(f"invalid YAML: {exc}") from exc
         top = self.mapping(root, "", TOP_LEVEL) if root is not None else None
-        if top is None:
+        if root is None or top is None:
             self.error(
                 root,
                 "",

@@ -56,7 +56,9 @@ def _sort_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, v if v is not None else 0) for v in values)
 
 
-def plan_table_partitions(parts: TableParts, keys: tuple[str, ...], where: Where) -> Any:
+def plan_table_partitions(
+    parts: TableParts, keys: tuple[str, ...], where: Where
+) -> TableBatchPlan | ArrowPartitionPlan:
     """TableBatchPlan grouped by file, or ArrowPartitionPlan; TableInputError for a key
     that is not a column (listing the columns there are)."""
     by_file = all(k in parts.constant for k in keys) and not parts.windows

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parajob.data.batch_plan import BatchPlan
 from parajob.data.files import InputDataError, list_input_files, plan_file_batches
 from parajob.data.input_errors import TableInputError, Where
 from parajob.spec.sizes import MiniBatchSize
+
+if TYPE_CHECKING:  # imported where used: a folder input never loads the table modules
+    from parajob.data.mltable import MLTable
+    from parajob.data.partitions import FilePartitionPlan
 
 __all__ = ["plan_input"]
 
@@ -50,7 +54,9 @@ def plan_input(
     return plan_file_batches(path, input_type, size.for_files() if size else None)
 
 
-def _mltable_file_partitions(table: Any, keys: tuple[str, ...], where: Where) -> Any:
+def _mltable_file_partitions(
+    table: MLTable, keys: tuple[str, ...], where: Where
+) -> FilePartitionPlan:
     from parajob.data import transforms as tf
     from parajob.data.mltable_paths import resolve_files
     from parajob.data.partitions import plan_file_partitions
@@ -72,7 +78,9 @@ def _mltable_file_partitions(table: Any, keys: tuple[str, ...], where: Where) ->
     return plan_file_partitions([f.path for f in files], values, keys)
 
 
-def _folder_partitions(path: Path, input_type: str, keys: tuple[str, ...], where: Where) -> Any:
+def _folder_partitions(
+    path: Path, input_type: str, keys: tuple[str, ...], where: Where
+) -> FilePartitionPlan:
     """uri_folder: keys from ``key=value`` folder names (Hive layout)."""
     from parajob.data.partitions import plan_file_partitions
 

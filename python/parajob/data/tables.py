@@ -18,7 +18,7 @@ mini-batch b is the same rows on every run of the same input (ids stable for res
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from parajob.data.jsonlines import JsonLinesSource
 from parajob.data.mltable import MLTable
 from parajob.data.mltable_paths import DataFile, resolve_files
 from parajob.data.parquet import ParquetSource
+
+if TYPE_CHECKING:  # partitions.py imports this module: imported where used
+    from parajob.data.partitions import ArrowPartitionPlan
 
 __all__ = [
     "DEFAULT_BYTES_PER_BATCH",
@@ -167,7 +170,7 @@ def plan_table_batches(
     target_bytes: int | None,
     partition_keys: tuple[str, ...] | None = None,
     keys_where: Where | None = None,
-) -> Any:
+) -> TableBatchPlan | ArrowPartitionPlan:
     """Plan the mini-batches of a tabular MLTable; TableInputError for bad input.
 
     With partition_keys: one mini-batch per key combination (partitions.py).

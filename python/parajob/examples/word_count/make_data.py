@@ -1,10 +1,12 @@
 """Regenerate the example's input: 300 small text files in data/ (deterministic)."""
 
-from pathlib import Path
 import random
+from pathlib import Path
 
-WORDS = ("parallel job mini batch worker retry output table folder score model row file "
-         "process driver queue shared memory watchdog").split()
+WORDS = (
+    "parallel job mini batch worker retry output table folder score model row file "
+    "process driver queue shared memory watchdog"
+).split()
 
 rng = random.Random(42)
 data = Path(__file__).parent / "data"

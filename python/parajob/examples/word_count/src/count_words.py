@@ -9,7 +9,7 @@ import os
 min_length = 0
 
 
-def init():
+def init() -> None:
     global min_length
     parser = argparse.ArgumentParser()
     parser.add_argument("--min_length", type=int, default=0)
@@ -17,8 +17,8 @@ def init():
     min_length = args.min_length
 
 
-def run(mini_batch):
-    results = []
+def run(mini_batch: list[str]) -> list[str]:
+    results: list[str] = []
     for path in mini_batch:
         with open(path, encoding="utf-8") as f:
             words = [w for w in f.read().split() if len(w) >= min_length]
