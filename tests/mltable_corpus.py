@@ -1,20 +1,26 @@
 """A small corpus of MLTables for the dtype contract (test_dtypes.py, test_compat_mltable.py).
 
-Plain Python and pyarrow only (no parajob import): the same module builds the corpus for
-parajob and, in the compat test or a probe, for Azure's ``mltable`` package.
+No parajob import: the same module builds the corpus for parajob and, in the compat test
+or a probe, for Azure's ``mltable`` package.
 
     CASES: name -> (MLTable text, {file name: bytes | pyarrow.Table})
+    BATCH_SIZES: name -> mini_batch_size where not one mini-batch per file
+    REFUSED: cases parajob refuses (a value that does not fit its column)
     build(root) -> {name: folder}       one folder per case, each with its MLTable file
+    received_frames(root, names)        what run() receives in a real parajob run
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["CASES", "build"]
+__all__ = ["BATCH_SIZES", "CASES", "REFUSED", "build", "received_frames"]
 
 Files = dict[str, "bytes | pa.Table"]
 
@@ -45,14 +51,17 @@ EMPTY_ROWS = [
     "4,,,,,,,,,",
 ]
 
-JSONL = b"\n".join(
-    [
-        b'{"i": 1, "f": 0.5, "b": true, "s": "a", "n": 1, "d": "2024-01-02"}',
-        b'{"i": 2, "f": 1, "b": false, "s": "b", "n": null, "d": "2024-01-03"}',
-        b'{"i": 3, "f": 2.5, "b": null, "s": null, "n": 3, "d": null}',
-        b'{"i": 4, "f": null, "b": true, "s": "", "d": "2024-01-05"}',
-    ]
-) + b"\n"
+JSONL = (
+    b"\n".join(
+        [
+            b'{"i": 1, "f": 0.5, "b": true, "s": "a", "n": 1, "d": "2024-01-02"}',
+            b'{"i": 2, "f": 1, "b": false, "s": "b", "n": null, "d": "2024-01-03"}',
+            b'{"i": 3, "f": 2.5, "b": null, "s": null, "n": 3, "d": null}',
+            b'{"i": 4, "f": null, "b": true, "s": "", "d": "2024-01-05"}',
+        ]
+    )
+    + b"\n"
+)
 
 PARQUET = pa.table(
     {
@@ -72,7 +81,19 @@ PARQUET = pa.table(
 
 def _parquet_mltable(paths: list[str]) -> str:
     files = "\n".join(f"  - file: ./{p}" for p in paths)
-    return f"paths:\n{files}\ntransformations:\n  - read_parquet:\n      include_path_column: false\n"
+    return (
+        f"paths:\n{files}\ntransformations:\n  - read_parquet:\n      include_path_column: false\n"
+    )
+
+
+def _batch_rows() -> list[str]:
+    """2000 rows; n has a gap every 97th row, flag (0/1) every 301st: some mini-batches
+    of 2 KiB hold a gap, most do not."""
+    return [
+        f"{k},{'' if k % 97 == 50 else k * 3},{'' if k % 301 == 7 else k % 2},s{k},"
+        f"2024-01-{1 + k % 28:02d}"
+        for k in range(2000)
+    ]
 
 
 def _late_rows() -> list[str]:
@@ -97,7 +118,8 @@ CASES: dict[str, tuple[str, Files]] = {
         + "      - columns: [i, zero_one]\n        column_type: int\n"
         + "      - columns: f\n        column_type: float\n"
         + "      - columns: [b_lower]\n        column_type: boolean\n"
-        + '      - columns: d\n        column_type:\n          datetime:\n            formats: ["%Y-%m-%d"]\n'
+        + "      - columns: d\n        column_type:\n"
+        + '          datetime:\n            formats: ["%Y-%m-%d"]\n'
         + "      - columns: s\n        column_type: string\n",
         {"data.csv": _csv(HEADER, EMPTY_ROWS)},
     ),
@@ -108,6 +130,10 @@ CASES: dict[str, tuple[str, Files]] = {
             "a.csv": _csv("x,y,z", ["1,0,a", "2,1,b"]),
             "b.csv": _csv("x,y,z", ["3.5,,c", ",1,"]),
         },
+    ),
+    "csv_batches": (
+        _delimited(["data.csv"]),
+        {"data.csv": _csv("k,n,flag,s,d", _batch_rows())},
     ),
     "csv_late": (
         _delimited(["data.csv"]),
@@ -140,6 +166,12 @@ CASES: dict[str, tuple[str, Files]] = {
 }
 
 
+# mini_batch_size per case (default: one mini-batch per file).
+BATCH_SIZES = {"csv_batches": "2kb"}
+# Cases where parajob refuses a value that mltable silently makes missing.
+REFUSED = {"csv_late", "jsonl_mixed"}
+
+
 def build(root: Path) -> dict[str, Path]:
     """Write every case under root; returns name -> MLTable folder."""
     out = {}
@@ -154,3 +186,56 @@ def build(root: Path) -> dict[str, Path]:
         (folder / "MLTable").write_text(mltable, encoding="utf-8")
         out[name] = folder
     return out
+
+
+def received_frames(root: Path, names: list[str]) -> dict[str, list[pd.DataFrame]]:
+    """Run the named cases (built under root/corpus) as one parajob pipeline, a step per
+    case whose run() pickles the DataFrame it receives; returns name -> mini-batches in
+    order. Raises AssertionError with parajob's output if the run fails."""
+    folders = build(root / "corpus")
+    jobs = []
+    for name in names:
+        out = root / "received" / name
+        out.mkdir(parents=True)
+        code = root / "src" / name
+        code.mkdir(parents=True)
+        (code / "entry.py").write_text(_PICKLER.format(out=str(out)), encoding="utf-8")
+        jobs.append(
+            f"  {name}:\n    type: parallel\n"
+            f"    inputs:\n      data: {{type: mltable, path: {folders[name]}, mode: direct}}\n"
+            "    input_data: ${{inputs.data}}\n"
+            f'    mini_batch_size: "{BATCH_SIZES.get(name, "1gb")}"\n'
+            "    max_concurrency_per_instance: 2\n"
+            f"    task:\n      type: run_function\n      code: {code}\n"
+            "      entry_script: entry.py\n"
+        )
+    pipeline = root / "pipeline.yml"
+    pipeline.write_text("type: pipeline\njobs:\n" + "".join(jobs), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "parajob", "run", str(pipeline), "--run-dir", str(root / "run")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frames = {}
+    for name in names:
+        files = sorted((root / "received" / name).glob("*.pkl"))
+        frames[name] = [pd.read_pickle(f) for f in files]
+    return frames
+
+
+_PICKLER = """\
+import os
+import pickle
+
+OUT = {out!r}
+
+
+def run(mini_batch, mini_batch_context):
+    path = os.path.join(OUT, "%05d.pkl" % mini_batch_context.minibatch_index)
+    with open(path, "wb") as f:
+        pickle.dump(mini_batch, f)
+    return mini_batch
+"""
