@@ -157,3 +157,20 @@ def test_convert_column_types_float_keeps_one_dtype_in_every_mini_batch(tmp_path
     p = plan(folder, "2kb")
     assert p.n_batches > 10
     assert {str(p.materialise(b)["n"].dtype) for b in range(p.n_batches)} == {"float64"}
+
+
+def test_a_column_all_empty_in_a_mini_batch_keeps_its_dtype(tmp_path: Path) -> None:
+    """README: float64 NaN / datetime64 NaT (mltable gives object None there)."""
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "a.csv").write_text("i,f,d,s\n7,0.5,2024-01-02,x\n")  # 1 alone: a boolean
+    (folder / "b.csv").write_text("i,f,d,s\n,,,\n")
+    (folder / "MLTable").write_text(
+        "paths:\n  - file: ./a.csv\n  - file: ./b.csv\ntransformations:\n"
+        "  - read_delimited:\n      delimiter: ','\n      header: all_files_same_headers\n"
+    )
+    p = plan(folder)
+    assert p.n_batches == 2
+    empty = p.materialise(1)
+    assert [str(t) for t in empty.dtypes] == ["float64", "float64", "datetime64[ns]", TEXT]
+    assert empty.isna().all().all()
