@@ -135,6 +135,11 @@ CASES: dict[str, tuple[str, Files]] = {
         _delimited(["data.csv"]),
         {"data.csv": _csv("k,n,flag,s,d", _batch_rows())},
     ),
+    # Upper-case booleans, 1.0/0.0 (floats), yes/no and times of day (text).
+    "csv_more": (
+        _delimited(["data.csv"]),
+        {"data.csv": _csv("u,f,flag,yn,t", ["TRUE,1.0,1,yes,12:30", "FALSE,0.0,0,no,13:00"])},
+    ),
     "csv_late": (
         _delimited(["data.csv"]),
         {"data.csv": _csv("k,late,late_s", _late_rows())},
@@ -151,6 +156,12 @@ CASES: dict[str, tuple[str, Files]] = {
         "paths:\n  - file: ./data.jsonl\ntransformations:\n  - read_json_lines:\n"
         "      encoding: utf8\n      invalid_lines: error\n",
         {"data.jsonl": JSONL},
+    ),
+    # JSON 0/1 numbers stay integers.
+    "jsonl_flags": (
+        "paths:\n  - file: ./data.jsonl\ntransformations:\n  - read_json_lines:\n"
+        "      encoding: utf8\n",
+        {"data.jsonl": b'{"z": 0, "w": 1}\n{"z": 1, "w": 1}\n'},
     ),
     # A field that is a number in some lines and text or true in others.
     "jsonl_mixed": (

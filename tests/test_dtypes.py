@@ -12,6 +12,7 @@ from pathlib import Path
 import mltable_corpus as corpus
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from parajob.data import plan_input
@@ -19,6 +20,9 @@ from parajob.spec.sizes import parse_mini_batch_size
 
 TEXT = str(pd.Series(["a"]).dtype)  # object; str on pandas 3
 TEN_TEXT_COLUMNS = [TEXT] * 10
+# A Parquet timestamp[us] column: datetime64[us] with pandas 2 and pyarrow 13 or later,
+# datetime64[ns] before (mltable 1.7 needs pyarrow 23, so it gives [us]).
+PARQUET_US = str(pa.table({"t": pa.array([0], pa.timestamp("us"))}).to_pandas()["t"].dtype)
 
 # case -> dtypes of each mini-batch, in column order (see mltable_corpus.CASES).
 EXPECTED: dict[str, list[list[str]]] = {
@@ -40,6 +44,8 @@ EXPECTED: dict[str, list[list[str]]] = {
     "csv_no_header": [["int64", "bool", TEXT]],
     "csv_from_first_file": [["int64", "bool"], ["int64", "bool"]],
     "jsonl": [["int64", "float64", "object", TEXT, "float64", TEXT]],
+    "csv_more": [["bool", "float64", "bool", TEXT, TEXT]],
+    "jsonl_flags": [["int64", "int64"]],
 }
 
 
@@ -98,9 +104,7 @@ def test_parquet_keeps_the_files_types(received: dict[str, list[pd.DataFrame]]) 
         "bool",
         "object",
         TEXT,
-        str(pd.Series(pd.to_datetime(["2024-01-01"]).as_unit("us")).dtype)
-        if hasattr(pd.Timestamp, "as_unit")
-        else "datetime64[ns]",
+        PARQUET_US,
         "object",
     ]
     assert str(type(frame["date"].iloc[0]).__name__) == "date"

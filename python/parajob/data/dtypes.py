@@ -9,8 +9,9 @@ The target is what Azure's ``mltable`` ``to_pandas_dataframe()`` gives for the s
 
 - CSV: types are inferred once, from the first 200 rows of the whole table (the sample
   runs on into the next files), and fixed for every row; a column whose sample holds only
-  0 and 1 is boolean; dates and datetimes are ``datetime64[ns]``; with ``empty_as_string``
-  an empty cell is text, so a column with one in the sample is text.
+  0 and 1 is boolean; dates and datetimes are ``datetime64[ns]``, times of day text;
+  with ``empty_as_string`` an empty cell is text, so a column with one in the sample is
+  text.
 - JSON lines: JSON's own types; text stays text (no date guessing).
 - pandas: numpy dtypes as pyarrow gives them by default, per mini-batch. An integer
   column is ``int64`` (Parquet ``int32`` stays ``int32``), and ``float64`` with NaN in a
@@ -40,8 +41,9 @@ TEXT_DATETIME = pa.timestamp("ns")
 
 def settle_delimited(kind: pa.DataType) -> pa.DataType:
     """An inferred CSV type that later rows can still fit: null -> string (a column empty
-    in the sample), date/timestamp -> TEXT_DATETIME."""
-    if pa.types.is_null(kind):
+    in the sample), date/timestamp -> TEXT_DATETIME; a time of day (12:30) stays text, as
+    in mltable."""
+    if pa.types.is_null(kind) or pa.types.is_time(kind):
         return pa.string()
     if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
         return TEXT_DATETIME
