@@ -67,6 +67,11 @@ def test_missing_values_are_nan_none_and_nat(received: dict[str, list[pd.DataFra
     assert frame["b_lower"].tolist() == [True, None, True, None]
     assert frame["d"].isna().tolist() == [False, True, False, True]
     assert frame["d"].iloc[1] is pd.NaT
+    assert frame["s"].isna().tolist() == [False, True, False, True]  # None (pandas 3: NaN)
+    (convert,) = received["csv_convert"]
+    assert convert["zero_one"].tolist()[:2] == [0.0, 1.0]  # the cells' text, converted
+    (jsonl,) = received["jsonl"]
+    assert jsonl["f"].tolist()[:3] == [0.5, 1.0, 2.5]  # JSON 1 in a float field
     (whole,) = received["csv_kinds"]
     assert whole["zero_one"].tolist() == [False, True, True, False]
     assert whole.values.flatten().dtype == object  # the Azure scripts' .values.flatten()
