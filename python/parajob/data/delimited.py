@@ -4,8 +4,9 @@ Planning (driver, before fork; reads no data into Python beyond headers and a sa
 
     per file:  _core.scan_delimited  -> header bytes, record pieces, first bad record
     headers:   parsed once per file with Arrow; "all_files_same_headers" checked equal
-    types:     inferred by Arrow from the first 200 data rows (infer_column_types), then
-               fixed: every piece is read with the same column types
+    types:     inferred by Arrow from the first 200 data rows of the table (the sample
+               runs on into the next files), settled by dtypes.py, then fixed: every
+               piece is read with the same column types
 
 Reading (worker): the piece's bytes with one pread, parsed by Arrow with the fixed
 column names and types, so a piece never re-reads or re-parses the header, and every
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from parajob import _core
+from parajob.data import dtypes
 from parajob.data.input_errors import TableInputError, Where
 from parajob.data.mltable_paths import DataFile
 
@@ -182,24 +184,29 @@ class DelimitedSource:
 
     def _infer(self, pieces: np.ndarray | None) -> pa.Schema:
         """Column types, fixed for every piece: inferred from the first SAMPLE_ROWS rows of
-        the first file with data (of each distinct header), or all text."""
-        columns: dict[str, pa.DataType] = {}
-        seen: set[tuple[str, ...]] = set()
+        the table (of each distinct header), the sample running on into the next files as
+        mltable's does; columns no sample covers are text. The rules are dtypes.py's."""
+        samples: dict[tuple[str, ...], list[bytes]] = {}
+        left: dict[tuple[str, ...], int] = {}
+        seen_files: set[int] = set()
         for row in pieces if pieces is not None else []:
             f = int(row[0])
-            if self.names[f] in seen:
+            names = self.names[f]
+            if f in seen_files or left.get(names, SAMPLE_ROWS) <= 0:
                 continue
-            seen.add(self.names[f])
-            for name, kind in self._sample_types(f, int(row[1])).items():
+            seen_files.add(f)
+            data, records = self._sample(f, int(row[1]), left.get(names, SAMPLE_ROWS))
+            samples.setdefault(names, []).append(data)
+            left[names] = left.get(names, SAMPLE_ROWS) - records
+        columns: dict[str, pa.DataType] = {}
+        for names, parts in samples.items():
+            for name, kind in self._sample_types(names, b"".join(parts)).items():
                 columns.setdefault(name, kind)
-        names = [n for names in self.names for n in names]
-        ordered = list(dict.fromkeys(names))
+        ordered = list(dict.fromkeys(n for names in self.names for n in names))
         return pa.schema([(n, columns.get(n, pa.string())) for n in ordered])
 
-    def _sample_types(self, f: int, begin: int) -> dict[str, pa.DataType]:
-        names = self.names[f]
-        if not self.options["infer_column_types"]:
-            return {n: pa.string() for n in names}
+    def _sample(self, f: int, begin: int, max_records: int) -> tuple[bytes, int]:
+        """Up to max_records data records of file f from byte begin, ending in a line end."""
         path = self.files[f].path
         scan = _core.scan_delimited(
             path,
@@ -207,17 +214,37 @@ class DelimitedSource:
             multi_line=self.options["support_multi_line"],
             begin=begin,
             check_fields=False,
-            max_records=SAMPLE_ROWS,
+            max_records=max_records,
         )
-        sample = _pread(path, scan.end - begin, begin)
+        data = _pread(path, scan.end - begin, begin)
+        if data and not data.endswith((b"\n", b"\r")):  # the file's last line: join safely
+            data += b"\n"
+        return data, int(scan.records)
+
+    def _sample_types(self, names: tuple[str, ...], sample: bytes) -> dict[str, pa.DataType]:
+        if not self.options["infer_column_types"]:
+            return {n: pa.string() for n in names}
         fixed = {n: pa.string() for n in names if n in self.string_columns}
-        table = pacsv.read_csv(
+        table = self._read_sample(names, sample, fixed)
+        flags = dtypes.zero_one_columns(table)
+        if flags:  # 0/1 columns are booleans (Arrow's bool parser reads 0 and 1)
+            try:
+                table = self._read_sample(
+                    names, sample, {**fixed, **dict.fromkeys(flags, pa.bool_())}
+                )
+            except pa.ArrowInvalid:  # e.g. "01": not a boolean after all, keep the integers
+                pass
+        return {fld.name: dtypes.settle_delimited(fld.type) for fld in table.schema}
+
+    def _read_sample(
+        self, names: tuple[str, ...], sample: bytes, types: dict[str, pa.DataType]
+    ) -> pa.Table:
+        return pacsv.read_csv(
             pa.py_buffer(sample),
             read_options=self._read_options(names),
             parse_options=self._parse_options(),
-            convert_options=self._convert_options(fixed),
+            convert_options=self._convert_options(types),
         )
-        return {fld.name: _settle(fld.type) for fld in table.schema}
 
     def _plan_whole_files(self) -> np.ndarray:
         """utf16/utf32: one piece per file; names and types from the first file, by Arrow."""
@@ -241,7 +268,12 @@ class DelimitedSource:
                 if mode != "no_header"
                 else tuple(f"Column{k + 1}" for k in range(sample.num_columns))
             )
-            types = {n: _settle(t) for n, t in zip(names, sample.schema.types, strict=True)}
+            types = {
+                n: dtypes.settle_delimited(t)
+                for n, t in zip(names, sample.schema.types, strict=True)
+            }
+            # 0/1 columns are booleans, as in _sample_types (the sample is the whole file).
+            types.update(dict.fromkeys(dtypes.zero_one_columns(sample), pa.bool_()))
             if not self.options["infer_column_types"]:
                 types = {n: pa.string() for n in names}
             types.update({n: pa.string() for n in names if n in self.string_columns})
@@ -318,21 +350,14 @@ class DelimitedSource:
         as_text = self.options["empty_as_string"]
         return pacsv.ConvertOptions(
             column_types=types,
-            null_values=[""],
+            # empty_as_string: an empty cell is text, never a missing number (as in mltable,
+            # a column with one in the sample is inferred as text).
+            null_values=[] if as_text else [""],
             strings_can_be_null=not as_text,
             quoted_strings_can_be_null=not as_text,
             include_columns=list(types) if include else None,
             include_missing_columns=include,
         )
-
-
-def _settle(kind: pa.DataType) -> pa.DataType:
-    """An inferred type that later rows can still fit: null -> string, date -> timestamp."""
-    if pa.types.is_null(kind):
-        return pa.string()
-    if pa.types.is_date(kind):
-        return pa.timestamp("s")
-    return kind
 
 
 def _line_at(path: str, offset: int) -> int:

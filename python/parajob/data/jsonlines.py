@@ -1,8 +1,9 @@
 """``read_json_lines`` tables: pieces cut at line ends by the C++ scanner, read by Arrow.
 
-Types are inferred from the first 200 records of the first file with data and then
-fixed (``explicit_schema``): every mini-batch has the same columns; a field that appears
-only later is ignored, a value that does not fit its column is an error naming the line.
+Types are inferred from the first 200 records of the first file with data, settled by
+dtypes.py (text stays text, as in mltable) and then fixed (``explicit_schema``): every
+mini-batch has the same columns; a field that appears only later is ignored, a value
+that does not fit its column is an error naming the line.
 ``invalid_lines: drop`` re-reads a piece that Arrow rejects line by line and keeps the
 lines that are JSON objects. Non-UTF-8 encodings are transcoded when read; utf16/utf32
 files are one piece each (their bytes cannot be cut at a '\\n' byte).
@@ -20,7 +21,8 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from parajob import _core
-from parajob.data.delimited import BOM, SAMPLE_ROWS, _pread, _settle
+from parajob.data import dtypes
+from parajob.data.delimited import BOM, SAMPLE_ROWS, _pread
 from parajob.data.input_errors import Where
 from parajob.data.mltable_paths import DataFile
 
@@ -81,7 +83,7 @@ class JsonLinesSource:
             end = int(pieces[0, 2])
         table = self._parse(_pread(path, end - begin, begin), None, path, int(pieces[0, 4]))
         fields = [
-            pa.field(n, pa.string() if n in self.string_columns else _settle(t))
+            pa.field(n, pa.string() if n in self.string_columns else dtypes.settle_json(t))
             for n, t in zip(table.column_names, table.schema.types, strict=True)
         ]
         return pa.schema(fields)

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parajob.data import transforms as tf
+from parajob.data.dtypes import to_pandas
 from parajob.data.fingerprints import (
     digest_of,
     empty_digests,
@@ -138,7 +139,7 @@ class ArrowPartitionPlan:
 
     def materialise(self, batch: int) -> pd.DataFrame:
         lo = int(self.offsets[batch])
-        return tf.to_pandas(self.table.slice(lo, self.items_in(batch)))
+        return to_pandas(self.table.slice(lo, self.items_in(batch)))
 
     def partition_key_value(self, batch: int) -> dict[str, Any]:
         return dict(self.keys[batch])

@@ -11,7 +11,8 @@
 
 Invariants: planning reads headers, a 200-row sample and footers, never the data; the
 plan is plain numpy + small Python objects, built before fork and inherited by workers;
-every mini-batch has the schema :attr:`TableBatchPlan.schema` and a fresh RangeIndex;
+every mini-batch has the Arrow schema :attr:`TableBatchPlan.schema` and a fresh
+RangeIndex (its pandas dtypes: dtypes.py);
 mini-batch b is the same rows on every run of the same input (ids stable for resume).
 """
 
@@ -26,6 +27,7 @@ import pyarrow as pa
 
 from parajob.data import transforms as tf
 from parajob.data.delimited import DelimitedSource
+from parajob.data.dtypes import to_pandas
 from parajob.data.fingerprints import (
     digest_of,
     empty_digests,
@@ -100,7 +102,7 @@ class TableBatchPlan:
         return int(self.pieces[lo:hi, 3].sum())
 
     def materialise(self, batch: int) -> pd.DataFrame:
-        return tf.to_pandas(self.materialise_arrow(batch))
+        return to_pandas(self.materialise_arrow(batch))
 
     def materialise_arrow(self, batch: int) -> pa.Table:
         """The mini-batch as Arrow (raises ValueError naming the file on bad data)."""

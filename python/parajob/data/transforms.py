@@ -1,4 +1,4 @@
-"""MLTable column transformations on Arrow tables, and the Arrow -> pandas step.
+"""MLTable column transformations on Arrow tables (the Arrow -> pandas step is in dtypes.py).
 
 Every mini-batch of a table goes through the same :class:`Finisher`: the raw columns read
 from one file, then the ``Path`` column, then the transformations in the MLTable's order
@@ -11,9 +11,9 @@ Invariants:
   so every mini-batch has the same columns and dtypes; the planner checks the steps on
   an empty table first (:meth:`Finisher.final_schema`), so a step naming a missing column
   is an error before any worker starts.
-- :func:`to_pandas` maps every Arrow type to one pandas dtype whatever the values:
-  integers become nullable ``Int64`` (a numpy int64 column would turn float64 in the
-  mini-batches that hold a null) and booleans ``boolean``; the index is a fresh RangeIndex.
+- Datetimes parsed from text (conversions, partition formats) are ``dtypes.TEXT_DATETIME``;
+  the Arrow -> pandas step (:func:`to_pandas`) and every other type decision are in
+  dtypes.py, their one owner.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from parajob.data.dtypes import TEXT_DATETIME
 from parajob.data.input_errors import Where
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "RowWindow",
     "SelectColumns",
     "Step",
-    "to_pandas",
     "PATH_COLUMN",
 ]
 
@@ -171,11 +170,14 @@ class Conversion:
         if pa.types.is_timestamp(t):
             return values
         if pa.types.is_date(t):
-            return pc.cast(values, pa.timestamp("us"))
+            return pc.cast(values, TEXT_DATETIME)
         text = pc.cast(values, pa.string())
         if not self.formats:
-            return pc.cast(text, pa.timestamp("us"))
-        parsed = [pc.strptime(text, format=f, unit="us", error_is_null=True) for f in self.formats]
+            return pc.cast(text, TEXT_DATETIME)
+        parsed = [
+            pc.strptime(text, format=f, unit=TEXT_DATETIME.unit, error_is_null=True)
+            for f in self.formats
+        ]
         result = pc.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
         failed = pc.and_(pc.is_valid(text), pc.is_null(result))
         if pc.any(failed).as_py():
@@ -190,7 +192,7 @@ class Conversion:
             "float": pa.float64(),
             "string": pa.string(),
             "boolean": pa.bool_(),
-            "datetime": pa.timestamp("us"),
+            "datetime": TEXT_DATETIME,
         }[self.kind]
 
 
@@ -272,7 +274,7 @@ class PartitionFormat:
         return tuple(out)
 
     def arrow_types(self) -> tuple[pa.DataType, ...]:
-        return tuple(pa.timestamp("us") if f else pa.string() for f in self.date_formats)
+        return tuple(TEXT_DATETIME if f else pa.string() for f in self.date_formats)
 
 
 def _date_layout(layout: str) -> tuple[str, str]:
@@ -375,26 +377,3 @@ def _add_column(
         pa.repeat(pa.scalar(value, kind), table.num_rows) if table.num_rows else pa.array([], kind)
     )
     return table.add_column(at, pa.field(name, kind), column)
-
-
-_NULLABLE = {
-    pa.int8(): pd.Int8Dtype(),
-    pa.int16(): pd.Int16Dtype(),
-    pa.int32(): pd.Int32Dtype(),
-    pa.int64(): pd.Int64Dtype(),
-    pa.uint8(): pd.UInt8Dtype(),
-    pa.uint16(): pd.UInt16Dtype(),
-    pa.uint32(): pd.UInt32Dtype(),
-    pa.uint64(): pd.UInt64Dtype(),
-    pa.bool_(): pd.BooleanDtype(),
-}
-
-
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    """The DataFrame run() receives: fixed dtypes per Arrow type, fresh RangeIndex."""
-    # One thread: workers already run in parallel, and a ~1 MB mini-batch converts faster
-    # than a pool wakes up (each worker would otherwise start a pool of one thread per CPU).
-    frame: pd.DataFrame = table.to_pandas(
-        types_mapper=_NULLABLE.get, ignore_metadata=True, use_threads=False
-    )
-    return frame
