@@ -40,6 +40,19 @@ def run(mini_batch):
 """
 
 
+def _tasks() -> int:
+    """Kernel threads, less jemalloc's background threads: pyarrow's allocator (jemalloc in
+    pyarrow 14, the floor) starts one per arena for good, and a thread of its own may get a
+    new arena; they are pyarrow's, not a run's."""
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(Path(f"/proc/self/task/{task}/comm").read_text().strip())
+        except OSError:  # ended meanwhile
+            pass
+    return sum(name != "jemalloc_bg_thd" for name in names)
+
+
 @dataclass(frozen=True)
 class Footprint:
     """What a run could leave behind in this process."""
@@ -76,7 +89,7 @@ class Footprint:
         return cls(
             len(psutil.Process().children(recursive=True)),
             len(threading.enumerate()),
-            len(os.listdir("/proc/self/task")),
+            _tasks(),
             fds,
             sum(n for link, n in fds.items() if link.startswith("/memfd:")),
             maps,

@@ -75,7 +75,12 @@ def attempts(run_dir: Path) -> tuple[list[str], list[dict[str, str]]]:
 def when(row: dict[str, str]) -> tuple[datetime, datetime]:
     assert ISO_MS.fullmatch(row["start_time"]), row
     assert ISO_MS.fullmatch(row["end_time"]), row
-    return (datetime.fromisoformat(row["start_time"]), datetime.fromisoformat(row["end_time"]))
+    return (_parse(row["start_time"]), _parse(row["end_time"]))
+
+
+def _parse(text: str) -> datetime:
+    # "...Z": Python 3.10's fromisoformat reads an offset only as +00:00 (3.11 reads Z)
+    return datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
 
 
 def printed_pids(run_dir: Path) -> dict[tuple[str, str], set[str]]:

@@ -322,7 +322,7 @@ class AttemptLog:
         places = np.array([self._place(int(p)) for p in known.tolist()], dtype=np.bytes_)
         suffix: Any = b","
         for part in (_iso_bytes(table[3]), b",", _iso_bytes(table[4]), b",", places[which]):
-            suffix = np.strings.add(suffix, part)
+            suffix = _STRINGS.add(suffix, part)
         keys = (table[0] << 32) | process
         order = np.argsort(keys, kind="stable")
         return _Where(keys[order], (table[1] + 1).astype(np.bytes_)[order], suffix[order])
@@ -366,8 +366,8 @@ def _worker_rows(data: bytes, process: int, where: _Where) -> bytes:
     if not valid:
         return b""
     rows = np.array(valid, dtype=np.bytes_)
-    index, _, rest = np.strings.partition(rows, b",")
-    attempt, _, rest = np.strings.partition(rest, b",")
+    index, rest = _partition(rows, b",")
+    attempt, rest = _partition(rest, b",")
     keys = (index.astype(np.int64) << 32) | process
     found = np.zeros(len(keys), dtype=bool)
     at = np.zeros(len(keys), dtype=np.int64)
@@ -377,9 +377,23 @@ def _worker_rows(data: bytes, process: int, where: _Where) -> bytes:
     attempt = np.where(found, where.attempt[at] if len(where.keys) else attempt, attempt)
     suffix = np.where(found, where.suffix[at] if len(where.keys) else _NO_WHERE, _NO_WHERE)
     out: Any = index
-    for part in (b",", attempt, b",", np.strings.rstrip(rest, b"\n"), suffix, b"\n"):
-        out = np.strings.add(out, part)
+    for part in (b",", attempt, b",", _STRINGS.rstrip(rest, b"\n"), suffix, b"\n"):
+        out = _STRINGS.add(out, part)
     return b"".join(out.tolist())
+
+
+# numpy 2's string ufuncs (np.strings); numpy 1 (pandas 1.5 needs numpy < 2) has the same
+# operations as np.char, each a loop in C over the elements: slower, still vectorised.
+_STRINGS: Any = getattr(np, "strings", np.char)
+
+
+def _partition(rows: np.ndarray, sep: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """What comes before and after the first ``sep`` of each element."""
+    if hasattr(np, "strings"):
+        before, _, after = np.strings.partition(rows, sep)
+        return before, after
+    parts = np.char.partition(rows, sep)  # numpy 1: one (n, 3) array
+    return parts[:, 0], parts[:, 2]
 
 
 def _part_process(name: str) -> int:
