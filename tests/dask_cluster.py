@@ -18,13 +18,16 @@ DASK_DISTRIBUTED__COMM__TLS__* variables a Dask client (the driver) needs.
 Each process runs in its own session (start_new_session), so stop() takes whatever a
 worker started (node processes, their workers) with it. `--no-nanny`: a SIGKILLed worker
 stays dead (a nanny would start a new one with a new address), which is what a lost
-node is. Workers get the folder of the parajob these tests imported on PYTHONPATH (this
+node is. Each process also gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a
+pytest killed by a timeout or a signal, which runs no teardown, leaves no cluster behind.
+Workers get the folder of the parajob these tests imported on PYTHONPATH (this
 checkout's python/ in a dev tree, site-packages when installed: a clean clone's python/
 has no compiled core), so node agents import the parajob under test.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import json
 import os
@@ -281,6 +284,7 @@ class DaskCluster:
                 env=self.env,
                 cwd=self.folder,
                 start_new_session=True,
+                preexec_fn=_die_with_the_tests,
             )
         self.procs.append(proc)
         return proc
@@ -402,6 +406,12 @@ class DaskCluster:
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
         self.procs = []
+
+
+def _die_with_the_tests() -> None:
+    """In the child, before exec: SIGKILL when the process that started it dies."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
