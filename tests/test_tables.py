@@ -431,16 +431,21 @@ def test_planning_leaves_no_thread_of_its_own(tmp_path: Path) -> None:
         # Arrow's CPU pool starts lazily on the first sort/group-by: start it for the
         # baseline too (it is Arrow's, idle and fork-aware, not the planner's own).
         pa.table({{"k": list(range(100_000))}}).sort_by("k").group_by("k").aggregate([])
+        def comms():  # a task that ends between listdir and open is no thread left
+            names = []
+            for t in os.listdir("/proc/self/task"):
+                try:
+                    names.append(open(f"/proc/self/task/{{t}}/comm").read().strip())
+                except FileNotFoundError:
+                    pass
+            return names
         def threads():  # the planner's own helper threads are named parajob-*
-            comms = [open(f"/proc/self/task/{{t}}/comm").read().strip()
-                     for t in os.listdir("/proc/self/task")]
-            return sum(1 for c in comms if c.startswith("parajob-"))
+            return sum(1 for c in comms() if c.startswith("parajob-"))
         before = threads()
         scan = _core.scan_delimited({str(folder / "data.csv")!r}, threads=4, thread_bytes=1)
         p = plan_input(Path({str(folder)!r}), "mltable", parse_mini_batch_size("64kb"), ("b",))
         p2 = plan_input(Path({str(folder)!r}), "mltable", parse_mini_batch_size("64kb"))
-        names = sorted(open(f"/proc/self/task/{{t}}/comm").read().strip()
-                       for t in os.listdir("/proc/self/task"))
+        names = sorted(comms())
         print(p.n_batches, p2.n_batches, scan.records, before, threads(), ",".join(names))
     """)
     out = subprocess.run(
