@@ -5,7 +5,7 @@
 // index or offset, never by pointer (docs/design.md §4.3):
 //
 //   +--------------------+ 0
-//   | RegionHeader       |   magic, sizes, offsets, closing flag, futex words, counters
+//   | RegionHeader       |   magic, sizes, offsets, closing flag, futex words, driver wake
 //   +--------------------+ header.dispatch_offset
 //   | RingHeader + cells |   dispatch queue: batch ids waiting for a worker (driver pushes)
 //   +--------------------+ header.done_offset
@@ -16,7 +16,7 @@
 //   | WorkerSlot[m]      |   one per worker process: pid, heartbeat, current mini-batch
 //   +--------------------+ header.total_size
 //
-// python/parajob/runtime/shm_view.py mirrors these structs with ctypes; a test checks that
+// python/parajob/runtime/shm_view.py mirrors these structs as numpy dtypes; a test checks that
 // both agree on every size and offset (layout_description() below).
 #pragma once
 
