@@ -366,6 +366,36 @@ class DaskCluster:
         self.workers.append(worker)
         return worker
 
+    def start_run(
+        self,
+        pipeline: Path,
+        run_dir: Path,
+        cwd: Path,
+        *,
+        stdout: int = subprocess.PIPE,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
+        """`parajob run PIPELINE --run-dir RUN_DIR --compute cpu-cluster=ADDRESS` in the
+        background, for tests that act on the run while it goes (kill a node, Ctrl-C)."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "parajob",
+                "run",
+                str(pipeline),
+                "--run-dir",
+                str(run_dir),
+                "--compute",
+                f"cpu-cluster={self.address}",
+            ],
+            cwd=cwd,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
     def _tls_args(self) -> list[str]:
         return self.tls.args() if self.tls is not None else []
 

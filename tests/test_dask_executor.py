@@ -84,23 +84,7 @@ def test_a_lost_node_costs_no_row(tmp_path: Path, dask_cluster: DaskCluster) -> 
         max_retries=3,
     )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "parajob",
-            "run",
-            str(pipeline),
-            "--run-dir",
-            str(run_dir),
-            "--compute",
-            f"cpu-cluster={dask_cluster.address}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = dask_cluster.start_run(pipeline, run_dir, tmp_path)
     try:
         parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -256,22 +240,7 @@ def test_a_killed_cluster_run_resumes(tmp_path: Path, dask_cluster: DaskCluster)
     )
     run_dir = tmp_path / "run"
     compute = f"cpu-cluster={dask_cluster.address}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "parajob",
-            "run",
-            str(pipeline),
-            "--run-dir",
-            str(run_dir),
-            "--compute",
-            compute,
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = dask_cluster.start_run(pipeline, run_dir, tmp_path, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
@@ -371,23 +340,8 @@ def test_a_silent_node_is_lost_after_the_node_timeout(
         extra_step=COMPUTE,
     )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "parajob",
-            "run",
-            str(pipeline),
-            "--run-dir",
-            str(run_dir),
-            "--compute",
-            f"cpu-cluster={dask_cluster.address}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PARAJOB_NODE_TIMEOUT": "3"},
+    proc = dask_cluster.start_run(
+        pipeline, run_dir, tmp_path, env={**os.environ, "PARAJOB_NODE_TIMEOUT": "3"}
     )
     stopped = None
     try:

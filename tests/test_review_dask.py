@@ -20,7 +20,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -130,23 +129,7 @@ def test_the_resume_command_after_ctrl_c_gives_the_compute_again(
         extra_step="compute: cpu-cluster\n",
     )
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "parajob",
-            "run",
-            str(pipeline),
-            "--run-dir",
-            str(run_dir),
-            "--compute",
-            f"cpu-cluster={dask_cluster.address}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = dask_cluster.start_run(pipeline, run_dir, tmp_path, stdout=subprocess.DEVNULL)
     try:
         parts = run_dir / "step" / "logs" / "sys" / "job_report" / "parts"
         deadline = time.monotonic() + RUN_TIMEOUT_S
