@@ -25,7 +25,15 @@ from typing import Any
 import yaml
 
 from parajob.entities.io import Input, NodeInput, NodeOutput, Output
-from parajob.entities.nodes import Command, Node, Parallel, RunFunction
+from parajob.entities.nodes import (
+    _COMMAND_FIELDS,
+    _COMMON_HEAD,
+    _PARALLEL_FIELDS,
+    Command,
+    Node,
+    Parallel,
+    RunFunction,
+)
 from parajob.entities.paths import rebase_override
 from parajob.entities.pipeline import _HEAD, Pipeline
 from parajob.entities.settings import Environment, PipelineJobSettings
@@ -145,43 +153,13 @@ def _output_value(value: Any) -> Any:
     return value
 
 
+# The keys a node's YAML may set, in the order the node classes write them (nodes.py owns the
+# lists); a command's `environment` is read apart (below), since it becomes an Environment.
 _NODE_KEYS = {
-    "parallel": (
-        "display_name",
-        "description",
-        "tags",
-        "properties",
-        "compute",
-        "experiment_name",
-        "component",
-        "input_data",
-        "mini_batch_size",
-        "partition_keys",
-        "resources",
-        "max_concurrency_per_instance",
-        "mini_batch_error_threshold",
-        "error_threshold",
-        "retry_settings",
-        "logging_level",
-        "environment_variables",
-        "identity",
-        "is_deterministic",
-    ),
+    "parallel": (*_COMMON_HEAD, *_PARALLEL_FIELDS, "is_deterministic"),
     "command": (
-        "display_name",
-        "description",
-        "tags",
-        "properties",
-        "compute",
-        "experiment_name",
-        "component",
-        "command",
-        "code",
-        "environment_variables",
-        "resources",
-        "distribution",
-        "limits",
-        "identity",
+        *_COMMON_HEAD,
+        *(key for key in _COMMAND_FIELDS if key != "environment"),
         "is_deterministic",
     ),
 }
