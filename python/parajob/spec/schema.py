@@ -76,18 +76,9 @@ SETTINGS_KEYS = frozenset(
     }
 )
 
-# A parallel node inside ``jobs:`` (azure-ai-ml's PipelineParallelJobSchema:
-# BaseNodeSchema + ParameterizedParallelSchema).
-PARALLEL_STEP_KEYS = frozenset(
+# What a parallel node and a parallel component both set (ParameterizedParallelSchema).
+_PARALLEL_SETTINGS = frozenset(
     {
-        "type",
-        "name",
-        "display_name",
-        "description",
-        "tags",
-        "properties",
-        "compute",
-        "component",
         "inputs",
         "outputs",
         "input_data",
@@ -101,41 +92,38 @@ PARALLEL_STEP_KEYS = frozenset(
         "logging_level",
         "environment_variables",
         "task",
-        "identity",
-        "is_deterministic",
-        "experiment_name",
     }
 )
+# A parallel node inside ``jobs:`` (azure-ai-ml's PipelineParallelJobSchema:
+# BaseNodeSchema + ParameterizedParallelSchema).
+PARALLEL_STEP_KEYS = _PARALLEL_SETTINGS | {
+    "type",
+    "name",
+    "display_name",
+    "description",
+    "tags",
+    "properties",
+    "compute",
+    "component",
+    "identity",
+    "is_deterministic",
+    "experiment_name",
+}
 # A whole file that is one parallel job (``type: parallel`` at the top).
 PARALLEL_JOB_KEYS = PARALLEL_STEP_KEYS | {"$schema"}
 # A parallel component file (azure-ai-ml's ParallelComponentSchema).
 COMPONENT_ONLY_KEYS = frozenset({"$schema", "version", "is_deterministic"})
-PARALLEL_COMPONENT_KEYS = frozenset(
-    {
-        "$schema",
-        "type",
-        "name",
-        "version",
-        "display_name",
-        "description",
-        "tags",
-        "properties",
-        "is_deterministic",
-        "inputs",
-        "outputs",
-        "input_data",
-        "mini_batch_size",
-        "partition_keys",
-        "resources",
-        "max_concurrency_per_instance",
-        "mini_batch_error_threshold",
-        "error_threshold",
-        "retry_settings",
-        "logging_level",
-        "environment_variables",
-        "task",
-    }
-)
+PARALLEL_COMPONENT_KEYS = _PARALLEL_SETTINGS | {
+    "$schema",
+    "type",
+    "name",
+    "version",
+    "display_name",
+    "description",
+    "tags",
+    "properties",
+    "is_deterministic",
+}
 
 # A command node inside ``jobs:`` (CommandSchema + BaseNodeSchema) and a command component.
 COMMAND_STEP_KEYS = frozenset(
