@@ -76,6 +76,20 @@ SETTINGS_KEYS = frozenset(
     }
 )
 
+# What every component file starts with, parallel or command.
+_COMPONENT_HEAD = frozenset(
+    {
+        "$schema",
+        "type",
+        "name",
+        "version",
+        "display_name",
+        "description",
+        "tags",
+        "properties",
+        "is_deterministic",
+    }
+)
 # What a parallel node and a parallel component both set (ParameterizedParallelSchema).
 _PARALLEL_SETTINGS = frozenset(
     {
@@ -113,17 +127,7 @@ PARALLEL_STEP_KEYS = _PARALLEL_SETTINGS | {
 PARALLEL_JOB_KEYS = PARALLEL_STEP_KEYS | {"$schema"}
 # A parallel component file (azure-ai-ml's ParallelComponentSchema).
 COMPONENT_ONLY_KEYS = frozenset({"$schema", "version", "is_deterministic"})
-PARALLEL_COMPONENT_KEYS = _PARALLEL_SETTINGS | {
-    "$schema",
-    "type",
-    "name",
-    "version",
-    "display_name",
-    "description",
-    "tags",
-    "properties",
-    "is_deterministic",
-}
+PARALLEL_COMPONENT_KEYS = _PARALLEL_SETTINGS | _COMPONENT_HEAD
 
 # A command node inside ``jobs:`` (CommandSchema + BaseNodeSchema) and a command component.
 COMMAND_STEP_KEYS = frozenset(
@@ -153,17 +157,8 @@ COMMAND_STEP_KEYS = frozenset(
     }
 )
 COMMAND_JOB_KEYS = COMMAND_STEP_KEYS | {"$schema"}
-COMMAND_COMPONENT_KEYS = frozenset(
+COMMAND_COMPONENT_KEYS = _COMPONENT_HEAD | frozenset(
     {
-        "$schema",
-        "type",
-        "name",
-        "version",
-        "display_name",
-        "description",
-        "tags",
-        "properties",
-        "is_deterministic",
         "command",
         "code",
         "inputs",
