@@ -20,7 +20,7 @@ WORKERS = 2
 
 ENTRIES = {
     "files": """\
-from work_files import image_batch, image_init, tiny_batch
+from work_files import count, image_batch, image_init, stamp_batch, tiny_batch
 
 
 def init():
@@ -52,14 +52,16 @@ SIZES = {
     "images": "10",
     "table-csv": "1MB",
     "table-parquet": "1MB",
+    "first-run": "1",  # the first run() after launch: 10 files, stamp_batch
+    "plan": "100",  # the plan-memory measure: 1,000,000 empty files, one row per batch
 }
+BATCH = {"tiny-1": "tiny_batch", "tiny-100": "tiny_batch", "images": "image_batch"}
+BATCH |= {"first-run": "stamp_batch", "plan": "count"}
 
 
 def entry_script(workload: str) -> str:
-    if workload in ("tiny-1", "tiny-100", "images"):
-        images = workload == "images"
-        batch = "image_batch" if images else "tiny_batch"
-        return ENTRIES["files"].format(images=images, batch=batch)
+    if workload in BATCH:
+        return ENTRIES["files"].format(images=workload == "images", batch=BATCH[workload])
     return ENTRIES["partitions" if workload == "partitions" else "table"]
 
 
@@ -71,7 +73,7 @@ def write_job(folder: Path, workload: str, data: Path, workers: int = WORKERS) -
     for module in ("work_files.py", "work_tables.py"):
         shutil.copyfile(here / module, src / module)
     (src / "entry.py").write_text(entry_script(workload), encoding="utf-8")
-    if workload in ("tiny-1", "tiny-100", "images"):
+    if workload in BATCH:
         data_input = f"{{type: uri_folder, path: {data}}}"
     else:
         data_input = f"{{type: mltable, path: {data}, mode: direct}}"

@@ -29,6 +29,7 @@ REPO = BENCH.parent
 
 @dataclass(frozen=True)
 class Launch:
+    started_at: float  # time.time() just before Popen (for the first-run() measure)
     wall_s: float
     peak_rss_mib: float
     returncode: int
@@ -57,6 +58,7 @@ def _peak_kib(pid: int) -> int | None:
 def launch(cmd: list[str], timeout_s: float = 900, cwd: Path | None = None) -> Launch:
     """Run cmd to its end; wall time and peak RSS of the launched process."""
     peak = [0]
+    started_at = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
@@ -86,7 +88,7 @@ def launch(cmd: list[str], timeout_s: float = 900, cwd: Path | None = None) -> L
     wall = time.perf_counter() - started
     done.set()
     poller.join()
-    return Launch(wall, peak[0] / 1024, proc.returncode, stderr)
+    return Launch(started_at, wall, peak[0] / 1024, proc.returncode, stderr)
 
 
 def python(*args: str) -> list[str]:

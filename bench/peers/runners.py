@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from peers import work_files
 
 CSV_RANGE_BYTES = 1 << 20  # the peers' byte ranges: parajob's mini_batch_size "1MB"
-FILES_PER_UNIT = {"tiny-1": 1, "tiny-100": 100, "images": 10}
+FILES_PER_UNIT = {"tiny-1": 1, "tiny-100": 100, "images": 10, "first-run": 1, "listing": 1}
 
 
 # ---------------------------------------------------------------- the units
@@ -77,7 +77,7 @@ def groups(path: str) -> Iterator[Any]:
 def units(workload: str, data: str) -> Iterable[Any]:
     if workload in FILES_PER_UNIT:
         paths = list_files(data)
-        if workload == "tiny-1":
+        if workload in ("tiny-1", "listing"):
             return paths
         k = FILES_PER_UNIT[workload]
         return [paths[i : i + k] for i in range(0, len(paths), k)]
@@ -137,6 +137,14 @@ def fit_group(df: Any) -> str:
     return work_tables.lines(work_tables.fit(df))
 
 
+def stamp_batch(paths: list[str]) -> str:
+    return "".join(r + "\n" for r in work_files.stamp_batch(paths))
+
+
+def nothing(path: str) -> str:
+    return ""
+
+
 def no_init() -> None:
     pass
 
@@ -153,6 +161,8 @@ FUNCTIONS: dict[str, tuple[Callable[[Any], str], Callable[[], None]]] = {
     "table-csv": (score_csv_range, tables_init),
     "table-parquet": (score_row_group, tables_init),
     "partitions": (fit_group, tables_init),
+    "first-run": (stamp_batch, no_init),
+    "listing": (nothing, no_init),  # the listing alone (its memory)
 }
 
 

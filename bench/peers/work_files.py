@@ -3,6 +3,8 @@
     tiny_row(path)   -> "name length"            one tiny file
     image_row(path)  -> "name mean_r mean_g mean_b"  one JPEG decoded with Pillow
     *_batch(paths)   -> one row per path, in order (a parajob mini-batch, a peer's unit)
+    stamp_batch(paths)  tiny_batch, after appending time.time() to $PARAJOB_BENCH_STAMPS
+                        (the first-run() measure: when did the work start?)
 
 Only the image functions import numpy and Pillow (in image_init, and in image_row if
 it was not called), so the tiny workload's workers import nothing heavy, in parajob as in
@@ -12,6 +14,7 @@ every peer.
 from __future__ import annotations
 
 import os
+import time
 
 
 def tiny_row(path: str) -> str:
@@ -41,3 +44,14 @@ def image_row(path: str) -> str:
 
 def image_batch(paths: list[str]) -> list[str]:
     return [image_row(p) for p in paths]
+
+
+def stamp_batch(paths: list[str]) -> list[str]:
+    with open(os.environ["PARAJOB_BENCH_STAMPS"], "a", encoding="ascii") as f:
+        f.write(f"{time.time()!r}\n")  # one small O_APPEND write: whole lines
+    return tiny_batch(paths)
+
+
+def count(paths: list[str]) -> list[str]:
+    """One row per mini-batch (append_row needs some row: an all-empty output fails)."""
+    return [str(len(paths))]

@@ -6,6 +6,7 @@
     sales_csv()      the sales table as CSV + MLTable (read_delimited)    (2,001,000 rows)
     sales_parquet()  the same rows as Parquet + MLTable (read_parquet)
     empty_files()    N empty files for the plan-memory measure            (1,000,000)
+    ten_files()      10 tiny files (the first-run() measure)
 
 Every cache folder is named by its size and holds a `complete` marker written last, so a
 generator killed halfway is redone, and a finished one is never rewritten (the same rule
@@ -87,6 +88,15 @@ def tiny_files() -> Path:
         rng = np.random.default_rng(1301)
         lengths = rng.integers(1, 41, size=n)
         _file_tree(base / "data", n, [b"x" * int(k) for k in lengths])
+        (base / "complete").touch()
+    return base / "data"
+
+
+def ten_files() -> Path:
+    """data/: 10 tiny files."""
+    base, done = _cache("ten")
+    if not done:
+        _file_tree(base / "data", 10, [b"x" * (i + 1) for i in range(10)])
         (base / "complete").touch()
     return base / "data"
 
