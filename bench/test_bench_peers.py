@@ -2,6 +2,8 @@
 worker processes, every runner's output checked against a serial loop's.
 
 Run: PYTHONPATH=$PWD/python python3 -m pytest bench/test_bench_peers.py -p no:cacheprovider
+     (-o faulthandler_timeout=0: a workload's test takes over pyproject's 120 s, and
+     faulthandler then dumps the stacks, harmlessly, once per test)
      (PARAJOB_BENCH_SCALE=0.1: a tenth of the sizes, for a quick check; inputs are made once
      and cached under $TMPDIR/parajob-bench-peers-*; then `cd bench && python3 -m
      peers.results --write RESULTS.md` writes bench/RESULTS.md from this run's JSON)

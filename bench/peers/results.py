@@ -51,7 +51,7 @@ PLAN_RSS_TARGET_MIB = 200.0
 
 
 def median(values: list[float]) -> float:
-    return statistics.median(values)
+    return float(statistics.median(values))
 
 
 def best_peer(case: dict[str, Any]) -> tuple[str, float] | None:
@@ -200,7 +200,8 @@ def markdown(results: dict[str, Any], note: str) -> str:
             f"end. Scale {results['scale']} (1 = issue 13's sizes). Versions: {versions}.",
             "",
             "Run: `PYTHONPATH=$PWD/python python3 -m pytest bench/test_bench_peers.py "
-            "-p no:cacheprovider` (`PARAJOB_BENCH_SCALE=0.1` for a quick check), then "
+            "-p no:cacheprovider -o faulthandler_timeout=0` (`PARAJOB_BENCH_SCALE=0.1` for a "
+            "quick check; inputs are made once under $TMPDIR/parajob-bench-peers-*), then "
             "`cd bench && python3 -m peers.results --write RESULTS.md` writes this file from "
             "that run's JSON.",
             "",
