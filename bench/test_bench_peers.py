@@ -87,9 +87,7 @@ def summary() -> Iterator[None]:
     """After the module: the table (terminal summary) and the JSON (peers/results.py)."""
     RESULTS["load"] = [os.getloadavg()[0]]
     yield
-    RESULTS["load"].append(os.getloadavg()[0])
-    RESULTS["machine"] = results.machine()
-    results.LAST_JSON.write_text(json.dumps(RESULTS, indent=1), encoding="utf-8")
+    save()
     if RESULTS["workloads"] or "first_run" in RESULTS or "plan" in RESULTS:
         report(
             f"parajob vs peers, {WORKERS} processes each, medians of {ROUNDS} interleaved "
@@ -98,6 +96,13 @@ def summary() -> Iterator[None]:
         )
         for line in results.table(RESULTS) + results.extras(RESULTS):
             report(line)
+
+
+def save() -> None:
+    """The JSON so far (after every test: a run stopped halfway keeps what it measured)."""
+    RESULTS["load"][1:] = [os.getloadavg()[0]]
+    RESULTS["machine"] = results.machine()
+    results.LAST_JSON.write_text(json.dumps(RESULTS, indent=1), encoding="utf-8")
 
 
 class Runs:
@@ -162,6 +167,7 @@ def test_workload(name: str, tmp_path: Path) -> None:
         "skipped": {r: SKIPS[r] for r in SKIPS},
         "workers": WORKERS,
     }
+    save()
 
 
 def dask_once(seconds: dict[str, list[float]]) -> bool:
@@ -192,6 +198,7 @@ def test_first_run(tmp_path: Path) -> None:
             got[runner].append(min(times) - launched.started_at)
     os.environ.pop("PARAJOB_BENCH_STAMPS", None)
     RESULTS["first_run"] = got
+    save()
 
 
 def test_plan_memory(tmp_path: Path) -> None:
@@ -217,6 +224,7 @@ def test_plan_memory(tmp_path: Path) -> None:
         "listing_mib": listing.peak_rss_mib,
         "listing_s": listing.wall_s,
     }
+    save()
 
 
 def test_targets() -> None:

@@ -72,7 +72,7 @@ def scaling(case: dict[str, Any]) -> float | None:
     runs = case["runs"]
     if not runs.get("serial") or not runs.get("parajob"):
         return None
-    return median(runs["serial"]) / case["workers"] / median(runs["parajob"])
+    return median(runs["serial"]) / int(case["workers"]) / median(runs["parajob"])
 
 
 def _cell(case: dict[str, Any], runner: str) -> str:

@@ -21,7 +21,6 @@ import functools
 import io
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TextIO
@@ -210,13 +209,13 @@ def dask(workload: str, data: str, fn: Any, init: Any, out: TextIO, c: int, w: i
     from distributed import Client, LocalCluster, as_completed
 
     with (
-        LocalCluster(n_workers=w, threads_per_worker=1, processes=True) as cluster,
-        Client(cluster) as client,
+        LocalCluster(n_workers=w, threads_per_worker=1, processes=True) as cluster,  # type: ignore[no-untyped-call]
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         client.run(init)
         chunks = chunked(units(workload, data), c)
         futures = client.map(functools.partial(run_chunk, fn), chunks, pure=False)
-        for future in as_completed(futures):
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
             out.write(future.result())
 
 
@@ -258,4 +257,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

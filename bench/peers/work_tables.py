@@ -16,8 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-TO_CSV = {"sep": " ", "header": False, "index": False}  # runtime/output.py's default
-
 
 def score(df: pd.DataFrame) -> pd.DataFrame:
     price = df["price"].to_numpy(dtype=np.float64)
@@ -46,5 +44,5 @@ def fit(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def lines(df: pd.DataFrame) -> str:
-    text: str = df.to_csv(**TO_CSV)
-    return text
+    """runtime/output.py's DEFAULT_CSV_OPTIONS: what parajob's append_row writes."""
+    return df.to_csv(sep=" ", header=False, index=False)
