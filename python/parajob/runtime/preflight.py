@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
+from collections.abc import Collection
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,16 @@ import yaml
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.executors.reaping import orphans_killed
-from parajob.runtime.entry_script import finish_probe, kill_probe, start_probe
+from parajob.runtime.computes import cluster_for
+from parajob.runtime.entry_script import (
+    ProbeResult,
+    finish_probe,
+    kill_probe,
+    probe_result,
+    start_probe,
+    static_problem,
+)
+from parajob.runtime.options import RunOptions
 from parajob.runtime.output import load_csv_options
 from parajob.spec.model import ParallelStep, Pipeline, Step
 from parajob.spec.report import shown_path
@@ -72,8 +82,12 @@ _CONDA_TO_PYPI = {
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def preflight(pipeline: Pipeline, *, import_scripts: bool = True) -> list[Diagnostic]:
-    """Run the checks; raise SpecError (errors and warnings) or return the warnings."""
+def preflight(
+    pipeline: Pipeline, *, import_scripts: bool = True, checked_by_workers: Collection[str] = ()
+) -> list[Diagnostic]:
+    """Run the checks; raise SpecError (errors and warnings) or return the warnings.
+    checked_by_workers: steps whose entry script is only read here (static_problem), not
+    imported: their first workers are the import check (see the module docstring)."""
     found: list[Diagnostic] = []
     parallel = [s for s in pipeline.jobs.values() if isinstance(s, ParallelStep)]
     for step in parallel:
@@ -87,11 +101,30 @@ def preflight(pipeline: Pipeline, *, import_scripts: bool = True) -> list[Diagno
                 )
             )
     if import_scripts:
-        found += _probe_all(pipeline, parallel)
+        for step in parallel:
+            record = (
+                static_problem(step.task.entry_path) if step.name in checked_by_workers else None
+            )
+            if record is not None:
+                found.append(script_diagnostic(pipeline, step, probe_result(record)))
+        found += _probe_all(pipeline, [s for s in parallel if s.name not in checked_by_workers])
     found += check_environments(pipeline)
     if any(d.severity == "error" for d in found):
         raise SpecError(found)
     return found
+
+
+def checked_by_workers(pipeline: Pipeline, options: RunOptions) -> set[str]:
+    """The steps of a `parajob run` whose own workers are the import check: the first step
+    to run, when it is a parallel step forked here (not --serial, where the driver would
+    import it itself, nor on a Dask cluster, whose nodes report no record back)."""
+    order = pipeline.run_order()
+    first = pipeline.jobs[order[0]] if order else None
+    if not isinstance(first, ParallelStep) or options.serial:
+        return set()
+    if cluster_for(options, first.compute or pipeline.default_compute) is not None:
+        return set()
+    return {first.name}
 
 
 def _field(pipeline: Pipeline, step: Step, key: str) -> str:
@@ -99,7 +132,8 @@ def _field(pipeline: Pipeline, step: Step, key: str) -> str:
 
 
 def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic]:
-    found: list[Diagnostic] = []
+    if not steps:  # no probe: no subreaper, no temporary folder
+        return []
     # Left in this order: the probes are reaped, then what they left is killed (it may have
     # written into tmp), then tmp is removed.
     with tempfile.TemporaryDirectory(prefix="parajob-check-") as tmp, orphans_killed():
@@ -121,31 +155,23 @@ def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic
         finally:  # Ctrl-C, an error: no probe (nor what it started) outlives the check
             for _, proc, _ in started:
                 kill_probe(proc)
-        for step, probe in probes:
-            if probe.ok:
-                continue
-            script = step.task.entry_path
-            fld = _field(pipeline, step, "task.entry_script")
-            if probe.line is not None:  # a syntax error, or run() with a bad signature
-                found.append(
-                    Diagnostic(
-                        shown_path(script),
-                        probe.line,
-                        None,
-                        fld,
-                        probe.problem,
-                        _hint(probe.problem),
-                    )
-                )
-                continue
-            file, line, column = step.where("task.entry_script")
-            message = f"entry script {step.task.entry_script}: {probe.problem}"
-            if probe.detail:
-                message += "\n" + "\n".join("    " + ln for ln in probe.detail.splitlines())
-            found.append(
-                Diagnostic(shown_path(file), line, column, fld, message, _hint(probe.problem))
-            )
-    return found
+    return [script_diagnostic(pipeline, step, probe) for step, probe in probes if not probe.ok]
+
+
+def script_diagnostic(pipeline: Pipeline, step: ParallelStep, probe: ProbeResult) -> Diagnostic:
+    """The error a failed import check shows, from a probe's or a worker's record
+    (runtime/entry_script.py): the same words whichever process imported the script."""
+    script = step.task.entry_path
+    fld = _field(pipeline, step, "task.entry_script")
+    if probe.line is not None:  # a syntax error, or run() with a bad signature
+        return Diagnostic(
+            shown_path(script), probe.line, None, fld, probe.problem, _hint(probe.problem)
+        )
+    file, line, column = step.where("task.entry_script")
+    message = f"entry script {step.task.entry_script}: {probe.problem}"
+    if probe.detail:
+        message += "\n" + "\n".join("    " + ln for ln in probe.detail.splitlines())
+    return Diagnostic(shown_path(file), line, column, fld, message, _hint(probe.problem))
 
 
 def _hint(problem: str) -> str | None:
