@@ -13,6 +13,25 @@ anything runs: what only running user code, or reading files the YAML points at,
   recorded, not built: docs/contract.md §1.3).
 
 Errors are raised together as one SpecError; warnings are returned.
+
+``parajob run`` (runtime/run.py) passes ``checked_by_workers``: the first step it runs, when
+its workers are forked here. That step's script is only read (entry_script.static_problem:
+a syntax error, no ``run``), not imported in a probe: the probe was one whole import of the
+script (0.05-0.57 s, most of it pandas and the like) on the path to the first ``run()``
+(issue 13). Its workers are the check instead:
+
+    worker: import + bind fails --> record (the probe's JSON) at StepLayout.script_check,
+        |                           exit EXIT_SCRIPT_REJECTED (runtime/worker.py)
+    engine: first workers, nothing ended yet --> stop, no replacement (rejected_by)
+    job.py: ScriptRejected(probe), step folder removed on a fresh run
+    runner: SpecError([script_diagnostic(...)]) --> exit 2, the same words as the probe's
+
+Invariants: the message is the probe's (script_diagnostic builds both); one message however
+many workers failed; no mini-batch ran, no output written, and a fresh run leaves no folder.
+A worker that cannot import after mini-batches ran (a replacement) is an init failure, not
+a refusal. Later steps, a ``--serial`` run and a Dask step are probed as before anything
+runs (a later step's bad script must not surface after the earlier steps ran for hours;
+serial would import in the driver; a cluster node's record stays on the node).
 """
 
 from __future__ import annotations
@@ -21,7 +40,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Collection
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +289,10 @@ def _pip_name(req: str) -> str | None:
 
 
 def _installed(name: str) -> bool:
+    # Here, not at the top: importlib.metadata (with email.*) is ~40 ms of every
+    # `parajob run`'s start-up, needed only for a step with a conda file (issue 13).
+    from importlib import metadata
+
     try:
         metadata.distribution(name)
     except metadata.PackageNotFoundError:
