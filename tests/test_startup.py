@@ -152,3 +152,47 @@ def run(mini_batch):
     reason = (run_dir / "step" / "logs" / "job_result.txt").read_text()
     assert "init() failed" in reason, reason
     assert "ImportError: the model went away" in reason
+
+
+def test_ctrl_c_while_the_workers_import_the_script_leaves_a_resumable_run(
+    tmp_path: Path,
+) -> None:
+    """The import is part of the workers' start now: a Ctrl-C during it interrupts the
+    step like one during init() (exit 130), and --resume finishes it, every row once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    mark = tmp_path / "mark"
+    script = f"""
+import os, time
+if not os.path.exists({str(mark)!r}):
+    open({str(mark)!r}, "w").close()
+    time.sleep(60)
+
+def run(mini_batch):
+    return [os.path.basename(p) for p in mini_batch]
+"""
+    write_job(tmp_path, script, files=4, mini_batch_size=1, concurrency=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", "run"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    deadline = time.monotonic() + 120
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err, err
+    resumed = run_cli("run", "--resume", "run", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = (tmp_path / "run" / "step" / "outputs" / "out").read_text().splitlines()
+    assert sorted(rows) == [f"f{i:05d}.txt" for i in range(4)]
