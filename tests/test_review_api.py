@@ -291,8 +291,10 @@ def test_ctrl_c_during_the_import_check_exits_130_and_leaves_no_run_folder(
 
     write_job(tmp_path, SLOW_IMPORT_SCRIPT, files=3)
     mark = tmp_path / "mark"
+    # --serial: `run` probes the first step's script only then (issue 13: otherwise its
+    # workers are the check; tests/test_startup.py has Ctrl-C during their import).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", "run"],
+        [sys.executable, "-m", "parajob", "run", "pipeline.yml", "--run-dir", "run", "--serial"],
         cwd=tmp_path,
         text=True,
         stdout=subprocess.PIPE,

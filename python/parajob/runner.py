@@ -30,8 +30,9 @@ from typing import Any, Protocol
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.command_step import finished_before, run_command_step
 from parajob.runtime.computes import cluster_for, mapped_name
-from parajob.runtime.job import check_step_folder_fresh, run_parallel_step
+from parajob.runtime.job import ScriptRejected, check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
+from parajob.runtime.preflight import script_diagnostic
 from parajob.spec.model import CommandStep, Input, ParallelStep, Pipeline, Step
 
 __all__ = [
@@ -224,6 +225,12 @@ def run_pipeline(
                 if not ran:
                     raise
                 outcome = NotRun(name, str(exc))
+            except ScriptRejected as exc:  # its workers were the import check (preflight.py)
+                assert isinstance(step, ParallelStep)
+                error = SpecError([script_diagnostic(pipeline, step, exc.probe)])
+                if not ran:
+                    raise error from None
+                outcome = NotRun(name, str(error))
             else:
                 ran = True
                 _record(pipeline, step, run_dir, options)

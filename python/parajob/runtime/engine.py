@@ -70,6 +70,7 @@ from parajob.runtime.report import AttemptLog, Failure, append_line
 from parajob.runtime.shm_view import ERROR_WRONG_TYPE
 from parajob.runtime.spool import SpoolReader, spool_path
 from parajob.runtime.timeline import StepSettings, TimelineWriter
+from parajob.runtime.worker import EXIT_SCRIPT_REJECTED
 
 BatchState = _core.BatchState
 WorkerState = _core.WorkerState
@@ -98,6 +99,9 @@ class EngineResult:
     cancelled: bool = False  # ... by the caller's cancel (RunOptions.cancel)
     failures: list[Failure] = field(default_factory=list)  # batches failed for good
     hosts: list[NodeHost] = field(default_factory=list)  # where each node ran
+    # A first worker that rejected the entry script (runtime/worker.py EXIT_SCRIPT_REJECTED)
+    # before anything ran: the step stopped as `parajob run`'s import check would have.
+    rejected_by: int | None = None
 
 
 class Engine:
@@ -169,6 +173,7 @@ class Engine:
         self.last_progress = self.started
         self.last_checkpoint = self.started
         self.any_started = False
+        self.rejected_by: int | None = None  # see EngineResult.rejected_by
         # When each attempt ran (for `parajob show`): rows from the slots read here anyway.
         self.timeline = TimelineWriter(layout)
 
@@ -219,6 +224,7 @@ class Engine:
             self.cancelled,
             self.failed_for_good,
             [self.executor.node_host(n) for n in range(self.instance_count)],
+            self.rejected_by,
         )
 
     def _restore_and_queue(self) -> None:
@@ -633,6 +639,10 @@ class Engine:
         self._settle_held_batches(worker, status)
         if status.code == 0 and state == int(WorkerState.EXITED):
             return  # a normal exit after the queue closed
+        if self._rejects_script(worker, status, state):
+            self.rejected_by = worker.process
+            self.stop_reason = self.stop_reason or "the entry script was rejected"
+            return  # no replacement: it would fail the same way
         # What the process was doing when it ended says what failed; its exit code does not
         # (run() may os._exit(3) as well as init() failing).
         died_in = None
@@ -658,6 +668,21 @@ class Engine:
                 self.stop_reason += f"; the last: {self.last_death}"
             if self.stop_reason is None:  # replaced or recycled: a fresh process, init() again
                 self._replace(worker.slot, worker.node, worker.local_rank)
+
+    def _rejects_script(self, worker: Worker, status: ExitStatus, state: int) -> bool:
+        """Whether this exit is the import check failing: a worker of the first set
+        (no replacement started yet) could not import or bind the entry script, left its
+        record, and no attempt has ended in this run. Later, the same exit is an ordinary
+        init failure (counted, replaced): the job is under way, and its results stand."""
+        return (
+            status.code == EXIT_SCRIPT_REJECTED
+            and state == int(WorkerState.INIT_FAILED)
+            and self.rejected_by is None
+            and len(self.by_process) <= self.instance_count * self.workers_per_node
+            and self.tally.settled_batches == len(self.restored)
+            and self.tally.failed_attempts == 0
+            and self.layout.script_check(worker.process).is_file()
+        )
 
     def _replace(self, slot: int, node: int, rank: int) -> None:
         """_spawn for a slot whose first process is gone or was refused, after the

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import json
@@ -120,6 +121,49 @@ def bind_entry_script(module: ModuleType) -> EntryScript:
         shutdown=shutdown if callable(shutdown) else None,
         takes_context=takes_context,
     )
+
+
+def module_names(body: list[ast.stmt]) -> set[str]:
+    """Names a module binds at its top level, including inside if/try/with/for blocks
+    (``try: import torch; def run(...)`` ``except ImportError: def run(...)``); "*" for a
+    star import, whose names only an import shows (parajob validate does that)."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(node, field, None)
+            if isinstance(inner, list) and not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            ):
+                names |= module_names(
+                    [n for n in inner if isinstance(n, ast.stmt)]
+                    + [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body]
+                )
+    return names
+
+
+def static_problem(path: Path) -> dict[str, Any] | None:
+    """What reading (not running) the entry script shows, as the probe's record: a syntax
+    error, or no run() bound at its top level; None when neither (or it cannot be read:
+    the step's own check says so). For a step whose workers are the import check
+    (runtime/preflight.py): the two mistakes a user makes most are still refused before
+    anything starts, with the probe's words."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except OSError:
+        return None
+    except SyntaxError as exc:
+        return {"ok": False, "problem": f"syntax error: {exc.msg}", "line": exc.lineno}
+    names = module_names(tree.body)
+    if "run" not in names and "*" not in names:
+        return {"ok": False, "problem": "defines no run(mini_batch) function", "line": None}
+    return None
 
 
 # -- the import check of `parajob validate` / `parajob run` ------------------------------
@@ -242,13 +286,7 @@ def finish_probe(
             else f"exited with code {proc.returncode}"
         )
         return ProbeResult(False, f"the process importing the entry script {how}", "\n".join(tail))
-    return ProbeResult(
-        bool(data["ok"]),
-        data.get("problem", ""),
-        data.get("detail", ""),
-        data.get("line"),
-        bool(data.get("takes_context")),
-    )
+    return probe_result(data)
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -282,27 +320,53 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     )
     try:
         module = import_entry_script(code_dir, entry_script)
-    except SyntaxError as exc:
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+        return import_failure(exc)
+    try:
+        script = bind_entry_script(module)
+    except EntryScriptError as exc:
+        return bind_failure(module, exc)
+    return {"ok": True, "takes_context": script.takes_context}
+
+
+# -- what a failed import or bind says: one record for the probe and for the workers ------
+# The probe (above) and a worker of `parajob run`'s first step (runtime/worker.py, which
+# is the check there: runtime/preflight.py) describe the same failure with the same record,
+# so that runtime/preflight.script_diagnostic turns either into the same message.
+
+
+def import_failure(exc: BaseException) -> dict[str, Any]:
+    """The record of an import that raised ``exc`` (a syntax error has its line)."""
+    if isinstance(exc, SyntaxError):
         return {
             "ok": False,
             "problem": f"syntax error: {exc.msg}",
             "line": exc.lineno,
             "detail": _user_traceback(exc),
         }
-    except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-        return {
-            "ok": False,
-            "problem": f"importing it raised {type(exc).__name__}: {exc}",
-            "detail": _user_traceback(exc),
-        }
-    try:
-        script = bind_entry_script(module)
-    except EntryScriptError as exc:
-        run = getattr(module, "run", None)
-        line = getattr(getattr(run, "__code__", None), "co_firstlineno", None)
-        message = str(exc).split(": ", 1)[-1]
-        return {"ok": False, "problem": message, "line": line}
-    return {"ok": True, "takes_context": script.takes_context}
+    return {
+        "ok": False,
+        "problem": f"importing it raised {type(exc).__name__}: {exc}",
+        "detail": _user_traceback(exc),
+    }
+
+
+def bind_failure(module: ModuleType, exc: EntryScriptError) -> dict[str, Any]:
+    """The record of a module bind_entry_script refused (no run(), a bad signature)."""
+    run = getattr(module, "run", None)
+    line = getattr(getattr(run, "__code__", None), "co_firstlineno", None)
+    return {"ok": False, "problem": str(exc).split(": ", 1)[-1], "line": line}
+
+
+def probe_result(data: Mapping[str, Any]) -> ProbeResult:
+    """A record of import_failure / bind_failure / the probe as a ProbeResult."""
+    return ProbeResult(
+        bool(data["ok"]),
+        str(data.get("problem", "")),
+        str(data.get("detail", "")),
+        data.get("line"),
+        bool(data.get("takes_context")),
+    )
 
 
 def _die_with(parent: int) -> None:

@@ -22,6 +22,7 @@ import dataclasses
 import filecmp
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.computes import cluster_for, compute_origin, simulated_nodes_note
 from parajob.runtime.engine import Engine
+from parajob.runtime.entry_script import ProbeResult, module_names, probe_result
 from parajob.runtime.fingerprint import (
     Change,
     CodeWatch,
@@ -456,6 +458,8 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
                 ("the progress overview", progress.close),
             ]
         )
+    if result.rejected_by is not None:  # the import check failed: nothing ran
+        raise _rejected(step.name, layout, result.rejected_by, fresh=not options.resume)
     stop_reason, write_error = result.stop_reason, None
     # Once more at the end: a replacement that passed the check may have imported later.
     if (
@@ -505,6 +509,29 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
     )
     write_job_result(layout, outcome)
     return outcome
+
+
+class ScriptRejected(Exception):
+    """The first workers of a step could not import or bind its entry script (the import
+    check of `parajob run`, runtime/preflight.py): what the probe would have said."""
+
+    def __init__(self, step: str, probe: ProbeResult) -> None:
+        super().__init__(f"step {step}: {probe.problem}")
+        self.step = step
+        self.probe = probe
+
+
+def _rejected(step: str, layout: StepLayout, process: int, fresh: bool) -> ScriptRejected:
+    """The worker's record as a ScriptRejected; a step folder this run made goes (a
+    refused run leaves nothing behind, as when the probe refused it)."""
+    try:
+        record = json.loads(layout.script_check(process).read_text(encoding="utf-8"))
+        probe = probe_result(record)
+    except (OSError, ValueError, KeyError):
+        probe = ProbeResult(False, "the entry script could not be imported")
+    if fresh:
+        shutil.rmtree(layout.root, ignore_errors=True)
+    return ScriptRejected(step, probe)
 
 
 def start_monitor(
@@ -937,38 +964,13 @@ def check_entry_script(step: ParallelStep) -> None:
         ) from exc
     except SyntaxError as exc:
         raise error(f"syntax error: {exc.msg}", exc.lineno) from exc
-    names = _module_names(tree.body)
+    names = module_names(tree.body)
     if "run" not in names and "*" not in names:
         raise error(
             "defines no run(mini_batch) function",
             None,
             "add `def run(mini_batch):` returning a list or DataFrame of results",
         )
-
-
-def _module_names(body: list[ast.stmt]) -> set[str]:
-    """Names a module binds at its top level, including inside if/try/with/for blocks
-    (``try: import torch; def run(...)`` ``except ImportError: def run(...)``); "*" for a
-    star import, whose names only an import shows (parajob validate does that)."""
-    names: set[str] = set()
-    for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-        for field in ("body", "orelse", "finalbody", "handlers"):
-            inner = getattr(node, field, None)
-            if isinstance(inner, list) and not isinstance(
-                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-            ):
-                names |= _module_names(
-                    [n for n in inner if isinstance(n, ast.stmt)]
-                    + [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body]
-                )
-    return names
 
 
 def _plan(step: ParallelStep) -> BatchPlan:

@@ -89,6 +89,10 @@ class StepLayout:
     def processed_csv(self) -> Path:
         return self.logs / "sys" / "job_report" / "processed_mini-batches.csv"
 
+    def script_check(self, process: int) -> Path:
+        """Why worker ``process`` rejected the entry script (runtime/worker.py), as JSON."""
+        return self.root / "sys" / f"script_check.{process}.json"
+
     def user_log(self, kind: str, node: str, process_name: str) -> Path:
         suffix = {
             "stdout": ".stdout.txt",

@@ -13,6 +13,25 @@ anything runs: what only running user code, or reading files the YAML points at,
   recorded, not built: docs/contract.md §1.3).
 
 Errors are raised together as one SpecError; warnings are returned.
+
+``parajob run`` (runtime/run.py) passes ``checked_by_workers``: the first step it runs, when
+its workers are forked here. That step's script is only read (entry_script.static_problem:
+a syntax error, no ``run``), not imported in a probe: the probe was one whole import of the
+script (0.05-0.57 s, most of it pandas and the like) on the path to the first ``run()``
+(issue 13). Its workers are the check instead:
+
+    worker: import + bind fails --> record (the probe's JSON) at StepLayout.script_check,
+        |                           exit EXIT_SCRIPT_REJECTED (runtime/worker.py)
+    engine: first workers, nothing ended yet --> stop, no replacement (rejected_by)
+    job.py: ScriptRejected(probe), step folder removed on a fresh run
+    runner: SpecError([script_diagnostic(...)]) --> exit 2, the same words as the probe's
+
+Invariants: the message is the probe's (script_diagnostic builds both); one message however
+many workers failed; no mini-batch ran, no output written, and a fresh run leaves no folder.
+A worker that cannot import after mini-batches ran (a replacement) is an init failure, not
+a refusal. Later steps, a ``--serial`` run and a Dask step are probed as before anything
+runs (a later step's bad script must not surface after the earlier steps ran for hours;
+serial would import in the driver; a cluster node's record stays on the node).
 """
 
 from __future__ import annotations
@@ -20,7 +39,7 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
-from importlib import metadata
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +47,16 @@ import yaml
 
 from parajob.errors import Diagnostic, SpecError
 from parajob.executors.reaping import orphans_killed
-from parajob.runtime.entry_script import finish_probe, kill_probe, start_probe
+from parajob.runtime.computes import cluster_for
+from parajob.runtime.entry_script import (
+    ProbeResult,
+    finish_probe,
+    kill_probe,
+    probe_result,
+    start_probe,
+    static_problem,
+)
+from parajob.runtime.options import RunOptions
 from parajob.runtime.output import load_csv_options
 from parajob.spec.model import ParallelStep, Pipeline, Step
 from parajob.spec.report import shown_path
@@ -72,8 +100,12 @@ _CONDA_TO_PYPI = {
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def preflight(pipeline: Pipeline, *, import_scripts: bool = True) -> list[Diagnostic]:
-    """Run the checks; raise SpecError (errors and warnings) or return the warnings."""
+def preflight(
+    pipeline: Pipeline, *, import_scripts: bool = True, checked_by_workers: Collection[str] = ()
+) -> list[Diagnostic]:
+    """Run the checks; raise SpecError (errors and warnings) or return the warnings.
+    checked_by_workers: steps whose entry script is only read here (static_problem), not
+    imported: their first workers are the import check (see the module docstring)."""
     found: list[Diagnostic] = []
     parallel = [s for s in pipeline.jobs.values() if isinstance(s, ParallelStep)]
     for step in parallel:
@@ -87,11 +119,30 @@ def preflight(pipeline: Pipeline, *, import_scripts: bool = True) -> list[Diagno
                 )
             )
     if import_scripts:
-        found += _probe_all(pipeline, parallel)
+        for step in parallel:
+            record = (
+                static_problem(step.task.entry_path) if step.name in checked_by_workers else None
+            )
+            if record is not None:
+                found.append(script_diagnostic(pipeline, step, probe_result(record)))
+        found += _probe_all(pipeline, [s for s in parallel if s.name not in checked_by_workers])
     found += check_environments(pipeline)
     if any(d.severity == "error" for d in found):
         raise SpecError(found)
     return found
+
+
+def checked_by_workers(pipeline: Pipeline, options: RunOptions) -> set[str]:
+    """The steps of a `parajob run` whose own workers are the import check: the first step
+    to run, when it is a parallel step forked here (not --serial, where the driver would
+    import it itself, nor on a Dask cluster, whose nodes report no record back)."""
+    order = pipeline.run_order()
+    first = pipeline.jobs[order[0]] if order else None
+    if not isinstance(first, ParallelStep) or options.serial:
+        return set()
+    if cluster_for(options, first.compute or pipeline.default_compute) is not None:
+        return set()
+    return {first.name}
 
 
 def _field(pipeline: Pipeline, step: Step, key: str) -> str:
@@ -99,7 +150,8 @@ def _field(pipeline: Pipeline, step: Step, key: str) -> str:
 
 
 def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic]:
-    found: list[Diagnostic] = []
+    if not steps:  # no probe: no subreaper, no temporary folder
+        return []
     # Left in this order: the probes are reaped, then what they left is killed (it may have
     # written into tmp), then tmp is removed.
     with tempfile.TemporaryDirectory(prefix="parajob-check-") as tmp, orphans_killed():
@@ -121,31 +173,23 @@ def _probe_all(pipeline: Pipeline, steps: list[ParallelStep]) -> list[Diagnostic
         finally:  # Ctrl-C, an error: no probe (nor what it started) outlives the check
             for _, proc, _ in started:
                 kill_probe(proc)
-        for step, probe in probes:
-            if probe.ok:
-                continue
-            script = step.task.entry_path
-            fld = _field(pipeline, step, "task.entry_script")
-            if probe.line is not None:  # a syntax error, or run() with a bad signature
-                found.append(
-                    Diagnostic(
-                        shown_path(script),
-                        probe.line,
-                        None,
-                        fld,
-                        probe.problem,
-                        _hint(probe.problem),
-                    )
-                )
-                continue
-            file, line, column = step.where("task.entry_script")
-            message = f"entry script {step.task.entry_script}: {probe.problem}"
-            if probe.detail:
-                message += "\n" + "\n".join("    " + ln for ln in probe.detail.splitlines())
-            found.append(
-                Diagnostic(shown_path(file), line, column, fld, message, _hint(probe.problem))
-            )
-    return found
+    return [script_diagnostic(pipeline, step, probe) for step, probe in probes if not probe.ok]
+
+
+def script_diagnostic(pipeline: Pipeline, step: ParallelStep, probe: ProbeResult) -> Diagnostic:
+    """The error a failed import check shows, from a probe's or a worker's record
+    (runtime/entry_script.py): the same words whichever process imported the script."""
+    script = step.task.entry_path
+    fld = _field(pipeline, step, "task.entry_script")
+    if probe.line is not None:  # a syntax error, or run() with a bad signature
+        return Diagnostic(
+            shown_path(script), probe.line, None, fld, probe.problem, _hint(probe.problem)
+        )
+    file, line, column = step.where("task.entry_script")
+    message = f"entry script {step.task.entry_script}: {probe.problem}"
+    if probe.detail:
+        message += "\n" + "\n".join("    " + ln for ln in probe.detail.splitlines())
+    return Diagnostic(shown_path(file), line, column, fld, message, _hint(probe.problem))
 
 
 def _hint(problem: str) -> str | None:
@@ -245,6 +289,10 @@ def _pip_name(req: str) -> str | None:
 
 
 def _installed(name: str) -> bool:
+    # Here, not at the top: importlib.metadata (with email.*) is ~40 ms of every
+    # `parajob run`'s start-up, needed only for a step with a conda file (issue 13).
+    from importlib import metadata
+
     try:
         metadata.distribution(name)
     except metadata.PackageNotFoundError:

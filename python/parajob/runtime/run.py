@@ -306,7 +306,7 @@ def _load(
 ) -> Pipeline:
     """Load and check the pipeline in run_dir, which this process holds; record the run.
     ``wrote``: the files this call made in the run folder (removed if the run is refused)."""
-    from parajob.runtime.preflight import preflight
+    from parajob.runtime.preflight import checked_by_workers, preflight
     from parajob.spec import load_pipeline
 
     pipeline_file, overrides, folders = (
@@ -342,7 +342,8 @@ def _load(
     unused = unused_computes(request.options, used, str(pipeline_file))
     if unused is not None:  # a typo'd --compute would run the cluster step here, silently
         raise unused
-    for warning in pipeline.warnings + preflight(pipeline):
+    by_workers = checked_by_workers(pipeline, request.options)
+    for warning in pipeline.warnings + preflight(pipeline, checked_by_workers=by_workers):
         warn(str(warning))
     if not (run_dir / "parajob-run.json").exists():
         wrote.append(run_dir / "parajob-run.json")

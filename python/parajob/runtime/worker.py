@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import json
 import os
 import signal
 import sys
@@ -38,9 +39,12 @@ from parajob.data.batch_plan import BatchPlan
 from parajob.runtime import fd_guard, output
 from parajob.runtime.entry_script import (
     EntryScript,
+    EntryScriptError,
     MiniBatchContext,
     bind_entry_script,
+    bind_failure,
     import_entry_script,
+    import_failure,
 )
 from parajob.runtime.failures import user_traceback
 from parajob.runtime.layout import StepLayout, node_name, process_name
@@ -53,6 +57,10 @@ from parajob.runtime.spool import spool_path
 EXIT_OK = 0
 EXIT_INIT_FAILED = 3
 EXIT_RECYCLE = 4  # --max-tasks-per-worker / --max-worker-memory reached: replace me
+# The entry script did not import, or has no usable run()/init()/shutdown(): the record
+# of why is at StepLayout.script_check(process) (runtime/preflight.py: the first step's
+# workers are `parajob run`'s import check).
+EXIT_SCRIPT_REJECTED = 5
 EXIT_INTERNAL = 70
 
 IDLE_WAKE_MS = 2000  # wake up now and then while idle, to refresh the heartbeat
@@ -213,7 +221,13 @@ def _serve(setup: WorkerSetup, slot: int, process: int, node: int, local_rank: i
 
     region.set_worker_state(slot, _core.WorkerState.INIT)
     try:
-        script = load_and_init(setup)
+        script = setup.script or _load_checked(setup, process)
+    except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
+        init_failed(setup, error_log, slot, process)  # the engine may count it as one
+        return EXIT_SCRIPT_REJECTED
+    try:
+        if script.init is not None:
+            script.init()
     except BaseException:  # noqa: BLE001 - user code may raise anything, SystemExit included
         init_failed(setup, error_log, slot, process)
         return EXIT_INIT_FAILED
@@ -303,6 +317,33 @@ def load_and_init(setup: WorkerSetup) -> EntryScript:
     if script.init is not None:
         script.init()
     return script
+
+
+def _load_checked(setup: WorkerSetup, process: int) -> EntryScript:
+    """Import and bind the entry script; on failure, leave the same record the import
+    check's probe writes (entry_script.import_failure / bind_failure) at
+    StepLayout.script_check(process), then raise again. Written atomically (a rename):
+    the driver reads it only after this process exited, but a half record must never be
+    read as another failure."""
+    try:
+        module = import_entry_script(setup.code_dir, setup.entry_script)
+    except BaseException as exc:
+        _write_record(setup.layout.script_check(process), import_failure(exc))
+        raise
+    try:
+        return bind_entry_script(module)
+    except EntryScriptError as exc:
+        _write_record(setup.layout.script_check(process), bind_failure(module, exc))
+        raise
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):  # no record: the engine sees an init failure
+        pass
 
 
 def init_failed(setup: WorkerSetup, error_log: Path, slot: int, process: int) -> None:
