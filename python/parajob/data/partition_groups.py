@@ -110,6 +110,12 @@ def group_rows(table: pa.Table, keys: Sequence[str]) -> Grouping | None:
 def _key_ranks(column: pa.Array) -> tuple[np.ndarray, list[Any]]:
     """Per row, the rank of its value among the column's distinct values in ascending
     order (Arrow's sort: NaN after numbers, null last); and those values, as Python."""
+    if column.type in (pa.float32(), pa.float64()):
+        # -0.0 == 0.0 (as in Python and pandas' groupby): one partition, keyed 0.0. A hash
+        # tells them apart, so -0.0 + 0.0 makes them the same bits; NaN stays NaN (one
+        # partition). The old row sort left them equal and interleaved: one key's rows in
+        # several mini-batches.
+        column = pc.add(column, pa.scalar(0.0, column.type))
     encoded = pc.dictionary_encode(column)
     dictionary = encoded.dictionary
     # The dictionary holds each value once, nulls are masked indices: rank the distinct
