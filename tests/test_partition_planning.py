@@ -150,3 +150,15 @@ def test_a_retry_gets_the_rows_unchanged_after_run_wrote_into_its_frame(tmp_path
     assert result.returncode == 0, result.stderr
     want = [f"{k}:{sum(range(k, 5000, 50))}" for k in range(50)]
     assert sorted(result.output().splitlines()) == sorted(want)
+
+
+def test_the_counting_sort_and_its_numpy_stand_in_agree() -> None:
+    """pandas' counting sort is internal to pandas; numpy's stable sort stands in for it."""
+    from parajob.data.partition_groups import _argsort, _counting_sort
+
+    code = np.random.default_rng(2).integers(0, 40_000, 100_000)  # beyond int16's radix
+    for n_groups, codes in ((40_000, code), (300, code % 300)):
+        want = np.argsort(codes, kind="stable")
+        for order, counts in (_counting_sort(codes, n_groups), _argsort(codes, n_groups)):
+            assert np.array_equal(order, want)
+            assert np.array_equal(counts, np.bincount(codes, minlength=n_groups))
