@@ -162,3 +162,14 @@ def test_the_counting_sort_and_its_numpy_stand_in_agree() -> None:
         for order, counts in (_counting_sort(codes, n_groups), _argsort(codes, n_groups)):
             assert np.array_equal(order, want)
             assert np.array_equal(counts, np.bincount(codes, minlength=n_groups))
+
+
+def test_a_chunked_column_encodes_as_its_combined_copy_does() -> None:
+    """Keys are dictionary-encoded chunk by chunk: the result must be the one-chunk
+    encoding (chunks of any size, empty ones and nulls included)."""
+    from parajob.data.partition_groups import encode
+
+    column = pa.chunked_array([["b", None, "a"], [], ["c", "b"], ["a"]])
+    got, want = encode(column), pc.dictionary_encode(column.combine_chunks())
+    assert got.dictionary.equals(want.dictionary) and got.indices.equals(want.indices)
+    assert encode(pa.chunked_array([], pa.string())).to_pylist() == []
