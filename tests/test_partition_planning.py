@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from conftest import run_job
 from test_table_jobs import write_table_job
 
-from parajob.data import plan_input
+from parajob.data import TableInputError, plan_input
 from parajob.data.dtypes import to_pandas
 from parajob.data.partition_frames import CHUNK_ROWS
 from parajob.spec.sizes import parse_mini_batch_size
@@ -173,3 +174,31 @@ def test_a_chunked_column_encodes_as_its_combined_copy_does() -> None:
     got, want = encode(column), pc.dictionary_encode(column.combine_chunks())
     assert got.dictionary.equals(want.dictionary) and got.indices.equals(want.indices)
     assert encode(pa.chunked_array([], pa.string())).to_pylist() == []
+
+
+def test_a_categorical_parquet_key_groups_by_its_values(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    folder.mkdir()
+    frame = pd.DataFrame({"k": pd.Categorical(["b", "a", "b", None, "c"]), "v": [1, 2, 3, 4, 5]})
+    frame.to_parquet(folder / "d.parquet")  # pandas keeps the categorical: a dictionary column
+    (folder / "MLTable").write_text(
+        "paths:\n  - file: ./d.parquet\ntransformations:\n  - read_parquet\n", encoding="utf-8"
+    )
+    plan = plan_input(folder, "mltable", None, ("k",))
+    keys = [plan.partition_key_value(b) for b in range(plan.n_batches)]
+    assert keys == [{"k": "a"}, {"k": "b"}, {"k": "c"}, {"k": None}]
+    assert [plan.materialise(b)["v"].tolist() for b in range(4)] == [[2], [1, 3], [5], [4]]
+
+
+def test_a_list_column_as_partition_key_is_bad_input(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "d.jsonl").write_text('{"k": [1, 2], "v": 1}\n{"k": [3], "v": 2}\n')
+    (folder / "MLTable").write_text(
+        "paths:\n  - file: ./d.jsonl\ntransformations:\n  - read_json_lines\n", encoding="utf-8"
+    )
+    with pytest.raises(TableInputError) as info:
+        plan_input(folder, "mltable", None, ("k",))
+    (d,) = info.value.diagnostics
+    assert "partition key 'k' is a column of list<item: int64> values" in d.message
+    assert "one value per row" in d.message and d.hint

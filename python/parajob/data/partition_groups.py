@@ -77,9 +77,10 @@ class Grouping:
     keys: list[dict[str, Any]]
 
 
-def group_rows(table: pa.Table, keys: Sequence[str]) -> Grouping | None:
-    """Group the rows of table by keys, or None for a key type the fast path does not
-    cover (dictionary and nested columns: the caller sorts instead)."""
+def group_rows(table: pa.Table, keys: Sequence[str]) -> Grouping:
+    """Group the rows of table by keys (columns of single values: the caller rejects
+    lists and structs; a dictionary column, such as a Parquet categorical, is grouped by
+    its values)."""
     n = table.num_rows
     if n == 0:
         return Grouping(np.zeros(0, np.int64), np.zeros(1, np.int64), [])
@@ -88,8 +89,8 @@ def group_rows(table: pa.Table, keys: Sequence[str]) -> Grouping | None:
     sizes: list[int] = []
     for name in keys:
         column = table.column(name)
-        if pa.types.is_dictionary(column.type) or pa.types.is_nested(column.type):
-            return None
+        if pa.types.is_dictionary(column.type):  # each chunk may have its own dictionary
+            column = column.cast(column.type.value_type)
         rank, sorted_values = _key_ranks(column)
         ranks.append(rank)
         values.append(sorted_values)

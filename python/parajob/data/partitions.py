@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from parajob.data import transforms as tf
 from parajob.data.fingerprints import (
@@ -42,7 +41,7 @@ from parajob.data.fingerprints import (
 )
 from parajob.data.input_errors import Where
 from parajob.data.partition_frames import PartitionFrames
-from parajob.data.partition_groups import Grouping, gather, group_rows, read_pieces
+from parajob.data.partition_groups import gather, group_rows, read_pieces
 from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
 from parajob.spec.report import did_you_mean
 
@@ -62,7 +61,7 @@ def plan_table_partitions(
     parts: TableParts, keys: tuple[str, ...], where: Where
 ) -> TableBatchPlan | ArrowPartitionPlan:
     """TableBatchPlan grouped by file, or ArrowPartitionPlan; TableInputError for a key
-    that is not a column (listing the columns there are)."""
+    that is not a column (listing the columns there are) or holds lists or structs."""
     by_file = all(k in parts.constant for k in keys) and not parts.windows
     plan = parts.plan(0 if by_file else DEFAULT_BYTES_PER_BATCH)
     missing = [k for k in keys if k not in plan.schema.names]
@@ -77,6 +76,15 @@ def plan_table_partitions(
         )
     if by_file:
         return _group_files(parts, plan, keys)
+    nested = [k for k in keys if pa.types.is_nested(plan.schema.field(k).type)]
+    if nested:  # Arrow can neither sort nor hash them: say so before reading the table
+        raise where.error(
+            f"partition key '{nested[0]}' is a column of {plan.schema.field(nested[0]).type} "
+            "values; a partition key must hold one value per row (a number, text, a date, "
+            "a boolean)",
+            "partition by a column of single values, for example one you make from this one "
+            "in the data",
+        )
     return ArrowPartitionPlan.build(plan, keys)
 
 
@@ -173,37 +181,12 @@ class ArrowPartitionPlan:
         (all on every core, partition_groups.py); raises ValueError naming the file of
         the first bad piece."""
         table = read_pieces(plan.materialise_arrow, plan.n_batches, plan.schema)
-        grouping = group_rows(table, keys) or _sorted_grouping(table, keys)
+        grouping = group_rows(table, keys)
         schema, columns = table.schema, list(table.columns)
         del table  # gather frees each column's unsorted chunks as it goes
         ordered = gather(columns, schema, grouping.order)
         inputs = digest_of(plan.schema.to_string().encode(), plan.piece_identities().tobytes())
         return cls(ordered, grouping.offsets, grouping.keys, inputs)
-
-
-def _sorted_grouping(table: pa.Table, keys: tuple[str, ...]) -> Grouping:
-    """Grouping by a sort of the key columns: for key types group_rows leaves out."""
-    # Stable, nulls last (Arrow's default placement).
-    order = pc.sort_indices(table.select(list(keys)), sort_keys=[(k, "ascending") for k in keys])
-    sorted_keys = table.select(list(keys)).take(order)
-    starts = _group_starts(sorted_keys)
-    offsets = np.append(starts, table.num_rows).astype(np.int64)
-    key_dicts = [sorted_keys.slice(int(s), 1).to_pylist()[0] for s in starts]
-    return Grouping(order.to_numpy().astype(np.int64), offsets, key_dicts)
-
-
-def _group_starts(sorted_keys: pa.Table) -> np.ndarray:
-    """Row indices where a new key combination starts in a key-sorted table."""
-    n = sorted_keys.num_rows
-    if n == 0:
-        return np.zeros(0, np.int64)
-    change = np.zeros(n, bool)
-    change[0] = True
-    for column in sorted_keys.columns:
-        codes = pc.fill_null(pc.dictionary_encode(column.combine_chunks()).indices, -1)
-        codes_np = codes.to_numpy(zero_copy_only=False)
-        change[1:] |= codes_np[1:] != codes_np[:-1]
-    return np.flatnonzero(change)
 
 
 @dataclass
