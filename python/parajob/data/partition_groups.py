@@ -4,10 +4,11 @@
         | concat (zero-copy)
         v
     keys --dictionary_encode + sorted dictionary--> per-row key ranks (nulls last)
-        --mixed radix--> per-row group code --stable argsort--> permutation, group offsets
+        --mixed radix--> per-row group code --counting sort--> permutation, group offsets
         v
-    gather: each column once (combine_chunks, take(permutation)), columns on the threads;
-            a column's unsorted chunks are freed as soon as it is gathered
+    gather: each column once (combine_chunks + take(permutation); text of few distinct
+            values through a dictionary), columns on the threads; a column's unsorted
+            chunks are freed as soon as it is gathered
         v
     one single-chunk Arrow table sorted by the keys (rows keep their order in a group)
 
@@ -15,10 +16,11 @@ Why not a sort of the table (issue 13's profile of the old planner, 2.3-2.6 s se
 ``sort_indices`` compared key values row by row (0.67 s, strings included) and 32
 ``take`` calls each gathered from a 147-chunk table; here the keys are compared only
 among the distinct values (3,000 groups: microseconds), the 2M rows are ordered by a
-radix sort of small integers, and every column is gathered exactly once.
+counting sort of small integers, and every column is gathered exactly once.
 
 Invariants: the order of groups is the old one (ascending per key as Arrow's sort puts
-it: NaN after numbers, nulls last), and so are the rows within a group (input order);
+it: NaN after numbers, nulls last; but 0.0 and -0.0 are now one key), and so are the rows
+within a group (input order);
 every helper thread is joined before a function returns (the driver forks next); the
 result is plain Arrow memory in the driver's heap, shared copy-on-write with the workers
 forked afterwards (nothing writes to it again).
