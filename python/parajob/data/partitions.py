@@ -5,11 +5,14 @@ Three plans, chosen by what the keys are:
 - Table, every key constant per file (columns from ``extract_columns_from_partition_format``
   or ``Path``), no take/skip: files are grouped by their key values and a mini-batch reads
   its files whole. Nothing is read to plan it (the oj many-models layout).
-- Table, some key is a data column: the table is read once, its rows sorted by the keys
-  (stable: rows keep their order within a group) and written as an Arrow IPC file into
-  shared memory (memfd). Workers, forked afterwards, share that one mapping: a mini-batch
-  is a zero-copy slice of it converted to pandas. Peak memory: the table plus its sorted
-  copy while it is written (64k rows at a time from the sort), then the copy alone.
+- Table, some key is a data column: the table is read once on every core, its rows
+  grouped by the keys (stable: rows keep their order within a group) and gathered into
+  one key-sorted Arrow table (partition_groups.py). Workers, forked afterwards, share it
+  copy-on-write: a mini-batch is a row range of it, converted to pandas a chunk of
+  neighbouring partitions at a time (partition_frames.py). Peak memory: the table plus
+  about one column per planning thread while it is gathered, then the sorted table alone.
+  No partition can start before the whole table is read: any row may belong to any
+  group, and a mini-batch's id is its key's rank among all keys (stable across runs).
 - File list (MLTable without read_*, or uri_folder): files grouped by key values taken
   from the path, by the MLTable's partition format or ``key=value`` folder names.
 
@@ -20,18 +23,15 @@ Mini-batches are in ascending key order (nulls last), so their ids are stable ac
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from parajob.data import transforms as tf
-from parajob.data.dtypes import to_pandas
 from parajob.data.fingerprints import (
     digest_of,
     empty_digests,
@@ -40,6 +40,8 @@ from parajob.data.fingerprints import (
     stat_identities,
 )
 from parajob.data.input_errors import Where
+from parajob.data.partition_frames import PartitionFrames
+from parajob.data.partition_groups import gather, group_rows, read_pieces
 from parajob.data.tables import DEFAULT_BYTES_PER_BATCH, TableBatchPlan, TableParts
 from parajob.spec.report import did_you_mean
 
@@ -50,8 +52,6 @@ __all__ = [
     "plan_table_partitions",
 ]
 
-SORT_CHUNK_ROWS = 65536
-
 
 def _sort_key(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, v if v is not None else 0) for v in values)
@@ -61,7 +61,7 @@ def plan_table_partitions(
     parts: TableParts, keys: tuple[str, ...], where: Where
 ) -> TableBatchPlan | ArrowPartitionPlan:
     """TableBatchPlan grouped by file, or ArrowPartitionPlan; TableInputError for a key
-    that is not a column (listing the columns there are)."""
+    that is not a column (listing the columns there are) or holds lists or structs."""
     by_file = all(k in parts.constant for k in keys) and not parts.windows
     plan = parts.plan(0 if by_file else DEFAULT_BYTES_PER_BATCH)
     missing = [k for k in keys if k not in plan.schema.names]
@@ -76,6 +76,15 @@ def plan_table_partitions(
         )
     if by_file:
         return _group_files(parts, plan, keys)
+    nested = [k for k in keys if pa.types.is_nested(plan.schema.field(k).type)]
+    if nested:  # Arrow can neither sort nor hash them: say so before reading the table
+        raise where.error(
+            f"partition key '{nested[0]}' is a column of {plan.schema.field(nested[0]).type} "
+            "values; a partition key must hold one value per row (a number, text, a date, "
+            "a boolean)",
+            "partition by a column of single values, for example one you make from this one "
+            "in the data",
+        )
     return ArrowPartitionPlan.build(plan, keys)
 
 
@@ -115,16 +124,20 @@ def _converted(parts: TableParts, column: str) -> list[Any]:
 
 @dataclass
 class ArrowPartitionPlan:
-    """Partitions as slices of one sorted Arrow table mapped from shared memory."""
+    """Partitions as row ranges of one key-sorted Arrow table, shared with the workers."""
 
-    loads_data: ClassVar[bool] = True  # materialise() converts the slice to pandas
+    loads_data: ClassVar[bool] = True  # materialise() converts the rows to pandas
 
-    table: pa.Table  # backed by the memfd mapping (zero-copy)
+    table: pa.Table  # sorted by the keys, one chunk per column, in the driver's heap
     offsets: np.ndarray  # (n_batches + 1,) row offsets
-    keys: list[dict[str, Any]]  # the memfd itself is closed: only its mapping stays
+    keys: list[dict[str, Any]]
     # Digest of every piece the table was read from (files' identities and ranges): any
     # row may have moved to any partition, so a change anywhere changes every partition.
     inputs_digest: bytes = b""
+    frames: PartitionFrames = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.frames = PartitionFrames(self.table, self.offsets)
 
     @property
     def n_batches(self) -> int:
@@ -138,8 +151,7 @@ class ArrowPartitionPlan:
         return int(self.offsets[batch + 1] - self.offsets[batch])
 
     def materialise(self, batch: int) -> pd.DataFrame:
-        lo = int(self.offsets[batch])
-        return to_pandas(self.table.slice(lo, self.items_in(batch)))
+        return self.frames.frame(batch)
 
     def partition_key_value(self, batch: int) -> dict[str, Any]:
         return dict(self.keys[batch])
@@ -165,53 +177,16 @@ class ArrowPartitionPlan:
 
     @classmethod
     def build(cls, plan: TableBatchPlan, keys: tuple[str, ...]) -> ArrowPartitionPlan:
-        """Read every mini-batch of plan, sort by keys, write to a memfd, map it back."""
-        parts = [plan.materialise_arrow(b) for b in range(plan.n_batches)]
-        table = pa.concat_tables(parts) if parts else plan.schema.empty_table()
-        del parts
-        # Stable, nulls last (Arrow's default placement).
-        order = pc.sort_indices(
-            table.select(list(keys)), sort_keys=[(k, "ascending") for k in keys]
-        )
-        sorted_keys = table.select(list(keys)).take(order)
-        starts = _group_starts(sorted_keys)
-        offsets = np.append(starts, table.num_rows).astype(np.int64)
-        key_dicts = [sorted_keys.slice(int(s), 1).to_pylist()[0] for s in starts]
-        fd = os.memfd_create("parajob-partitions", os.MFD_CLOEXEC)
-        path = f"/proc/self/fd/{fd}"
-        try:
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                for lo in range(0, table.num_rows, SORT_CHUNK_ROWS):
-                    writer.write_table(table.take(order[lo : lo + SORT_CHUNK_ROWS]))
-            del table, order
-            # Read through a buffer over the mapping: zero-copy, and unlike
-            # open_file(memory_map) it starts none of Arrow's IO threads in the driver,
-            # which forks next.
-            with pa.memory_map(path, "r") as source:
-                buffer = source.read_buffer()
-        finally:
-            # The mapping outlives both descriptors (the buffer holds it; Arrow's close only
-            # drops its file) and goes with the table, when the step's plan is dropped. The
-            # memfd used to stay open for the process's life: one leaked per partitioned-
-            # table step, in a host that calls parajob.run many times (issue 9).
-            os.close(fd)
-        mapped = pa.ipc.open_file(buffer).read_all()
+        """Read every piece of plan, group the rows by keys, gather them in key order
+        (all on every core, partition_groups.py); raises ValueError naming the file of
+        the first bad piece."""
+        table = read_pieces(plan.materialise_arrow, plan.n_batches, plan.schema)
+        grouping = group_rows(table, keys)
+        schema, columns = table.schema, list(table.columns)
+        del table  # gather frees each column's unsorted chunks as it goes
+        ordered = gather(columns, schema, grouping.order)
         inputs = digest_of(plan.schema.to_string().encode(), plan.piece_identities().tobytes())
-        return cls(mapped, offsets, key_dicts, inputs)
-
-
-def _group_starts(sorted_keys: pa.Table) -> np.ndarray:
-    """Row indices where a new key combination starts in a key-sorted table."""
-    n = sorted_keys.num_rows
-    if n == 0:
-        return np.zeros(0, np.int64)
-    change = np.zeros(n, bool)
-    change[0] = True
-    for column in sorted_keys.columns:
-        codes = pc.fill_null(pc.dictionary_encode(column.combine_chunks()).indices, -1)
-        codes_np = codes.to_numpy(zero_copy_only=False)
-        change[1:] |= codes_np[1:] != codes_np[:-1]
-    return np.flatnonzero(change)
+        return cls(ordered, grouping.offsets, grouping.keys, inputs)
 
 
 @dataclass
