@@ -1,4 +1,5 @@
-"""append_row's text of a DataFrame without DataFrame.to_csv: the C++ row writer.
+"""append_row's text of a DataFrame without DataFrame.to_csv: the C++ row writer
+(docs/design.md §4.7, docs/contract.md §5.1).
 
     run() -> DataFrame --_options: the step's to_csv options it can honour, else None
         --_columns: its blocks as 1-d numpy arrays + one kind letter each, else None
