@@ -69,8 +69,23 @@ def frame_rows(frame: Any, options: dict[str, Any]) -> bytes | None:
     return None if rows is None else head + rows
 
 
+_last_options: tuple[dict[str, Any], dict[str, Any], tuple[str, str, bool] | None] | None = None
+
+
 def _options(options: dict[str, Any]) -> tuple[str, str, bool] | None:
-    """(sep, na_rep, header) when every option is one this writer honours, else None."""
+    """(sep, na_rep, header) when every option is one this writer honours, else None.
+    A worker passes the same dict on every call: its answer is kept (with a copy, so an
+    options dict changed in place is looked at again)."""
+    global _last_options
+    last = _last_options
+    if last is not None and last[0] is options and last[1] == options:
+        return last[2]
+    chosen = _check_options(options)
+    _last_options = (options, dict(options), chosen)
+    return chosen
+
+
+def _check_options(options: dict[str, Any]) -> tuple[str, str, bool] | None:
     if not options.keys() <= _OPTIONS or options.get("index", True) is not False:
         return None
     sep = options.get("sep", ",")
@@ -104,16 +119,18 @@ def _columns(frame: Any) -> tuple[list[np.ndarray], str] | None:
     kinds = [""] * n_cols
     for block in frame._mgr.blocks:
         values = block.values
-        for j, position in enumerate(block.mgr_locs.as_array.tolist()):
-            if isinstance(values, np.ndarray):
-                column = values[j] if values.ndim == 2 else values
-            else:
-                column = _extension_values(values)
-                if column is None:
-                    return None
-            kind = _NUMPY_KINDS.get((column.dtype.kind, column.dtype.itemsize))
-            if kind is None or not column.dtype.isnative:
+        if isinstance(values, np.ndarray):  # (columns, rows), one dtype: one kind per block
+            columns = list(values) if values.ndim == 2 else [values]
+        else:
+            column = _extension_values(values)
+            if column is None:
                 return None
+            columns = [column]
+        dtype = columns[0].dtype if columns else values.dtype
+        kind = _NUMPY_KINDS.get((dtype.kind, dtype.itemsize))
+        if kind is None or not dtype.isnative:
+            return None
+        for position, column in zip(block.mgr_locs.as_array.tolist(), columns, strict=True):
             arrays[position], kinds[position] = column, kind
     if any(a is None for a in arrays):
         return None
@@ -125,7 +142,15 @@ def _extension_values(values: Any) -> np.ndarray | None:
     numbers and booleans only without a gap (to_csv writes na_rep there, numpy cannot
     hold it); anything else (categorical, datetimes, intervals, Arrow-backed) None."""
     name = type(values).__name__
-    if name in ("StringArray", "ArrowStringArray", "ArrowStringArrayNumpySemantics"):
+    if name in ("ArrowStringArray", "ArrowStringArrayNumpySemantics"):
+        # Arrow's own conversion (str objects, None for a gap) takes ~1 us; pandas'
+        # to_numpy(dtype=object, na_value=None) ~10 us, most of a one-row result's budget.
+        chunks = getattr(values, "_pa_array", None)  # pandas >= 2.1; 1.5 names it _data
+        if chunks is None:
+            chunks = values._data
+        text: np.ndarray = chunks.to_numpy()
+        return text
+    if name == "StringArray":  # pandas' own storage: objects with pd.NA for a gap
         result: np.ndarray = values.to_numpy(dtype=object, na_value=None)
         return result
     if name in ("IntegerArray", "FloatingArray", "BooleanArray") and not values._hasna:
