@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from conftest import run_job
 from test_table_jobs import write_table_job
@@ -30,6 +31,7 @@ FLOATS = ["1e-05", "1e+16", "-0.0", "", "0.1", "123456.789", "2.5e-300", "inf", 
 SCRIPT = """
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -101,3 +103,36 @@ def test_settings_json_separator_and_header_are_honoured(tmp_path: Path) -> None
     settings = {"append_row": {"pandas.DataFrame.to_csv": {"sep": "\t", "header": True}}}
     (tmp_path / "src" / "parallel_run_step.settings.json").write_text(json.dumps(settings))
     _check(tmp_path)
+
+
+PARQUET_MLTABLE = """\
+type: mltable
+paths:
+  - file: ./t.parquet
+transformations:
+  - read_parquet: {}
+"""
+
+
+def test_a_parquet_worker_parses_a_files_footer_once(tmp_path: Path, monkeypatch: Any) -> None:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from parajob.data.mltable import load_mltable
+    from parajob.data.tables import plan_table_batches
+
+    frame = pd.DataFrame({"id": range(1000), "x": [i / 7 for i in range(1000)]})
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=100)
+    (tmp_path / "MLTable").write_text(PARQUET_MLTABLE, encoding="utf-8")
+    plan = plan_table_batches(load_mltable(tmp_path), 1)  # one row group per mini-batch
+    opened = []
+    real = pq.ParquetFile
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", counting)
+    batches = [plan.materialise(b) for b in range(plan.n_batches)]
+    assert plan.n_batches == 10 and len(opened) == 1
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), frame)
