@@ -12,6 +12,7 @@ void bind_records(py::module_& m);
 void bind_merge(py::module_& m);
 void bind_result_writer(py::module_& m);
 void bind_spool_check(py::module_& m);
+void bind_csv_rows(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
@@ -23,4 +24,5 @@ PYBIND11_MODULE(_core, m) {
     bind_merge(m);
     bind_result_writer(m);
     bind_spool_check(m);
+    bind_csv_rows(m);
 }

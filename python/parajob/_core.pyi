@@ -301,3 +301,14 @@ class SpoolChecker:
     def close(self) -> None: ...
 
 # --- end spool check ---
+
+# --- csv rows ---
+
+def format_csv_rows(
+    arrays: list[npt.NDArray[Any]], kinds: str, n_rows: int, sep: str, na_rep: str
+) -> bytes | None:
+    """Rows as DataFrame.to_csv(sep, na_rep, header=False, index=False) writes them, UTF-8
+    (csv_rows.hpp); None where to_csv would quote a field or a str is not UTF-8 (lone
+    surrogates). kinds: one numpy dtype.char per column among b h i q B H I Q d ? O."""
+
+# --- end csv rows ---

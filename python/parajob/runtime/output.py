@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from parajob.runtime.frame_rows import frame_rows
+
 SETTINGS_FILE = "parallel_run_step.settings.json"
 DEFAULT_CSV_OPTIONS: dict[str, Any] = {"sep": " ", "header": False, "index": False}
 
@@ -30,11 +32,15 @@ def format_rows(result: Any, csv_options: dict[str, Any]) -> bytes:
     Encoded as UTF-8 with ``surrogateescape``: a file name that is not UTF-8 reaches run()
     as ``os.fsdecode`` gives it (lone surrogates for its odd bytes), and a row that names it
     gets the file's own bytes back, so the row still names that file (docs/contract.md
-    §5.1, issue 8).
+    §5.1, issue 8). A DataFrame goes through the C++ row writer (frame_rows.py), which
+    gives exactly to_csv's bytes where it supports the columns and options, else to_csv.
     """
     if type(result) is list and len(result) == 1:  # the one-file mini-batch fast path
         return (str(result[0]) + "\n").encode("utf-8", "surrogateescape")
     if is_dataframe(result):
+        fast = frame_rows(result, csv_options)  # the C++ writer: to_csv's bytes, or None
+        if fast is not None:
+            return fast
         text: str = result.to_csv(**csv_options)
         return text.encode("utf-8", "surrogateescape")
     if not result:
