@@ -64,6 +64,21 @@ def batch_slots(region: _core.DispatchRegion) -> np.ndarray:
     )
 
 
+def gather(slots: np.ndarray, batches: np.ndarray) -> np.ndarray:
+    """A copy of the slots of ``batches`` (a BATCH_SLOT array, one row per batch).
+
+    One 64-byte copy per slot: numpy copies a structured dtype with explicit offsets field
+    by field (8 small transfers a slot; py-spy of a 100,000 one-file mini-batch job: ~0.2 s
+    of the driver's CPU in `slots[batches]`), a plain V64 item in one go (~10x faster).
+    Only for slots in a final state (DONE, ERRORED: what the done ring hands over), which
+    no worker writes any more: a copy of a slot a worker is writing could be torn."""
+    raw = slots.view(_RAW_SLOT)
+    return np.take(raw, batches).view(BATCH_SLOT)
+
+
+_RAW_SLOT = np.dtype(("V", BATCH_SLOT.itemsize))
+
+
 def worker_slots(region: _core.DispatchRegion) -> np.ndarray:
     return np.frombuffer(
         region.buffer(), dtype=WORKER_SLOT, count=region.n_workers, offset=region.workers_offset
