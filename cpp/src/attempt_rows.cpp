@@ -85,13 +85,38 @@ void append_iso_time(std::string& out, std::int64_t ns) {
     out.push_back('Z');
 }
 
+namespace {
+
+// The ISO text of the last stamp formatted, by millisecond: the attempts of short
+// mini-batches start and end within the same millisecond by the dozen.
+class IsoCache {
+public:
+    const std::string& of(std::int64_t ns) {
+        const std::int64_t ms = floor_div(ns, 1'000'000);
+        if (text_.empty() || ms != ms_) {
+            ms_ = ms;
+            text_.clear();
+            append_iso_time(text_, ns);
+        }
+        return text_;
+    }
+
+private:
+    std::int64_t ms_ = 0;
+    std::string text_;
+};
+
+}  // namespace
+
 std::string join_attempt_rows(std::string_view part, std::vector<AcceptedAttempt> accepted,
                               std::string_view place) {
     // The first accepted attempt per batch wins (stable sort, then lower_bound).
     std::stable_sort(accepted.begin(), accepted.end(),
                      [](const AcceptedAttempt& a, const AcceptedAttempt& b) { return a.batch < b.batch; });
     std::string out;
-    out.reserve(part.size() + part.size() / 2);
+    out.reserve(part.size() * 2 + (part.size() / 32) * place.size());
+    IsoCache starts, ends;
+    char digits_buf[24];
     std::size_t at = 0;
     while (at < part.size()) {
         // One line as bytes.splitlines(keepends=True) cuts it.
@@ -117,12 +142,13 @@ std::string join_attempt_rows(std::string_view part, std::vector<AcceptedAttempt
         out.append(index);
         out.push_back(',');
         if (found != nullptr) {
-            out.append(std::to_string(found->attempt + 1));
+            const auto n = std::to_chars(digits_buf, digits_buf + sizeof digits_buf, found->attempt + 1);
+            out.append(digits_buf, n.ptr);
             out.append(rest);
             out.push_back(',');
-            append_iso_time(out, found->start_ns);
+            out.append(starts.of(found->start_ns));
             out.push_back(',');
-            append_iso_time(out, found->end_ns);
+            out.append(ends.of(found->end_ns));
             out.push_back(',');
             out.append(place);
         } else {
