@@ -84,12 +84,11 @@ BUSY_NAP_S = 0.005  # after a drain that found work, nap instead of arming the e
 # caps wake-ups at ~200/s under load so the driver leaves the
 # cores to the workers (measured: waking per mini-batch cost ~40%
 # of throughput with 100,000 one-file mini-batches on 2 cores)
-LONG_NAP_S = 0.02  # ... and after a drain of MANY_ENDS or more, while much work remains:
-MANY_ENDS = 64  # a turn of the loop costs ~0.5 ms of numpy calls whatever it drains
-# (timed: _on_attempts_ended ~0.3 ms + _check_limits ~0.15 ms at 250 or 10 ends), so
-# 4x fewer turns saved ~0.1 s of driver CPU per 100,000 one-file mini-batches, which the
-# two workers of a 2-core machine get back. Never near the end (see _nap): the last
-# mini-batch's end is still seen within BUSY_NAP_S.
+LONG_NAP_S = 0.02  # ... while more than four such drains of work remain (see _nap): a
+# turn of the loop costs ~0.5 ms of numpy calls whatever it drains (timed: _on_attempts_ended
+# ~0.3 ms, _check_limits ~0.15 ms, at 10 ends as at 250), so 4x fewer turns saved ~0.1 s of
+# driver CPU per 100,000 one-file mini-batches, which the two workers of a 2-core machine
+# get back. Near the end the nap is BUSY_NAP_S again: the last ends are seen as soon.
 CHECKPOINT_S = 0.5  # journal cadence: what a driver killed now would have to redo
 SHUTDOWN_GRACE_S = 60.0  # how long workers get for shutdown() once the queue is closed
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL when the job stops early or is interrupted
@@ -279,9 +278,9 @@ class Engine:
 
     def _nap(self, drained: int) -> float:
         """How long to nap after a drain that found ``drained`` ends (see LONG_NAP_S): long
-        only when the ends come fast and more than four such drains of work remain."""
+        while more than four such drains of work remain."""
         remaining = self.tally.total_batches - self.tally.settled_batches
-        return LONG_NAP_S if drained >= MANY_ENDS and remaining > 4 * drained else BUSY_NAP_S
+        return LONG_NAP_S if remaining > 4 * drained else BUSY_NAP_S
 
     def _sleep(self, busy: bool, nap: float = BUSY_NAP_S) -> None:
         if busy:
