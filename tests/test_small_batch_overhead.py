@@ -22,6 +22,7 @@ import pytest
 from conftest import ECHO_SCRIPT, run_cli, run_job, write_job
 
 from parajob import _core
+from parajob.runtime.shm_view import distinct_processes
 
 # ---- the join, against a reference -----------------------------------------------------
 
@@ -168,3 +169,8 @@ def test_a_killed_one_file_per_batch_job_resumes_with_each_row_once(tmp_path: Pa
     assert set(killed) | set(resumed_rows) == set(range(FILES))
     assert resumed_rows  # mini-batch 12,000 at least ran again
     assert {r["status"] for r in rows} == {"succeeded"}
+
+
+def test_distinct_processes_are_the_ids_present_ascending() -> None:
+    assert distinct_processes(np.array([7, 1, 7, 0, 1], dtype=np.uint32)) == [0, 1, 7]
+    assert distinct_processes(np.zeros(0, dtype=np.uint32)) == []

@@ -390,8 +390,8 @@ class Engine:
         from the slots the checkpoint reads anyway, and per process, not per batch, for its
         pid and host. In memory until the log closes or the timeline flushes."""
         start, end = self.executor.attempt_times(batches, attempt, rows["start_ns"], rows["end_ns"])
-        for p in np.unique(process).tolist():
-            worker = self.by_process.get(int(p))
+        for p in shm_view.distinct_processes(process):
+            worker = self.by_process.get(p)
             if worker is not None:
                 self.attempt_log.worker(
                     worker.process,
