@@ -174,3 +174,4 @@ def test_a_killed_one_file_per_batch_job_resumes_with_each_row_once(tmp_path: Pa
 def test_distinct_processes_are_the_ids_present_ascending() -> None:
     assert distinct_processes(np.array([7, 1, 7, 0, 1], dtype=np.uint32)) == [0, 1, 7]
     assert distinct_processes(np.zeros(0, dtype=np.uint32)) == []
+    assert distinct_processes(np.array([1 << 30, 2, 1 << 30], dtype=np.uint32)) == [2, 1 << 30]

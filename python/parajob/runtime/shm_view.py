@@ -95,10 +95,13 @@ def unpack_states(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def distinct_processes(process: np.ndarray) -> list[int]:
-    """The distinct worker process ids in ``process`` (small non-negative ints), ascending.
-    By np.bincount rather than np.unique, which sorts and, in numpy 2, imports numpy.ma on
-    its first call: ~15 ms of the driver's CPU at its first checkpoint, while the workers
-    need the cores."""
-    if not len(process):
+    """The distinct worker process ids in ``process``, ascending. A sort and a compare of
+    neighbours rather than np.unique, which in numpy 2 imports numpy.ma on its first call
+    (~15 ms of the driver's CPU at its first checkpoint, while the workers need the cores);
+    not np.bincount: a Dask node's virtual process ids start at 1 << 30."""
+    ids = np.sort(np.asarray(process))
+    if not len(ids):
         return []
-    return np.flatnonzero(np.bincount(np.asarray(process, dtype=np.intp))).tolist()
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return [int(p) for p in ids[first].tolist()]
