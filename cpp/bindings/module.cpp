@@ -13,6 +13,7 @@ void bind_merge(py::module_& m);
 void bind_result_writer(py::module_& m);
 void bind_spool_check(py::module_& m);
 void bind_csv_rows(py::module_& m);
+void bind_attempt_rows(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "parajob's compiled core: listing, splitting, shared-memory dispatch, watchdog.";
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
     bind_result_writer(m);
     bind_spool_check(m);
     bind_csv_rows(m);
+    bind_attempt_rows(m);
 }

@@ -312,3 +312,19 @@ def format_csv_rows(
     surrogates). kinds: one numpy dtype.char per column among b h i q B H I Q d ? O."""
 
 # --- end csv rows ---
+
+# --- attempt rows ---
+
+def join_attempt_rows(
+    part: bytes,
+    batch: npt.ArrayLike,
+    attempt: npt.ArrayLike,
+    start_ns: npt.ArrayLike,
+    end_ns: npt.ArrayLike,
+    place: bytes,
+) -> bytes:
+    """A worker part's valid attempt rows (attempt_rows.hpp), each completed with the
+    attempt + 1, UTC ISO start and end of the first accepted attempt of its batch in the
+    arrays, and place (b"pid,node_index,host"); five empty columns where none is given."""
+
+# --- end attempt rows ---

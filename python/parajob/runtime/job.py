@@ -793,8 +793,8 @@ def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
 
 def _spool_checker(layout: StepLayout, processes: np.ndarray) -> _core.SpoolChecker:
     checker = _core.SpoolChecker()
-    for p in np.unique(processes).tolist():
-        checker.add_spool(int(p), str(spool_path(layout.spool_dir, int(p))))
+    for p in shm_view.distinct_processes(processes):  # not np.unique: see there
+        checker.add_spool(p, str(spool_path(layout.spool_dir, p)))
     return checker
 
 

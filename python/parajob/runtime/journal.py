@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from parajob.runtime.shm_view import distinct_processes
 from parajob.runtime.spool import spool_path, write_atomically
 
 RECORD = struct.Struct("<4sIIIIIQQQQ")
@@ -172,7 +173,7 @@ class JournalWriter:
         """Make these accepted batches durable: spools first, then the journal."""
         if not len(batch):
             return
-        for p in np.unique(process).tolist():
+        for p in distinct_processes(process):
             fd = self._spool_fds.get(p)
             if fd is None:
                 fd = self._spool_fds[p] = os.open(spool_path(self._spool_dir, p), os.O_RDONLY)

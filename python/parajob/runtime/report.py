@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from parajob import terminal
+from parajob import _core, terminal
 from parajob.executors.base import NodeHost
 from parajob.runtime.accounting import Tally
 from parajob.runtime.failures import error_line, split_crash
@@ -40,7 +39,6 @@ CSV_COLUMNS = [
     "node_index",
     "host",
 ]
-_NO_WHERE = b",,,,,"  # the last five columns, unknown (a row of a driver that was killed)
 
 
 def iso_times(ns: np.ndarray) -> list[str]:
@@ -274,12 +272,29 @@ class AttemptLog:
         self._csv_file.close()
         if self._errors is not None:
             self._errors.close()
-        where = self._where()
+        accepted = (
+            np.concatenate(self._accepted, axis=1)
+            if self._accepted
+            else np.zeros((5, 0), dtype=np.int64)
+        )
         with open(self._layout.processed_csv, "wb") as out:
             out.write((",".join(CSV_COLUMNS) + "\n").encode())
             for part in sorted(self._parts.iterdir()):
                 if part.name.startswith("process"):  # a worker's: user code could write there
-                    out.write(_worker_rows(part.read_bytes(), _part_process(part.name), where))
+                    process = _part_process(part.name)
+                    mine = accepted[:, accepted[2] == process]
+                    # One C++ call per part (attempt_rows.hpp): drops what is not a row as
+                    # the workers write it, then adds the five columns of when and where.
+                    out.write(
+                        _core.join_attempt_rows(
+                            part.read_bytes(),
+                            mine[0],
+                            mine[1],
+                            mine[3],
+                            mine[4],
+                            self._place(process),
+                        )
+                    )
                 else:  # the driver's own (driver.csv, earlier.csv): copied as they are
                     with open(part, "rb") as f:
                         while chunk := f.read(1 << 20):
@@ -312,88 +327,10 @@ class AttemptLog:
             )
         )
 
-    def _where(self) -> _Where:
-        """When and where the accepted attempts ran, as the join in close() wants them."""
-        if not self._accepted:
-            return _Where.none()
-        table = np.concatenate(self._accepted, axis=1)
-        process = table[2]
-        known, which = np.unique(process, return_inverse=True)
-        places = np.array([self._place(int(p)) for p in known.tolist()], dtype=np.bytes_)
-        suffix: Any = b","
-        for part in (_iso_bytes(table[3]), b",", _iso_bytes(table[4]), b",", places[which]):
-            suffix = _STRINGS.add(suffix, part)
-        keys = (table[0] << 32) | process
-        order = np.argsort(keys, kind="stable")
-        return _Where(keys[order], (table[1] + 1).astype(np.bytes_)[order], suffix[order])
-
     def _place(self, process: int) -> bytes:
         """pid,node_index,host of a worker process ("" for what is not known)."""
         pid, node, host = self._workers.get(process, (0, -1, ""))
         return f"{pid or ''},{node if node >= 0 else ''},{_csv_field(host)}".encode()
-
-
-# A row as the workers' C++ ResultWriter writes it (index, attempt, node, process, items in,
-# items out, seconds, status, empty error). A worker's part file is one of its open files,
-# so user code that writes to inherited descriptors can reach it (issue 8): lines that are
-# not such rows are dropped, never copied into the report or allowed to break it.
-_WORKER_ROW = re.compile(
-    rb"\d+,\d+,node\d+,process\d+,\d+,\d+,\d+\.\d+,(?:succeeded|short_return),\n"
-)
-
-
-@dataclass(frozen=True)
-class _Where:
-    """Accepted attempts by key (batch << 32 | process, sorted): the driver's attempt
-    number and the last five columns of their rows (",start,end,pid,node_index,host")."""
-
-    keys: np.ndarray
-    attempt: np.ndarray
-    suffix: np.ndarray
-
-    @classmethod
-    def none(cls) -> _Where:
-        empty = np.zeros(0, dtype=np.int64)
-        return cls(empty, empty.astype(np.bytes_), empty.astype(np.bytes_))
-
-
-def _worker_rows(data: bytes, process: int, where: _Where) -> bytes:
-    """A worker part's valid rows, each completed with when and where it ran (a row of a
-    driver killed before its log closed: five empty columns). The attempt number is the
-    driver's (a Dask node numbers its local queue's attempts from its first sighting of a
-    batch). Vectorised: a join of 100,000 rows with one Python call per row cost ~1 s."""
-    valid = [line for line in data.splitlines(keepends=True) if _WORKER_ROW.fullmatch(line)]
-    if not valid:
-        return b""
-    rows = np.array(valid, dtype=np.bytes_)
-    index, rest = _partition(rows, b",")
-    attempt, rest = _partition(rest, b",")
-    keys = (index.astype(np.int64) << 32) | process
-    found = np.zeros(len(keys), dtype=bool)
-    at = np.zeros(len(keys), dtype=np.int64)
-    if len(where.keys):
-        at = np.minimum(np.searchsorted(where.keys, keys), len(where.keys) - 1)
-        found = where.keys[at] == keys
-    attempt = np.where(found, where.attempt[at] if len(where.keys) else attempt, attempt)
-    suffix = np.where(found, where.suffix[at] if len(where.keys) else _NO_WHERE, _NO_WHERE)
-    out: Any = index
-    for part in (b",", attempt, b",", _STRINGS.rstrip(rest, b"\n"), suffix, b"\n"):
-        out = _STRINGS.add(out, part)
-    return b"".join(out.tolist())
-
-
-# numpy 2's string ufuncs (np.strings); numpy 1 (pandas 1.5 needs numpy < 2) has the same
-# operations as np.char, each a loop in C over the elements: slower, still vectorised.
-_STRINGS: Any = getattr(np, "strings", np.char)
-
-
-def _partition(rows: np.ndarray, sep: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """What comes before and after the first ``sep`` of each element."""
-    if hasattr(np, "strings"):
-        before, _, after = np.strings.partition(rows, sep)
-        return before, after
-    parts = np.char.partition(rows, sep)  # numpy 1: one (n, 3) array
-    return parts[:, 0], parts[:, 2]
 
 
 def _part_process(name: str) -> int:

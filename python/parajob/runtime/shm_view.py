@@ -64,6 +64,21 @@ def batch_slots(region: _core.DispatchRegion) -> np.ndarray:
     )
 
 
+def gather(slots: np.ndarray, batches: np.ndarray) -> np.ndarray:
+    """A copy of the slots of ``batches`` (a BATCH_SLOT array, one row per batch).
+
+    One 64-byte copy per slot: numpy copies a structured dtype with explicit offsets field
+    by field (8 small transfers a slot; py-spy of a 100,000 one-file mini-batch job: ~0.2 s
+    of the driver's CPU in `slots[batches]`), a plain V64 item in one go (~10x faster).
+    Only for slots in a final state (DONE, ERRORED: what the done ring hands over), which
+    no worker writes any more: a copy of a slot a worker is writing could be torn."""
+    raw = slots.view(_RAW_SLOT)
+    return np.take(raw, batches).view(BATCH_SLOT)
+
+
+_RAW_SLOT = np.dtype(("V", BATCH_SLOT.itemsize))
+
+
 def worker_slots(region: _core.DispatchRegion) -> np.ndarray:
     return np.frombuffer(
         region.buffer(), dtype=WORKER_SLOT, count=region.n_workers, offset=region.workers_offset
@@ -77,3 +92,16 @@ def unpack_states(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     attempt = ((words >> np.uint64(8)) & np.uint64(0xFFFFFF)).astype(np.uint32)
     process = (words >> np.uint64(32)).astype(np.uint32)
     return state, attempt, process
+
+
+def distinct_processes(process: np.ndarray) -> list[int]:
+    """The distinct worker process ids in ``process``, ascending. A sort and a compare of
+    neighbours rather than np.unique, which in numpy 2 imports numpy.ma on its first call
+    (~15 ms of the driver's CPU at its first checkpoint, while the workers need the cores);
+    not np.bincount: a Dask node's virtual process ids start at 1 << 30."""
+    ids = np.sort(np.asarray(process))
+    if not len(ids):
+        return []
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return [int(p) for p in ids[first].tolist()]
