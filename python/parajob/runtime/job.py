@@ -391,9 +391,13 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
     journal = JournalWriter(
         journal_path(layout.root), layout.spool_dir, restored.start, on_checkpoint=step.on_accepted
     )
-    monitor = start_monitor(
-        layout, step.monitor_interval_s, instances, run_dir, on_cluster=step.cluster is not None
-    )
+    if step.cluster is not None:  # no monitor there: the note (if any) comes first
+        start_monitor(layout, step.monitor_interval_s, instances, run_dir, on_cluster=True)
+
+    def monitor() -> Monitor | None:  # called by the engine once its first workers run
+        return start_monitor(layout, step.monitor_interval_s, instances, run_dir)
+
+    engine: Engine | None = None
     try:
         first = _next_process_id(layout)
         executor: Executor
@@ -445,12 +449,12 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
             restored.accepted,
             before_replacement=code_guard,
             options=options,
-            monitor=monitor,
+            monitor=monitor if step.cluster is None else None,
         )
         result = engine.run()
     finally:
-        if monitor is not None:
-            monitor.close()
+        if engine is not None and engine.monitor is not None:
+            engine.monitor.close()
         log_error = _close_logs(
             [
                 ("the journal", journal.close),
