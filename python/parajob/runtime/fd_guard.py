@@ -58,6 +58,24 @@ def move_high(fd: int) -> int:
     return high
 
 
+def grow_table() -> None:
+    """Make room in this process's descriptor table for move_high()'s numbers now. For a
+    process that has one thread yet (``parajob run`` before it imports numpy): the kernel
+    grows a table shared by several threads only after an RCU grace period (5-20 ms seen
+    here; numpy's BLAS threads make the driver such a process), never shrinks one, and
+    move_high() later finds the room made. Best effort: a failure changes nothing."""
+    try:
+        fd = os.eventfd(0, os.EFD_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.close(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _floor()))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def close_inherited(keep: Iterable[int]) -> None:
     """Close every CLOEXEC descriptor >= 3 but those in keep. For a freshly forked worker
     only: Python objects of the driver that own these descriptors are never used there."""
