@@ -4,7 +4,8 @@ The workers are forked from the driver, so every module the driver imported befo
 fork is the first mini-batch's cost, whether or not a worker uses it. These tests pin
 the modules that `run` no longer imports before the first fork: the resource monitor's
 psutil (the monitor starts right after the first workers), the profiler's pstats, the
-Dask executor's distributed, results/command steps, socket, secrets, difflib, numpy.ma.
+Dask executor's distributed, results, command steps, the serial executor, socket, secrets,
+difflib, numpy.ma.
 Each worker records sys.modules as it imports the entry script, i.e. what it inherited.
 """
 
@@ -15,7 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_job, write_job
+from conftest import JobRun, run_job, write_job
 
 # At import in a worker (the token is exported to workers only: executors/reaping.py), one
 # JSON line: the modules the worker inherited from the driver. The first mini-batch then
@@ -46,6 +47,8 @@ NOT_BEFORE_THE_FORK = (
     "parajob.executors.dask",
     "parajob.results",  # the RunResult: made after the steps ran
     "parajob.runtime.command_step",  # command steps only
+    "parajob.executors.serial",  # --serial only
+    "bdb",
     "parajob.show",  # `parajob show`, the HTML report
     "socket",
     "secrets",
@@ -54,7 +57,7 @@ NOT_BEFORE_THE_FORK = (
 )
 
 
-def _run_recording(tmp_path: Path, program_arguments: str, wait: bool) -> tuple[object, Path]:
+def _run_recording(tmp_path: Path, program_arguments: str, wait: bool) -> tuple[JobRun, Path]:
     log = tmp_path / "modules.jsonl"
     samples = tmp_path / "run" / "step" / "logs" / "sys" / "perf" / "node000" / "processes.csv"
     script = RECORD_MODULES.format(log=str(log), samples=str(samples), wait=wait)

@@ -13,6 +13,10 @@ closes or redirects "all" fds). Two defences, both outside the per-mini-batch ho
   above HIGH_FD (raising the soft RLIMIT_NOFILE to make room when the hard limit allows,
   else the top of the table), with O_CLOEXEC so that nothing exec'd inherits them.
 
+``parajob run`` calls :func:`grow_table` first thing, while it has one thread: the room
+move_high() needs is then made before numpy's threads exist (growing a table that threads
+share waits for an RCU grace period, milliseconds before the first worker can fork).
+
 What a program finds by listing /proc/self/fd is still reachable: the spool records carry
 a CRC32 (runtime/spool.py) and the driver discards a record that does not validate.
 """

@@ -38,7 +38,6 @@ from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
 from parajob.executors.base import Executor
 from parajob.executors.local import LocalExecutor
-from parajob.executors.serial import SerialExecutor, serial_limits
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.computes import cluster_for, compute_origin, simulated_nodes_note
@@ -342,6 +341,9 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
     limits = step.limits
     extra_slots = 0
     if options.serial:  # one worker, in this thread (executors/serial.py)
+        # Imported here: a forking run never needs it (nor its bdb, before the first fork).
+        from parajob.executors.serial import SerialExecutor, serial_limits
+
         instances, workers_per_node, limits = 1, 1, serial_limits(limits)
         notify_fd = -1  # nothing to wake: the engine and the worker take turns
     else:
