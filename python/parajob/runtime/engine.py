@@ -183,7 +183,7 @@ class Engine:
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> EngineResult:
-        self._start_timeline()  # before anything is queued: its write delays no decision
+        began = time.time()  # the step's start in settings.json: before any worker
         self._restore_and_queue()
         self.stops.__enter__()
         try:
@@ -194,6 +194,9 @@ class Engine:
             for node in range(self.instance_count):
                 for rank in range(self.workers_per_node):
                     self._spawn(node * self.workers_per_node + rank, node, rank)
+            # After the first forks, before the loop's first decision: neither the settings
+            # file's fsyncs nor psutil's import delays a worker's start.
+            self._start_timeline(began)
             if self.start_monitor is not None:
                 self.monitor = self.start_monitor()
             while True:
@@ -257,7 +260,7 @@ class Engine:
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
 
-    def _start_timeline(self) -> None:
+    def _start_timeline(self, began: float) -> None:
         try:
             self.timeline.start(
                 StepSettings(
@@ -267,7 +270,7 @@ class Engine:
                     self.instance_count,
                     self.workers_per_node,
                     self.limits,
-                    time.time(),
+                    began,
                     os.getpid(),
                 )
             )
