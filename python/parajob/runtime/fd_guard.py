@@ -67,7 +67,10 @@ def grow_table() -> None:
     process that has one thread yet (``parajob run`` before it imports numpy): the kernel
     grows a table shared by several threads only after an RCU grace period (5-20 ms seen
     here; numpy's BLAS threads make the driver such a process), never shrinks one, and
-    move_high() later finds the room made. Best effort: a failure changes nothing."""
+    move_high() later finds the room made. The soft RLIMIT_NOFILE is put back as it was
+    (only move_high() raises it, as before: a pipeline of command steps only never sees it
+    raised). Best effort: a failure changes nothing."""
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         fd = os.eventfd(0, os.EFD_CLOEXEC)
     except OSError:
@@ -78,6 +81,11 @@ def grow_table() -> None:
         pass
     finally:
         os.close(fd)
+        if resource.getrlimit(resource.RLIMIT_NOFILE) != limits:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limits)  # lowering: always allowed
+            except (OSError, ValueError):
+                pass
 
 
 def close_inherited(keep: Iterable[int]) -> None:
