@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import JobRun, run_job, write_job
+from conftest import RUN_TIMEOUT_S, JobRun, run_job, write_job
+
+from parajob.runtime import fd_guard
 
 # At import in a worker (the token is exported to workers only: executors/reaping.py), one
 # JSON line: the modules the worker inherited from the driver. The first mini-batch then
@@ -110,3 +115,31 @@ def test_the_monitor_still_samples_the_workers_it_started_after(tmp_path: Path) 
     assert machine and int(machine[0]["memory_used_bytes"]) > 0
     assert {p["worker"] for p in processes} <= {"process001", "process002"}
     assert processes and all(int(p["pid"]) > 0 and int(p["rss_bytes"]) > 0 for p in processes)
+
+
+def test_a_command_step_still_gets_the_callers_descriptor_limit(tmp_path: Path) -> None:
+    # `parajob run` grows its descriptor table before it imports numpy (fd_guard.grow_table):
+    # that must not raise the soft RLIMIT_NOFILE a command step's program inherits (only
+    # a parallel step's workers get it raised, for their high descriptors).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 1024
+    if hard != resource.RLIM_INFINITY and hard < fd_guard.HIGH_FD + 512:
+        pytest.skip("the hard limit leaves no room to raise the soft one")
+    (tmp_path / "limit.yml").write_text(
+        "type: command\n"
+        "outputs:\n"
+        "  limit: {type: uri_file}\n"
+        "command: ulimit -Sn > ${{outputs.limit}}\n",
+        encoding="utf-8",
+    )
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "parajob", "run", "limit.yml", "--run-dir", str(run)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "limit" / "outputs" / "limit").read_text().strip() == str(low)
