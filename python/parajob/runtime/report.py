@@ -384,7 +384,8 @@ def _worker_rows(data: bytes, process: int, where: _Where) -> bytes:
 
 # numpy 2's string ufuncs (np.strings); numpy 1 (pandas 1.5 needs numpy < 2) has the same
 # operations as np.char, each a loop in C over the elements: slower, still vectorised.
-_STRINGS: Any = getattr(np, "strings", np.char)
+# Not getattr(np, "strings", np.char): its default would import numpy.char on numpy 2 too.
+_STRINGS: Any = np.strings if hasattr(np, "strings") else np.char
 
 
 def _partition(rows: np.ndarray, sep: bytes) -> tuple[np.ndarray, np.ndarray]:
