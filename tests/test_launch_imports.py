@@ -57,6 +57,7 @@ NOT_BEFORE_THE_FORK = (
     "parajob.show",  # `parajob show`, the HTML report
     "socket",
     "secrets",
+    "_hashlib",  # OpenSSL's: parajob's fingerprints need BLAKE2 only (_blake2)
     "difflib",  # a message's "did you mean"
     "numpy.ma",  # numpy 2 imports these two lazily; numpy 1 with numpy itself
     "numpy.char",
