@@ -65,9 +65,12 @@ NOT_BEFORE_THE_FORK = (
 
 
 def _not_before_the_fork() -> set[str]:
-    """NOT_BEFORE_THE_FORK less what a bare ``import numpy`` imports by itself here."""
+    """NOT_BEFORE_THE_FORK less what this interpreter (site, sitecustomize) and a bare
+    ``import numpy`` import by themselves here."""
     probe = "import json, sys, numpy; print(json.dumps(sorted(sys.modules)))"
-    bare = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    bare = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
     assert bare.returncode == 0, bare.stderr
     return set(NOT_BEFORE_THE_FORK) - set(json.loads(bare.stdout))
 
