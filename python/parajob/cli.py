@@ -314,6 +314,9 @@ def _run(
     quiet: bool = False,
 ) -> int:
     """A thin client of runtime.run: the options in, the summaries out, an exit code."""
+    from parajob.runtime import fd_guard
+
+    fd_guard.grow_table()  # first, while this process has one thread (see there)
     from parajob.runtime.computes import check_address
     from parajob.runtime.options import RunOptions
     from parajob.runtime.run import RunRequest, execute

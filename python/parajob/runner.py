@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from parajob.errors import Diagnostic, SpecError
-from parajob.runtime.command_step import finished_before, run_command_step
 from parajob.runtime.computes import cluster_for, mapped_name
 from parajob.runtime.job import ScriptRejected, check_step_folder_fresh, run_parallel_step
 from parajob.runtime.options import RunOptions
@@ -200,11 +199,7 @@ def run_pipeline(
                 NotRun(name, f"it reads the output of step '{broken[0]}', which failed")
             )
             continue
-        done = (
-            finished_before(step, run_dir)
-            if isinstance(step, CommandStep) and options.resume
-            else None
-        )
+        done = _command_finished(step, run_dir) if options.resume else None
         if done is not None:
             outcomes.append(done)
             continue
@@ -219,7 +214,7 @@ def run_pipeline(
                         step, run_dir, options, compute=step.compute or pipeline.default_compute
                     )
                     if isinstance(step, ParallelStep)
-                    else run_command_step(step, run_dir, options)
+                    else _run_command(step, run_dir, options)
                 )
             except SpecError as exc:
                 if not ran:
@@ -242,6 +237,25 @@ def run_pipeline(
             if not pipeline.continue_on_step_failure:
                 break
     return outcomes
+
+
+def _command_finished(step: Step, run_dir: Path) -> StepOutcome | None:
+    """A command step's outcome when an earlier run of this folder finished it (--resume)."""
+    if not isinstance(step, CommandStep):
+        return None
+    # Imported here, not at the top (as _run_command): a pipeline of parallel steps only
+    # never needs runtime.command_step, and `parajob run` would import it before
+    # its first worker starts otherwise.
+    from parajob.runtime.command_step import finished_before
+
+    return finished_before(step, run_dir)
+
+
+def _run_command(step: Step, run_dir: Path, options: RunOptions) -> StepOutcome:
+    from parajob.runtime.command_step import run_command_step
+
+    assert isinstance(step, CommandStep)
+    return run_command_step(step, run_dir, options)
 
 
 def stage_inputs(step: Step, run_dir: Path) -> None:

@@ -18,12 +18,19 @@ C++ listing): ~0.1 s; a Python os.stat per file would have added ~0.35 s.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+try:
+    # hashlib.blake2b is this very type (hashlib takes BLAKE2 from _blake2, never from
+    # OpenSSL); importing hashlib also loads OpenSSL's _hashlib (~5 ms before the first
+    # worker of `parajob run` can fork, for constructors parajob never calls).
+    from _blake2 import blake2b as blake2b  # also runtime/fingerprint.py's
+except ImportError:  # a Python built without it: hashlib says which hashes it has
+    from hashlib import blake2b as blake2b
 
 DIGEST_BYTES = 16
 _IDENTITY = struct.Struct("<Qq")  # size, mtime_ns (fixed size: the path is the rest)
@@ -54,7 +61,7 @@ def file_digests(
     paths: Sequence[str], sizes: Iterable[int], mtimes_ns: Iterable[int]
 ) -> np.ndarray:
     """(n, 16) uint8: the identity digest of each file (see the module docstring)."""
-    blake, pack = hashlib.blake2b, _IDENTITY.pack
+    blake, pack = blake2b, _IDENTITY.pack
     # surrogateescape: names that are not UTF-8 come back to their own bytes (os.fsencode).
     joined = b"".join(
         [
@@ -84,7 +91,7 @@ def grouped_digests(
     if not salt and extras is None and items.shape[1] == DIGEST_BYTES:
         single = hi - lo == 1
         out[single] = items[lo[single]]
-    blake = hashlib.blake2b
+    blake = blake2b
     for b in np.flatnonzero(~single).tolist():
         h = blake(salt, digest_size=DIGEST_BYTES)
         h.update(items[lo[b] : hi[b]].tobytes())
@@ -96,7 +103,7 @@ def grouped_digests(
 
 def digest_of(*parts: bytes) -> bytes:
     """One 16-byte digest of several byte strings (each length-prefixed: unambiguous)."""
-    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    h = blake2b(digest_size=DIGEST_BYTES)
     for part in parts:
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)

@@ -32,8 +32,8 @@ the serial executor, which runs user code inside it.
 
 from __future__ import annotations
 
+import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -130,7 +130,9 @@ class OnThisMachine:
     stamp the batch slots with its CLOCK_MONOTONIC (local, serial)."""
 
     def node_host(self, node: int) -> NodeHost:
-        return NodeHost(node, socket.gethostname())
+        # socket.gethostname()'s value (glibc's gethostname is uname's nodename), without
+        # importing socket before the first fork.
+        return NodeHost(node, os.uname().nodename)
 
     def attempt_times(
         self, batches: np.ndarray, attempts: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray

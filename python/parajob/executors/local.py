@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from parajob import _core
 from parajob.executors.base import (
@@ -43,6 +43,9 @@ from parajob.runtime.accounting import Limits
 from parajob.runtime.options import release_held_signals
 from parajob.runtime.run_folder import close_in_child
 from parajob.runtime.worker import WorkerSetup, worker_main
+
+if TYPE_CHECKING:
+    import socket
 
 _WAKE_ONLY = "wake-only"  # selector data of a wake_on() descriptor
 

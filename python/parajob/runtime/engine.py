@@ -130,11 +130,13 @@ class Engine:
         restored: Accepted,
         before_replacement: Callable[[], str | None] | None = None,
         options: RunOptions | None = None,
-        monitor: Monitor | None = None,
+        monitor: Callable[[], Monitor | None] | None = None,
     ) -> None:
-        """monitor: the resource monitor (runtime/monitor.py), ticked from this loop at
-        checkpoint cadence, never from a thread (no sampler code runs while a worker is
-        forked). before_replacement: asked before a replacement worker is started (after a crash,
+        """monitor: starts the resource monitor (runtime/monitor.py), called once right
+        after the first workers are forked (psutil's import and the monitor's files then
+        delay no worker); the monitor is ticked from this loop at checkpoint cadence, never
+        from a thread (no sampler code runs while a worker is forked).
+        before_replacement: asked before a replacement worker is started (after a crash,
         a timeout, recycling, a refused fork); a reason it returns stops the job, so that
         the fresh process, which imports task.code again, never runs edited code."""
         self.executor = executor
@@ -152,7 +154,8 @@ class Engine:
         self.journal = journal
         self.restored = restored
         self.before_replacement = before_replacement
-        self.monitor = monitor
+        self.start_monitor = monitor
+        self.monitor: Monitor | None = None  # started by run(), closed by the caller
         self.spools = SpoolReader(layout.spool_dir)
         self.records = _core.SpoolChecker()  # CRC check of each record before it is accepted
         self.refused_spawns: dict[int, int] = {}  # slot -> fork() refusals (see _spawn)
@@ -187,7 +190,7 @@ class Engine:
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> EngineResult:
-        self._start_timeline()  # before anything is queued: its write delays no decision
+        began = time.time()  # the step's start in settings.json: before any worker
         self._restore_and_queue()
         self.stops.__enter__()
         try:
@@ -198,6 +201,11 @@ class Engine:
             for node in range(self.instance_count):
                 for rank in range(self.workers_per_node):
                     self._spawn(node * self.workers_per_node + rank, node, rank)
+            # After the first forks, before the loop's first decision: neither the settings
+            # file's fsyncs nor psutil's import delays a worker's start.
+            self._start_timeline(began)
+            if self.start_monitor is not None:
+                self.monitor = self.start_monitor()
             while True:
                 # Limits are checked after every drain, the last one included: the drain
                 # that settles the final mini-batch may also be the one that exceeds a limit.
@@ -259,7 +267,7 @@ class Engine:
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
 
-    def _start_timeline(self) -> None:
+    def _start_timeline(self, began: float) -> None:
         try:
             self.timeline.start(
                 StepSettings(
@@ -269,7 +277,7 @@ class Engine:
                     self.instance_count,
                     self.workers_per_node,
                     self.limits,
-                    time.time(),
+                    began,
                     os.getpid(),
                 )
             )

@@ -13,6 +13,10 @@ closes or redirects "all" fds). Two defences, both outside the per-mini-batch ho
   above HIGH_FD (raising the soft RLIMIT_NOFILE to make room when the hard limit allows,
   else the top of the table), with O_CLOEXEC so that nothing exec'd inherits them.
 
+``parajob run`` calls :func:`grow_table` first thing, while it has one thread: the room
+move_high() needs is then made before numpy's threads exist (growing a table that threads
+share waits for an RCU grace period, milliseconds before the first worker can fork).
+
 What a program finds by listing /proc/self/fd is still reachable: the spool records carry
 a CRC32 (runtime/spool.py) and the driver discards a record that does not validate.
 """
@@ -56,6 +60,32 @@ def move_high(fd: int) -> int:
         return fd
     os.close(fd)
     return high
+
+
+def grow_table() -> None:
+    """Make room in this process's descriptor table for move_high()'s numbers now. For a
+    process that has one thread yet (``parajob run`` before it imports numpy): the kernel
+    grows a table shared by several threads only after an RCU grace period (5-20 ms seen
+    here; numpy's BLAS threads make the driver such a process), never shrinks one, and
+    move_high() later finds the room made. The soft RLIMIT_NOFILE is put back as it was
+    (only move_high() raises it, as before: a pipeline of command steps only never sees it
+    raised). Best effort: a failure changes nothing."""
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        fd = os.eventfd(0, os.EFD_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.close(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _floor()))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+        if resource.getrlimit(resource.RLIMIT_NOFILE) != limits:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limits)  # lowering: always allowed
+            except (OSError, ValueError):
+                pass
 
 
 def close_inherited(keep: Iterable[int]) -> None:

@@ -27,7 +27,6 @@ hashed again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from parajob.data.batch_plan import BatchPlan
-from parajob.data.fingerprints import DIGEST_BYTES
+from parajob.data.fingerprints import DIGEST_BYTES, blake2b
 
 _HEAD = struct.Struct("<QQ16sQ")
 _LENGTH = struct.Struct("<Q")
@@ -65,7 +64,7 @@ class CodeFingerprint:
 
     @property
     def digest(self) -> bytes:
-        h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+        h = blake2b(digest_size=DIGEST_BYTES)
         for rel in sorted(self.files):
             h.update(f"{rel}\0{self.files[rel]}\0".encode("utf-8", "surrogateescape"))
         return h.digest()
@@ -141,7 +140,7 @@ def code_fingerprint(code_dir: Path, run_dir: Path | None = None) -> CodeFingerp
         # stat before the read: an edit during the read changes the signature
         st = os.stat(entry.path)  # not entry.stat(): scandir may have cached it earlier
         stats.append((rel, st.st_size, st.st_mtime_ns))
-        h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+        h = blake2b(digest_size=DIGEST_BYTES)
         with open(entry.path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - f is this loop's
                 h.update(chunk)

@@ -38,7 +38,6 @@ from parajob.data.files import InputDataError
 from parajob.errors import Diagnostic, SpecError
 from parajob.executors.base import Executor
 from parajob.executors.local import LocalExecutor
-from parajob.executors.serial import SerialExecutor, serial_limits
 from parajob.runtime import fd_guard, shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.computes import cluster_for, compute_origin, simulated_nodes_note
@@ -342,6 +341,9 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
     limits = step.limits
     extra_slots = 0
     if options.serial:  # one worker, in this thread (executors/serial.py)
+        # Imported here: a forking run never needs it (nor its bdb, before the first fork).
+        from parajob.executors.serial import SerialExecutor, serial_limits
+
         instances, workers_per_node, limits = 1, 1, serial_limits(limits)
         notify_fd = -1  # nothing to wake: the engine and the worker take turns
     else:
@@ -391,9 +393,13 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
     journal = JournalWriter(
         journal_path(layout.root), layout.spool_dir, restored.start, on_checkpoint=step.on_accepted
     )
-    monitor = start_monitor(
-        layout, step.monitor_interval_s, instances, run_dir, on_cluster=step.cluster is not None
-    )
+    if step.cluster is not None:  # no monitor there: the note (if any) comes first
+        start_monitor(layout, step.monitor_interval_s, instances, run_dir, on_cluster=True)
+
+    def monitor() -> Monitor | None:  # called by the engine once its first workers run
+        return start_monitor(layout, step.monitor_interval_s, instances, run_dir)
+
+    engine: Engine | None = None
     try:
         first = _next_process_id(layout)
         executor: Executor
@@ -445,12 +451,12 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
             restored.accepted,
             before_replacement=code_guard,
             options=options,
-            monitor=monitor,
+            monitor=monitor if step.cluster is None else None,
         )
         result = engine.run()
     finally:
-        if monitor is not None:
-            monitor.close()
+        if engine is not None and engine.monitor is not None:
+            engine.monitor.close()
         log_error = _close_logs(
             [
                 ("the journal", journal.close),

@@ -1,5 +1,7 @@
 """The resource monitor (``--resource_monitor_interval N``): CSV samples under logs/sys/perf/.
 
+    engine: started right after the first workers are forked (psutil's import and these
+            files then delay none of them), then ticked by its loop:
     engine loop (driver thread) --every checkpoint turn--> Monitor.tick(workers)
         |  at most once per interval (0 = off: no Monitor is made at all)
         v

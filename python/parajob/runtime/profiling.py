@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import io
-import pstats
 from pathlib import Path
 from typing import Any
 
@@ -63,5 +62,7 @@ class RunProfiler:
             f"{self.module} profile of run(): {self.calls} call(s); top {TOP} by cumulative time\n"
         )
         if self.calls:
+            import pstats  # here, not at the top: every worker imports this module
+
             pstats.Stats(str(prof), stream=out).sort_stats("cumulative").print_stats(TOP)
         text.write_text(out.getvalue(), encoding="utf-8")

@@ -33,13 +33,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parajob.errors import Diagnostic, SpecError
-from parajob.results import RunResult
 from parajob.runner import (
     StepOutcome,
     new_run_dir_base,
@@ -53,6 +53,11 @@ from parajob.runtime.options import RunOptions
 from parajob.runtime.run_folder import RunFolder, missing_ancestors
 from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
+
+if TYPE_CHECKING:
+    # Imported where a result is made, after the steps ran: results (and what it imports)
+    # is not needed before the first worker starts.
+    from parajob.results import RunResult
 
 __all__ = [
     "Finished",
@@ -189,7 +194,7 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
                     path.unlink(missing_ok=True)
             folder.discard_if_unused()
             raise
-        result = RunResult.from_outcomes(folder.path, outcomes, time.monotonic() - started)
+        result = _result(folder.path, outcomes, started)
         write_run_result(result, warn)
     return Finished(result, outcomes)
 
@@ -209,9 +214,15 @@ def run_loaded(
     started = time.monotonic()
     with nullcontext() if getattr(_inside, "running", False) else one_run_at_a_time():
         outcomes = run_pipeline(pipeline, run_dir, options)
-    result = RunResult.from_outcomes(run_dir, outcomes, time.monotonic() - started)
+    result = _result(run_dir, outcomes, started)
     write_run_result(result, warn)
     return result
+
+
+def _result(run_dir: Path, outcomes: Iterable[StepOutcome], started: float) -> RunResult:
+    from parajob.results import RunResult
+
+    return RunResult.from_outcomes(run_dir, outcomes, time.monotonic() - started)
 
 
 def write_run_result(result: RunResult, warn: Callable[[str], object]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Callable
@@ -90,7 +89,7 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     the temporary file is removed and the error raised; target is then untouched.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.partial")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         write(tmp)  # by name (the C++ merge opens it); the same inode as fd

@@ -12,7 +12,6 @@ placeholder value, and the loader raises once at the end.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ def shown_path(path: Path) -> str:
 
 def closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The choice most like ``word`` (difflib ratio >= cutoff), or None."""
+    import difflib  # here: only a message's suggestion needs it
+
     pool = list(choices)
     matches = difflib.get_close_matches(word, pool, n=1, cutoff=cutoff)
     if not matches:
