@@ -143,6 +143,22 @@ def run(mini_batch):
 """
 
 
+def kills_driver_at(batch: int) -> str:
+    """An entry script whose worker SIGKILLs the driver at mini-batch `batch`, on the first
+    run only (a file beside the job marks it); the workers die with the driver (their
+    parent-death signal). Every other mini-batch returns its files' names."""
+    return f"""
+import os, pathlib, signal
+MARK = pathlib.Path(__file__).resolve().parent.parent / "killed"
+
+def run(mini_batch, context):
+    if context.minibatch_index == {batch} and not MARK.exists():
+        MARK.touch()
+        os.kill(os.getppid(), signal.SIGKILL)
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
 GUARD_S = 240  # no test may hang CI: after this, dump every thread's traceback and fail
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, run_job, write_job
+from conftest import kills_driver_at, run_cli, run_job, write_job
 
 OLD_COLUMNS = [
     "index",
@@ -160,17 +160,7 @@ def test_a_retried_attempt_has_two_rows_with_their_own_times(tmp_path: Path) -> 
     assert tries[0]["pid"] == tries[1]["pid"]  # a raise costs the worker nothing
 
 
-# The driver SIGKILLs itself (by the worker's hand) at one mini-batch, on the first run.
-KILLS_DRIVER = """
-import os, pathlib, signal
-MARK = pathlib.Path(__file__).resolve().parent.parent / "killed"
-
-def run(mini_batch, context):
-    if context.minibatch_index == 9 and not MARK.exists():
-        MARK.touch()
-        os.kill(os.getppid(), signal.SIGKILL)
-    return [os.path.basename(p) for p in mini_batch]
-"""
+KILLS_DRIVER = kills_driver_at(9)
 
 
 def test_rows_of_a_killed_driver_keep_their_columns_empty_after_resume(tmp_path: Path) -> None:

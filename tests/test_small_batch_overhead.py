@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ECHO_SCRIPT, run_cli, run_job, write_job
+from conftest import ECHO_SCRIPT, kills_driver_at, run_cli, run_job, write_job
 
 from parajob import _core
 from parajob.runtime.shm_view import distinct_processes
@@ -135,18 +135,7 @@ def test_twenty_thousand_one_file_mini_batches_have_one_row_each(tmp_path: Path)
     assert "20000 total, 20000 completed, 0 failed" in result.job_result()
 
 
-# The worker SIGKILLs the driver at one mini-batch, on the first run only; the workers die
-# with it (their parent-death signal).
-KILLS_DRIVER = """
-import os, pathlib, signal
-MARK = pathlib.Path(__file__).resolve().parent.parent / "killed"
-
-def run(mini_batch, context):
-    if context.minibatch_index == 12_000 and not MARK.exists():
-        MARK.touch()
-        os.kill(os.getppid(), signal.SIGKILL)
-    return [os.path.basename(p) for p in mini_batch]
-"""
+KILLS_DRIVER = kills_driver_at(12_000)
 
 
 def test_a_killed_one_file_per_batch_job_resumes_with_each_row_once(tmp_path: Path) -> None:
