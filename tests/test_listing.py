@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,7 +275,7 @@ def world_readable_tmp() -> Iterator[Path]:
 # without ever exercising the EACCES path.
 PERMISSION_CHILD = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     from parajob._core import list_files
     if os.geteuid() == 0:
         os.setgroups([])
@@ -286,6 +287,12 @@ PERMISSION_CHILD = textwrap.dedent(
         outcome = {"listed": len(files)}
     except OSError as exc:
         outcome = {"type": type(exc).__name__, "message": str(exc), "errno": exc.errno}
+    # A joined thread can stay in /proc/self/task for a moment after pthread_join returns
+    # (the kernel clears its tid before it finishes exiting): wait for that, never for a
+    # helper that is still running (it stays past the deadline and fails the test).
+    deadline = time.monotonic() + 1
+    while len(os.listdir("/proc/self/task")) > threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
     outcome["threads_left"] = len(os.listdir("/proc/self/task")) - threads_before
     print(json.dumps(outcome))
     """
@@ -405,4 +412,8 @@ def test_no_helper_thread_outlives_a_listing(tmp_path: Path) -> None:
     assert len(files) == 40
     # Compare the thread ids, not their number: a thread that an earlier test left behind may
     # end while the listing runs, which would hide a leaked helper from a count.
+    # A joined helper may linger in /proc/self/task for a moment (see PERMISSION_CHILD).
+    deadline = time.monotonic() + 1
+    while os_thread_ids() - before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert os_thread_ids() - before == set()
