@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from parajob.executors.base import NodeHost
+from parajob.runtime.isolation import Quarantined
 from parajob.runtime.report import Failure, iso_times
 
-__all__ = ["Failure", "NodeHost", "RunResult", "StepResult", "STATUSES"]
+__all__ = ["Failure", "NodeHost", "Quarantined", "RunResult", "StepResult", "STATUSES"]
 
 # How a step or a run ended. "not_run": a step a failed producer (or a missing input) kept
 # from starting. A run's status is its worst step's, in this order of precedence.
@@ -55,6 +56,8 @@ class StepResult:
     ended_at: str = ""
     first_failure: str = ""  # job_result.txt's "first failure" block ("": none):
     # a mini-batch's, init()'s or a crashed worker's
+    # --isolate_failures: the items that failed alone, as logs/quarantine.csv lists them
+    quarantined: tuple[Quarantined, ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -100,6 +103,7 @@ class StepResult:
                 started,
                 ended,
                 (outcome.first_failure or "").rstrip(),
+                tuple(outcome.quarantined),
             )
         return cls(
             outcome.step,
@@ -120,6 +124,8 @@ class StepResult:
         data["outputs"] = {k: str(v) for k, v in self.outputs.items()}
         data["failures"] = [asdict(f) for f in self.failures]
         data["hosts"] = [h.to_dict() for h in self.hosts]
+        data["quarantined"] = [asdict(q) for q in self.quarantined]
+        data["quarantined_items"] = len(self.quarantined)
         data["settings"] = dict(self.settings)
         return data
 

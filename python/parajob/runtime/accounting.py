@@ -76,6 +76,35 @@ class Tally:
         self.failed_items += items_in
         self._fail_batch(batch)
 
+    def settle_isolated(
+        self,
+        batch: int,
+        size: int,
+        pieces_in: int,
+        items_out: int,
+        quarantined: int,
+        abandoned: bool,
+        limits: Limits,
+    ) -> None:
+        """A bisected mini-batch (runtime/isolation.py) with no piece left running. Its
+        quarantined items are failed items; it is a failed mini-batch iff it ends with one
+        (or a short return, errors not ignored); abandoned: failed as without isolation."""
+        self.settled_batches += 1
+        self.items_in += size
+        if abandoned:
+            self.failed_items += size
+            self._fail_batch(batch)
+            return
+        self.items_out += items_out
+        short = max(pieces_in - items_out, 0)
+        self.failed_items += quarantined + short
+        if quarantined:
+            self._fail_batch(batch)
+            return
+        self.done_batches += 1  # as accept(): a short return is completed, and failed too
+        if short and limits.error_threshold != -1:
+            self._fail_batch(batch)
+
     def _fail_batch(self, batch: int) -> None:
         self.failed_batches += 1
         if self.first_failed_batch is None:

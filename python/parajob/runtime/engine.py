@@ -61,6 +61,7 @@ from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.computes import given_computes
 from parajob.runtime.failures import crash_trace, init_traceback, resume_command
+from parajob.runtime.isolation import Bisection, Quarantined, Settled
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.monitor import Monitor
@@ -108,6 +109,7 @@ class EngineResult:
     # A first worker that rejected the entry script (runtime/worker.py EXIT_SCRIPT_REJECTED)
     # before anything ran: the step stopped as `parajob run`'s import check would have.
     rejected_by: int | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)  # --isolate_failures
 
 
 class Engine:
@@ -131,8 +133,12 @@ class Engine:
         before_replacement: Callable[[], str | None] | None = None,
         options: RunOptions | None = None,
         monitor: Callable[[], Monitor | None] | None = None,
+        isolation: Bisection | None = None,
     ) -> None:
-        """monitor: starts the resource monitor (runtime/monitor.py), called once right
+        """isolation: bisect mini-batches whose retries are spent (runtime/isolation.py);
+        the region then has its sub-batch slots after the plan's n_batches, and ``plan``
+        answers for them (IsolatingPlan).
+        monitor: starts the resource monitor (runtime/monitor.py), called once right
         after the first workers are forked (psutil's import and the monitor's files then
         delay no worker); the monitor is ticked from this loop at checkpoint cadence, never
         from a thread (no sampler code runs while a worker is forked).
@@ -144,6 +150,9 @@ class Engine:
         self.plan = plan
         self.layout = layout
         n_batches = plan.n_batches
+        self.n_batches = n_batches
+        n_slots = region.n_batches  # the mini-batches, then any sub-batch slots
+        self.isolation = isolation
         self.limits = limits
         self.instance_count = instance_count
         self.workers_per_node = workers_per_node
@@ -164,8 +173,8 @@ class Engine:
         # The highest attempt already decided per batch: an attempt's end can be seen more
         # than once (a timeout, then the reap of the killed worker; the done ring and the
         # reap of a worker that died right after finish()).
-        self.handled_attempt = np.full(n_batches, -1, dtype=np.int64)
-        self.failures = np.zeros(n_batches, dtype=np.int32)  # tries spent (failed attempts)
+        self.handled_attempt = np.full(n_slots, -1, dtype=np.int64)
+        self.failures = np.zeros(n_slots, dtype=np.int32)  # tries spent (failed attempts)
         self.workers: dict[int, Worker] = {}  # slot -> live worker
         self.by_process: dict[int, Worker] = {}  # process id -> worker, all ever
         self.unjournalled: list[np.ndarray] = []  # accepted batch ids since the checkpoint
@@ -184,6 +193,7 @@ class Engine:
         self.last_checkpoint = self.started
         self.any_started = False
         self.rejected_by: int | None = None  # see EngineResult.rejected_by
+        self.warned_out_of_slots = False
         # When each attempt ran (for `parajob show`): rows from the slots read here anyway.
         self.timeline = TimelineWriter(layout)
 
@@ -240,6 +250,7 @@ class Engine:
             self.failed_for_good,
             [self.executor.node_host(n) for n in range(self.instance_count)],
             self.rejected_by,
+            self.isolation.quarantined if self.isolation is not None else [],
         )
 
     def _restore_and_queue(self) -> None:
@@ -258,12 +269,26 @@ class Engine:
         if len(r):
             batches = r.batch.astype(np.int64)
             self.handled_attempt[batches] = r.attempt.astype(np.int64)
-            self.tally.accept_many(batches, r.items_in, r.items_out, self.limits)
+            whole = batches < self.n_batches
+            self.tally.accept_many(
+                batches[whole], r.items_in[whole], r.items_out[whole], self.limits
+            )
         if not len(r):  # a fresh run: one C++ call queues them all
             self.region.enqueue_range(0, self.tally.total_batches)
             return
         todo = np.ones(self.tally.total_batches, dtype=bool)
-        todo[r.batch.astype(np.int64)] = False
+        todo[r.roots()] = False  # one with journalled pieces is not run whole again
+        pieces = r.pieces()
+        if len(pieces):  # job.py keeps pieces only with isolation on
+            assert self.isolation is not None
+            sub = r.batch.astype(np.int64) >= self.n_batches
+            queue, settled = self.isolation.restore(
+                pieces, r.items_in[sub].astype(np.int64), r.items_out[sub].astype(np.int64)
+            )
+            for done in settled:
+                self._settle(done)
+            for piece in queue:
+                self._queue_piece(piece)
         for batch in todo.nonzero()[0].tolist():
             self.region.enqueue(batch, 0)  # PENDING -> QUEUED(0): cannot be refused
 
@@ -371,6 +396,11 @@ class Engine:
         rows = shm_view.gather(self.slots, batches)  # accepted: final, never written again
         _, attempt, process = shm_view.unpack_states(rows["word"])
         self._log_accepted(batches, attempt, process, rows)
+        pieces = (
+            self.isolation.table.places(batches)
+            if self.isolation is not None and int(batches.max()) >= self.n_batches
+            else None
+        )
         try:
             self.journal.checkpoint(
                 batches,
@@ -380,6 +410,7 @@ class Engine:
                 rows["spool_length"],
                 rows["items_in"],
                 rows["items_out"],
+                pieces,
             )
         except OSError as exc:  # a full disk, most likely: nothing accepted from now on is safe
             if self.stop_reason is None:
@@ -440,6 +471,16 @@ class Engine:
         # Their rows in processed_mini-batches.csv are written by the workers.
         self.handled_attempt[batches] = attempt
         self.unjournalled.append(batches.astype(np.int64))
+        if self.isolation is not None and len(batches) and int(batches.max()) >= self.n_batches:
+            sub = batches >= self.n_batches
+            settled = self.isolation.accepted(
+                batches[sub].tolist(),
+                rows["items_in"][sub].tolist(),
+                rows["items_out"][sub].tolist(),
+            )
+            for done in settled:
+                self._settle(done)
+            batches, rows = batches[~sub], rows[~sub]
         items_in, items_out = rows["items_in"], rows["items_out"]
         self.tally.accept_many(batches, items_in, items_out, self.limits)
         if self.first_failure is None and self.limits.error_threshold != -1:
@@ -572,8 +613,11 @@ class Engine:
             node_index=worker.node,
             host=self.executor.node_host(worker.node).host,
         )
-        if self.failures[batch] <= self.limits.max_retries:
+        # A sub-batch gets one try: its mini-batch already failed max_retries + 1 times.
+        if self.failures[batch] <= (self.limits.max_retries if batch < self.n_batches else 0):
             self._queue_next(batch, attempt)
+            return
+        if self.isolation is not None and self._isolate(batch, worker, status, error):
             return
         if not self.region.mark_failed(batch):
             raise RuntimeError(
@@ -593,6 +637,86 @@ class Engine:
                 f"{int(self.failures[batch])} times; "
                 f"last attempt {status}:\n{error}"
             )
+
+    # ---- isolation (runtime/isolation.py) ------------------------------------------------
+
+    def _isolate(self, batch: int, worker: Worker, status: str, error: str) -> bool:
+        """A batch whose tries are spent, isolation on: split it, quarantine it, or (False)
+        fail it as without isolation."""
+        assert self.isolation is not None
+        kind = "stderr" if status == "crashed" else "error"
+        log = self.layout.user_log(kind, worker.node_name, worker.name)
+        decision = self.isolation.failed(batch, status, error, str(log))
+        if decision is None:
+            if self.isolation.out_of_slots and not self.warned_out_of_slots:
+                self.warned_out_of_slots = True
+                terminal.echo(
+                    f"parajob: warning: step {self.layout.root.name}: all "
+                    f"{self.isolation.table.capacity} sub-batches of --isolate_failures are "
+                    "used; further failing mini-batches fail as a whole",
+                    err=True,
+                )
+            return False
+        if not self.region.mark_failed(batch):  # a split or quarantined piece: never merged
+            raise RuntimeError(
+                f"internal error: mini-batch {batch} cannot be failed from state "
+                f"{self.region.batch_state(batch)}"
+            )
+        for child in decision.children:
+            self._queue_piece(child)
+        if decision.settled is not None:
+            self._settle(decision.settled)
+        return True
+
+    def _queue_piece(self, piece: int) -> None:
+        if not self.region.enqueue(piece, 0):
+            raise RuntimeError(
+                f"internal error: sub-batch {piece} was refused by the dispatch queue (state "
+                f"{self.region.batch_state(piece)})"
+            )
+
+    def _settle(self, done: Settled) -> None:
+        """A bisected mini-batch with no piece left running: count it. Abandoned, it fails
+        as without isolation: its accepted pieces leave the merge (DONE -> CRASHED) and the
+        journal forgets them (after their own records, so that a resume runs it whole)."""
+        root, n_quarantined = done.batch, len(done.quarantined)
+        if done.abandoned is not None:
+            if self.unjournalled:
+                self._checkpoint_accepted()
+            for piece in done.accepted:
+                _, attempt, process = self.region.batch_state(piece)
+                self.region.reject_done(piece, attempt, process)
+            try:
+                self.journal.abandoned(root)
+            except OSError:
+                pass  # the next checkpoint's failure says it; a resume then keeps the pieces
+        self.tally.settle_isolated(
+            root,
+            done.size,
+            done.items_in,
+            done.items_out,
+            n_quarantined,
+            done.abandoned is not None,
+            self.limits,
+        )
+        if done.abandoned is None and not n_quarantined:
+            return  # every piece succeeded: a completed mini-batch
+        if done.abandoned is not None:
+            status, error = done.status, f"{done.abandoned}\n{done.error}"
+        else:
+            first = done.quarantined[0]
+            status = "quarantined"
+            error = (
+                f"{n_quarantined} item(s) quarantined (logs/quarantine.csv); the first, "
+                f"{first.item}, {first.status}:\n{first.error}"
+            )
+        attempts = int(self.failures[root]) + done.attempts
+        if len(self.failed_for_good) < MAX_FAILURE_RECORDS:
+            self.failed_for_good.append(
+                Failure.of(root, self.describe_batch(root), attempts, status, error)
+            )
+        if self.first_failure is None:
+            self.first_failure = f"{self.describe_batch(root)}\n{error}"
 
     def _queue_next(self, batch: int, attempt: int) -> None:
         if not self.region.enqueue(batch, attempt + 1):

@@ -51,6 +51,14 @@ from parajob.runtime.fingerprint import (
     first_change,
 )
 from parajob.runtime.gpus import visible_gpus
+from parajob.runtime.isolation import (
+    Bisection,
+    IsolatingPlan,
+    PieceTable,
+    capacity_for,
+    merge_order,
+    write_quarantine,
+)
 from parajob.runtime.journal import (
     Accepted,
     JournalWriter,
@@ -182,6 +190,7 @@ def run_parallel_step(
         compute=compute,
         settings=_reported_settings(step, settings),
         monitor_interval_s=float(args.resource_monitor_interval),
+        isolate_failures=isolate_failures(step, options, cluster is not None),
     )
     try:
         outcome = run_planned(planned, run_dir, options, started)
@@ -318,6 +327,7 @@ class PlannedStep:
     compute: str | None = None  # the step's compute name, for the simulated-nodes note
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # its own: job_result.json
     monitor_interval_s: float = 0.0  # --resource_monitor_interval; 0: no resource monitor
+    isolate_failures: int = 0  # --isolate_failures: items quarantined per mini-batch; 0: off
 
 
 def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: float) -> Outcome:
@@ -377,10 +387,13 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
     )
     if step.cluster is not None:
         settings["scheduler"] = step.cluster.address
+    plan, bisection, restored = _isolation(step, restored)
     region = _core.DispatchRegion(
-        plan.n_batches, instances * workers_per_node + extra_slots, notify_fd
+        plan.n_batches + (bisection.table.capacity if bisection else 0),
+        instances * workers_per_node + extra_slots,
+        notify_fd,
     )
-    setup = step.make_setup(region, workers_per_node)
+    setup = dataclasses.replace(step.make_setup(region, workers_per_node), plan=plan)
     attempt_log = AttemptLog(layout)
     progress = Progress(
         layout,
@@ -452,6 +465,7 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
             before_replacement=code_guard,
             options=options,
             monitor=monitor if step.cluster is None else None,
+            isolation=bisection,
         )
         result = engine.run()
     finally:
@@ -481,9 +495,12 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
             # A resumed step keeps an output that already holds exactly these rows:
             # rewriting it would give it a new mtime, and a later step reading it would
             # see it "changed".
-            if not (options.resume and _output_is_current(region, layout, output_file)):
+            table = bisection.table if bisection is not None else None
+            if not (options.resume and _output_is_current(region, layout, output_file, table)):
                 write_error = _write_output(
-                    output_file, lambda: merge_output(region, layout, output_file), run_dir
+                    output_file,
+                    lambda: merge_output(region, layout, output_file, table),
+                    run_dir,
                 )
         except CorruptRecord as exc:  # nothing written; resume re-checks and re-runs it
             stop_reason = (
@@ -512,9 +529,61 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
         result.hosts,
         settings,
         time.time() - seconds,
+        quarantined=result.quarantined,
     )
+    if bisection is not None:
+        write_quarantine(layout, step.name, result.quarantined)
     write_job_result(layout, outcome)
     return outcome
+
+
+def isolate_failures(step: ParallelStep, options: RunOptions, on_cluster: bool) -> int:
+    """The step's --isolate_failures: the run's (--isolate-failures, parajob.run) over the
+    program argument's. SpecError on a Dask cluster, which cannot run sub-batches yet."""
+    n = options.isolate_failures
+    if n is None:
+        n = step.runtime_args.isolate_failures
+    if n and on_cluster:
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(step.file),
+                    step.line,
+                    None,
+                    f"jobs.{step.name}",
+                    f"--isolate_failures {n} cannot be used on a Dask cluster yet",
+                    "run this step on this machine (drop its --compute mapping), or leave "
+                    "--isolate_failures out",
+                )
+            ]
+        )
+    return n
+
+
+def _isolation(
+    step: PlannedStep, restored: Restored
+) -> tuple[BatchPlan, Bisection | None, Restored]:
+    """With --isolate_failures: the plan that also answers for sub-batches and the
+    bisection's bookkeeping, sized for the journal's pieces too. Without: the plan as it
+    is, and a resume drops journalled pieces (their mini-batches run whole again)."""
+    plan, kept = step.plan, restored.accepted
+    pieces = kept.pieces()
+    if not step.isolate_failures:
+        if len(pieces) and kept.stop is not None:
+            terminal.echo(
+                f"parajob: warning: step {step.name}: {len({*pieces[:, 1].tolist()})} "
+                "mini-batch(es) were being bisected (--isolate_failures); without it they "
+                "run whole again",
+                err=True,
+            )
+            restored = dataclasses.replace(restored, accepted=kept.select(kept.stop == 0))
+        return plan, None, restored
+    largest = max(1, plan.n_items)  # a bound on a mini-batch's size: only its log2 counts
+    capacity = capacity_for(plan.n_batches, step.isolate_failures, largest)
+    if len(pieces):
+        capacity += int(pieces[:, 0].max()) + 1 - plan.n_batches
+    isolating = IsolatingPlan(plan, PieceTable(plan.n_batches, capacity))
+    return isolating, Bisection(isolating, step.isolate_failures), restored
 
 
 class ScriptRejected(Exception):
@@ -762,16 +831,11 @@ def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:
     """The accepted batches whose digest is unchanged (none when unknown)."""
     if unchanged is None or not len(accepted):
         return Accepted.none()
-    batch = accepted.batch.astype(np.int64)
+    batch = accepted.roots()  # a sub-batch is kept with its mini-batch
     keep = np.zeros(len(batch), dtype=bool)
     inside = batch < len(unchanged)
     keep[inside] = unchanged[batch[inside]]
-    return Accepted(
-        *(
-            getattr(accepted, f)[keep]
-            for f in ("batch", "attempt", "process", "offset", "length", "items_in", "items_out")
-        )
-    )
+    return accepted.select(keep)
 
 
 def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
@@ -789,12 +853,7 @@ def intact_only(layout: StepLayout, accepted: Accepted) -> Accepted:
         f"result record that does not validate in {layout.spool_dir}; they run again",
         err=True,
     )
-    return Accepted(
-        *(
-            getattr(accepted, f)[intact]
-            for f in ("batch", "attempt", "process", "offset", "length", "items_in", "items_out")
-        )
-    )
+    return accepted.select(intact)
 
 
 def _spool_checker(layout: StepLayout, processes: np.ndarray) -> _core.SpoolChecker:
@@ -821,20 +880,25 @@ def _next_process_id(layout: StepLayout) -> int:
     return max(ids, default=0) + 1
 
 
-def merge_output(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> None:
+def merge_output(
+    region: _core.DispatchRegion, layout: StepLayout, target: Path, table: PieceTable | None = None
+) -> None:
     """Write every DONE mini-batch's rows once, in mini-batch order; atomically.
 
     The copy runs in C++ (merge_records): in Python it cost ~2 us per mini-batch, 0.2 s
     for 100,000 one-file mini-batches. Every record is checked first (CRC32); raises
     CorruptRecord, with nothing written, for the first that does not validate.
     """
-    write_atomically(target, lambda tmp: _merge_into(region, layout, tmp))
+    write_atomically(target, lambda tmp: _merge_into(region, layout, tmp, table))
 
 
-def _merge_into(region: _core.DispatchRegion, layout: StepLayout, path: Path) -> None:
+def _merge_into(
+    region: _core.DispatchRegion, layout: StepLayout, path: Path, table: PieceTable | None
+) -> None:
     slots = shm_view.batch_slots(region)
     state, _attempt, process = shm_view.unpack_states(slots["word"])
-    done = (state == int(_core.BatchState.DONE)).nonzero()[0]
+    # A mini-batch's accepted sub-batches take its place, by first item (isolation.py).
+    done = merge_order((state == int(_core.BatchState.DONE)).nonzero()[0], table)
     n_processes = int(process.max()) + 1 if len(process) else 1
     checker = _spool_checker(layout, process[done])
     intact = checker.check(
@@ -861,14 +925,16 @@ def _merge_into(region: _core.DispatchRegion, layout: StepLayout, path: Path) ->
     )
 
 
-def _output_is_current(region: _core.DispatchRegion, layout: StepLayout, target: Path) -> bool:
+def _output_is_current(
+    region: _core.DispatchRegion, layout: StepLayout, target: Path, table: PieceTable | None
+) -> bool:
     """Whether target already holds exactly the merge of the DONE batches (resume only: a
     scratch merge in the step's own work folder, which this run holds, then a compare)."""
     if not target.is_file():
         return False
     scratch = layout.work_dir / "merge-check.partial"
     try:
-        _merge_into(region, layout, scratch)
+        _merge_into(region, layout, scratch, table)
         return filecmp.cmp(scratch, target, shallow=False)
     finally:
         scratch.unlink(missing_ok=True)

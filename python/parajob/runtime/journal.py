@@ -16,9 +16,14 @@ keeps), so they are never torn; only the appended tail can be.
 Record, little-endian (56 bytes): magic b"PJJ3", kind u32, batch u32, attempt u32,
 process u32, reserved u32, spool offset u64, spool length u64, items in u64, items out u64.
 The header (kind 0) holds the plan's batch count in batch, its item count in items in and
-the fingerprint block's length in spool length. Journals of an older format are read as
-"fingerprint unknown": resume refuses them unless told to rerun (b"PJJ1": no fingerprint,
-before issue 8; b"PJJ2": a fingerprint without the step settings).
+the fingerprint block's length in spool length. With --isolate_failures (runtime/isolation.py)
+an accepted sub-batch's record (kind 1, its id >= the batch count) follows a piece record
+(kind 2: batch = the sub-batch, attempt = its mini-batch, spool offset / length = its item
+range [start, stop)), in the same write, so a record never lands without its piece; a
+mini-batch whose bisection was abandoned gets kind 3 (batch = the mini-batch): its pieces
+journalled before it do not count (resume runs it again from the start). Journals of an
+older format are read as "fingerprint unknown": resume refuses them unless told to rerun
+(b"PJJ1": no fingerprint, before issue 8; b"PJJ2": a fingerprint without the step settings).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +44,8 @@ RECORD = struct.Struct("<4sIIIIIQQQQ")
 MAGIC = b"PJJ3"
 KIND_HEADER = 0
 KIND_ACCEPTED = 1
+KIND_PIECE = 2
+KIND_ABANDONED = 3
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,11 @@ class Accepted:
     length: np.ndarray
     items_in: np.ndarray
     items_out: np.ndarray
+    # Sub-batches (runtime/isolation.py): their mini-batch and item range [start, stop);
+    # a mini-batch's own record has root = batch and stop = 0. None: no sub-batch.
+    root: np.ndarray | None = None
+    start: np.ndarray | None = None
+    stop: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -59,6 +72,29 @@ class Accepted:
     def none(cls) -> Accepted:
         """No batch accepted yet (a fresh run)."""
         return cls(*(np.zeros(0, dtype=np.uint64) for _ in range(7)))
+
+    def select(self, keep: np.ndarray) -> Accepted:
+        """The records where ``keep`` (a boolean mask) holds."""
+        pick = {f: getattr(self, f) for f in _FIELDS + _PIECE_FIELDS}
+        chosen: dict[str, Any] = {f: None if v is None else v[keep] for f, v in pick.items()}
+        return Accepted(**chosen)
+
+    def roots(self) -> np.ndarray:
+        """Each record's mini-batch (a sub-batch's root, else the batch itself)."""
+        return (self.batch if self.root is None else self.root).astype(np.int64)
+
+    def pieces(self) -> np.ndarray:
+        """(k, 4) int64 rows of sub-batch id, mini-batch, start, stop: the records that
+        are sub-batches."""
+        if self.root is None or self.stop is None or self.start is None:
+            return np.zeros((0, 4), dtype=np.int64)
+        sub = self.stop > 0
+        cols = (self.batch[sub], self.root[sub], self.start[sub], self.stop[sub])
+        return np.stack([c.astype(np.int64) for c in cols], axis=1)
+
+
+_FIELDS = ("batch", "attempt", "process", "offset", "length", "items_in", "items_out")
+_PIECE_FIELDS = ("root", "start", "stop")
 
 
 def journal_path(step_root: Path) -> Path:
@@ -90,12 +126,30 @@ def read_journal(path: Path) -> Journal | None:
     fingerprint = data[RECORD.size : RECORD.size + block]
     usable = len(data) - (len(data) - first) % RECORD.size  # a torn tail is ignored
     rows = [RECORD.unpack_from(data, o) for o in range(first, usable, RECORD.size)]
-    accepted = [r for r in rows if r[0] == MAGIC and r[1] == KIND_ACCEPTED]
     # A batch journalled twice (it cannot be, but a later record wins) keeps one entry.
-    latest = {r[2]: r for r in accepted}
+    latest: dict[int, tuple[Any, ...]] = {}
+    pieces: dict[int, tuple[int, int, int]] = {}  # sub-batch -> (root, start, stop)
+    for r in rows:
+        if r[0] != MAGIC:
+            continue
+        if r[1] == KIND_ACCEPTED and (r[2] < head[2] or r[2] in pieces):
+            latest[r[2]] = r
+        elif r[1] == KIND_PIECE:
+            pieces[r[2]] = (r[3], r[6], r[7])
+        elif r[1] == KIND_ABANDONED:
+            for sub in [b for b, p in pieces.items() if p[0] == r[2]]:
+                latest.pop(sub, None)
+                del pieces[sub]
     cols = list(zip(*latest.values(), strict=True)) if latest else [()] * 10
+    fields = [np.array(cols[i], dtype=np.uint64) for i in (2, 3, 4, 6, 7, 8, 9)]
+    if not pieces:
+        return Journal(fingerprint, Accepted(*fields))
+    place = [pieces.get(int(b), (int(b), 0, 0)) for b in fields[0].tolist()]
+    root, start, stop = (np.array(c, dtype=np.uint64) for c in zip(*place, strict=True))
+    batch, attempt, process, offset, length, items_in, items_out = fields
     return Journal(
-        fingerprint, Accepted(*(np.array(cols[i], dtype=np.uint64) for i in (2, 3, 4, 6, 7, 8, 9)))
+        fingerprint,
+        Accepted(batch, attempt, process, offset, length, items_in, items_out, root, start, stop),
     )
 
 
@@ -132,11 +186,19 @@ assert _RECORD_DTYPE.itemsize == RECORD.size
 
 
 def _records(a: Accepted) -> bytes:
+    """The accepted records, the piece records of sub-batches first (see the docstring)."""
     rows = np.zeros(len(a), dtype=_RECORD_DTYPE)
     rows["magic"], rows["kind"] = MAGIC, KIND_ACCEPTED
-    for field in ("batch", "attempt", "process", "offset", "length", "items_in", "items_out"):
-        rows[field] = getattr(a, field)
-    return rows.tobytes()
+    for name in _FIELDS:
+        rows[name] = getattr(a, name)
+    pieces = a.pieces()
+    if not len(pieces):
+        return rows.tobytes()
+    heads = np.zeros(len(pieces), dtype=_RECORD_DTYPE)
+    heads["magic"], heads["kind"] = MAGIC, KIND_PIECE
+    heads["batch"], heads["attempt"] = pieces[:, 0], pieces[:, 1]
+    heads["offset"], heads["length"] = pieces[:, 2], pieces[:, 3]
+    return heads.tobytes() + rows.tobytes()
 
 
 class JournalWriter:
@@ -169,8 +231,10 @@ class JournalWriter:
         length: np.ndarray,
         items_in: np.ndarray,
         items_out: np.ndarray,
+        pieces: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """Make these accepted batches durable: spools first, then the journal."""
+        """Make these accepted batches durable: spools first, then the journal. pieces:
+        each batch's (root, start, stop) when some are sub-batches (Accepted.root)."""
         if not len(batch):
             return
         for p in distinct_processes(process):
@@ -178,11 +242,19 @@ class JournalWriter:
             if fd is None:
                 fd = self._spool_fds[p] = os.open(spool_path(self._spool_dir, p), os.O_RDONLY)
             os.fsync(fd)
-        accepted = Accepted(batch, attempt, process, offset, length, items_in, items_out)
+        accepted = Accepted(
+            batch, attempt, process, offset, length, items_in, items_out, *(pieces or ())
+        )
         os.write(self._fd, _records(accepted))
         os.fsync(self._fd)
         if self._on_checkpoint is not None:
             self._on_checkpoint(accepted)
+
+    def abandoned(self, root: int) -> None:
+        """Mini-batch ``root``'s bisection was abandoned: its journalled pieces no longer
+        count (it fails as a whole; a resume runs it again). Durable at once."""
+        os.write(self._fd, RECORD.pack(MAGIC, KIND_ABANDONED, root, 0, 0, 0, 0, 0, 0, 0))
+        os.fsync(self._fd)
 
     def close(self) -> None:
         for fd in self._spool_fds.values():

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -76,6 +77,11 @@ class RunOptions:
     # compute name -> the computes file it came from, for the names of `computes` that the
     # file gave (not --compute / compute=): messages name where a mapping was written.
     computes_from_file: Mapping[str, str] = field(default_factory=dict)
+    # --isolate-failures N: every parallel step's --isolate_failures (runtime/isolation.py);
+    # None: each step's own program argument.
+    isolate_failures: int | None = None
+    # --skip-items FILE: a quarantine.csv whose items are left out of their steps' input.
+    skip_items: Path | None = None
 
 
 def not_a_cancel_event(value: object) -> str | None:

@@ -142,6 +142,8 @@ class Outcome:
     hosts: list[NodeHost] = field(default_factory=list)  # where each node ran
     settings: dict[str, Any] = field(default_factory=dict)  # what it ran with, resolved
     started_at: float = 0.0  # wall clock, s since the epoch (0: not known)
+    # --isolate_failures: the items that failed alone (runtime/isolation.Quarantined)
+    quarantined: list[Any] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -163,6 +165,13 @@ class Outcome:
             f"logs:                 {self.logs}",
             *(f"{'hosts:' if i == 0 else '':22}{h.describe()}" for i, h in enumerate(self.hosts)),
         ]
+        if self.quarantined:
+            shown = ", ".join(q.item for q in self.quarantined[:3])
+            more = f" and {len(self.quarantined) - 3} more" if len(self.quarantined) > 3 else ""
+            lines.append(
+                f"quarantined:          {len(self.quarantined)} item(s): {shown}{more} "
+                f"({self.logs / 'quarantine.csv'})"
+            )
         if self.first_failure:
             title = (
                 "first failure:"

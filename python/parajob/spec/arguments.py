@@ -47,6 +47,10 @@ class RuntimeArgs:
     mini_batch_size: str | None = None
     append_row_file_name: str = "parallel_run_step.txt"
     profiling_module: str | None = None
+    # parajob's own (not Azure's: there it passes through to the script untouched): bisect a
+    # mini-batch whose retries are spent, quarantining at most this many items of it
+    # (runtime/isolation.py); 0: off.
+    isolate_failures: int = 0
 
     def progress_timeout(self, run_timeout: float) -> float:
         """``--progress_update_timeout``, or its default 3 × (run timeout + overhead)."""
@@ -153,6 +157,7 @@ RUNTIME_FLAGS: dict[str, Callable[[str], Any]] = {
     "mini_batch_size": _batch_size,
     "append_row_file_name": _file_name,
     "profiling_module": _choice("", "cProfile", "profile"),
+    "isolate_failures": _ranged(0, INT_MAX, integer=True),
 }
 assert set(RUNTIME_FLAGS) == {f.name for f in fields(RuntimeArgs)}
 
