@@ -62,6 +62,8 @@ def run(
     max_tasks_per_worker: int | None = None,
     max_worker_memory: int | str | None = None,
     compute: Mapping[str, str] | None = None,
+    isolate_failures: int | None = None,
+    skip_items: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run a pipeline on this machine, as ``parajob run`` does, and return how it ended.
 
@@ -100,6 +102,11 @@ def run(
         ``{compute name: Dask scheduler address}`` (``--compute NAME=ADDRESS``): steps
         whose ``compute`` is mapped run their ``instance_count`` nodes on that cluster
         (``pip install "parajob[dask]"``); the others on this machine.
+    isolate_failures, skip_items
+        ``--isolate-failures N``: bisect each mini-batch whose retries are spent and
+        quarantine up to N of its items (each step's ``logs/quarantine.csv``, and
+        ``StepResult.quarantined``); 0 off; None: each step's ``--isolate_failures``
+        program argument. ``--skip-items``: a quarantine.csv whose items are left out.
 
     Blocks until the run ends. Raises :class:`parajob.SpecError` for bad input (nothing
     started); a job that ran and failed returns a RunResult with ``status == "failed"``.
@@ -118,6 +125,8 @@ def run(
         quiet=_flag("quiet", quiet),
         handle_signals=False,  # the host's handlers are the host's
         computes=_computes(compute, serial),
+        isolate_failures=_count("isolate_failures", isolate_failures, low=0),
+        skip_items=None if skip_items is None else _path("skip_items", skip_items),
     )
     request = _request(pipeline, run_dir, options, _overrides(set), datastores)
     show = None if quiet else sys.stderr
@@ -180,11 +189,11 @@ def _flag(name: str, value: object) -> bool:
     return bool(value)
 
 
-def _count(name: str, value: object) -> int | None:
+def _count(name: str, value: object, low: int = 1) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        _bad(name, f"expected a whole number of at least 1, found {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _bad(name, f"expected a whole number of at least {low}, found {value!r}")
     return value
 
 

@@ -135,6 +135,24 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "on this machine.",
     )
     @click.option(
+        "--isolate-failures",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Bisect each mini-batch whose retries are spent until its failing items "
+        "are found; quarantine up to N of them (logs/quarantine.csv) and keep the "
+        "rest's results. Every parallel step; overrides --isolate_failures in "
+        "program_arguments; 0: off.",
+    )
+    @click.option(
+        "--skip-items",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        metavar="QUARANTINE_CSV",
+        help="Leave out the items a quarantine.csv lists (of the steps it names), e.g. "
+        "to rerun a job without the inputs an earlier run quarantined.",
+    )
+    @click.option(
         "--quiet",
         "-q",
         is_flag=True,
@@ -312,6 +330,8 @@ def _run(
     serial: bool = False,
     computes: tuple[str, ...] = (),
     quiet: bool = False,
+    isolate_failures: int | None = None,
+    skip_items: Path | None = None,
 ) -> int:
     """A thin client of runtime.run: the options in, the summaries out, an exit code."""
     from parajob.runtime import fd_guard
@@ -348,6 +368,8 @@ def _run(
         handle_signals=True,
         computes=clusters,
         quiet=quiet,
+        isolate_failures=isolate_failures,
+        skip_items=skip_items,
     )
     folders = {k: Path(v) for k, v in _pairs("--datastore", datastores).items()}
     request = RunRequest(

@@ -73,6 +73,7 @@ from parajob.runtime.output import load_csv_options
 from parajob.runtime.parent_logs import copy_logs_to_parent
 from parajob.runtime.progress import Progress
 from parajob.runtime.report import AttemptLog, Outcome, write_job_result
+from parajob.runtime.skip_items import SkippingPlan, find, read_skip_list, skip_digest
 from parajob.runtime.spool import spool_path, write_atomically
 from parajob.runtime.worker import WorkerSetup
 from parajob.spec.model import CommandStep, ParallelStep
@@ -133,6 +134,10 @@ def run_parallel_step(
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
     settings = step_settings(step, output_file, run_dir)
+    skipped = _skipped(step, options, cluster is not None)
+    if skipped:
+        plan = SkippingPlan(plan, find(plan, skipped, step.name))
+        settings["skip_items"] = skip_digest(skipped)  # a resume must skip the same
     restored = _restored_batches(step, layout, plan, run_dir, options, settings)
     layout.create()
     _make_output_folders(step, layout)
@@ -558,6 +563,29 @@ def isolate_failures(step: ParallelStep, options: RunOptions, on_cluster: bool) 
             ]
         )
     return n
+
+
+def _skipped(
+    step: ParallelStep, options: RunOptions, on_cluster: bool
+) -> list[tuple[int, int, str]]:
+    """The rows of --skip-items for this step (none without it)."""
+    if options.skip_items is None:
+        return []
+    rows = read_skip_list(options.skip_items).get(step.name, [])
+    if rows and on_cluster:
+        raise SpecError(
+            [
+                Diagnostic(
+                    str(options.skip_items),
+                    None,
+                    None,
+                    f"jobs.{step.name}",
+                    "--skip-items cannot be used for a step on a Dask cluster yet",
+                    "run this step on this machine (drop its --compute mapping)",
+                )
+            ]
+        )
+    return rows
 
 
 def _isolation(
