@@ -30,6 +30,7 @@ _LAZY: dict[str, str | None] = {
     "RunResult": "parajob.results",
     "StepResult": "parajob.results",
     "Failure": "parajob.results",
+    "Quarantined": "parajob.results",
     "ProgressEvent": "parajob.runtime.options",
     # the Azure SDK builder
     "Input": "parajob.entities",
@@ -61,6 +62,7 @@ __all__ = [
     "ParajobError",
     "Pipeline",
     "ProgressEvent",
+    "Quarantined",
     "RunResult",
     "SpecError",
     "StepResult",
@@ -98,5 +100,5 @@ if TYPE_CHECKING:
         MapStream,
         map_batches,
     )
-    from parajob.results import Failure, RunResult, StepResult
+    from parajob.results import Failure, Quarantined, RunResult, StepResult
     from parajob.runtime.options import ProgressEvent

@@ -1,6 +1,6 @@
 """Poison-item isolation (``--isolate_failures N``): a mini-batch that has used up its
 retries is bisected into sub-batches until each failing piece is one item, which is
-quarantined; the good pieces complete normally (docs/contract.md §4.5).
+quarantined; the good pieces complete normally (docs/contract.md §4.6).
 
     Engine._end_attempt, retries spent --> Bisection.failed(batch) --> Decision:
         split: two children (PieceTable rows written, then queued) | quarantined | ignored
@@ -24,7 +24,9 @@ The budget: a piece that fails at depth d is split in two at depth d + 1; as soo
 than N pieces of one mini-batch have failed at one depth (the pieces of a depth are
 disjoint, so it holds more than N failing items), splitting stops and the mini-batch fails
 as it would without isolation, none of its rows kept. So each failing mini-batch of n
-items costs at most 2 x N x ceil(log2 n) sub-batch attempts. The job-wide cap is the
+items costs at most 2 x N x ceil(log2 n) sub-batch attempts. A mini-batch more than half of
+whose items end quarantined fails as a whole too (a script that fails on everything, a
+mini-batch of 2 whose items both fail): isolation keeps the good rows of a mostly good one. The job-wide cap is the
 capacity: once every slot is used, further failing mini-batches fail as without isolation.
 """
 
@@ -362,6 +364,11 @@ class Bisection:
         return Quarantined(rid, index, item, status, error, log)
 
     def _settled(self, rid: int, root: _Root) -> Settled:
+        if root.abandoned is None and len(root.quarantined) * 2 > root.size:
+            root.abandoned = (
+                f"{len(root.quarantined)} of its {root.size} items failed alone: more than half "
+                "of it, so it fails as a whole"
+            )
         return Settled(
             rid,
             root.size,
