@@ -26,8 +26,9 @@ disjoint, so it holds more than N failing items), splitting stops and the mini-b
 as it would without isolation, none of its rows kept. So each failing mini-batch of n
 items costs at most 2 x N x ceil(log2 n) sub-batch attempts. A mini-batch more than half of
 whose items end quarantined fails as a whole too (a script that fails on everything, a
-mini-batch of 2 whose items both fail): isolation keeps the good rows of a mostly good one. The job-wide cap is the
-capacity: once every slot is used, further failing mini-batches fail as without isolation.
+mini-batch of 2 whose items both fail): isolation keeps the good rows of a mostly good one.
+The job-wide cap is the capacity: once every slot is used, further failing mini-batches
+fail as without isolation.
 """
 
 from __future__ import annotations
