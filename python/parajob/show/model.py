@@ -91,6 +91,7 @@ class StepView:
     attempts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=timeline.RECORD))
     workers: dict[int, dict[str, str]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)  # --isolate_failures
     first_failure: str = ""  # job_result.json's: also init()'s or a crashed worker's
     program_arguments: str = ""  # task.program_arguments as run (job_result.json's)
     # Where each node ran (job_result.json's "hosts": node, host, Dask worker address).
@@ -270,6 +271,7 @@ def _load_step(root: Path) -> StepView:
             if key in result:
                 setattr(view, key, result[key])
         view.failures = [f for f in result.get("failures", []) if isinstance(f, dict)]
+        view.quarantined = [q for q in result.get("quarantined", []) if isinstance(q, dict)]
         view.program_arguments = _arguments(result.get("settings"))
         view.hosts = [h for h in result.get("hosts", []) if isinstance(h, dict)]
         return view
@@ -286,12 +288,15 @@ def _count_so_far(view: StepView) -> None:
     a = view.attempts
     view.total_batches = int(view.settings.get("total_batches", 0))
     ok = np.isin(a["status"], (0, 1))
-    view.completed_batches = len(np.unique(a["batch"][ok]))
+    # Sub-batches of --isolate_failures (indexes from total_batches up) are attempts, not
+    # mini-batches: their mini-batch is counted once its bisection ends (job_result.json).
+    whole = a["batch"] < view.total_batches
+    view.completed_batches = len(np.unique(a["batch"][ok & whole]))
     view.items_in = int(a["items_in"][ok].sum())
     view.items_out = int(a["items_out"][ok].sum())
     view.failed_attempts = int((~ok).sum())
     max_retries = int(view.settings.get("limits", {}).get("max_retries", 0))
-    bad, tries = np.unique(a["batch"][~ok], return_counts=True)
+    bad, tries = np.unique(a["batch"][~ok & whole], return_counts=True)
     gone = bad[(tries > max_retries) & ~np.isin(bad, a["batch"][ok])]
     view.failed_batches = len(gone)
     view.seconds = max(0.0, _now() - float(view.settings.get("started", _now())))

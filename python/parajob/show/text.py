@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from parajob.runtime.failures import error_line
 from parajob.runtime.layout import node_name
 from parajob.show.model import AttemptRow, RunView, StepView
 from parajob.show.resources import NOT_YET
@@ -113,6 +114,15 @@ def _step(step: StepView) -> list[str]:
             )
             inputs = str(f.get("inputs", "")).splitlines()[1:4]
             out += [f"      {line.strip()}" for line in inputs]
+    if step.quarantined:
+        out.append(f"  quarantined items ({len(step.quarantined)}, logs/quarantine.csv):")
+        for q in step.quarantined[:10]:
+            out.append(
+                f"    mini-batch {q.get('mini_batch')} item {q.get('item_index')}: "
+                f"{q.get('item')}: {q.get('status')}: {error_line(str(q.get('error', '')))}"
+            )
+        if len(step.quarantined) > 10:
+            out.append(f"    ... and {len(step.quarantined) - 10} more")
     if step.first_failure:  # job_result.txt's block: also init()'s, a crash's trace
         out.append("  first failure:")
         out += [f"    {line}" for line in step.first_failure.splitlines()]
