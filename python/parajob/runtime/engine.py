@@ -647,15 +647,15 @@ class Engine:
         kind = "stderr" if status == "crashed" else "error"
         log = self.layout.user_log(kind, worker.node_name, worker.name)
         decision = self.isolation.failed(batch, status, error, str(log))
+        if self.isolation.out_of_slots and not self.warned_out_of_slots:
+            self.warned_out_of_slots = True
+            terminal.echo(
+                f"parajob: warning: step {self.layout.root.name}: all "
+                f"{self.isolation.table.capacity} sub-batches of --isolate_failures are "
+                "used; failing mini-batches that need more fail as a whole",
+                err=True,
+            )
         if decision is None:
-            if self.isolation.out_of_slots and not self.warned_out_of_slots:
-                self.warned_out_of_slots = True
-                terminal.echo(
-                    f"parajob: warning: step {self.layout.root.name}: all "
-                    f"{self.isolation.table.capacity} sub-batches of --isolate_failures are "
-                    "used; further failing mini-batches fail as a whole",
-                    err=True,
-                )
             return False
         if not self.region.mark_failed(batch):  # a split or quarantined piece: never merged
             raise RuntimeError(

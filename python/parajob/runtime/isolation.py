@@ -27,6 +27,7 @@ as it would without isolation, none of its rows kept. So each failing mini-batch
 items costs at most 2 x N x ceil(log2 n) sub-batch attempts. A mini-batch more than half of
 whose items end quarantined fails as a whole too (a script that fails on everything, a
 mini-batch of 2 whose items both fail): isolation keeps the good rows of a mostly good one.
+A mini-batch of one item is quarantined as it is (never split).
 The job-wide cap is the capacity: once every slot is used, further failing mini-batches
 fail as without isolation.
 """
@@ -365,7 +366,7 @@ class Bisection:
         return Quarantined(rid, index, item, status, error, log)
 
     def _settled(self, rid: int, root: _Root) -> Settled:
-        if root.abandoned is None and len(root.quarantined) * 2 > root.size:
+        if root.abandoned is None and root.size > 1 and len(root.quarantined) * 2 > root.size:
             root.abandoned = (
                 f"{len(root.quarantined)} of its {root.size} items failed alone: more than half "
                 "of it, so it fails as a whole"

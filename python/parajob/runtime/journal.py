@@ -140,6 +140,10 @@ def read_journal(path: Path) -> Journal | None:
             for sub in [b for b, p in pieces.items() if p[0] == r[2]]:
                 latest.pop(sub, None)
                 del pieces[sub]
+    # A mini-batch accepted whole (a resume without isolation ran it again) has no pieces.
+    for sub in [b for b, p in pieces.items() if p[0] in latest]:
+        latest.pop(sub, None)
+        del pieces[sub]
     cols = list(zip(*latest.values(), strict=True)) if latest else [()] * 10
     fields = [np.array(cols[i], dtype=np.uint64) for i in (2, 3, 4, 6, 7, 8, 9)]
     if not pieces:
