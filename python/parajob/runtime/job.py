@@ -124,6 +124,10 @@ def run_parallel_step(
     check_entry_script(step)
     plan = _plan(step)
     address = cluster_for(options, compute)
+    on_cluster = address is not None and not options.serial
+    # Checked before connecting: a refusal leaves no cluster connection behind.
+    isolation = isolate_failures(step, options, on_cluster)
+    skipped = _skipped(step, options, on_cluster)
     cluster = None
     if address is not None and not options.serial:
         from parajob.executors.dask import connect_cluster  # imports distributed: only here
@@ -134,7 +138,6 @@ def run_parallel_step(
     csv_options = _csv_options(step)
     output_file = append_row_target(step, layout)
     settings = step_settings(step, output_file, run_dir)
-    skipped = _skipped(step, options, cluster is not None)
     if skipped:
         plan = SkippingPlan(plan, find(plan, skipped, step.name))
         settings["skip_items"] = skip_digest(skipped)  # a resume must skip the same
@@ -195,7 +198,7 @@ def run_parallel_step(
         compute=compute,
         settings=_reported_settings(step, settings),
         monitor_interval_s=float(args.resource_monitor_interval),
-        isolate_failures=isolate_failures(step, options, cluster is not None),
+        isolate_failures=isolation,
     )
     try:
         outcome = run_planned(planned, run_dir, options, started)
