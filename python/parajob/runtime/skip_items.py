@@ -13,7 +13,6 @@ may come from a run over another version of the input.
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from parajob import terminal
 from parajob.data.batch_plan import BatchPlan
+from parajob.data.fingerprints import blake2b  # not hashlib: see there
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.isolation import QUARANTINE_COLUMNS, IsolatingPlan, PieceTable
 
@@ -71,7 +71,7 @@ def skip_digest(rows: list[tuple[int, int, str]]) -> str:
     """What the journal's fingerprint records of a step's skip list: a resume must skip
     the same items (a mini-batch accepted without them must not be mixed with others)."""
     text = "\n".join(f"{b},{i},{item}" for b, i, item in sorted(rows))
-    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def find(plan: BatchPlan, rows: list[tuple[int, int, str]], step: str) -> dict[int, set[int]]:
