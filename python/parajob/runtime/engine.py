@@ -8,6 +8,8 @@ the calling thread) decides only *where* attempts run:
     executor.wait()    --WorkerDied-------------> _settle_held_batches, replace the worker
     executor.expired() --DeadlineExpired--------> take_back (CAS) + kill + _end_attempt
     limits, StopRequests (signals, cancel) -----> stop_reason; journal checkpoints
+    _end_attempt, tries spent, isolation on ----> Bisection (runtime/isolation.py): two
+        sub-batches queued in the region's extra slots, or an item quarantined
 
 One thread, never blocking on any one worker. Each turn of the loop:
   1. drain the done ring: accept DONE attempts, requeue or fail ERRORED ones;

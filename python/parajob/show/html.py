@@ -265,6 +265,22 @@ def _failures(step: StepView) -> str:
             f"<td><pre>{e(str(f.get('inputs', '')))}</pre></td></tr>"
         )
     out.append("</table>")
+    if step.quarantined:  # --isolate_failures: the items that failed alone
+        out.append(
+            f"<p>Quarantined items ({len(step.quarantined)}, logs/quarantine.csv):</p>"
+            '<table class="quarantined"><tr><th>mini-batch</th><th>item</th><th>path or row'
+            "</th><th>status</th><th>error</th></tr>"
+        )
+        for q in step.quarantined[:500]:
+            out.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{e(str(q.get(k, '')))}</td>"
+                    for k in ("mini_batch", "item_index", "item", "status")
+                )
+                + f"<td><pre>{e(str(q.get('error', '')))}</pre></td></tr>"
+            )
+        out.append("</table>")
     if rows:
         out.append(
             '<table class="failed-attempts"><tr><th>mini-batch</th><th>attempt</th>'
