@@ -98,9 +98,7 @@ class PoisonExecutor(FakeExecutor):
             assert writer is not None
             if self.everything or self.poison & set(items):
                 error = b"Traceback (most recent call last):\nValueError: poison\n"
-                writer.add(
-                    batch, attempt, False, error, len(items), 0, shm_view.ERROR_RAISED, 0.0
-                )
+                writer.add(batch, attempt, False, error, len(items), 0, shm_view.ERROR_RAISED, 0.0)
             else:
                 rows = "".join(f"{item}\n" for item in items).encode()
                 writer.add(batch, attempt, True, rows, len(items), len(items), 0, 1.0)
@@ -238,9 +236,7 @@ def test_no_sub_batch_left_fails_as_without_isolation(
 ) -> None:
     plan = ItemsPlan(2)
     # One poison needs 12 pieces: 6 run out half-way.
-    result, region, bisection, _ = run_isolated(
-        tmp_path, plan, {5}, n_quarantined=1, capacity=6
-    )
+    result, region, bisection, _ = run_isolated(tmp_path, plan, {5}, n_quarantined=1, capacity=6)
     assert result.quarantined == []
     assert (result.tally.failed_batches, result.tally.failed_items) == (1, SIZE)
     assert output_items(region, bisection.plan) == plan.materialise(1)

@@ -104,10 +104,13 @@ def record_run(
     pipeline_file: Path,
     overrides: Sequence[str] = (),
     datastores: Mapping[str, Path] | None = None,
+    isolate_failures: int | None = None,
+    skip_items: Path | None = None,
 ) -> None:
     """Write <run>/parajob-run.json (first run only): what --resume needs to start again
-    (the pipeline, its --set overrides and --datastore folders). SpecError when the run
-    folder cannot be made (exit 2, before anything starts)."""
+    (the pipeline, its --set overrides and --datastore folders, --isolate-failures and
+    --skip-items, which change what its rows are). SpecError when the run folder cannot be
+    made (exit 2, before anything starts)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -134,6 +137,8 @@ def record_run(
                     "datastores": {
                         k: str(Path(v).resolve()) for k, v in (datastores or {}).items()
                     },
+                    "isolate_failures": isolate_failures,
+                    "skip_items": str(skip_items.resolve()) if skip_items else None,
                 },
                 indent=2,
             )
@@ -151,6 +156,17 @@ def recorded_options(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
     return (
         [str(o) for o in record.get("overrides") or []],
         {str(k): Path(v) for k, v in (record.get("datastores") or {}).items()},
+    )
+
+
+def recorded_flags(run_dir: Path) -> tuple[int | None, Path | None]:
+    """The --isolate-failures and --skip-items (its copy in the run folder) a run folder was
+    started with (None: not given, or a run of an older parajob)."""
+    record = _read_record(run_dir)
+    n, skip = record.get("isolate_failures"), record.get("skip_items")
+    return (
+        n if isinstance(n, int) and not isinstance(n, bool) else None,
+        Path(skip) if isinstance(skip, str) and skip else None,
     )
 
 

@@ -646,7 +646,9 @@ class Engine:
         """A batch whose tries are spent, isolation on: split it, quarantine it, or (False)
         fail it as without isolation."""
         assert self.isolation is not None
-        kind = "stderr" if status == "crashed" else "error"
+        # A traceback is in the error log; a crash's (faulthandler) or a killed worker's
+        # last words are in its stderr log, the only one a killed worker surely has.
+        kind = "error" if status in ("raised", "wrong_return_type") else "stderr"
         log = self.layout.user_log(kind, worker.node_name, worker.name)
         decision = self.isolation.failed(batch, status, error, str(log))
         if self.isolation.out_of_slots and not self.warned_out_of_slots:

@@ -351,6 +351,7 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
         "max_concurrency_per_instance": step.workers_per_node,
         "total_batches": plan.n_batches,
         "total_items": plan.n_items,
+        "isolate_failures": step.isolate_failures,  # resolved: the CLI's over the YAML's
     }
     if plan.n_batches == 0:
         if restored.start is not None:  # so a later --resume compares against this input

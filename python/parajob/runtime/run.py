@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,6 +45,7 @@ from parajob.runner import (
     StepOutcome,
     new_run_dir_base,
     record_run,
+    recorded_flags,
     recorded_options,
     recorded_pipeline,
     run_pipeline,
@@ -51,6 +53,7 @@ from parajob.runner import (
 from parajob.runtime.computes import unused_computes, with_file_computes
 from parajob.runtime.options import RunOptions
 from parajob.runtime.run_folder import RunFolder, missing_ancestors
+from parajob.runtime.skip_items import read_skip_list
 from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
 
@@ -72,6 +75,7 @@ __all__ = [
 
 RUN_RESULT = "run_result.json"
 SDK_PIPELINE = "parajob-pipeline.yml"  # where a Pipeline entity is dumped, in its run folder
+SKIP_ITEMS = "parajob-skip-items.csv"  # the --skip-items file's copy, which a resume reads
 MEMORY_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30}
 
 
@@ -180,14 +184,14 @@ def _execute(request: RunRequest, warn: Callable[[str], object]) -> Finished:
     with _claimed(request) as folder:
         wrote: list[Path] = []
         try:
-            pipeline = _load(request, folder.path, warn, wrote)
+            pipeline, options = _load(request, folder.path, warn, wrote)
         except BaseException:  # refused, or Ctrl-C in the import check: nothing started
             for path in wrote:  # a refused run leaves nothing of its own behind
                 path.unlink(missing_ok=True)
             folder.discard_if_unused()
             raise
         try:
-            outcomes = tuple(run_pipeline(pipeline, folder.path, request.options))
+            outcomes = tuple(run_pipeline(pipeline, folder.path, options))
         except SpecError:  # a step's input found bad before its workers started
             if not any(p.is_dir() for p in folder.path.iterdir()):  # no step began (a
                 for path in wrote:  # cluster refused at connect): leave nothing of ours
@@ -314,9 +318,11 @@ def _claimed(request: RunRequest) -> AbstractContextManager[RunFolder]:
 
 def _load(
     request: RunRequest, run_dir: Path, warn: Callable[[str], object], wrote: list[Path]
-) -> Pipeline:
+) -> tuple[Pipeline, RunOptions]:
     """Load and check the pipeline in run_dir, which this process holds; record the run.
-    ``wrote``: the files this call made in the run folder (removed if the run is refused)."""
+    ``wrote``: the files this call made in the run folder (removed if the run is refused).
+    Returns the options the steps run with: a resume's are the run's own --isolate-failures
+    and --skip-items unless given again."""
     from parajob.runtime.preflight import checked_by_workers, preflight
     from parajob.spec import load_pipeline
 
@@ -337,6 +343,15 @@ def _load(
         recorded_sets, recorded_folders = recorded_options(run_dir)
         overrides = overrides or tuple(recorded_sets)
         folders = folders or recorded_folders
+        n, skip = recorded_flags(run_dir)
+        given = request.options
+        options = replace(
+            given,
+            isolate_failures=n if given.isolate_failures is None else given.isolate_failures,
+            skip_items=given.skip_items or skip,
+        )
+    else:
+        options = _with_skip_copy(request.options, run_dir, wrote)
     assert pipeline_file is not None
     pipeline = load_pipeline(
         pipeline_file, run_dir=run_dir, datastores=folders, overrides=overrides
@@ -358,8 +373,30 @@ def _load(
         warn(str(warning))
     if not (run_dir / "parajob-run.json").exists():
         wrote.append(run_dir / "parajob-run.json")
-    record_run(run_dir, pipeline_file, overrides, folders)
-    return pipeline
+    record_run(
+        run_dir, pipeline_file, overrides, folders, options.isolate_failures, options.skip_items
+    )
+    if options.skip_items is not None:
+        listed = set(read_skip_list(options.skip_items)) - set(pipeline.jobs)
+        if listed:
+            warn(
+                f"parajob: warning: --skip-items {options.skip_items} names step(s) this "
+                f"pipeline does not have: {', '.join(sorted(listed))}"
+            )
+    return pipeline, options
+
+
+def _with_skip_copy(options: RunOptions, run_dir: Path, wrote: list[Path]) -> RunOptions:
+    """A fresh run's --skip-items, checked (SpecError) and copied into the run folder: a
+    resume skips the same items even if the file changes or goes meanwhile."""
+    if options.skip_items is None:
+        return options
+    given = options.skip_items
+    read_skip_list(given)  # bad input: refused before anything starts
+    copy = run_dir / SKIP_ITEMS
+    wrote.append(copy)
+    write_atomically(copy, lambda tmp: shutil.copyfile(given, tmp))
+    return replace(options, skip_items=copy)
 
 
 def _dump(dump: Callable[[Path], object], target: Path) -> None:
