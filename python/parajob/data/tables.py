@@ -132,6 +132,20 @@ class TableBatchPlan:
         more = [f"... and {hi - lo - limit} more files"] if hi - lo > limit else []
         return "\n  ".join([head + ":", *lines, *more])
 
+    def row_place(self, batch: int, index: int) -> str:
+        """Where row ``index`` of a mini-batch is read from: its piece (file, bytes, first
+        line) and the row's number among that piece's rows ("" when not known)."""
+        for p in range(int(self.offsets[batch]), int(self.offsets[batch + 1])):
+            first = int(self.rows[p, 0]) if self.rows is not None else 0
+            count = (
+                int(self.rows[p, 1]) - first if self.rows is not None else int(self.pieces[p, 3])
+            )
+            if index < count:
+                where = self.source.describe(*(int(v) for v in self.pieces[p]))
+                return f"{where}; its row {first + index}"
+            index -= count
+        return ""
+
     def fingerprints(self) -> np.ndarray:
         """(n_batches, 16) digests of what each batch reads: per piece its file's identity
         (path, size, mtime), byte range, record count, first line and row window; the

@@ -159,12 +159,11 @@ class IsolatingPlan:
     def item_name(self, root: int, index: int) -> str:
         """One item of a mini-batch, as quarantine.csv names it: the file's path, or the
         row's place."""
-        items = self.plan.materialise(root)
-        if hasattr(items, "iloc"):
-            head = self.plan.describe(root).splitlines()
-            where = head[1].strip() if len(head) > 1 else ""
+        if self.plan.loads_data:  # a table: rows are known by their place
+            place = getattr(self.plan, "row_place", None)
+            where = place(root, index) if place is not None else ""
             return f"row {index} of mini-batch {root}" + (f" ({where})" if where else "")
-        return str(items[index])
+        return str(self.plan.materialise(root)[index])
 
 
 @dataclass(frozen=True)
