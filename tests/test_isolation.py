@@ -859,3 +859,40 @@ def test_isolation_is_refused_on_a_dask_compute(tmp_path: Path) -> None:
         assert "--skip-items" in proc.stderr, proc.stderr
     finally:
         cluster.stop()
+
+
+# ---- a job stopped by a limit mid-bisection -----------------------------------------------
+
+# POISON_SCRIPT, plus: a sub-batch holding the file named in $SLOW sleeps 30 s first (its
+# piece stays open; the whole mini-batch still fails at once on its poison).
+SLOW_ONE = POISON_SCRIPT.replace(
+    "def run(mini_batch):\n",
+    "def run(mini_batch):\n"
+    "    if len(mini_batch) < 64 and any(\n"
+    "        os.path.basename(p) == os.environ['SLOW'] for p in mini_batch\n"
+    "    ):\n"
+    "        time.sleep(30)\n",
+)
+
+
+def test_a_limit_stopping_the_job_mid_bisection_writes_no_half_mini_batch(tmp_path: Path) -> None:
+    """Mini-batch 1 fails at once (its first file) and bisects: its half [96, 128) is
+    accepted, [64, 96) hangs on a slow file. Mini-batch 0's single poison is quarantined
+    meanwhile, which exceeds error_threshold 0: the job stops with mini-batch 1 still being
+    bisected, and the output has none of its rows (they are not a whole mini-batch's)."""
+    poison_job(
+        tmp_path,
+        128,
+        [63, 64],
+        isolate=2,
+        script=SLOW_ONE,
+        more_env={"SLOW": name(80)},
+        extra="error_threshold: 0\n",
+    )
+    result = run_job(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    data = job_json(result.run_dir)
+    assert "error_threshold" in data["reason"]
+    accepted = [r for r in sub_batch_rows(result.run_dir, 2) if r["status"] == "succeeded"]
+    assert any(int(r["items_in"]) == 32 for r in accepted)  # [96, 128), before the stop
+    assert output_lines(result.run_dir) == [name(i) for i in range(63)]

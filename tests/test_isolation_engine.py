@@ -115,6 +115,7 @@ def run_isolated(
     capacity: int = 1024,
     restored: Accepted | None = None,
     max_retries: int = 1,
+    limits: Limits | None = None,
 ) -> tuple[EngineResult, _core.DispatchRegion, Bisection, StepLayout]:
     layout = StepLayout(tmp_path / "step")
     layout.create()
@@ -126,7 +127,8 @@ def run_isolated(
     fake.plan, fake.poison, fake.everything = isolating, frozenset(map(str, poison)), everything
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, "step", plan.n_batches, quiet=True)
-    start = None if restored is not None else journal_start(b"", plan.n_batches, plan.n_items)
+    resumed = restored is not None and journal_path(layout.root).exists()
+    start = None if resumed else journal_start(b"", plan.n_batches, plan.n_items)
     journal = JournalWriter(journal_path(layout.root), layout.spool_dir, start)
     engine = Engine(
         fake,
@@ -135,7 +137,7 @@ def run_isolated(
         layout,
         1,
         2,
-        Limits(max_retries=max_retries),
+        limits or Limits(max_retries=max_retries),
         attempt_log,
         progress,
         journal,
@@ -151,10 +153,12 @@ def run_isolated(
     return result, region, bisection, layout
 
 
-def output_items(region: _core.DispatchRegion, isolating: IsolatingPlan) -> list[str]:
+def output_items(
+    region: _core.DispatchRegion, isolating: IsolatingPlan, unsettled: set[int] | None = None
+) -> list[str]:
     """What the merge writes: the DONE slots in merge order, each one's items."""
     state, _, _ = shm_view.unpack_states(shm_view.batch_slots(region)["word"])
-    done = merge_order((state == int(S.DONE)).nonzero()[0], isolating.table)
+    done = merge_order((state == int(S.DONE)).nonzero()[0], isolating.table, unsettled)
     return [item for b in done.tolist() for item in isolating.materialise(b)]
 
 
@@ -271,6 +275,38 @@ def test_resume_keeps_the_journalled_pieces_and_bisects_the_rest(tmp_path: Path)
     assert t.items_in == plan.n_items
 
 
+def test_more_failing_items_than_allowed_fail_whole_whatever_the_order(tmp_path: Path) -> None:
+    """Three poisons with N = 2 in a 6-item mini-batch: no depth has three failing pieces,
+    yet a third item failing alone fails the mini-batch whole."""
+    plan = ItemsPlan(2, size=6)
+    result, region, bisection, _ = run_isolated(tmp_path, plan, {0, 1, 2}, n_quarantined=2)
+    assert result.quarantined == []
+    assert (result.tally.failed_batches, result.tally.failed_items) == (1, 6)
+    assert output_items(region, bisection.plan) == plan.materialise(1)
+
+
+def test_a_resume_mid_bisection_fails_whole_what_the_uninterrupted_run_did(
+    tmp_path: Path,
+) -> None:
+    """The resume restarts the depths (its gaps are queued at depth 1): the cap on the
+    items quarantined still fails the same mini-batch whole."""
+    plan = ItemsPlan(1)
+    poison = {0, 1, 63}
+    reference, _, _, _ = run_isolated(tmp_path / "ref", plan, poison, n_quarantined=2)
+    assert reference.tally.failed_items == SIZE and reference.quarantined == []
+    # Killed once piece [8, 16) had been accepted: its record is all the journal has.
+    one = np.array([1], dtype=np.uint64)
+    restored = Accepted(
+        one, one * 0, one, one * 0, one * 0, one * 8, one * 8, one * 0, one * 8, one * 16
+    )
+    result, region, bisection, _ = run_isolated(
+        tmp_path / "resumed", plan, poison, n_quarantined=2, restored=restored
+    )
+    assert result.quarantined == []
+    assert (result.tally.failed_batches, result.tally.failed_items) == (1, SIZE)
+    assert output_items(region, bisection.plan) == []
+
+
 # ---- the journal, the merge order, slicing ---------------------------------------------
 
 
@@ -303,11 +339,29 @@ def test_journal_piece_records_abandon_and_whole_acceptance(tmp_path: Path) -> N
     assert sorted(a.roots().tolist()) == [0, 2]
 
 
+def test_rerun_changed_drops_pieces_that_a_grown_plan_reaches() -> None:
+    """Sub-batch ids are slots after the plan's mini-batches: when a changed input has
+    more mini-batches, a piece id that is now a mini-batch's is dropped (job._kept)."""
+    from parajob.runtime.job import _kept
+
+    u = np.uint64
+    accepted = Accepted(
+        np.array([0, 2, 9], u),  # mini-batch 0; pieces 2 and 9 (of a 2-batch plan)
+        *(np.zeros(3, u) for _ in range(6)),
+        root=np.array([0, 1, 1], u),
+        start=np.array([0, 0, 32], u),
+        stop=np.array([0, 32, 64], u),
+    )
+    kept = _kept(accepted, np.ones(6, dtype=bool))  # now 6 mini-batches, all unchanged
+    assert kept.batch.tolist() == [0, 9] and kept.pieces().tolist() == [[9, 1, 32, 64]]
+
+
 def test_merge_order_puts_pieces_in_their_mini_batch_place() -> None:
     table = PieceTable(3, 4)
     table.rows[:3] = [(1, 32, 64), (1, 0, 16), (1, 16, 32)]
     order = merge_order(np.array([0, 2, 3, 4, 5]), table)
     assert order.tolist() == [0, 4, 5, 3, 2]
+    assert merge_order(np.array([0, 2, 3, 4, 5]), table, {1}).tolist() == [0, 2]
     assert merge_order(np.array([2, 0, 1]), None).tolist() == [2, 0, 1]
 
 

@@ -195,6 +195,7 @@ class Engine:
         self.last_checkpoint = self.started
         self.any_started = False
         self.rejected_by: int | None = None  # see EngineResult.rejected_by
+        self.settled_at_start = 0
         self.warned_out_of_slots = False
         # When each attempt ran (for `parajob show`): rows from the slots read here anyway.
         self.timeline = TimelineWriter(layout)
@@ -204,6 +205,7 @@ class Engine:
     def run(self) -> EngineResult:
         began = time.time()  # the step's start in settings.json: before any worker
         self._restore_and_queue()
+        self.settled_at_start = self.tally.settled_batches  # what a resume found settled
         self.stops.__enter__()
         try:
             self.executor.start()  # process hygiene: before any worker (it forks the janitor)
@@ -282,8 +284,11 @@ class Engine:
         todo[r.roots()] = False  # one with journalled pieces is not run whole again
         pieces = r.pieces()
         if len(pieces):  # job.py keeps pieces only with isolation on
-            assert self.isolation is not None
             sub = r.batch.astype(np.int64) >= self.n_batches
+            if self.isolation is None or int(sub.sum()) != len(pieces):
+                raise RuntimeError(  # job.py's _kept and _isolation make it so
+                    "internal error: the journalled sub-batches do not fit this plan"
+                )
             queue, settled = self.isolation.restore(
                 pieces, r.items_in[sub].astype(np.int64), r.items_out[sub].astype(np.int64)
             )
@@ -829,7 +834,7 @@ class Engine:
             and state == int(WorkerState.INIT_FAILED)
             and self.rejected_by is None
             and len(self.by_process) <= self.instance_count * self.workers_per_node
-            and self.tally.settled_batches == len(self.restored)
+            and self.tally.settled_batches == self.settled_at_start
             and self.tally.failed_attempts == 0
             and self.layout.script_check(worker.process).is_file()
         )

@@ -22,8 +22,10 @@ poison. Reruns that were not its fault stay free, as for any batch.
 
 The budget: a piece that fails at depth d is split in two at depth d + 1; as soon as more
 than N pieces of one mini-batch have failed at one depth (the pieces of a depth are
-disjoint, so it holds more than N failing items), splitting stops and the mini-batch fails
-as it would without isolation, none of its rows kept. So each failing mini-batch of n
+disjoint, so it holds more than N failing items), or a single item fails when N are
+quarantined already, splitting stops and the mini-batch fails as it would without
+isolation, none of its rows kept: whether it does depends only on which items fail, not on
+the order pieces ran in nor on a resume. So each failing mini-batch of n
 items costs at most 2 x N x ceil(log2 n) sub-batch attempts. A mini-batch more than half of
 whose items end quarantined fails as a whole too (a script that fails on everything, a
 mini-batch of 2 whose items both fail): isolation keeps the good rows of a mostly good one.
@@ -88,12 +90,18 @@ class PieceTable:
         return roots, starts, stops
 
 
-def merge_order(batches: np.ndarray, table: PieceTable | None) -> np.ndarray:
+def merge_order(
+    batches: np.ndarray, table: PieceTable | None, unsettled: set[int] | None = None
+) -> np.ndarray:
     """DONE batch ids in output order: by mini-batch, then by first item (a mini-batch's
-    accepted pieces in their original order)."""
+    accepted pieces in their original order). Pieces of ``unsettled`` mini-batches (a job
+    stopped mid-bisection) are left out: they are not a whole mini-batch's rows."""
     if table is None or not len(batches) or int(batches.max()) < table.n_batches:
         return batches
     roots, starts, _ = table.places(batches)
+    if unsettled:
+        whole = (batches < table.n_batches) | ~np.isin(roots, list(unsettled))
+        batches, roots, starts = batches[whole], roots[whole], starts[whole]
     return batches[np.lexsort((starts, roots))]
 
 
@@ -193,6 +201,11 @@ class _Root:
     abandoned: str | None = None  # why splitting stopped: it fails as without isolation
     status: str = ""  # how the mini-batch's own last attempt ended
     error: str = ""  # ... and its error text
+    settled: bool = False  # no piece of it left running: counted
+
+
+def _place(q: Quarantined) -> tuple[int, int]:
+    return q.mini_batch, q.item_index
 
 
 @dataclass(frozen=True)
@@ -254,6 +267,8 @@ class Bisection:
         root = self.roots[rid]
         root.open -= 1
         root.attempts += 1
+        if not root.status:  # a mini-batch restored mid-bisection: its pieces' failure
+            root.status, root.error = status, error
         depth = int(self.depth[batch - self.n])
         root.failed_at[depth] += 1
         if root.abandoned is None and root.failed_at[depth] > self.max_quarantined:
@@ -263,7 +278,14 @@ class Bisection:
             )
         children: list[int] = []
         if root.abandoned is None:
-            if stop - start == 1:
+            if stop - start == 1 and len(root.quarantined) == self.max_quarantined:
+                # One more than N failing items: what it is does not depend on the order
+                # the pieces ran in (nor on a resume, which restarts the depths).
+                root.abandoned = (
+                    f"more than {self.max_quarantined} of its items failed alone "
+                    f"(--isolate_failures {self.max_quarantined}): it fails as a whole"
+                )
+            elif stop - start == 1:
                 root.quarantined.append(self._quarantine(rid, start, status, error, log_file))
             elif self._room(2):
                 children = self._split(rid, root, start, stop, depth + 1)
@@ -336,7 +358,12 @@ class Bisection:
     @property
     def quarantined(self) -> list[Quarantined]:
         kept = [self.roots[r] for r in sorted(self.roots) if self.roots[r].abandoned is None]
-        return [q for root in kept for q in root.quarantined]
+        return sorted((q for root in kept for q in root.quarantined), key=_place)
+
+    def unsettled(self) -> set[int]:
+        """Mini-batches whose bisection has not ended (a job stopped by a limit): their
+        accepted pieces are not a mini-batch's rows yet and stay out of the output."""
+        return {r for r, root in self.roots.items() if not root.settled}
 
     def _room(self, pieces: int) -> bool:
         if self.used + pieces <= self.table.capacity:
@@ -365,6 +392,7 @@ class Bisection:
         return Quarantined(rid, index, item, status, error, log)
 
     def _settled(self, rid: int, root: _Root) -> Settled:
+        root.settled = True
         if root.abandoned is None and root.size > 1 and len(root.quarantined) * 2 > root.size:
             root.abandoned = (
                 f"{len(root.quarantined)} of its {root.size} items failed alone: more than half "
@@ -384,6 +412,7 @@ class Bisection:
         )
 
 
+MAX_ERROR_CHARS = 2000  # of an error's line in quarantine.csv (job_result.json has it all)
 QUARANTINE_COLUMNS = ("step", "mini_batch", "item_index", "item", "status", "error", "log_file")
 
 
@@ -399,8 +428,8 @@ def write_quarantine(layout: StepLayout, step: str, items: list[Quarantined]) ->
         with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             out = csv.writer(f)
             out.writerow(QUARANTINE_COLUMNS)
-            for q in sorted(items, key=lambda q: (q.mini_batch, q.item_index)):
-                first = error_line(q.error)
+            for q in sorted(items, key=_place):
+                first = error_line(q.error)[:MAX_ERROR_CHARS]  # csv reads 128 KiB a field
                 row = [step, q.mini_batch, q.item_index, q.item, q.status, first, q.log_file]
                 out.writerow(row)
 

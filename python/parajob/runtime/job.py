@@ -370,8 +370,10 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
             instances, workers_per_node = step.cluster.counts(step.workers_per_node, plan.n_batches)
             extra_slots = instances  # one virtual slot per node (executors/dask.py)
         else:
+            # With isolation a failing mini-batch becomes two that can run at once.
+            runnable = plan.n_batches * (2 if step.isolate_failures else 1)
             instances, workers_per_node = worker_counts(
-                step.instance_count, step.workers_per_node, plan.n_batches
+                step.instance_count, step.workers_per_node, runnable
             )
             if step.instance_count > 1:
                 terminal.echo(
@@ -504,11 +506,11 @@ def run_planned(step: PlannedStep, run_dir: Path, options: RunOptions, started: 
             # A resumed step keeps an output that already holds exactly these rows:
             # rewriting it would give it a new mtime, and a later step reading it would
             # see it "changed".
-            table = bisection.table if bisection is not None else None
-            if not (options.resume and _output_is_current(region, layout, output_file, table)):
+            pieces = (bisection.table, bisection.unsettled()) if bisection is not None else None
+            if not (options.resume and _output_is_current(region, layout, output_file, pieces)):
                 write_error = _write_output(
                     output_file,
-                    lambda: merge_output(region, layout, output_file, table),
+                    lambda: merge_output(region, layout, output_file, pieces),
                     run_dir,
                 )
         except CorruptRecord as exc:  # nothing written; resume re-checks and re-runs it
@@ -867,6 +869,10 @@ def _kept(accepted: Accepted, unchanged: np.ndarray | None) -> Accepted:
     keep = np.zeros(len(batch), dtype=bool)
     inside = batch < len(unchanged)
     keep[inside] = unchanged[batch[inside]]
+    if accepted.stop is not None:
+        # A sub-batch's id is a slot after the plan's mini-batches: one that the changed
+        # plan's mini-batches now reach is dropped (its mini-batch runs whole again).
+        keep &= ~((accepted.stop > 0) & (accepted.batch.astype(np.int64) < len(unchanged)))
     return accepted.select(keep)
 
 
@@ -913,7 +919,10 @@ def _next_process_id(layout: StepLayout) -> int:
 
 
 def merge_output(
-    region: _core.DispatchRegion, layout: StepLayout, target: Path, table: PieceTable | None = None
+    region: _core.DispatchRegion,
+    layout: StepLayout,
+    target: Path,
+    pieces: tuple[PieceTable, set[int]] | None = None,
 ) -> None:
     """Write every DONE mini-batch's rows once, in mini-batch order; atomically.
 
@@ -921,16 +930,21 @@ def merge_output(
     for 100,000 one-file mini-batches. Every record is checked first (CRC32); raises
     CorruptRecord, with nothing written, for the first that does not validate.
     """
-    write_atomically(target, lambda tmp: _merge_into(region, layout, tmp, table))
+    write_atomically(target, lambda tmp: _merge_into(region, layout, tmp, pieces))
 
 
 def _merge_into(
-    region: _core.DispatchRegion, layout: StepLayout, path: Path, table: PieceTable | None
+    region: _core.DispatchRegion,
+    layout: StepLayout,
+    path: Path,
+    pieces: tuple[PieceTable, set[int]] | None,
 ) -> None:
+    """pieces: with isolation, the piece table and the mini-batches still being bisected."""
     slots = shm_view.batch_slots(region)
     state, _attempt, process = shm_view.unpack_states(slots["word"])
-    # A mini-batch's accepted sub-batches take its place, by first item (isolation.py).
-    done = merge_order((state == int(_core.BatchState.DONE)).nonzero()[0], table)
+    done = (state == int(_core.BatchState.DONE)).nonzero()[0]
+    if pieces is not None:  # a mini-batch's accepted sub-batches take its place (isolation.py)
+        done = merge_order(done, *pieces)
     n_processes = int(process.max()) + 1 if len(process) else 1
     checker = _spool_checker(layout, process[done])
     intact = checker.check(
@@ -958,7 +972,10 @@ def _merge_into(
 
 
 def _output_is_current(
-    region: _core.DispatchRegion, layout: StepLayout, target: Path, table: PieceTable | None
+    region: _core.DispatchRegion,
+    layout: StepLayout,
+    target: Path,
+    pieces: tuple[PieceTable, set[int]] | None,
 ) -> bool:
     """Whether target already holds exactly the merge of the DONE batches (resume only: a
     scratch merge in the step's own work folder, which this run holds, then a compare)."""
@@ -966,7 +983,7 @@ def _output_is_current(
         return False
     scratch = layout.work_dir / "merge-check.partial"
     try:
-        _merge_into(region, layout, scratch, table)
+        _merge_into(region, layout, scratch, pieces)
         return filecmp.cmp(scratch, target, shallow=False)
     finally:
         scratch.unlink(missing_ok=True)

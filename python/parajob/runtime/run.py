@@ -378,9 +378,10 @@ def _load(
     )
     if options.skip_items is not None:
         listed = set(read_skip_list(options.skip_items)) - set(pipeline.jobs)
+        shown = request.options.skip_items or options.skip_items  # not the run's copy
         if listed:
             warn(
-                f"parajob: warning: --skip-items {options.skip_items} names step(s) this "
+                f"parajob: warning: --skip-items {shown} names step(s) this "
                 f"pipeline does not have: {', '.join(sorted(listed))}"
             )
     return pipeline, options

@@ -52,6 +52,8 @@ def read_skip_list(path: Path) -> dict[str, list[tuple[int, int, str]]]:
             rows = list(csv.reader(f))
     except OSError as exc:
         raise bad(f"cannot be read: {exc.strerror or exc}") from None
+    except csv.Error as exc:  # a field over csv's limit (128 KiB), a stray quote
+        raise bad(f"is not a CSV file parajob can read: {exc}") from None
     if not rows or any(c not in rows[0] for c in NEEDED):
         raise bad(f"is not a quarantine list: its header lacks {', '.join(NEEDED)}", 1)
     at = [rows[0].index(c) for c in NEEDED]
