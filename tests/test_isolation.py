@@ -896,3 +896,19 @@ def test_a_limit_stopping_the_job_mid_bisection_writes_no_half_mini_batch(tmp_pa
     accepted = [r for r in sub_batch_rows(result.run_dir, 2) if r["status"] == "succeeded"]
     assert any(int(r["items_in"]) == 32 for r in accepted)  # [96, 128), before the stop
     assert output_lines(result.run_dir) == [name(i) for i in range(63)]
+
+
+def test_parajob_show_lists_the_quarantined_items(tmp_path: Path) -> None:
+    poison_job(tmp_path, 130, [40, 100], isolate=2)
+    result = run_job(tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("show", str(result.run_dir), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "quarantined items (2, logs/quarantine.csv):" in shown.stdout, shown.stdout
+    for i in (40, 100):
+        assert f"mini-batch {i // BATCH} item {i % BATCH}: " in shown.stdout
+        assert name(i) in shown.stdout
+    page = run_cli("show", str(result.run_dir), "--html", "-o", "report.html", cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'class="quarantined"' in html and name(40) in html
