@@ -619,6 +619,7 @@ class Engine:
             pid=worker.pid,
             node_index=worker.node,
             host=self.executor.node_host(worker.node).host,
+            label=self.isolation.plan.label(batch) if self.isolation is not None else None,
         )
         # A sub-batch gets one try: its mini-batch already failed max_retries + 1 times.
         if self.failures[batch] <= (self.limits.max_retries if batch < self.n_batches else 0):

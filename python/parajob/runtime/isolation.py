@@ -159,10 +159,17 @@ class IsolatingPlan:
         if batch < self._n:
             return self.plan.describe(batch)
         root, start, stop = self.table.piece(batch)
-        return f"sub-batch {batch}: items {start}..{stop - 1} of " + self.plan.describe(root)
+        return f"{self.label(batch)}, in " + self.plan.describe(root)
 
     def fingerprints(self) -> np.ndarray:
         return self.plan.fingerprints()
+
+    def label(self, batch: int) -> str:
+        """How logs name a batch: a sub-batch with its items and mini-batch."""
+        if batch < self._n:
+            return f"mini-batch {batch}"
+        root, start, stop = self.table.piece(batch)
+        return f"sub-batch {batch} (items {start}..{stop - 1} of mini-batch {root})"
 
     def item_name(self, root: int, index: int) -> str:
         """One item of a mini-batch, as quarantine.csv names it: the file's path, or the

@@ -144,7 +144,9 @@ def failure_line(error: str) -> str:
     lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
     if not lines:
         return ""
-    return lines[-1] if lines[0].startswith(("Traceback", "mini-batch ")) else lines[0]
+    return (
+        lines[-1] if lines[0].startswith(("Traceback", "mini-batch ", "sub-batch ")) else lines[0]
+    )
 
 
 class Progress:

@@ -110,7 +110,7 @@ class Failure:
         one line saying why the attempt ended (a timeout, a signal)."""
         error, trace = split_crash(error.strip())  # a crash: its faulthandler trace
         lines = error.strip().splitlines()
-        if lines and lines[0].startswith("mini-batch ") and lines[0].endswith(":"):
+        if lines and lines[0].startswith(("mini-batch ", "sub-batch ")) and lines[0].endswith(":"):
             lines = lines[1:]
         text = "\n".join(lines)
         error_type, message = "", lines[-1].strip() if lines else status
@@ -236,9 +236,11 @@ class AttemptLog:
         pid: int = 0,
         node_index: int = -1,
         host: str = "",
+        label: str | None = None,
     ) -> None:
         """A failed attempt's row (the driver's). ``when``: its wall-clock start and end,
-        ns since the epoch."""
+        ns since the epoch. ``label``: how job_error.txt names the batch (a sub-batch's
+        with its mini-batch); default "mini-batch <index>"."""
         first_line = error_line(error)
         start, end = iso_times(np.array(when)) if when is not None else ("", "")
         self._csv.writerow(
@@ -265,7 +267,7 @@ class AttemptLog:
                     self._errors_path, "a", encoding="utf-8", errors="backslashreplace"
                 )
             self._errors.write(
-                f"--- mini-batch {index} attempt {attempt + 1} on {node}/{process}: "
+                f"--- {label or f'mini-batch {index}'} attempt {attempt + 1} on {node}/{process}: "
                 f"{status}\n{error.rstrip()}\n"
             )
 

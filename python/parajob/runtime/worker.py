@@ -436,7 +436,9 @@ def _run_one(
                 f"run() returned {type(result).__name__}; it must return a list, a tuple "
                 "or a pandas DataFrame with one element or row per processed item\n"
             )
-            _fail(writer, error_log, process, batch, attempt, items_in, ERROR_WRONG_TYPE, detail)
+            _fail(
+                writer, error_log, process, batch, attempt, items_in, ERROR_WRONG_TYPE, detail, plan
+            )
             return
         payload = (
             encode(result)
@@ -446,9 +448,8 @@ def _run_one(
             else b""
         )
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-        _fail(
-            writer, error_log, process, batch, attempt, items_in, ERROR_RAISED, user_traceback(exc)
-        )
+        detail = user_traceback(exc)
+        _fail(writer, error_log, process, batch, attempt, items_in, ERROR_RAISED, detail, plan)
         return
     writer.add(batch, attempt, True, payload, items_in, items_out, 0, time.perf_counter() - started)
 
@@ -462,9 +463,13 @@ def _fail(
     items_in: int,
     error_code: int,
     detail: str,
+    plan: BatchPlan,
 ) -> None:
-    """End an attempt as ERRORED; its traceback goes to the error log and the spool."""
-    text = f"mini-batch {batch} attempt {attempt + 1} (process {process}):\n{detail}"
+    """End an attempt as ERRORED; its traceback goes to the error log and the spool. A
+    sub-batch of --isolate_failures is named with its mini-batch (IsolatingPlan.label)."""
+    label = getattr(plan, "label", None)
+    what = label(batch) if label is not None else f"mini-batch {batch}"
+    text = f"{what} attempt {attempt + 1} (process {process}):\n{detail}"
     append_line(error_log, text)
     writer.add(
         batch,
