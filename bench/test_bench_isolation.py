@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 from conftest import report
-from peers import measure, workloads
+from peers import jobs, measure, workloads
 
 pytest.importorskip("PIL")
 
@@ -50,25 +50,13 @@ BATCH = 100
 ISOLATE = 2
 CORRUPT_FRACTION = 0.001
 ROUNDS = int(os.environ.get("PARAJOB_BENCH_ROUNDS", "3"))
-STEP = "job"
+STEP = jobs.STEP
 LAST_JSON = Path(
     os.environ.get(
         "PARAJOB_BENCH_ISOLATION_JSON",
         str(Path(tempfile.gettempdir()) / "parajob-bench-isolation-last.json"),
     )
 )
-
-ENTRY = """\
-from work_files import image_batch, image_init
-
-
-def init():
-    image_init()
-
-
-def run(mini_batch):
-    return image_batch(mini_batch)
-"""
 
 
 def images(root: Path) -> list[Path]:
@@ -117,34 +105,16 @@ def corrupt_set(clean: Path) -> tuple[Path, list[str]]:
 
 
 def write_job(folder: Path, data: Path, program_arguments: str = "", extra: str = "") -> Path:
-    src = folder / "src"
-    src.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(workloads.__file__).parent / "work_files.py", src / "work_files.py")
-    (src / "entry.py").write_text(ENTRY, encoding="utf-8")
-    pipeline = folder / "pipeline.yml"
-    pipeline.write_text(
-        "type: pipeline\n"
-        "jobs:\n"
-        f"  {STEP}:\n"
-        "    type: parallel\n"
-        "    inputs:\n"
-        f"      data: {{type: uri_folder, path: {data}}}\n"
-        "    outputs:\n"
-        "      out: {type: uri_file}\n"
-        "    input_data: ${{inputs.data}}\n"
-        f'    mini_batch_size: "{BATCH}"\n'
-        "    resources: {instance_count: 1}\n"
-        f"    max_concurrency_per_instance: {WORKERS}\n"
-        f"{extra}"
-        "    task:\n"
-        "      type: run_function\n"
-        "      code: ./src\n"
-        "      entry_script: entry.py\n"
-        f'      program_arguments: "{program_arguments}"\n'
-        "      append_row_to: ${{outputs.out}}\n",
-        encoding="utf-8",
+    """The images workload's job (bench/peers/jobs.py) at BATCH images per mini-batch."""
+    return jobs.write_job(
+        folder,
+        "images",
+        data,
+        WORKERS,
+        mini_batch_size=str(BATCH),
+        program_arguments=program_arguments,
+        extra=extra,
     )
-    return pipeline
 
 
 def rows_of(run_dir: Path) -> list[str]:

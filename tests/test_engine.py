@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ from parajob.executors.base import (
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits
 from parajob.runtime.engine import Engine, EngineResult
+from parajob.runtime.isolation import Bisection
 from parajob.runtime.journal import (
     Accepted,
     JournalWriter,
@@ -287,11 +289,21 @@ def run_engine(
     restored: Accepted | None = None,
     options: RunOptions | None = None,
     broken_spool: frozenset[int] = frozenset(),
+    plan: Any = None,
+    extra_slots: int = 0,
+    executor: Callable[[_core.DispatchRegion, StepLayout], FakeExecutor] | None = None,
+    isolation: Bisection | None = None,
 ) -> Ran:
+    """plan: instead of FakePlan(n); extra_slots: region slots after the n mini-batches
+    (isolation's sub-batches); executor: makes the fake instead of FakeExecutor."""
     layout = StepLayout(tmp_path / "step")
     layout.create()
-    region = _core.DispatchRegion(n, workers, -1)
-    fake = FakeExecutor(region, layout, list(script), set(broken_spool))
+    region = _core.DispatchRegion(n + extra_slots, workers, -1)
+    fake = (
+        executor(region, layout)
+        if executor is not None
+        else FakeExecutor(region, layout, list(script), set(broken_spool))
+    )
     attempt_log = AttemptLog(layout)
     progress = Progress(layout, "step", n, quiet=True)
     journal = JournalWriter(
@@ -300,7 +312,7 @@ def run_engine(
     engine = Engine(
         fake,
         region,
-        FakePlan(n),
+        plan if plan is not None else FakePlan(n),
         layout,
         1,
         workers,  # type: ignore[arg-type]
@@ -310,6 +322,7 @@ def run_engine(
         journal,
         restored if restored is not None else Accepted.none(),
         options=options,
+        isolation=isolation,
     )
     try:
         result = engine.run()

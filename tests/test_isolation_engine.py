@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from test_engine import FakeExecutor
+from test_engine import FakeExecutor, run_engine
 
 from parajob import _core
 from parajob.errors import SpecError
 from parajob.executors.base import Event, ExitStatus, WorkerDied
 from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits
-from parajob.runtime.engine import Engine, EngineResult
+from parajob.runtime.engine import EngineResult
 from parajob.runtime.isolation import (
     Bisection,
     IsolatingPlan,
@@ -36,13 +36,11 @@ from parajob.runtime.journal import (
     MAGIC,
     RECORD,
     Accepted,
-    JournalWriter,
     journal_path,
     journal_start,
     read_journal,
 )
 from parajob.runtime.layout import StepLayout
-from parajob.runtime.report import AttemptLog, Progress
 from parajob.runtime.skip_items import SkippingPlan, find, read_skip_list
 
 S = _core.BatchState
@@ -117,40 +115,30 @@ def run_isolated(
     max_retries: int = 1,
     limits: Limits | None = None,
 ) -> tuple[EngineResult, _core.DispatchRegion, Bisection, StepLayout]:
-    layout = StepLayout(tmp_path / "step")
-    layout.create()
-    table = PieceTable(plan.n_batches, capacity)
-    isolating = IsolatingPlan(plan, table)
+    """test_engine.run_engine with a PoisonExecutor, the plan behind an IsolatingPlan and
+    ``capacity`` sub-batch slots."""
+    isolating = IsolatingPlan(plan, PieceTable(plan.n_batches, capacity))
     bisection = Bisection(isolating, n_quarantined)
-    region = _core.DispatchRegion(plan.n_batches + capacity, 2, -1)
-    fake = PoisonExecutor(region, layout, [])
-    fake.plan, fake.poison, fake.everything = isolating, frozenset(map(str, poison)), everything
-    attempt_log = AttemptLog(layout)
-    progress = Progress(layout, "step", plan.n_batches, quiet=True)
-    resumed = restored is not None and journal_path(layout.root).exists()
-    start = None if resumed else journal_start(b"", plan.n_batches, plan.n_items)
-    journal = JournalWriter(journal_path(layout.root), layout.spool_dir, start)
-    engine = Engine(
-        fake,
-        region,
-        isolating,  # type: ignore[arg-type]
-        layout,
-        1,
-        2,
-        limits or Limits(max_retries=max_retries),
-        attempt_log,
-        progress,
-        journal,
-        restored if restored is not None else Accepted.none(),
+
+    def poisoned(region: _core.DispatchRegion, layout: StepLayout) -> FakeExecutor:
+        fake = PoisonExecutor(region, layout, [])
+        fake.plan, fake.everything = isolating, everything
+        fake.poison = frozenset(map(str, poison))
+        return fake
+
+    ran = run_engine(
+        tmp_path,
+        plan.n_batches,
+        [],
+        workers=2,
+        limits=limits or Limits(max_retries=max_retries),
+        restored=restored,
+        plan=isolating,
+        extra_slots=capacity,
+        executor=poisoned,
         isolation=bisection,
     )
-    try:
-        result = engine.run()
-    finally:
-        journal.close()
-        attempt_log.close()
-        progress.close()
-    return result, region, bisection, layout
+    return ran.result, ran.region, bisection, ran.layout
 
 
 def output_items(

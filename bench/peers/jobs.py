@@ -65,8 +65,19 @@ def entry_script(workload: str) -> str:
     return ENTRIES["partitions" if workload == "partitions" else "table"]
 
 
-def write_job(folder: Path, workload: str, data: Path, workers: int = WORKERS) -> Path:
-    """The pipeline of one workload over data (a folder, or an MLTable folder)."""
+def write_job(
+    folder: Path,
+    workload: str,
+    data: Path,
+    workers: int = WORKERS,
+    *,
+    mini_batch_size: str | None = None,
+    program_arguments: str = "",
+    extra: str = "",
+) -> Path:
+    """The pipeline of one workload over data (a folder, or an MLTable folder).
+    mini_batch_size: instead of the workload's; program_arguments: the task's; extra: YAML
+    lines added to the step (indented 4)."""
     src = folder / "src"
     src.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).parent
@@ -80,7 +91,8 @@ def write_job(folder: Path, workload: str, data: Path, workers: int = WORKERS) -
     if workload == "partitions":
         split = "    partition_keys: [store, brand]\n"
     else:
-        split = f'    mini_batch_size: "{SIZES[workload]}"\n'
+        split = f'    mini_batch_size: "{mini_batch_size or SIZES[workload]}"\n'
+    arguments = f'      program_arguments: "{program_arguments}"\n' if program_arguments else ""
     pipeline = folder / "pipeline.yml"
     pipeline.write_text(
         "type: pipeline\n"
@@ -95,10 +107,12 @@ def write_job(folder: Path, workload: str, data: Path, workers: int = WORKERS) -
         f"{split}"
         "    resources: {instance_count: 1}\n"
         f"    max_concurrency_per_instance: {workers}\n"
+        f"{extra}"
         "    task:\n"
         "      type: run_function\n"
         "      code: ./src\n"
         "      entry_script: entry.py\n"
+        f"{arguments}"
         "      append_row_to: ${{outputs.out}}\n",
         encoding="utf-8",
     )

@@ -31,3 +31,38 @@ class BatchPlan(Protocol):
         size and mtime; byte / row ranges; partition keys), equal on every run of an
         unchanged input (data/fingerprints.py). Called in the driver only, once per run."""
         ...
+
+
+class WrappedPlan:
+    """A plan over another, answering as it does; subclasses change what they add
+    (runtime/isolation.py's sub-batches, runtime/skip_items.py's left-out items)."""
+
+    def __init__(self, plan: BatchPlan) -> None:
+        self.plan = plan
+
+    @property
+    def loads_data(self) -> bool:
+        return self.plan.loads_data
+
+    @property
+    def n_batches(self) -> int:
+        return self.plan.n_batches
+
+    @property
+    def n_items(self) -> int:
+        return self.plan.n_items
+
+    def materialise(self, batch: int) -> Any:
+        return self.plan.materialise(batch)
+
+    def items_in(self, batch: int) -> int:
+        return self.plan.items_in(batch)
+
+    def partition_key_value(self, batch: int) -> dict[str, Any] | None:
+        return self.plan.partition_key_value(batch)
+
+    def describe(self, batch: int) -> str:
+        return self.plan.describe(batch)
+
+    def fingerprints(self) -> np.ndarray:
+        return self.plan.fingerprints()

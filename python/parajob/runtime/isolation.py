@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from parajob.data.batch_plan import BatchPlan
+from parajob.data.batch_plan import BatchPlan, WrappedPlan
 from parajob.runtime.failures import error_line
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.spool import write_atomically
@@ -116,26 +116,14 @@ def slice_items(items: Any, start: int, stop: int) -> Any:
     return items[start:stop]
 
 
-class IsolatingPlan:
+class IsolatingPlan(WrappedPlan):
     """A BatchPlan that also answers for sub-batches (ids >= n_batches), read through the
     PieceTable. What workers and the engine are given when isolation is on."""
 
     def __init__(self, plan: BatchPlan, table: PieceTable) -> None:
-        self.plan = plan
+        super().__init__(plan)
         self.table = table
         self._n = plan.n_batches
-
-    @property
-    def loads_data(self) -> bool:
-        return self.plan.loads_data
-
-    @property
-    def n_batches(self) -> int:
-        return self._n
-
-    @property
-    def n_items(self) -> int:
-        return self.plan.n_items
 
     def root_of(self, batch: int) -> int:
         return batch if batch < self._n else self.table.piece(batch)[0]
@@ -160,9 +148,6 @@ class IsolatingPlan:
             return self.plan.describe(batch)
         root, start, stop = self.table.piece(batch)
         return f"{self.label(batch)}, in " + self.plan.describe(root)
-
-    def fingerprints(self) -> np.ndarray:
-        return self.plan.fingerprints()
 
     def label(self, batch: int) -> str:
         """How logs name a batch: a sub-batch with its items and mini-batch."""

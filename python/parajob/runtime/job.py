@@ -555,20 +555,20 @@ def isolate_failures(step: ParallelStep, options: RunOptions, on_cluster: bool) 
     if n is None:
         n = step.runtime_args.isolate_failures
     if n and on_cluster:
-        raise SpecError(
-            [
-                Diagnostic(
-                    str(step.file),
-                    step.line,
-                    None,
-                    f"jobs.{step.name}",
-                    f"--isolate_failures {n} cannot be used on a Dask cluster yet",
-                    "run this step on this machine (drop its --compute mapping), or leave "
-                    "--isolate_failures out",
-                )
-            ]
+        raise _step_error(
+            step,
+            f"--isolate_failures {n} cannot be used on a Dask cluster yet",
+            "run this step on this machine (drop its --compute mapping), or leave "
+            "--isolate_failures out",
         )
     return n
+
+
+def _step_error(step: ParallelStep | CommandStep, message: str, hint: str) -> SpecError:
+    """Bad input about a whole step, placed at its line of the pipeline."""
+    return SpecError(
+        [Diagnostic(str(step.file), step.line, None, f"jobs.{step.name}", message, hint)]
+    )
 
 
 def _skipped(
@@ -809,19 +809,11 @@ def check_step_folder_fresh(step: ParallelStep | CommandStep, run_dir: Path) -> 
     runner makes for the step just before it runs (docs/contract.md §1.3)."""
     root = run_dir / step.name
     if root.exists() and any(p.name != "inputs" for p in root.iterdir()):
-        raise SpecError(
-            [
-                Diagnostic(
-                    str(step.file),
-                    step.line,
-                    None,
-                    f"jobs.{step.name}",
-                    f"the run folder already holds step {step.name!r}: {root}",
-                    "resume it with `parajob run --resume RUN_DIR` "
-                    "(parajob.run(run_dir=..., resume=True)), or choose "
-                    "another --run-dir (run_dir=)",
-                )
-            ]
+        raise _step_error(
+            step,
+            f"the run folder already holds step {step.name!r}: {root}",
+            "resume it with `parajob run --resume RUN_DIR` "
+            "(parajob.run(run_dir=..., resume=True)), or choose another --run-dir (run_dir=)",
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from parajob import terminal
-from parajob.data.batch_plan import BatchPlan
+from parajob.data.batch_plan import BatchPlan, WrappedPlan
 from parajob.data.fingerprints import blake2b  # not hashlib: see there
 from parajob.errors import Diagnostic, SpecError
 from parajob.runtime.isolation import QUARANTINE_COLUMNS, IsolatingPlan, PieceTable
@@ -110,22 +110,14 @@ def find(plan: BatchPlan, rows: list[tuple[int, int, str]], step: str) -> dict[i
     return skip
 
 
-class SkippingPlan:
+class SkippingPlan(WrappedPlan):
     """A BatchPlan without some items of some mini-batches (same mini-batches, fewer
     items in them)."""
 
     def __init__(self, plan: BatchPlan, skip: dict[int, set[int]]) -> None:
-        self.plan = plan
+        super().__init__(plan)
         self.skip = {b: np.array(sorted(s), dtype=np.int64) for b, s in skip.items()}
         self._n_items = plan.n_items - sum(len(s) for s in skip.values())
-
-    @property
-    def loads_data(self) -> bool:
-        return self.plan.loads_data
-
-    @property
-    def n_batches(self) -> int:
-        return self.plan.n_batches
 
     @property
     def n_items(self) -> int:
@@ -145,13 +137,7 @@ class SkippingPlan:
         drop = self.skip.get(batch)
         return self.plan.items_in(batch) - (0 if drop is None else len(drop))
 
-    def partition_key_value(self, batch: int) -> dict[str, Any] | None:
-        return self.plan.partition_key_value(batch)
-
     def describe(self, batch: int) -> str:
         text = self.plan.describe(batch)
         drop = self.skip.get(batch)
         return text if drop is None else f"{text}\n  ({len(drop)} item(s) left out: --skip-items)"
-
-    def fingerprints(self) -> np.ndarray:
-        return self.plan.fingerprints()
