@@ -63,7 +63,7 @@ from parajob.runtime import shm_view
 from parajob.runtime.accounting import Limits, Tally
 from parajob.runtime.computes import given_computes
 from parajob.runtime.failures import crash_trace, init_traceback, resume_command
-from parajob.runtime.isolation import Bisection, Quarantined, Settled
+from parajob.runtime.isolation import Bisected, Bisection, Quarantined
 from parajob.runtime.journal import Accepted, JournalWriter
 from parajob.runtime.layout import StepLayout
 from parajob.runtime.monitor import Monitor
@@ -625,26 +625,31 @@ class Engine:
         if self.failures[batch] <= (self.limits.max_retries if batch < self.n_batches else 0):
             self._queue_next(batch, attempt)
             return
-        if self.isolation is not None and self._isolate(batch, worker, status, error):
-            return
+        # FAILED for good, or split or quarantined (isolation): never queued nor merged.
         if not self.region.mark_failed(batch):
             raise RuntimeError(
                 f"internal error: mini-batch {batch} cannot be failed from state "
                 f"{self.region.batch_state(batch)}"
             )
+        if self.isolation is not None and self._isolate(batch, worker, status, error):
+            return
         self.tally.fail_for_good(batch, n_items)
+        tries = int(self.failures[batch])
+        self._record_failure(
+            batch, tries, status, error, f"failed {tries} times; last attempt {status}:\n{error}"
+        )
+
+    def _record_failure(
+        self, batch: int, attempts: int, status: str, error: str, summary: str
+    ) -> None:
+        """A mini-batch that failed for good (or ended with quarantined items): its
+        structured record, and the step's first failure (its inputs, then ``summary``)."""
         if len(self.failed_for_good) < MAX_FAILURE_RECORDS:
             self.failed_for_good.append(
-                Failure.of(
-                    batch, self.describe_batch(batch), int(self.failures[batch]), status, error
-                )
+                Failure.of(batch, self.describe_batch(batch), attempts, status, error)
             )
         if self.first_failure is None:
-            self.first_failure = (
-                f"{self.describe_batch(batch)}\nfailed "
-                f"{int(self.failures[batch])} times; "
-                f"last attempt {status}:\n{error}"
-            )
+            self.first_failure = f"{self.describe_batch(batch)}\n{summary}"
 
     # ---- isolation (runtime/isolation.py) ------------------------------------------------
 
@@ -667,11 +672,6 @@ class Engine:
             )
         if decision is None:
             return False
-        if not self.region.mark_failed(batch):  # a split or quarantined piece: never merged
-            raise RuntimeError(
-                f"internal error: mini-batch {batch} cannot be failed from state "
-                f"{self.region.batch_state(batch)}"
-            )
         for child in decision.children:
             self._queue_piece(child)
         if decision.settled is not None:
@@ -685,7 +685,7 @@ class Engine:
                 f"{self.region.batch_state(piece)})"
             )
 
-    def _settle(self, done: Settled) -> None:
+    def _settle(self, done: Bisected) -> None:
         """A bisected mini-batch with no piece left running: count it. Abandoned, it fails
         as without isolation: its accepted pieces leave the merge (DONE -> CRASHED) and the
         journal forgets them (after their own records, so that a resume runs it whole)."""
@@ -720,13 +720,7 @@ class Engine:
                 f"{n_quarantined} item(s) quarantined (logs/quarantine.csv); the first, "
                 f"{first.item}, {first.status}:\n{first.error}"
             )
-        attempts = int(self.failures[root]) + done.attempts
-        if len(self.failed_for_good) < MAX_FAILURE_RECORDS:
-            self.failed_for_good.append(
-                Failure.of(root, self.describe_batch(root), attempts, status, error)
-            )
-        if self.first_failure is None:
-            self.first_failure = f"{self.describe_batch(root)}\n{error}"
+        self._record_failure(root, int(self.failures[root]) + done.attempts, status, error, error)
 
     def _queue_next(self, batch: int, attempt: int) -> None:
         if not self.region.enqueue(batch, attempt + 1):

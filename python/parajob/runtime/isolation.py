@@ -5,7 +5,7 @@ quarantined; the good pieces complete normally (docs/contract.md §4.6).
     Engine._end_attempt, retries spent --> Bisection.failed(batch) --> Decision:
         split: two children (PieceTable rows written, then queued) | quarantined | ignored
     Engine._accept, sub-batches        --> Bisection.accepted(pieces)
-    either, when a mini-batch has no piece left running --> Settled (the engine's tally)
+    either, when a mini-batch has no piece left running --> its Bisected (the engine's tally)
 
     driver: PieceTable.rows[sub - n] = (root, start, stop), then enqueue(sub)
     worker: IsolatingPlan.materialise(sub) = plan.materialise(root)[start:stop]
@@ -146,8 +146,7 @@ class IsolatingPlan(WrappedPlan):
     def describe(self, batch: int) -> str:
         if batch < self._n:
             return self.plan.describe(batch)
-        root, start, stop = self.table.piece(batch)
-        return f"{self.label(batch)}, in " + self.plan.describe(root)
+        return f"{self.label(batch)}, in " + self.plan.describe(self.root_of(batch))
 
     def label(self, batch: int) -> str:
         """How logs name a batch: a sub-batch with its items and mini-batch."""
@@ -179,16 +178,19 @@ class Quarantined:
 
 
 @dataclass
-class _Root:
-    """A mini-batch under bisection."""
+class Bisected:
+    """A mini-batch under bisection. Once no piece of it is left running (``settled``), the
+    engine counts it from these fields."""
 
+    batch: int
     size: int
     open: int = 0  # its pieces queued or running
     failed_at: Counter[int] = field(default_factory=Counter)  # depth -> pieces failed there
     attempts: int = 0  # charged sub-batch attempts
-    items_out: int = 0  # what its accepted pieces returned
-    pieces_in: int = 0  # ... for how many items
-    accepted: list[int] = field(default_factory=list)  # accepted sub-batch ids
+    items_in: int = 0  # items its accepted pieces held
+    items_out: int = 0  # rows they returned
+    accepted: list[int] = field(default_factory=list)  # accepted sub-batch ids (their rows
+    # are dropped when it is abandoned)
     quarantined: list[Quarantined] = field(default_factory=list)
     abandoned: str | None = None  # why splitting stopped: it fails as without isolation
     status: str = ""  # how the mini-batch's own last attempt ended
@@ -196,32 +198,12 @@ class _Root:
     settled: bool = False  # no piece of it left running: counted
 
 
-def _place(q: Quarantined) -> tuple[int, int]:
-    return q.mini_batch, q.item_index
-
-
-@dataclass(frozen=True)
-class Settled:
-    """A bisected mini-batch with no piece left running: what the tally counts for it."""
-
-    batch: int
-    size: int
-    items_in: int  # items its accepted pieces held
-    items_out: int  # rows they returned
-    quarantined: list[Quarantined]
-    abandoned: str | None  # not None: it fails as without isolation
-    accepted: list[int]  # its accepted sub-batches (their rows are dropped when abandoned)
-    attempts: int  # charged sub-batch attempts
-    status: str  # how the mini-batch's own last attempt ended
-    error: str
-
-
 @dataclass(frozen=True)
 class Decision:
     """What the engine does with a batch whose tries are spent, isolation on."""
 
     children: list[int]  # sub-batches to queue (their table rows are written)
-    settled: Settled | None = None
+    settled: Bisected | None = None  # its mini-batch, when no piece of it is left running
 
 
 class Bisection:
@@ -232,13 +214,10 @@ class Bisection:
         self.table = plan.table
         self.n = plan.n_batches
         self.max_quarantined = max_quarantined
-        self.roots: dict[int, _Root] = {}
+        self.roots: dict[int, Bisected] = {}
         self.depth = np.zeros(self.table.capacity, dtype=np.int16)
         self.used = 0  # sub-batch slots handed out
         self.out_of_slots = False  # the job-wide cap was reached (a warning, once)
-
-    def is_piece(self, batch: int) -> bool:
-        return batch >= self.n
 
     def failed(self, batch: int, status: str, error: str, log_file: str) -> Decision | None:
         """A batch that will not be tried again (``error``: its last attempt's). None: it
@@ -249,11 +228,11 @@ class Bisection:
                 return None
             if size > 1 and not self._room(2):
                 return None
-            root = self.roots[batch] = _Root(size, status=status, error=error)
+            root = self.roots[batch] = Bisected(batch, size, status=status, error=error)
             root.failed_at[0] = 1
             if size == 1:
                 root.quarantined.append(self._quarantine(batch, 0, status, error, log_file))
-                return Decision([], self._settled(batch, root))
+                return Decision([], self._settled(root))
             return Decision(self._split(batch, root, 0, size, 1))
         rid, start, stop = self.table.piece(batch)
         root = self.roots[rid]
@@ -286,11 +265,11 @@ class Bisection:
                     f"the step's {self.table.capacity} sub-batches were all used: it fails as a "
                     "whole"
                 )
-        return Decision(children, self._settled(rid, root) if root.open == 0 else None)
+        return Decision(children, self._settled(root) if root.open == 0 else None)
 
     def accepted(
         self, batches: list[int], items_in: list[int], items_out: list[int]
-    ) -> list[Settled]:
+    ) -> list[Bisected]:
         """Accepted sub-batches; the mini-batches that settled with them."""
         settled = []
         for batch, n_in, n_out in zip(batches, items_in, items_out, strict=True):
@@ -298,16 +277,16 @@ class Bisection:
             root = self.roots[rid]
             root.open -= 1
             root.attempts += 1
-            root.pieces_in += n_in
+            root.items_in += n_in
             root.items_out += n_out
             root.accepted.append(batch)
             if root.open == 0:
-                settled.append(self._settled(rid, root))
+                settled.append(self._settled(root))
         return settled
 
     def restore(
         self, pieces: np.ndarray, items_in: np.ndarray, items_out: np.ndarray
-    ) -> tuple[list[int], list[Settled]]:
+    ) -> tuple[list[int], list[Bisected]]:
         """On resume: the journalled accepted pieces (rows of sub id, root, start, stop)
         take their slots again; the rest of each of their mini-batches (what failed, or had
         not run yet) is queued again as pieces at depth 1, bisected anew if it fails.
@@ -317,13 +296,13 @@ class Bisection:
         self.used = int(pieces[:, 0].max()) - self.n + 1
         self.table.rows[pieces[:, 0] - self.n] = pieces[:, 1:]
         queue: list[int] = []
-        settled: list[Settled] = []
+        settled: list[Bisected] = []
         order = np.lexsort((pieces[:, 2], pieces[:, 1]))
         by_root: dict[int, list[int]] = {}
         for i in order.tolist():
             by_root.setdefault(int(pieces[i, 1]), []).append(i)
         for rid, rows in by_root.items():
-            root = self.roots[rid] = _Root(self.plan.items_in(rid))
+            root = self.roots[rid] = Bisected(rid, self.plan.items_in(rid))
             root.failed_at[0] = 1
             at = 0
             gaps = []
@@ -333,7 +312,7 @@ class Bisection:
                     gaps.append((at, start))
                 at = stop
                 root.accepted.append(int(pieces[i, 0]))
-                root.pieces_in += int(items_in[i])
+                root.items_in += int(items_in[i])
                 root.items_out += int(items_out[i])
             if at < root.size:
                 gaps.append((at, root.size))
@@ -344,13 +323,14 @@ class Bisection:
                 queue.append(self._piece(rid, start, stop, 1))
                 root.open += 1
             if root.open == 0:
-                settled.append(self._settled(rid, root))
+                settled.append(self._settled(root))
         return queue, settled
 
     @property
     def quarantined(self) -> list[Quarantined]:
-        kept = [self.roots[r] for r in sorted(self.roots) if self.roots[r].abandoned is None]
-        return sorted((q for root in kept for q in root.quarantined), key=_place)
+        """In mini-batch and item order (quarantine.csv's); none of an abandoned one."""
+        kept = (r for r in self.roots.values() if r.abandoned is None)
+        return sorted((q for r in kept for q in r.quarantined), key=_place)
 
     def unsettled(self) -> set[int]:
         """Mini-batches whose bisection has not ended (a job stopped by a limit): their
@@ -363,7 +343,7 @@ class Bisection:
         self.out_of_slots = True
         return False
 
-    def _split(self, rid: int, root: _Root, start: int, stop: int, depth: int) -> list[int]:
+    def _split(self, rid: int, root: Bisected, start: int, stop: int, depth: int) -> list[int]:
         middle = start + (stop - start) // 2
         children = [self._piece(rid, start, middle, depth), self._piece(rid, middle, stop, depth)]
         root.open += 2
@@ -383,46 +363,36 @@ class Bisection:
             item = f"item {index} of mini-batch {rid} ({exc})"
         return Quarantined(rid, index, item, status, error, log)
 
-    def _settled(self, rid: int, root: _Root) -> Settled:
+    def _settled(self, root: Bisected) -> Bisected:
         root.settled = True
         if root.abandoned is None and root.size > 1 and len(root.quarantined) * 2 > root.size:
             root.abandoned = (
                 f"{len(root.quarantined)} of its {root.size} items failed alone: more than half "
                 "of it, so it fails as a whole"
             )
-        return Settled(
-            rid,
-            root.size,
-            root.pieces_in,
-            root.items_out,
-            list(root.quarantined),
-            root.abandoned,
-            list(root.accepted),
-            root.attempts,
-            root.status,
-            root.error,
-        )
+        return root
+
+
+def _place(q: Quarantined) -> tuple[int, int]:
+    return q.mini_batch, q.item_index
 
 
 MAX_ERROR_CHARS = 2000  # of an error's line in quarantine.csv (job_result.json has it all)
 QUARANTINE_COLUMNS = ("step", "mini_batch", "item_index", "item", "status", "error", "log_file")
 
 
-def quarantine_path(logs: Path) -> Path:
-    return logs / "quarantine.csv"
-
-
 def write_quarantine(layout: StepLayout, step: str, items: list[Quarantined]) -> None:
     """logs/quarantine.csv: one row per quarantined item (a header only when none), in
-    mini-batch and item order; ``parajob run --skip-items`` reads it back. Atomic."""
+    the order given (Bisection.quarantined: mini-batch and item order); ``parajob run
+    --skip-items`` reads it back. Atomic."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             out = csv.writer(f)
             out.writerow(QUARANTINE_COLUMNS)
-            for q in sorted(items, key=_place):
+            for q in items:
                 first = error_line(q.error)[:MAX_ERROR_CHARS]  # csv reads 128 KiB a field
                 row = [step, q.mini_batch, q.item_index, q.item, q.status, first, q.log_file]
                 out.writerow(row)
 
-    write_atomically(quarantine_path(layout.logs), write)
+    write_atomically(layout.quarantine_csv, write)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+QUARANTINE_CSV = "quarantine.csv"  # in logs/, with --isolate_failures (runtime/isolation.py)
+
 README = """\
 parajob logs of step {step}
 
@@ -42,6 +44,9 @@ Only when asked for:
   sys/profile/<node>/processNNN.<id>.prof and .txt
                         --profiling_module cProfile: each worker's run() profile (pstats)
                         and its top 20 functions
+  quarantine.csv        --isolate_failures N: the items that failed alone (step,
+                        mini_batch, item_index, item, status, error, log_file);
+                        `parajob run --skip-items` reads it back
   sys/nodes.txt         --compute NAME=ADDRESS (a Dask cluster): the host of each node
   <run>/logs/{step}/
                         --copy_logs_to_parent True: job_result.txt, job_result.json and the
@@ -84,6 +89,10 @@ class StepLayout:
     @property
     def job_error(self) -> Path:
         return self.logs / "job_error.txt"
+
+    @property
+    def quarantine_csv(self) -> Path:
+        return self.logs / QUARANTINE_CSV
 
     @property
     def processed_csv(self) -> Path:

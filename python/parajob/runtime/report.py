@@ -16,7 +16,7 @@ from parajob import _core, terminal
 from parajob.executors.base import NodeHost
 from parajob.runtime.accounting import Tally
 from parajob.runtime.failures import error_line, split_crash
-from parajob.runtime.layout import StepLayout
+from parajob.runtime.layout import QUARANTINE_CSV, StepLayout
 from parajob.runtime.progress import Progress as Progress  # re-exported: its old home
 from parajob.runtime.spool import write_atomically
 
@@ -170,7 +170,7 @@ class Outcome:
             more = f" and {len(self.quarantined) - 3} more" if len(self.quarantined) > 3 else ""
             lines.append(
                 f"quarantined:          {len(self.quarantined)} item(s): {shown}{more} "
-                f"({self.logs / 'quarantine.csv'})"
+                f"({self.logs / QUARANTINE_CSV})"
             )
         if self.first_failure:
             title = (

@@ -53,7 +53,7 @@ from parajob.runner import (
 from parajob.runtime.computes import unused_computes, with_file_computes
 from parajob.runtime.options import RunOptions
 from parajob.runtime.run_folder import RunFolder, missing_ancestors
-from parajob.runtime.skip_items import read_skip_list
+from parajob.runtime.skip_items import read_skip_list, skip_list_error
 from parajob.runtime.spool import write_atomically
 from parajob.spec.model import Pipeline
 
@@ -352,6 +352,8 @@ def _load(
         )
     else:
         options = _with_skip_copy(request.options, run_dir, wrote)
+    # Read once, here: a list that is no quarantine.csv is refused before anything starts.
+    skip_steps = set(read_skip_list(options.skip_items)) if options.skip_items else set()
     assert pipeline_file is not None
     pipeline = load_pipeline(
         pipeline_file, run_dir=run_dir, datastores=folders, overrides=overrides
@@ -376,27 +378,27 @@ def _load(
     record_run(
         run_dir, pipeline_file, overrides, folders, options.isolate_failures, options.skip_items
     )
-    if options.skip_items is not None:
-        listed = set(read_skip_list(options.skip_items)) - set(pipeline.jobs)
+    if skip_steps - set(pipeline.jobs):
         shown = request.options.skip_items or options.skip_items  # not the run's copy
-        if listed:
-            warn(
-                f"parajob: warning: --skip-items {shown} names step(s) this "
-                f"pipeline does not have: {', '.join(sorted(listed))}"
-            )
+        warn(
+            f"parajob: warning: --skip-items {shown} names step(s) this pipeline does not "
+            f"have: {', '.join(sorted(skip_steps - set(pipeline.jobs)))}"
+        )
     return pipeline, options
 
 
 def _with_skip_copy(options: RunOptions, run_dir: Path, wrote: list[Path]) -> RunOptions:
-    """A fresh run's --skip-items, checked (SpecError) and copied into the run folder: a
-    resume skips the same items even if the file changes or goes meanwhile."""
+    """A fresh run's --skip-items, copied into the run folder: a resume skips the same items
+    even if the file changes or goes meanwhile."""
     if options.skip_items is None:
         return options
     given = options.skip_items
-    read_skip_list(given)  # bad input: refused before anything starts
     copy = run_dir / SKIP_ITEMS
     wrote.append(copy)
-    write_atomically(copy, lambda tmp: shutil.copyfile(given, tmp))
+    try:
+        write_atomically(copy, lambda tmp: shutil.copyfile(given, tmp))
+    except OSError as exc:
+        raise skip_list_error(given, f"cannot be read: {exc.strerror or exc}") from None
     return replace(options, skip_items=copy)
 
 

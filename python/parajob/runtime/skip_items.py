@@ -27,25 +27,22 @@ from parajob.runtime.isolation import QUARANTINE_COLUMNS, IsolatingPlan, PieceTa
 NEEDED = ("step", "mini_batch", "item_index", "item")
 
 
+def skip_list_error(path: Path, message: str, line: int | None = None) -> SpecError:
+    """Bad input about a --skip-items file (exit 2), with the fix."""
+    hint = (
+        "give the logs/quarantine.csv of an earlier run's step (columns "
+        + ",".join(QUARANTINE_COLUMNS)
+        + ")"
+    )
+    return SpecError([Diagnostic(str(path), line, None, "--skip-items", message, hint)])
+
+
 def read_skip_list(path: Path) -> dict[str, list[tuple[int, int, str]]]:
     """step -> (mini-batch, item position, item) of each row. SpecError (exit 2) for a
     file that is not a quarantine.csv."""
 
     def bad(message: str, line: int | None = None) -> SpecError:
-        return SpecError(
-            [
-                Diagnostic(
-                    str(path),
-                    line,
-                    None,
-                    "--skip-items",
-                    message,
-                    "give the logs/quarantine.csv of an earlier run's step (columns "
-                    + ",".join(QUARANTINE_COLUMNS)
-                    + ")",
-                )
-            ]
-        )
+        return skip_list_error(path, message, line)
 
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
